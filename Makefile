@@ -1,0 +1,28 @@
+# Set-up on a fresh machine: `make demo` runs the main job, `make test` runs the tests.
+# Each creates the virtual environment .venv in the checkout on first use.
+# TORCH_SPEC pins the CPU build that this kind of machine has on disk; on a GPU machine use e.g.
+#   make test TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cu124"
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+PY := $(VENV)/bin/python
+
+.PHONY: venv demo test bench asv-quick dashboard clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH_SPEC)
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: venv
+	$(PY) -m sslbench demo
+
+test: venv
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) .asv .pytest_cache

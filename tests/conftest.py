@@ -1,0 +1,17 @@
+import os
+import sys
+
+import pytest
+import torch
+
+# tests import helpers (references, the distributed harness) from this folder
+sys.path.insert(0, os.path.dirname(__file__))
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
