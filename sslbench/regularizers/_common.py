@@ -193,7 +193,7 @@ def as_views(
 def full_precision(t: Tensor):
     """Switch autocast off for the device of ``t`` (the loss is computed in float32/float64)."""
     device_type = t.device.type
-    if device_type in ("cuda", "cpu", "xpu", "mps") and torch.is_autocast_available(device_type):
+    if device_type in ("cuda", "cpu", "xpu", "mps") and torch.amp.is_autocast_available(device_type):
         with torch.autocast(device_type=device_type, enabled=False):
             yield
     else:
