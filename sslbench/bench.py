@@ -1,0 +1,381 @@
+"""``sslbench bench``: a grid of regularizer micro-benchmarks (forward + backward) written as records.
+
+Each case is one regularizer at one shape: D features, N samples per view, V views, on one device and dtype
+(and, for the regularizers with an ``algorithm`` hyper-parameter, one algorithm). The step measured is what a
+training step pays for the loss::
+
+    out = reg(z_1, ..., z_V)            # symmetric regularizers
+    out = reg(online_views, target_views)   # byol, directpred, isoloss (symmetric = False)
+    out.loss.backward()
+
+on random float inputs that require grad (the targets of the asymmetric ones do not). Set-up (inputs, module)
+is not timed. Measurement is :func:`sslbench.measure.measure`: on the CPU each case runs in a fresh process
+(:func:`sslbench.measure.measure_in_subprocess`) so that its peak resident memory is its own; on CUDA it runs in
+this process with the allocator's peak statistics reset per case (``--isolate always`` uses a process per case
+there too).
+
+Records (``sslbench.results``) have ``kind="regularizer_bench"``, case keys ``regularizer, algorithm (if any),
+dim, batch, views, device, dtype`` (and ``hparams`` when some were given) and metrics ``time_median_s,
+time_iqr_s, time_min_s, repeats, peak_rss_bytes`` (CPU) or ``cuda_max_allocated_bytes,
+cuda_max_reserved_bytes, nvml_peak_used_bytes`` (CUDA), among others. The store is appended to, so a grid that
+was interrupted resumes where it stopped: cases with a final status measured on the same setup (device name,
+torch version, threads) are skipped; ``--no-resume`` re-measures.
+
+Examples::
+
+    sslbench bench --regularizers barlow_twins vicreg --dims 128 512 2048 --batches 256
+    sslbench bench --regularizers barlow_twins --algorithms cross_correlation gram --dims 256 4096 --batches 128 2048
+    sslbench bench --dry-run                      # list the cases
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import itertools
+import json
+import sys
+import time
+from typing import Any, Callable, Iterable
+
+import torch
+
+from sslbench import regularizers
+from sslbench.measure import Measurement, environment, measure, measure_in_subprocess
+from sslbench.results import append_record, case_id, completed_ids, read_records
+
+__all__ = [
+    "KIND",
+    "DEFAULT_OUT",
+    "DTYPES",
+    "accepts",
+    "make_inputs",
+    "make_regularizer",
+    "make_step",
+    "bench_case",
+    "iter_cases",
+    "run_case",
+    "add_arguments",
+    "run",
+]
+
+KIND = "regularizer_bench"
+DEFAULT_OUT = "results/runs/bench.jsonl"
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# hyper-parameters that take the embedding size when a regularizer needs it at construction
+_DIM_HPARAMS = ("dim",)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# One case: inputs, module, step
+# --------------------------------------------------------------------------------------------------------------
+def resolve_device(device: str) -> str:
+    """"auto" → "cuda" when CUDA is available, else "cpu"; other names are checked."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r}: CUDA is not available here; use --device cpu (or auto)")
+    return str(dev)
+
+
+def accepts(name: str, hparam: str) -> bool:
+    """Whether regularizer ``name`` has the hyper-parameter ``hparam`` (False when its module does not import)."""
+    try:
+        return hparam in regularizers.hparam_names(name)
+    except Exception:  # noqa: BLE001 - a module that does not import accepts nothing
+        return False
+
+
+def is_symmetric(name: str) -> bool:
+    return bool(getattr(regularizers.get_class(name), "symmetric", True))
+
+
+def make_inputs(
+    name: str, dim: int, batch: int, views: int, *, device: str = "cpu", dtype: str = "float32", seed: int = 0
+) -> tuple[list[torch.Tensor], list[torch.Tensor] | None]:
+    """Random embeddings for one case: ``(leaves, targets)``.
+
+    Symmetric regularizers: ``views`` leaf tensors (N, D) that require grad, ``targets=None``. Asymmetric ones:
+    ``views`` online leaves (require grad) and ``views`` target tensors (no grad).
+    """
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype={dtype!r} is not supported; choose one of {', '.join(DTYPES)}")
+    for what, value, low in (("dim", dim, 2), ("batch", batch, 2), ("views", views, 2)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{what}={value!r} must be an integer >= {low}")
+    g = torch.Generator().manual_seed(seed)
+    dt = DTYPES[dtype]
+
+    def draw(grad: bool) -> torch.Tensor:
+        return torch.randn(batch, dim, generator=g).to(device=device, dtype=dt).requires_grad_(grad)
+
+    leaves = [draw(True) for _ in range(views)]
+    targets = None if is_symmetric(name) else [draw(False) for _ in range(views)]
+    return leaves, targets
+
+
+def make_regularizer(name: str, dim: int, *, algorithm: str | None = None, hparams: dict | None = None,
+                     device: str = "cpu") -> torch.nn.Module:
+    """``regularizers.create(name, **hparams)`` with ``algorithm`` and, where the regularizer takes one, its
+    embedding size (``dim``) filled in, moved to ``device``."""
+    hp = dict(hparams or {})
+    if algorithm is not None:
+        hp["algorithm"] = algorithm
+    for key in _DIM_HPARAMS:
+        if key not in hp and accepts(name, key):
+            hp[key] = dim
+    return regularizers.create(name, **hp).to(device)
+
+
+def make_step(
+    regularizer: str,
+    dim: int,
+    batch: int,
+    views: int = 2,
+    device: str = "cpu",
+    dtype: str = "float32",
+    algorithm: str | None = None,
+    hparams: dict | None = None,
+    seed: int = 0,
+) -> Callable[[], torch.Tensor]:
+    """Build one case (inputs and module; untimed) and return its step: forward + backward, returning the
+    detached loss (attributes ``inputs``, ``targets``, ``module`` give access to them). Module-level and
+    JSON-argument only, so that :func:`measure_in_subprocess` can call it as ``"sslbench.bench:make_step"``."""
+    device = resolve_device(device)
+    reg = make_regularizer(regularizer, dim, algorithm=algorithm, hparams=hparams, device=device)
+    leaves, targets = make_inputs(regularizer, dim, batch, views, device=device, dtype=dtype, seed=seed)
+    params = [p for p in reg.parameters() if p.requires_grad]
+
+    if targets is None:
+        def step() -> torch.Tensor:
+            for t in leaves:
+                t.grad = None
+            for p in params:
+                p.grad = None
+            out = reg(*leaves)
+            out.loss.backward()
+            return out.loss.detach()
+    else:
+        def step() -> torch.Tensor:
+            for t in leaves:
+                t.grad = None
+            for p in params:
+                p.grad = None
+            out = reg(leaves, targets)
+            out.loss.backward()
+            return out.loss.detach()
+
+    step.inputs, step.targets, step.module = leaves, targets, reg  # for tests that check the gradients
+    return step
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The grid
+# --------------------------------------------------------------------------------------------------------------
+def bench_case(regularizer: str, dim: int, batch: int, views: int, device: str, dtype: str = "float32",
+               algorithm: str | None = None, hparams: dict | None = None) -> dict:
+    """The case dict of the results schema (``algorithm`` only when given, ``hparams`` only when non-empty)."""
+    case: dict[str, Any] = {"regularizer": regularizer}
+    if algorithm is not None:
+        case["algorithm"] = algorithm
+    case.update({"dim": int(dim), "batch": int(batch), "views": int(views), "device": device, "dtype": dtype})
+    if hparams:
+        case["hparams"] = dict(sorted(hparams.items()))
+    return case
+
+
+def iter_cases(
+    names: Iterable[str],
+    dims: Iterable[int],
+    batches: Iterable[int],
+    views: Iterable[int],
+    devices: Iterable[str],
+    dtypes: Iterable[str] = ("float32",),
+    algorithms: Iterable[str] | None = None,
+    hparams: dict | None = None,
+) -> list[dict]:
+    """Every case of the grid. ``algorithms`` applies to the regularizers that have an ``algorithm``
+    hyper-parameter (the others get one case each); ``None`` keeps each regularizer's default. ``hparams`` is
+    given to the regularizers that accept each key."""
+    algorithms = list(algorithms) if algorithms else None
+    cases = []
+    for name in names:
+        hp = {k: v for k, v in (hparams or {}).items() if accepts(name, k)}
+        algos: list[str | None] = [None]
+        if algorithms and accepts(name, "algorithm"):
+            algos = list(algorithms)
+        for algo, d, n, v, dev, dt in itertools.product(algos, dims, batches, views, devices, dtypes):
+            cases.append(bench_case(name, d, n, v, dev, dt, algo, hp))
+    return cases
+
+
+def run_case(case: dict, *, isolate: bool, warmup: int = 2, repeats: int | None = None, min_time_s: float = 0.2,
+             max_repeats: int = 50, timeout_s: float = 600.0, threads: int | None = None,
+             seed: int = 0) -> Measurement:
+    """Measure one case, in a fresh process when ``isolate``. Never raises for a failing case (its status says)."""
+    kwargs = {"regularizer": case["regularizer"], "dim": case["dim"], "batch": case["batch"],
+              "views": case["views"], "device": case["device"], "dtype": case["dtype"],
+              "algorithm": case.get("algorithm"), "hparams": case.get("hparams"), "seed": seed}
+    mkw = {"warmup": warmup, "repeats": repeats, "min_time_s": min_time_s, "max_repeats": max_repeats}
+    if isolate:
+        return measure_in_subprocess("sslbench.bench:make_step", kwargs, device=case["device"], timeout_s=timeout_s,
+                                     threads=threads, **mkw)
+    try:
+        step = make_step(**kwargs)
+    except Exception as exc:  # noqa: BLE001 - a case that cannot be built is a result
+        from sslbench.measure import is_oom_error
+
+        return Measurement(status="oom" if is_oom_error(exc) else "error", message=f"{type(exc).__name__}: {exc}")
+    try:
+        return measure(step, device=case["device"], **mkw)
+    finally:
+        del step
+        gc.collect()
+        if case["device"].startswith("cuda"):
+            torch.cuda.empty_cache()
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------------------------------
+def _hparam(text: str) -> tuple[str, Any]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--hparam {text!r}: write NAME=VALUE, e.g. lambd=0.0078125")
+    key, value = text.split("=", 1)
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("grid")
+    g.add_argument("--regularizers", nargs="+", default=None, metavar="NAME",
+                   help="regularizers to measure (default: all registered: %(choices)s)".replace(
+                       "%(choices)s", ", ".join(regularizers.available())))
+    g.add_argument("--dims", nargs="+", type=int, default=[128, 512, 2048], metavar="D", help="embedding sizes D (default: 128 512 2048)")
+    g.add_argument("--batches", nargs="+", type=int, default=[256], metavar="N", help="samples per view N (default: 256)")
+    g.add_argument("--views", nargs="+", type=int, default=[2], metavar="V", help="numbers of views V (default: 2)")
+    g.add_argument("--device", nargs="+", default=["auto"], metavar="DEV",
+                   help="devices: auto (cuda if available, else cpu), cpu, cuda, cuda:1 ...")
+    g.add_argument("--dtypes", nargs="+", default=["float32"], choices=list(DTYPES), help="input dtypes (default: float32; the losses compute in float32 or float64)")
+    g.add_argument("--algorithms", nargs="+", default=None, metavar="ALGO",
+                   help="for regularizers with an 'algorithm' hyper-parameter: auto, cross_correlation, gram "
+                        "(default: each one's default)")
+    g.add_argument("--hparam", action="append", type=_hparam, default=[], metavar="NAME=VALUE",
+                   help="hyper-parameter given to every regularizer that accepts it (repeatable; JSON values)")
+    m = parser.add_argument_group("measurement")
+    m.add_argument("--warmup", type=int, default=2, help="untimed calls before timing (default 2)")
+    m.add_argument("--repeats", type=int, default=None,
+                   help="timed calls (default: at least 5 and until --min-time seconds, at most --max-repeats)")
+    m.add_argument("--min-time", type=float, default=0.2, help="seconds of timed calls per case (default 0.2)")
+    m.add_argument("--max-repeats", type=int, default=50, help="at most this many timed calls (default 50)")
+    m.add_argument("--timeout", type=float, default=600.0, help="seconds per case before it is killed (isolated)")
+    m.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's default)")
+    m.add_argument("--isolate", choices=["auto", "always", "never"], default="auto",
+                   help="a fresh process per case: auto = on CPU only (peak RSS needs it), always, never")
+    m.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    o = parser.add_argument_group("output")
+    o.add_argument("--out", default=DEFAULT_OUT, help=f"JSON-lines store to append to (default {DEFAULT_OUT})")
+    o.add_argument("--no-resume", dest="resume", action="store_false",
+                   help="measure every case again, even those already in --out")
+    o.add_argument("--dry-run", action="store_true", help="print the cases and exit")
+
+
+def _human_bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def describe(case: dict) -> str:
+    algo = f"[{case['algorithm']}]" if case.get("algorithm") else ""
+    hp = " " + ",".join(f"{k}={v}" for k, v in case["hparams"].items()) if case.get("hparams") else ""
+    return (f"{case['regularizer']}{algo} D={case['dim']} N={case['batch']} V={case['views']} "
+            f"{case['device']} {case['dtype']}{hp}")
+
+
+def summary_line(m: Measurement) -> str:
+    if m.status != "ok":
+        return f"{m.status}: {m.message}"
+    x = m.metrics
+    if "cuda_max_allocated_bytes" in x:
+        mem = (f"max_allocated {_human_bytes(x['cuda_max_allocated_bytes'])} "
+               f"(+{_human_bytes(x.get('cuda_max_allocated_delta_bytes'))}), "
+               f"max_reserved {_human_bytes(x.get('cuda_max_reserved_bytes'))}")
+    else:
+        mem = f"peak_rss {_human_bytes(x.get('peak_rss_bytes'))} (+{_human_bytes(x.get('peak_rss_delta_bytes'))})"
+    return f"ok {x['time_median_s'] * 1e3:.3f} ms (IQR {x['time_iqr_s'] * 1e3:.3f} ms, n={x['repeats']}) {mem}"
+
+
+#: a stored case counts as done only if it was measured with the same device, torch and thread count
+SETUP_KEYS = ("device_name", "torch_version", "threads")
+
+
+def same_setup(a: dict, b: dict) -> bool:
+    return all(a.get(k) == b.get(k) for k in SETUP_KEYS)
+
+
+def run(args: argparse.Namespace) -> int:
+    names = args.regularizers or regularizers.available()
+    unknown = [n for n in names if n not in regularizers.available()]
+    if unknown:
+        print(f"unknown regularizer(s) {', '.join(unknown)}; available: {', '.join(regularizers.available())}",
+              file=sys.stderr)
+        return 2
+    try:
+        devices = [resolve_device(d) for d in args.device]
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    cases = iter_cases(names, args.dims, args.batches, args.views, devices, args.dtypes, args.algorithms,
+                       dict(args.hparam))
+    if args.dry_run:
+        for c in cases:
+            print(describe(c))
+        print(f"{len(cases)} case(s)")
+        return 0
+    env = environment()
+    if args.threads:
+        env["threads"] = args.threads
+    done = completed_ids(r for r in read_records(args.out, kind=KIND) if same_setup(r["env"], env)) \
+        if args.resume else set()
+    counts: dict[str, int] = {}
+    skipped = 0
+    print(f"sslbench bench: {len(cases)} case(s) -> {args.out}", flush=True)
+    for i, case in enumerate(cases, start=1):
+        if case_id(KIND, case) in done:
+            skipped += 1
+            continue
+        isolate = args.isolate == "always" or (args.isolate == "auto" and not case["device"].startswith("cuda"))
+        t0 = time.perf_counter()
+        try:
+            m = run_case(case, isolate=isolate, warmup=args.warmup, repeats=args.repeats, min_time_s=args.min_time,
+                         max_repeats=args.max_repeats, timeout_s=args.timeout, threads=args.threads, seed=args.seed)
+        except KeyboardInterrupt:
+            m = Measurement(status="interrupted", message="interrupted by the user (Ctrl-C)")
+            append_record(args.out, m.to_record(KIND, case, env=env, extra={"isolated": isolate}))
+            print(f"[{i}/{len(cases)}] {describe(case)}: interrupted; run again to resume", flush=True)
+            return 130
+        append_record(args.out, m.to_record(KIND, case, env=env, extra={"isolated": isolate, "seed": args.seed,
+                                                                         "wall_s": time.perf_counter() - t0}))
+        counts[m.status] = counts.get(m.status, 0) + 1
+        print(f"[{i}/{len(cases)}] {describe(case)}: {summary_line(m)}", flush=True)
+    summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "nothing measured"
+    print(f"done: {summary}" + (f"; {skipped} already in {args.out} (use --no-resume to redo)" if skipped else ""))
+    return 1 if counts.get("error") else 0
+
+
+def main(argv: list[str] | None = None) -> int:  # `python -m sslbench.bench`
+    parser = argparse.ArgumentParser(prog="sslbench bench", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

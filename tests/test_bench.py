@@ -1,0 +1,154 @@
+"""sslbench.bench: the cases, the step that is measured, and the `sslbench bench` command (records, resume,
+failures as results)."""
+
+import json
+
+import pytest
+import torch
+
+from sslbench import bench as B
+from sslbench import regularizers
+from sslbench.results import append_record, read_records
+
+
+def test_iter_cases_builds_the_grid_with_the_schema_keys(monkeypatch):
+    real = B.accepts
+    monkeypatch.setattr(B, "accepts", lambda name, hp: (name, hp) == ("simclr", "algorithm") or real(name, hp))
+    cases = B.iter_cases(["simclr", "byol"], [8, 17], [4], [2, 3], ["cpu"], ["float32"],
+                         algorithms=["gram", "cross_correlation"], hparams={"temperature": 0.5})
+    simclr = [c for c in cases if c["regularizer"] == "simclr"]
+    byol = [c for c in cases if c["regularizer"] == "byol"]
+    assert len(simclr) == 2 * 2 * 2 and len(byol) == 2 * 2
+    assert {c["algorithm"] for c in simclr} == {"gram", "cross_correlation"}
+    assert all(c["hparams"] == {"temperature": 0.5} for c in simclr)
+    assert all("algorithm" not in c and "hparams" not in c for c in byol)  # byol has neither
+    assert list(byol[0]) == ["regularizer", "dim", "batch", "views", "device", "dtype"]
+
+
+def _reference_grads(name, leaves, targets=None, **hp):
+    reg = regularizers.create(name, **hp)
+    zs = [z.detach().clone().requires_grad_(True) for z in leaves]
+    out = reg(*zs) if targets is None else reg(zs, [t.clone() for t in targets])
+    out.loss.backward()
+    return out.loss.detach(), [z.grad for z in zs]
+
+
+def test_symmetric_step_is_forward_and_backward_without_accumulation():
+    step = B.make_step("simclr", dim=9, batch=6, views=3, seed=3)
+    loss = step()
+    ref_loss, ref_grads = _reference_grads("simclr", step.inputs)
+    torch.testing.assert_close(loss, ref_loss)
+    for z, g in zip(step.inputs, ref_grads):
+        torch.testing.assert_close(z.grad, g)
+    step()  # the gradients are reset each call, not accumulated
+    for z, g in zip(step.inputs, ref_grads):
+        torch.testing.assert_close(z.grad, g)
+    assert step.targets is None and len(step.inputs) == 3 and step.inputs[0].shape == (6, 9)
+
+
+def test_asymmetric_step_takes_online_and_target_views():
+    step = B.make_step("byol", dim=7, batch=5, views=2)
+    loss = step()
+    ref_loss, ref_grads = _reference_grads("byol", step.inputs, step.targets)
+    torch.testing.assert_close(loss, ref_loss)
+    for z, g in zip(step.inputs, ref_grads):
+        torch.testing.assert_close(z.grad, g)
+    assert all(not t.requires_grad and t.grad is None for t in step.targets)
+
+
+def test_dim_is_given_to_regularizers_that_take_it():
+    reg = B.make_regularizer("directpred", 12)
+    assert reg.F.shape == (12, 12)
+    assert B.make_regularizer("directpred", 12, hparams={"dim": 12, "tau": 0.5}).tau == 0.5
+
+
+def test_inputs_are_seeded_and_typed():
+    a, _ = B.make_inputs("simclr", 4, 3, 2, seed=1, dtype="float64")
+    b, _ = B.make_inputs("simclr", 4, 3, 2, seed=1, dtype="float64")
+    assert a[0].dtype == torch.float64 and all(torch.equal(x, y) for x, y in zip(a, b))
+    assert not torch.equal(a[0], a[1])
+
+
+@pytest.mark.parametrize("kwargs, match", [({"dtype": "int8"}, "dtype='int8'"), ({"dim": 1}, "dim=1"),
+                                           ({"views": 1}, "views=1"), ({"batch": 2.0}, "batch=2.0")])
+def test_bad_case_arguments(kwargs, match):
+    args = {"name": "simclr", "dim": 4, "batch": 3, "views": 2, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        B.make_inputs(args.pop("name"), args.pop("dim"), args.pop("batch"), args.pop("views"), **args)
+
+
+def test_run_case_records_oom_while_building(monkeypatch):
+    def boom(**kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 64.00 GiB")
+
+    monkeypatch.setattr(B, "make_step", boom)
+    m = B.run_case(B.bench_case("simclr", 8, 4, 2, "cpu"), isolate=False)
+    assert m.status == "oom" and "64.00 GiB" in m.message
+
+
+def test_command_writes_records_resumes_and_reports_failures(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(regularizers._REGISTRY, "broken", "no_such_module:Nothing")
+    out = tmp_path / "runs" / "bench.jsonl"
+    argv = ["--regularizers", "simclr", "byol", "broken", "--dims", "8", "--batches", "6", "--views", "2",
+            "--device", "cpu", "--isolate", "never", "--repeats", "3", "--warmup", "1", "--out", str(out)]
+    assert B.main(argv) == 1  # one case failed
+    recs = read_records(out)
+    assert [r["status"] for r in recs] == ["ok", "ok", "error"]
+    ok = recs[0]
+    assert ok["kind"] == "regularizer_bench"
+    assert ok["case"] == {"regularizer": "simclr", "dim": 8, "batch": 6, "views": 2, "device": "cpu",
+                          "dtype": "float32"}
+    for key in ("time_median_s", "time_iqr_s", "time_min_s", "repeats", "peak_rss_bytes"):
+        assert key in ok["metrics"], key
+    assert ok["metrics"]["repeats"] == 3 and ok["env"]["torch_version"] == torch.__version__
+    assert "no_such_module" in recs[2]["message"]
+    # resume: the ok cases are skipped, the failed one is tried again
+    capsys.readouterr()
+    assert B.main(argv) == 1
+    text = capsys.readouterr().out
+    assert "2 already in" in text
+    assert [r["status"] for r in read_records(out)] == ["ok", "ok", "error", "error"]
+    # a record measured on another setup (another GPU, torch or thread count) does not count as done
+    recs = read_records(out)
+    recs[0]["env"]["device_name"] = "Some Other GPU"
+    other = tmp_path / "other.jsonl"
+    for r in recs:
+        append_record(other, r)
+    assert B.main(argv[:-1] + [str(other)]) == 1
+    assert [r["case"]["regularizer"] for r in read_records(other)][len(recs):] == ["simclr", "broken"]
+    # --no-resume measures a case again even though it is in the store
+    assert B.main(["--regularizers", "simclr", "--dims", "8", "--batches", "6", "--device", "cpu",
+                   "--isolate", "never", "--repeats", "2", "--warmup", "0", "--out", str(out), "--no-resume"]) == 0
+    assert [r["case"]["regularizer"] for r in read_records(out)].count("simclr") == 2
+
+
+def test_command_dry_run_and_bad_names(capsys, tmp_path):
+    assert B.main(["--regularizers", "simclr", "--dims", "8", "16", "--batches", "4", "--views", "2", "3",
+                   "--device", "cpu", "--dry-run", "--out", str(tmp_path / "x.jsonl")]) == 0
+    out = capsys.readouterr().out
+    assert "4 case(s)" in out and "simclr D=16 N=4 V=3 cpu float32" in out
+    assert not (tmp_path / "x.jsonl").exists()
+    assert B.main(["--regularizers", "nope", "--dry-run"]) == 2
+    assert "unknown regularizer" in capsys.readouterr().err
+
+
+def test_command_records_an_interrupted_case(tmp_path, monkeypatch):
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(B, "run_case", interrupt)
+    out = tmp_path / "b.jsonl"
+    assert B.main(["--regularizers", "simclr", "--dims", "8", "--batches", "4", "--device", "cpu",
+                   "--out", str(out)]) == 130
+    assert [r["status"] for r in read_records(out)] == ["interrupted"]
+
+
+def test_isolated_cpu_case_measures_peak_rss_in_its_own_process(tmp_path):
+    out = tmp_path / "b.jsonl"
+    assert B.main(["--regularizers", "simclr", "--dims", "64", "--batches", "32", "--device", "cpu",
+                   "--repeats", "2", "--warmup", "1", "--threads", "1", "--out", str(out)]) == 0
+    (rec,) = read_records(out)
+    assert rec["status"] == "ok" and rec["extra"]["isolated"] is True
+    assert rec["extra"]["pid"] > 0 and rec["metrics"]["peak_rss_bytes"] > 50 * 2**20
+    assert rec["env"]["threads"] == 1
+    json.dumps(rec, allow_nan=False)
