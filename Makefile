@@ -7,7 +7,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 
-.PHONY: venv demo test bench asv-quick dashboard clean
+.PHONY: venv demo test bench asv-quick clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,13 @@ demo: venv
 
 test: venv
 	$(PY) -m pytest -q
+
+bench: venv
+	$(PY) benchmarks/side_by_side.py
+
+asv-quick: venv
+	$(VENV)/bin/asv machine --yes
+	$(VENV)/bin/asv run --python=same --quick --show-stderr
 
 clean:
 	rm -rf $(VENV) .asv .pytest_cache
