@@ -1,0 +1,967 @@
+"""``sslbench sweep``: a resumable grid of cases, measured one after the other and appended to a JSON-lines store.
+
+Two kinds of case:
+
+* ``--kind bench``: regularizer micro-benchmarks, exactly the cases, measurement and records of
+  :mod:`sslbench.bench` (``kind="regularizer_bench"``; grid over regularizer × algorithm × D × N × V × device ×
+  dtype, with ``hparams``). A store written by ``sslbench bench`` resumes under ``sslbench sweep`` and the
+  other way round. On the CPU each case runs in a fresh process (``--isolate auto``) so that its peak memory is
+  its own.
+* ``--kind train``: pretraining runs of :mod:`sslbench.train` (grid over regularizer × data set × D (projector
+  output) × V × fraction of the training split × seed × epochs × batch size × device, with ``hparams`` and fixed
+  ``train_options``). Each case runs in a child process (``python -m sslbench.sweep --train-worker SPEC``) with a
+  wall-clock limit ``--timeout``, so that a crash, the kernel's OOM killer or a hang in one case becomes a record
+  and the sweep goes on. The child's own ``kind="train"`` record (full case, ``train``'s id) is the one stored,
+  with ``extra.sweep`` = ``{"id", "case", "wall_s"}`` added; when the child leaves no record (killed at the
+  time-out, killed by SIGKILL, crashed before its record), the sweep writes one itself, whose case is the sweep's
+  case. A child that is retried continues from its last checkpoint (``resume="auto"`` in ``checkpoint_dir``).
+
+Storage and resume. Every finished case is appended as one record (:func:`sslbench.results.append_record`:
+flush + fsync), so a sweep stopped by Ctrl-C, ``kill -9`` or a power cut loses at most the case that was
+running. On start the store is read; the cases that already have a record with a final status
+(:data:`sslbench.results.FINAL_STATUSES`: ok, oom, nonfinite, diverged) are skipped and counted; "error",
+"timeout" and "interrupted" cases are measured again. ``--no-resume`` measures everything again (the store is
+still appended to, never rewritten). Bench cases count as done only when measured on the same setup (device
+name, torch version, threads), as in ``sslbench bench``. Lines of the store that are not JSON records (the
+half-written last line of a killed run, a stray edit) are reported in one line and skipped.
+
+Failures are results: out of memory → "oom", NaN/Inf → "nonfinite" (bench) or "diverged" (train), a case past
+``--timeout`` → "timeout", anything else → "error" with the message. Ctrl-C records the running case as
+"interrupted" (a training child is asked to stop after its current step and checkpoints), prints how to resume
+and exits with 130. Exit status: 0 when every case has a record and none is an "error", 1 when some are, 2 for
+bad input, 130 when interrupted.
+
+The grid comes from the command line or a config file (``--config FILE``: TOML, or JSON), the command line
+overriding the file. The config keys are the long option names with ``_`` for ``-`` (``min_time``) and the
+lists in the plural (``regularizers``, ``dims``, ...); ``hparams``, ``train_options`` and ``data_options`` are
+tables. See :data:`OPTIONS` for every key, its kinds and its default, or ``sslbench sweep --help``.
+
+Examples::
+
+    sslbench sweep --kind bench --regularizers barlow_twins vicreg --dims 64 256 1024 4096 --batches 256
+    sslbench sweep --kind bench --regularizers barlow_twins --algorithms cross_correlation gram --dry-run
+    sslbench sweep --kind train --regularizers barlow_twins vicreg --views 2 4 --fractions 0.25 1 --epochs 2
+    sslbench sweep --config sweeps/scaling.toml --device cuda      # the file's grid, on the GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import itertools
+import json
+import math
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from sslbench import bench, regularizers
+from sslbench.results import FINAL_STATUSES, append_record, case_id, make_record, read_records
+
+__all__ = [
+    "KINDS",
+    "DEFAULT_DIR",
+    "OPTIONS",
+    "SweepError",
+    "load_config",
+    "resolve_settings",
+    "build_cases",
+    "default_out",
+    "device_slug",
+    "EtaEstimator",
+    "add_arguments",
+    "run",
+    "main",
+]
+
+KINDS = ("bench", "train")
+#: the folder of the default stores: ``results/sweeps/<device>-<config name or kind>.jsonl``
+DEFAULT_DIR = "results/sweeps"
+TRAIN_KIND = "train"
+#: seconds a training child gets after the forwarded Ctrl-C to finish its step, checkpoint and write its record
+INTERRUPT_GRACE_S = 60.0
+
+
+class SweepError(ValueError):
+    """Bad input (config, option values): the message names the problem and the fix; ``run`` exits with 2."""
+
+
+# ==============================================================================================================
+# The options: one table drives the command line, the config file, the defaults and the checks
+# ==============================================================================================================
+@dataclass(frozen=True)
+class Option:
+    """One setting of a sweep: its config key (= argparse dest), the kinds it applies to, its value type and
+    checks, and its default per kind (``None``: none, or an automatic choice documented in ``help``)."""
+
+    key: str
+    kinds: tuple[str, ...]
+    item: type  # int, float, str, bool, dict
+    many: bool = False  # a list of values (a grid axis)
+    default: dict = field(default_factory=dict)  # kind -> default
+    minimum: float | None = None
+    choices: tuple | None = None
+    help: str = ""
+    metavar: str | None = None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.key.replace("_", "-")
+
+
+_BOTH = KINDS
+_B, _T = ("bench",), ("train",)
+
+OPTIONS: tuple[Option, ...] = (
+    Option("kind", _BOTH, str, default={"bench": "bench", "train": "train"}, choices=KINDS,
+           help="bench: regularizer micro-benchmarks (records of sslbench bench); train: pretraining runs "
+                "(records of sslbench train), each in a child process. Default: bench"),
+    Option("regularizers", _BOTH, str, many=True, metavar="NAME", default={"bench": None, "train": ["barlow_twins"]},
+           help="regularizers (default: bench: all registered; train: barlow_twins)"),
+    Option("algorithms", _B, str, many=True, metavar="ALGO",
+           help="for regularizers with an 'algorithm' hyper-parameter: auto, cross_correlation, gram (default: "
+                "each one's default)"),
+    Option("datasets", _T, str, many=True, metavar="NAME", default={"train": None},
+           help="data sets: fashion_mnist, digits, cifar10, cifar100, stl10, folder, synthetic (default: "
+                "fashion_mnist if found, else digits)"),
+    Option("dims", _BOTH, int, many=True, metavar="D", default={"bench": [128, 512, 2048], "train": [128]}, minimum=2,
+           help="embedding sizes D (train: the projector's output width). Default: bench 128 512 2048, train 128"),
+    Option("batches", _BOTH, int, many=True, metavar="N", default={"bench": [256], "train": [256]}, minimum=2,
+           help="samples per view N (train: the global batch size). Default: 256"),
+    Option("views", _BOTH, int, many=True, metavar="V", default={"bench": [2], "train": [2]}, minimum=2,
+           help="numbers of views V. Default: 2"),
+    Option("fractions", _T, float, many=True, metavar="F", default={"train": [1.0]},
+           help="fractions of the training split, each in (0, 1] (class-balanced subset). Default: 1"),
+    Option("seeds", _T, int, many=True, metavar="SEED", default={"train": [0]}, minimum=0, help="training seeds. Default: 0"),
+    Option("epochs", _T, int, many=True, metavar="E", default={"train": [8]}, minimum=1, help="training epochs. Default: 8"),
+    Option("device", _BOTH, str, many=True, metavar="DEV", default={"bench": ["auto"], "train": ["auto"]},
+           help="devices: auto (cuda if available, else cpu), cpu, cuda, cuda:1 ... Default: auto"),
+    Option("dtypes", _B, str, many=True, metavar="DTYPE", default={"bench": ["float32"]}, choices=tuple(bench.DTYPES),
+           help="input dtypes. Default: float32"),
+    Option("hparams", _BOTH, dict,
+           help="NAME=VALUE, repeatable: a hyper-parameter given to every regularizer of the grid that accepts it "
+                "(values: numbers, 1/128, true/false, none, strings)"),
+    Option("train_options", _T, dict,
+           help="NAME=VALUE, repeatable: a fixed sslbench.train.TrainConfig field for every case (projector, "
+                "backbone, optimizer, lr, max_steps, eval, probe_epochs, augment, log_dir, checkpoint_dir, ...)"),
+    Option("data_options", _T, dict,
+           help="NAME=VALUE, repeatable: an option of the data set (synthetic: num_samples, channels, height, "
+                "width, num_classes, data_seed)"),
+    Option("warmup", _B, int, default={"bench": 2}, minimum=0, help="untimed calls before timing. Default: 2"),
+    Option("repeats", _B, int, default={"bench": None}, minimum=1,
+           help="timed calls (default: at least 5 and until --min-time seconds, at most --max-repeats)"),
+    Option("min_time", _B, float, default={"bench": 0.2}, minimum=0.0,
+           help="seconds of timed calls per case. Default: 0.2"),
+    Option("max_repeats", _B, int, default={"bench": 50}, minimum=1, help="at most this many timed calls. Default: 50"),
+    Option("threads", _B, int, default={"bench": None}, minimum=1, help="torch CPU threads (default: torch's)"),
+    Option("isolate", _B, str, default={"bench": "auto"}, choices=("auto", "always", "never"),
+           help="a fresh process per case: auto = on the CPU only (peak RSS needs it), always, never"),
+    Option("seed", _B, int, default={"bench": 0}, minimum=0, help="seed of the random inputs. Default: 0"),
+    Option("timeout", _BOTH, float, default={"bench": 600.0, "train": 3600.0}, minimum=0.0,
+           help="seconds per case before it is killed and recorded as 'timeout' (bench: isolated cases only). "
+                "Default: bench 600, train 3600"),
+    Option("out", _BOTH, str,
+           help=f"the JSON-lines store (default: {DEFAULT_DIR}/<device>-<config file name, or kind>.jsonl)"),
+    Option("resume", _BOTH, bool, default={"bench": True, "train": True},
+           help="skip the cases already in the store with a final status (--no-resume: redo them)"),
+    Option("progress", _BOTH, bool, help="a progress bar on stderr (default: when stderr is a terminal)"),
+)
+_BY_KEY = {o.key: o for o in OPTIONS}
+#: TrainConfig fields the sweep sets itself (the grid, or the plumbing of the child)
+_TRAIN_GRID_FIELDS = {"regularizer": "regularizers", "dataset": "datasets", "dim": "dims", "views": "views",
+                      "fraction": "fractions", "seed": "seeds", "epochs": "epochs", "batch_size": "batches",
+                      "device": "device", "hparams": "hparams", "data_options": "data_options"}
+_TRAIN_PLUMBING = ("out", "resume", "progress", "verbose")
+#: TrainConfig fields that do not change a run's result: not part of the sweep's case
+_TRAIN_NOT_IN_CASE = ("log_dir", "checkpoint_dir", "checkpoint_every", "log_every", "data_root", "eval_batch_size")
+
+
+def allowed_keys(kind: str | None = None) -> list[str]:
+    """The config keys of ``kind`` (all kinds when None), plus ``kind``."""
+    return [o.key for o in OPTIONS if kind is None or kind in o.kinds]
+
+
+# ==============================================================================================================
+# Config file
+# ==============================================================================================================
+def load_config(path: str | os.PathLike) -> dict:
+    """The settings of a config file: TOML (``.toml``; the standard library's ``tomllib``, Python >= 3.11, or the
+    ``tomli`` package) or JSON (``.json``; other suffixes: JSON, then TOML). The top level must be a table whose
+    keys are in :data:`OPTIONS`; values are checked by :func:`resolve_settings`. Raises :class:`SweepError`."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SweepError(f"--config {path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SweepError(f"--config {path}: cannot read it ({exc})") from None
+    suffix = p.suffix.lower()
+    errors = []
+    for fmt in (("toml",) if suffix == ".toml" else ("json",) if suffix == ".json" else ("json", "toml")):
+        try:
+            data = _parse_toml(text) if fmt == "toml" else json.loads(text)
+            break
+        except (ValueError, _TomlUnavailable) as exc:  # json.JSONDecodeError and tomllib.TOMLDecodeError
+            errors.append(f"{fmt.upper()}: {exc}")
+    else:
+        raise SweepError(f"--config {path}: not a valid config file ({'; '.join(errors)})")
+    if not isinstance(data, dict):
+        raise SweepError(f"--config {path}: the top level must be a table of settings (key = value), "
+                         f"got {type(data).__name__}")
+    unknown = sorted(set(data) - set(allowed_keys()))
+    if unknown:
+        raise SweepError(f"--config {path}: unknown key(s) {', '.join(map(repr, unknown))}; allowed keys: "
+                         f"{', '.join(allowed_keys())}")
+    return data
+
+
+class _TomlUnavailable(Exception):
+    pass
+
+
+def _parse_toml(text: str) -> Any:
+    try:
+        import tomllib  # Python >= 3.11
+    except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+        try:
+            import tomli as tomllib
+        except ModuleNotFoundError:
+            raise _TomlUnavailable("reading TOML needs Python >= 3.11 (tomllib) or the tomli package; "
+                                   "write the config as JSON instead") from None
+    return tomllib.loads(text)
+
+
+# ==============================================================================================================
+# Settings: command line over config file over defaults, checked
+# ==============================================================================================================
+_DICT_FLAGS = {"hparams": "--hparam", "train_options": "--train-option", "data_options": "--data-option"}
+
+
+def _flag(opt: Option) -> str:
+    """The command-line flag of an option (``--hparam`` for ``hparams``, ...)."""
+    return _DICT_FLAGS.get(opt.key, opt.flag)
+
+
+def _check_item(opt: Option, value: Any, where: str) -> Any:
+    if opt.item is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        want = "an integer"
+    elif opt.item is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        value = float(value) if ok else value
+        want = "a number"
+    elif opt.item is bool:
+        ok, want = isinstance(value, bool), "true or false"
+    else:
+        ok, want = isinstance(value, str) and value != "", "a non-empty string"
+    if not ok:
+        raise SweepError(f"{where}={value!r} must be {want}")
+    if opt.minimum is not None and value < opt.minimum:
+        raise SweepError(f"{where}={value!r} must be >= {opt.minimum:g}")
+    if opt.choices is not None and value not in opt.choices:
+        raise SweepError(f"{where}={value!r} is not allowed; choose one of {', '.join(map(str, opt.choices))}")
+    return value
+
+
+def _check_value(opt: Option, value: Any, source: str) -> Any:
+    where = f"config key {opt.key}" if source == "config" else _flag(opt)
+    if value is None:
+        return None
+    if opt.item is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) and k.isidentifier() for k in value):
+            raise SweepError(f"{where} must be a table of NAME = VALUE (e.g. {{lambd = 0.0078}}), got {value!r}")
+        return dict(value)
+    if opt.many:
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if not values:
+            raise SweepError(f"{where} is empty: give at least one value, or leave it out for the default")
+        return [_check_item(opt, v, f"{where}[{i}]" if len(values) > 1 else where) for i, v in enumerate(values)]
+    if isinstance(value, (list, tuple)):
+        raise SweepError(f"{where} takes one value, got the list {value!r}")
+    return _check_item(opt, value, where)
+
+
+def resolve_settings(args: argparse.Namespace, config: dict | None = None) -> dict:
+    """The settings of a sweep: for each key of :data:`OPTIONS`, the command line's value, else the config
+    file's, else the kind's default. Values are type-checked; a key given for the other kind is an error.
+    Returns a dict with every key of the kind (plus ``kind``). Raises :class:`SweepError`."""
+    config = dict(config or {})
+    cli = {o.key: getattr(args, o.key, None) for o in OPTIONS}
+    kind = cli["kind"] or config.get("kind") or "bench"
+    if kind not in KINDS:
+        raise SweepError(f"kind={kind!r} is not allowed; choose one of {', '.join(KINDS)}")
+    settings: dict[str, Any] = {"kind": kind}
+    for opt in OPTIONS[1:]:
+        given_cli = cli[opt.key] not in (None, [], {})
+        given_cfg = opt.key in config
+        if kind not in opt.kinds:
+            if given_cli or given_cfg:
+                other = [k for k in opt.kinds if k != kind]
+                raise SweepError(f"{_flag(opt) if given_cli else 'config key ' + repr(opt.key)} applies to "
+                                 f"--kind {' / '.join(other)} only, not to --kind {kind}; remove it"
+                                 + (" (the bench input seed is --seed, one value)" if opt.key == "seeds" else ""))
+            continue
+        if given_cli:
+            value = _check_value(opt, cli[opt.key], "command line")
+        elif given_cfg:
+            value = _check_value(opt, config[opt.key], "config")
+        else:
+            default = opt.default.get(kind)
+            value = list(default) if isinstance(default, list) else ({} if opt.item is dict else default)
+        settings[opt.key] = value
+    return settings
+
+
+# ==============================================================================================================
+# The grid
+# ==============================================================================================================
+def _check_regularizers(names: list[str]) -> None:
+    available = regularizers.available()
+    unknown = [n for n in names if n not in available]
+    if unknown:
+        raise SweepError(f"unknown regularizer(s) {', '.join(unknown)}; available: {', '.join(available)}")
+
+
+def _resolve_devices(devices: list[str]) -> list[str]:
+    out = []
+    for d in devices:
+        try:
+            dev = bench.resolve_device(d)
+        except (ValueError, RuntimeError) as exc:
+            raise SweepError(f"--device {d}: {exc}") from None
+        if dev not in out:
+            out.append(dev)
+    return out
+
+
+def _check_hparams_accepted(names: list[str], hparams: dict) -> None:
+    for key in hparams:
+        if not any(bench.accepts(n, key) for n in names):
+            raise SweepError(f"--hparam {key}: none of the regularizers of the sweep ({', '.join(names)}) has "
+                             f"a hyper-parameter {key!r}; check the spelling (e.g. "
+                             f"{', '.join(regularizers.hparam_names(names[0])[:4])} for {names[0]})")
+
+
+def _bench_cases(s: dict) -> list[dict]:
+    names = s["regularizers"] or regularizers.available()
+    _check_regularizers(names)
+    _check_hparams_accepted(names, s["hparams"])
+    devices = _resolve_devices(s["device"])
+    cases = bench.iter_cases(names, s["dims"], s["batches"], s["views"], devices, s["dtypes"], s["algorithms"],
+                             s["hparams"])
+    # the hyper-parameters and algorithms are checked once per regularizer here, at the smallest D, so that a
+    # typo stops the sweep before it starts rather than filling the store with errors
+    seen = set()
+    for c in cases:
+        key = (c["regularizer"], c.get("algorithm"), json.dumps(c.get("hparams"), sort_keys=True))
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            bench.make_regularizer(c["regularizer"], min(s["dims"]), algorithm=c.get("algorithm"),
+                                   hparams=c.get("hparams"))
+        except (ValueError, TypeError) as exc:
+            what = f" algorithm={c['algorithm']}" if c.get("algorithm") else ""
+            raise SweepError(f"{c['regularizer']}{what} with hparams {c.get('hparams') or {}}: {exc}") from None
+    return cases
+
+
+def _train_cases(s: dict) -> list[dict]:
+    from sslbench.train import TrainConfig
+
+    names = s["regularizers"]
+    _check_regularizers(names)
+    _check_hparams_accepted(names, s["hparams"])
+    for f in s["fractions"]:
+        if not 0.0 < f <= 1.0:
+            raise SweepError(f"--fractions {f:g} is outside (0, 1]: a fraction of the training split, e.g. 0.25 "
+                             "(a quarter, class-balanced) or 1 (all of it)")
+    fields = set(TrainConfig.__dataclass_fields__)
+    for key in s["train_options"]:
+        if key in _TRAIN_GRID_FIELDS:
+            axis = _BY_KEY[_TRAIN_GRID_FIELDS[key]]
+            raise SweepError(f"train option {key!r} is a grid axis of the sweep: use {_flag(axis)} "
+                             f"(config key {axis.key!r}) instead")
+        if key in _TRAIN_PLUMBING:
+            raise SweepError(f"train option {key!r} is set by the sweep itself (--out is the store); remove it")
+        if key not in fields:
+            allowed = sorted(fields - set(_TRAIN_GRID_FIELDS) - set(_TRAIN_PLUMBING))
+            raise SweepError(f"train option {key!r} is not a field of sslbench.train.TrainConfig; allowed: "
+                             f"{', '.join(allowed)}")
+    datasets = s["datasets"]
+    if datasets is None:
+        from sslbench.data import default_dataset
+
+        datasets = [default_dataset()]
+    from sslbench.data import DATASETS
+
+    bad = [d for d in datasets if d not in DATASETS]
+    if bad:
+        raise SweepError(f"unknown data set(s) {', '.join(bad)}; choose from {', '.join(DATASETS)}")
+    devices = [d if d.startswith("cuda") else "cpu" for d in _resolve_devices(s["device"])]
+    fixed_in_case = {k: v for k, v in sorted(s["train_options"].items()) if k not in _TRAIN_NOT_IN_CASE}
+    cases = []
+    for name in names:
+        hp = {k: v for k, v in s["hparams"].items() if bench.accepts(name, k)}
+        try:
+            regularizers.create(name, **hp)
+        except (ValueError, TypeError) as exc:
+            raise SweepError(f"{name} with hparams {hp}: {exc}") from None
+        for ds, dim, v, frac, seed, ep, batch, dev in itertools.product(
+                datasets, s["dims"], s["views"], s["fractions"], s["seeds"], s["epochs"], s["batches"], devices):
+            case: dict[str, Any] = {"regularizer": name, "dataset": ds, "fraction": float(frac), "dim": dim,
+                                    "views": v, "batch": batch, "epochs": ep, "seed": seed, "device": dev}
+            if hp:
+                case["hparams"] = dict(sorted(hp.items()))
+            if s["data_options"]:
+                case["data_options"] = dict(sorted(s["data_options"].items()))
+            if fixed_in_case:  # nested: train's records use some of these names (projector) for other values
+                case["train_options"] = fixed_in_case
+            cases.append(case)
+    # every case's configuration is checked before the first one runs
+    for case in cases:
+        try:
+            train_config(case, s).resolved()
+        except (ValueError, TypeError) as exc:
+            raise SweepError(f"training case {describe_train(case)}: {exc}") from None
+    return cases
+
+
+def build_cases(settings: dict) -> list[dict]:
+    """Every case of the grid, in order (bench: :func:`sslbench.bench.iter_cases`'s). Raises :class:`SweepError`
+    for an unknown regularizer, data set or device, a hyper-parameter no regularizer takes, bad values."""
+    return _bench_cases(settings) if settings["kind"] == "bench" else _train_cases(settings)
+
+
+def record_kind(settings: dict) -> str:
+    return bench.KIND if settings["kind"] == "bench" else TRAIN_KIND
+
+
+def train_config(case: dict, settings: dict, *, out: str | None = None, resume: bool = False):
+    """The :class:`sslbench.train.TrainConfig` of one training case (checkpoints in ``results/checkpoints`` and
+    logs in ``results/runs`` unless the train options say otherwise; no progress bar)."""
+    from sslbench.train import TrainConfig
+
+    opts = dict(settings["train_options"])
+    return TrainConfig(regularizer=case["regularizer"], dataset=case["dataset"], fraction=case["fraction"],
+                       dim=case["dim"], views=case["views"], batch_size=case["batch"], epochs=case["epochs"],
+                       seed=case["seed"], device=case["device"], hparams=dict(case.get("hparams") or {}),
+                       data_options=dict(case.get("data_options") or {}), out=out,
+                       resume="auto" if resume else None, progress=False, verbose=True, **opts)
+
+
+# ==============================================================================================================
+# Descriptions, default store
+# ==============================================================================================================
+def describe_train(case: dict) -> str:
+    hp = " " + ",".join(f"{k}={v}" for k, v in case["hparams"].items()) if case.get("hparams") else ""
+    return (f"{case['regularizer']} {case['dataset']} D={case['dim']} V={case['views']} frac={case['fraction']:g} "
+            f"seed={case['seed']} epochs={case['epochs']} B={case['batch']} {case['device']}{hp}")
+
+
+def describe(kind: str, case: dict) -> str:
+    return bench.describe(case) if kind == "bench" else describe_train(case)
+
+
+def device_slug(device: str = "cpu") -> str:
+    """A short file-name-safe name of the hardware behind ``device``: ``cpu-intel-xeon``, ``cpu-amd-epyc-7b13``,
+    ``nvidia-h100-80gb-hbm3``."""
+    from sslbench.measure import environment
+
+    env = environment()
+    if device.startswith("cuda") and env.get("device_names"):
+        index = int(device.split(":")[1]) if ":" in device else 0
+        name = env["device_names"][min(index, len(env["device_names"]) - 1)]
+        prefix = ""
+    else:
+        name, prefix = env.get("cpu_model") or "unknown", "cpu-"
+    name = re.sub(r"\((r|tm)\)|\bprocessor\b|\bcpu\b|@.*$|\d+-core", " ", name, flags=re.IGNORECASE)
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    return prefix + (slug or "unknown")
+
+
+def default_out(settings: dict, config_path: str | None) -> str:
+    name = Path(config_path).stem if config_path else settings["kind"]
+    devices = _resolve_devices(settings["device"])
+    return str(Path(DEFAULT_DIR) / f"{device_slug(devices[0])}-{name}.jsonl")
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = max(0, int(round(seconds)))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+# ==============================================================================================================
+# ETA from the measured durations
+# ==============================================================================================================
+class EtaEstimator:
+    """Remaining time of a sweep, from the durations of the cases measured so far.
+
+    Each case has a *group* (bench: regularizer, algorithm, device; train: data set, device) and a *work*
+    (bench: 1; train: epochs × fraction × views, what the training time scales with). A remaining case is
+    predicted to take ``work × (Σ seconds / Σ work)`` of the finished cases of its group, or of all finished
+    cases when its group has none yet; with nothing measured the ETA is unknown. Durations recorded by earlier
+    runs of the same grid (``extra.wall_s``) seed the estimate, so a resumed sweep has an ETA from the start.
+    """
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._groups: dict[tuple, list[float]] = {}  # group -> [seconds, work]
+        self._all = [0.0, 0.0]
+
+    def group(self, case: dict) -> tuple:
+        if self.kind == "bench":
+            return case.get("regularizer"), case.get("algorithm"), case.get("device")
+        return case.get("dataset"), case.get("device")
+
+    def work(self, case: dict) -> float:
+        if self.kind == "bench":
+            return 1.0
+        return float(case.get("epochs", 1)) * float(case.get("fraction", 1.0)) * float(case.get("views", 2))
+
+    def add(self, case: dict, seconds: float | None) -> None:
+        if seconds is None or not math.isfinite(seconds) or seconds < 0:
+            return
+        g = self._groups.setdefault(self.group(case), [0.0, 0.0])
+        w = self.work(case)
+        g[0] += seconds
+        g[1] += w
+        self._all[0] += seconds
+        self._all[1] += w
+
+    def predict(self, case: dict) -> float | None:
+        s, w = self._groups.get(self.group(case), self._all)
+        if w <= 0:
+            s, w = self._all
+        return None if w <= 0 else self.work(case) * s / w
+
+    def remaining(self, cases: list[dict]) -> float | None:
+        total = 0.0
+        for c in cases:
+            p = self.predict(c)
+            if p is None:
+                return None
+            total += p
+        return total
+
+
+# ==============================================================================================================
+# Running one case
+# ==============================================================================================================
+@dataclass
+class _Outcome:
+    record: dict
+    wall_s: float
+    interrupted: bool = False
+
+
+def _run_bench_case(case: dict, s: dict, env: dict) -> _Outcome:
+    isolate = s["isolate"] == "always" or (s["isolate"] == "auto" and not case["device"].startswith("cuda"))
+    t0 = time.perf_counter()
+    m = bench.run_case(case, isolate=isolate, warmup=s["warmup"], repeats=s["repeats"], min_time_s=s["min_time"],
+                       max_repeats=s["max_repeats"], timeout_s=s["timeout"], threads=s["threads"], seed=s["seed"])
+    wall = time.perf_counter() - t0
+    # the extras of sslbench bench's records, so that the two commands' stores are interchangeable
+    rec = m.to_record(bench.KIND, case, env=env, extra={"isolated": isolate, "seed": s["seed"], "wall_s": wall})
+    return _Outcome(rec, wall)
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: the child gets SIGKILL when the sweep dies (``kill -9`` of the sweep leaves no orphan training)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001 - not Linux: the child may outlive a killed sweep
+        pass
+
+
+def _child_env() -> dict:
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join([root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def _tail(path: str, n_chars: int = 3000) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - n_chars))
+            return f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def _last_line(text: str) -> str:
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1].strip()[:500] if lines else "no output"
+
+
+def _run_train_case(case: dict, s: dict, *, resume: bool, sweep_id: str) -> _Outcome:
+    """One training case in a child process, killed after ``timeout`` seconds; Ctrl-C is forwarded to the child
+    (which stops after its current step, checkpoints and records "interrupted") and then re-raised here."""
+    timeout = s["timeout"]
+    with tempfile.TemporaryDirectory(prefix="sslbench-sweep-") as tmp:
+        store, spec_path, log_path = (os.path.join(tmp, n) for n in ("record.jsonl", "spec.json", "child.log"))
+        cfg = train_config(case, s, out=store, resume=resume)
+        with open(spec_path, "w") as f:
+            json.dump({"config": dataclasses.asdict(cfg)}, f)
+        cmd = [sys.executable, "-m", "sslbench.sweep", "--train-worker", spec_path]
+        t0 = time.perf_counter()
+        status: str | None = None
+        message: str | None = None
+        interrupted = False
+        with open(log_path, "wb") as log:
+            # a session of its own: a Ctrl-C at the terminal reaches the sweep alone, which forwards exactly one
+            # SIGINT (a second one would make the child abort without its checkpoint)
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    env=_child_env(), start_new_session=True,
+                                    preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                _kill(proc)
+                status, message = "timeout", f"the case ran past --timeout {timeout:g} s and was killed"
+            except KeyboardInterrupt:
+                interrupted = True
+                with contextlib.suppress(ProcessLookupError):
+                    proc.send_signal(signal.SIGINT)
+                try:
+                    proc.wait(timeout=INTERRUPT_GRACE_S)
+                except (subprocess.TimeoutExpired, KeyboardInterrupt):
+                    _kill(proc)
+                status, message = "interrupted", "interrupted by the user (Ctrl-C)"
+            except BaseException:
+                _kill(proc)
+                raise
+        wall = time.perf_counter() - t0
+        output = _tail(log_path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            written = read_records(store, kind=TRAIN_KIND)
+        if written:  # the child finished its run (possibly just before a time-out or an interrupt)
+            rec = written[-1]  # train() writes exactly one record per run
+            if rec["status"] == "error":
+                rec["extra"].setdefault("output", output)
+        else:
+            if status is None:
+                if proc.returncode == -signal.SIGKILL:
+                    status, message = "oom", ("the training process was killed by SIGKILL, most likely by the "
+                                              "kernel's out-of-memory killer")
+                else:
+                    status, message = "error", (f"the training process exited with code {proc.returncode} "
+                                                f"before writing a record: {_last_line(output)}")
+            rec = make_record(TRAIN_KIND, case, {"timeout_s": timeout} if status == "timeout" else {}, status,
+                              message=message, extra={"output": output, "returncode": proc.returncode})
+        rec["extra"]["sweep"] = {"id": sweep_id, "case": case, "wall_s": wall}
+        return _Outcome(rec, wall, interrupted)
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        proc.kill()
+    proc.wait()
+
+
+def _train_worker(spec_path: str) -> int:
+    """The child of a training case: ``train(TrainConfig(**spec["config"]))``, whose record goes to the temporary
+    store the parent reads. Exceptions propagate (``train`` has recorded them as "error" when it could)."""
+    from sslbench.train import TrainConfig, train
+
+    with open(spec_path) as f:
+        spec = json.load(f)
+    record = train(TrainConfig(**spec["config"]))
+    return {"ok": 0, "interrupted": 130}.get(record["status"], 1)
+
+
+def sweep_id_of(record: dict) -> str | None:
+    """The sweep case id a stored record answers: ``extra.sweep.id`` for training records written through a
+    sweep, else the record's own ``id`` (bench records, whose case *is* the sweep's case)."""
+    sw = (record.get("extra") or {}).get("sweep")
+    if isinstance(sw, dict) and sw.get("id"):
+        return sw["id"]
+    return record.get("id")
+
+
+def _summary(kind: str, rec: dict) -> str:
+    if kind == "bench":
+        from sslbench.measure import Measurement
+
+        return bench.summary_line(Measurement(status=rec["status"], metrics=rec["metrics"], message=rec["message"]))
+    if rec["status"] != "ok":
+        return f"{rec['status']}: {rec['message']}"
+    m = rec["metrics"]
+    parts = ["ok"]
+    for key, label in (("linear_top1", "linear"), ("knn_top1", "kNN")):
+        if m.get(key) is not None:
+            init = m.get(f"init_{key}")
+            parts.append(f"{label} {m[key]:.2f}%" + (f" (init {init:.2f}%)" if init is not None else ""))
+    if m.get("train_time_s") is not None:
+        parts.append(f"train {m['train_time_s']:.1f} s")
+    return " ".join(parts)
+
+
+# ==============================================================================================================
+# Command line
+# ==============================================================================================================
+def _name_value(text: str) -> tuple[str, Any]:
+    from sslbench.train import parse_hparam
+
+    try:
+        return parse_hparam(text, "NAME=VALUE")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _raw_name_value(text: str) -> tuple[str, str]:
+    if "=" not in text or not text.split("=", 1)[0].strip().isidentifier():
+        raise argparse.ArgumentTypeError(f"{text!r}: write NAME=VALUE (e.g. --train-option projector=512-512)")
+    name, raw = text.split("=", 1)
+    return name.strip(), raw.strip()
+
+
+def _train_option_value(name: str, raw: str) -> Any:
+    """A ``--train-option`` value as its TrainConfig field wants it: the text as is for the string fields
+    (``projector=512-128`` stays "512-128", not 384), ``none`` → None where allowed, else as ``--hp`` values."""
+    from sslbench.train import TrainConfig, parse_hparam
+
+    f = TrainConfig.__dataclass_fields__.get(name)
+    annotation = str(f.type) if f is not None else ""
+    if annotation.startswith("str"):
+        if raw.lower() in ("none", "null") and "None" in annotation:
+            return None
+        return raw
+    try:
+        return parse_hparam(f"{name}={raw}", "--train-option")[1]
+    except ValueError as exc:
+        raise SweepError(str(exc)) from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``sslbench sweep`` (every default is None here: the config file and then the kind's
+    defaults fill in what the command line leaves out, see :func:`resolve_settings`)."""
+    parser.add_argument("--config", metavar="FILE", help="a TOML (.toml) or JSON file of settings; the keys are the "
+                        "options below with '_' for '-' (min_time, train_options); the command line overrides it")
+    groups = {"grid": parser.add_argument_group("grid"), "bench": parser.add_argument_group("bench measurement"),
+              "other": parser.add_argument_group("sweep")}
+    for opt in OPTIONS:
+        kinds = "" if opt.kinds == KINDS else f" [--kind {opt.kinds[0]}]"
+        grid = opt.many or opt.item is dict
+        g = groups["grid"] if grid else groups["bench"] if opt.kinds == _B else groups["other"]
+        if opt.item is dict:
+            g.add_argument(_DICT_FLAGS[opt.key], dest=opt.key, action="append",
+                           type=_raw_name_value if opt.key == "train_options" else _name_value, default=None,
+                           metavar="NAME=VALUE", help=opt.help + kinds)
+        elif opt.item is bool:
+            if opt.key == "resume":
+                g.add_argument("--no-resume", dest="resume", action="store_false", default=None,
+                               help="measure every case again, even those already in the store")
+            else:
+                g.add_argument("--progress", dest="progress", action="store_true", default=None, help=opt.help)
+                g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+        else:
+            kw: dict[str, Any] = {"dest": opt.key, "default": None, "help": opt.help + kinds}
+            if opt.item in (int, float):
+                kw["type"] = opt.item
+            if opt.choices is not None:
+                kw["choices"] = list(opt.choices)
+            if opt.many:
+                kw.update(nargs="+", metavar=opt.metavar or opt.key.upper())
+            g.add_argument(opt.flag, **kw)
+    parser.add_argument("--dry-run", action="store_true", help="list the cases, which are already done, and exit")
+
+
+def _dict_args(args: argparse.Namespace) -> argparse.Namespace:
+    """NAME=VALUE lists → dicts (a name given twice is an error)."""
+    out = argparse.Namespace(**vars(args))
+    for key in ("hparams", "train_options", "data_options"):
+        items = getattr(args, key, None)
+        if items is None:
+            continue
+        d: dict = {}
+        for name, value in items:
+            if key == "train_options":
+                value = _train_option_value(name, value)
+            if name in d:
+                raise SweepError(f"{name} is given twice ({d[name]!r} and {value!r}); keep one")
+            d[name] = value
+        setattr(out, key, d)
+    return out
+
+
+def _read_store(path: str, kind: str) -> list[dict]:
+    """The store's records of ``kind``; the lines that are not records are reported in one line and skipped."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        records = read_records(path, kind=kind)
+    for w in caught:
+        if issubclass(w.category, RuntimeWarning):
+            print(f"sslbench sweep: warning: {w.message}", file=sys.stderr, flush=True)
+    return records
+
+
+def _resume_command() -> str:
+    argv = sys.argv[1:]
+    if argv[:1] == ["sweep"]:
+        return "sslbench " + " ".join(shlex.quote(a) for a in argv)
+    return "the same command"
+
+
+def run(args: argparse.Namespace) -> int:
+    """``sslbench sweep``: 0 every case recorded (none an "error"), 1 some errors, 2 bad input, 130 interrupted."""
+    try:
+        args = _dict_args(args)
+        config = load_config(args.config) if getattr(args, "config", None) else {}
+        s = resolve_settings(args, config)
+        cases = build_cases(s)
+        out = s["out"] or default_out(s, getattr(args, "config", None))
+    except SweepError as exc:
+        print(f"sslbench sweep: error: {exc}", file=sys.stderr)
+        return 2
+    kind, rkind = s["kind"], record_kind(s)
+    ids = [case_id(rkind, c) for c in cases]
+    if len(set(ids)) != len(ids):
+        dup = len(ids) - len(set(ids))
+        print(f"sslbench sweep: note: {dup} case(s) of the grid repeat another (a value listed twice); "
+              "each is measured once", file=sys.stderr)
+        unique = dict(zip(ids, cases))  # first occurrence kept, order kept
+        ids, cases = list(unique), list(unique.values())
+
+    from sslbench.measure import environment
+
+    env = environment()
+    if kind == "bench" and s["threads"]:
+        env["threads"] = s["threads"]
+    records = _read_store(out, rkind)
+    if kind == "bench":  # as sslbench bench: a case is done only if measured on the same setup
+        records_same = [r for r in records if bench.same_setup(r["env"], env)]
+    else:
+        records_same = records
+    done_ids = {sweep_id_of(r) for r in records_same if r.get("status") in FINAL_STATUSES}
+    in_store = [i in done_ids for i in ids]
+    done = in_store if s["resume"] else [False] * len(ids)
+    n_done = sum(done)
+    todo = [(c, i) for c, i, d in zip(cases, ids, done) if not d]
+
+    if args.dry_run:
+        for c, d in zip(cases, in_store):
+            print(f"{'done' if d else 'todo'}  {describe(kind, c)}")
+        print(f"{len(cases)} case(s): {sum(in_store)} already done in {out}, {len(todo)} to run"
+              + ("" if s["resume"] else " (--no-resume: all of them)"))
+        return 0
+    try:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        with open(out, "ab"):
+            pass
+    except OSError as exc:
+        print(f"sslbench sweep: error: cannot write the store --out {out} ({exc}); choose another path",
+              file=sys.stderr)
+        return 2
+
+    eta = EtaEstimator(kind)
+    wanted = set(ids)
+    for r in records_same:  # durations of this grid's finished cases from earlier runs
+        if sweep_id_of(r) in wanted and r.get("status") in FINAL_STATUSES:
+            sw = r["extra"].get("sweep") if isinstance(r["extra"].get("sweep"), dict) else {}
+            eta.add(sw.get("case") or r["case"], sw.get("wall_s", r["extra"].get("wall_s")))
+    skipped_note = f"; {n_done} already done, skipped (--no-resume to redo)" if n_done else ""
+    print(f"sslbench sweep ({kind}): {len(cases)} case(s) -> {out}{skipped_note}; {len(todo)} to run", flush=True)
+
+    progress = s["progress"] if s["progress"] is not None else sys.stderr.isatty()
+    bar = None
+    if progress and todo:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), file=sys.stderr, unit="case", dynamic_ncols=True,
+                   bar_format="{desc}{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
+
+    def say(text: str) -> None:
+        if bar is not None:
+            bar.write(text, file=sys.stdout)
+        else:
+            print(text, flush=True)
+
+    counts: dict[str, int] = {}
+    current: dict | None = None
+    t_start = time.perf_counter()
+    try:
+        for k, (case, sid) in enumerate(todo):
+            current = case
+            remaining = eta.remaining([c for c, _ in todo[k:]])
+            if bar is not None:
+                bar.set_postfix_str(f"eta {_duration(remaining)}", refresh=True)
+            if kind == "bench":
+                outcome = _run_bench_case(case, s, env)
+            else:
+                outcome = _run_train_case(case, s, resume=s["resume"], sweep_id=sid)
+            append_record(out, outcome.record)
+            current = None
+            status = outcome.record["status"]
+            if outcome.interrupted:  # a training child that stopped on the forwarded Ctrl-C and wrote its record
+                print(f"interrupted during {describe(kind, case)}: recorded as {status!r}"
+                      + (" (it runs again on resume, from its checkpoint)" if status == "interrupted" else ""),
+                      file=sys.stderr)
+                raise KeyboardInterrupt
+            counts[status] = counts.get(status, 0) + 1
+            eta.add(case, outcome.wall_s)
+            remaining = eta.remaining([c for c, _ in todo[k + 1:]])
+            say(f"[{n_done + k + 1}/{len(cases)}] {describe(kind, case)}: {_summary(kind, outcome.record)} "
+                f"({outcome.wall_s:.1f} s; eta {_duration(remaining)})")
+            if bar is not None:
+                bar.set_postfix_str(f"eta {_duration(remaining)}", refresh=False)
+                bar.update(1)
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
+        if current is not None:
+            rec = make_record(rkind, current, {}, "interrupted", env=env if kind == "bench" else None,
+                              message="interrupted by the user (Ctrl-C)")
+            if kind == "train":
+                rec["extra"]["sweep"] = {"id": case_id(rkind, current), "case": current, "wall_s": None}
+            append_record(out, rec)
+            print(f"interrupted during {describe(kind, current)}: recorded as 'interrupted' (it runs again on "
+                  "resume)", file=sys.stderr)
+        recorded = sum(counts.values())
+        print(f"sslbench sweep: interrupted after {recorded} new case(s) this run; every finished case is in {out}. "
+              f"To resume, run {_resume_command()} again", file=sys.stderr, flush=True)
+        return 130
+    if bar is not None:
+        bar.close()
+    summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "nothing to run"
+    print(f"done in {_duration(time.perf_counter() - t_start)}: {summary}"
+          + (f"; {n_done} skipped, already in {out}" if n_done else ""), flush=True)
+    return 1 if counts.get("error") else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m sslbench.sweep ...`` (the same as ``sslbench sweep``), or ``--train-worker SPEC`` (a child)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if len(argv) == 2 and argv[0] == "--train-worker":
+        return _train_worker(argv[1])
+    parser = argparse.ArgumentParser(prog="sslbench sweep")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
