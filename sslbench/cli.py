@@ -14,6 +14,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("sslbench.bench", "micro-benchmark regularizers' forward+backward time and memory"),
     "sweep": ("sslbench.sweep", "a resumable grid of bench or train cases appended to a JSON-lines store"),
     "report": ("sslbench.report", "tables and verdicts from the results store"),
+    "analyze": ("sslbench.analyze", "scaling exponents, crossovers, accuracy and regression tables of the results"),
     "dashboard": ("sslbench.dashboard", "launch the Streamlit dashboard on localhost"),
 }
 

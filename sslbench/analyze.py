@@ -1,0 +1,101 @@
+"""``sslbench analyze``: the summary tables of a results folder, printed as text, Markdown or CSV.
+
+Reads every record under ``--results`` (JSON-lines stores, pytest-benchmark JSON files, asv results
+directories; :func:`sslbench.analysis.load_results`) and prints:
+
+* ``inventory``: the records by source, kind, device and status;
+* ``scaling_dim`` / ``scaling_batch``: the fitted exponents alpha of time and memory in D (in N) of every series,
+  log-log least squares over the ok points (``--min-points`` distinct sizes at least), with R²;
+* ``crossovers``: where two series of the same regularizer cross in D (primal ``cross_correlation`` vs dual
+  ``gram``, the official code vs sslbench, ...), for time and for memory, or which one is lower throughout;
+* ``accuracy``: training runs, seeds pooled (linear probe and kNN, at initialisation, gains, training time);
+* ``regressions``: asv benchmarks that changed by more than ``--threshold`` × from one commit to the next.
+
+Examples::
+
+    sslbench analyze                                   # results/ (and .asv/results) as text
+    sslbench analyze --results results/sweeps --tables scaling_dim crossovers --format markdown
+    sslbench analyze --asv .asv/results --tables regressions --threshold 1.3 --format csv > regressions.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+TITLES = {
+    "inventory": "Records",
+    "scaling_dim": "Scaling exponents in D (y ∝ D^alpha; log-log least squares)",
+    "scaling_batch": "Scaling exponents in N (y ∝ N^alpha)",
+    "crossovers": "Crossovers in D",
+    "accuracy": "Accuracy of training runs (seeds pooled)",
+    "regressions": "asv changes between consecutive commits beyond the threshold",
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from sslbench.analysis import SUMMARY_TABLES
+
+    parser.add_argument("--results", default="results", metavar="DIR",
+                        help="results folder, read recursively (default: results)")
+    parser.add_argument("--asv", action="append", default=None, metavar="DIR",
+                        help="an asv results directory (repeatable; default: .asv/results beside --results, when "
+                             "it exists; asv directories under --results are always read)")
+    parser.add_argument("--format", choices=["text", "markdown", "csv"], default="text",
+                        help="output format (default text)")
+    parser.add_argument("--tables", nargs="+", choices=list(SUMMARY_TABLES), default=list(SUMMARY_TABLES),
+                        metavar="TABLE", help=f"tables to print (default all: {', '.join(SUMMARY_TABLES)})")
+    parser.add_argument("--threshold", type=float, default=1.2,
+                        help="asv: flag a change beyond this factor between consecutive commits (default 1.2)")
+    parser.add_argument("--min-points", type=int, default=3,
+                        help="scaling: distinct sizes a series needs for a fit (default 3)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from sslbench import analysis as A
+
+    root = Path(args.results)
+    if not root.is_dir():
+        print(f"sslbench analyze: the results folder {root} does not exist.\n", file=sys.stderr)
+        print(A.HOW_TO_PRODUCE_RESULTS.format(root=root), file=sys.stderr)
+        return 2
+    if args.threshold <= 1:
+        print(f"sslbench analyze: --threshold {args.threshold} must be > 1 (a factor, e.g. 1.2)", file=sys.stderr)
+        return 2
+    if args.min_points < 2:
+        print(f"sslbench analyze: --min-points {args.min_points} must be at least 2", file=sys.stderr)
+        return 2
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        df = A.load_results(root, asv=args.asv)
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    if df.empty:
+        print(A.HOW_TO_PRODUCE_RESULTS.format(root=root), file=sys.stderr)
+        return 1
+    tables = A.summary(df, threshold=args.threshold, min_points=args.min_points, tables=args.tables)
+    blocks = []
+    for name, table in tables.items():
+        title = TITLES.get(name, name)
+        if name == "regressions":
+            title += f" (×{args.threshold:g})"
+        if args.format == "csv":
+            blocks.append(f"# {name}\n" + (A.format_table(table, "csv") if not table.empty else ""))
+            continue
+        heading = f"## {title}" if args.format == "markdown" else f"{title}\n{'=' * len(title)}"
+        body = A.format_table(table, args.format) if not table.empty else "(none)"
+        blocks.append(f"{heading}\n\n{body}")
+    print("\n\n".join(blocks))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:  # `python -m sslbench.analyze`
+    parser = argparse.ArgumentParser(prog="sslbench analyze", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
