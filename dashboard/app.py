@@ -1,0 +1,588 @@
+"""The sslbench dashboard: ``streamlit run dashboard/app.py`` (or ``sslbench dashboard``), served on localhost.
+
+Four pages, picked in the sidebar (and in the URL: ``?page=Scaling``, ``Accuracy``, ``Regressions``, ``Runs``):
+
+* **Scaling** — time and memory of one regularizer step against D, N or V on log-log axes, one line per
+  regularizer / algorithm, the fitted exponent in the legend, out-of-memory cases marked, the crossover of two
+  series annotated.
+* **Accuracy** — linear-probe / kNN accuracy of training runs against V, the data set fraction or D, next to the
+  same network at initialisation (the floor), and accuracy against training time.
+* **Regressions** — each asv benchmark across commits, changes beyond a threshold highlighted.
+* **Runs** — training curves (loss terms, throughput, memory, kNN accuracy) of chosen runs.
+
+The results folder is ``$SSLBENCH_RESULTS`` (what ``sslbench dashboard --results DIR`` sets) or ``results/`` of
+this repository, and can be changed in the sidebar; extra asv results directories are listed in
+``$SSLBENCH_ASV`` (separated by ``os.pathsep``; default ``.asv/results`` beside the results folder). Reading is
+cached and keyed on the files' sizes and modification times, so new results show up on the next rerun. The
+dashboard only reads records (through :mod:`sslbench.analysis`); it never trains or measures, and needs no torch.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # `streamlit run dashboard/app.py` puts dashboard/ first, not the repository
+    sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import plotly.graph_objects as go  # noqa: E402
+import streamlit as st  # noqa: E402
+from plotly.colors import qualitative  # noqa: E402
+
+from sslbench import analysis as A  # noqa: E402
+
+RESULTS_ENV = "SSLBENCH_RESULTS"
+ASV_ENV = "SSLBENCH_ASV"
+PAGES = ("Scaling", "Accuracy", "Regressions", "Runs")
+KIND_NAMES = {
+    "regularizer_bench": "regularizer_bench (sslbench bench / sweep)",
+    "side_by_side": "side_by_side (ours vs the official code)",
+    "pytest_benchmark": "pytest_benchmark",
+}
+AXIS_SHORT = {"dim": "D", "batch": "N", "views": "V", "fraction": "data fraction"}
+# plotted unit of each figure: (column, divisor, axis title)
+Y_DISPLAY = {
+    "time_s": (1e-3, "time per forward+backward (ms)"),
+    "memory_bytes": (2.0 ** 20, "memory of the step (MiB, peak above the inputs)"),
+    "peak_bytes": (2.0 ** 20, "peak memory (MiB, inputs and runtime included)"),
+}
+PALETTE = qualitative.Plotly + qualitative.D3 + qualitative.Dark24
+
+
+# ==============================================================================================================
+# Data (cached on the files' modification times)
+# ==============================================================================================================
+@st.cache_data(show_spinner="Reading results ...", max_entries=8)
+def load(root: str, asv: tuple[str, ...] | None, stamp: tuple) -> tuple[pd.DataFrame, list[str]]:
+    """All records under ``root`` (:func:`sslbench.analysis.load_results`) and the warnings reading them gave.
+    ``stamp`` (the files' sizes and modification times) is only part of the cache key."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        df = A.load_results(root, asv=asv)
+    return df, [str(w.message) for w in caught]
+
+
+@st.cache_data(show_spinner="Reading training logs ...", max_entries=8)
+def load_logs(root: str, stamp: tuple) -> pd.DataFrame:
+    return A.load_run_logs(root)
+
+
+def colour_map(labels) -> dict:
+    """One colour per series, the same on every chart."""
+    return {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(sorted(set(map(str, labels))))}
+
+
+def pick(label: str, options: list, *, key: str, default=None, sidebar=True, **kw):
+    """A selectbox over ``options`` starting at ``default`` (or the first)."""
+    where = st.sidebar if sidebar else st
+    index = options.index(default) if default in options else 0
+    return where.selectbox(label, options, index=index, key=key, **kw)
+
+
+def most_common(series: pd.Series):
+    counts = series.dropna().value_counts()
+    return counts.index[0] if len(counts) else None
+
+
+def fmt_value(v) -> str:
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def show(fig: go.Figure, key: str) -> None:
+    st.plotly_chart(fig, key=key, config={"displaylogo": False})
+
+
+def base_layout(fig: go.Figure, title: str, x_title: str, y_title: str, *, log_x=True, log_y=True) -> go.Figure:
+    fig.update_layout(title=title, template="plotly_white", height=520, margin=dict(l=60, r=20, t=60, b=50),
+                      legend=dict(font=dict(size=11)), hovermode="closest")
+    fig.update_xaxes(title=x_title, type="log" if log_x else "linear", showgrid=True)
+    fig.update_yaxes(title=y_title, type="log" if log_y else "linear", showgrid=True)
+    return fig
+
+
+# ==============================================================================================================
+# Scaling
+# ==============================================================================================================
+def scaling_figure(data: pd.DataFrame, x: str, y: str, colours: dict, *, title: str, pair=None,
+                   suffix_device: bool = False, min_points: int = 3):
+    """Log-log lines of ``y`` against ``x``, one per series (label, and device when several), the fitted
+    exponent in each name, OOM cases as red crosses along the top, the crossover of ``pair`` annotated.
+    Returns (figure, fits table, crossover or None)."""
+    scale, y_title = Y_DISPLAY[y]
+    fig = go.Figure()
+    series_key = ["label", "device_name"] if suffix_device else ["label"]
+    ok = A._ok_points(data, x, y) if not data.empty else data
+    fits = A.fit_scaling(data, x=x, y=y, by=series_key, min_points=min_points) if not ok.empty else pd.DataFrame()
+    fit_of = {tuple(r[k] for k in series_key): r for _, r in fits.iterrows()} if not fits.empty else {}
+    ymax = 0.0
+    for key, g in ok.groupby(series_key, sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        name = str(key[0]) + (f" @ {key[1]}" if suffix_device else "")
+        fit = fit_of.get(key)
+        alpha = fit["exponent"] if fit is not None else math.nan
+        name += f"  (α={alpha:.2f})" if np.isfinite(alpha) else "  (α: too few points)"
+        agg = g.groupby(x).agg(y=(y, "median"), n=(y, "size"))
+        if y == "time_s" and {"metrics.time_q25_s", "metrics.time_q75_s"} <= set(g.columns):
+            q = g.groupby(x)[["metrics.time_q25_s", "metrics.time_q75_s"]].median()
+            err_plus = (q["metrics.time_q75_s"] - agg["y"]).clip(lower=0) / scale
+            err_minus = (agg["y"] - q["metrics.time_q25_s"]).clip(lower=0) / scale
+            error_y = dict(type="data", symmetric=False, array=err_plus.tolist(), arrayminus=err_minus.tolist(),
+                           thickness=1, width=3)
+        else:
+            error_y = None
+        ys = (agg["y"] / scale).tolist()
+        ymax = max(ymax, max(ys))
+        fig.add_trace(go.Scatter(
+            x=agg.index.tolist(), y=ys, mode="lines+markers", name=name, error_y=error_y,
+            line=dict(color=colours.get(str(key[0]))), marker=dict(size=7),
+            meta=dict(series=str(key[0]), exponent=None if not np.isfinite(alpha) else float(alpha)),
+            hovertemplate=f"{name}<br>{AXIS_SHORT[x]}=%{{x}}<br>%{{y:.4g}}<extra></extra>"))
+    # out-of-memory cases: at the top of the chart, where the series could not go
+    oom = data[data["status"] == "oom"] if "status" in data.columns else data.iloc[0:0]
+    oom = oom[pd.to_numeric(oom[x], errors="coerce") > 0]
+    if not oom.empty:
+        ceiling = ymax * 2 if ymax > 0 else 1.0
+        fig.add_trace(go.Scatter(
+            x=pd.to_numeric(oom[x]).tolist(), y=[ceiling] * len(oom), mode="markers+text",
+            name="out of memory (OOM)", text=["OOM"] * len(oom), textposition="top center",
+            marker=dict(symbol="x", size=13, color="crimson", line=dict(width=2, color="crimson")),
+            customdata=oom["label"].astype(str).tolist(),
+            hovertemplate=f"%{{customdata}}: out of memory at {AXIS_SHORT[x]}=%{{x}}<extra></extra>"))
+    xover = None
+    if pair is not None:
+        a, b = pair
+        xover = A.crossover(data, a, b, x=x, y=y)
+        if xover is not None:
+            top = ymax * 1.3 if ymax > 0 else 1.0
+            low = min((min(t.y) for t in fig.data if t.y is not None and len(t.y) and t.name != "out of memory (OOM)"),
+                      default=xover.y / scale)
+            fig.add_trace(go.Scatter(
+                x=[xover.x, xover.x], y=[low / 1.3, top], mode="lines", showlegend=False, hoverinfo="skip",
+                line=dict(color="black", dash="dot", width=1), name="crossover line"))
+            fig.add_trace(go.Scatter(
+                x=[xover.x], y=[xover.y / scale], mode="markers+text",
+                name=f"crossover at {AXIS_SHORT[x]}≈{xover.x:.4g} ({xover.lower_after} lower beyond)",
+                text=[f"{AXIS_SHORT[x]}≈{xover.x:.0f}"], textposition="bottom right",
+                marker=dict(symbol="star", size=16, color="black"),
+                hovertemplate=(f"{xover.lower_before} / {xover.lower_after} cross at {AXIS_SHORT[x]}≈%{{x:.4g}}"
+                               "<extra></extra>")))
+    base_layout(fig, title, A.X_COLUMNS[x], y_title)
+    xs = sorted(set(pd.to_numeric(data[x], errors="coerce").dropna().tolist()) - {0})
+    if 0 < len(xs) <= 12:  # label the measured sizes rather than plotly's 2, 5, 10 ticks
+        fig.update_xaxes(tickmode="array", tickvals=xs, ticktext=[fmt_value(float(v)) for v in xs])
+    fig.update_layout(legend_title_text="series (fitted exponent α: y ∝ x^α)")
+    return fig, fits, xover
+
+
+def page_scaling(df: pd.DataFrame, colours: dict) -> None:
+    st.header("Scaling: time and memory against D, N and V")
+    data = df[df["kind"].isin(A.SCALING_KINDS)]
+    if data.empty:
+        st.info("No regularizer benchmarks in these results (records of kind "
+                f"{', '.join(A.SCALING_KINDS)}). Produce some with:")
+        st.code("sslbench bench --regularizers barlow_twins vicreg --algorithms cross_correlation gram "
+                "--dims 128 512 2048 --batches 256\npython benchmarks/side_by_side.py", language="bash")
+        return
+    sb = st.sidebar
+    sb.subheader("Filters")
+    kinds = [k for k in A.SCALING_KINDS if (data["kind"] == k).any()]
+    kind = pick("Records", kinds, key="sc_kind", format_func=lambda k: KIND_NAMES.get(k, k))
+    data = data[data["kind"] == kind]
+    devices = data["device_name"].dropna().astype(str).value_counts().index.tolist()
+    chosen_devices = sb.multiselect("Device", devices, default=devices[:1], key="sc_device")
+    data = data[data["device_name"].astype(str).isin(chosen_devices)]
+    if data.empty:
+        st.warning("Choose at least one device in the sidebar.")
+        return
+    axes = [a for a in A.X_COLUMNS if data[a].nunique() >= 2] or ["dim"]
+    x = sb.radio("Scale in", axes, key="sc_x", horizontal=True, format_func=lambda a: AXIS_SHORT[a])
+    y = sb.radio("Metric", list(Y_DISPLAY), key="sc_y",
+                 format_func=lambda m: {"time_s": "time", "memory_bytes": "memory (step)",
+                                        "peak_bytes": "peak memory"}[m])
+    fixed = {}
+    for other in A._OTHER_AXES[x]:
+        values = sorted(data[other].dropna().unique().tolist())
+        if not values:
+            continue
+        # default: the value with the most distinct x measured
+        best = max(values, key=lambda v: (data.loc[data[other] == v, x].nunique(), (data[other] == v).sum()))
+        fixed[other] = pick(f"{AXIS_SHORT[other]} (fixed)", values, key=f"sc_fix_{x}_{other}", default=best,
+                            format_func=fmt_value)
+        data = data[data[other] == fixed[other]]
+    dtypes = sorted(data["dtype"].dropna().astype(str).unique().tolist())
+    if len(dtypes) > 1:
+        dt = pick("dtype", dtypes, key="sc_dtype", default="float32" if "float32" in dtypes else dtypes[0])
+        data = data[data["dtype"].astype(str) == dt]
+    regs = sorted(data["regularizer"].dropna().astype(str).unique().tolist())
+    chosen = sb.multiselect("Regularizers", regs, default=regs, key="sc_regs")
+    data = data[data["regularizer"].astype(str).isin(chosen)]
+    algos = sorted(data["algorithm"].fillna("(default)").astype(str).unique().tolist())
+    if len(algos) > 1:
+        chosen_algos = sb.multiselect("Algorithms", algos, default=algos, key="sc_algos")
+        data = data[data["algorithm"].fillna("(default)").astype(str).isin(chosen_algos)]
+    impls = sorted(data["impl"].dropna().astype(str).unique().tolist())
+    if len(impls) > 1:
+        chosen_impls = sb.multiselect("Implementation", impls, default=impls, key="sc_impl",
+                                      format_func=lambda i: {"official": "official code", "sslbench": "sslbench"}.get(i, i))
+        data = data[data["impl"].astype(str).isin(chosen_impls)]
+    min_points = sb.number_input("Fit: minimum points", min_value=2, max_value=10, value=3, key="sc_minpts")
+
+    if data.empty:
+        st.warning("Nothing left to plot with these filters.")
+        return
+    # the pairs that can cross: series of the same regularizer
+    pairs, crossing = [], []
+    if len(chosen_devices) == 1:
+        ok = A._ok_points(data, x, y)
+        for reg, g in ok.groupby("regularizer", sort=True):
+            labels = sorted(g["label"].astype(str).unique())
+            for i, a in enumerate(labels):
+                for b in labels[i + 1:]:
+                    pairs.append((a, b))
+                    if A.crossover(g, a, b, x=x, y=y) is not None:
+                        crossing.append((a, b))
+    options = ["(none)"] + [f"{a}  vs  {b}" for a, b in crossing + [p for p in pairs if p not in crossing]]
+    choice = pick("Annotate the crossover of", options, key=f"sc_pair_{x}_{y}",
+                  default=options[1] if len(options) > 1 else "(none)",
+                  help="pairs of the same regularizer; those that cross are listed first")
+    pair = tuple(choice.split("  vs  ")) if choice != "(none)" else None
+
+    where = ", ".join(f"{AXIS_SHORT[k]}={fmt_value(v)}" for k, v in fixed.items())
+    devs = " / ".join(chosen_devices)
+    title = f"{Y_DISPLAY[y][1].split(' (')[0]} vs {AXIS_SHORT[x]} ({where}) on {devs}"
+    fig, fits, xover = scaling_figure(data, x, y, colours, title=title, pair=pair,
+                                      suffix_device=len(chosen_devices) > 1, min_points=int(min_points))
+    show(fig, "chart_scaling")
+    failed = data[~data["status"].isin(["ok", "oom"])]
+    if not failed.empty:
+        st.caption(f"{len(failed)} case(s) failed otherwise ({', '.join(sorted(failed['status'].unique()))}); "
+                   "not plotted.")
+    if pair is not None:
+        if xover is not None:
+            st.markdown(f"**Crossover**: {xover.lower_before} is lower below {AXIS_SHORT[x]} ≈ {xover.x:.4g}, "
+                        f"{xover.lower_after} above it.")
+        else:
+            st.markdown(f"**No crossover** of {pair[0]} and {pair[1]} in the measured range.")
+    c1, c2 = st.columns(2)
+    with c1:
+        st.subheader("Fitted exponents")
+        if not fits.empty:
+            shown = fits.drop(columns=["x", "y"]).assign(
+                exponent=fits["exponent"].round(3), r2=fits["r2"].round(3),
+                prefactor=[f"{v:.3g}" for v in fits["prefactor"]])
+            st.dataframe(shown.rename(columns={"exponent": "α", "r2": "R²"}), hide_index=True, key="tbl_fits")
+    with c2:
+        st.subheader("Crossovers")
+        table = A.crossover_table(data, x=x, y=y, kinds=[kind]) if len(chosen_devices) == 1 else pd.DataFrame()
+        if table.empty:
+            st.caption("No pairs of series of the same regularizer here.")
+        else:
+            st.dataframe(table[["a", "b", "crossover", "note"]].assign(crossover=table["crossover"].round(1)),
+                         hide_index=True, key="tbl_xover")
+
+
+# ==============================================================================================================
+# Accuracy
+# ==============================================================================================================
+def page_accuracy(df: pd.DataFrame, colours: dict) -> None:
+    st.header("Accuracy: linear probe and kNN after pretraining")
+    runs = df[df["kind"] == "train"].copy()
+    if runs.empty:
+        st.info("No training runs in these results (records of kind train). Produce some with:")
+        st.code("sslbench train --regularizer barlow_twins          # -> results/train.jsonl\n"
+                "sslbench sweep ...                                 # a grid of runs -> results/sweeps/",
+                language="bash")
+        return
+    for k in ("dataset", "fraction", "backbone", "epochs", "seed"):
+        runs[k] = A._col(runs, f"case.{k}")
+    for m in ("linear_top1", "knn_top1", "init_linear_top1", "init_knn_top1", "train_time_s", "images_per_s"):
+        runs[m] = pd.to_numeric(A._col(runs, f"metrics.{m}"), errors="coerce")
+    runs["fraction"] = pd.to_numeric(runs["fraction"], errors="coerce")
+    sb = st.sidebar
+    sb.subheader("Filters")
+    datasets = runs["dataset"].dropna().astype(str).value_counts().index.tolist()
+    if datasets:
+        ds = pick("Data set", datasets, key="acc_ds")
+        runs = runs[runs["dataset"].astype(str) == ds]
+    metric = sb.radio("Accuracy", ["linear_top1", "knn_top1"], key="acc_metric", horizontal=True,
+                      format_func=lambda m: {"linear_top1": "linear probe", "knn_top1": "kNN"}[m])
+    axes = [a for a in ("views", "fraction", "dim") if runs[a].notna().any()]
+    varying = [a for a in axes if runs[a].nunique() >= 2]
+    x = sb.radio("Against", varying or axes, key="acc_x", horizontal=True,
+                 format_func=lambda a: AXIS_SHORT[a])
+    fixed = {}
+    for other in [a for a in ("views", "fraction", "dim") if a != x]:
+        values = sorted(runs[other].dropna().unique().tolist())
+        if len(values) > 1:
+            fixed[other] = pick(f"{AXIS_SHORT[other]} (fixed)", values, key=f"acc_fix_{x}_{other}",
+                                default=most_common(runs[other]), format_func=fmt_value)
+            runs = runs[runs[other] == fixed[other]]
+    for extra in ("backbone", "epochs", "device"):
+        values = runs[extra].dropna().astype(str).unique().tolist()
+        if len(values) > 1:
+            v = pick(extra.capitalize(), sorted(values), key=f"acc_{extra}",
+                     default=str(most_common(runs[extra])))
+            runs = runs[runs[extra].astype(str) == v]
+    regs = sorted(runs["regularizer"].dropna().astype(str).unique().tolist())
+    chosen = sb.multiselect("Regularizers", regs, default=regs, key="acc_regs")
+    runs = runs[runs["regularizer"].astype(str).isin(chosen)]
+    ok = runs[(runs["status"] == "ok") & runs[metric].notna()]
+    if ok.empty:
+        st.warning("No finished runs with this accuracy under these filters.")
+        return
+    name = {"linear_top1": "linear-probe top-1 (%)", "knn_top1": "kNN top-1 (%)"}[metric]
+
+    fig = go.Figure()
+    for reg, g in ok.groupby("regularizer", sort=True):
+        agg = g.groupby(x)[metric].agg(["mean", "std", "size"]).reset_index()
+        fig.add_trace(go.Scatter(
+            x=agg[x].tolist(), y=agg["mean"].tolist(), mode="lines+markers", name=str(reg),
+            error_y=dict(type="data", array=agg["std"].fillna(0).tolist(), visible=True, thickness=1),
+            line=dict(color=colours.get(str(reg))), customdata=agg["size"].tolist(),
+            hovertemplate=f"{reg}<br>{AXIS_SHORT[x]}=%{{x}}<br>%{{y:.2f}} % (%{{customdata}} run(s))<extra></extra>"))
+    init = ok.groupby(x)[f"init_{metric}"].mean().dropna()
+    if not init.empty:
+        fig.add_trace(go.Scatter(
+            x=init.index.tolist(), y=init.tolist(), mode="lines+markers", name="at initialisation (floor)",
+            line=dict(color="grey", dash="dash"), marker=dict(symbol="square-open"),
+            hovertemplate=f"untrained network<br>{AXIS_SHORT[x]}=%{{x}}<br>%{{y:.2f}} %<extra></extra>"))
+    where = ", ".join(f"{AXIS_SHORT[k]}={fmt_value(v)}" for k, v in fixed.items())
+    base_layout(fig, f"{name} vs {AXIS_SHORT[x]}" + (f" ({where})" if where else ""), AXIS_SHORT[x], name,
+                log_x=x in ("dim", "fraction") and (ok[x] > 0).all(), log_y=False)
+    show(fig, "chart_accuracy")
+
+    fig2 = go.Figure()
+    for reg, g in ok.groupby("regularizer", sort=True):
+        g = g[g["train_time_s"] > 0]
+        hover = [f"{reg} {AXIS_SHORT[x]}={fmt_value(v)} seed={s}" for v, s in zip(g[x], g["seed"])]
+        fig2.add_trace(go.Scatter(
+            x=g["train_time_s"].tolist(), y=g[metric].tolist(), mode="markers", name=str(reg),
+            marker=dict(size=10, color=colours.get(str(reg))), text=hover,
+            hovertemplate="%{text}<br>%{x:.0f} s<br>%{y:.2f} %<extra></extra>"))
+    floor = ok[f"init_{metric}"].dropna()
+    if not floor.empty and (ok["train_time_s"] > 0).any():
+        t = ok.loc[ok["train_time_s"] > 0, "train_time_s"]
+        fig2.add_trace(go.Scatter(x=[t.min(), t.max()], y=[floor.mean()] * 2, mode="lines",
+                                  name="at initialisation (floor)", line=dict(color="grey", dash="dash")))
+    base_layout(fig2, f"time to accuracy: {name} vs training time", "training time (s)", name, log_y=False)
+    show(fig2, "chart_time_to_accuracy")
+
+    st.subheader("Runs, seeds pooled")
+    st.dataframe(A.accuracy_table(runs), hide_index=True, key="tbl_accuracy")
+
+
+# ==============================================================================================================
+# Regressions
+# ==============================================================================================================
+def page_regressions(df: pd.DataFrame, colours: dict) -> None:
+    st.header("Regressions: asv benchmarks across commits")
+    threshold = st.sidebar.slider("Flag changes beyond (×)", 1.05, 3.0, 1.2, 0.05, key="rg_threshold")
+    table = A.regressions(df, threshold=threshold)
+    if table.empty:
+        st.info("No asv results found (an asv results directory under the results folder, or .asv/results beside "
+                "it, or the folders in $SSLBENCH_ASV). Measure commits with asv:")
+        st.code("asv run --python=same --quick                 # the working tree\n"
+                "asv run HEAD~5..HEAD                          # the last five commits\n"
+                "sslbench dashboard --asv .asv/results          # then show them here", language="bash")
+        return
+    sb = st.sidebar
+    sb.subheader("Filters")
+    machines = table["machine"].dropna().astype(str).unique().tolist()
+    if len(machines) > 1:
+        m = pick("Machine", sorted(machines), key="rg_machine")
+        table = table[table["machine"].astype(str) == m]
+    benches = sorted(table["benchmark"].astype(str).unique().tolist())
+    flagged_benches = table.loc[table["change"] != "", "benchmark"].astype(str).unique().tolist()
+    bench = pick("Benchmark", benches, key="rg_bench", default=flagged_benches[0] if flagged_benches else None)
+    t = table[table["benchmark"].astype(str) == bench]
+    series_all = sorted(t["series"].astype(str).unique().tolist())
+    flagged = sorted(t.loc[t["change"] != "", "series"].astype(str).unique().tolist())
+    default = flagged[:6] or series_all[:6]
+    chosen = sb.multiselect("Parameter combinations", series_all, default=default, key=f"rg_series_{bench}")
+    t = t[t["series"].astype(str).isin(chosen)]
+    if t.empty:
+        st.warning("Choose at least one parameter combination in the sidebar.")
+        return
+    commits = (table.sort_values("created", kind="stable").drop_duplicates("commit")["commit"].astype(str).tolist())
+    order = {c: i for i, c in enumerate(commits)}
+    unit = str(t["unit"].dropna().iloc[0]) if t["unit"].notna().any() else ""
+    fig = go.Figure()
+    for i, (series, g) in enumerate(t.groupby("series", sort=True)):
+        g = g.sort_values("created", kind="stable")
+        xs = [order[str(c)] for c in g["commit"]]
+        label = str(g["params"].iloc[0]) or str(series)
+        fig.add_trace(go.Scatter(
+            x=xs, y=g["value"].tolist(), mode="lines+markers", name=label,
+            line=dict(color=PALETTE[i % len(PALETTE)]), customdata=g["commit"].astype(str).str[:10].tolist(),
+            hovertemplate=f"{label}<br>%{{customdata}}<br>%{{y:.4g}} {unit}<extra></extra>"))
+    for change, symbol, colour in (("regression", "triangle-up", "crimson"), ("improvement", "triangle-down",
+                                                                             "seagreen")):
+        hit = t[t["change"] == change]
+        if hit.empty:
+            continue
+        fig.add_trace(go.Scatter(
+            x=[order[str(c)] for c in hit["commit"]], y=hit["value"].tolist(), mode="markers",
+            name=f"{change} (beyond ×{threshold:g})",
+            marker=dict(symbol=symbol, size=16, color=colour, line=dict(width=1, color="black")),
+            text=[f"{p}: ×{r:.2f} vs {str(pc)[:10]}" for p, r, pc in zip(hit["params"], hit["ratio"], hit["prev_commit"])],
+            hovertemplate="%{text}<extra></extra>"))
+    base_layout(fig, f"{bench} across commits", "commit (in commit order)", f"value ({unit})" if unit else "value",
+                log_x=False, log_y=unit in ("seconds", "bytes"))
+    fig.update_xaxes(tickmode="array", tickvals=list(range(len(commits))), ticktext=[c[:8] for c in commits])
+    show(fig, "chart_regressions")
+    st.subheader(f"Changes beyond ×{threshold:g} (all benchmarks)")
+    flagged_rows = table[table["change"] != ""]
+    if flagged_rows.empty:
+        st.success("No benchmark changed by more than the threshold between consecutive commits.")
+    else:
+        st.dataframe(flagged_rows[["benchmark", "params", "prev_commit", "commit", "prev_value", "value", "unit",
+                                   "ratio", "change"]], hide_index=True, key="tbl_regressions")
+
+
+# ==============================================================================================================
+# Runs
+# ==============================================================================================================
+def page_runs(df: pd.DataFrame, logs: pd.DataFrame, colours: dict) -> None:
+    st.header("Runs: training curves")
+    if logs.empty:
+        st.info("No training logs in these results (sslbench train writes one JSON-lines log per run under its "
+                "--log-dir, results/runs/ by default). Produce one with:")
+        st.code("sslbench train --regularizer vicreg --epochs 2", language="bash")
+        return
+    records = df[df["kind"] == "train"] if "kind" in df.columns else df.iloc[0:0]
+    # a training run's id is its record's id (sslbench.results.case_id of the case)
+    status = dict(zip(records["id"].astype(str), records["status"].astype(str))) if not records.empty else {}
+    first_seen = logs.groupby("run_id", sort=False)["time"].min() if "time" in logs.columns else None
+
+    def describe(run_id: str) -> str:
+        sub = logs[logs["run_id"] == run_id].iloc[0]
+        bits = [str(sub.get("case.regularizer", "?"))]
+        for k, short in (("case.dataset", ""), ("case.dim", "D="), ("case.views", "V="), ("case.batch", "N="),
+                         ("case.seed", "seed=")):
+            v = sub.get(k)
+            if v is not None and not (isinstance(v, float) and math.isnan(v)):
+                bits.append(f"{short}{fmt_value(v)}")
+        s = status.get(run_id)
+        return " ".join(bits) + f" [{run_id[:8]}]" + (f" {s}" if s and s != "ok" else "")
+
+    run_ids = logs["run_id"].astype(str).unique().tolist()
+    if first_seen is not None:  # the latest runs first
+        run_ids.sort(key=lambda r: -(first_seen.get(r) or 0))
+    sb = st.sidebar
+    sb.subheader("Filters")
+    chosen = sb.multiselect("Runs", run_ids, default=run_ids[:4], key="runs_chosen", format_func=describe)
+    if not chosen:
+        st.warning("Choose at least one run in the sidebar.")
+        return
+    steps = logs[(logs["run_id"].isin(chosen)) & (logs["event"] == "step")]
+    skip = {"step", "epoch", "time", "elapsed_s", "images_per_s", "memory_bytes", "peak_memory_bytes", "lr"}
+    terms = [c for c in steps.columns if c not in skip and not c.startswith(("case.", "metrics."))
+             and c not in ("run_id", "source", "event", "message", "status")
+             and pd.api.types.is_numeric_dtype(steps[c]) and steps[c].notna().any()]
+    terms = (["loss"] if "loss" in terms else []) + sorted(t for t in terms if t != "loss")
+    x_axis = sb.radio("x axis", ["step", "elapsed_s"], key="runs_x", horizontal=True,
+                      format_func=lambda a: {"step": "step", "elapsed_s": "wall time (s)"}[a])
+    term = pick("Loss term", terms, key="runs_term") if terms else None
+    log_y = sb.checkbox("Log y for the loss", value=False, key="runs_logy")
+    names = {r: describe(r) for r in chosen}
+    run_colour = {r: PALETTE[i % len(PALETTE)] for i, r in enumerate(chosen)}
+
+    def curves(column: str, title: str, y_title: str, events=("step",), key="", log=False) -> None:
+        data = logs[(logs["run_id"].isin(chosen)) & (logs["event"].isin(events))]
+        if column not in data.columns or data[column].isna().all():
+            st.caption(f"No {column} in the logs of these runs.")
+            return
+        fig = go.Figure()
+        for r in chosen:
+            g = data[(data["run_id"] == r) & data[column].notna()].sort_values("step")
+            if g.empty:
+                continue
+            fig.add_trace(go.Scatter(x=g[x_axis].tolist(), y=g[column].tolist(), mode="lines+markers",
+                                     name=names[r], line=dict(color=run_colour[r]), marker=dict(size=4)))
+        base_layout(fig, title, {"step": "step", "elapsed_s": "wall time since start (s)"}[x_axis], y_title,
+                    log_x=False, log_y=log)
+        show(fig, key)
+
+    if term is not None:
+        positive = bool((steps[term].dropna() > 0).all()) if term in steps.columns else False
+        curves(term, f"{term} during training", term, key="chart_runs_loss", log=log_y and positive)
+    c1, c2 = st.columns(2)
+    with c1:
+        curves("images_per_s", "throughput", "images / s", key="chart_runs_throughput")
+    with c2:
+        curves("memory_bytes", "memory", "bytes", key="chart_runs_memory")
+    curves("knn_top1", "kNN accuracy during training", "kNN top-1 (%)", events=("eval",), key="chart_runs_knn")
+    ends = logs[(logs["run_id"].isin(chosen)) & (logs["event"] == "end")]
+    if not ends.empty:
+        cols = [c for c in ("run_id", "step", "status", "metrics.linear_top1", "metrics.knn_top1",
+                            "metrics.init_linear_top1", "metrics.init_knn_top1", "metrics.train_time_s",
+                            "metrics.images_per_s") if c in ends.columns]
+        st.subheader("Final figures")
+        st.dataframe(ends[cols], hide_index=True, key="tbl_runs")
+
+
+# ==============================================================================================================
+# The app
+# ==============================================================================================================
+def default_results() -> str:
+    return os.environ.get(RESULTS_ENV) or str(ROOT / "results")
+
+
+def main() -> None:
+    st.set_page_config(page_title="sslbench dashboard", page_icon="📈", layout="wide")
+    sb = st.sidebar
+    sb.title("sslbench")
+    page = sb.radio("Page", PAGES, key="page", bind="query-params")
+    root = sb.text_input("Results folder", value=default_results(), key="results_dir",
+                         help=f"every *.jsonl store, pytest-benchmark JSON and asv results directory under it "
+                              f"(default: ${RESULTS_ENV} or results/ of the repository)")
+    asv_env = os.environ.get(ASV_ENV)
+    asv = tuple(p for p in asv_env.split(os.pathsep) if p) if asv_env else None
+    root_path = Path(root).expanduser()
+    if not root_path.is_dir():
+        st.title("sslbench dashboard")
+        st.warning(f"The results folder {root_path} does not exist.")
+        st.markdown(_help(root_path))
+        return
+    stamp = A.results_stamp(root_path, asv)
+    df, problems = load(str(root_path), asv, stamp)
+    logs = load_logs(str(root_path), stamp) if page == "Runs" else pd.DataFrame()
+    if problems:
+        with sb.expander(f"{len(problems)} warning(s) while reading"):
+            for p in problems:
+                st.caption(p)
+    if df.empty and (page != "Runs" or logs.empty):
+        st.title("sslbench dashboard")
+        st.info(f"No results in {root_path} yet.")
+        st.markdown(_help(root_path))
+        return
+    sb.caption(f"{len(df)} records from {df['source'].nunique()} file(s) in {root_path}")
+    colours = colour_map(df["label"].dropna()) if "label" in df.columns else {}
+    colours.update({k: v for k, v in colour_map(df["regularizer"].dropna()).items() if k not in colours})
+    if page == "Scaling":
+        page_scaling(df, colours)
+    elif page == "Accuracy":
+        page_accuracy(df, colours)
+    elif page == "Regressions":
+        page_regressions(df, colours)
+    else:
+        page_runs(df, logs, colours)
+
+
+def _help(root: Path) -> str:
+    text = A.HOW_TO_PRODUCE_RESULTS.format(root=root)
+    head, _, rest = text.partition("\n")
+    body, _, tail = rest.rpartition("\n\n")
+    return f"{head}\n\n```bash\n{textwrap.dedent(body).strip(chr(10))}\n```\n\n{tail}"
+
+
+main()

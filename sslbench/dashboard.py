@@ -1,0 +1,96 @@
+"""``sslbench dashboard``: launch the Streamlit dashboard (``dashboard/app.py`` of this repository) on localhost.
+
+Runs ``python -m streamlit run <repo>/dashboard/app.py --server.address localhost --server.headless true
+--server.port PORT`` with ``SSLBENCH_RESULTS`` set to the results folder, and waits for it (Ctrl-C stops it).
+The server binds to ``localhost`` unless ``--address`` says otherwise: the dashboard reads files of this machine,
+so think twice before serving it on other interfaces. Needs the ``dashboard`` extra (streamlit, plotly, pandas).
+
+Examples::
+
+    sslbench dashboard                           # results/ on http://localhost:8501
+    sslbench dashboard --results results/sweeps --port 8600
+    sslbench dashboard --asv .asv/results --dry-run   # print the command
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+APP = Path(__file__).resolve().parent.parent / "dashboard" / "app.py"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--results", default="results", metavar="DIR", help="results folder (default: results)")
+    parser.add_argument("--asv", action="append", default=None, metavar="DIR",
+                        help="an asv results directory to show on the Regressions page (repeatable; default: "
+                             ".asv/results beside --results)")
+    parser.add_argument("--port", type=int, default=8501, help="port (default 8501)")
+    parser.add_argument("--address", default="localhost",
+                        help="address to bind (default localhost; 0.0.0.0 exposes it to the network)")
+    parser.add_argument("--dry-run", action="store_true", help="print the command and exit")
+
+
+def command(args: argparse.Namespace) -> tuple[list[str], dict]:
+    """The streamlit command line and the environment for ``args``."""
+    cmd = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.address", args.address,
+           "--server.port", str(args.port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
+           "--client.toolbarMode", "minimal"]
+    env = dict(os.environ)
+    env["SSLBENCH_RESULTS"] = str(Path(args.results).expanduser().resolve())
+    if args.asv:
+        env["SSLBENCH_ASV"] = os.pathsep.join(str(Path(p).expanduser().resolve()) for p in args.asv)
+    else:
+        env.pop("SSLBENCH_ASV", None)
+    return cmd, env
+
+
+def run(args: argparse.Namespace) -> int:
+    if not 0 < args.port < 65536:
+        print(f"sslbench dashboard: --port {args.port} is not a port number", file=sys.stderr)
+        return 2
+    if not APP.is_file():
+        print(f"sslbench dashboard: {APP} not found; the dashboard runs from a checkout of the repository "
+              "(pip install -e .)", file=sys.stderr)
+        return 2
+    cmd, env = command(args)
+    if args.dry_run:
+        extra = f"SSLBENCH_RESULTS={shlex.quote(env['SSLBENCH_RESULTS'])} "
+        if "SSLBENCH_ASV" in env:
+            extra += f"SSLBENCH_ASV={shlex.quote(env['SSLBENCH_ASV'])} "
+        print(extra + shlex.join(cmd))
+        return 0
+    if importlib.util.find_spec("streamlit") is None or importlib.util.find_spec("plotly") is None:
+        print("sslbench dashboard: streamlit and plotly are not installed; pip install -e '.[dashboard]'",
+              file=sys.stderr)
+        return 2
+    if not Path(env["SSLBENCH_RESULTS"]).is_dir():
+        print(f"sslbench dashboard: note: {args.results} does not exist yet; the dashboard will say how to "
+              "produce results", file=sys.stderr)
+    print(f"sslbench dashboard: http://{args.address}:{args.port} (results: {env['SSLBENCH_RESULTS']}); "
+          "Ctrl-C to stop", file=sys.stderr, flush=True)
+    proc = subprocess.Popen(cmd, env=env)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        return 0
+
+
+def main(argv: list[str] | None = None) -> int:  # `python -m sslbench.dashboard`
+    parser = argparse.ArgumentParser(prog="sslbench dashboard", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

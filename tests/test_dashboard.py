@@ -1,0 +1,299 @@
+"""The Streamlit dashboard driven with ``streamlit.testing.v1.AppTest`` on small fixture results: every page runs
+without an exception, the expected plotly charts exist with the expected traces and log axes, sidebar filters
+change them, and an empty or missing results folder shows how to produce results."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("streamlit")
+pytest.importorskip("plotly")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+import results_fixtures as F  # noqa: E402
+from sslbench.results import append_record  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "dashboard" / "app.py")
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    return F.write_results(tmp_path_factory.mktemp("dashboard") / "results")
+
+
+def run_app(monkeypatch, root, page=None) -> AppTest:
+    monkeypatch.setenv("SSLBENCH_RESULTS", str(root))
+    monkeypatch.delenv("SSLBENCH_ASV", raising=False)
+    at = AppTest.from_file(APP, default_timeout=120)
+    if page:
+        at.query_params["page"] = page
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def rerun(at: AppTest) -> AppTest:
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def charts(at: AppTest) -> dict[str, dict]:
+    """The plotly figures on the page, by their title."""
+    out = {}
+    for el in at.get("plotly_chart"):
+        spec = json.loads(el.proto.spec)
+        out[spec["layout"]["title"]["text"]] = spec
+    return out
+
+
+def names(spec: dict) -> list[str]:
+    return [t.get("name") for t in spec["data"]]
+
+
+def trace(spec: dict, prefix: str) -> dict:
+    found = [t for t in spec["data"] if str(t.get("name", "")).startswith(prefix)]
+    assert len(found) == 1, (prefix, names(spec))
+    return found[0]
+
+
+def widget(at: AppTest, kind: str, label: str):
+    found = [w for w in getattr(at.sidebar, kind) if w.label == label]
+    assert found, f"no sidebar {kind} {label!r}: {[w.label for w in getattr(at.sidebar, kind)]}"
+    return found[0]
+
+
+def only_chart(at: AppTest) -> dict:
+    figs = charts(at)
+    assert len(figs) == 1, list(figs)
+    return next(iter(figs.values()))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Scaling
+# ---------------------------------------------------------------------------------------------------------------
+def test_scaling_page_log_log_fitted_exponents_oom_and_crossover(monkeypatch, results):
+    at = run_app(monkeypatch, results)
+    assert at.sidebar.radio(key="page").value == "Scaling"
+    widget(at, "selectbox", "N (fixed)").set_value(256)
+    spec = only_chart(rerun(at))
+    assert spec["layout"]["xaxis"]["type"] == "log" and spec["layout"]["yaxis"]["type"] == "log"
+    assert "N=256" in spec["layout"]["title"]["text"]
+    labels = names(spec)
+    # one line per regularizer/algorithm with the fitted exponent (the fixture's laws: D², D, D^1.5)
+    for expected in ("barlow_twins[cross_correlation]  (α=2.00)", "barlow_twins[gram]  (α=1.00)",
+                     "vicreg  (α=1.50)"):
+        assert expected in labels
+    cc = trace(spec, "barlow_twins[cross_correlation]")
+    assert cc["x"] == list(F.DIMS) and cc["mode"] == "lines+markers"
+    assert cc["y"][0] == pytest.approx(F.bench_time("cross_correlation", 64, 256) * 1e3)  # in ms
+    assert "error_y" in cc and cc["error_y"]["array"][0] > 0  # the IQR
+    # the OOM case: a distinct marker at its D
+    oom = trace(spec, "out of memory")
+    assert oom["x"] == [F.OOM_DIM] and oom["marker"]["symbol"] == "x"
+    assert oom["y"][0] > max(max(t["y"]) for t in spec["data"] if t.get("name", "").endswith(")") and "α" in t["name"])
+    # the crossover of the primal and dual forms at D = N, annotated
+    star = trace(spec, "crossover at D≈256")
+    assert star["x"][0] == pytest.approx(256, rel=1e-6) and star["marker"]["symbol"] == "star"
+    assert "barlow_twins[gram] lower beyond" in star["name"]
+    assert any("Crossover" in m.value and "256" in m.value for m in at.markdown)
+
+
+def test_scaling_filters_change_the_traces(monkeypatch, results):
+    at = run_app(monkeypatch, results)
+    before = names(only_chart(at))
+    assert any(n.startswith("vicreg") for n in before)
+    widget(at, "multiselect", "Regularizers").set_value(["barlow_twins"])
+    after = names(only_chart(rerun(at)))
+    assert not any(n.startswith("vicreg") for n in after) and any(n.startswith("barlow_twins[gram]") for n in after)
+    # the memory metric: other exponents (4 D², 4 N² D / 64), another axis title, still log-log
+    widget(at, "radio", "Metric").set_value("memory_bytes")
+    spec = only_chart(rerun(at))
+    assert "MiB" in spec["layout"]["yaxis"]["title"]["text"] and spec["layout"]["yaxis"]["type"] == "log"
+    assert "barlow_twins[cross_correlation]  (α=2.00)" in names(spec) and "barlow_twins[gram]  (α=1.00)" in names(spec)
+    # no crossover annotation when none is chosen
+    widget(at, "selectbox", "Annotate the crossover of").set_value("(none)")
+    assert not any(n.startswith("crossover") for n in names(only_chart(rerun(at))))
+    # against N: two batch sizes only, below the minimum of points for a fit
+    widget(at, "radio", "Metric").set_value("time_s")
+    widget(at, "radio", "Scale in").set_value("batch")
+    spec = only_chart(rerun(at))
+    assert spec["layout"]["xaxis"]["title"]["text"].startswith("N")
+    assert all("too few points" in n for n in names(spec) if "α" in n)
+    widget(at, "number_input", "Fit: minimum points").set_value(2)
+    spec = only_chart(rerun(at))
+    assert "barlow_twins[gram]  (α=2.00)" in names(spec)  # C N² D
+
+
+def test_scaling_device_and_record_kind_filters(monkeypatch, results):
+    at = run_app(monkeypatch, results)
+    widget(at, "multiselect", "Device").set_value(["Fixture GPU"])
+    spec = only_chart(rerun(at))
+    assert [n for n in names(spec)] == ["vicreg  (α=1.50)"] and "V=4" in spec["layout"]["title"]["text"]
+    widget(at, "multiselect", "Device").set_value([])
+    rerun(at)
+    assert not charts(at) and any("device" in w.value for w in at.warning)
+    widget(at, "selectbox", "Records").set_value("pytest_benchmark")
+    widget(at, "multiselect", "Device").set_value([F.DEVICE])
+    spec = only_chart(rerun(at))
+    assert names(spec) == ["simclr  (α=1.00)"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Accuracy
+# ---------------------------------------------------------------------------------------------------------------
+def test_accuracy_page_against_views_fraction_and_the_floor(monkeypatch, results):
+    at = run_app(monkeypatch, results, page="Accuracy")
+    figs = charts(at)
+    assert len(figs) == 2
+    acc = next(s for t, s in figs.items() if t.startswith("linear-probe top-1 (%) vs V"))
+    assert set(names(acc)) == {"barlow_twins", "vicreg", "at initialisation (floor)"}
+    assert acc["layout"]["xaxis"]["type"] == "linear"
+    bt = trace(acc, "barlow_twins")
+    assert bt["x"] == [2, 4]
+    frac = widget(at, "selectbox", "data fraction (fixed)").value
+    assert bt["y"] == pytest.approx([80 + v + 2 * frac + 0.25 for v in (2, 4)])  # mean over the two seeds
+    assert trace(acc, "at initialisation")["y"] == [70.0, 70.0]
+    tta = next(s for t, s in figs.items() if t.startswith("time to accuracy"))
+    assert tta["layout"]["xaxis"]["type"] == "log" and "at initialisation (floor)" in names(tta)
+    assert len(at.dataframe) == 1
+    # kNN instead of the linear probe
+    widget(at, "radio", "Accuracy").set_value("knn_top1")
+    knn = next(s for t, s in charts(rerun(at)).items() if t.startswith("kNN top-1"))
+    assert trace(knn, "barlow_twins")["y"] == pytest.approx([y - 5 for y in bt["y"]])
+    assert trace(knn, "at initialisation")["y"] == [60.0, 60.0]
+    # against the data set fraction, on a log axis
+    widget(at, "radio", "Against").set_value("fraction")
+    figs = charts(rerun(at))
+    spec = next(s for t, s in figs.items() if " vs data fraction" in t)
+    assert trace(spec, "vicreg")["x"] == [0.5, 1.0] and spec["layout"]["xaxis"]["type"] == "log"
+    widget(at, "multiselect", "Regularizers").set_value(["vicreg"])
+    spec = next(s for t, s in charts(rerun(at)).items() if " vs data fraction" in t)
+    assert set(names(spec)) == {"vicreg", "at initialisation (floor)"}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Regressions
+# ---------------------------------------------------------------------------------------------------------------
+def test_regressions_page_highlights_the_planted_regression(monkeypatch, results):
+    at = run_app(monkeypatch, results, page="Regressions")
+    spec = only_chart(at)
+    assert spec["layout"]["yaxis"]["type"] == "log"  # seconds
+    assert spec["layout"]["xaxis"]["ticktext"] == [c[:8] for c in F.ASV_COMMITS]
+    flagged = trace(spec, "regression (beyond ×1.2)")
+    assert flagged["x"] == [2] and flagged["marker"]["symbol"] == "triangle-up"
+    line = trace(spec, "algorithm=gram, batch=128, dim=256, regularizer=barlow_twins")
+    assert line["x"] == [0, 1, 2] and line["y"][2] == pytest.approx(2 * line["y"][1] * 1.04 / 1.02)
+    assert len(at.dataframe) == 1  # the table of flagged changes
+    # a higher threshold: nothing flagged any more, and the page says so
+    at.sidebar.slider(key="rg_threshold").set_value(2.5)
+    spec = only_chart(rerun(at))
+    assert not any(n.startswith("regression") for n in names(spec))
+    assert any("No benchmark changed" in s.value for s in at.success)
+    # the accuracy track_ benchmark: linear y, the drop is a regression
+    at.sidebar.slider(key="rg_threshold").set_value(1.2)
+    widget(at, "selectbox", "Benchmark").set_value("bench_regularizers.DownstreamAccuracy.track_knn_top1")
+    spec = only_chart(rerun(at))
+    assert spec["layout"]["yaxis"]["type"] == "linear" and trace(spec, "regression")["y"] == [40.0]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Runs
+# ---------------------------------------------------------------------------------------------------------------
+def test_runs_page_training_curves(monkeypatch, results):
+    at = run_app(monkeypatch, results, page="Runs")
+    figs = charts(at)
+    assert set(figs) == {"loss during training", "throughput", "memory", "kNN accuracy during training"}
+    loss = figs["loss during training"]
+    assert len(loss["data"]) == 2 and loss["layout"]["xaxis"]["title"]["text"] == "step"
+    first = loss["data"][0]
+    assert first["x"] == [1, 2, 3, 4, 5] and first["y"][0] == pytest.approx(first["y"][1] * 2)
+    assert figs["kNN accuracy during training"]["data"][0]["y"] == [52.0]
+    runs = widget(at, "multiselect", "Runs")
+    runs.set_value(runs.value[:1])
+    assert len(charts(rerun(at))["loss during training"]["data"]) == 1
+    widget(at, "selectbox", "Loss term").set_value("invariance")
+    widget(at, "radio", "x axis").set_value("elapsed_s")
+    figs = charts(rerun(at))
+    inv = figs["invariance during training"]
+    assert inv["data"][0]["y"][0] == pytest.approx(first["y"][0] * 0.7)  # the same (first) run's term
+    assert inv["layout"]["xaxis"]["title"]["text"].startswith("wall time")
+    widget(at, "checkbox", "Log y for the loss").check()
+    assert charts(rerun(at))["invariance during training"]["layout"]["yaxis"]["type"] == "log"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Empty, missing, corrupt, changed
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("page", ["Scaling", "Accuracy", "Regressions", "Runs"])
+def test_empty_results_folder_shows_how_to_produce_results(monkeypatch, tmp_path, page):
+    at = run_app(monkeypatch, tmp_path, page=page)
+    assert not charts(at)
+    assert any("No results" in i.value for i in at.info)
+    text = "\n".join(m.value for m in at.markdown)
+    assert "sslbench bench" in text and "benchmarks/side_by_side.py" in text and "asv run" in text
+
+
+def test_missing_results_folder_shows_how_to_produce_results(monkeypatch, tmp_path):
+    at = run_app(monkeypatch, tmp_path / "does-not-exist")
+    assert any("does not exist" in w.value for w in at.warning)
+    assert "sslbench bench" in "\n".join(m.value for m in at.markdown)
+
+
+def test_pages_without_their_kind_of_results_explain(monkeypatch, tmp_path):
+    F.write_bench_store(tmp_path / "bench.jsonl", corrupt_line=False)  # benchmarks only
+    for page, needle, command in (("Accuracy", "No training runs", "sslbench train"),
+                                  ("Regressions", "No asv results", "asv run"),
+                                  ("Runs", "No training logs", "sslbench train")):
+        at = run_app(monkeypatch, tmp_path, page=page)
+        assert not charts(at) and any(needle in i.value for i in at.info), page
+        assert any(command in c.value for c in at.code), page
+
+
+def test_reading_warnings_are_shown_and_the_results_folder_can_be_changed(monkeypatch, results, tmp_path):
+    at = run_app(monkeypatch, results)
+    assert any("skipped 1 line" in c.value for c in at.sidebar.caption)
+    at.sidebar.text_input(key="results_dir").set_value(str(tmp_path))
+    rerun(at)
+    assert not charts(at) and any("No results" in i.value for i in at.info)
+
+
+def test_new_records_show_up_on_the_next_run(monkeypatch, results, tmp_path):
+    root = tmp_path / "r"
+    shutil.copytree(results, root)
+    at = run_app(monkeypatch, root)
+    widget(at, "selectbox", "N (fixed)").set_value(256)
+    assert not any(n.startswith("sfrik") for n in names(only_chart(rerun(at))))
+    for d in F.DIMS:  # a new regularizer appended to the store: the cache is keyed on the files' mtime/size
+        rec = F._bench_record("sfrik", None, d, 256)
+        append_record(root / "sweeps" / "new.jsonl", rec)
+    widget(at, "multiselect", "Regularizers").set_value(["barlow_twins", "sfrik", "vicreg"])
+    assert "sfrik  (α=1.50)" in names(only_chart(rerun(at)))
+
+
+def test_dashboard_runs_without_torch(results):
+    """The app (and what it imports) must not import torch: run it in a fresh interpreter and look."""
+    code = textwrap.dedent(f"""
+        import os, sys, warnings
+        warnings.simplefilter("ignore")
+        os.environ["SSLBENCH_RESULTS"] = {str(results)!r}
+        from streamlit.testing.v1 import AppTest
+        at = AppTest.from_file({APP!r}, default_timeout=120).run()
+        assert not at.exception, at.exception
+        assert len(at.get("plotly_chart")) == 1
+        print("torch" in sys.modules)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300,
+                         env={k: v for k, v in os.environ.items() if k != "SSLBENCH_ASV"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == "False"
