@@ -203,6 +203,11 @@ def page_scaling(df: pd.DataFrame, colours: dict) -> None:
     if data.empty:
         st.warning("Choose at least one device in the sidebar.")
         return
+    threads = sorted(data["threads"].dropna().unique().tolist()) if "threads" in data.columns else []
+    if len(threads) > 1 and len(chosen_devices) == 1:  # timings with different thread counts do not mix
+        th = pick("torch threads", threads, key="sc_threads", default=most_common(data["threads"]),
+                  format_func=fmt_value)
+        data = data[data["threads"] == th]
     axes = [a for a in A.X_COLUMNS if data[a].nunique() >= 2] or ["dim"]
     x = sb.radio("Scale in", axes, key="sc_x", horizontal=True, format_func=lambda a: AXIS_SHORT[a])
     y = sb.radio("Metric", list(Y_DISPLAY), key="sc_y",

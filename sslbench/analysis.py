@@ -73,7 +73,8 @@ Y_COLUMNS = {
 
 #: columns added by :func:`load_results` on top of the flattened record
 DERIVED_COLUMNS = ("source", "source_type", "label", "regularizer", "algorithm", "impl", "hparams", "dim", "batch",
-                   "views", "device", "device_name", "dtype", "commit", "time_s", "memory_bytes", "memory_metric",
+                   "views", "device", "device_name", "threads", "dtype", "commit", "time_s", "memory_bytes",
+                   "memory_metric",
                    "peak_bytes")
 
 # the growth of memory during the step (the step's own working memory), best first; then the peak in total
@@ -201,7 +202,8 @@ def load_results(root: str | os.PathLike = "results", *, asv: Iterable[str | os.
     to ``root`` when inside it), ``source_type`` (``jsonl``, ``pytest_benchmark``, ``asv``), ``label`` (the
     series name: regularizer[algorithm], or the side-by-side contender), ``regularizer``, ``algorithm``,
     ``impl`` (``official`` for the reference formulations, else ``sslbench``), ``hparams``, ``dim``, ``batch``,
-    ``views``, ``device``, ``device_name`` (the GPU or CPU model), ``dtype``, ``commit``, ``time_s`` (median),
+    ``views``, ``device``, ``device_name`` (the GPU or CPU model), ``threads`` (torch CPU threads), ``dtype``,
+    ``commit``, ``time_s`` (median),
     ``memory_bytes`` (peak growth during the step, ``memory_metric`` says which metric), ``peak_bytes``.
     """
     root = Path(root)
@@ -350,6 +352,7 @@ def _derive(df: pd.DataFrame) -> pd.DataFrame:
     for fallback in ("env.cpu_model", "env.machine", "case.device"):
         device_name = device_name.where(device_name.notna(), _col(df, fallback))
     df["device_name"] = device_name
+    df["threads"] = pd.to_numeric(_col(df, "env.threads"), errors="coerce")
     df["dtype"] = _col(df, "case.dtype")
     commit = _col(df, "case.commit").astype(object)
     df["commit"] = commit.where(commit.notna(), _col(df, "env.git_commit"))
@@ -522,13 +525,13 @@ _OTHER_AXES = {"dim": ("batch", "views"), "batch": ("dim", "views"), "views": ("
 
 def scaling_table(df: pd.DataFrame, x: str = "dim", ys: Sequence[str] = ("time_s", "memory_bytes"),
                   kinds: Sequence[str] = SCALING_KINDS, min_points: int = 3) -> pd.DataFrame:
-    """The scaling exponents in ``x`` of each series (kind, device, dtype, label and the two other axes fixed),
-    one row per series with ``alpha_<y>`` and ``r2_<y>`` for each of ``ys``; series with fewer than
-    ``min_points`` distinct x are left out."""
+    """The scaling exponents in ``x`` of each series (kind, device, threads, dtype, label and the two other axes
+    fixed, so that timings of different setups are never mixed), one row per series with ``alpha_<y>`` and
+    ``r2_<y>`` for each of ``ys``; series with fewer than ``min_points`` distinct x are left out."""
     if x not in _OTHER_AXES:
         raise ValueError(f"x={x!r}: choose one of {', '.join(_OTHER_AXES)}")
     sub = df[df["kind"].isin(kinds)] if "kind" in df.columns else df.iloc[0:0]
-    by = ["kind", "device_name", "dtype", "label", *_OTHER_AXES[x]]
+    by = ["kind", "device_name", "threads", "dtype", "label", *_OTHER_AXES[x]]
     out = None
     for y in ys:
         fits = fit_scaling(sub, x=x, y=y, by=by, min_points=min_points)
@@ -662,14 +665,14 @@ def _lower_throughout(df: pd.DataFrame, a: str, b: str, x: str, y: str, key: str
 def crossover_table(df: pd.DataFrame, x: str = "dim", y: str = "time_s", kinds: Sequence[str] = SCALING_KINDS,
                     pairs: Iterable[tuple[str, str]] | None = None, key: str = "label") -> pd.DataFrame:
     """Crossovers between every pair of series of the same regularizer (algorithms, official vs sslbench) in each
-    setting (kind, device, dtype and the other two axes fixed), or between the given ``pairs`` of labels.
+    setting (kind, device, threads, dtype and the other two axes fixed), or between the given ``pairs`` of labels.
 
     Columns: the setting, ``a``, ``b``, ``crossover`` (the x, NaN when none), ``lower_below`` and
     ``lower_above`` (the series lower on each side of the crossing), ``note`` (for no crossing: which one is
     lower throughout and over which x range)."""
     if x not in _OTHER_AXES:
         raise ValueError(f"x={x!r}: choose one of {', '.join(_OTHER_AXES)}")
-    setting = ["kind", "device_name", "dtype", *_OTHER_AXES[x]]
+    setting = ["kind", "device_name", "threads", "dtype", *_OTHER_AXES[x]]
     cols = setting + ["regularizer", "a", "b", "crossover", "lower_below", "lower_above", "note"]
     sub = df[df["kind"].isin(kinds)] if "kind" in df.columns else df.iloc[0:0]
     sub = _ok_points(sub, x, y) if not sub.empty else sub

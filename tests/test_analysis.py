@@ -353,3 +353,16 @@ def test_analysis_imports_no_torch():
     code = "import sys, sslbench.analysis; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_scaling_and_crossover_tables_keep_thread_counts_apart(tmp_path):
+    for threads, factor in ((1, 3.0), (2, 1.0)):
+        env = {**F.ENV, "threads": threads}
+        for d in F.DIMS:
+            rec = F._bench_record("vicreg", None, d, 256, env=env)
+            rec["metrics"]["time_median_s"] *= factor * (1 + 0.5 * (d == F.DIMS[-1]) * (threads == 1))
+            append_record(tmp_path / f"t{threads}.jsonl", rec)
+    table = A.scaling_table(A.load_results(tmp_path))
+    assert sorted(table["threads"]) == [1, 2]
+    two = table[table["threads"] == 2].iloc[0]
+    assert two["alpha_time_s"] == pytest.approx(1.5)  # not bent by the one-thread series

@@ -297,3 +297,22 @@ def test_dashboard_runs_without_torch(results):
                          env={k: v for k, v in os.environ.items() if k != "SSLBENCH_ASV"})
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_timings_with_another_thread_count_are_a_separate_choice(monkeypatch, results, tmp_path):
+    root = tmp_path / "r"
+    shutil.copytree(results, root)
+    one_thread = {**F.ENV, "threads": 1}
+    for d in F.DIMS:  # the same cases, 3x slower with one thread
+        rec = F._bench_record("vicreg", None, d, 256, env=one_thread)
+        rec["metrics"]["time_median_s"] *= 3
+        append_record(root / "sweeps" / "one-thread.jsonl", rec)
+    at = run_app(monkeypatch, root)
+    threads = widget(at, "selectbox", "torch threads")
+    assert threads.options == ["1", "2"] and threads.value == 2  # the most common
+    widget(at, "selectbox", "N (fixed)").set_value(256)
+    two = trace(only_chart(rerun(at)), "vicreg")["y"]
+    widget(at, "selectbox", "torch threads").set_value(1)
+    spec = only_chart(rerun(at))
+    assert names(spec) == ["vicreg  (α=1.50)"]
+    assert trace(spec, "vicreg")["y"] == pytest.approx([3 * y for y in two])
