@@ -449,8 +449,11 @@ def page_regressions(df: pd.DataFrame, colours: dict) -> None:
     if flagged_rows.empty:
         st.success("No benchmark changed by more than the threshold between consecutive commits.")
     else:
-        st.dataframe(flagged_rows[["benchmark", "params", "prev_commit", "commit", "prev_value", "value", "unit",
-                                   "ratio", "change"]], hide_index=True, key="tbl_regressions")
+        shown = flagged_rows.assign(prev_commit=flagged_rows["prev_commit"].astype(str).str[:10],
+                                    commit=flagged_rows["commit"].astype(str).str[:10],
+                                    ratio=flagged_rows["ratio"].round(3))
+        st.dataframe(shown[["benchmark", "params", "prev_commit", "commit", "prev_value", "value", "unit", "ratio",
+                            "change"]], hide_index=True, key="tbl_regressions")
 
 
 # ==============================================================================================================
@@ -501,7 +504,7 @@ def page_runs(df: pd.DataFrame, logs: pd.DataFrame, colours: dict) -> None:
     names = {r: describe(r) for r in chosen}
     run_colour = {r: PALETTE[i % len(PALETTE)] for i, r in enumerate(chosen)}
 
-    def curves(column: str, title: str, y_title: str, events=("step",), key="", log=False) -> None:
+    def curves(column: str, title: str, y_title: str, events=("step",), key="", log=False, scale=1.0) -> None:
         data = logs[(logs["run_id"].isin(chosen)) & (logs["event"].isin(events))]
         if column not in data.columns or data[column].isna().all():
             st.caption(f"No {column} in the logs of these runs.")
@@ -511,10 +514,11 @@ def page_runs(df: pd.DataFrame, logs: pd.DataFrame, colours: dict) -> None:
             g = data[(data["run_id"] == r) & data[column].notna()].sort_values("step")
             if g.empty:
                 continue
-            fig.add_trace(go.Scatter(x=g[x_axis].tolist(), y=g[column].tolist(), mode="lines+markers",
+            fig.add_trace(go.Scatter(x=g[x_axis].tolist(), y=(g[column] / scale).tolist(), mode="lines+markers",
                                      name=names[r], line=dict(color=run_colour[r]), marker=dict(size=4)))
         base_layout(fig, title, {"step": "step", "elapsed_s": "wall time since start (s)"}[x_axis], y_title,
                     log_x=False, log_y=log)
+        fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.18, xanchor="left", x=0), height=460)
         show(fig, key)
 
     if term is not None:
@@ -524,7 +528,8 @@ def page_runs(df: pd.DataFrame, logs: pd.DataFrame, colours: dict) -> None:
     with c1:
         curves("images_per_s", "throughput", "images / s", key="chart_runs_throughput")
     with c2:
-        curves("memory_bytes", "memory", "bytes", key="chart_runs_memory")
+        curves("memory_bytes", "memory", "MiB (CUDA allocated, or resident on the CPU)", key="chart_runs_memory",
+               scale=2.0 ** 20)
     curves("knn_top1", "kNN accuracy during training", "kNN top-1 (%)", events=("eval",), key="chart_runs_knn")
     ends = logs[(logs["run_id"].isin(chosen)) & (logs["event"] == "end")]
     if not ends.empty:

@@ -219,6 +219,9 @@ def test_runs_page_training_curves(monkeypatch, results):
     first = loss["data"][0]
     assert first["x"] == [1, 2, 3, 4, 5] and first["y"][0] == pytest.approx(first["y"][1] * 2)
     assert figs["kNN accuracy during training"]["data"][0]["y"] == [52.0]
+    mem = figs["memory"]
+    assert "MiB" in mem["layout"]["yaxis"]["title"]["text"]
+    assert mem["data"][0]["y"][0] == pytest.approx(1_000_001 / 2 ** 20)
     runs = widget(at, "multiselect", "Runs")
     runs.set_value(runs.value[:1])
     assert len(charts(rerun(at))["loss during training"]["data"]) == 1
