@@ -189,8 +189,8 @@ def page_scaling(df: pd.DataFrame, colours: dict) -> None:
     if data.empty:
         st.info("No regularizer benchmarks in these results (records of kind "
                 f"{', '.join(A.SCALING_KINDS)}). Produce some with:")
-        st.code("sslbench bench --regularizers barlow_twins vicreg --algorithms cross_correlation gram "
-                "--dims 128 512 2048 --batches 256\npython benchmarks/side_by_side.py", language="bash")
+        st.code("sslbench sweep --kind bench --regularizers barlow_twins vicreg --algorithms cross_correlation gram "
+                "--dims 64 256 1024 4096\npython benchmarks/side_by_side.py", language="bash")
         return
     sb = st.sidebar
     sb.subheader("Filters")
@@ -304,8 +304,8 @@ def page_accuracy(df: pd.DataFrame, colours: dict) -> None:
     if runs.empty:
         st.info("No training runs in these results (records of kind train). Produce some with:")
         st.code("sslbench train --regularizer barlow_twins          # -> results/train.jsonl\n"
-                "sslbench sweep ...                                 # a grid of runs -> results/sweeps/",
-                language="bash")
+                "sslbench sweep --kind train --regularizers barlow_twins vicreg --views 2 4 --fractions 0.25 1 "
+                "--epochs 2   # -> results/sweeps/", language="bash")
         return
     for k in ("dataset", "fraction", "backbone", "epochs", "seed"):
         runs[k] = A._col(runs, f"case.{k}")

@@ -87,7 +87,8 @@ No results found in {root}. Produce some, then reload:
 
     sslbench bench --regularizers barlow_twins vicreg --algorithms cross_correlation gram \\
         --dims 128 512 2048 --batches 256              # micro-benchmarks -> results/runs/bench.jsonl
-    sslbench sweep ...                                 # a resumable grid -> results/sweeps/*.jsonl
+    sslbench sweep --kind bench --regularizers barlow_twins vicreg --dims 64 256 1024 4096   # -> results/sweeps/
+    sslbench sweep --kind train --regularizers barlow_twins vicreg --views 2 4 --epochs 2     # -> results/sweeps/
     python benchmarks/side_by_side.py                  # ours vs the official formulations -> results/side_by_side/
     sslbench train --regularizer barlow_twins          # a training run -> results/train.jsonl, results/runs/
     pytest tests/benchmarks --benchmark-enable --benchmark-autosave   # -> results/pytest-benchmark/
