@@ -113,7 +113,7 @@ def base_layout(fig: go.Figure, title: str, x_title: str, y_title: str, *, log_x
 # Scaling
 # ==============================================================================================================
 def scaling_figure(data: pd.DataFrame, x: str, y: str, colours: dict, *, title: str, pair=None,
-                   suffix_device: bool = False, min_points: int = 3):
+                   suffix_device: bool = False, min_points: int = 3, fit_from: float | None = None):
     """Log-log lines of ``y`` against ``x``, one per series (label, and device when several), the fitted
     exponent in each name, OOM cases as red crosses along the top, the crossover of ``pair`` annotated.
     Returns (figure, fits table, crossover or None)."""
@@ -121,7 +121,8 @@ def scaling_figure(data: pd.DataFrame, x: str, y: str, colours: dict, *, title: 
     fig = go.Figure()
     series_key = ["label", "device_name"] if suffix_device else ["label"]
     ok = A._ok_points(data, x, y) if not data.empty else data
-    fits = A.fit_scaling(data, x=x, y=y, by=series_key, min_points=min_points) if not ok.empty else pd.DataFrame()
+    fits = (A.fit_scaling(data, x=x, y=y, by=series_key, min_points=min_points, x_min=fit_from)
+            if not ok.empty else pd.DataFrame())
     fit_of = {tuple(r[k] for k in series_key): r for _, r in fits.iterrows()} if not fits.empty else {}
     ymax = 0.0
     for key, g in ok.groupby(series_key, sort=True):
@@ -179,7 +180,8 @@ def scaling_figure(data: pd.DataFrame, x: str, y: str, colours: dict, *, title: 
     xs = sorted(set(pd.to_numeric(data[x], errors="coerce").dropna().tolist()) - {0})
     if 0 < len(xs) <= 12:  # label the measured sizes rather than plotly's 2, 5, 10 ticks
         fig.update_xaxes(tickmode="array", tickvals=xs, ticktext=[fmt_value(float(v)) for v in xs])
-    fig.update_layout(legend_title_text="series (fitted exponent α: y ∝ x^α)")
+    fit_range = f", fitted over {AXIS_SHORT[x]} ≥ {fmt_value(float(fit_from))}" if fit_from else ""
+    fig.update_layout(legend_title_text=f"series (fitted exponent α: y ∝ {AXIS_SHORT[x]}^α{fit_range})")
     return fig, fits, xover
 
 
@@ -240,6 +242,9 @@ def page_scaling(df: pd.DataFrame, colours: dict) -> None:
                                       format_func=lambda i: {"official": "official code", "sslbench": "sslbench"}.get(i, i))
         data = data[data["impl"].astype(str).isin(chosen_impls)]
     min_points = sb.number_input("Fit: minimum points", min_value=2, max_value=10, value=3, key="sc_minpts")
+    sizes = sorted(pd.to_numeric(data[x], errors="coerce").dropna().unique().tolist())
+    fit_from = pick(f"Fit: from {AXIS_SHORT[x]} ≥", sizes, key=f"sc_fitfrom_{x}", format_func=fmt_value,
+                    help="fit the exponents over the larger sizes only (the asymptotic regime)") if sizes else None
 
     if data.empty:
         st.warning("Nothing left to plot with these filters.")
@@ -265,7 +270,8 @@ def page_scaling(df: pd.DataFrame, colours: dict) -> None:
     devs = " / ".join(chosen_devices)
     title = f"{Y_DISPLAY[y][1].split(' (')[0]} vs {AXIS_SHORT[x]} ({where}) on {devs}"
     fig, fits, xover = scaling_figure(data, x, y, colours, title=title, pair=pair,
-                                      suffix_device=len(chosen_devices) > 1, min_points=int(min_points))
+                                      suffix_device=len(chosen_devices) > 1, min_points=int(min_points),
+                                      fit_from=fit_from if sizes and fit_from != sizes[0] else None)
     show(fig, "chart_scaling")
     failed = data[~data["status"].isin(["ok", "oom"])]
     if not failed.empty:

@@ -525,17 +525,19 @@ _OTHER_AXES = {"dim": ("batch", "views"), "batch": ("dim", "views"), "views": ("
 
 
 def scaling_table(df: pd.DataFrame, x: str = "dim", ys: Sequence[str] = ("time_s", "memory_bytes"),
-                  kinds: Sequence[str] = SCALING_KINDS, min_points: int = 3) -> pd.DataFrame:
+                  kinds: Sequence[str] = SCALING_KINDS, min_points: int = 3,
+                  x_min: float | None = None) -> pd.DataFrame:
     """The scaling exponents in ``x`` of each series (kind, device, threads, dtype, label and the two other axes
     fixed, so that timings of different setups are never mixed), one row per series with ``alpha_<y>`` and
-    ``r2_<y>`` for each of ``ys``; series with fewer than ``min_points`` distinct x are left out."""
+    ``r2_<y>`` for each of ``ys``; series with fewer than ``min_points`` distinct x are left out. ``x_min`` fits
+    the sizes from there up only (the asymptotic regime, without the fixed overheads of small sizes)."""
     if x not in _OTHER_AXES:
         raise ValueError(f"x={x!r}: choose one of {', '.join(_OTHER_AXES)}")
     sub = df[df["kind"].isin(kinds)] if "kind" in df.columns else df.iloc[0:0]
     by = ["kind", "device_name", "threads", "dtype", "label", *_OTHER_AXES[x]]
     out = None
     for y in ys:
-        fits = fit_scaling(sub, x=x, y=y, by=by, min_points=min_points)
+        fits = fit_scaling(sub, x=x, y=y, by=by, min_points=min_points, x_min=x_min)
         fits = fits.rename(columns={"exponent": f"alpha_{y}", "r2": f"r2_{y}", "n": f"n_{y}",
                                     "x_min": f"{x}_min_{y}", "x_max": f"{x}_max_{y}"})
         fits = fits.drop(columns=["x", "y", "prefactor"])
@@ -810,11 +812,11 @@ def inventory(df: pd.DataFrame) -> pd.DataFrame:
     return (df.groupby(keys, dropna=False, sort=True).size().rename("records").reset_index())
 
 
-def summary(df: pd.DataFrame, *, threshold: float = 1.2, min_points: int = 3,
+def summary(df: pd.DataFrame, *, threshold: float = 1.2, min_points: int = 3, dim_min: float | None = None,
             tables: Iterable[str] | None = None) -> dict[str, pd.DataFrame]:
     """The tables of ``sslbench analyze``: ``inventory``, ``scaling_dim`` (exponents in D), ``scaling_batch``
     (in N), ``crossovers`` (in D, time and memory), ``accuracy`` and ``regressions`` (asv changes beyond
-    ``threshold`` only). ``tables`` picks some of them."""
+    ``threshold`` only). ``dim_min``: fit the exponents in D over D >= dim_min only. ``tables`` picks some."""
     names = list(tables) if tables is not None else list(SUMMARY_TABLES)
     unknown = [t for t in names if t not in SUMMARY_TABLES]
     if unknown:
@@ -824,7 +826,7 @@ def summary(df: pd.DataFrame, *, threshold: float = 1.2, min_points: int = 3,
         if name == "inventory":
             out[name] = inventory(df)
         elif name == "scaling_dim":
-            out[name] = scaling_table(df, x="dim", min_points=min_points)
+            out[name] = scaling_table(df, x="dim", min_points=min_points, x_min=dim_min)
         elif name == "scaling_batch":
             out[name] = scaling_table(df, x="batch", min_points=min_points)
         elif name == "crossovers":

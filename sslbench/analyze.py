@@ -51,6 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="asv: flag a change beyond this factor between consecutive commits (default 1.2)")
     parser.add_argument("--min-points", type=int, default=3,
                         help="scaling: distinct sizes a series needs for a fit (default 3)")
+    parser.add_argument("--dim-min", type=float, default=None, metavar="D",
+                        help="scaling in D: fit over D >= this only (the asymptotic regime; default: every D)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -75,12 +77,15 @@ def run(args: argparse.Namespace) -> int:
     if df.empty:
         print(A.HOW_TO_PRODUCE_RESULTS.format(root=root), file=sys.stderr)
         return 1
-    tables = A.summary(df, threshold=args.threshold, min_points=args.min_points, tables=args.tables)
+    tables = A.summary(df, threshold=args.threshold, min_points=args.min_points, dim_min=args.dim_min,
+                       tables=args.tables)
     blocks = []
     for name, table in tables.items():
         title = TITLES.get(name, name)
         if name == "regressions":
             title += f" (×{args.threshold:g})"
+        if name == "scaling_dim" and args.dim_min:
+            title += f", D >= {args.dim_min:g}"
         if args.format == "csv":
             blocks.append(f"# {name}\n" + (A.format_table(table, "csv") if not table.empty else ""))
             continue

@@ -366,3 +366,18 @@ def test_scaling_and_crossover_tables_keep_thread_counts_apart(tmp_path):
     assert sorted(table["threads"]) == [1, 2]
     two = table[table["threads"] == 2].iloc[0]
     assert two["alpha_time_s"] == pytest.approx(1.5)  # not bent by the one-thread series
+
+
+def test_analyze_cli_dim_min_fits_the_asymptotic_regime(tmp_path, capsys):
+    for d in (64, 128, 256, 512, 1024, 2048, 4096, 8192):
+        rec = F._bench_record("barlow_twins", "cross_correlation", d, 256)
+        rec["metrics"]["time_median_s"] = 1e-5 + 1e-10 * d ** 2  # an overhead that flattens the small sizes
+        append_record(tmp_path / "overhead.jsonl", rec)
+    fits = {}
+    for extra in ([], ["--dim-min", "2048"]):
+        assert cli_main(["analyze", "--results", str(tmp_path), "--tables", "scaling_dim", "--format", "csv",
+                         *extra]) == 0
+        table = pd.read_csv(io.StringIO(capsys.readouterr().out.split("\n", 1)[1]))
+        fits[bool(extra)] = table["alpha_time_s"].iloc[0]
+        assert table["dim_range"].iloc[0] == ("2048-8192" if extra else "64-8192")
+    assert fits[False] < 1.6 and fits[True] == pytest.approx(2.0, abs=0.05)

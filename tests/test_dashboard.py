@@ -319,3 +319,19 @@ def test_timings_with_another_thread_count_are_a_separate_choice(monkeypatch, re
     spec = only_chart(rerun(at))
     assert names(spec) == ["vicreg  (α=1.50)"]
     assert trace(spec, "vicreg")["y"] == pytest.approx([3 * y for y in two])
+
+
+def test_fitting_from_a_larger_size_recovers_the_asymptotic_exponent(monkeypatch, tmp_path):
+    # a fixed overhead dominates the small sizes: t = 10 µs + C D², a whole-range fit bends the exponent down
+    for d in (64, 128, 256, 512, 1024, 2048, 4096, 8192):
+        rec = F._bench_record("barlow_twins", "cross_correlation", d, 256)
+        rec["metrics"]["time_median_s"] = 1e-5 + 1e-10 * d ** 2
+        append_record(tmp_path / "overhead.jsonl", rec)
+    at = run_app(monkeypatch, tmp_path)
+    whole = float(names(only_chart(at))[0].split("α=")[1].rstrip(")"))
+    assert whole < 1.6
+    widget(at, "selectbox", "Fit: from D ≥").set_value(2048)
+    spec = only_chart(rerun(at))
+    assert float(names(spec)[0].split("α=")[1].rstrip(")")) == pytest.approx(2.0, abs=0.05)
+    assert "fitted over D ≥ 2048" in spec["layout"]["legend"]["title"]["text"]
+    assert len(trace(spec, "barlow_twins")["x"]) == 8  # every point is still drawn
