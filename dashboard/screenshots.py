@@ -1,10 +1,14 @@
 """Screenshots of the dashboard's pages from the real server, taken with headless Chromium.
 
-Starts ``streamlit run dashboard/app.py`` on a free localhost port against a results folder, waits for
-``/_stcore/health``, then drives a headless Chromium through the DevTools protocol: for each page it opens
-``http://localhost:PORT/?page=<Page>``, waits until the script has finished running and the expected plotly
-charts have drawn their traces, and saves a PNG (``docs/img/dashboard-<page>.png`` by default, reduced to a
-palette when larger than ``--max-kb``). Rerun it after new results land::
+Starts ``streamlit run dashboard/app.py`` on a free localhost port, waits for ``/_stcore/health``, then drives a
+headless Chromium through the DevTools protocol: for each page it opens ``http://localhost:PORT/?page=<Page>``,
+waits until the script has finished running and the expected plotly charts have drawn their traces, and saves a
+PNG (``docs/img/dashboard-<page>.png`` by default, reduced to a palette when larger than ``--max-kb``).
+
+The server reads a copy of what a checkout has under ``results/`` (tracked files and new ones git does not
+ignore, so local scratch output such as ``results/demo/`` stays out) plus the per-step logs of those training
+runs when they are on this machine (``results/runs/`` is git-ignored); ``--as-is`` serves the folder as it is.
+Rerun it after new results land::
 
     python dashboard/screenshots.py                       # results/ -> docs/img/dashboard-*.png
     python dashboard/screenshots.py --results /tmp/r --out /tmp/shots --pages Scaling Runs
@@ -32,6 +36,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "dashboard" / "app.py"
+if str(ROOT) not in sys.path:  # `python dashboard/screenshots.py` puts dashboard/ first, not the repository
+    sys.path.insert(0, str(ROOT))
 PAGES = ("Scaling", "Accuracy", "Regressions", "Runs")
 
 # what the page shows once it is done: the script's state, plotly charts with drawn traces, alerts, spinners
@@ -241,9 +247,49 @@ def png_stats(path: str | os.PathLike) -> dict:
                 "colours": len(colours) if colours is not None else 1 << 20}
 
 
+def stage_results(results: str | os.PathLike, dest: str | os.PathLike) -> Path:
+    """Copy to ``dest`` what a checkout of the repository has under ``results``: the files git tracks and the new
+    ones it does not ignore (so local scratch output such as ``results/demo/`` stays out), plus the per-step logs
+    of those training runs (``extra.log`` of their records; ``results/runs/`` is git-ignored) when they exist
+    here. Outside a git checkout the whole folder is copied. Returns ``dest``."""
+    import warnings
+
+    from sslbench.results import read_records
+
+    results, dest = Path(results).resolve(), Path(dest)
+    proc = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z", "--", "."], cwd=results,
+                          capture_output=True)
+    if proc.returncode != 0:
+        shutil.copytree(results, dest, dirs_exist_ok=True)
+        return dest
+    files = [results / f for f in proc.stdout.decode().split("\0") if f]
+    for f in files:
+        if f.is_file():
+            (dest / f.relative_to(results)).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(f, dest / f.relative_to(results))
+    for f in files:
+        if f.suffix != ".jsonl" or not f.is_file():
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            records = read_records(f, kind="train")
+        for rec in records:
+            log = rec.get("extra", {}).get("log")
+            if not log:
+                continue
+            path = Path(log) if Path(log).is_absolute() else ROOT / log
+            try:
+                rel = path.resolve().relative_to(results)
+            except ValueError:
+                continue
+            if path.is_file():
+                (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, dest / rel)
+    return dest
+
+
 def expected_charts(results: str | os.PathLike) -> dict[str, int]:
     """How many drawn charts each page should show for ``results`` (0: the page's how-to message)."""
-    sys.path.insert(0, str(ROOT))
     import warnings
 
     from sslbench import analysis as A
@@ -263,12 +309,20 @@ def expected_charts(results: str | os.PathLike) -> dict[str, int]:
 
 
 def take_all(results: str | os.PathLike, out: str | os.PathLike, pages=PAGES, *, width: int = 1400,
-             height: int = 1000, max_kb: int = 390, chromium: str | None = None, log=None) -> dict[str, dict]:
+             height: int = 1000, max_kb: int = 390, chromium: str | None = None, log=None,
+             as_is: bool = False) -> dict[str, dict]:
     """Screenshots of ``pages`` for ``results`` into ``out/dashboard-<page>.png``; per page the probe and the
-    PNG's statistics."""
+    PNG's statistics. The server reads a staged copy (:func:`stage_results`) unless ``as_is``."""
     chromium = chromium or find_chromium()
     if chromium is None:
         raise FileNotFoundError("no Chromium found (apt-get install chromium, or set $CHROMIUM)")
+    with tempfile.TemporaryDirectory(prefix="sslbench-results-") as tmp:
+        if not as_is:
+            results = stage_results(results, Path(tmp) / "results")
+        return _take_all(results, out, pages, width, height, max_kb, chromium, log)
+
+
+def _take_all(results, out, pages, width, height, max_kb, chromium, log) -> dict[str, dict]:
     expect = expected_charts(results)
     report = {}
     with serve(results, log=log) as url, Browser(chromium, width, height) as browser:
@@ -288,10 +342,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=int, default=1400)
     parser.add_argument("--height", type=int, default=1000)
     parser.add_argument("--max-kb", type=int, default=390, help="reduce larger PNGs to a palette (default 390)")
+    parser.add_argument("--as-is", action="store_true",
+                        help="serve the results folder as it is (default: what a checkout has, plus the logs of "
+                             "its training runs; see stage_results)")
     args = parser.parse_args(argv)
     try:
         report = take_all(args.results, args.out, args.pages, width=args.width, height=args.height,
-                          max_kb=args.max_kb)
+                          max_kb=args.max_kb, as_is=args.as_is)
     except (FileNotFoundError, RuntimeError, TimeoutError) as exc:
         print(f"screenshots: {exc}", file=sys.stderr)
         return 1

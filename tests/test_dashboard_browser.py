@@ -74,3 +74,29 @@ def test_png_stats_tell_a_blank_page_from_a_chart(tmp_path):
     assert S.shrink(big, before + 1) == before  # under the limit: untouched
     size = S.shrink(big, 100 * 1024)
     assert size == big.stat().st_size < before and S.png_stats(big)["width"] == 600
+
+
+def test_stage_results_keeps_what_a_checkout_has_and_the_runs_logs(tmp_path):
+    import subprocess
+
+    import results_fixtures as F
+    from sslbench.results import append_record
+
+    repo = tmp_path / "repo"
+    results = repo / "results"
+    (results / "runs").mkdir(parents=True)
+    (repo / ".gitignore").write_text("results/runs/\nresults/demo/\n")
+    train = F.train_records()[0]
+    train["extra"]["log"] = str(results / "runs" / f"{train['id']}.jsonl")
+    F.write_run_log(results / "runs" / f"{train['id']}.jsonl", train)
+    (results / "runs" / "unrelated.jsonl").write_text("{}\n")
+    append_record(results / "train.jsonl", train)
+    F.write_bench_store(results / "sweeps" / "new.jsonl", corrupt_line=False)  # untracked, not ignored
+    F.write_bench_store(results / "demo" / "bench.jsonl", corrupt_line=False)  # ignored scratch output
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    subprocess.run(git + ["init", "-q"], cwd=repo, check=True)
+    subprocess.run(git + ["add", ".gitignore", "results/train.jsonl"], cwd=repo, check=True)
+    subprocess.run(git + ["commit", "-qm", "x"], cwd=repo, check=True)
+    staged = S.stage_results(results, tmp_path / "staged")
+    got = sorted(p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file())
+    assert got == sorted(["train.jsonl", "sweeps/new.jsonl", f"runs/{train['id']}.jsonl"])
