@@ -1017,6 +1017,12 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, make_v
                                                    else end_of_epoch)
                 due_eval = (cfg.eval and cfg.eval_every > 0 and end_of_epoch and step < total_steps
                             and (step // steps_per_epoch) % cfg.eval_every == 0)
+                if end_of_epoch and bar is None and step < total_steps:  # no bar (not a terminal): one line/epoch
+                    done_s = time.perf_counter() - t_start - paused
+                    eta = done_s / max(step - start_step, 1) * (total_steps - step)
+                    loss_text = f"loss {final_loss:.4g}, " if final_loss is not None else ""
+                    _say(cfg.verbose, rank, f"epoch {step // steps_per_epoch}/{total_steps // steps_per_epoch}: "
+                         f"{loss_text}{done_s:.0f} s, about {eta:.0f} s to go")
                 if due_ckpt or due_eval:
                     _sync(device)
                     t_pause = time.perf_counter()
