@@ -142,8 +142,10 @@ OPTIONS: tuple[Option, ...] = (
            help="numbers of views V. Default: 2"),
     Option("fractions", _T, float, many=True, metavar="F", default={"train": [1.0]},
            help="fractions of the training split, each in (0, 1] (class-balanced subset). Default: 1"),
-    Option("seeds", _T, int, many=True, metavar="SEED", default={"train": [0]}, minimum=0, help="training seeds. Default: 0"),
-    Option("epochs", _T, int, many=True, metavar="E", default={"train": [8]}, minimum=1, help="training epochs. Default: 8"),
+    Option("seeds", _T, int, many=True, metavar="SEED", default={"train": [0]}, minimum=0,
+           help="training seeds. Default: 0"),
+    Option("epochs", _T, int, many=True, metavar="E", default={"train": [8]}, minimum=1,
+           help="training epochs. Default: 8"),
     Option("device", _BOTH, str, many=True, metavar="DEV", default={"bench": ["auto"], "train": ["auto"]},
            help="devices: auto (cuda if available, else cpu), cpu, cuda, cuda:1 ... Default: auto"),
     Option("dtypes", _B, str, many=True, metavar="DTYPE", default={"bench": ["float32"]}, choices=tuple(bench.DTYPES),
@@ -163,11 +165,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("min_time", _B, float, default={"bench": 0.2}, minimum=0.0,
            help="seconds of timed calls per case. Default: 0.2"),
     Option("max_repeats", _B, int, default={"bench": 50}, minimum=1, help="at most this many timed calls. Default: 50"),
-    Option("threads", _B, int, default={"bench": None}, minimum=1, help="torch CPU threads (default: torch's)"),
+    Option("threads", _BOTH, int, minimum=1,
+           help="torch CPU threads of each case (default: torch's; train: also OMP_NUM_THREADS of the child). "
+                "One thread gives steadier figures on a machine shared with other work"),
     Option("isolate", _B, str, default={"bench": "auto"}, choices=("auto", "always", "never"),
            help="a fresh process per case: auto = on the CPU only (peak RSS needs it), always, never"),
     Option("seed", _B, int, default={"bench": 0}, minimum=0, help="seed of the random inputs. Default: 0"),
-    Option("timeout", _BOTH, float, default={"bench": 600.0, "train": 3600.0}, minimum=0.0,
+    Option("timeout", _BOTH, float, default={"bench": 600.0, "train": 3600.0}, minimum=0.01,
            help="seconds per case before it is killed and recorded as 'timeout' (bench: isolated cases only). "
                 "Default: bench 600, train 3600"),
     Option("out", _BOTH, str,
@@ -623,7 +627,10 @@ def _run_train_case(case: dict, s: dict, *, resume: bool, sweep_id: str) -> _Out
         store, spec_path, log_path = (os.path.join(tmp, n) for n in ("record.jsonl", "spec.json", "child.log"))
         cfg = train_config(case, s, out=store, resume=resume)
         with open(spec_path, "w") as f:
-            json.dump({"config": dataclasses.asdict(cfg)}, f)
+            json.dump({"config": dataclasses.asdict(cfg), "threads": s["threads"]}, f)
+        env = _child_env()
+        if s["threads"]:
+            env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(s["threads"])
         cmd = [sys.executable, "-m", "sslbench.sweep", "--train-worker", spec_path]
         t0 = time.perf_counter()
         status: str | None = None
@@ -633,7 +640,7 @@ def _run_train_case(case: dict, s: dict, *, resume: bool, sweep_id: str) -> _Out
             # a session of its own: a Ctrl-C at the terminal reaches the sweep alone, which forwards exactly one
             # SIGINT (a second one would make the child abort without its checkpoint)
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    env=_child_env(), start_new_session=True,
+                                    env=env, start_new_session=True,
                                     preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
             try:
                 proc.wait(timeout=timeout)
@@ -686,10 +693,14 @@ def _kill(proc: subprocess.Popen) -> None:
 def _train_worker(spec_path: str) -> int:
     """The child of a training case: ``train(TrainConfig(**spec["config"]))``, whose record goes to the temporary
     store the parent reads. Exceptions propagate (``train`` has recorded them as "error" when it could)."""
+    import torch
+
     from sslbench.train import TrainConfig, train
 
     with open(spec_path) as f:
         spec = json.load(f)
+    if spec.get("threads"):
+        torch.set_num_threads(int(spec["threads"]))
     record = train(TrainConfig(**spec["config"]))
     return {"ok": 0, "interrupted": 130}.get(record["status"], 1)
 

@@ -317,7 +317,7 @@ def test_ctrl_c_records_the_running_case_as_interrupted_exits_130_and_resume_ret
 def test_train_cases_give_train_records_and_a_failing_case_is_an_error_record(tmp_path, capsys):
     store = tmp_path / "train.jsonl"
     argv = TINY_TRAIN + ["--regularizers", "vicreg", "--batches", "16", "4096", "--out", str(store),
-                         "--train-option", f"log_dir={tmp_path / 'runs'}",
+                         "--threads", "1", "--train-option", f"log_dir={tmp_path / 'runs'}",
                          "--train-option", f"checkpoint_dir={tmp_path / 'ckpt'}"]
     proc = subprocess.run(_cmd(*argv), cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1, proc.stderr  # 1: a case ended in "error" (it is recorded, the sweep went on)
@@ -328,6 +328,7 @@ def test_train_cases_give_train_records_and_a_failing_case_is_an_error_record(tm
     assert ok["extra"]["sweep"]["case"]["batch"] == 16 and ok["extra"]["sweep"]["wall_s"] > 0
     assert ok["extra"]["sweep"]["id"] == case_id("train", ok["extra"]["sweep"]["case"]) != ok["id"]
     assert os.path.exists(ok["extra"]["checkpoint"]) and str(tmp_path / "ckpt") in ok["extra"]["checkpoint"]
+    assert ok["env"]["threads"] == 1  # --threads reaches the child
     # 4096 > the 48 images: train refuses before it has a record; the sweep writes one with the reason
     assert error["kind"] == "train" and error["status"] == "error" and error["case"]["batch"] == 4096
     assert "batch_size=4096 is larger than the 48 training images" in error["message"]
