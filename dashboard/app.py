@@ -334,8 +334,10 @@ def page_accuracy(df: pd.DataFrame, colours: dict) -> None:
     for other in [a for a in ("views", "fraction", "dim") if a != x]:
         values = sorted(runs[other].dropna().unique().tolist())
         if len(values) > 1:
+            # default: all the data when the fraction is fixed, the most common value of the others
+            default = max(values) if other == "fraction" else most_common(runs[other])
             fixed[other] = pick(f"{AXIS_SHORT[other]} (fixed)", values, key=f"acc_fix_{x}_{other}",
-                                default=most_common(runs[other]), format_func=fmt_value)
+                                default=default, format_func=fmt_value)
             runs = runs[runs[other] == fixed[other]]
     for extra in ("backbone", "epochs", "device"):
         values = runs[extra].dropna().astype(str).unique().tolist()
@@ -481,7 +483,7 @@ def page_runs(df: pd.DataFrame, logs: pd.DataFrame, colours: dict) -> None:
         sub = logs[logs["run_id"] == run_id].iloc[0]
         bits = [str(sub.get("case.regularizer", "?"))]
         for k, short in (("case.dataset", ""), ("case.dim", "D="), ("case.views", "V="), ("case.batch", "N="),
-                         ("case.seed", "seed=")):
+                         ("case.fraction", "frac="), ("case.lr", "lr="), ("case.seed", "seed=")):
             v = sub.get(k)
             if v is not None and not (isinstance(v, float) and math.isnan(v)):
                 bits.append(f"{short}{fmt_value(v)}")

@@ -162,6 +162,7 @@ def test_accuracy_page_against_views_fraction_and_the_floor(monkeypatch, results
     bt = trace(acc, "barlow_twins")
     assert bt["x"] == [2, 4]
     frac = widget(at, "selectbox", "data fraction (fixed)").value
+    assert frac == 1.0  # all the data by default
     assert bt["y"] == pytest.approx([80 + v + 2 * frac + 0.25 for v in (2, 4)])  # mean over the two seeds
     assert trace(acc, "at initialisation")["y"] == [70.0, 70.0]
     tta = next(s for t, s in figs.items() if t.startswith("time to accuracy"))
