@@ -41,7 +41,7 @@ Examples::
     sslbench sweep --kind bench --regularizers barlow_twins vicreg --dims 64 256 1024 4096 --batches 256
     sslbench sweep --kind bench --regularizers barlow_twins --algorithms cross_correlation gram --dry-run
     sslbench sweep --kind train --regularizers barlow_twins vicreg --views 2 4 --fractions 0.25 1 --epochs 2
-    sslbench sweep --config sweeps/scaling.toml --device cuda      # the file's grid, on the GPU
+    sslbench sweep --config results/sweeps/configs/scaling-dim.toml --device cuda   # the same grid on a GPU
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from sslbench import bench, regularizers
 from sslbench.results import FINAL_STATUSES, append_record, case_id, make_record, read_records
@@ -297,7 +297,9 @@ def _check_value(opt: Option, value: Any, source: str) -> Any:
 
 def resolve_settings(args: argparse.Namespace, config: dict | None = None) -> dict:
     """The settings of a sweep: for each key of :data:`OPTIONS`, the command line's value, else the config
-    file's, else the kind's default. Values are type-checked; a key given for the other kind is an error.
+    file's, else the kind's default; for the tables (``hparams``, ``train_options``, ``data_options``) the command
+    line's entries are added to the file's, replacing those of the same name. Values are type-checked; a key given
+    for the other kind is an error.
     Returns a dict with every key of the kind (plus ``kind``). Raises :class:`SweepError`."""
     config = dict(config or {})
     cli = {o.key: getattr(args, o.key, None) for o in OPTIONS}
@@ -315,7 +317,10 @@ def resolve_settings(args: argparse.Namespace, config: dict | None = None) -> di
                                  f"--kind {' / '.join(other)} only, not to --kind {kind}; remove it"
                                  + (" (the bench input seed is --seed, one value)" if opt.key == "seeds" else ""))
             continue
-        if given_cli:
+        if given_cli and opt.item is dict:  # tables merge: the command line's entries win, the file's others stay
+            value = {**(_check_value(opt, config.get(opt.key), "config") or {}),
+                     **_check_value(opt, cli[opt.key], "command line")}
+        elif given_cli:
             value = _check_value(opt, cli[opt.key], "command line")
         elif given_cfg:
             value = _check_value(opt, config[opt.key], "config")
@@ -469,8 +474,9 @@ def train_config(case: dict, settings: dict, *, out: str | None = None, resume: 
 # ==============================================================================================================
 def describe_train(case: dict) -> str:
     hp = " " + ",".join(f"{k}={v}" for k, v in case["hparams"].items()) if case.get("hparams") else ""
+    opts = " " + " ".join(f"{k}={v}" for k, v in case["train_options"].items()) if case.get("train_options") else ""
     return (f"{case['regularizer']} {case['dataset']} D={case['dim']} V={case['views']} frac={case['fraction']:g} "
-            f"seed={case['seed']} epochs={case['epochs']} B={case['batch']} {case['device']}{hp}")
+            f"seed={case['seed']} epochs={case['epochs']} B={case['batch']} {case['device']}{hp}{opts}")
 
 
 def describe(kind: str, case: dict) -> str:
@@ -516,16 +522,18 @@ class EtaEstimator:
     """Remaining time of a sweep, from the durations of the cases measured so far.
 
     Each case has a *group* (bench: regularizer, algorithm, device; train: data set, device) and a *work*
-    (bench: 1; train: epochs × fraction × views, what the training time scales with). A remaining case is
-    predicted to take ``work × (Σ seconds / Σ work)`` of the finished cases of its group, or of all finished
-    cases when its group has none yet; with nothing measured the ETA is unknown. Durations recorded by earlier
-    runs of the same grid (``extra.wall_s``) seed the estimate, so a resumed sweep has an ETA from the start.
+    (bench: 1; train: epochs × fraction × views, what the training time scales with). A case's duration is
+    modelled as ``a + b × work`` (a: start-up and evaluation, b: seconds per unit of work), fitted by least
+    squares to the finished cases of its group, or of all finished cases when its group has none yet. With one
+    distinct work (always for bench) or a fit that is not positive, it is the ratio ``work × Σ seconds / Σ work``
+    (for bench: the group's mean). With nothing measured the ETA is unknown. Durations recorded by earlier runs of
+    the same grid (``extra.wall_s``) seed the estimate, so a resumed sweep has an ETA from the start.
     """
 
     def __init__(self, kind: str):
         self.kind = kind
-        self._groups: dict[tuple, list[float]] = {}  # group -> [seconds, work]
-        self._all = [0.0, 0.0]
+        self._groups: dict[tuple, list[tuple[float, float]]] = {}  # group -> [(work, seconds), ...]
+        self._all: list[tuple[float, float]] = []
 
     def group(self, case: dict) -> tuple:
         if self.kind == "bench":
@@ -540,18 +548,30 @@ class EtaEstimator:
     def add(self, case: dict, seconds: float | None) -> None:
         if seconds is None or not math.isfinite(seconds) or seconds < 0:
             return
-        g = self._groups.setdefault(self.group(case), [0.0, 0.0])
-        w = self.work(case)
-        g[0] += seconds
-        g[1] += w
-        self._all[0] += seconds
-        self._all[1] += w
+        obs = (self.work(case), float(seconds))
+        self._groups.setdefault(self.group(case), []).append(obs)
+        self._all.append(obs)
+
+    @staticmethod
+    def _model(obs: list[tuple[float, float]]) -> tuple[float, float] | None:
+        """(a, b) of ``seconds ≈ a + b·work`` for the observations, or None when there are none."""
+        total_w = sum(w for w, _ in obs)
+        if not obs or total_w <= 0:
+            return None
+        ratio = (0.0, sum(s for _, s in obs) / total_w)
+        n = len(obs)
+        mean_w = total_w / n
+        mean_s = sum(s for _, s in obs) / n
+        var_w = sum((w - mean_w) ** 2 for w, _ in obs)
+        if var_w <= 1e-12 * max(1.0, mean_w**2):
+            return ratio
+        b = sum((w - mean_w) * (s - mean_s) for w, s in obs) / var_w
+        a = mean_s - b * mean_w
+        return (a, b) if a >= 0 and b > 0 else ratio
 
     def predict(self, case: dict) -> float | None:
-        s, w = self._groups.get(self.group(case), self._all)
-        if w <= 0:
-            s, w = self._all
-        return None if w <= 0 else self.work(case) * s / w
+        model = self._model(self._groups.get(self.group(case)) or self._all)
+        return None if model is None else model[0] + model[1] * self.work(case)
 
     def remaining(self, cases: list[dict]) -> float | None:
         total = 0.0

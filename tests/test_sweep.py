@@ -77,6 +77,7 @@ min_time = 0.05
 
 [hparams]
 lambd = 0.0078125
+eps = 1e-5
 """
 
 
@@ -84,7 +85,7 @@ def test_toml_and_json_configs_give_the_same_settings_and_the_command_line_overr
     (tmp_path / "s.toml").write_text(TOML)
     as_json = {"kind": "bench", "regularizers": ["barlow_twins", "vicreg"],
                "algorithms": ["cross_correlation", "gram"], "dims": [16, 32], "batches": 8, "views": [2, 3],
-               "device": ["cpu"], "min_time": 0.05, "hparams": {"lambd": 0.0078125}}
+               "device": ["cpu"], "min_time": 0.05, "hparams": {"lambd": 0.0078125, "eps": 1e-5}}
     (tmp_path / "s.json").write_text(json.dumps(as_json))
     settings = []
     for name in ("s.toml", "s.json"):
@@ -92,21 +93,23 @@ def test_toml_and_json_configs_give_the_same_settings_and_the_command_line_overr
         settings.append(sweep.resolve_settings(args, sweep.load_config(tmp_path / name)))
     assert settings[0] == settings[1]
     s = settings[0]
-    assert s["dims"] == [16, 32] and s["batches"] == [8] and s["hparams"] == {"lambd": 0.0078125}
+    assert s["dims"] == [16, 32] and s["batches"] == [8] and s["hparams"] == {"lambd": 0.0078125, "eps": 1e-5}
     assert s["min_time"] == 0.05 and s["warmup"] == 2 and s["resume"] is True  # unset keys: the defaults
     cases = sweep.build_cases(s)
     assert len(cases) == 2 * 2 * 2 * 2  # 2 regularizers × 2 algorithms × 2 D × 2 V
-    assert all(c.get("hparams") == ({"lambd": 0.0078125} if c["regularizer"] == "barlow_twins" else None)
-               for c in cases)  # given only to the regularizer that has it
+    # each hyper-parameter goes to the regularizers that have it (vicreg has eps, not lambd)
+    assert all(c["hparams"] == ({"eps": 1e-5, "lambd": 0.0078125} if c["regularizer"] == "barlow_twins"
+                                else {"eps": 1e-5}) for c in cases)
     # the command line wins over the file, key by key
     args = sweep._dict_args(_parser().parse_args(["--config", str(tmp_path / "s.toml"), "--dims", "64",
                                                   "--hparam", "lambd=1/64", "--no-resume"]))
     s = sweep.resolve_settings(args, sweep.load_config(tmp_path / "s.toml"))
-    assert s["dims"] == [64] and s["hparams"] == {"lambd": 1 / 64} and s["resume"] is False
+    assert s["dims"] == [64] and s["resume"] is False
+    assert s["hparams"] == {"lambd": 1 / 64, "eps": 1e-5}  # tables merge entry by entry
     assert s["views"] == [2, 3] and s["regularizers"] == ["barlow_twins", "vicreg"]
     # the bench cases are sslbench bench's, key for key
     assert cases[0] == bench.bench_case("barlow_twins", 16, 8, 2, "cpu", "float32", "cross_correlation",
-                                        {"lambd": 0.0078125})
+                                        {"lambd": 0.0078125, "eps": 1e-5})
 
 
 def test_unknown_config_key_is_an_error_that_lists_the_allowed_keys(tmp_path, capsys):
@@ -153,17 +156,25 @@ def test_default_store_is_under_results_sweeps_named_by_device_and_config(tmp_pa
     assert all(ch.isalnum() or ch == "-" for ch in sweep.device_slug("cpu"))
 
 
-def test_eta_scales_the_measured_durations_of_each_group_by_the_work():
+def test_eta_fits_start_up_plus_work_per_group_from_the_measured_durations():
     eta = sweep.EtaEstimator("train")
     a = {"dataset": "d", "device": "cpu", "epochs": 2, "fraction": 0.5, "views": 2}  # work 2
     assert eta.remaining([a]) is None  # nothing measured yet
     eta.add(a, 10.0)
-    b = dict(a, epochs=4, views=4)  # work 8: four times a
-    other = dict(a, dataset="e")  # no group yet: the overall rate
+    b = dict(a, epochs=4, views=4)  # work 8
+    other = dict(a, dataset="e")  # no group yet: all the finished cases
+    # one distinct work: proportional to the work
     assert eta.predict(b) == pytest.approx(40.0) and eta.predict(other) == pytest.approx(10.0)
+    eta.add(dict(a, fraction=1.0), 14.0)  # work 4: seconds = 6 + 2 * work
+    assert eta.predict(b) == pytest.approx(6 + 2 * 8) and eta.predict(a) == pytest.approx(10.0)
     eta.add(dict(other, fraction=1.0), 60.0)  # group e: 60 s for 4 units of work
-    assert eta.predict(other) == pytest.approx(30.0) and eta.predict(a) == pytest.approx(10.0)
-    assert eta.remaining([a, b, other]) == pytest.approx(10 + 40 + 30)
+    assert eta.predict(other) == pytest.approx(30.0)
+    assert eta.remaining([a, b, other]) == pytest.approx(10 + 22 + 30)
+    # a fit with a negative start-up falls back to the ratio
+    c = sweep.EtaEstimator("train")
+    c.add(a, 1.0)
+    c.add(dict(a, fraction=1.0), 10.0)  # 1 s at work 2, 10 s at work 4: a = -8
+    assert c.predict(b) == pytest.approx(8 * 11 / 6)
     bench_eta = sweep.EtaEstimator("bench")
     bench_eta.add({"regularizer": "x", "device": "cpu"}, 1.0)
     bench_eta.add({"regularizer": "x", "device": "cpu"}, 3.0)
@@ -274,7 +285,7 @@ def test_killed_sweep_loses_nothing_skips_a_half_written_line_and_resumes(tmp_pa
                            text=True, timeout=120)
     assert rerun.returncode == 0, rerun.stderr
     # the half-written line is reported (how many, where) and skipped, the finished cases are skipped and counted
-    assert f"skipped 1 line(s)" in rerun.stderr and f"line {bad_line}" in rerun.stderr and str(store) in rerun.stderr
+    assert "skipped 1 line(s)" in rerun.stderr and f"line {bad_line}" in rerun.stderr and str(store) in rerun.stderr
     assert f"{k} already done, skipped" in rerun.stdout and f"{N_SLOW - k} to run" in rerun.stdout
     assert sum(line.startswith("[") and ": ok " in line for line in rerun.stdout.splitlines()) == N_SLOW - k
     ok = _every_case_once_ok(store)
