@@ -5,10 +5,10 @@ headless Chromium through the DevTools protocol: for each page it opens ``http:/
 waits until the script has finished running and the expected plotly charts have drawn their traces, and saves a
 PNG (``docs/img/dashboard-<page>.png`` by default, reduced to a palette when larger than ``--max-kb``).
 
-The server reads a copy of what a checkout has under ``results/`` (tracked files and new ones git does not
-ignore, so local scratch output such as ``results/demo/`` stays out) plus the per-step logs of those training
-runs when they are on this machine (``results/runs/`` is git-ignored); ``--as-is`` serves the folder as it is.
-Rerun it after new results land::
+The server reads a copy of the committed ``results/`` (the files git tracks: local scratch output such as
+``results/demo/`` and results not committed yet stay out) plus the per-step logs of those training runs when they
+are on this machine (``results/runs/`` is git-ignored); ``--as-is`` serves the folder as it is. Rerun it after new
+results are committed::
 
     python dashboard/screenshots.py                       # results/ -> docs/img/dashboard-*.png
     python dashboard/screenshots.py --results /tmp/r --out /tmp/shots --pages Scaling Runs
@@ -248,16 +248,16 @@ def png_stats(path: str | os.PathLike) -> dict:
 
 
 def stage_results(results: str | os.PathLike, dest: str | os.PathLike) -> Path:
-    """Copy to ``dest`` what a checkout of the repository has under ``results``: the files git tracks and the new
-    ones it does not ignore (so local scratch output such as ``results/demo/`` stays out), plus the per-step logs
-    of those training runs (``extra.log`` of their records; ``results/runs/`` is git-ignored) when they exist
-    here. Outside a git checkout the whole folder is copied. Returns ``dest``."""
+    """Copy to ``dest`` what a checkout of the repository has under ``results``: the files git tracks (so local
+    scratch output such as ``results/demo/`` and results not committed yet stay out), plus the per-step logs of
+    those training runs (``extra.log`` of their records; ``results/runs/`` is git-ignored) when they exist here.
+    Outside a git checkout the whole folder is copied. Returns ``dest``."""
     import warnings
 
     from sslbench.results import read_records
 
     results, dest = Path(results).resolve(), Path(dest)
-    proc = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z", "--", "."], cwd=results,
+    proc = subprocess.run(["git", "ls-files", "-z", "--", "."], cwd=results,
                           capture_output=True)
     if proc.returncode != 0:
         shutil.copytree(results, dest, dirs_exist_ok=True)
@@ -343,8 +343,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--height", type=int, default=1000)
     parser.add_argument("--max-kb", type=int, default=390, help="reduce larger PNGs to a palette (default 390)")
     parser.add_argument("--as-is", action="store_true",
-                        help="serve the results folder as it is (default: what a checkout has, plus the logs of "
-                             "its training runs; see stage_results)")
+                        help="serve the results folder as it is (default: its committed files, plus the logs of "
+                             "their training runs; see stage_results)")
     args = parser.parse_args(argv)
     try:
         report = take_all(args.results, args.out, args.pages, width=args.width, height=args.height,

@@ -76,7 +76,7 @@ def test_png_stats_tell_a_blank_page_from_a_chart(tmp_path):
     assert size == big.stat().st_size < before and S.png_stats(big)["width"] == 600
 
 
-def test_stage_results_keeps_what_a_checkout_has_and_the_runs_logs(tmp_path):
+def test_stage_results_keeps_the_committed_files_and_their_runs_logs(tmp_path):
     import subprocess
 
     import results_fixtures as F
@@ -91,7 +91,7 @@ def test_stage_results_keeps_what_a_checkout_has_and_the_runs_logs(tmp_path):
     F.write_run_log(results / "runs" / f"{train['id']}.jsonl", train)
     (results / "runs" / "unrelated.jsonl").write_text("{}\n")
     append_record(results / "train.jsonl", train)
-    F.write_bench_store(results / "sweeps" / "new.jsonl", corrupt_line=False)  # untracked, not ignored
+    F.write_bench_store(results / "sweeps" / "new.jsonl", corrupt_line=False)  # not committed (yet)
     F.write_bench_store(results / "demo" / "bench.jsonl", corrupt_line=False)  # ignored scratch output
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
     subprocess.run(git + ["init", "-q"], cwd=repo, check=True)
@@ -99,4 +99,4 @@ def test_stage_results_keeps_what_a_checkout_has_and_the_runs_logs(tmp_path):
     subprocess.run(git + ["commit", "-qm", "x"], cwd=repo, check=True)
     staged = S.stage_results(results, tmp_path / "staged")
     got = sorted(p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file())
-    assert got == sorted(["train.jsonl", "sweeps/new.jsonl", f"runs/{train['id']}.jsonl"])
+    assert got == sorted(["train.jsonl", f"runs/{train['id']}.jsonl"])
