@@ -1,0 +1,1163 @@
+"""`sslbench report`: the seed papers' claims as a verdict table, with the figures behind each verdict.
+
+One named study per claim (:data:`STUDIES`: ``fft``, ``sfrik``, ``views``, ``variance``, ``isoloss``, ``gram``).
+Each has the claim as the paper states it (see ``/work/shared/regularizers.md``), the sweep grids that measure it
+in a CPU-sized setting (Fashion-MNIST, minutes on 2 cores) and a GPU-sized one (CIFAR-10, ResNet-18), as TOML
+configs of ``sslbench sweep`` under ``results/studies/configs/``, a few exact checks that need no training
+(:func:`run_checks`, stored as records of kind ``claim_check``), and a verdict function.
+
+* ``sslbench report [--results DIR] [--format text|markdown] [--study NAME ...]`` reads every record under DIR
+  (``results/`` by default: the reference sweeps of ``results/sweeps/`` answer the cost claims, the study stores
+  ``results/studies/<device>-<study>.jsonl`` the others) and prints one row per claim: the verdict, the figures
+  behind it, the rule that decided it and the command that produces the data a verdict lacks.
+* ``sslbench report --run STUDY [--scale cpu|gpu]`` runs the study's exact checks and the missing cases of its
+  grids (through :mod:`sslbench.sweep`, resumable) into ``results/studies/<device>-<study>.jsonl``, then reports.
+* ``sslbench report --list``: the studies, their commands and estimated cost.
+
+Verdicts (:data:`VERDICTS`): ``supported``, ``not supported``, ``inconclusive`` (the data exist but do not settle
+the claim at this scale, e.g. a difference inside the seed noise, one seed only, or a noisy memory fit) and
+``no data``. Every figure comes from the records; the thresholds are the constants below, printed with each row.
+
+The verdict functions (:func:`verdicts`) import pandas and numpy only, so the dashboard can call them on loaded
+results without torch work; the checks and ``--run`` import torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["VERDICTS", "CHECK_KIND", "STUDIES", "Study", "Verdict", "verdicts", "verdict_table", "format_verdicts",
+           "run_checks", "add_arguments", "run"]
+
+VERDICTS = ("supported", "not supported", "inconclusive", "no data")
+#: the record kind of the exact checks that need no training
+CHECK_KIND = "claim_check"
+STUDIES_DIR = "results/studies"
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "results" / "studies" / "configs"
+
+# ---- the thresholds (printed with every verdict) -------------------------------------------------------------
+#: scaling fits of time / memory in D use D >= this (the asymptotic regime, without fixed overheads)
+FIT_D_MIN = 512
+#: O(N·D·log D) in D: exponent below this; O(N·D²): exponent above EXACT_ALPHA_MIN
+LOGLINEAR_ALPHA_MAX = 1.4
+QUADRATIC_ALPHA_MIN = 1.7
+#: "linear in D": exponent in [LINEAR_ALPHA_LO, LINEAR_ALPHA_HI]
+LINEAR_ALPHA_LO, LINEAR_ALPHA_HI = 0.7, 1.3
+#: a memory exponent is trusted only when the log-log fit has at least this R² (CPU RSS deltas are noisy)
+MEMORY_R2_MIN = 0.8
+#: accuracy: a difference counts when it exceeds max(ACC_POINTS, ACC_STDS × the larger seed std)
+ACC_POINTS = 2.0
+ACC_STDS = 2.0
+#: collapse: the variance term "prevents collapse" when effective rank and std of the normalised embeddings are
+#: both at least COLLAPSE_RATIO × those without it; "no effect" when both ratios are below NO_EFFECT_RATIO
+COLLAPSE_RATIO = 1.5
+NO_EFFECT_RATIO = 1.1
+#: exact Gram form: relative difference of values and gradients (float32 / float64) and of logged training losses
+GRAM_TOL_F32 = 1e-4
+GRAM_TOL_F64 = 1e-10
+GRAM_CURVE_TOL = 1e-3
+#: a speed-up counts when above this
+SPEEDUP_MIN = 1.2
+#: degree-2 truncation vs covariance penalty: affine fit R² and slope against the derived D/(D−1)·w₂
+AFFINE_R2_MIN = 0.9999
+SLOPE_REL_TOL = 1e-3
+#: permutation trick on structured batches: Pearson r of relaxed vs exact off-diagonal penalty
+PERM_R_MIN = 0.9
+NOPERM_R_MAX = 0.5
+
+RULES = {
+    "loglinear": f"exponent of time in D (D ≥ {FIT_D_MIN}): relaxed < {LOGLINEAR_ALPHA_MAX} and exact > "
+                 f"{QUADRATIC_ALPHA_MIN} supported; relaxed ≥ {QUADRATIC_ALPHA_MIN} not supported; else (e.g. the "
+                 "exact loss not growing as D² either: fixed costs dominate) inconclusive",
+    "memory": f"as time, on the step's memory; inconclusive when a fit has R² < {MEMORY_R2_MIN}",
+    "comparable": f"comparable = mean linear top-1 not below the reference by more than max({ACC_POINTS:g} points, "
+                  f"{ACC_STDS:g} × seed std); ≥ 2 seeds each, else inconclusive",
+    "better": f"better / worse = difference beyond max({ACC_POINTS:g} points, {ACC_STDS:g} × seed std) "
+              f"(one seed: {ACC_POINTS:g} points); inside it: inconclusive",
+}
+
+
+# ==============================================================================================================
+# Verdict rows and studies
+# ==============================================================================================================
+@dataclass
+class Verdict:
+    study: str
+    claim: str
+    verdict: str
+    figures: str = ""
+    rule: str = ""
+    command: str = ""
+    setting: str = ""
+
+    def __post_init__(self):
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"verdict={self.verdict!r}: choose one of {', '.join(VERDICTS)}")
+
+
+@dataclass
+class Study:
+    name: str
+    title: str
+    paper: str
+    claim: str  # as the paper states it (regularizers.md)
+    cpu: list[str]  # config file names under CONFIG_DIR
+    gpu: list[str]
+    cost_cpu: str
+    cost_gpu: str
+    verdict: Callable[[pd.DataFrame, "Study"], list[Verdict]] = field(repr=False, default=None)
+    checks: tuple[str, ...] = ()  # names of the exact checks (run_checks) of this study
+
+    def command(self, scale: str = "cpu") -> str:
+        return f"sslbench report --run {self.name}" + (" --scale gpu" if scale == "gpu" else "")
+
+    def sweep_commands(self, scale: str = "cpu", device: str = "<device>") -> list[str]:
+        return [f"sslbench sweep --config results/studies/configs/{c} --out {STUDIES_DIR}/{device}-{self.name}.jsonl"
+                for c in (self.cpu if scale == "cpu" else self.gpu)]
+
+
+# ==============================================================================================================
+# Helpers on the loaded results
+# ==============================================================================================================
+def _num(v: Any, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "n/a"
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    v = float(v)
+    if v != 0 and (abs(v) >= 1e4 or abs(v) < 1e-3):
+        return f"{v:.2e}"
+    return f"{v:.{digits}g}"
+
+
+def _bench(df: pd.DataFrame) -> pd.DataFrame:
+    if df is None or df.empty or "kind" not in df.columns:
+        return pd.DataFrame()
+    return df[df["kind"].isin(("regularizer_bench", "side_by_side", "pytest_benchmark"))]
+
+
+def _checks(df: pd.DataFrame, study: str, check: str) -> pd.DataFrame:
+    if df is None or df.empty or "kind" not in df.columns or "case.study" not in df.columns:
+        return pd.DataFrame()
+    out = df[(df["kind"] == CHECK_KIND) & (df["case.study"] == study) & (df["case.check"] == check)
+             & (df["status"] == "ok")]
+    return out.sort_values("created") if "created" in out.columns else out
+
+
+def _metric(row: pd.Series, name: str) -> float:
+    v = row.get(f"metrics.{name}")
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _hp(text: Any) -> dict:
+    if isinstance(text, dict):
+        return text
+    if not isinstance(text, str):
+        return {}
+    try:
+        out = json.loads(text)
+    except json.JSONDecodeError:
+        return {}
+    return out if isinstance(out, dict) else {}
+
+
+#: the columns that make two training runs comparable (apart from what a study varies)
+_SETTING = ("dataset", "fraction", "dim", "views", "batch", "epochs", "backbone", "projector", "optimizer", "lr",
+            "device_name")
+
+
+def _train(df: pd.DataFrame) -> pd.DataFrame:
+    """Training records, one row each, with plain columns: the case's keys, ``hp`` (a dict), the metrics used
+    here, ``ok`` (status ok and finite linear accuracy)."""
+    if df is None or df.empty or "kind" not in df.columns:
+        return pd.DataFrame()
+    runs = df[df["kind"] == "train"]
+    if runs.empty:
+        return pd.DataFrame()
+    out = pd.DataFrame(index=runs.index)
+    for k in ("regularizer", "dataset", "fraction", "dim", "views", "batch", "epochs", "backbone", "projector",
+              "optimizer", "lr", "ema_tau", "seed", "warmup_epochs"):
+        out[k] = runs.get(f"case.{k}")
+    out["device_name"] = runs.get("device_name", runs.get("env.device_name"))
+    out["hp"] = [_hp(v) for v in runs.get("case.hparams", pd.Series([None] * len(runs), index=runs.index))]
+    for m in ("linear_top1", "knn_top1", "effective_rank", "std_normalized", "rankme", "init_linear_top1",
+              "final_loss"):
+        col = runs.get(f"metrics.{m}")
+        out[m] = pd.to_numeric(col, errors="coerce") if col is not None else math.nan
+    out["status"] = runs["status"]
+    out["ok"] = (runs["status"] == "ok") & np.isfinite(out["linear_top1"])
+    out["source"] = runs.get("source")
+    out["created"] = runs.get("created")
+    # the same run recorded twice (e.g. the same case in two stores, or re-run): the latest record counts once
+    ident = out.apply(lambda r: json.dumps([str(r.get(k)) for k in _SETTING + ("regularizer", "seed", "ema_tau",
+                                                                               "warmup_epochs")]
+                                           + [r["hp"]], sort_keys=True, default=str), axis=1)
+    out = out.assign(_ident=ident).sort_values("created", na_position="first", kind="stable")
+    return out.drop_duplicates("_ident", keep="last").drop(columns="_ident")
+
+
+def _setting_key(row: pd.Series) -> tuple:
+    return tuple(row.get(k) for k in _SETTING)
+
+
+def _setting_text(key: tuple) -> str:
+    d = dict(zip(_SETTING, key))
+    dev = str(d.get("device_name") or "?")
+    dev = "CPU" if "xeon" in dev.lower() or "epyc" in dev.lower() or "cpu" in dev.lower() else dev
+    return (f"{d.get('dataset')} frac {_num(d.get('fraction'))} D={_int(d.get('dim'))} V={_int(d.get('views'))} "
+            f"B={_int(d.get('batch'))} {_int(d.get('epochs'))} ep lr {_num(d.get('lr'))} {dev}")
+
+
+def _int(v: Any) -> str:
+    try:
+        return str(int(v))
+    except (TypeError, ValueError):
+        return str(v)
+
+
+@dataclass
+class _Arm:
+    mean: float
+    std: float
+    n: int
+    runs: int
+
+    def text(self, what: str = "lin") -> str:
+        s = f"±{_num(self.std, 2)}" if self.n > 1 and math.isfinite(self.std) else ""
+        bad = f", {self.runs - self.n} failed" if self.runs > self.n else ""
+        return f"{_num(self.mean, 4)}{s} ({self.n} seed{'s' if self.n != 1 else ''}{bad})"
+
+
+def _arm(rows: pd.DataFrame, metric: str = "linear_top1") -> _Arm:
+    ok = rows[rows["ok"]]
+    vals = ok[metric].to_numpy(float)
+    vals = vals[np.isfinite(vals)]
+    return _Arm(float(vals.mean()) if vals.size else math.nan, float(vals.std(ddof=1)) if vals.size > 1 else math.nan,
+                int(vals.size), int(len(rows)))
+
+
+def _margin(a: _Arm, b: _Arm) -> float:
+    stds = [s for s in (a.std, b.std) if math.isfinite(s)]
+    return max(ACC_POINTS, ACC_STDS * max(stds)) if stds else ACC_POINTS
+
+
+def _comparable(test: _Arm, ref: _Arm) -> tuple[str, str]:
+    """(verdict, figures) of "test's accuracy is comparable to ref's" (not below by more than the margin)."""
+    if test.n == 0 or ref.n == 0:
+        return "no data", ""
+    d = test.mean - ref.mean
+    m = _margin(test, ref)
+    fig = f"Δ = {d:+.2f} points (margin {m:.2f})"
+    if d < -m:
+        return "not supported", fig
+    if test.n < 2 or ref.n < 2:
+        return "inconclusive", fig + "; fewer than 2 seeds"
+    return "supported", fig
+
+
+def _better(test: _Arm, ref: _Arm) -> tuple[str, str]:
+    """(verdict, figures) of "test's accuracy is better than ref's" (beyond the margin)."""
+    if test.n == 0 or ref.n == 0:
+        return "no data", ""
+    d = test.mean - ref.mean
+    m = _margin(test, ref)
+    fig = f"Δ = {d:+.2f} points (margin {m:.2f})"
+    if d > m:
+        return "supported", fig
+    if d < -m:
+        return "not supported", fig
+    return "inconclusive", fig + "; inside the noise margin"
+
+
+def _combine(verdicts: Sequence[str]) -> str:
+    """All supported → supported; any not supported → not supported; any no data → no data; else inconclusive."""
+    vs = list(verdicts)
+    if not vs:
+        return "no data"
+    if "not supported" in vs:
+        return "not supported"
+    if all(v == "supported" for v in vs):
+        return "supported"
+    if all(v == "no data" for v in vs):
+        return "no data"
+    return "inconclusive"
+
+
+def _no_data(study: Study, claim: str, rule: str = "", why: str = "") -> Verdict:
+    return Verdict(study.name, claim, "no data", why or "no records for this claim", rule, study.command())
+
+
+# ==============================================================================================================
+# Cost claims from bench records (scaling exponents, crossovers)
+# ==============================================================================================================
+def _scaling(df: pd.DataFrame, x: str, x_min: float | None) -> pd.DataFrame:
+    from sslbench.analysis import scaling_table
+
+    b = _bench(df)
+    if b.empty:
+        return pd.DataFrame()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return scaling_table(b, x=x, x_min=x_min)
+
+
+_FIT_SETTING = ("device_name", "threads", "dtype", "batch", "views", "dim")
+
+
+def _fit(table: pd.DataFrame, label: str, y: str = "time_s") -> list[tuple[tuple, float, float]]:
+    """[(setting, exponent, r2)] of one series in every setting where it was fitted; the setting is
+    (device_name, threads, dtype, batch, views, dim) with None for the fitted axis."""
+    if table.empty or "label" not in table.columns:
+        return []
+    rows = table[table["label"] == label]
+    return [(tuple(r[c] if c in rows.columns else None for c in _FIT_SETTING), float(r[f"alpha_{y}"]),
+             float(r[f"r2_{y}"])) for _, r in rows.iterrows()]
+
+
+def _device_short(name: Any) -> str:
+    s = str(name)
+    return "CPU" if any(w in s.lower() for w in ("xeon", "epyc", "cpu", "ryzen", "core")) else s
+
+
+def _pair_exponents(df: pd.DataFrame, pairs: Sequence[tuple[str, str]], y: str) -> list[tuple[str, dict]]:
+    """For each setting (device, threads, dtype, N, V) with both series of every pair fitted: the exponents."""
+    table = _scaling(df, "dim", FIT_D_MIN)
+    found: dict[tuple, dict] = {}
+    for a, b in pairs:
+        fa = {s: (al, r2) for s, al, r2 in _fit(table, a, y)}
+        fb = {s: (al, r2) for s, al, r2 in _fit(table, b, y)}
+        for s in fa.keys() & fb.keys():
+            found.setdefault(s, {})[(a, b)] = (fa[s], fb[s])
+    out = []
+    for s, d in sorted(found.items(), key=lambda kv: str(kv[0])):
+        if len(d) == len(pairs) or not out:
+            out.append((f"{_device_short(s[0])}, {_int(s[1])} thread(s), {s[2]}, N={_int(s[3])}, V={_int(s[4])}", d))
+    return out
+
+
+FFT_PAIRS = (("barlow_twins_fft", "barlow_twins[cross_correlation]"), ("vicreg_fft", "vicreg[cross_correlation]"))
+
+
+def _fft_cost(df: pd.DataFrame, st: Study) -> list[Verdict]:
+    out = []
+    for y, claim, rule in (("time_s", "loss time grows as O(N·D·log D) (relaxed) against O(N·D²) (exact)",
+                            RULES["loglinear"]),
+                           ("memory_bytes", "loss memory grows as O(N·D·log D)-ish (relaxed) against O(D²) (exact)",
+                            RULES["memory"])):
+        found = _pair_exponents(df, FFT_PAIRS, y)
+        if not found:
+            out.append(Verdict(st.name, claim, "no data", "no scaling-in-D bench records of the relaxed and exact "
+                               "losses", rule, "sslbench sweep --config results/sweeps/configs/scaling-dim.toml"))
+            continue
+        for setting, d in found:
+            figs, vs = [], []
+            for (a, b), ((aa, ra), (ab, rb)) in d.items():
+                figs.append(f"{a} α={_num(aa)} (R² {_num(ra, 2)}) vs {b} α={_num(ab)} (R² {_num(rb, 2)})")
+                if y == "memory_bytes" and min(ra, rb) < MEMORY_R2_MIN:
+                    vs.append("inconclusive")
+                elif aa < LOGLINEAR_ALPHA_MAX and ab > QUADRATIC_ALPHA_MIN:
+                    vs.append("supported")
+                elif aa >= QUADRATIC_ALPHA_MIN:  # the relaxed loss grows as fast as the exact one
+                    vs.append("not supported")
+                else:  # e.g. the exact loss does not grow as D² either: fixed costs dominate (a GPU at small N)
+                    vs.append("inconclusive")
+            out.append(Verdict(st.name, claim, _combine(vs), "; ".join(figs), rule, "", setting))
+    # crossover D
+    from sslbench.analysis import crossovers
+
+    b = _bench(df)
+    claim = "the relaxed loss is faster / smaller than the exact one above a crossover D"
+    rule = "a crossing where the relaxed series becomes the lower one (log-log interpolation), or lower throughout"
+    if b.empty or "dim" not in b.columns:
+        return out + [Verdict(st.name, claim, "no data", "", rule,
+                              "sslbench sweep --config results/sweeps/configs/scaling-dim.toml")]
+    rows = []
+    for key, g in b.groupby(["device_name", "threads", "dtype", "batch", "views"], dropna=False):
+        if not all(g["label"].eq(x).any() for pair in FFT_PAIRS for x in pair) or g["dim"].nunique() < 3:
+            continue
+        figs, vs = [], []
+        for a, c in FFT_PAIRS:
+            for y, unit in (("time_s", "time"), ("memory_bytes", "memory")):
+                found = crossovers(g, a, c, x="dim", y=y)
+                gg = g[g["label"].isin((a, c)) & (g["status"] == "ok")]
+                top = gg["dim"].max()
+                at_top = gg[gg["dim"] == top].groupby("label")[y].median()
+                lower_top = at_top.idxmin() if len(at_top) == 2 else None
+                if found:
+                    last = found[-1]
+                    figs.append(f"{a.split('_fft')[0]} {unit}: crossover D≈{_num(last.x)} "
+                                f"({last.lower_after} lower above)")
+                else:
+                    figs.append(f"{a.split('_fft')[0]} {unit}: no crossing; {lower_top} lower at D={_int(top)}")
+                if lower_top is None:
+                    vs.append("inconclusive")
+                else:
+                    ratio = at_top.max() / at_top.min() if at_top.min() > 0 else math.nan
+                    figs[-1] += f", ×{_num(ratio, 3)} at D={_int(top)}"
+                    vs.append("supported" if lower_top == a else "not supported")
+        rows.append(Verdict(st.name, claim, _combine(vs), "; ".join(figs), rule, "",
+                            f"{_device_short(key[0])}, {_int(key[1])} thread(s), {key[2]}, N={_int(key[3])}, V={_int(key[4])}"))
+    return out + (rows or [Verdict(st.name, claim, "no data", "", rule,
+                                   "sslbench sweep --config results/sweeps/configs/scaling-dim.toml")])
+
+
+# ==============================================================================================================
+# Accuracy claims from training records
+# ==============================================================================================================
+def _groups(runs: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
+    if runs.empty:
+        return []
+    keys = runs.apply(_setting_key, axis=1)
+    return [(k, runs[keys == k]) for k in sorted(set(keys), key=str)]
+
+
+def _fft_accuracy(df: pd.DataFrame, st: Study) -> list[Verdict]:
+    runs = _train(df)
+    claim = "downstream accuracy comparable to the exact losses"
+    claim_p = "the permutation trick helps (accuracy with vs without it)"
+    out = []
+    if not runs.empty:
+        perm = runs["hp"].map(lambda h: h.get("permute", True))
+        for key, g in _groups(runs):
+            for relaxed, exact in (("barlow_twins_fft", "barlow_twins"), ("vicreg_fft", "vicreg")):
+                gr = g[(g["regularizer"] == relaxed) & perm.loc[g.index].astype(bool)]
+                ge = g[g["regularizer"] == exact]
+                if gr.empty or ge.empty:
+                    continue
+                a, b = _arm(gr), _arm(ge)
+                v, fig = _comparable(a, b)
+                out.append(Verdict(st.name, claim, v, f"{relaxed} {a.text()} vs {exact} {b.text()}: {fig}",
+                                   RULES["comparable"], "" if v != "inconclusive" else st.command("gpu"),
+                                   _setting_text(key)))
+            for relaxed in ("barlow_twins_fft", "vicreg_fft"):
+                g1 = g[(g["regularizer"] == relaxed) & perm.loc[g.index].astype(bool)]
+                g0 = g[(g["regularizer"] == relaxed) & ~perm.loc[g.index].astype(bool)]
+                if g1.empty or g0.empty:
+                    continue
+                a, b = _arm(g1), _arm(g0)
+                v, fig = _better(a, b)
+                out.append(Verdict(st.name, claim_p + " [training]", v,
+                                   f"{relaxed} permute {a.text()} vs no permute {b.text()}: {fig}",
+                                   RULES["better"], "" if v != "inconclusive" else st.command("gpu"),
+                                   _setting_text(key)))
+    if not any(v.claim == claim for v in out):
+        out.append(_no_data(st, claim, RULES["comparable"]))
+    if not any(v.claim.startswith(claim_p + " [training]") for v in out):
+        out.append(_no_data(st, claim_p + " [training]", RULES["better"]))
+    # the mechanism, without training
+    chk = _checks(df, st.name, "permutation")
+    rule = (f"structured batches (alternating-sign correlations on one wrapped diagonal, the relaxation's blind "
+            f"spot): Pearson r of relaxed (with: mean over permutation draws) vs exact off-diagonal penalty ≥ "
+            f"{PERM_R_MIN} with, ≤ {NOPERM_R_MAX} without permutation")
+    claim_m = claim_p + " [mechanism: spurious minima of the relaxation]"
+    if chk.empty:
+        out.append(_no_data(st, claim_m, rule))
+    else:
+        r = chk.iloc[-1]
+        rp, rn = _metric(r, "r_permute_structured"), _metric(r, "r_no_permute_structured")
+        rpr, rnr = _metric(r, "r_permute_random"), _metric(r, "r_no_permute_random")
+        v = ("supported" if rp >= PERM_R_MIN and rn <= NOPERM_R_MAX else
+             "not supported" if rp < NOPERM_R_MAX or rn >= PERM_R_MIN else "inconclusive")
+        out.append(Verdict(st.name, claim_m, v,
+                           f"structured: r = {_num(rp)} with, {_num(rn)} without permutation; random batches: "
+                           f"{_num(rpr)} / {_num(rnr)} ({int(_metric(r, 'batches'))} batches, "
+                           f"{_int(_metric(r, 'draws'))} draws, "
+                           f"D={int(_metric(r, 'dim'))}, N={int(_metric(r, 'batch'))})", rule, "", "exact check"))
+    return out
+
+
+def verdict_fft(df: pd.DataFrame, st: Study) -> list[Verdict]:
+    return _fft_cost(df, st) + _fft_accuracy(df, st)
+
+
+def verdict_sfrik(df: pd.DataFrame, st: Study) -> list[Verdict]:
+    out = []
+    # cost linear in D at fixed N
+    claim = "cost linear in D at fixed N"
+    rule = f"exponent of time in D (D ≥ {FIT_D_MIN}) in [{LINEAR_ALPHA_LO}, {LINEAR_ALPHA_HI}]"
+    fits = _fit(_scaling(df, "dim", FIT_D_MIN), "sfrik")
+    for s, al, r2 in fits:
+        v = "supported" if LINEAR_ALPHA_LO <= al <= LINEAR_ALPHA_HI else (
+            "not supported" if al > QUADRATIC_ALPHA_MIN else "inconclusive")
+        out.append(Verdict(st.name, claim, v, f"sfrik α_D = {_num(al)} (R² {_num(r2, 2)})", rule, "",
+                           f"{_device_short(s[0])}, {_int(s[1])} thread(s), N={_int(s[3])}, V={_int(s[4])}"))
+    if not fits:
+        out.append(Verdict(st.name, claim, "no data", "", rule,
+                           "sslbench sweep --config results/sweeps/configs/scaling-dim.toml"))
+    claim = "memory O(N²) (and time O(N²·D)) in the batch size N"
+    rule = (f"exponent of memory in N ≥ {QUADRATIC_ALPHA_MIN} (R² ≥ {MEMORY_R2_MIN}) supported, ≤ "
+            f"{LINEAR_ALPHA_HI} not supported, between: inconclusive (the N·D inputs dominate at small N)")
+    table = _scaling(df, "batch", None)
+    fm = _fit(table, "sfrik", "memory_bytes")
+    ft = {s: (a, r) for s, a, r in _fit(table, "sfrik", "time_s")}
+    for s, al, r2 in fm:
+        if r2 < MEMORY_R2_MIN:
+            v = "inconclusive"
+        else:
+            v = "supported" if al >= QUADRATIC_ALPHA_MIN else "not supported" if al <= LINEAR_ALPHA_HI else "inconclusive"
+        ta, tr = ft.get(s, (math.nan, math.nan))
+        out.append(Verdict(st.name, claim, v, f"sfrik memory α_N = {_num(al)} (R² {_num(r2, 2)}); time α_N = "
+                           f"{_num(ta)} (R² {_num(tr, 2)})", rule, "" if v == "supported" else
+                           "larger N: sslbench sweep --config results/sweeps/configs/scaling-batch.toml --batches "
+                           "1024 2048 4096 8192 --regularizers sfrik", f"{_device_short(s[0])}, D={_int(s[5])}, V={_int(s[4])}"))
+    if not fm:
+        out.append(Verdict(st.name, claim, "no data", "", rule,
+                           "sslbench sweep --config results/sweeps/configs/scaling-batch.toml"))
+    # accuracy
+    claim = "accuracy comparable to VICReg and to uniformity at equal budget"
+    runs = _train(df)
+    for key, g in _groups(runs):
+        gs = g[g["regularizer"] == "sfrik"]
+        if gs.empty:
+            continue
+        a = _arm(gs)
+        figs, vs = [f"sfrik {a.text()}"], []
+        for other in ("vicreg", "uniformity"):
+            go = g[g["regularizer"] == other]
+            if go.empty:
+                continue
+            b = _arm(go)
+            v, fig = _comparable(a, b)
+            figs.append(f"{other} {b.text()}: {fig}")
+            vs.append(v)
+        if vs:
+            v = _combine(vs)
+            out.append(Verdict(st.name, claim, v, "; ".join(figs), RULES["comparable"],
+                               "" if v == "supported" else st.command("gpu"), _setting_text(key)))
+    if not any(v.claim == claim for v in out):
+        out.append(_no_data(st, claim, RULES["comparable"]))
+    # degree-2 truncation
+    claim = "the degree-2 truncation is a covariance (information-maximisation) penalty"
+    rule = (f"over random batches of unit-norm embeddings, mmd with weights (0, w₂) against ‖EᵀE/N − I/D‖_F²: "
+            f"affine fit R² ≥ {AFFINE_R2_MIN} and slope within {SLOPE_REL_TOL:g} (relative) of the derived "
+            f"w₂·D/(D−1) (mean P₂ = (D‖C‖² − 1)/(D − 1), tr C = 1)")
+    chk = _checks(df, st.name, "degree2")
+    if chk.empty:
+        out.append(_no_data(st, claim, rule))
+    else:
+        r = chk.iloc[-1]
+        r2, slope, pred, icpt = (_metric(r, k) for k in ("r2", "slope", "slope_derived", "intercept"))
+        rel = abs(slope - pred) / abs(pred) if pred else math.nan
+        v = "supported" if r2 >= AFFINE_R2_MIN and rel <= SLOPE_REL_TOL else "not supported"
+        out.append(Verdict(st.name, claim, v, f"R² = {r2:.6f}, slope {_num(slope, 6)} vs derived {_num(pred, 6)} "
+                           f"(rel. diff {_num(rel)}), intercept {_num(icpt)}; {int(_metric(r, 'batches'))} batches, "
+                           f"D={int(_metric(r, 'dim'))}, N={int(_metric(r, 'batch'))}", rule, "", "exact check"))
+    return out
+
+
+def verdict_views(df: pd.DataFrame, st: Study) -> list[Verdict]:
+    out = []
+    runs = _train(df)
+    claims = ("more views improve accuracy at equal data",
+              "more views reach the accuracy of 2 views with up to 4× less data",
+              "more views at fixed compute (V × data constant) beat 2 views")
+    if not runs.empty:
+        runs = runs[runs["ok"] | (runs["status"] != "ok")]
+        nov = [k for k in _SETTING if k not in ("views", "fraction")]
+        runs = runs.assign(_lambd=runs["hp"].map(lambda h: h.get("lambd")))
+        keys = runs.apply(lambda r: tuple(r.get(k) for k in nov) + (r["regularizer"], r["_lambd"]), axis=1)
+        for key in sorted(set(keys), key=str):
+            g = runs[keys == key]
+            vs, fr = sorted(set(g["views"].dropna())), sorted(set(g["fraction"].dropna()))
+            if 2 not in vs or len(vs) < 2:
+                continue
+            d = dict(zip(nov, key))
+            setting = (f"{key[-2]} lambd {_num(key[-1])} {d['dataset']} D={_int(d['dim'])} B={_int(d['batch'])} "
+                       f"{_int(d['epochs'])} ep "
+                       f"lr {_num(d['lr'])} {_device_short(d['device_name'])}")
+            acc = {(v, f): _arm(g[(g["views"] == v) & (g["fraction"] == f)]) for v in vs for f in fr}
+            acc = {k: a for k, a in acc.items() if a.n > 0}
+            vmax = max(vs)
+            # equal data
+            figs, vv = [], []
+            for f in fr:
+                if (2, f) in acc and (vmax, f) in acc:
+                    v, fig = _better(acc[(vmax, f)], acc[(2, f)])
+                    figs.append(f"frac {_num(f)}: V={_int(vmax)} {_num(acc[(vmax, f)].mean, 4)} vs V=2 "
+                                f"{_num(acc[(2, f)].mean, 4)} ({fig.split(' (')[0]})")
+                    vv.append(v)
+            if vv:
+                out.append(Verdict(st.name, claims[0], _combine(vv), "; ".join(figs), RULES["better"],
+                                   st.command("gpu"), setting))
+            # less data
+            if len(fr) >= 2 and (2, fr[-1]) in acc:
+                full = acc[(2, fr[-1])]
+                small = fr[0]
+                ratio = fr[-1] / small
+                best = max(((v, acc[(v, small)]) for v in vs if v > 2 and (v, small) in acc),
+                           key=lambda t: t[1].mean, default=None)
+                if best is not None and (2, small) in acc:
+                    two_small = acc[(2, small)]
+                    data_matters = two_small.mean < full.mean - _margin(two_small, full)
+                    v_cmp, fig = _comparable(best[1], full)
+                    note = f" ({ratio:g}× less data)"
+                    if not data_matters:
+                        v = "inconclusive"
+                        note += f"; V=2 loses only {full.mean - two_small.mean:+.2f} points with {ratio:g}× less data"
+                    elif best[1].mean >= full.mean - _margin(best[1], full):
+                        v = "supported"
+                    else:  # more than 4× less data is more than the claim: a miss there settles nothing
+                        v = "not supported" if ratio <= 4 + 1e-9 else "inconclusive"
+                    out.append(Verdict(st.name, claims[1], v,
+                                       f"V={_int(best[0])} at frac {_num(small)} {_num(best[1].mean, 4)} vs V=2 at frac "
+                                       f"{_num(fr[-1])} {_num(full.mean, 4)} ({fig}); V=2 at frac {_num(small)} "
+                                       f"{_num(two_small.mean, 4)}{note}",
+                                       RULES["comparable"] + "; needs V=2 to lose accuracy with less data, else "
+                                       "inconclusive", st.command("gpu"), setting))
+            # fixed compute: V·fraction constant
+            figs, vv = [], []
+            for (v2, f2) in [k for k in acc if k[0] == 2]:
+                for (v, f) in acc:
+                    if v > 2 and abs(v * f - 2 * f2) < 1e-9:
+                        r, fig = _better(acc[(v, f)], acc[(2, f2)])
+                        figs.append(f"V={_int(v)} frac {_num(f)} {_num(acc[(v, f)].mean, 4)} vs V=2 frac {_num(f2)} "
+                                    f"{_num(acc[(2, f2)].mean, 4)} ({fig.split(' (')[0]})")
+                        vv.append(r)
+            if vv:
+                out.append(Verdict(st.name, claims[2], _combine(vv), "; ".join(figs), RULES["better"],
+                                   st.command("gpu"), setting))
+    for c in claims:
+        if not any(v.claim == c for v in out):
+            out.append(_no_data(st, c, RULES["better"]))
+    # low-dimensional projector with lambd ≈ 1/D against D = 2048
+    claim = "D = 128 with lambd ≈ 1/D matches D = 2048"
+    found = False
+    if not runs.empty:
+        bt = runs[runs["regularizer"] == "barlow_twins"]
+        lam = bt["hp"].map(lambda h: h.get("lambd", math.nan)).astype(float)
+        low = bt[(bt["dim"] == 128) & (np.abs(lam * 128 - 1) < 0.05)]
+        high = bt[bt["dim"] == 2048]
+        nod = [k for k in _SETTING if k != "dim"]
+        for _, lo_row in low.drop_duplicates(subset=nod).iterrows():
+            same = lambda t: t[np.logical_and.reduce([t[k] == lo_row[k] for k in nod])]
+            a_rows, b_rows = same(low), same(high)
+            if b_rows.empty:
+                continue
+            a, b = _arm(a_rows), _arm(b_rows)
+            v, fig = _comparable(a, b)
+            out.append(Verdict(st.name, claim, v, f"D=128 lambd 1/128 {a.text()} vs D=2048 lambd "
+                               f"{_num(b_rows['hp'].iloc[0].get('lambd'))} {b.text()}: {fig}", RULES["comparable"],
+                               st.command("gpu"), _setting_text(_setting_key(lo_row)).replace("D=128 ", "")))
+            found = True
+    if not found:
+        out.append(_no_data(st, claim, RULES["comparable"]))
+    return out
+
+
+def verdict_variance(df: pd.DataFrame, st: Study) -> list[Verdict]:
+    out = []
+    claim = "the variance term prevents collapse (std and effective rank of the embeddings with vs without it)"
+    rule = (f"supported when effective rank and std of the normalised embeddings (test set, projector output) with "
+            f"std_coeff > 0 are both ≥ {COLLAPSE_RATIO}× those with std_coeff = 0; not supported when both ratios "
+            f"< {NO_EFFECT_RATIO}")
+    runs = _train(df)
+    if not runs.empty:
+        runs = runs[runs["regularizer"].isin(("vicreg", "vicreg_fft"))]
+        std = runs["hp"].map(lambda h: h.get("std_coeff", math.nan)).astype(float)
+        runs = runs.assign(_std=std)
+        for key, g in _groups(runs):
+            for reg in ("vicreg", "vicreg_fft"):
+                g_on = g[(g["regularizer"] == reg) & (g["_std"] > 0)]
+                g_off = g[(g["regularizer"] == reg) & (g["_std"] == 0)]
+                if g_on.empty or g_off.empty:
+                    continue
+                figs, ratios = [], []
+                for m in ("effective_rank", "std_normalized"):
+                    a, b = _arm(g_on, m), _arm(g_off, m)
+                    ratio = a.mean / b.mean if b.mean > 0 else math.inf
+                    ratios.append(ratio)
+                    figs.append(f"{m} {_num(a.mean)} vs {_num(b.mean)} (×{_num(ratio)})")
+                la, lb = _arm(g_on), _arm(g_off)
+                figs.append(f"linear top-1 {la.text()} vs {lb.text()}")
+                v = ("supported" if min(ratios) >= COLLAPSE_RATIO else
+                     "not supported" if max(ratios) < NO_EFFECT_RATIO else "inconclusive")
+                out.append(Verdict(st.name, claim, v, f"{reg} std_coeff {_num(g_on['_std'].iloc[0])} vs 0: "
+                                   + "; ".join(figs), rule, "" if v == "supported" else st.command("gpu"),
+                                   _setting_text(key)))
+    if not out:
+        out.append(_no_data(st, claim, rule))
+    out.append(Verdict(st.name, "the variance term stabilises another method when added to it", "no data",
+                       "sslbench has no variance add-on for other regularizers yet: not measurable",
+                       "", "needs a variance add-on regularizer (not implemented)"))
+    return out
+
+
+def verdict_isoloss(df: pd.DataFrame, st: Study) -> list[Verdict]:
+    out = []
+    claim = "IsoLoss learns robustly without the EMA target, where DirectPred / BYOL need it"
+    rule = ("for each method: drop in linear top-1 from EMA (tau > 0) to none (tau = 0), counted beyond "
+            f"max({ACC_POINTS:g} points, {ACC_STDS:g} × seed std). Supported: IsoLoss does not drop and DirectPred "
+            "or BYOL does; not supported: IsoLoss drops; inconclusive: none drops (the setting does not stress them)")
+    runs = _train(df)
+    if not runs.empty:
+        runs = runs[runs["regularizer"].isin(("isoloss", "directpred", "byol"))]
+        for key, g in _groups(runs):
+            ema = g["ema_tau"].astype(float)
+            res, figs = {}, []
+            for reg in ("isoloss", "directpred", "byol"):
+                on, off = g[(g["regularizer"] == reg) & (ema > 0)], g[(g["regularizer"] == reg) & (ema == 0)]
+                if on.empty or off.empty:
+                    continue
+                a, b = _arm(off), _arm(on)
+                d, m = a.mean - b.mean, _margin(a, b)
+                ra, rb = _arm(off, "effective_rank"), _arm(on, "effective_rank")
+                res[reg] = (d < -m) if (a.n and b.n) else None
+                if a.n == 0 and a.runs:  # every run without EMA failed (diverged): that is a drop
+                    res[reg] = True
+                figs.append(f"{reg}: no EMA {a.text()} vs EMA {b.text()} (Δ {d:+.2f}, margin {m:.2f}; eff. rank "
+                            f"{_num(ra.mean)} vs {_num(rb.mean)})")
+            if "isoloss" not in res or len(res) < 2:
+                continue
+            if res["isoloss"] is None:
+                v = "inconclusive"
+            elif res["isoloss"]:
+                v = "not supported"
+            elif any(res.get(r) for r in ("directpred", "byol")):
+                v = "supported"
+            else:
+                v = "inconclusive"
+            out.append(Verdict(st.name, claim, v, "; ".join(figs), rule, "" if v != "inconclusive" else
+                               st.command("gpu"), _setting_text(key)))
+    if not out:
+        out.append(_no_data(st, claim, rule))
+    return out
+
+
+def verdict_gram(df: pd.DataFrame, st: Study) -> list[Verdict]:
+    out = []
+    claim = "the Gram form gives the same loss values and gradients as the cross-correlation form"
+    rule = f"max relative difference ≤ {GRAM_TOL_F32:g} (float32) and ≤ {GRAM_TOL_F64:g} (float64)"
+    chk = _checks(df, st.name, "values")
+    if chk.empty:
+        out.append(_no_data(st, claim, rule))
+    else:
+        r = chk.iloc[-1]
+        f32 = max(_metric(r, "value_rel_diff_float32"), _metric(r, "grad_rel_diff_float32"))
+        f64 = max(_metric(r, "value_rel_diff_float64"), _metric(r, "grad_rel_diff_float64"))
+        v = "supported" if f32 <= GRAM_TOL_F32 and f64 <= GRAM_TOL_F64 else "not supported"
+        out.append(Verdict(st.name, claim, v, f"barlow_twins, vicreg over {int(_metric(r, 'shapes'))} shapes: value "
+                           f"{_num(_metric(r, 'value_rel_diff_float32'))} / grad "
+                           f"{_num(_metric(r, 'grad_rel_diff_float32'))} (float32); value "
+                           f"{_num(_metric(r, 'value_rel_diff_float64'))} / grad "
+                           f"{_num(_metric(r, 'grad_rel_diff_float64'))} (float64)", rule, "", "exact check"))
+    claim = "the Gram form gives the same training curves"
+    rule = (f"two training runs with the same seed, algorithm gram vs cross_correlation: max relative difference of "
+            f"the logged losses ≤ {GRAM_CURVE_TOL:g}")
+    chk = _checks(df, st.name, "curves")
+    if chk.empty:
+        out.append(_no_data(st, claim, rule))
+    else:
+        r = chk.iloc[-1]
+        d = _metric(r, "loss_rel_diff")
+        v = "supported" if d <= GRAM_CURVE_TOL else "not supported"
+        out.append(Verdict(st.name, claim, v, f"max rel. diff {_num(d)} over {int(_metric(r, 'steps'))} steps × "
+                           f"{int(_metric(r, 'runs'))} regularizers (synthetic data, D={int(_metric(r, 'dim'))}, "
+                           f"N={int(_metric(r, 'batch'))})", rule, "", "exact check"))
+    # the measured speed-up
+    claim = "the Gram form is faster where N < D (its measured speed-up)"
+    rule = f"speed-up = time(cross_correlation) / time(gram) at the same shape; supported when > {SPEEDUP_MIN} at some N < D"
+    b = _bench(df)
+    rows = []
+    if not b.empty and "algorithm" in b.columns:
+        b = b[(b["status"] == "ok") & b["regularizer"].isin(("barlow_twins", "vicreg"))]
+        for key, g in b.groupby(["device_name", "threads", "dtype"], dropna=False):
+            piv = g.pivot_table(index=["regularizer", "batch", "dim", "views"], columns="algorithm", values="time_s",
+                                aggfunc="median")
+            if not {"gram", "cross_correlation"} <= set(piv.columns):
+                continue
+            piv = piv.dropna(subset=["gram", "cross_correlation"])
+            if piv.empty:
+                continue
+            sp = (piv["cross_correlation"] / piv["gram"]).rename("speedup").reset_index()
+            narrow = sp[sp["batch"] < sp["dim"]]
+            wide = sp[sp["batch"] > sp["dim"]]
+            figs = []
+            if not narrow.empty:
+                best = narrow.loc[narrow["speedup"].idxmax()]
+                figs.append(f"best ×{_num(best['speedup'])} ({best['regularizer']}, N={_int(best['batch'])}, D={_int(best['dim'])})")
+                n256 = narrow[(narrow["batch"] == 256)]
+                if not n256.empty:
+                    figs.append("N=256: " + ", ".join(f"{r_['regularizer']} D={_int(r_['dim'])} ×{_num(r_['speedup'], 2)}"
+                                                      for _, r_ in n256[n256["dim"] >= 1024].iterrows()))
+            if not wide.empty:
+                worst = wide.loc[wide["speedup"].idxmin()]
+                figs.append(f"N > D: down to ×{_num(worst['speedup'])} (N={_int(worst['batch'])}, D={_int(worst['dim'])}, "
+                            "the cross-correlation form is the faster there)")
+            v = ("supported" if not narrow.empty and narrow["speedup"].max() > SPEEDUP_MIN else
+                 "not supported" if not narrow.empty else "inconclusive")
+            rows.append(Verdict(st.name, claim, v, "; ".join(figs), rule, "",
+                                f"{_device_short(key[0])}, {key[1]} thread(s), {key[2]}"))
+    out += rows or [Verdict(st.name, claim, "no data", "", rule,
+                            "sslbench sweep --config results/sweeps/configs/scaling-dim.toml")]
+    return out
+
+
+# ==============================================================================================================
+# The registry
+# ==============================================================================================================
+STUDIES: dict[str, Study] = {s.name: s for s in (
+    Study("fft", "FFT-relaxed Barlow Twins / VICReg", "Shigeto et al., CVPR 2023",
+          "comparable downstream accuracy to Barlow Twins / VICReg, less memory and faster training when D is large; "
+          "the permutation trick breaks the spurious minima that the relaxation creates",
+          ["fft-cpu-exact.toml", "fft-cpu-permute-true.toml", "fft-cpu-permute-false.toml"],
+          ["fft-gpu-exact.toml", "fft-gpu-permute-true.toml", "fft-gpu-permute-false.toml"],
+          "9 runs of ~25 s (~4 min), plus the scaling sweeps of results/sweeps",
+          "9 runs of ~1 h (CIFAR-10, ResNet-18, 200 epochs)", verdict_fft, ("permutation",)),
+    Study("sfrik", "SFRIK", "Zheng et al. 2022",
+          "cost O(N²·D) through the Gram matrix, memory O(N²); accuracy comparable to VICReg and uniformity; the "
+          "degree-2 truncation penalises ‖EᵀE‖_F², an information-maximisation (covariance) regulariser",
+          ["sfrik-cpu.toml"], ["sfrik-gpu.toml"], "9 runs of ~25 s (~4 min)",
+          "9 runs of ~1 h (CIFAR-10, ResNet-18, 200 epochs)", verdict_sfrik, ("degree2",)),
+    Study("views", "Many augmentations, low-dimensional projectors", "Agrawal et al.",
+          "more augmentations per sample improve sample efficiency (the same accuracy with up to 4× less pretraining "
+          "data) and convergence; low-dimensional projectors (D = 128, lambd = 1/128) work when the orthogonality "
+          "pressure is raised", ["views-cpu.toml", "views-cpu-d2048.toml"], ["views-gpu.toml", "views-gpu-d2048.toml"],
+          "10 runs of 10-60 s (~5 min)", "10 runs of 0.5-4 h (CIFAR-10, ResNet-18, 100 epochs)", verdict_views),
+    Study("variance", "VICReg's variance term", "Bardes, Ponce, LeCun 2022",
+          "the variance term prevents collapse, and stabilises other methods when added to them",
+          ["variance-cpu-std25.toml", "variance-cpu-std0.toml"], ["variance-gpu-std25.toml", "variance-gpu-std0.toml"],
+          "12 runs of 25-60 s (~8 min; one and five epochs)", "4 runs of ~1 h (CIFAR-10, ResNet-18, 200 epochs)", verdict_variance),
+    Study("isoloss", "IsoLoss vs DirectPred vs BYOL", "Halvagal, Laborieux, Zenke, NeurIPS 2023",
+          "IsoLoss learns robustly where DirectPred/BYOL need tuning (e.g. without EMA); comparable accuracy",
+          ["isoloss-cpu-ema.toml", "isoloss-cpu-noema.toml"], ["isoloss-gpu-ema.toml", "isoloss-gpu-noema.toml"],
+          "12 runs of ~25 s (~5 min)", "6 runs of ~1 h (CIFAR-10, ResNet-18, 200 epochs)", verdict_isoloss),
+    Study("gram", "The exact Gram form", "sslbench (regularizers.md §1)",
+          "Σ_{k,l} C_kl² = ‖AAᵀ ⊙ BBᵀ‖_sum / N²: the same value at O(N²·D) time, O(N² + N·D) memory",
+          [], [], "exact checks, ~20 s (speed-up from the scaling sweeps of results/sweeps)",
+          "the scaling sweeps on the GPU: sslbench sweep --config results/sweeps/configs/scaling-dim.toml "
+          "--device cuda", verdict_gram, ("values", "curves")),
+)}
+
+
+def verdicts(df: pd.DataFrame | None, studies: Sequence[str] | None = None) -> list[Verdict]:
+    """Every claim's verdict rows (in :data:`STUDIES` order) from the loaded results (``load_results``)."""
+    df = df if df is not None else pd.DataFrame()
+    out = []
+    for name in studies or list(STUDIES):
+        st = STUDIES[name]
+        try:
+            out += st.verdict(df, st)
+        except (KeyError, ValueError, TypeError) as exc:  # a malformed store must not hide the other studies
+            out.append(Verdict(name, st.title, "inconclusive", f"could not evaluate: {type(exc).__name__}: {exc}",
+                               "", st.command()))
+    return out
+
+
+def verdict_table(rows: Sequence[Verdict]) -> pd.DataFrame:
+    cols = ["study", "claim", "verdict", "setting", "figures", "rule", "command"]
+    return pd.DataFrame([[getattr(r, c) for c in cols] for r in rows], columns=cols)
+
+
+def _md(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def format_verdicts(rows: Sequence[Verdict], fmt: str = "text") -> str:
+    if fmt == "markdown":
+        lines = ["| study | claim | verdict | setting | figures | to settle |", "|---|---|---|---|---|---|"]
+        for r in rows:
+            lines.append(f"| {r.study} | {_md(r.claim)} | **{r.verdict}** | {_md(r.setting)} | {_md(r.figures)} | "
+                         f"{'`' + _md(r.command) + '`' if r.command else ''} |")
+        rules = sorted({(r.study, r.rule) for r in rows if r.rule}, key=lambda t: list(STUDIES).index(t[0])
+                       if t[0] in STUDIES else 99)
+        lines += ["", "Rules:", ""] + [f"- {s}: {_md(rule)}" for s, rule in rules]
+        return "\n".join(lines)
+    if fmt != "text":
+        raise ValueError(f"fmt={fmt!r}: choose text or markdown")
+    lines = []
+    current = None
+    for r in rows:
+        if r.study != current:
+            current = r.study
+            st = STUDIES.get(r.study)
+            lines.append("")
+            lines.append(f"== {r.study}: {st.title} ({st.paper})" if st else f"== {r.study}")
+            if st:
+                lines.append(f"   claim: {st.claim}")
+        lines.append(f"  [{r.verdict.upper()}] {r.claim}" + (f"  ({r.setting})" if r.setting else ""))
+        if r.figures:
+            lines.append(f"      figures: {r.figures}")
+        if r.rule:
+            lines.append(f"      rule: {r.rule}")
+        if r.command:
+            lines.append(f"      to settle: {r.command}")
+    counts = {v: sum(r.verdict == v for r in rows) for v in VERDICTS}
+    lines.append("")
+    lines.append("verdicts: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    return "\n".join(lines).lstrip("\n")
+
+
+# ==============================================================================================================
+# Exact checks that need no training (torch)
+# ==============================================================================================================
+def _rel(a, b) -> float:
+    import torch
+
+    d = (a - b).abs().max().item()
+    s = max(a.abs().max().item(), b.abs().max().item())
+    return d / s if s > 0 else d
+
+
+def check_gram_values(seed: int = 0) -> dict:
+    """Loss and gradients of algorithm gram vs cross_correlation (barlow_twins, vicreg) on random inputs."""
+    import torch
+
+    from sslbench import regularizers
+
+    g = torch.Generator().manual_seed(seed)
+    shapes = [(64, 32), (32, 128), (128, 128), (256, 64)]
+    out = {}
+    for dtype in (torch.float32, torch.float64):
+        tag = str(dtype).split(".")[-1]
+        vmax = gmax = 0.0
+        for name in ("barlow_twins", "vicreg"):
+            for n, d in shapes:
+                za = torch.randn(n, d, generator=g, dtype=torch.float64).to(dtype)
+                zb = (za + 0.5 * torch.randn(n, d, generator=g, dtype=torch.float64).to(dtype))
+                res = []
+                for algo in ("cross_correlation", "gram"):
+                    a, b = za.clone().requires_grad_(True), zb.clone().requires_grad_(True)
+                    loss = regularizers.create(name, algorithm=algo)(a, b).loss
+                    loss.backward()
+                    res.append((loss.detach(), torch.cat([a.grad.flatten(), b.grad.flatten()])))
+                vmax = max(vmax, _rel(res[0][0].reshape(1), res[1][0].reshape(1)))
+                gmax = max(gmax, _rel(res[0][1], res[1][1]))
+        out[f"value_rel_diff_{tag}"] = vmax
+        out[f"grad_rel_diff_{tag}"] = gmax
+    out["shapes"] = len(shapes)
+    return out
+
+
+def check_gram_curves(steps: int = 8, seed: int = 0) -> dict:
+    """Two short training runs per regularizer (same seed, synthetic data), gram vs cross_correlation: the max
+    relative difference of the per-step losses."""
+    import torch
+
+    from sslbench.train import TrainConfig, train
+
+    dim, batch = 64, 64
+    worst = 0.0
+    for name in ("barlow_twins", "vicreg"):
+        curves = []
+        for algo in ("cross_correlation", "gram"):
+            losses: list[float] = []
+            cfg = TrainConfig(regularizer=name, hparams={"algorithm": algo}, dataset="synthetic",
+                              data_options={"num_samples": 256, "height": 16, "width": 16}, backbone="convnet",
+                              projector="64", dim=dim, batch_size=batch, epochs=1, max_steps=steps, seed=seed,
+                              device="cpu", eval=False, eval_init=False, out=None, log_dir=None,
+                              checkpoint_dir=None, progress=False, verbose=False, warmup_epochs=0.0, lr=0.05)
+            torch.manual_seed(seed)
+            train(cfg, on_step=lambda info: losses.append(float(info.output.loss.detach())))
+            curves.append(torch.tensor(losses, dtype=torch.float64))
+        if curves[0].numel() != curves[1].numel() or curves[0].numel() == 0:
+            raise RuntimeError(f"{name}: the two runs logged {curves[0].numel()} and {curves[1].numel()} steps")
+        worst = max(worst, float(((curves[0] - curves[1]).abs() / curves[0].abs().clamp_min(1e-12)).max()))
+    return {"loss_rel_diff": worst, "steps": steps, "runs": 2, "dim": dim, "batch": batch}
+
+
+def check_degree2(batches: int = 24, n: int = 256, d: int = 64, seed: int = 0) -> dict:
+    """SFRIK's MMD with only the degree-2 weight against ‖EᵀE/N − I/D‖_F² over random batches of unit-norm
+    embeddings of varying anisotropy: the affine fit."""
+    import torch
+
+    from sslbench.regularizers.sfrik import mmd_uniform
+
+    g = torch.Generator().manual_seed(seed)
+    w2 = 40.0
+    xs, ys = [], []
+    for b in range(batches):
+        scale = torch.logspace(0, -3 * b / max(batches - 1, 1), d, dtype=torch.float64)  # isotropic → anisotropic
+        mean = torch.randn(d, generator=g, dtype=torch.float64) * (b % 3) * 0.5
+        z = torch.randn(n, d, generator=g, dtype=torch.float64) * scale + mean
+        e = z / z.norm(dim=1, keepdim=True)
+        c = e.T @ e / n
+        xs.append(float(((c - torch.eye(d, dtype=torch.float64) / d) ** 2).sum()))
+        ys.append(float(mmd_uniform(e, (0.0, w2))))
+    x, y = np.array(xs), np.array(ys)
+    slope, icpt = np.polyfit(x, y, 1)
+    resid = y - (slope * x + icpt)
+    r2 = 1 - float(resid @ resid) / float(((y - y.mean()) ** 2).sum())
+    return {"r2": r2, "slope": float(slope), "intercept": float(icpt), "slope_derived": w2 * d / (d - 1),
+            "batches": batches, "dim": d, "batch": n}
+
+
+def check_permutation(batches: int = 16, n: int = 512, d: int = 128, draws: int = 8, seed: int = 0) -> dict:
+    """The FFT relaxation's off-diagonal penalty against the exact one (Barlow Twins), with and without the
+    permutation, over (a) structured batches whose correlations sit on one wrapped diagonal with alternating signs
+    (their sum, all the unpermuted relaxation sees, cancels: a spurious minimum) and (b) random mixtures. With the
+    permutation, the relaxed penalty is averaged over ``draws`` permutations (training draws a fresh one per step,
+    so the expectation over steps is what the optimiser follows)."""
+    import torch
+
+    from sslbench import regularizers
+
+    g = torch.Generator().manual_seed(seed)
+    exact = regularizers.create("barlow_twins", algorithm="cross_correlation")
+    res: dict[str, list] = {k: [] for k in ("ex_s", "p_s", "np_s", "ex_r", "p_r", "np_r")}
+    sign = torch.tensor([1.0 if k % 2 == 0 else -1.0 for k in range(d)], dtype=torch.float64)
+    for b in range(batches):
+        c = 0.6 * b / max(batches - 1, 1)
+        x = torch.randn(n, d, generator=g, dtype=torch.float64)
+        m = torch.eye(d, dtype=torch.float64) + c * torch.diag(sign[:-1], 1)
+        m[-1, 0] = c * sign[-1]
+        mr = torch.eye(d, dtype=torch.float64) + c * torch.randn(d, d, generator=g, dtype=torch.float64) / math.sqrt(d)
+        for tag, mix in (("s", m), ("r", mr)):
+            za, zb = x, x @ mix
+            res[f"ex_{tag}"].append(float(exact(za, zb).terms["off_diagonal"]))
+            for key, permute in (("p", True), ("np", False)):
+                reg = regularizers.create("barlow_twins_fft", permute=permute,
+                                          generator=torch.Generator().manual_seed(seed + b))
+                k = draws if permute else 1
+                res[f"{key}_{tag}"].append(sum(float(reg(za, zb).terms["off_diagonal"]) for _ in range(k)) / k)
+
+    def r(a, b) -> float:
+        a, b = np.array(a), np.array(b)
+        if a.std() == 0 or b.std() == 0:
+            return 0.0
+        return float(np.corrcoef(a, b)[0, 1])
+
+    return {"r_permute_structured": r(res["p_s"], res["ex_s"]), "r_no_permute_structured": r(res["np_s"], res["ex_s"]),
+            "r_permute_random": r(res["p_r"], res["ex_r"]), "r_no_permute_random": r(res["np_r"], res["ex_r"]),
+            "batches": batches, "dim": d, "batch": n, "draws": draws}
+
+
+CHECKS: dict[tuple[str, str], Callable[[], dict]] = {
+    ("fft", "permutation"): check_permutation,
+    ("sfrik", "degree2"): check_degree2,
+    ("gram", "values"): check_gram_values,
+    ("gram", "curves"): check_gram_curves,
+}
+
+
+def run_checks(study: str, out: str | Path) -> list[dict]:
+    """Run the exact checks of ``study`` and append one ``claim_check`` record each to ``out``."""
+    import time
+
+    import torch
+
+    from sslbench.results import append_record, make_record
+
+    records = []
+    for check in STUDIES[study].checks:
+        t0 = time.perf_counter()
+        with torch.no_grad() if check in ("permutation", "degree2") else _nullcontext():
+            metrics = CHECKS[(study, check)]()
+        metrics["wall_s"] = time.perf_counter() - t0
+        rec = make_record(CHECK_KIND, {"study": study, "check": check}, metrics)
+        append_record(out, rec)
+        records.append(rec)
+        print(f"check {study}/{check}: " + ", ".join(f"{k}={_num(v)}" for k, v in metrics.items()), flush=True)
+    return records
+
+
+class _nullcontext:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+# ==============================================================================================================
+# Command line
+# ==============================================================================================================
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--results", default="results", metavar="DIR",
+                        help="the folder of records to read (recursively). Default: results")
+    parser.add_argument("--format", choices=("text", "markdown"), default="text", help="output format. Default: text")
+    parser.add_argument("--study", nargs="+", choices=list(STUDIES), metavar="NAME",
+                        help=f"only these studies ({', '.join(STUDIES)}). Default: all")
+    parser.add_argument("--list", action="store_true", help="list the studies, their commands and estimated cost")
+    parser.add_argument("--run", nargs="+", choices=list(STUDIES) + ["all"], metavar="STUDY",
+                        help="run the studies' exact checks and the missing cases of their grids into "
+                             f"{STUDIES_DIR}/<device>-<study>.jsonl, then report")
+    parser.add_argument("--scale", choices=("cpu", "gpu"), default="cpu",
+                        help="with --run: the CPU-sized (minutes) or the GPU-sized setting. Default: cpu")
+    parser.add_argument("--dry-run", action="store_true", help="with --run: list the cases, run nothing")
+
+
+def _list() -> str:
+    lines = []
+    for st in STUDIES.values():
+        lines.append(f"{st.name}: {st.title} ({st.paper})")
+        lines.append(f"    claim: {st.claim}")
+        if st.checks:
+            lines.append(f"    exact checks (no training): {', '.join(st.checks)}")
+        for scale, cost in (("cpu", st.cost_cpu), ("gpu", st.cost_gpu)):
+            lines.append(f"    {scale}: {st.command(scale)}    [{cost}]")
+            for c in st.sweep_commands(scale):
+                lines.append(f"         = {c}")
+    return "\n".join(lines)
+
+
+def _run_study(name: str, scale: str, dry_run: bool) -> int:
+    from sslbench import sweep
+
+    st = STUDIES[name]
+    device = "cuda" if scale == "gpu" else "cpu"
+    if scale == "gpu":
+        import torch
+
+        if not torch.cuda.is_available() and not dry_run:
+            print(f"sslbench report: error: --scale gpu needs a CUDA device; none is available here. Run it on a "
+                  f"GPU machine, or use --scale cpu", file=sys.stderr)
+            return 2
+    out = Path(STUDIES_DIR) / f"{sweep.device_slug(device)}-{name}.jsonl"
+    rc = 0
+    if st.checks and not dry_run:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        run_checks(name, out)
+    for cfg in (st.cpu if scale == "cpu" else st.gpu):
+        path = CONFIG_DIR / cfg
+        if not path.is_file():
+            print(f"sslbench report: error: the config {path} is missing", file=sys.stderr)
+            return 2
+        argv = ["--config", str(path), "--out", str(out), "--no-progress"] + (["--dry-run"] if dry_run else [])
+        print(f"$ sslbench sweep {' '.join(argv)}", flush=True)
+        rc = max(rc, sweep.main(argv))
+    return rc
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.list:
+        print(_list())
+        return 0
+    if args.run:
+        names = list(STUDIES) if "all" in args.run else list(dict.fromkeys(args.run))
+        for name in names:
+            rc = _run_study(name, args.scale, args.dry_run)
+            if rc == 2 or rc == 130:
+                return rc
+        if args.dry_run:
+            return 0
+        args.study = names
+    from sslbench.analysis import load_results
+
+    root = Path(args.results)
+    if not root.exists():
+        print(f"sslbench report: error: --results {root} does not exist", file=sys.stderr)
+        return 2
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        df = load_results(root)
+    for w in caught:
+        print(f"sslbench report: warning: {w.message}", file=sys.stderr)
+    if df.empty:
+        print(f"sslbench report: no records under {root}: every claim is 'no data'. Produce them with "
+              f"`sslbench report --run STUDY` (see `sslbench report --list`) or point --results at another "
+              f"folder.", file=sys.stderr)
+    print(format_verdicts(verdicts(df, args.study), args.format))
+    return 0

@@ -1,0 +1,212 @@
+"""`sslbench report`: verdict functions on small synthetic record sets with known answers, the exact checks, the
+study configs and the command line."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import pytest
+
+from sslbench import report, sweep
+from sslbench.analysis import load_results
+from sslbench.cli import main
+from sslbench.results import append_record, make_record
+
+ENV = {"device_name": "Fixture CPU", "cpu_model": "Fixture CPU", "threads": 1, "git_commit": "f1x7ure"}
+DIMS = (256, 512, 1024, 2048, 4096, 8192)
+C = 1e-10
+
+
+def _bench(path: Path, label_times: dict) -> None:
+    """regularizer_bench records: {(regularizer, algorithm): f(D) -> (time, memory)} at N = 256."""
+    for (reg, algo), f in label_times.items():
+        for d in DIMS:
+            case = {"regularizer": reg, **({"algorithm": algo} if algo else {}), "dim": d, "batch": 256, "views": 2,
+                    "device": "cpu", "dtype": "float32"}
+            t, m = f(d)
+            append_record(path, make_record("regularizer_bench", case, {"time_median_s": t,
+                                                                        "peak_rss_delta_bytes": m}, env=ENV))
+
+
+def _quadratic(d):
+    return C * 256 * d * d, 4 * d * d
+
+
+def _loglinear(d):
+    return 60 * C * 256 * d * math.log2(d), 400 * d * math.log2(d)  # crossovers near D = 600, 1000
+
+
+def _flat(d):
+    return 1e-3, 1_000_000
+
+
+def _load(tmp_path):
+    return load_results(tmp_path, asv=[])
+
+
+def _rows(df, study, claim_start):
+    return [v for v in report.verdicts(df, [study]) if v.claim.startswith(claim_start)]
+
+
+def test_fft_cost_known_scaling_is_supported(tmp_path):
+    _bench(tmp_path / "b.jsonl", {("barlow_twins", "cross_correlation"): _quadratic, ("barlow_twins_fft", None): _loglinear,
+                                  ("vicreg", "cross_correlation"): _quadratic, ("vicreg_fft", None): _loglinear})
+    df = _load(tmp_path)
+    time_rows = _rows(df, "fft", "loss time")
+    assert [v.verdict for v in time_rows] == ["supported"]
+    assert "α=2" in time_rows[0].figures
+    mem = _rows(df, "fft", "loss memory")
+    assert [v.verdict for v in mem] == ["supported"]
+    cross = _rows(df, "fft", "the relaxed loss is faster")
+    assert cross[0].verdict == "supported" and "crossover D≈" in cross[0].figures
+
+
+def test_fft_cost_relaxed_growing_as_fast_is_not_supported_and_flat_is_inconclusive(tmp_path):
+    _bench(tmp_path / "q.jsonl", {("barlow_twins", "cross_correlation"): _quadratic, ("barlow_twins_fft", None): _quadratic,
+                                  ("vicreg", "cross_correlation"): _quadratic, ("vicreg_fft", None): _quadratic})
+    assert [v.verdict for v in _rows(_load(tmp_path), "fft", "loss time")] == ["not supported"]
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    _bench(flat / "f.jsonl", {("barlow_twins", "cross_correlation"): _flat, ("barlow_twins_fft", None): _flat,
+                              ("vicreg", "cross_correlation"): _flat, ("vicreg_fft", None): _flat})
+    assert [v.verdict for v in _rows(_load(flat), "fft", "loss time")] == ["inconclusive"]
+
+
+def test_no_records_gives_no_data_for_every_claim(tmp_path):
+    rows = report.verdicts(_load(tmp_path))
+    assert {v.study for v in rows} == set(report.STUDIES)
+    assert all(v.verdict == "no data" for v in rows)
+    assert all(v.command for v in rows)  # every missing figure says how to produce it
+
+
+def test_verdict_values_are_checked():
+    with pytest.raises(ValueError, match="choose one of"):
+        report.Verdict("fft", "x", "maybe")
+
+
+def _train(path, reg, seed, lin, *, hparams=None, ema_tau=0.0, status="ok", eff_rank=10.0, std=0.08, dim=128):
+    case = {"regularizer": reg, "hparams": hparams or {}, "dataset": "fashion_mnist", "fraction": 0.1, "dim": dim,
+            "projector": f"512-{dim}", "views": 2, "batch": 256, "epochs": 1, "seed": seed, "backbone": "auto",
+            "optimizer": "sgd", "lr": 0.1, "device": "cpu", "ema_tau": ema_tau, "warmup_epochs": 0.2}
+    metrics = {} if status != "ok" else {"linear_top1": lin, "knn_top1": lin - 10, "effective_rank": eff_rank,
+                                         "std_normalized": std}
+    append_record(path, make_record("train", case, metrics, status, env=ENV))
+
+
+def test_accuracy_comparable_within_the_margin_and_not_when_far_below(tmp_path):
+    p = tmp_path / "t.jsonl"
+    for s, (a, b) in enumerate([(80.0, 80.5), (80.4, 81.0), (79.8, 80.2)]):
+        _train(p, "barlow_twins_fft", s, a, hparams={"permute": True})
+        _train(p, "barlow_twins", s, b)
+    assert [v.verdict for v in _rows(_load(tmp_path), "fft", "downstream accuracy")] == ["supported"]
+    q = tmp_path / "far"
+    q.mkdir()
+    for s in range(3):
+        _train(q / "t.jsonl", "barlow_twins_fft", s, 70.0 + 0.1 * s, hparams={"permute": True})
+        _train(q / "t.jsonl", "barlow_twins", s, 80.0 + 0.1 * s)
+    row = _rows(_load(q), "fft", "downstream accuracy")[0]
+    assert row.verdict == "not supported" and "Δ = -10.00" in row.figures
+    one = tmp_path / "one"
+    one.mkdir()
+    _train(one / "t.jsonl", "barlow_twins_fft", 0, 80.0, hparams={"permute": True})
+    _train(one / "t.jsonl", "barlow_twins", 0, 80.5)
+    assert _rows(_load(one), "fft", "downstream accuracy")[0].verdict == "inconclusive"
+
+
+def test_the_same_run_in_two_stores_counts_once(tmp_path):
+    for name in ("a.jsonl", "b.jsonl"):
+        _train(tmp_path / name, "barlow_twins_fft", 0, 80.0, hparams={"permute": True})
+        _train(tmp_path / name, "barlow_twins", 0, 80.0)
+    row = _rows(_load(tmp_path), "fft", "downstream accuracy")[0]
+    assert "(1 seed)" in row.figures and row.verdict == "inconclusive"
+
+
+def test_variance_collapse_verdict(tmp_path):
+    p = tmp_path / "v.jsonl"
+    for s in range(2):
+        _train(p, "vicreg", s, 80.0, hparams={"std_coeff": 25.0}, eff_rank=20.0, std=0.08)
+        _train(p, "vicreg", s, 60.0, hparams={"std_coeff": 0.0}, eff_rank=1.5, std=0.005)
+    row = _rows(_load(tmp_path), "variance", "the variance term prevents")[0]
+    assert row.verdict == "supported" and "×13.3" in row.figures
+    same = tmp_path / "same"
+    same.mkdir()
+    for s in range(2):
+        _train(same / "v.jsonl", "vicreg", s, 80.0, hparams={"std_coeff": 25.0})
+        _train(same / "v.jsonl", "vicreg", s, 80.0, hparams={"std_coeff": 0.0})
+    assert _rows(_load(same), "variance", "the variance term prevents")[0].verdict == "not supported"
+
+
+def test_isoloss_robust_where_byol_drops(tmp_path):
+    p = tmp_path / "i.jsonl"
+    for s in range(2):
+        for tau in (0.99, 0.0):
+            _train(p, "isoloss", s, 80.0 + s * 0.2, ema_tau=tau)
+            _train(p, "byol", s, (80.0 if tau else 65.0) + s * 0.2, ema_tau=tau)
+    assert _rows(_load(tmp_path), "isoloss", "IsoLoss")[0].verdict == "supported"
+    q = tmp_path / "drop"
+    q.mkdir()
+    for s in range(2):
+        for tau in (0.99, 0.0):
+            _train(q / "i.jsonl", "isoloss", s, (80.0 if tau else 60.0) + s * 0.2, ema_tau=tau)
+            _train(q / "i.jsonl", "byol", s, 80.0 + s * 0.2, ema_tau=tau)
+    assert _rows(_load(q), "isoloss", "IsoLoss")[0].verdict == "not supported"
+
+
+def test_gram_exact_check_and_its_verdict(tmp_path):
+    m = report.check_gram_values()
+    assert m["value_rel_diff_float64"] < report.GRAM_TOL_F64 and m["grad_rel_diff_float64"] < report.GRAM_TOL_F64
+    assert m["value_rel_diff_float32"] < report.GRAM_TOL_F32
+    append_record(tmp_path / "c.jsonl", make_record(report.CHECK_KIND, {"study": "gram", "check": "values"}, m, env=ENV))
+    assert _rows(_load(tmp_path), "gram", "the Gram form gives the same loss")[0].verdict == "supported"
+    bad = dict(m, value_rel_diff_float32=0.5)
+    d2 = tmp_path / "bad"
+    d2.mkdir()
+    append_record(d2 / "c.jsonl", make_record(report.CHECK_KIND, {"study": "gram", "check": "values"}, bad, env=ENV))
+    assert _rows(_load(d2), "gram", "the Gram form gives the same loss")[0].verdict == "not supported"
+
+
+def test_run_checks_writes_records_the_report_reads(tmp_path):
+    report.run_checks("sfrik", tmp_path / "s.jsonl")
+    row = _rows(_load(tmp_path), "sfrik", "the degree-2 truncation")[0]
+    assert row.verdict == "supported", row.figures
+
+
+def test_permutation_check_separates_with_and_without():
+    m = report.check_permutation(batches=8, n=256, d=64)
+    assert m["r_permute_structured"] > m["r_no_permute_structured"] + 0.3
+
+
+def test_every_study_config_is_a_valid_sweep():
+    for st in report.STUDIES.values():
+        for name in st.cpu + st.gpu:
+            cfg = sweep.load_config(report.CONFIG_DIR / name)
+            cfg["device"] = ["cpu"]  # the GPU grids are checked here without a GPU
+            ns = argparse.Namespace(**{o.key: None for o in sweep.OPTIONS})
+            assert sweep.build_cases(sweep.resolve_settings(ns, cfg)), name
+
+
+def test_cli_list(capsys):
+    assert main(["report", "--list"]) == 0
+    out = capsys.readouterr().out
+    for name in report.STUDIES:
+        assert f"sslbench report --run {name}" in out
+    assert "--scale gpu" in out and "fft-cpu-exact.toml" in out
+
+
+def test_cli_on_an_empty_results_dir(tmp_path, capsys):
+    assert main(["report", "--results", str(tmp_path)]) == 0
+    cap = capsys.readouterr()
+    assert "no records under" in cap.err and "Traceback" not in cap.err
+    assert "[NO DATA]" in cap.out and "sslbench report --run gram" in cap.out
+    assert main(["report", "--results", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_cli_markdown(tmp_path, capsys):
+    _bench(tmp_path / "b.jsonl", {("barlow_twins", "cross_correlation"): _quadratic, ("barlow_twins_fft", None): _loglinear,
+                                  ("vicreg", "cross_correlation"): _quadratic, ("vicreg_fft", None): _loglinear})
+    assert main(["report", "--results", str(tmp_path), "--format", "markdown", "--study", "fft"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("| study | claim | verdict |") and "**supported**" in out and "Rules:" in out
