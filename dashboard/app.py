@@ -405,7 +405,7 @@ def page_regressions(df: pd.DataFrame, colours: dict) -> None:
                 "it, or the folders in $SSLBENCH_ASV). Measure commits with asv:")
         st.code("asv run --python=same --quick                 # the working tree\n"
                 "asv run HEAD~5..HEAD                          # the last five commits\n"
-                "sslbench dashboard --asv .asv/results          # then show them here", language="bash")
+                "sslbench dashboard --asv .asv/results         # then show them here", language="bash")
         return
     sb = st.sidebar
     sb.subheader("Filters")
