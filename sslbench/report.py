@@ -81,9 +81,11 @@ RULES = {
                  "exact loss not growing as D² either: fixed costs dominate) inconclusive",
     "memory": f"as time, on the step's memory; inconclusive when a fit has R² < {MEMORY_R2_MIN}",
     "comparable": f"comparable = mean linear top-1 not below the reference by more than max({ACC_POINTS:g} points, "
-                  f"{ACC_STDS:g} × seed std); ≥ 2 seeds each, else inconclusive",
+                  f"{ACC_STDS:g} × seed std); ≥ 2 seeds each, else inconclusive; inconclusive too when every arm is "
+                  "below the same network at initialisation",
     "better": f"better / worse = difference beyond max({ACC_POINTS:g} points, {ACC_STDS:g} × seed std) "
-              f"(one seed: {ACC_POINTS:g} points); inside it: inconclusive",
+              f"(one seed: {ACC_POINTS:g} points); inside it, or every arm below the network at initialisation: "
+              "inconclusive",
 }
 
 
@@ -234,6 +236,7 @@ class _Arm:
     std: float
     n: int
     runs: int
+    init: float = math.nan  # the same network at initialisation (the floor), mean over the ok runs
 
     def text(self, what: str = "lin") -> str:
         s = f"±{_num(self.std, 2)}" if self.n > 1 and math.isfinite(self.std) else ""
@@ -245,8 +248,19 @@ def _arm(rows: pd.DataFrame, metric: str = "linear_top1") -> _Arm:
     ok = rows[rows["ok"]]
     vals = ok[metric].to_numpy(float)
     vals = vals[np.isfinite(vals)]
+    init = ok["init_linear_top1"].to_numpy(float) if metric == "linear_top1" else np.array([])
+    init = init[np.isfinite(init)]
     return _Arm(float(vals.mean()) if vals.size else math.nan, float(vals.std(ddof=1)) if vals.size > 1 else math.nan,
-                int(vals.size), int(len(rows)))
+                int(vals.size), int(len(rows)), float(init.mean()) if init.size else math.nan)
+
+
+def _below_floor(*arms: _Arm) -> str:
+    """A note when every arm's accuracy is below the same network at initialisation: the setting did not train a
+    useful representation, so accuracy differences between the arms settle nothing."""
+    if arms and all(math.isfinite(a.init) and a.mean < a.init for a in arms):
+        return (f"; all below the network at initialisation ({', '.join(_num(a.init, 4) for a in arms)}): the "
+                "setting trains no useful representation")
+    return ""
 
 
 def _margin(a: _Arm, b: _Arm) -> float:
@@ -261,6 +275,9 @@ def _comparable(test: _Arm, ref: _Arm) -> tuple[str, str]:
     d = test.mean - ref.mean
     m = _margin(test, ref)
     fig = f"Δ = {d:+.2f} points (margin {m:.2f})"
+    floor = _below_floor(test, ref)
+    if floor:
+        return "inconclusive", fig + floor
     if d < -m:
         return "not supported", fig
     if test.n < 2 or ref.n < 2:
@@ -275,6 +292,9 @@ def _better(test: _Arm, ref: _Arm) -> tuple[str, str]:
     d = test.mean - ref.mean
     m = _margin(test, ref)
     fig = f"Δ = {d:+.2f} points (margin {m:.2f})"
+    floor = _below_floor(test, ref)
+    if floor:
+        return "inconclusive", fig + floor
     if d > m:
         return "supported", fig
     if d < -m:
@@ -590,8 +610,8 @@ def verdict_views(df: pd.DataFrame, st: Study) -> list[Verdict]:
                                 f"{_num(acc[(2, f)].mean, 4)} ({fig.split(' (')[0]})")
                     vv.append(v)
             if vv:
-                out.append(Verdict(st.name, claims[0], _combine(vv), "; ".join(figs), RULES["better"],
-                                   st.command("gpu"), setting))
+                out.append(Verdict(st.name, claims[0], _combine(vv), "; ".join(figs) + _below_floor(*acc.values()),
+                                   RULES["better"], st.command("gpu"), setting))
             # less data
             if len(fr) >= 2 and (2, fr[-1]) in acc:
                 full = acc[(2, fr[-1])]
@@ -627,8 +647,8 @@ def verdict_views(df: pd.DataFrame, st: Study) -> list[Verdict]:
                                     f"{_num(acc[(2, f2)].mean, 4)} ({fig.split(' (')[0]})")
                         vv.append(r)
             if vv:
-                out.append(Verdict(st.name, claims[2], _combine(vv), "; ".join(figs), RULES["better"],
-                                   st.command("gpu"), setting))
+                out.append(Verdict(st.name, claims[2], _combine(vv), "; ".join(figs) + _below_floor(*acc.values()),
+                                   RULES["better"], st.command("gpu"), setting))
     for c in claims:
         if not any(v.claim == c for v in out):
             out.append(_no_data(st, c, RULES["better"]))
@@ -721,6 +741,9 @@ def verdict_isoloss(df: pd.DataFrame, st: Study) -> list[Verdict]:
                             f"{_num(ra.mean)} vs {_num(rb.mean)})")
             if "isoloss" not in res or len(res) < 2:
                 continue
+            floor = _arm(g)
+            if math.isfinite(floor.init):
+                figs.append(f"network at initialisation {_num(floor.init, 4)}")
             if res["isoloss"] is None:
                 v = "inconclusive"
             elif res["isoloss"]:

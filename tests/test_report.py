@@ -86,12 +86,13 @@ def test_verdict_values_are_checked():
         report.Verdict("fft", "x", "maybe")
 
 
-def _train(path, reg, seed, lin, *, hparams=None, ema_tau=0.0, status="ok", eff_rank=10.0, std=0.08, dim=128):
+def _train(path, reg, seed, lin, *, hparams=None, ema_tau=0.0, status="ok", eff_rank=10.0, std=0.08, dim=128,
+           init=None):
     case = {"regularizer": reg, "hparams": hparams or {}, "dataset": "fashion_mnist", "fraction": 0.1, "dim": dim,
             "projector": f"512-{dim}", "views": 2, "batch": 256, "epochs": 1, "seed": seed, "backbone": "auto",
             "optimizer": "sgd", "lr": 0.1, "device": "cpu", "ema_tau": ema_tau, "warmup_epochs": 0.2}
     metrics = {} if status != "ok" else {"linear_top1": lin, "knn_top1": lin - 10, "effective_rank": eff_rank,
-                                         "std_normalized": std}
+                                         "std_normalized": std, **({"init_linear_top1": init} if init else {})}
     append_record(path, make_record("train", case, metrics, status, env=ENV))
 
 
@@ -113,6 +114,15 @@ def test_accuracy_comparable_within_the_margin_and_not_when_far_below(tmp_path):
     _train(one / "t.jsonl", "barlow_twins_fft", 0, 80.0, hparams={"permute": True})
     _train(one / "t.jsonl", "barlow_twins", 0, 80.5)
     assert _rows(_load(one), "fft", "downstream accuracy")[0].verdict == "inconclusive"
+
+
+def test_accuracy_below_the_network_at_initialisation_settles_nothing(tmp_path):
+    p = tmp_path / "t.jsonl"
+    for s in range(3):
+        _train(p, "barlow_twins_fft", s, 70.0 + 0.1 * s, hparams={"permute": True}, init=77.0)
+        _train(p, "barlow_twins", s, 70.5 + 0.1 * s, init=77.0)
+    row = _rows(_load(tmp_path), "fft", "downstream accuracy")[0]
+    assert row.verdict == "inconclusive" and "below the network at initialisation" in row.figures
 
 
 def test_the_same_run_in_two_stores_counts_once(tmp_path):
