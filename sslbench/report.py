@@ -1140,7 +1140,9 @@ def _run_study(name: str, scale: str, dry_run: bool) -> int:
             return 2
     out = Path(STUDIES_DIR) / f"{sweep.device_slug(device)}-{name}.jsonl"
     rc = 0
-    if st.checks and not dry_run:
+    if st.checks and dry_run:
+        print(f"{name}: exact checks {', '.join(st.checks)} (no training) -> {out}")
+    elif st.checks:
         out.parent.mkdir(parents=True, exist_ok=True)
         run_checks(name, out)
     for cfg in (st.cpu if scale == "cpu" else st.gpu):
@@ -1148,7 +1150,11 @@ def _run_study(name: str, scale: str, dry_run: bool) -> int:
         if not path.is_file():
             print(f"sslbench report: error: the config {path} is missing", file=sys.stderr)
             return 2
-        argv = ["--config", str(path), "--out", str(out), "--no-progress"] + (["--dry-run"] if dry_run else [])
+        try:
+            shown = path.relative_to(Path.cwd())
+        except ValueError:
+            shown = path
+        argv = ["--config", str(shown), "--out", str(out), "--no-progress"] + (["--dry-run"] if dry_run else [])
         print(f"$ sslbench sweep {' '.join(argv)}", flush=True)
         rc = max(rc, sweep.main(argv))
     return rc

@@ -220,3 +220,13 @@ def test_cli_markdown(tmp_path, capsys):
     assert main(["report", "--results", str(tmp_path), "--format", "markdown", "--study", "fft"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("| study | claim | verdict |") and "**supported**" in out and "Rules:" in out
+
+
+def test_cli_run_gram_writes_its_checks_and_reports_them(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "--run", "gram", "--results", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    stores = list((tmp_path / "results" / "studies").glob("*-gram.jsonl"))
+    assert len(stores) == 1
+    assert "[SUPPORTED] the Gram form gives the same loss values" in out
+    assert "[SUPPORTED] the Gram form gives the same training curves" in out
