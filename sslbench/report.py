@@ -835,9 +835,10 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
     Study("fft", "FFT-relaxed Barlow Twins / VICReg", "Shigeto et al., CVPR 2023",
           "comparable downstream accuracy to Barlow Twins / VICReg, less memory and faster training when D is large; "
           "the permutation trick breaks the spurious minima that the relaxation creates",
-          ["fft-cpu-exact.toml", "fft-cpu-permute-true.toml", "fft-cpu-permute-false.toml"],
+          ["fft-cpu-exact.toml", "fft-cpu-permute-true.toml", "fft-cpu-permute-false.toml", "fft-cpu-vicreg.toml",
+           "fft-cpu-vicreg-permute-false.toml"],
           ["fft-gpu-exact.toml", "fft-gpu-permute-true.toml", "fft-gpu-permute-false.toml"],
-          "9 runs of ~25 s (~4 min), plus the scaling sweeps of results/sweeps",
+          "18 runs of ~30 s (~9 min), plus the scaling sweeps of results/sweeps",
           "9 runs of ~1 h (CIFAR-10, ResNet-18, 200 epochs)", verdict_fft, ("permutation",)),
     Study("sfrik", "SFRIK", "Zheng et al. 2022",
           "cost O(N²·D) through the Gram matrix, memory O(N²); accuracy comparable to VICReg and uniformity; the "
