@@ -211,6 +211,11 @@ def _train(df: pd.DataFrame) -> pd.DataFrame:
     return out.drop_duplicates("_ident", keep="last").drop(columns="_ident")
 
 
+def _default_variance(runs: pd.DataFrame) -> pd.Series:
+    """False for the VICReg runs without their variance term (study variance): they are not "VICReg" elsewhere."""
+    return runs["hp"].map(lambda h: float(h.get("std_coeff", 1.0) or 0.0) > 0)
+
+
 def _setting_key(row: pd.Series) -> tuple:
     return tuple(row.get(k) for k in _SETTING)
 
@@ -258,8 +263,8 @@ def _below_floor(*arms: _Arm) -> str:
     """A note when every arm's accuracy is below the same network at initialisation: the setting did not train a
     useful representation, so accuracy differences between the arms settle nothing."""
     if arms and all(math.isfinite(a.init) and a.mean < a.init for a in arms):
-        return (f"; all below the network at initialisation ({', '.join(_num(a.init, 4) for a in arms)}): the "
-                "setting trains no useful representation")
+        return (f"; all below the network at initialisation ({_num(min(a.init for a in arms), 4)}-"
+                f"{_num(max(a.init for a in arms), 4)}): the setting trains no useful representation")
     return ""
 
 
@@ -453,8 +458,8 @@ def _fft_accuracy(df: pd.DataFrame, st: Study) -> list[Verdict]:
         perm = runs["hp"].map(lambda h: h.get("permute", True))
         for key, g in _groups(runs):
             for relaxed, exact in (("barlow_twins_fft", "barlow_twins"), ("vicreg_fft", "vicreg")):
-                gr = g[(g["regularizer"] == relaxed) & perm.loc[g.index].astype(bool)]
-                ge = g[g["regularizer"] == exact]
+                gr = g[(g["regularizer"] == relaxed) & perm.loc[g.index].astype(bool) & _default_variance(g)]
+                ge = g[(g["regularizer"] == exact) & _default_variance(g)]
                 if gr.empty or ge.empty:
                     continue
                 a, b = _arm(gr), _arm(ge)
@@ -546,12 +551,12 @@ def verdict_sfrik(df: pd.DataFrame, st: Study) -> list[Verdict]:
         a = _arm(gs)
         figs, vs = [f"sfrik {a.text()}"], []
         for other in ("vicreg", "uniformity"):
-            go = g[g["regularizer"] == other]
+            go = g[(g["regularizer"] == other) & _default_variance(g)]
             if go.empty:
                 continue
             b = _arm(go)
             v, fig = _comparable(a, b)
-            figs.append(f"{other} {b.text()}: {fig}")
+            figs.append(f"{other} {b.text()}: {fig} [{v}]")
             vs.append(v)
         if vs:
             v = _combine(vs)
