@@ -665,7 +665,7 @@ def verdict_views(df: pd.DataFrame, st: Study) -> list[Verdict]:
         lam = bt["hp"].map(lambda h: h.get("lambd", math.nan)).astype(float)
         low = bt[(bt["dim"] == 128) & (np.abs(lam * 128 - 1) < 0.05)]
         high = bt[bt["dim"] == 2048]
-        nod = [k for k in _SETTING if k != "dim"]
+        nod = [k for k in _SETTING if k not in ("dim", "projector")]  # the projector's spec ends with D
         for _, lo_row in low.drop_duplicates(subset=nod).iterrows():
             same = lambda t: t[np.logical_and.reduce([t[k] == lo_row[k] for k in nod])]
             a_rows, b_rows = same(low), same(high)

@@ -230,3 +230,26 @@ def test_cli_run_gram_writes_its_checks_and_reports_them(tmp_path, monkeypatch, 
     assert len(stores) == 1
     assert "[SUPPORTED] the Gram form gives the same loss values" in out
     assert "[SUPPORTED] the Gram form gives the same training curves" in out
+
+
+def _views_run(path, v, frac, lin, *, dim=128, lambd=1 / 128, seed=0):
+    case = {"regularizer": "barlow_twins", "hparams": {"lambd": lambd}, "dataset": "fashion_mnist",
+            "fraction": frac, "dim": dim, "projector": f"512-{dim}", "views": v, "batch": 256, "epochs": 1,
+            "seed": seed, "backbone": "auto", "optimizer": "sgd", "lr": 0.1, "device": "cpu", "ema_tau": 0.0}
+    append_record(path, make_record("train", case, {"linear_top1": lin, "init_linear_top1": 50.0}, env=ENV))
+
+
+def test_views_verdicts_on_a_known_grid(tmp_path):
+    p = tmp_path / "v.jsonl"
+    # accuracy grows with data; 8 views at a quarter of the data match 2 views at all of it
+    for frac, a2, a8 in ((0.25, 70.0, 83.0), (0.5, 75.0, 83.5), (1.0, 80.0, 84.0)):
+        _views_run(p, 2, frac, a2)
+        _views_run(p, 8, frac, a8)
+    _views_run(p, 2, 1.0, 79.5, dim=2048, lambd=0.0051)
+    df = _load(tmp_path)
+    assert _rows(df, "views", "more views improve accuracy at equal data")[0].verdict == "supported"
+    less = _rows(df, "views", "more views reach")[0]
+    assert less.verdict == "supported" and "4× less data" in less.figures
+    assert _rows(df, "views", "more views at fixed compute")[0].verdict == "supported"  # V=8 at 0.25 vs V=2 at 1
+    low = _rows(df, "views", "D = 128")[0]
+    assert low.verdict == "inconclusive" and "Δ = +0.50" in low.figures  # one seed each
