@@ -9,6 +9,8 @@ Four pages, picked in the sidebar (and in the URL: ``?page=Scaling``, ``Accuracy
   same network at initialisation (the floor), and accuracy against training time.
 * **Regressions** — each asv benchmark across commits, changes beyond a threshold highlighted.
 * **Runs** — training curves (loss terms, throughput, memory, kNN accuracy) of chosen runs.
+* **Claims** — the seed papers' claims as a verdict table (:mod:`sslbench.report`'s verdict functions on the
+  loaded records), the figures behind each verdict and the command that produces missing data.
 
 The results folder is ``$SSLBENCH_RESULTS`` (what ``sslbench dashboard --results DIR`` sets) or ``results/`` of
 this repository, and can be changed in the sidebar; extra asv results directories are listed in
@@ -40,7 +42,7 @@ from sslbench import analysis as A  # noqa: E402
 
 RESULTS_ENV = "SSLBENCH_RESULTS"
 ASV_ENV = "SSLBENCH_ASV"
-PAGES = ("Scaling", "Accuracy", "Regressions", "Runs")
+PAGES = ("Scaling", "Accuracy", "Regressions", "Runs", "Claims")
 KIND_NAMES = {
     "regularizer_bench": "regularizer_bench (sslbench bench / sweep)",
     "side_by_side": "side_by_side (ours vs the official code)",
@@ -549,6 +551,32 @@ def page_runs(df: pd.DataFrame, logs: pd.DataFrame, colours: dict) -> None:
 
 
 # ==============================================================================================================
+# Claims
+# ==============================================================================================================
+def page_claims(df: pd.DataFrame) -> None:
+    from sslbench import report as R  # pandas only: the verdicts are computed from the records, nothing is run
+
+    st.title("Claims of the seed papers")
+    st.caption("One row per claim: the verdict (supported / not supported / inconclusive / no data), the figures "
+               "behind it and the rule that decided it, computed from the records of this results folder. "
+               "`sslbench report` prints the same table; `sslbench report --run STUDY` produces missing data.")
+    c1, c2 = st.columns(2)
+    studies = c1.multiselect("Studies", list(R.STUDIES), default=list(R.STUDIES), key="claims_studies")
+    verdicts = c2.multiselect("Verdicts", list(R.VERDICTS), default=list(R.VERDICTS), key="claims_verdicts")
+    table = R.verdict_table(R.verdicts(df, studies or None))
+    table = table[table["verdict"].isin(verdicts)]
+    counts = table["verdict"].value_counts()
+    st.markdown(" · ".join(f"**{v}** {int(counts.get(v, 0))}" for v in R.VERDICTS))
+    st.dataframe(table, hide_index=True, key="tbl_claims", column_config={
+        "figures": st.column_config.TextColumn(width="large"), "rule": st.column_config.TextColumn(width="medium")})
+    for name in studies:
+        s = R.STUDIES[name]
+        with st.expander(f"{name}: {s.title} ({s.paper})"):
+            st.markdown(f"> {s.claim}")
+            st.code(f"{s.command('cpu')}   # {s.cost_cpu}\n{s.command('gpu')}   # {s.cost_gpu}", language="bash")
+
+
+# ==============================================================================================================
 # The app
 # ==============================================================================================================
 def default_results() -> str:
@@ -592,6 +620,8 @@ def main() -> None:
         page_accuracy(df, colours)
     elif page == "Regressions":
         page_regressions(df, colours)
+    elif page == "Claims":
+        page_claims(df)
     else:
         page_runs(df, logs, colours)
 
