@@ -422,7 +422,7 @@ def test_nvml_sampler_keeps_the_peak_and_survives_a_failing_reader():
 def test_environment_fingerprint():
     import sslbench
 
-    env = M.environment()
+    env = M.environment(refresh=True)  # the static part is cached per process; HEAD may have moved since
     assert env["sslbench_version"] == sslbench.__version__
     assert env["torch_version"] == torch.__version__
     assert env["threads"] == torch.get_num_threads() and env["cpu_count"] == os.cpu_count()
