@@ -759,14 +759,17 @@ def regressions(df: pd.DataFrame, threshold: float = 1.2) -> pd.DataFrame:
     order (asv's commit date, then the order of the files): ``ratio`` = value / value at the previous commit
     measured; ``change`` is ``"regression"`` when it got worse by more than ``threshold`` (×; for a figure where
     lower is better, ratio > threshold; for an accuracy (unit ``%``), ratio < 1/threshold), ``"improvement"``
-    in the other direction, else ``""``. Takes the frame of :func:`load_results` (its ``kind == "asv"`` rows);
+    in the other direction, else ``""``. When both measurements carry asv's 99 % confidence intervals
+    (``ci_99_a``, ``ci_99_b``), a change also needs the intervals not to overlap (``significant``), the rule asv
+    itself applies without raw samples: on a noisy machine a ratio beyond the threshold inside overlapping
+    intervals is not called a change. Takes the frame of :func:`load_results` (its ``kind == "asv"`` rows);
     returns one row per measurement with ``series`` (benchmark and parameters), ``benchmark``, ``params``,
     ``machine``, ``commit``, ``created``, ``value``, ``unit``, ``prev_commit``, ``prev_value``, ``ratio``,
     ``change``."""
     if threshold <= 1:
         raise ValueError(f"threshold={threshold} must be > 1 (a factor, e.g. 1.2 for 20 %)")
     cols = ["series", "benchmark", "params", "machine", "asv_env", "commit", "created", "value", "unit",
-            "prev_commit", "prev_value", "ratio", "change"]
+            "prev_commit", "prev_value", "ratio", "significant", "change"]
     if df.empty or "kind" not in df.columns:
         return pd.DataFrame(columns=cols)
     asv = df[(df["kind"] == "asv") & (df["status"] == "ok")].copy()
@@ -783,6 +786,8 @@ def regressions(df: pd.DataFrame, threshold: float = 1.2) -> pd.DataFrame:
     asv["commit"] = _col(asv, "case.commit")
     asv["value"] = pd.to_numeric(asv["metrics.value"], errors="coerce")
     asv["unit"] = _col(asv, "metrics.unit")
+    asv["_lo"] = pd.to_numeric(_col(asv, "metrics.ci_99_a"), errors="coerce")
+    asv["_hi"] = pd.to_numeric(_col(asv, "metrics.ci_99_b"), errors="coerce")
     asv["_order"] = np.arange(len(asv))
     asv = asv.sort_values(["created", "_order"], na_position="last", kind="stable")
     out = []
@@ -791,8 +796,13 @@ def regressions(df: pd.DataFrame, threshold: float = 1.2) -> pd.DataFrame:
         g["prev_commit"] = g["commit"].shift(1)
         g["prev_value"] = g["value"].shift(1)
         g["ratio"] = g["value"] / g["prev_value"]
-        up = g["ratio"] > threshold
-        down = g["ratio"] < 1 / threshold
+        lo_prev, hi_prev = g["_lo"].shift(1), g["_hi"].shift(1)
+        have_ci = g[["_lo", "_hi"]].notna().all(axis=1) & lo_prev.notna() & hi_prev.notna()
+        apart = (g["_lo"] > hi_prev) | (g["_hi"] < lo_prev)
+        g["significant"] = np.where(have_ci, apart, True)
+        g.loc[g["prev_value"].isna(), "significant"] = False
+        up = (g["ratio"] > threshold) & g["significant"]
+        down = (g["ratio"] < 1 / threshold) & g["significant"]
         higher = [_higher_is_better(u, b) for u, b in zip(g["unit"], g["benchmark"])]
         worse = np.where(higher, down, up)
         better = np.where(higher, up, down)

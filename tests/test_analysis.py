@@ -381,3 +381,28 @@ def test_analyze_cli_dim_min_fits_the_asymptotic_regime(tmp_path, capsys):
         fits[bool(extra)] = table["alpha_time_s"].iloc[0]
         assert table["dim_range"].iloc[0] == ("2048-8192" if extra else "64-8192")
     assert fits[False] < 1.6 and fits[True] == pytest.approx(2.0, abs=0.05)
+
+
+def _asv_frame(points):
+    """A load_results-like frame of one asv time benchmark over commits: points = [(value, ci_lo, ci_hi), ...]."""
+    rows = []
+    for i, (value, lo, hi) in enumerate(points):
+        rows.append({"kind": "asv", "status": "ok", "case.benchmark": "b.T.time_x", "case.regularizer": "simclr",
+                     "case.commit": f"{i:040x}", "created": f"2026-01-0{i + 1}T00:00:00+00:00",
+                     "env.machine": "m", "env.asv_env": "e", "metrics.value": value, "metrics.unit": "seconds",
+                     "metrics.ci_99_a": lo, "metrics.ci_99_b": hi})
+    return pd.DataFrame(rows)
+
+
+def test_regressions_need_confidence_intervals_apart_when_asv_gives_them():
+    # 1.0 -> 1.5 with overlapping 99 % intervals: noise, not a change; 1.0 -> 1.5 with separate ones: a regression
+    noisy = A.regressions(_asv_frame([(1.0, 0.6, 1.4), (1.5, 1.1, 1.9)]), threshold=1.2)
+    assert list(noisy["change"]) == ["", ""] and not noisy["significant"].iloc[1]
+    clear = A.regressions(_asv_frame([(1.0, 0.95, 1.05), (1.5, 1.45, 1.55)]), threshold=1.2)
+    assert list(clear["change"]) == ["", "regression"] and clear["significant"].iloc[1]
+    # separate intervals but a ratio inside the threshold: no change either
+    small = A.regressions(_asv_frame([(1.0, 0.99, 1.01), (1.1, 1.09, 1.11)]), threshold=1.2)
+    assert list(small["change"]) == ["", ""]
+    # without intervals (e.g. --quick runs) the threshold alone decides
+    bare = _asv_frame([(1.0, None, None), (1.5, None, None)])
+    assert list(A.regressions(bare, threshold=1.2)["change"]) == ["", "regression"]
