@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "dashboard" / "app.py"
 if str(ROOT) not in sys.path:  # `python dashboard/screenshots.py` puts dashboard/ first, not the repository
     sys.path.insert(0, str(ROOT))
-PAGES = ("Scaling", "Accuracy", "Regressions", "Runs")
+PAGES = ("Scaling", "Accuracy", "Regressions", "Runs", "Claims")
 
 # what the page shows once it is done: the script's state, plotly charts with drawn traces, alerts, spinners
 PROBE = """(() => {
@@ -49,6 +49,7 @@ PROBE = """(() => {
     state: app ? app.getAttribute('data-test-script-state') : null,
     charts: plots.length, drawn: drawn,
     alerts: document.querySelectorAll('[data-testid="stAlert"]').length,
+    tables: document.querySelectorAll('[data-testid="stDataFrame"]').length,
     exceptions: document.querySelectorAll('[data-testid="stException"]').length,
     spinners: document.querySelectorAll('[data-testid="stSpinner"], [data-testid="stSkeleton"]').length,
   });
@@ -189,7 +190,7 @@ class Browser:
 
 def wait_rendered(browser: Browser, min_charts: int, timeout: float = 90.0, settle: float = 1.5) -> dict:
     """Wait until the app has finished its run and shows ``min_charts`` drawn plotly charts (or, for
-    ``min_charts=0``, an alert), the same for two polls in a row; then ``settle`` seconds for the last paint.
+    ``min_charts=0``, an alert or a table), the same for two polls in a row; then ``settle`` seconds for the last paint.
     Returns the last probe; raises TimeoutError with it when the page does not get there."""
     deadline = time.monotonic() + timeout
     last, stable = None, 0
@@ -197,7 +198,7 @@ def wait_rendered(browser: Browser, min_charts: int, timeout: float = 90.0, sett
         probe = json.loads(browser.evaluate(PROBE) or "{}")
         done = (probe.get("state") == "notRunning" and probe.get("spinners", 0) == 0
                 and (probe.get("drawn", 0) >= min_charts if min_charts else
-                     probe.get("alerts", 0) + probe.get("drawn", 0) > 0))
+                     probe.get("alerts", 0) + probe.get("drawn", 0) + probe.get("tables", 0) > 0))
         stable = stable + 1 if done and probe == last else 0
         last = probe
         if probe.get("exceptions"):
@@ -305,6 +306,7 @@ def expected_charts(results: str | os.PathLike) -> dict[str, int]:
         "Accuracy": 2 if train_ok else 0,
         "Regressions": 1 if not A.regressions(df).empty else 0,
         "Runs": 1 if logs else 0,
+        "Claims": 0,  # a table (st.dataframe), no plotly chart
     }
 
 

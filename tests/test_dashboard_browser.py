@@ -48,7 +48,9 @@ def test_every_page_renders_in_a_real_browser(tmp_path):
         assert (r["width"], r["height"]) == (1400, 1000), (page, r)
         assert r["exceptions"] == 0 and r["state"] == "notRunning", (page, r)
         assert r["drawn"] >= r["expected_charts"], (page, r)
-        if r["expected_charts"] == 0:
+        if page == "Claims":
+            assert r["tables"] >= 1, (page, r)  # the verdict table
+        elif r["expected_charts"] == 0:
             assert r["alerts"] >= 1, (page, r)  # the page's how-to message
         assert r["bytes"] > 20_000 and r["colours"] > 300, (page, r)  # not blank, not the loading skeleton
         assert r["bytes"] <= 400 * 1024, (page, r)
