@@ -242,9 +242,16 @@ SLOW_GRID = ["--kind", "bench", "--regularizers", "barlow_twins", "vicreg", "uni
 N_SLOW = 6
 
 
+def _interactive_sigint() -> None:
+    # A process started in the background by a non-interactive shell (`.ci/run &`, nohup ... &) inherits SIGINT
+    # *ignored*, and Python then installs no KeyboardInterrupt handler: restore the default in the child, as a
+    # terminal's Ctrl-C would find it.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(argv: list[str], cwd) -> subprocess.Popen:
     return subprocess.Popen(_cmd(*argv), cwd=cwd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=_interactive_sigint)
 
 
 def _wait_for_records(store: Path, proc: subprocess.Popen, k: int = 1, timeout: float = 60.0) -> None:
