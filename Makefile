@@ -7,7 +7,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 
-.PHONY: venv demo test bench asv-quick clean
+.PHONY: venv demo test bench asv-quick dashboard clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,9 @@ bench: venv
 asv-quick: venv
 	$(VENV)/bin/asv machine --yes
 	$(VENV)/bin/asv run --python=same --quick --show-stderr
+
+dashboard: venv
+	$(PY) -m sslbench dashboard
 
 clean:
 	rm -rf $(VENV) .asv .pytest_cache
