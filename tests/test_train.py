@@ -287,6 +287,12 @@ def test_config_validation_messages():
     assert (cfg.lr, cfg.weight_decay, cfg.ema_tau) == (T.DEFAULT_LR["adamw"], T.DEFAULT_WEIGHT_DECAY["adamw"],
                                                        T.DEFAULT_EMA_TAU)
     assert T.TrainConfig(dataset="digits").resolved().ema_tau == 0.0
+    # per-regularizer default learning rates: VICReg with SGD gets its own, an explicit lr always wins
+    assert T.TrainConfig(regularizer="vicreg", dataset="digits").resolved().lr == T.DEFAULT_LR_FOR[("sgd", "vicreg")]
+    assert T.TrainConfig(regularizer="barlow_twins", dataset="digits").resolved().lr == T.DEFAULT_LR["sgd"]
+    assert T.TrainConfig(regularizer="vicreg", dataset="digits", lr=0.2).resolved().lr == 0.2
+    assert T.TrainConfig(regularizer="vicreg", optimizer="adamw", dataset="digits").resolved().lr == \
+        T.DEFAULT_LR["adamw"]
     assert T.TrainConfig(dataset="digits", projector="").full_projector_spec() == "128"
 
 
