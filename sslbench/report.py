@@ -273,16 +273,22 @@ def _margin(a: _Arm, b: _Arm) -> float:
     return max(ACC_POINTS, ACC_STDS * max(stds)) if stds else ACC_POINTS
 
 
-def _comparable(test: _Arm, ref: _Arm) -> tuple[str, str]:
-    """(verdict, figures) of "test's accuracy is comparable to ref's" (not below by more than the margin)."""
+def _difference(test: _Arm, ref: _Arm) -> tuple[float, float, str, str | None]:
+    """(Δ = test − ref, margin, figures, early verdict): the early verdict is "no data" when an arm is empty and
+    "inconclusive" when every arm is below the network at initialisation; else None (the caller decides)."""
     if test.n == 0 or ref.n == 0:
-        return "no data", ""
-    d = test.mean - ref.mean
-    m = _margin(test, ref)
+        return math.nan, math.nan, "", "no data"
+    d, m = test.mean - ref.mean, _margin(test, ref)
     fig = f"Δ = {d:+.2f} points (margin {m:.2f})"
     floor = _below_floor(test, ref)
-    if floor:
-        return "inconclusive", fig + floor
+    return d, m, fig + floor, "inconclusive" if floor else None
+
+
+def _comparable(test: _Arm, ref: _Arm) -> tuple[str, str]:
+    """(verdict, figures) of "test's accuracy is comparable to ref's" (not below by more than the margin)."""
+    d, m, fig, early = _difference(test, ref)
+    if early:
+        return early, fig
     if d < -m:
         return "not supported", fig
     if test.n < 2 or ref.n < 2:
@@ -292,14 +298,9 @@ def _comparable(test: _Arm, ref: _Arm) -> tuple[str, str]:
 
 def _better(test: _Arm, ref: _Arm) -> tuple[str, str]:
     """(verdict, figures) of "test's accuracy is better than ref's" (beyond the margin)."""
-    if test.n == 0 or ref.n == 0:
-        return "no data", ""
-    d = test.mean - ref.mean
-    m = _margin(test, ref)
-    fig = f"Δ = {d:+.2f} points (margin {m:.2f})"
-    floor = _below_floor(test, ref)
-    if floor:
-        return "inconclusive", fig + floor
+    d, m, fig, early = _difference(test, ref)
+    if early:
+        return early, fig
     if d > m:
         return "supported", fig
     if d < -m:
@@ -827,7 +828,7 @@ def verdict_gram(df: pd.DataFrame, st: Study) -> list[Verdict]:
             v = ("supported" if not narrow.empty and narrow["speedup"].max() > SPEEDUP_MIN else
                  "not supported" if not narrow.empty else "inconclusive")
             rows.append(Verdict(st.name, claim, v, "; ".join(figs), rule, "",
-                                f"{_device_short(key[0])}, {key[1]} thread(s), {key[2]}"))
+                                f"{_device_short(key[0])}, {_int(key[1])} thread(s), {key[2]}"))
     out += rows or [Verdict(st.name, claim, "no data", "", rule,
                             "sslbench sweep --config results/sweeps/configs/scaling-dim.toml")]
     return out
@@ -900,8 +901,9 @@ def format_verdicts(rows: Sequence[Verdict], fmt: str = "text") -> str:
         for r in rows:
             lines.append(f"| {r.study} | {_md(r.claim)} | **{r.verdict}** | {_md(r.setting)} | {_md(r.figures)} | "
                          f"{'`' + _md(r.command) + '`' if r.command else ''} |")
-        rules = sorted({(r.study, r.rule) for r in rows if r.rule}, key=lambda t: list(STUDIES).index(t[0])
-                       if t[0] in STUDIES else 99)
+        # in study order, then in the order the rows first state them (a set's order changes between processes)
+        rules = list(dict.fromkeys((r.study, r.rule) for r in rows if r.rule))
+        rules.sort(key=lambda t: list(STUDIES).index(t[0]) if t[0] in STUDIES else 99)
         lines += ["", "Rules:", ""] + [f"- {s}: {_md(rule)}" for s, rule in rules]
         return "\n".join(lines)
     if fmt != "text":
