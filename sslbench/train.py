@@ -174,7 +174,7 @@ class TrainConfig:
     backbone: str = "auto"
     projector: str = "512"  # hidden widths "W1-W2-..." ("" for a single linear layer); the output width is dim
     dim: int = 128
-    predictor_hidden: int = 512  # byol's predictor
+    predictor_hidden: int = 512  # byol's predictor; 0: none (p = z: SimSiam without its predictor when ema_tau=0)
     views: int = 2
     augment: str = "auto"  # preset of sslbench.augment.build_augment
     # --- optimisation -----------------------------------------------------------------------------------------
@@ -226,9 +226,9 @@ class TrainConfig:
         _choice("amp", c.amp, AMP_MODES)
         _check(c.device in DEVICES or c.device.startswith("cuda:"),
                f"device={c.device!r} is not allowed; choose auto, cpu, cuda or cuda:N")
-        for name in ("dim", "views", "epochs", "batch_size", "predictor_hidden", "log_every", "eval_batch_size",
-                     "knn_k"):
+        for name in ("dim", "views", "epochs", "batch_size", "log_every", "eval_batch_size", "knn_k"):
             _int(name, getattr(c, name), 1)
+        _int("predictor_hidden", c.predictor_hidden, 0)
         _int("dim", c.dim, 2)
         _int("views", c.views, 2)
         for name in ("eval_every", "checkpoint_every", "seed"):
@@ -851,8 +851,8 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, make_v
     _seed_all(cfg.seed)
     backbone = build_backbone(cfg.backbone, image_shape[0], image_shape[1])
     projector = Projector(backbone.out_dim, cfg.full_projector_spec())
-    predictor = Predictor(projector.out_dim, cfg.predictor_hidden) if cfg.regularizer in PREDICTOR_REGULARIZERS \
-        else None
+    predictor = Predictor(projector.out_dim, cfg.predictor_hidden) \
+        if cfg.regularizer in PREDICTOR_REGULARIZERS and cfg.predictor_hidden > 0 else None
     model = SSLModel(backbone, projector, predictor)
     init_state = {k: v.detach().clone().cpu() for k, v in _Embedder(model).state_dict().items()}
     if world > 1:
@@ -879,6 +879,8 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, make_v
         "weight_decay": cfg.weight_decay, "warmup_epochs": cfg.warmup_epochs, "max_steps": cfg.max_steps,
         "ema_tau": cfg.ema_tau, "amp": "bf16" if amp else "off", "augment": cfg.augment,
     }
+    if cfg.regularizer in PREDICTOR_REGULARIZERS:
+        case["predictor_hidden"] = cfg.predictor_hidden
     if cfg.data_options:
         case["data_options"] = dict(cfg.data_options)
     run_id = case_id(KIND, case)
@@ -1155,7 +1157,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--projector", default=d.projector,
                    help="hidden widths of the projector, e.g. 2048-2048 ('' for one linear layer)")
     g.add_argument("--dim", type=int, default=d.dim, help="projector output width D")
-    g.add_argument("--predictor-hidden", type=int, default=d.predictor_hidden, help="byol's predictor width")
+    g.add_argument("--predictor-hidden", type=int, default=d.predictor_hidden,
+                   help="byol's predictor width (0: no predictor; with --ema-tau 0 that is SimSiam without its "
+                        "predictor, which collapses)")
     g.add_argument("--views", type=int, default=d.views)
     g.add_argument("--augment", default=d.augment, help="augmentation preset")
     g = parser.add_argument_group("optimisation")

@@ -553,7 +553,7 @@ def test_bad_views(cls):
 def test_registry_and_defaults():
     assert regularizers.hparam_defaults("barlow_twins_fft") == dict(
         lambd=0.0051, scale=1.0, eps=1e-5, block_size=None, power=2, permute=True, generator=None,
-        multiview="pairs", check_finite=False)
+        multiview="pairs", check_finite=False, variance_coeff=0.0, variance_eps=1e-4)
     assert regularizers.hparam_defaults("vicreg_fft") == dict(
         sim_coeff=25.0, std_coeff=25.0, cov_coeff=1.0, eps=1e-4, block_size=None, power=2, permute=True,
         generator=None, multiview="pairs", check_finite=False)

@@ -460,6 +460,20 @@ def test_asymmetric_regularizers_train(tmp_path, regularizer, ema_tau):
         assert any(k.startswith("predictor.") for k in ckpt["model"])
 
 
+def test_byol_without_predictor_and_with_the_variance_add_on(tmp_path):
+    rec = T.train(_cfg(tmp_path, regularizer="byol", ema_tau=0.0, predictor_hidden=0, epochs=1, eval=False,
+                       hparams={"variance_coeff": 2.0}))
+    assert rec["status"] == "ok", rec["message"]
+    assert rec["case"]["predictor_hidden"] == 0
+    assert rec["case"]["hparams"]["variance_coeff"] == 2.0
+    ckpt = torch.load(rec["extra"]["checkpoint"], weights_only=False)
+    assert not any(k.startswith("predictor.") for k in ckpt["model"])
+    steps = [ln for ln in _log(rec) if ln["event"] == "step"]
+    assert steps and all(0.0 <= ln["variance_addon"] <= 1.0 for ln in steps)
+    with pytest.raises(ValueError, match="predictor_hidden"):
+        T.TrainConfig(regularizer="byol", predictor_hidden=-1, dataset="digits").resolved()
+
+
 def test_resume_restores_ema_target_and_regularizer_state(tmp_path):
     kw = dict(regularizer="directpred", ema_tau=0.9, epochs=3, eval=False)
     full = T.train(_cfg(tmp_path / "a", **kw))

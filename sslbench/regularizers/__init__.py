@@ -8,6 +8,11 @@
 >>> out.loss, out.terms["off_diagonal"]                        # doctest: +SKIP
 
 A new regularizer is one new module plus one line in ``_REGISTRY``.
+
+Every regularizer but ``vicreg``/``vicreg_fft`` also accepts VICReg's variance term as an add-on
+(``variance_coeff``, ``variance_eps``; :mod:`sslbench.regularizers.variance`):
+
+>>> reg = regularizers.create("byol", variance_coeff=1.0)      # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ from __future__ import annotations
 import importlib
 import inspect
 
-from ._common import Regularizer, RegularizerOutput
+from ._common import Regularizer, RegularizerOutput, check_nonnegative, check_positive
+from .variance import ADD_ON_DEFAULTS, EXCLUDED, VarianceAddOn
 
 __all__ = ["available", "create", "get_class", "Regularizer", "RegularizerOutput"]
 
@@ -46,17 +52,24 @@ def get_class(name: str) -> type[Regularizer]:
     return getattr(importlib.import_module(f"{__name__}.{module}"), cls)
 
 
-def hparam_names(name: str) -> list[str]:
-    """The keyword arguments ``create(name, ...)`` accepts."""
+def _own_hparams(name: str) -> dict:
     sig = inspect.signature(get_class(name).__init__)
-    return [p.name for p in sig.parameters.values() if p.kind is p.KEYWORD_ONLY or
-            (p.kind is p.POSITIONAL_OR_KEYWORD and p.name != "self")]
+    return {p.name: p.default for p in sig.parameters.values() if p.kind is p.KEYWORD_ONLY or
+            (p.kind is p.POSITIONAL_OR_KEYWORD and p.name != "self")}
+
+
+def _add_on_defaults(name: str) -> dict:
+    return {} if name in EXCLUDED else dict(ADD_ON_DEFAULTS)
+
+
+def hparam_names(name: str) -> list[str]:
+    """The keyword arguments ``create(name, ...)`` accepts (the class's own, then the variance add-on's)."""
+    return list(_own_hparams(name)) + list(_add_on_defaults(name))
 
 
 def hparam_defaults(name: str) -> dict:
     """The default value of every hyper-parameter of ``name``."""
-    sig = inspect.signature(get_class(name).__init__)
-    return {p.name: p.default for p in sig.parameters.values() if p.name in hparam_names(name)}
+    return {**_own_hparams(name), **_add_on_defaults(name)}
 
 
 def create(name: str, **hparams) -> Regularizer:
@@ -64,16 +77,30 @@ def create(name: str, **hparams) -> Regularizer:
 
     Unknown names raise ``ValueError`` listing the accepted ones; out-of-range values raise ``ValueError``
     naming the parameter and what it allows.
+
+    ``variance_coeff > 0`` wraps the module in :class:`~sslbench.regularizers.variance.VarianceAddOn`; its
+    hyper-parameters then appear in ``hparams()`` (they are left out while the add-on is off, so records of the
+    plain regularizer look the same as before the add-on existed).
     """
     cls = get_class(name)
     accepted = hparam_names(name)
     unknown = sorted(set(hparams) - set(accepted))
     if unknown:
+        hint = ""
+        if name in EXCLUDED and set(unknown) & set(ADD_ON_DEFAULTS):
+            hint = f" ({name} has VICReg's variance term already: set std_coeff)"
         raise ValueError(
-            f"{name} got unknown hyper-parameter(s) {', '.join(unknown)}; accepted: {', '.join(accepted)}"
+            f"{name} got unknown hyper-parameter(s) {', '.join(unknown)}{hint}; accepted: {', '.join(accepted)}"
         )
+    add_on = {k: hparams.pop(k) for k in list(hparams) if k in ADD_ON_DEFAULTS}
+    coeff = check_nonnegative("variance_coeff", add_on.get("variance_coeff", 0.0))
+    check_positive("variance_eps", add_on.get("variance_eps", ADD_ON_DEFAULTS["variance_eps"]))
     module = cls(**hparams)
-    full = hparam_defaults(name)
+    full = _own_hparams(name)
     full.update(hparams)
+    if coeff > 0:
+        module._hparams = dict(full)
+        module = VarianceAddOn(module, coeff=coeff, eps=add_on.get("variance_eps", ADD_ON_DEFAULTS["variance_eps"]))
+        full.update({**ADD_ON_DEFAULTS, **add_on})
     module._hparams = full
     return module
