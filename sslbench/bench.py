@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import gc
 import itertools
-import json
 import sys
 import time
 from typing import Any, Callable, Iterable
@@ -240,13 +239,14 @@ def run_case(case: dict, *, isolate: bool, warmup: int = 2, repeats: int | None 
 # Command line
 # --------------------------------------------------------------------------------------------------------------
 def _hparam(text: str) -> tuple[str, Any]:
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"--hparam {text!r}: write NAME=VALUE, e.g. lambd=0.0078125")
-    key, value = text.split("=", 1)
+    """``--hparam NAME=VALUE``, read as ``sslbench train --hp`` and ``sslbench sweep --hparam`` read it (one parser:
+    :func:`sslbench.train.parse_hparam`: numbers, 1/128, true/false, none, tuples 1,40,40, strings)."""
+    from sslbench.train import parse_hparam
+
     try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
+        return parse_hparam(text, "--hparam")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -264,7 +264,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="for regularizers with an 'algorithm' hyper-parameter: auto, cross_correlation, gram "
                         "(default: each one's default)")
     g.add_argument("--hparam", action="append", type=_hparam, default=[], metavar="NAME=VALUE",
-                   help="hyper-parameter given to every regularizer that accepts it (repeatable; JSON values)")
+                   help="hyper-parameter given to every regularizer that accepts it (repeatable; values as sslbench train --hp: numbers, 1/128, true/false, none, 1,40,40, strings)")
     m = parser.add_argument_group("measurement")
     m.add_argument("--warmup", type=int, default=2, help="untimed calls before timing (default 2)")
     m.add_argument("--repeats", type=int, default=None,

@@ -1,6 +1,7 @@
 """sslbench.bench: the cases, the step that is measured, and the `sslbench bench` command (records, resume,
 failures as results)."""
 
+import argparse
 import json
 
 import pytest
@@ -130,6 +131,15 @@ def test_command_dry_run_and_bad_names(capsys, tmp_path):
     assert not (tmp_path / "x.jsonl").exists()
     assert B.main(["--regularizers", "nope", "--dry-run"]) == 2
     assert "unknown regularizer" in capsys.readouterr().err
+
+
+def test_hparam_flag_reads_values_as_train_and_sweep_do():
+    assert B._hparam("lambd=1/128") == ("lambd", 1 / 128)
+    assert B._hparam("weights=1,40,40") == ("weights", (1, 40, 40))
+    assert B._hparam("permute=false") == ("permute", False)
+    assert B._hparam("algorithm=gram") == ("algorithm", "gram")
+    with pytest.raises(argparse.ArgumentTypeError, match="NAME=VALUE"):
+        B._hparam("lambd")
 
 
 def test_command_records_an_interrupted_case(tmp_path, monkeypatch):
