@@ -184,6 +184,7 @@ class TrainConfig:
     lr: float | None = None  # peak learning rate; None: DEFAULT_LR[optimizer]
     weight_decay: float | None = None  # None: DEFAULT_WEIGHT_DECAY[optimizer]
     momentum: float = 0.9  # lars, sgd
+    grad_clip: float | None = None  # clip the global gradient norm to this (None: no clipping); logged as grad_norm
     warmup_epochs: float = 1.0
     final_lr_ratio: float = 0.001  # the cosine ends at final_lr_ratio * lr
     max_steps: int | None = None  # stop (and end the schedule) after this many steps
@@ -242,6 +243,8 @@ class TrainConfig:
         _check(_real(c.final_lr_ratio) and 0 <= c.final_lr_ratio <= 1,
                f"final_lr_ratio={c.final_lr_ratio!r} must be in [0, 1]")
         _check(_real(c.momentum) and 0 <= c.momentum < 1, f"momentum={c.momentum!r} must be in [0, 1)")
+        _check(c.grad_clip is None or (_real(c.grad_clip) and c.grad_clip > 0),
+               f"grad_clip={c.grad_clip!r} must be a number > 0 (the largest global gradient norm) or None")
         _check(_real(c.knn_temperature) and c.knn_temperature > 0,
                f"knn_temperature={c.knn_temperature!r} must be > 0")
         _check(isinstance(c.projector, str) and all(p.strip().isdigit() and int(p) > 0
@@ -881,6 +884,8 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, make_v
     }
     if cfg.regularizer in PREDICTOR_REGULARIZERS:
         case["predictor_hidden"] = cfg.predictor_hidden
+    if cfg.grad_clip is not None:  # only when set: the ids of earlier runs stay the same
+        case["grad_clip"] = cfg.grad_clip
     if cfg.data_options:
         case["data_options"] = dict(cfg.data_options)
     run_id = case_id(KIND, case)
@@ -982,6 +987,8 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, make_v
                 out = reg(z) if reg.symmetric else reg(p if p is not None else z, z_t)
                 optimizer.zero_grad(set_to_none=True)
                 out.loss.backward()
+                grad_norm = None if cfg.grad_clip is None else \
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)  # DDP: grads already averaged
                 optimizer.step()
                 if target is not None:
                     target.update(step, total_steps)
@@ -1011,8 +1018,9 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, make_v
                         window.append(ips)
                     last_terms = _mean_over_ranks(out.detached(), device)
                     final_loss = last_terms["loss"]
+                    extra = {} if grad_norm is None else {"grad_norm": float(grad_norm)}
                     log.write("step", step=step, epoch=step / steps_per_epoch, lr=lr, images_per_s=ips,
-                              **last_terms, **_memory(device))
+                              **last_terms, **extra, **_memory(device))
                     if bar is not None:
                         bar.set_postfix(loss=f"{final_loss:.4g}", lr=f"{lr:.3g}")
                     t_window, steps_in_window = time.perf_counter(), 0
@@ -1172,6 +1180,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--weight-decay", type=float, default=None,
                    help="default: " + ", ".join(f"{k} {v}" for k, v in DEFAULT_WEIGHT_DECAY.items()))
     g.add_argument("--momentum", type=float, default=d.momentum)
+    g.add_argument("--grad-clip", type=float, default=d.grad_clip, metavar="NORM",
+                   help="clip the global gradient norm to NORM (default: no clipping); the step log gets grad_norm")
     g.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs)
     g.add_argument("--final-lr-ratio", type=float, default=d.final_lr_ratio)
     g.add_argument("--max-steps", type=int, default=None)

@@ -460,6 +460,25 @@ def test_asymmetric_regularizers_train(tmp_path, regularizer, ema_tau):
         assert any(k.startswith("predictor.") for k in ckpt["model"])
 
 
+def test_grad_clip_bounds_the_step_and_logs_the_norm(tmp_path):
+    seen = []
+
+    def after_step(info):  # the gradients the optimiser used (zeroed only before the next backward)
+        seen.append(float(torch.sqrt(sum(p.grad.square().sum() for p in info.model.parameters()
+                                         if p.grad is not None))))
+
+    rec = T.train(_cfg(tmp_path, regularizer="vicreg", epochs=1, eval=False, grad_clip=1e-3), on_step=after_step)
+    assert rec["status"] == "ok", rec["message"]
+    assert rec["case"]["grad_clip"] == 1e-3
+    assert seen and max(seen) <= 1e-3 * (1 + 1e-5)
+    logged = [ln["grad_norm"] for ln in _log(rec) if ln["event"] == "step"]
+    assert len(logged) == len(seen) and min(logged) > 1e-3  # the norm before clipping
+    assert "grad_clip" not in T.train(_cfg(tmp_path / "b", epochs=1, eval=False))["case"]
+    for bad in (0.0, -1.0, float("inf")):
+        with pytest.raises(ValueError, match="grad_clip"):
+            T.TrainConfig(grad_clip=bad, dataset="digits").resolved()
+
+
 def test_byol_without_predictor_and_with_the_variance_add_on(tmp_path):
     rec = T.train(_cfg(tmp_path, regularizer="byol", ema_tau=0.0, predictor_hidden=0, epochs=1, eval=False,
                        hparams={"variance_coeff": 2.0}))
