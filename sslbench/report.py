@@ -43,6 +43,8 @@ VERDICTS = ("supported", "not supported", "inconclusive", "no data")
 #: the record kind of the exact checks that need no training
 CHECK_KIND = "claim_check"
 STUDIES_DIR = "results/studies"
+#: sslbench.train.TrainConfig's predictor width (kept here so the verdicts need no torch import)
+DEFAULT_PREDICTOR_HIDDEN = 512
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "results" / "studies" / "configs"
 
 # ---- the thresholds (printed with every verdict) -------------------------------------------------------------
@@ -62,6 +64,9 @@ ACC_STDS = 2.0
 #: both at least COLLAPSE_RATIO × those without it; "no effect" when both ratios are below NO_EFFECT_RATIO
 COLLAPSE_RATIO = 1.5
 NO_EFFECT_RATIO = 1.1
+#: a run "collapsed" when the mean per-feature std of its L2-normalised embeddings is below this / √D (a
+#: spread-out embedding has about 1/√D; SimSiam without its predictor measured 0.08/√D at D = 128)
+COLLAPSED_STD = 0.25
 #: exact Gram form: relative difference of values and gradients (float32 / float64) and of logged training losses
 GRAM_TOL_F32 = 1e-4
 GRAM_TOL_F64 = 1e-10
@@ -195,8 +200,14 @@ def _train(df: pd.DataFrame) -> pd.DataFrame:
         out[k] = runs.get(f"case.{k}")
     out["device_name"] = runs.get("device_name", runs.get("env.device_name"))
     out["hp"] = [_hp(v) for v in runs.get("case.hparams", pd.Series([None] * len(runs), index=runs.index))]
-    for m in ("linear_top1", "knn_top1", "effective_rank", "std_normalized", "rankme", "init_linear_top1",
-              "final_loss"):
+    # the variance add-on's weight (0 when off or absent) and byol's predictor width (records before 2026-11-28
+    # lack it: they used TrainConfig's default)
+    out["variance_addon"] = out["hp"].map(lambda h: float(h.get("variance_coeff") or 0.0))
+    pred = pd.to_numeric(runs.get("case.predictor_hidden", pd.Series([None] * len(runs), index=runs.index)),
+                         errors="coerce")
+    out["predictor_hidden"] = pred.where(pred.notna() | (out["regularizer"] != "byol"), DEFAULT_PREDICTOR_HIDDEN)
+    for m in ("linear_top1", "knn_top1", "effective_rank", "std_normalized", "rankme", "backbone_effective_rank",
+              "init_linear_top1", "final_loss"):
         col = runs.get(f"metrics.{m}")
         out[m] = pd.to_numeric(col, errors="coerce") if col is not None else math.nan
     out["status"] = runs["status"]
@@ -205,10 +216,19 @@ def _train(df: pd.DataFrame) -> pd.DataFrame:
     out["created"] = runs.get("created")
     # the same run recorded twice (e.g. the same case in two stores, or re-run): the latest record counts once
     ident = out.apply(lambda r: json.dumps([str(r.get(k)) for k in _SETTING + ("regularizer", "seed", "ema_tau",
-                                                                               "warmup_epochs")]
+                                                                               "warmup_epochs", "predictor_hidden")]
                                            + [r["hp"]], sort_keys=True, default=str), axis=1)
     out = out.assign(_ident=ident).sort_values("created", na_position="first", kind="stable")
     return out.drop_duplicates("_ident", keep="last").drop(columns="_ident")
+
+
+def _plain(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs of the methods as published: without the variance add-on and, for byol, with its predictor (the
+    add-on study's arms are not "BYOL" elsewhere)."""
+    if runs.empty:
+        return runs
+    pred = runs["predictor_hidden"]
+    return runs[(runs["variance_addon"] == 0) & ((runs["regularizer"] != "byol") | (pred > 0))]
 
 
 def _default_variance(runs: pd.DataFrame) -> pd.Series:
@@ -451,7 +471,7 @@ def _groups(runs: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
 
 
 def _fft_accuracy(df: pd.DataFrame, st: Study) -> list[Verdict]:
-    runs = _train(df)
+    runs = _plain(_train(df))
     claim = "downstream accuracy comparable to the exact losses"
     claim_p = "the permutation trick helps (accuracy with vs without it)"
     out = []
@@ -544,7 +564,7 @@ def verdict_sfrik(df: pd.DataFrame, st: Study) -> list[Verdict]:
                            "sslbench sweep --config results/sweeps/configs/scaling-batch.toml"))
     # accuracy
     claim = "accuracy comparable to VICReg and to uniformity at equal budget"
-    runs = _train(df)
+    runs = _plain(_train(df))
     for key, g in _groups(runs):
         gs = g[g["regularizer"] == "sfrik"]
         if gs.empty:
@@ -586,7 +606,7 @@ def verdict_sfrik(df: pd.DataFrame, st: Study) -> list[Verdict]:
 
 def verdict_views(df: pd.DataFrame, st: Study) -> list[Verdict]:
     out = []
-    runs = _train(df)
+    runs = _plain(_train(df))
     claims = ("more views improve accuracy at equal data",
               "more views reach the accuracy of 2 views with up to 4× less data",
               "more views at fixed compute (V × data constant) beat 2 views")
@@ -683,12 +703,37 @@ def verdict_views(df: pd.DataFrame, st: Study) -> list[Verdict]:
     return out
 
 
+COLLAPSE_RULE = (f"prevents collapse = the effective rank of the backbone's representation with the term ≥ "
+                 f"{COLLAPSE_RATIO}× that without it, or the effective rank and the std of the normalised embeddings "
+                 f"(projector output) both ≥ {COLLAPSE_RATIO}×; not supported when every ratio < {NO_EFFECT_RATIO}; "
+                 "else inconclusive (all on the test set). The representation is measured because normalised "
+                 "embeddings cannot show a collapse of scale: without its variance term VICReg shrinks its "
+                 "embeddings, whose normalised directions then look spread out while the backbone's rank drops")
+
+
+def _collapse(on: pd.DataFrame, off: pd.DataFrame) -> tuple[str, list[str]]:
+    """(verdict, figures) of "the runs ``on`` are less collapsed than the runs ``off``" (:data:`COLLAPSE_RULE`)."""
+    figs, ratio = [], {}
+    for m in ("backbone_effective_rank", "effective_rank", "std_normalized"):
+        a, b = _arm(on, m), _arm(off, m)
+        if a.n == 0 or b.n == 0:
+            continue
+        ratio[m] = a.mean / b.mean if b.mean > 0 else math.inf
+        figs.append(f"{m} {_num(a.mean)} vs {_num(b.mean)} (×{_num(ratio[m])})")
+    if "effective_rank" not in ratio or "std_normalized" not in ratio:
+        return "no data", figs
+    if (ratio.get("backbone_effective_rank", 0) >= COLLAPSE_RATIO
+            or min(ratio["effective_rank"], ratio["std_normalized"]) >= COLLAPSE_RATIO):
+        return "supported", figs
+    if max(ratio.values()) < NO_EFFECT_RATIO:
+        return "not supported", figs
+    return "inconclusive", figs
+
+
 def verdict_variance(df: pd.DataFrame, st: Study) -> list[Verdict]:
     out = []
-    claim = "the variance term prevents collapse (std and effective rank of the embeddings with vs without it)"
-    rule = (f"supported when effective rank and std of the normalised embeddings (test set, projector output) with "
-            f"std_coeff > 0 are both ≥ {COLLAPSE_RATIO}× those with std_coeff = 0; not supported when both ratios "
-            f"< {NO_EFFECT_RATIO}")
+    claim = "the variance term prevents collapse (effective rank of the representation and of the embeddings, std)"
+    rule = "with std_coeff > 0 against std_coeff = 0: " + COLLAPSE_RULE
     runs = _train(df)
     if not runs.empty:
         runs = runs[runs["regularizer"].isin(("vicreg", "vicreg_fft"))]
@@ -700,24 +745,55 @@ def verdict_variance(df: pd.DataFrame, st: Study) -> list[Verdict]:
                 g_off = g[(g["regularizer"] == reg) & (g["_std"] == 0)]
                 if g_on.empty or g_off.empty:
                     continue
-                figs, ratios = [], []
-                for m in ("effective_rank", "std_normalized"):
-                    a, b = _arm(g_on, m), _arm(g_off, m)
-                    ratio = a.mean / b.mean if b.mean > 0 else math.inf
-                    ratios.append(ratio)
-                    figs.append(f"{m} {_num(a.mean)} vs {_num(b.mean)} (×{_num(ratio)})")
+                v, figs = _collapse(g_on, g_off)
                 la, lb = _arm(g_on), _arm(g_off)
                 figs.append(f"linear top-1 {la.text()} vs {lb.text()}")
-                v = ("supported" if min(ratios) >= COLLAPSE_RATIO else
-                     "not supported" if max(ratios) < NO_EFFECT_RATIO else "inconclusive")
                 out.append(Verdict(st.name, claim, v, f"{reg} std_coeff {_num(g_on['_std'].iloc[0])} vs 0: "
                                    + "; ".join(figs), rule, "" if v == "supported" else st.command("gpu"),
                                    _setting_text(key)))
     if not out:
         out.append(_no_data(st, claim, rule))
-    out.append(Verdict(st.name, "the variance term stabilises another method when added to it", "no data",
-                       "sslbench has no variance add-on for other regularizers yet: not measurable",
-                       "", "needs a variance add-on regularizer (not implemented)"))
+    return out + _variance_add_on(_train(df), st)
+
+
+def _variance_add_on(runs: pd.DataFrame, st: Study) -> list[Verdict]:
+    """Claim 4b: VICReg's variance term added to another method (``variance_coeff`` > 0) against the same method
+    without it, in the same setting (same EMA decay and predictor)."""
+    claim_c = "the variance term prevents the collapse of another method when added to it"
+    claim_a = "adding the variance term keeps the accuracy of a method that does not collapse without it"
+    rule_c = (f"arms where the method without the add-on collapsed (std of the normalised embeddings < "
+              f"{COLLAPSED_STD:g}/√D), with against without the add-on: " + COLLAPSE_RULE)
+    rule_a = "arms where the method without the add-on did not collapse: " + RULES["comparable"]
+    out: list[Verdict] = []
+    if not runs.empty:
+        runs = runs[~runs["regularizer"].isin(("vicreg", "vicreg_fft"))]
+    for key, g in _groups(runs):
+        arms = g.assign(_pred=g["predictor_hidden"].fillna(-1), _ema=g["ema_tau"].astype(float).fillna(0.0))
+        for (reg, ema, pred), a in arms.groupby(["regularizer", "_ema", "_pred"], sort=True):
+            off = a[a["variance_addon"] == 0]
+            for coeff in sorted(set(a["variance_addon"]) - {0.0}):
+                on = a[a["variance_addon"] == coeff]
+                if off.empty or on.empty:
+                    continue
+                what = f"{reg}" + (f" EMA {_num(ema)}" if reg in ("byol", "directpred", "isoloss") else "") + (
+                    (" no predictor" if pred == 0 else f" predictor {int(pred)}") if reg == "byol" else "")
+                dim = float(key[_SETTING.index("dim")] or math.nan)
+                std_off = _arm(off, "std_normalized")
+                collapsed = std_off.n > 0 and std_off.mean < COLLAPSED_STD / math.sqrt(dim)
+                collapse_v, figs = _collapse(on, off)
+                la, lb = _arm(on), _arm(off)
+                acc_v, acc_fig = _comparable(la, lb)
+                figs.append(f"linear top-1 {la.text()} vs {lb.text()}: {acc_fig}")
+                head = f"{what}: variance_coeff {_num(coeff)} vs 0: "
+                if collapsed:
+                    v = collapse_v
+                    out.append(Verdict(st.name, claim_c, v, head + "; ".join(figs), rule_c,
+                                       "" if v == "supported" else st.command("gpu"), _setting_text(key)))
+                else:
+                    out.append(Verdict(st.name, claim_a, acc_v, head + "; ".join(figs), rule_a,
+                                       "" if acc_v == "supported" else st.command("gpu"), _setting_text(key)))
+    if not any(v.claim == claim_c for v in out):
+        out.append(_no_data(st, claim_c, rule_c, "no run of a collapsing method with and without the add-on"))
     return out
 
 
@@ -727,7 +803,7 @@ def verdict_isoloss(df: pd.DataFrame, st: Study) -> list[Verdict]:
     rule = ("for each method: drop in linear top-1 from EMA (tau > 0) to none (tau = 0), counted beyond "
             f"max({ACC_POINTS:g} points, {ACC_STDS:g} × seed std). Supported: IsoLoss does not drop and DirectPred "
             "or BYOL does; not supported: IsoLoss drops; inconclusive: none drops (the setting does not stress them)")
-    runs = _train(df)
+    runs = _plain(_train(df))
     if not runs.empty:
         runs = runs[runs["regularizer"].isin(("isoloss", "directpred", "byol"))]
         for key, g in _groups(runs):
@@ -837,33 +913,39 @@ def verdict_gram(df: pd.DataFrame, st: Study) -> list[Verdict]:
 # ==============================================================================================================
 # The registry
 # ==============================================================================================================
+#: the add-on arms of study "variance": SimSiam (BYOL without EMA) without / with its predictor, without / with
+#: the variance term
+_ADD_ON_ARMS = ("nopred", "nopred-var", "pred", "pred-var")
+
 STUDIES: dict[str, Study] = {s.name: s for s in (
     Study("fft", "FFT-relaxed Barlow Twins / VICReg", "Shigeto et al., CVPR 2023",
           "comparable downstream accuracy to Barlow Twins / VICReg, less memory and faster training when D is large; "
           "the permutation trick breaks the spurious minima that the relaxation creates",
           ["fft-cpu-exact.toml", "fft-cpu-permute-true.toml", "fft-cpu-permute-false.toml", "fft-cpu-vicreg.toml",
-           "fft-cpu-vicreg-permute-false.toml"],
+           "fft-cpu-vicreg-permute-false.toml", "fft-cpu-bt-full.toml", "fft-cpu-bt-full-permute-false.toml"],
           ["fft-gpu-exact.toml", "fft-gpu-permute-true.toml", "fft-gpu-permute-false.toml"],
-          "18 runs of ~30 s (~9 min), plus the scaling sweeps of results/sweeps",
+          "9 runs of ~30 s, 9 of ~80 s and 6 of ~9 min (~70 min on one core), plus the scaling sweeps of "
+          "results/sweeps",
           "9 runs of ~1 h (CIFAR-10, ResNet-18, 200 epochs)", verdict_fft, ("permutation",)),
     Study("sfrik", "SFRIK", "Zheng et al. 2022",
           "cost O(N²·D) through the Gram matrix, memory O(N²); accuracy comparable to VICReg and uniformity; the "
           "degree-2 truncation penalises ‖EᵀE‖_F², an information-maximisation (covariance) regulariser",
-          ["sfrik-cpu.toml"], ["sfrik-gpu.toml"], "9 runs of ~25 s (~4 min)",
+          ["sfrik-cpu.toml"], ["sfrik-gpu.toml"], "9 runs of ~80 s (~12 min)",
           "9 runs of ~1 h (CIFAR-10, ResNet-18, 200 epochs)", verdict_sfrik, ("degree2",)),
     Study("views", "Many augmentations, low-dimensional projectors", "Agrawal et al.",
           "more augmentations per sample improve sample efficiency (the same accuracy with up to 4× less pretraining "
           "data) and convergence; low-dimensional projectors (D = 128, lambd = 1/128) work when the orthogonality "
-          "pressure is raised", ["views-cpu.toml", "views-cpu-d2048.toml"], ["views-gpu.toml", "views-gpu-d2048.toml"],
-          "10 runs of 10-60 s (~5 min)", "10 runs of 0.5-4 h (CIFAR-10, ResNet-18, 100 epochs)", verdict_views),
+          "pressure is raised", ["views-cpu.toml", "views-cpu-d2048.toml", "views-cpu-vicreg.toml"],
+          ["views-gpu.toml", "views-gpu-d2048.toml"], "10 runs of 10-60 s and 12 of 1-4 min (~30 min)", "10 runs of 0.5-4 h (CIFAR-10, ResNet-18, 100 epochs)", verdict_views),
     Study("variance", "VICReg's variance term", "Bardes, Ponce, LeCun 2022",
           "the variance term prevents collapse, and stabilises other methods when added to them",
-          ["variance-cpu-std25.toml", "variance-cpu-std0.toml"], ["variance-gpu-std25.toml", "variance-gpu-std0.toml"],
-          "12 runs of 25-60 s (~8 min; one and five epochs)", "4 runs of ~1 h (CIFAR-10, ResNet-18, 200 epochs)", verdict_variance),
+          ["variance-cpu-std25.toml", "variance-cpu-std0.toml"] + [f"variance-cpu-addon-{a}.toml" for a in _ADD_ON_ARMS],
+          ["variance-gpu-std25.toml", "variance-gpu-std0.toml"] + [f"variance-gpu-addon-{a}.toml" for a in _ADD_ON_ARMS],
+          "12 runs of ~80 s (~16 min)", "8 runs of ~1 h (CIFAR-10, ResNet-18, 200 epochs)", verdict_variance),
     Study("isoloss", "IsoLoss vs DirectPred vs BYOL", "Halvagal, Laborieux, Zenke, NeurIPS 2023",
           "IsoLoss learns robustly where DirectPred/BYOL need tuning (e.g. without EMA); comparable accuracy",
           ["isoloss-cpu-ema.toml", "isoloss-cpu-noema.toml"], ["isoloss-gpu-ema.toml", "isoloss-gpu-noema.toml"],
-          "12 runs of ~25 s (~5 min)", "6 runs of ~1 h (CIFAR-10, ResNet-18, 200 epochs)", verdict_isoloss),
+          "12 runs of ~80 s (~16 min)", "6 runs of ~1 h (CIFAR-10, ResNet-18, 200 epochs)", verdict_isoloss),
     Study("gram", "The exact Gram form", "sslbench (regularizers.md §1)",
           "Σ_{k,l} C_kl² = ‖AAᵀ ⊙ BBᵀ‖_sum / N²: the same value at O(N²·D) time, O(N² + N·D) memory",
           [], [], "exact checks, ~20 s (speed-up from the scaling sweeps of results/sweeps)",

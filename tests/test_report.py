@@ -87,12 +87,13 @@ def test_verdict_values_are_checked():
 
 
 def _train(path, reg, seed, lin, *, hparams=None, ema_tau=0.0, status="ok", eff_rank=10.0, std=0.08, dim=128,
-           init=None):
+           init=None, backbone_rank=None, **extra):
     case = {"regularizer": reg, "hparams": hparams or {}, "dataset": "fashion_mnist", "fraction": 0.1, "dim": dim,
             "projector": f"512-{dim}", "views": 2, "batch": 256, "epochs": 1, "seed": seed, "backbone": "auto",
-            "optimizer": "sgd", "lr": 0.1, "device": "cpu", "ema_tau": ema_tau, "warmup_epochs": 0.2}
+            "optimizer": "sgd", "lr": 0.1, "device": "cpu", "ema_tau": ema_tau, "warmup_epochs": 0.2, **extra}
     metrics = {} if status != "ok" else {"linear_top1": lin, "knn_top1": lin - 10, "effective_rank": eff_rank,
-                                         "std_normalized": std, **({"init_linear_top1": init} if init else {})}
+                                         "std_normalized": std, **({"init_linear_top1": init} if init else {}),
+                                         **({"backbone_effective_rank": backbone_rank} if backbone_rank else {})}
     append_record(path, make_record("train", case, metrics, status, env=ENV))
 
 
@@ -146,6 +147,63 @@ def test_variance_collapse_verdict(tmp_path):
         _train(same / "v.jsonl", "vicreg", s, 80.0, hparams={"std_coeff": 25.0})
         _train(same / "v.jsonl", "vicreg", s, 80.0, hparams={"std_coeff": 0.0})
     assert _rows(_load(same), "variance", "the variance term prevents")[0].verdict == "not supported"
+
+
+def test_variance_collapse_of_scale_shows_in_the_backbone(tmp_path):
+    """VICReg without its variance term (measured on the CPU): normalised embeddings spread out (rank 30 vs 16),
+    the backbone's representation collapsed (rank 1.9 vs 5.8). The representation decides."""
+    p = tmp_path / "v.jsonl"
+    for s in range(2):
+        _train(p, "vicreg", s, 80.4, hparams={"std_coeff": 25.0}, eff_rank=16.4, std=0.061, backbone_rank=5.8)
+        _train(p, "vicreg", s, 72.3, hparams={"std_coeff": 0.0}, eff_rank=30.5, std=0.044, backbone_rank=1.9)
+    row = _rows(_load(tmp_path), "variance", "the variance term prevents collapse")[0]
+    assert row.verdict == "supported" and "backbone_effective_rank 5.8 vs 1.9 (×3.05)" in row.figures
+    assert "effective_rank 16.4 vs 30.5 (×0.538)" in row.figures
+    old = tmp_path / "old"  # records without the backbone's metrics: the embeddings alone cannot settle it
+    old.mkdir()
+    for s in range(2):
+        _train(old / "v.jsonl", "vicreg", s, 80.4, hparams={"std_coeff": 25.0}, eff_rank=16.4, std=0.061)
+        _train(old / "v.jsonl", "vicreg", s, 72.3, hparams={"std_coeff": 0.0}, eff_rank=30.5, std=0.044)
+    assert _rows(_load(old), "variance", "the variance term prevents collapse")[0].verdict == "inconclusive"
+
+
+def test_variance_add_on_verdicts(tmp_path):
+    p = tmp_path / "v.jsonl"
+    for s in range(2):  # SimSiam without its predictor collapses; the add-on keeps it spread out
+        _train(p, "byol", s, 60.0 + s, predictor_hidden=0, eff_rank=1.5, std=0.005)
+        _train(p, "byol", s, 70.0 + s, predictor_hidden=0, eff_rank=6.0, std=0.05, hparams={"variance_coeff": 1.0})
+        # with its predictor it does not collapse: the add-on must not cost accuracy
+        _train(p, "byol", s, 80.0 + s, predictor_hidden=512, eff_rank=6.0, std=0.06)
+        _train(p, "byol", s, 79.5 + s, predictor_hidden=512, eff_rank=6.0, std=0.06, hparams={"variance_coeff": 1.0})
+    df = _load(tmp_path)
+    [col] = _rows(df, "variance", "the variance term prevents the collapse of another")
+    assert col.verdict == "supported" and "byol EMA 0 no predictor: variance_coeff 1 vs 0" in col.figures
+    assert "std_normalized 0.05 vs 0.005 (×10)" in col.figures and "effective_rank 6 vs 1.5 (×4)" in col.figures
+    [acc] = _rows(df, "variance", "adding the variance term")
+    assert acc.verdict == "supported" and "predictor 512" in acc.figures and "Δ = -0.50" in acc.figures
+    # the add-on's arms and the predictor-less ones are not BYOL in the isoloss study: no isoloss rows appear
+    assert _rows(df, "isoloss", "IsoLoss")[0].verdict == "no data"
+    worse = tmp_path / "worse"
+    worse.mkdir()
+    for s in range(2):
+        _train(worse / "v.jsonl", "byol", s, 80.0 + s, predictor_hidden=512)
+        _train(worse / "v.jsonl", "byol", s, 70.0 + s, predictor_hidden=512, hparams={"variance_coeff": 25.0})
+        _train(worse / "v.jsonl", "byol", s, 60.0, predictor_hidden=0, std=0.005, eff_rank=1.5)
+        _train(worse / "v.jsonl", "byol", s, 60.0, predictor_hidden=0, std=0.0052, eff_rank=1.5,
+               hparams={"variance_coeff": 25.0})
+    df = _load(worse)
+    assert _rows(df, "variance", "adding the variance term")[0].verdict == "not supported"
+    assert _rows(df, "variance", "the variance term prevents the collapse of another")[0].verdict == "not supported"
+
+
+def test_old_byol_records_without_predictor_width_are_the_default_predictor(tmp_path):
+    _train(tmp_path / "a.jsonl", "byol", 0, 80.0)  # written before the predictor width was recorded
+    _train(tmp_path / "b.jsonl", "byol", 0, 80.0, predictor_hidden=512)  # the same run today
+    _train(tmp_path / "b.jsonl", "byol", 0, 60.0, predictor_hidden=0)  # another run
+    runs = report._train(_load(tmp_path))
+    assert sorted(runs["predictor_hidden"].tolist()) == [0, 512]
+    from sslbench.train import TrainConfig
+    assert report.DEFAULT_PREDICTOR_HIDDEN == TrainConfig().predictor_hidden
 
 
 def test_isoloss_robust_where_byol_drops(tmp_path):
