@@ -935,8 +935,10 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
     Study("views", "Many augmentations, low-dimensional projectors", "Agrawal et al.",
           "more augmentations per sample improve sample efficiency (the same accuracy with up to 4× less pretraining "
           "data) and convergence; low-dimensional projectors (D = 128, lambd = 1/128) work when the orthogonality "
-          "pressure is raised", ["views-cpu.toml", "views-cpu-d2048.toml", "views-cpu-vicreg.toml"],
-          ["views-gpu.toml", "views-gpu-d2048.toml"], "10 runs of 10-60 s and 12 of 1-4 min (~30 min)", "10 runs of 0.5-4 h (CIFAR-10, ResNet-18, 100 epochs)", verdict_views),
+          "pressure is raised", ["views-cpu.toml", "views-cpu-d2048.toml", "views-cpu-vicreg.toml",
+                                     "views-cpu-full-d128.toml", "views-cpu-full-d2048.toml"],
+          ["views-gpu.toml", "views-gpu-d2048.toml"],
+          "10 runs of 10-60 s, 12 of 1-4 min and 4 of 10-15 min (~75 min on one core)", "10 runs of 0.5-4 h (CIFAR-10, ResNet-18, 100 epochs)", verdict_views),
     Study("variance", "VICReg's variance term", "Bardes, Ponce, LeCun 2022",
           "the variance term prevents collapse, and stabilises other methods when added to them",
           ["variance-cpu-std25.toml", "variance-cpu-std0.toml"] + [f"variance-cpu-addon-{a}.toml" for a in _ADD_ON_ARMS],
