@@ -49,6 +49,8 @@ KIND_NAMES = {
     "pytest_benchmark": "pytest_benchmark",
 }
 AXIS_SHORT = {"dim": "D", "batch": "N", "views": "V", "fraction": "data fraction"}
+#: line styles of the variants of one regularizer (its colour, another dash per hyper-parameter setting)
+DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
 # plotted unit of each figure: (column, divisor, axis title)
 Y_DISPLAY = {
     "time_s": (1e-3, "time per forward+backward (ms)"),
@@ -354,16 +356,20 @@ def page_accuracy(df: pd.DataFrame, colours: dict) -> None:
     if ok.empty:
         st.warning("No finished runs with this accuracy under these filters.")
         return
+    # runs of one regularizer with other hyper-parameters / settings are separate series, never pooled
+    ok = ok.assign(variant=A.run_variants(ok))
     name = {"linear_top1": "linear-probe top-1 (%)", "knn_top1": "kNN top-1 (%)"}[metric]
 
     fig = go.Figure()
-    for reg, g in ok.groupby("regularizer", sort=True):
+    for (reg, variant), g in ok.groupby(["regularizer", "variant"], sort=True):
+        k = sorted(ok.loc[ok["regularizer"] == reg, "variant"].unique()).index(variant)
         agg = g.groupby(x)[metric].agg(["mean", "std", "size"]).reset_index()
         fig.add_trace(go.Scatter(
-            x=agg[x].tolist(), y=agg["mean"].tolist(), mode="lines+markers", name=str(reg),
+            x=agg[x].tolist(), y=agg["mean"].tolist(), mode="lines+markers", name=str(variant),
             error_y=dict(type="data", array=agg["std"].fillna(0).tolist(), visible=True, thickness=1),
-            line=dict(color=colours.get(str(reg))), customdata=agg["size"].tolist(),
-            hovertemplate=f"{reg}<br>{AXIS_SHORT[x]}=%{{x}}<br>%{{y:.2f}} % (%{{customdata}} run(s))<extra></extra>"))
+            line=dict(color=colours.get(str(reg)), dash=DASHES[k % len(DASHES)]), customdata=agg["size"].tolist(),
+            hovertemplate=f"{variant}<br>{AXIS_SHORT[x]}=%{{x}}<br>%{{y:.2f}} % (%{{customdata}} run(s))"
+                          "<extra></extra>"))
     init = ok.groupby(x)[f"init_{metric}"].mean().dropna()
     if not init.empty:
         fig.add_trace(go.Scatter(
@@ -376,11 +382,11 @@ def page_accuracy(df: pd.DataFrame, colours: dict) -> None:
     show(fig, "chart_accuracy")
 
     fig2 = go.Figure()
-    for reg, g in ok.groupby("regularizer", sort=True):
+    for (reg, variant), g in ok.groupby(["regularizer", "variant"], sort=True):
         g = g[g["train_time_s"] > 0]
-        hover = [f"{reg} {AXIS_SHORT[x]}={fmt_value(v)} seed={s}" for v, s in zip(g[x], g["seed"])]
+        hover = [f"{variant} {AXIS_SHORT[x]}={fmt_value(v)} seed={s}" for v, s in zip(g[x], g["seed"])]
         fig2.add_trace(go.Scatter(
-            x=g["train_time_s"].tolist(), y=g[metric].tolist(), mode="markers", name=str(reg),
+            x=g["train_time_s"].tolist(), y=g[metric].tolist(), mode="markers", name=str(variant),
             marker=dict(size=10, color=colours.get(str(reg))), text=hover,
             hovertemplate="%{text}<br>%{x:.0f} s<br>%{y:.2f} %<extra></extra>"))
     floor = ok[f"init_{metric}"].dropna()

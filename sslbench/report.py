@@ -43,8 +43,7 @@ VERDICTS = ("supported", "not supported", "inconclusive", "no data")
 #: the record kind of the exact checks that need no training
 CHECK_KIND = "claim_check"
 STUDIES_DIR = "results/studies"
-#: sslbench.train.TrainConfig's predictor width (kept here so the verdicts need no torch import)
-DEFAULT_PREDICTOR_HIDDEN = 512
+from sslbench.analysis import DEFAULT_PREDICTOR_HIDDEN  # noqa: E402 - TrainConfig's, without importing torch
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "results" / "studies" / "configs"
 
 # ---- the thresholds (printed with every verdict) -------------------------------------------------------------

@@ -254,6 +254,36 @@ def test_load_run_logs(results):
 # ---------------------------------------------------------------------------------------------------------------
 # Tables
 # ---------------------------------------------------------------------------------------------------------------
+def test_run_variants_name_what_differs_and_keep_variants_apart():
+    rows = [
+        {"kind": "train", "status": "ok", "case.regularizer": "vicreg", "case.hparams": {"std_coeff": 25.0},
+         "case.lr": 0.03, "case.seed": s, "case.dataset": "d", "metrics.linear_top1": 80.0 + s} for s in (0, 1)
+    ] + [
+        {"kind": "train", "status": "ok", "case.regularizer": "vicreg", "case.hparams": {"std_coeff": 0.0},
+         "case.lr": 0.03, "case.seed": 0, "case.dataset": "d", "metrics.linear_top1": 70.0},
+        {"kind": "train", "status": "ok", "case.regularizer": "byol", "case.hparams": {}, "case.ema_tau": 0.0,
+         "case.predictor_hidden": 0, "case.seed": 0, "case.dataset": "d", "metrics.linear_top1": 60.0},
+        {"kind": "train", "status": "ok", "case.regularizer": "byol", "case.hparams": {"variance_coeff": 1.0},
+         "case.ema_tau": 0.0, "case.predictor_hidden": 0, "case.seed": 0, "case.dataset": "d",
+         "metrics.linear_top1": 61.0},
+        {"kind": "train", "status": "ok", "case.regularizer": "sfrik", "case.hparams": {}, "case.lr": 0.1,
+         "case.seed": 0, "case.dataset": "d", "metrics.linear_top1": 79.0},
+    ]
+    runs = pd.DataFrame(rows)
+    assert A.run_variants(runs).tolist() == [
+        "vicreg (std_coeff=25)", "vicreg (std_coeff=25)", "vicreg (std_coeff=0)",
+        "byol (variance_coeff=0)", "byol (variance_coeff=1)", "sfrik"]
+    table = A.accuracy_table(runs)
+    vic = table[table["regularizer"] == "vicreg"].set_index("variant")["linear_top1"]
+    assert vic.to_dict() == {"vicreg (std_coeff=0)": 70.0, "vicreg (std_coeff=25)": 80.5}  # not pooled
+    assert A.run_variants(runs.iloc[:0]).empty
+    # a byol record from before the predictor width was recorded is the default predictor, not another variant
+    old = pd.DataFrame([{**rows[3], "case.predictor_hidden": None, "case.hparams": {}},
+                        {**rows[3], "case.predictor_hidden": 512, "case.hparams": {}},
+                        {**rows[3], "case.predictor_hidden": 0, "case.hparams": {}}])
+    assert A.run_variants(old).tolist() == ["byol (predictor_hidden=512)"] * 2 + ["byol (predictor_hidden=0)"]
+
+
 def test_accuracy_table_pools_seeds(df):
     table = A.accuracy_table(df)
     row = table[(table["regularizer"] == "vicreg") & (table["views"] == 2) & (table["fraction"] == 1.0)].iloc[0]

@@ -152,6 +152,30 @@ def test_scaling_device_and_record_kind_filters(monkeypatch, results):
 # ---------------------------------------------------------------------------------------------------------------
 # Accuracy
 # ---------------------------------------------------------------------------------------------------------------
+def test_accuracy_page_keeps_hyper_parameter_variants_apart(monkeypatch, tmp_path):
+    """VICReg with and without its variance term are two series, not one pooled mean."""
+    root = F.write_results(tmp_path / "results")
+    from sslbench.results import make_record
+
+    for views in (2, 4):
+        for seed in (0, 1):
+            case = {"regularizer": "vicreg", "dataset": "fashion_mnist", "fraction": 1.0, "dim": 128, "views": views,
+                    "batch": 256, "epochs": 2, "seed": seed, "backbone": "convnet", "device": "cpu",
+                    "hparams": {"lambd": 0.005, "std_coeff": 0.0}}
+            append_record(root / "variants.jsonl", make_record("train", case, {
+                "steps": 100, "train_time_s": 40.0, "linear_top1": 60.0 + seed, "knn_top1": 50.0,
+                "init_linear_top1": 70.0, "init_knn_top1": 60.0}, env=F.ENV))
+    for rec in F.train_records():  # the fixture's vicreg runs state their std_coeff (25, the default)
+        if rec["case"]["regularizer"] == "vicreg" and rec["status"] == "ok":
+            rec["case"]["hparams"]["std_coeff"] = 25.0
+            append_record(root / "variants.jsonl", rec)
+    at = run_app(monkeypatch, root, page="Accuracy")
+    acc = next(s for t, s in charts(at).items() if t.startswith("linear-probe top-1 (%) vs V"))
+    assert {"vicreg (std_coeff=0)", "vicreg (std_coeff=25)"} <= set(names(acc))
+    assert trace(acc, "vicreg (std_coeff=0)")["y"] == pytest.approx([60.5, 60.5])
+    assert trace(acc, "vicreg (std_coeff=0)")["line"]["dash"] != trace(acc, "vicreg (std_coeff=25)")["line"]["dash"]
+
+
 def test_accuracy_page_against_views_fraction_and_the_floor(monkeypatch, results):
     at = run_app(monkeypatch, results, page="Accuracy")
     figs = charts(at)
