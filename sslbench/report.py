@@ -182,7 +182,7 @@ def _hp(text: Any) -> dict:
 
 #: the columns that make two training runs comparable (apart from what a study varies)
 _SETTING = ("dataset", "fraction", "dim", "views", "batch", "epochs", "backbone", "projector", "optimizer", "lr",
-            "device_name")
+            "warmup_epochs", "device_name")
 
 
 def _train(df: pd.DataFrame) -> pd.DataFrame:
@@ -221,6 +221,10 @@ def _train(df: pd.DataFrame) -> pd.DataFrame:
     return out.drop_duplicates("_ident", keep="last").drop(columns="_ident")
 
 
+def _isnan(x: Any) -> bool:
+    return isinstance(x, float) and math.isnan(x)
+
+
 def _plain(runs: pd.DataFrame) -> pd.DataFrame:
     """The runs of the methods as published: without the variance add-on and, for byol, with its predictor (the
     add-on study's arms are not "BYOL" elsewhere)."""
@@ -236,7 +240,7 @@ def _default_variance(runs: pd.DataFrame) -> pd.Series:
 
 
 def _setting_key(row: pd.Series) -> tuple:
-    return tuple(row.get(k) for k in _SETTING)
+    return tuple(None if _isnan(row.get(k)) else row.get(k) for k in _SETTING)  # NaN != NaN would split groups
 
 
 def _setting_text(key: tuple) -> str:
@@ -244,7 +248,13 @@ def _setting_text(key: tuple) -> str:
     dev = str(d.get("device_name") or "?")
     dev = "CPU" if "xeon" in dev.lower() or "epyc" in dev.lower() or "cpu" in dev.lower() else dev
     return (f"{d.get('dataset')} frac {_num(d.get('fraction'))} D={_int(d.get('dim'))} V={_int(d.get('views'))} "
-            f"B={_int(d.get('batch'))} {_int(d.get('epochs'))} ep lr {_num(d.get('lr'))} {dev}")
+            f"B={_int(d.get('batch'))} {_int(d.get('epochs'))} ep{_warmup(d.get('warmup_epochs'))} lr "
+            f"{_num(d.get('lr'))} {dev}")
+
+
+def _warmup(w: Any) -> str:
+    """" (warm-up W ep)" unless it is TrainConfig's default (1 epoch) or unknown."""
+    return "" if w is None or _isnan(w) or float(w) == 1.0 else f" (warm-up {_num(w)} ep)"
 
 
 def _int(v: Any) -> str:
@@ -613,15 +623,18 @@ def verdict_views(df: pd.DataFrame, st: Study) -> list[Verdict]:
         runs = runs[runs["ok"] | (runs["status"] != "ok")]
         nov = [k for k in _SETTING if k not in ("views", "fraction")]
         runs = runs.assign(_lambd=runs["hp"].map(lambda h: h.get("lambd")))
-        keys = runs.apply(lambda r: tuple(r.get(k) for k in nov) + (r["regularizer"], r["_lambd"]), axis=1)
+        # NaN (a missing lambd, e.g. VICReg's) → None: NaN != NaN would put every such run in a group of its own
+        keys = runs.apply(lambda r: tuple(None if _isnan(x) else x for x in
+                                          [r.get(k) for k in nov] + [r["regularizer"], r["_lambd"]]), axis=1)
         for key in sorted(set(keys), key=str):
             g = runs[keys == key]
             vs, fr = sorted(set(g["views"].dropna())), sorted(set(g["fraction"].dropna()))
             if 2 not in vs or len(vs) < 2:
                 continue
             d = dict(zip(nov, key))
-            setting = (f"{key[-2]} lambd {_num(key[-1])} {d['dataset']} D={_int(d['dim'])} B={_int(d['batch'])} "
-                       f"{_int(d['epochs'])} ep "
+            lam = f" lambd {_num(key[-1])}" if key[-1] is not None else ""
+            setting = (f"{key[-2]}{lam} {d['dataset']} D={_int(d['dim'])} B={_int(d['batch'])} "
+                       f"{_int(d['epochs'])} ep{_warmup(d.get('warmup_epochs'))} "
                        f"lr {_num(d['lr'])} {_device_short(d['device_name'])}")
             acc = {(v, f): _arm(g[(g["views"] == v) & (g["fraction"] == f)]) for v in vs for f in fr}
             acc = {k: a for k, a in acc.items() if a.n > 0}
@@ -687,7 +700,8 @@ def verdict_views(df: pd.DataFrame, st: Study) -> list[Verdict]:
         high = bt[bt["dim"] == 2048]
         nod = [k for k in _SETTING if k not in ("dim", "projector")]  # the projector's spec ends with D
         for _, lo_row in low.drop_duplicates(subset=nod).iterrows():
-            same = lambda t: t[np.logical_and.reduce([t[k] == lo_row[k] for k in nod])]
+            same = lambda t: t[np.logical_and.reduce([(t[k] == lo_row[k]) | (t[k].isna() & pd.isna(lo_row[k]))
+                                                      for k in nod])]
             a_rows, b_rows = same(low), same(high)
             if b_rows.empty:
                 continue

@@ -290,11 +290,22 @@ def test_cli_run_gram_writes_its_checks_and_reports_them(tmp_path, monkeypatch, 
     assert "[SUPPORTED] the Gram form gives the same training curves" in out
 
 
-def _views_run(path, v, frac, lin, *, dim=128, lambd=1 / 128, seed=0):
-    case = {"regularizer": "barlow_twins", "hparams": {"lambd": lambd}, "dataset": "fashion_mnist",
+def _views_run(path, v, frac, lin, *, dim=128, lambd=1 / 128, seed=0, reg="barlow_twins"):
+    case = {"regularizer": reg, "hparams": {"lambd": lambd} if lambd else {"std_coeff": 25.0}, "dataset": "fashion_mnist",
             "fraction": frac, "dim": dim, "projector": f"512-{dim}", "views": v, "batch": 256, "epochs": 1,
             "seed": seed, "backbone": "auto", "optimizer": "sgd", "lr": 0.1, "device": "cpu", "ema_tau": 0.0}
     append_record(path, make_record("train", case, {"linear_top1": lin, "init_linear_top1": 50.0}, env=ENV))
+
+
+def test_views_verdicts_for_a_regularizer_without_lambd(tmp_path):
+    """VICReg has no lambd: its runs (NaN there) must still form one setting (NaN != NaN split them once)."""
+    p = tmp_path / "v.jsonl"
+    for seed in (0, 1):
+        for v, frac, lin in ((2, 0.25, 82.0), (4, 0.25, 82.5), (2, 0.0625, 77.6), (4, 0.0625, 78.1)):
+            _views_run(p, v, frac, lin + 0.1 * seed, lambd=None, seed=seed, reg="vicreg")
+    rows = _rows(_load(tmp_path), "views", "more views reach")
+    assert rows[0].verdict == "not supported" and rows[0].setting.startswith("vicreg fashion_mnist D=128")
+    assert "V=4 at frac 0.0625 78.15 vs V=2 at frac 0.25 82.05" in rows[0].figures
 
 
 def test_views_verdicts_on_a_known_grid(tmp_path):
