@@ -479,35 +479,53 @@ def _groups(runs: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
     return [(k, runs[keys == k]) for k in sorted(set(keys), key=str)]
 
 
+#: the coefficients the relaxed and the exact losses share (compared only at equal values)
+_FFT_COEFFS = ("lambd", "scale", "sim_coeff", "std_coeff", "cov_coeff")
+
+
+def _coeff_text(rows: pd.DataFrame) -> str:
+    h = rows["hp"].iloc[0]
+    parts = [f"{k} {_num(h[k])}" for k in ("lambd",) if h.get(k) is not None]
+    return f" (both {', '.join(parts)})" if parts else ""
+
+
+def _fft_arms(g: pd.DataFrame, key: tuple, st: Study, claim: str, claim_p: str) -> list[Verdict]:
+    """The accuracy rows of one setting and one set of coefficients: relaxed vs exact, permute vs not."""
+    out = []
+    for relaxed, exact in (("barlow_twins_fft", "barlow_twins"), ("vicreg_fft", "vicreg")):
+        gr = g[(g["regularizer"] == relaxed) & g["_perm"] & _default_variance(g)]
+        ge = g[(g["regularizer"] == exact) & _default_variance(g)]
+        if gr.empty or ge.empty:
+            continue
+        a, b = _arm(gr), _arm(ge)
+        v, fig = _comparable(a, b)
+        out.append(Verdict(st.name, claim, v, f"{relaxed} {a.text()} vs {exact} {b.text()}{_coeff_text(gr)}: {fig}",
+                           RULES["comparable"], "" if v != "inconclusive" else st.command("gpu"), _setting_text(key)))
+    for relaxed in ("barlow_twins_fft", "vicreg_fft"):
+        g1 = g[(g["regularizer"] == relaxed) & g["_perm"]]
+        g0 = g[(g["regularizer"] == relaxed) & ~g["_perm"]]
+        if g1.empty or g0.empty:
+            continue
+        a, b = _arm(g1), _arm(g0)
+        v, fig = _better(a, b)
+        out.append(Verdict(st.name, claim_p + " [training]", v, f"{relaxed} permute {a.text()} vs no permute "
+                           f"{b.text()}: {fig}", RULES["better"], "" if v != "inconclusive" else st.command("gpu"),
+                           _setting_text(key)))
+    return out
+
+
 def _fft_accuracy(df: pd.DataFrame, st: Study) -> list[Verdict]:
     runs = _plain(_train(df))
     claim = "downstream accuracy comparable to the exact losses"
     claim_p = "the permutation trick helps (accuracy with vs without it)"
     out = []
     if not runs.empty:
-        perm = runs["hp"].map(lambda h: h.get("permute", True))
+        # the relaxed and the exact loss are compared at the same coefficients (lambd, ...), never pooled across them
+        runs = runs.assign(_perm=runs["hp"].map(lambda h: bool(h.get("permute", True))),
+                           _coeffs=runs["hp"].map(lambda h: json.dumps([h.get(k) for k in _FFT_COEFFS])))
         for key, g in _groups(runs):
-            for relaxed, exact in (("barlow_twins_fft", "barlow_twins"), ("vicreg_fft", "vicreg")):
-                gr = g[(g["regularizer"] == relaxed) & perm.loc[g.index].astype(bool) & _default_variance(g)]
-                ge = g[(g["regularizer"] == exact) & _default_variance(g)]
-                if gr.empty or ge.empty:
-                    continue
-                a, b = _arm(gr), _arm(ge)
-                v, fig = _comparable(a, b)
-                out.append(Verdict(st.name, claim, v, f"{relaxed} {a.text()} vs {exact} {b.text()}: {fig}",
-                                   RULES["comparable"], "" if v != "inconclusive" else st.command("gpu"),
-                                   _setting_text(key)))
-            for relaxed in ("barlow_twins_fft", "vicreg_fft"):
-                g1 = g[(g["regularizer"] == relaxed) & perm.loc[g.index].astype(bool)]
-                g0 = g[(g["regularizer"] == relaxed) & ~perm.loc[g.index].astype(bool)]
-                if g1.empty or g0.empty:
-                    continue
-                a, b = _arm(g1), _arm(g0)
-                v, fig = _better(a, b)
-                out.append(Verdict(st.name, claim_p + " [training]", v,
-                                   f"{relaxed} permute {a.text()} vs no permute {b.text()}: {fig}",
-                                   RULES["better"], "" if v != "inconclusive" else st.command("gpu"),
-                                   _setting_text(key)))
+            for _, same in g.groupby("_coeffs", sort=True):
+                out += _fft_arms(same, key, st, claim, claim_p)
     if not any(v.claim == claim for v in out):
         out.append(_no_data(st, claim, RULES["comparable"]))
     if not any(v.claim.startswith(claim_p + " [training]") for v in out):

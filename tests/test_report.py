@@ -117,6 +117,16 @@ def test_accuracy_comparable_within_the_margin_and_not_when_far_below(tmp_path):
     assert _rows(_load(one), "fft", "downstream accuracy")[0].verdict == "inconclusive"
 
 
+def test_relaxed_and_exact_are_compared_at_the_same_lambd(tmp_path):
+    p = tmp_path / "t.jsonl"
+    for s in range(2):
+        _train(p, "barlow_twins_fft", s, 80.0 + 0.1 * s, hparams={"permute": True, "lambd": 0.0051})
+        _train(p, "barlow_twins", s, 80.5 + 0.1 * s, hparams={"lambd": 0.0051})
+        _train(p, "barlow_twins", s, 90.0 + 0.1 * s, hparams={"lambd": 1 / 128})  # another variant: not pooled
+    [row] = _rows(_load(tmp_path), "fft", "downstream accuracy")
+    assert row.verdict == "supported" and "barlow_twins 80.55" in row.figures and "both lambd 0.0051" in row.figures
+
+
 def test_accuracy_below_the_network_at_initialisation_settles_nothing(tmp_path):
     p = tmp_path / "t.jsonl"
     for s in range(3):
