@@ -338,8 +338,11 @@ def page_accuracy(df: pd.DataFrame, colours: dict) -> None:
     for other in [a for a in ("views", "fraction", "dim") if a != x]:
         values = sorted(runs[other].dropna().unique().tolist())
         if len(values) > 1:
-            # default: all the data when the fraction is fixed, the most common value of the others
-            default = max(values) if other == "fraction" else most_common(runs[other])
+            # default: the value under which the x axis has the most points (a curve, not a lone dot); among
+            # those, all the data for the fraction and the most common value for the others
+            spread = {v: runs.loc[runs[other] == v, x].nunique() for v in values}
+            best = [v for v in values if spread[v] == max(spread.values())]
+            default = max(best) if other == "fraction" else most_common(runs.loc[runs[other].isin(best), other])
             fixed[other] = pick(f"{AXIS_SHORT[other]} (fixed)", values, key=f"acc_fix_{x}_{other}",
                                 default=default, format_func=fmt_value)
             runs = runs[runs[other] == fixed[other]]
