@@ -631,6 +631,18 @@ def verdict_sfrik(df: pd.DataFrame, st: Study) -> list[Verdict]:
     return out
 
 
+def _better_pairs(acc: dict, pairs: list, labels: Callable) -> tuple[list[str], list[str]]:
+    """(verdicts, figures) of "arm a beats arm b" for each (a, b) of ``pairs`` (keys of ``acc``, (V, fraction));
+    ``labels(a, b)`` names the two arms in the figure."""
+    vv, figs = [], []
+    for a, b in pairs:
+        v, fig = _better(acc[a], acc[b])
+        la, lb = labels(a, b)
+        figs.append(f"{la} {_num(acc[a].mean, 4)} vs {lb} {_num(acc[b].mean, 4)} ({fig.split(' (')[0]})")
+        vv.append(v)
+    return vv, figs
+
+
 def verdict_views(df: pd.DataFrame, st: Study) -> list[Verdict]:
     out = []
     runs = _plain(_train(df))
@@ -658,13 +670,8 @@ def verdict_views(df: pd.DataFrame, st: Study) -> list[Verdict]:
             acc = {k: a for k, a in acc.items() if a.n > 0}
             vmax = max(vs)
             # equal data
-            figs, vv = [], []
-            for f in fr:
-                if (2, f) in acc and (vmax, f) in acc:
-                    v, fig = _better(acc[(vmax, f)], acc[(2, f)])
-                    figs.append(f"frac {_num(f)}: V={_int(vmax)} {_num(acc[(vmax, f)].mean, 4)} vs V=2 "
-                                f"{_num(acc[(2, f)].mean, 4)} ({fig.split(' (')[0]})")
-                    vv.append(v)
+            vv, figs = _better_pairs(acc, [((vmax, f), (2, f)) for f in fr if (2, f) in acc and (vmax, f) in acc],
+                                     lambda a, b: (f"frac {_num(a[1])}: V={_int(a[0])}", "V=2"))
             if vv:
                 out.append(Verdict(st.name, claims[0], _combine(vv), "; ".join(figs) + _below_floor(*acc.values()),
                                    RULES["better"], st.command("gpu"), setting))
@@ -694,14 +701,10 @@ def verdict_views(df: pd.DataFrame, st: Study) -> list[Verdict]:
                                        RULES["comparable"] + "; needs V=2 to lose accuracy with less data, else "
                                        "inconclusive", st.command("gpu"), setting))
             # fixed compute: V·fraction constant
-            figs, vv = [], []
-            for (v2, f2) in [k for k in acc if k[0] == 2]:
-                for (v, f) in acc:
-                    if v > 2 and abs(v * f - 2 * f2) < 1e-9:
-                        r, fig = _better(acc[(v, f)], acc[(2, f2)])
-                        figs.append(f"V={_int(v)} frac {_num(f)} {_num(acc[(v, f)].mean, 4)} vs V=2 frac {_num(f2)} "
-                                    f"{_num(acc[(2, f2)].mean, 4)} ({fig.split(' (')[0]})")
-                        vv.append(r)
+            pairs = [((v, f), (2, f2)) for (v2, f2) in acc if v2 == 2 for (v, f) in acc
+                     if v > 2 and abs(v * f - 2 * f2) < 1e-9]
+            vv, figs = _better_pairs(acc, pairs, lambda a, b: (f"V={_int(a[0])} frac {_num(a[1])}",
+                                                               f"V=2 frac {_num(b[1])}"))
             if vv:
                 out.append(Verdict(st.name, claims[2], _combine(vv), "; ".join(figs) + _below_floor(*acc.values()),
                                    RULES["better"], st.command("gpu"), setting))
