@@ -821,9 +821,8 @@ def _variance_add_on(runs: pd.DataFrame, st: Study) -> list[Verdict]:
                 figs.append(f"linear top-1 {la.text()} vs {lb.text()}: {acc_fig}")
                 head = f"{what}: variance_coeff {_num(coeff)} vs 0: "
                 if collapsed:
-                    v = collapse_v
-                    out.append(Verdict(st.name, claim_c, v, head + "; ".join(figs), rule_c,
-                                       "" if v == "supported" else st.command("gpu"), _setting_text(key)))
+                    out.append(Verdict(st.name, claim_c, collapse_v, head + "; ".join(figs), rule_c,
+                                       "" if collapse_v == "supported" else st.command("gpu"), _setting_text(key)))
                 else:
                     out.append(Verdict(st.name, claim_a, acc_v, head + "; ".join(figs), rule_a,
                                        "" if acc_v == "supported" else st.command("gpu"), _setting_text(key)))

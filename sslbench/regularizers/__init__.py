@@ -93,14 +93,14 @@ def create(name: str, **hparams) -> Regularizer:
             f"{name} got unknown hyper-parameter(s) {', '.join(unknown)}{hint}; accepted: {', '.join(accepted)}"
         )
     add_on = {k: hparams.pop(k) for k in list(hparams) if k in ADD_ON_DEFAULTS}
-    coeff = check_nonnegative("variance_coeff", add_on.get("variance_coeff", 0.0))
-    check_positive("variance_eps", add_on.get("variance_eps", ADD_ON_DEFAULTS["variance_eps"]))
+    coeff = check_nonnegative("variance_coeff", add_on.get("variance_coeff", ADD_ON_DEFAULTS["variance_coeff"]))
+    eps = check_positive("variance_eps", add_on.get("variance_eps", ADD_ON_DEFAULTS["variance_eps"]))
     module = cls(**hparams)
     full = _own_hparams(name)
     full.update(hparams)
     if coeff > 0:
         module._hparams = dict(full)
-        module = VarianceAddOn(module, coeff=coeff, eps=add_on.get("variance_eps", ADD_ON_DEFAULTS["variance_eps"]))
+        module = VarianceAddOn(module, coeff=coeff, eps=eps)
         full.update({**ADD_ON_DEFAULTS, **add_on})
     module._hparams = full
     return module

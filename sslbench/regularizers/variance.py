@@ -44,7 +44,6 @@ from ._common import (
     all_reduce_sum,
     as_views,
     center,
-    check_nonnegative,
     check_positive,
     full_precision,
     global_batch_size,
