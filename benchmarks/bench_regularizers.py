@@ -7,8 +7,8 @@
 * :class:`CudaMemory` — ``track_`` benchmarks (unit bytes) of ``max_memory_allocated``, ``max_memory_reserved``
   and NVML's device-level peak; skipped without CUDA.
 * :class:`DownstreamAccuracy` — ``track_`` of the kNN and linear-probe top-1 accuracy (unit %) after a short
-  pre-training run (``sslbench.train``) on the embedded ``digits`` data; ``setup_cache`` runs the trainings once.
-  Skipped for commits without ``sslbench.train``.
+  pre-training run (``sslbench.training.train``) on the embedded ``digits`` data; ``setup_cache`` runs the trainings once.
+  Skipped for commits without ``sslbench.training.train``.
 
 Environment variables (read at import; keep them the same for runs you compare):
 ``SSLBENCH_ASV_DEVICE`` (``auto`` (default), ``cpu``, ``cuda``), ``SSLBENCH_ASV_THREADS`` (torch CPU threads).
@@ -142,7 +142,7 @@ class CudaMemory:
         self.nvml_peak = float("nan")
         sampler = None
         try:
-            from sslbench.measure import NvmlSampler, nvml_reader
+            from sslbench.execution.measure import NvmlSampler, nvml_reader
 
             read = nvml_reader(torch.device(device).index or 0)
             if read is not None:
@@ -175,7 +175,7 @@ class CudaMemory:
 
 class DownstreamAccuracy:
     """Top-1 accuracy (%) of the kNN and linear probes on the digits test split after a short pre-training run
-    (``sslbench.train.train``) with each regularizer. ``setup_cache`` runs the trainings once (in one process)
+    (``sslbench.training.train.train``) with each regularizer. ``setup_cache`` runs the trainings once (in one process)
     and both ``track_`` benchmarks read their records."""
 
     params = [["barlow_twins", "vicreg", "barlow_twins_fft", "sfrik"]]
@@ -187,7 +187,7 @@ class DownstreamAccuracy:
 
     def setup_cache(self):
         try:
-            from sslbench.train import TrainConfig, train
+            from sslbench.training.train import TrainConfig, train
         except ImportError:
             return None  # setup() skips; raising here would be reported as a failure
         outcomes = {}
@@ -209,7 +209,7 @@ class DownstreamAccuracy:
 
     def setup(self, outcomes, name):
         if outcomes is None:
-            raise NotImplementedError("sslbench.train is not in this commit")
+            raise NotImplementedError("sslbench.training.train is not in this commit")
         if outcomes.get(name) is None:
             raise NotImplementedError(f"{name} is not in this commit")
 

@@ -1,6 +1,6 @@
 """Check sslbench's CUDA measurements against independent figures (needs a CUDA device).
 
-1. **Time**: for a few kernels of known size, the median of ``sslbench.measure.measure`` (CUDA events around each
+1. **Time**: for a few kernels of known size, the median of ``sslbench.execution.measure.measure`` (CUDA events around each
    call, warm-up excluded) against a synchronised wall clock (``torch.cuda.synchronize(); perf_counter()`` around
    ``k`` back-to-back calls, divided by ``k``). The two should agree within launch overhead.
 2. **Memory**: a step that allocates exactly one D × D float32 matrix and returns a scalar (its sum):
@@ -29,8 +29,8 @@ if str(ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
-from sslbench.bench import make_step  # noqa: E402
-from sslbench.measure import environment, measure  # noqa: E402
+from sslbench.execution.bench import make_step  # noqa: E402
+from sslbench.execution.measure import environment, measure  # noqa: E402
 
 MiB = 2**20
 

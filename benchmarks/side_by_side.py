@@ -2,7 +2,7 @@
 
 Forward + backward of each loss on random (N, D) float32 views, N = 256 by default and D from 512 to 16384,
 measured in ONE run so that the ratios are not skewed by the load of a shared machine drifting between runs. On
-the CPU each case runs in a fresh process (``sslbench.measure.measure_in_subprocess``): its peak resident memory is
+the CPU each case runs in a fresh process (``sslbench.execution.measure.measure_in_subprocess``): its peak resident memory is
 its own. On CUDA each case runs in this process with the allocator's peak statistics reset (CUDA events; NVML).
 
 The contenders: ``official_barlow_twins`` / ``official_vicreg`` (``benchmarks/official.py``: the papers' code,
@@ -38,9 +38,9 @@ if str(ROOT) not in sys.path:  # `python benchmarks/side_by_side.py` puts benchm
 
 import torch  # noqa: E402
 
-from sslbench.bench import make_step, resolve_device  # noqa: E402
-from sslbench.measure import Measurement, environment, measure, measure_in_subprocess  # noqa: E402
-from sslbench.results import append_record  # noqa: E402
+from sslbench.execution.bench import make_step, resolve_device  # noqa: E402
+from sslbench.execution.measure import Measurement, environment, measure, measure_in_subprocess  # noqa: E402
+from sslbench.records import append_record  # noqa: E402
 
 KIND = "side_by_side"
 DEFAULT_DIMS = [512, 1024, 2048, 4096, 8192, 16384]
@@ -92,7 +92,7 @@ def run_one(label: str, dim: int, batch: int, device: str, *, isolate: bool, tim
         target, kwargs = "benchmarks.side_by_side:official_step", {"name": name, "dim": dim, "batch": batch,
                                                                  "device": device}
     else:
-        target, kwargs = "sslbench.bench:make_step", {"regularizer": name, "dim": dim, "batch": batch, "views": 2,
+        target, kwargs = "sslbench.execution.bench:make_step", {"regularizer": name, "dim": dim, "batch": batch, "views": 2,
                                                       "device": device, "algorithm": algo}
     if isolate:
         return measure_in_subprocess(target, kwargs, device=device, timeout_s=timeout_s, **mkw)
@@ -100,7 +100,7 @@ def run_one(label: str, dim: int, batch: int, device: str, *, isolate: bool, tim
         step = official_step(**kwargs) if name.startswith("official_") else make_step(**kwargs)
         return measure(step, device=device, **mkw)
     except Exception as exc:  # noqa: BLE001 - a case that cannot be built is a result
-        from sslbench.measure import is_oom_error
+        from sslbench.execution.measure import is_oom_error
 
         return Measurement(status="oom" if is_oom_error(exc) else "error", message=f"{type(exc).__name__}: {exc}")
     finally:

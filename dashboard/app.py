@@ -9,7 +9,7 @@ Four pages, picked in the sidebar (and in the URL: ``?page=Scaling``, ``Accuracy
   same network at initialisation (the floor), and accuracy against training time.
 * **Regressions** — each asv benchmark across commits, changes beyond a threshold highlighted.
 * **Runs** — training curves (loss terms, throughput, memory, kNN accuracy) of chosen runs.
-* **Claims** — the seed papers' claims as a verdict table (:mod:`sslbench.report`'s verdict functions on the
+* **Claims** — the seed papers' claims as a verdict table (:mod:`sslbench.analysis.report`'s verdict functions on the
   loaded records), the figures behind each verdict and the command that produces missing data.
 
 The results folder is ``$SSLBENCH_RESULTS`` (what ``sslbench dashboard --results DIR`` sets) or ``results/`` of
@@ -486,7 +486,7 @@ def page_runs(df: pd.DataFrame, logs: pd.DataFrame, colours: dict) -> None:
         st.code("sslbench train --regularizer vicreg --epochs 2", language="bash")
         return
     records = df[df["kind"] == "train"] if "kind" in df.columns else df.iloc[0:0]
-    # a training run's id is its record's id (sslbench.results.case_id of the case)
+    # a training run's id is its record's id (sslbench.records.case_id of the case)
     status = dict(zip(records["id"].astype(str), records["status"].astype(str))) if not records.empty else {}
     first_seen = logs.groupby("run_id", sort=False)["time"].min() if "time" in logs.columns else None
 
@@ -563,7 +563,7 @@ def page_runs(df: pd.DataFrame, logs: pd.DataFrame, colours: dict) -> None:
 # Claims
 # ==============================================================================================================
 def page_claims(df: pd.DataFrame) -> None:
-    from sslbench import report as R  # pandas only: the verdicts are computed from the records, nothing is run
+    from sslbench.analysis import report as R  # pandas only: the verdicts are computed from the records, nothing is run
 
     st.title("Claims of the seed papers")
     st.caption("One row per claim: the verdict (supported / not supported / inconclusive / no data), the figures "

@@ -255,7 +255,7 @@ def stage_results(results: str | os.PathLike, dest: str | os.PathLike) -> Path:
     Outside a git checkout the whole folder is copied. Returns ``dest``."""
     import warnings
 
-    from sslbench.results import read_records
+    from sslbench.records import read_records
 
     results, dest = Path(results).resolve(), Path(dest)
     proc = subprocess.run(["git", "ls-files", "-z", "--", "."], cwd=results,

@@ -10,11 +10,11 @@ import sys
 # command -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("sslbench.demo", "the main job on the embedded default data (what `make demo` runs)"),
-    "train": ("sslbench.train", "pretrain a backbone with one regularizer and evaluate it (linear probe, kNN)"),
-    "bench": ("sslbench.bench", "micro-benchmark regularizers' forward+backward time and memory"),
-    "sweep": ("sslbench.sweep", "a resumable grid of bench or train cases appended to a JSON-lines store"),
-    "report": ("sslbench.report", "tables and verdicts from the results store"),
-    "analyze": ("sslbench.analyze", "scaling exponents, crossovers, accuracy and regression tables of the results"),
+    "train": ("sslbench.training.train", "pretrain a backbone with one regularizer and evaluate it (linear probe, kNN)"),
+    "bench": ("sslbench.execution.bench", "micro-benchmark regularizers' forward+backward time and memory"),
+    "sweep": ("sslbench.execution.sweep", "a resumable grid of bench or train cases appended to a JSON-lines store"),
+    "report": ("sslbench.analysis.report", "tables and verdicts from the results store"),
+    "analyze": ("sslbench.analysis.analyze", "scaling exponents, crossovers, accuracy and regression tables of the results"),
     "dashboard": ("sslbench.dashboard", "launch the Streamlit dashboard on localhost"),
 }
 

@@ -35,8 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sslbench import bench, train
-    from sslbench.data import default_dataset
+    from sslbench.execution import bench
+    from sslbench.training import train
+    from sslbench.training.data import default_dataset
 
     t0 = time.perf_counter()
     status = 0

@@ -5,7 +5,7 @@ import math
 import torch
 from torch import nn
 
-from sslbench.models import EMATarget
+from sslbench.training.models import EMATarget
 
 
 def ema_under_ddp(rank, world_size):

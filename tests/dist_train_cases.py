@@ -2,7 +2,7 @@
 
 import torch
 
-from sslbench import train as T
+from sslbench.training import train as T
 
 
 def deterministic_views(images, views):

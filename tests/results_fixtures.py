@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sslbench.results import append_record, make_record
+from sslbench.records import append_record, make_record
 
 C = 1e-10
 DIMS = (64, 128, 256, 512, 1024)

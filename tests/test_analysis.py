@@ -16,7 +16,7 @@ import pytest
 import results_fixtures as F
 from sslbench import analysis as A
 from sslbench.cli import main as cli_main
-from sslbench.results import append_record, make_record
+from sslbench.records import append_record, make_record
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -150,7 +150,7 @@ def test_asv_flags_a_planted_2x_slowdown(tmp_path):
     assert cmark == "", f"the unchanged {control} was flagged:\n{out}"
 
     # the results read back as records, one per commit and combination
-    from sslbench.results import read_asv_results
+    from sslbench.records import read_asv_results
 
     recs = [r for r in read_asv_results(repo / ".asv" / "results") if r["status"] == "ok"]
     assert {(r["case"]["regularizer"], r["case"]["commit"]) for r in recs} == {

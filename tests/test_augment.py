@@ -1,4 +1,4 @@
-"""Tests of sslbench.augment: shapes, dtypes, devices, independence of views, seeding, normalisation, the
+"""Tests of sslbench.training.augment: shapes, dtypes, devices, independence of views, seeding, normalisation, the
 semantics of single ops against references written here, and bad inputs."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from sslbench.augment import (
+from sslbench.training.augment import (
     DATASET_STATS,
     PRESETS,
     AugmentConfig,

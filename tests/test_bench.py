@@ -1,4 +1,4 @@
-"""sslbench.bench: the cases, the step that is measured, and the `sslbench bench` command (records, resume,
+"""sslbench.execution.bench: the cases, the step that is measured, and the `sslbench bench` command (records, resume,
 failures as results)."""
 
 import argparse
@@ -7,9 +7,9 @@ import json
 import pytest
 import torch
 
-from sslbench import bench as B
+from sslbench.execution import bench as B
 from sslbench import regularizers
-from sslbench.results import append_record, read_records
+from sslbench.records import append_record, read_records
 
 
 def test_iter_cases_builds_the_grid_with_the_schema_keys(monkeypatch):

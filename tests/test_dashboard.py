@@ -18,7 +18,7 @@ pytest.importorskip("plotly")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 import results_fixtures as F  # noqa: E402
-from sslbench.results import append_record  # noqa: E402
+from sslbench.records import append_record  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "dashboard" / "app.py")
@@ -155,7 +155,7 @@ def test_scaling_device_and_record_kind_filters(monkeypatch, results):
 def test_accuracy_page_keeps_hyper_parameter_variants_apart(monkeypatch, tmp_path):
     """VICReg with and without its variance term are two series, not one pooled mean."""
     root = F.write_results(tmp_path / "results")
-    from sslbench.results import make_record
+    from sslbench.records import make_record
 
     for views in (2, 4):
         for seed in (0, 1):

@@ -82,7 +82,7 @@ def test_stage_results_keeps_the_committed_files_and_their_runs_logs(tmp_path):
     import subprocess
 
     import results_fixtures as F
-    from sslbench.results import append_record
+    from sslbench.records import append_record
 
     repo = tmp_path / "repo"
     results = repo / "results"

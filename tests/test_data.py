@@ -1,4 +1,4 @@
-"""Tests of sslbench.data: each real format is written here, byte by byte from its published description, into a
+"""Tests of sslbench.training.data: each real format is written here, byte by byte from its published description, into a
 temporary folder and read back exactly; missing data sets, fractions, digits, synthetic data and bad inputs."""
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ import numpy as np
 import pytest
 import torch
 
-from sslbench import data as D
-from sslbench.data import DatasetNotFoundError, ImageDataset, load_dataset
+from sslbench.training import data as D
+from sslbench.training.data import DatasetNotFoundError, ImageDataset, load_dataset
 
 FMNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# writers of the real formats (from the format descriptions, not from sslbench.data)
+# writers of the real formats (from the format descriptions, not from sslbench.training.data)
 
 
 def write_idx(path: Path, array: np.ndarray, compress: bool) -> None:
@@ -189,8 +189,8 @@ def test_real_fashion_mnist():
     assert torch.equal(torch.bincount(test.labels), torch.full((10,), 1000))
     # the first training item of Fashion-MNIST is an ankle boot (class 9), the first test item too
     assert int(train.labels[0]) == 9 and int(test.labels[0]) == 9
-    # the pixel mean/std that sslbench.augment normalises with
-    from sslbench.augment import DATASET_STATS
+    # the pixel mean/std that sslbench.training.augment normalises with
+    from sslbench.training.augment import DATASET_STATS
 
     pix = train.images.double() / 255
     assert abs(pix.mean().item() - DATASET_STATS["fashion_mnist"]["mean"][0]) < 1e-4
@@ -219,7 +219,7 @@ def test_digits_split_and_scaling():
     assert int(load_dataset("digits").images.max()) == 255
     counts = np.bincount(bunch.target)
     np.testing.assert_array_equal(np.bincount(load_dataset("digits", "test").labels.numpy()), counts // 5)
-    from sslbench.augment import DATASET_STATS
+    from sslbench.training.augment import DATASET_STATS
 
     allpix = torch.cat([load_dataset("digits", s).images for s in ("train", "test")]).double() / 255
     assert abs(allpix.mean().item() - DATASET_STATS["digits"]["mean"][0]) < 1e-4
@@ -524,7 +524,7 @@ def test_download_without_torchvision_names_pip_install(tmp_path, monkeypatch):
 
 def test_import_is_light():
     code = (
-        "import sys, sslbench, sslbench.data, sslbench.augment; "
+        "import sys, sslbench, sslbench.training.data, sslbench.training.augment; "
         "bad = [m for m in ('kornia', 'sklearn', 'PIL', 'torchvision') if m in sys.modules]; assert not bad, bad"
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}

@@ -1,4 +1,4 @@
-"""Tests of sslbench.evaluate against references written here from the formulas (naive loops, numpy, sklearn)."""
+"""Tests of sslbench.training.evaluate against references written here from the formulas (naive loops, numpy, sklearn)."""
 
 import math
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from sslbench import evaluate as E
+from sslbench.training import evaluate as E
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -374,7 +374,7 @@ def test_evaluate_backbone_on_separable_images():
 
 
 def test_evaluate_backbone_with_a_convnet_and_projector():
-    from sslbench.models import Projector, build_backbone
+    from sslbench.training.models import Projector, build_backbone
 
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(1)

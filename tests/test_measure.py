@@ -1,4 +1,4 @@
-"""sslbench.measure: timing and memory on the CPU (known sleeps and allocations, a fresh process per case,
+"""sslbench.execution.measure: timing and memory on the CPU (known sleeps and allocations, a fresh process per case,
 simulated and real out-of-memory), and the logic of the CUDA branch with fake back-ends (no GPU needed). The
 tests marked ``gpu`` run the real CUDA path and are skipped without a device."""
 
@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from sslbench import measure as M
+from sslbench.execution import measure as M
 from sslbench.regularizers import RegularizerOutput
-from sslbench.results import RECORD_KEYS, STATUSES
+from sslbench.records import RECORD_KEYS, STATUSES
 
 MiB = 2**20
 THIS = __name__  # the children import the step factories below from this module
@@ -480,7 +480,7 @@ def test_real_cuda_oom_is_a_result():
 
 @pytest.mark.gpu
 def test_real_cuda_case_in_a_subprocess():
-    m = M.measure_in_subprocess("sslbench.bench:make_step", {"regularizer": "byol", "dim": 256, "batch": 128,
+    m = M.measure_in_subprocess("sslbench.execution.bench:make_step", {"regularizer": "byol", "dim": 256, "batch": 128,
                                                               "device": "cuda"},
                                 device="cuda", warmup=1, repeats=3)
     assert m.status == "ok", m.message

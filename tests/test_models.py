@@ -1,4 +1,4 @@
-"""Tests of sslbench.models: backbones, projector/predictor heads and the EMA target.
+"""Tests of sslbench.training.models: backbones, projector/predictor heads and the EMA target.
 
 References (parameter counts, the MLP forward, the EMA recurrence and BYOL's schedule) are written here from the
 architecture descriptions and formulas, not taken from the module.
@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from distributed_harness import run_ranks
-from sslbench import models
-from sslbench.models import EMATarget, Predictor, Projector, build_backbone, parse_widths
+from sslbench.training import models
+from sslbench.training.models import EMATarget, Predictor, Projector, build_backbone, parse_widths
 
 
 # --------------------------------------------------------------------------------------------------------------

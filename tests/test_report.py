@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from sslbench import report, sweep
+from sslbench.analysis import report
+from sslbench.execution import sweep
 from sslbench.analysis import load_results
 from sslbench.cli import main
-from sslbench.results import append_record, make_record
+from sslbench.records import append_record, make_record
 
 ENV = {"device_name": "Fixture CPU", "cpu_model": "Fixture CPU", "threads": 1, "git_commit": "f1x7ure"}
 DIMS = (256, 512, 1024, 2048, 4096, 8192)
@@ -212,7 +213,7 @@ def test_old_byol_records_without_predictor_width_are_the_default_predictor(tmp_
     _train(tmp_path / "b.jsonl", "byol", 0, 60.0, predictor_hidden=0)  # another run
     runs = report._train(_load(tmp_path))
     assert sorted(runs["predictor_hidden"].tolist()) == [0, 512]
-    from sslbench.train import TrainConfig
+    from sslbench.training.train import TrainConfig
     assert report.DEFAULT_PREDICTOR_HIDDEN == TrainConfig().predictor_hidden
 
 

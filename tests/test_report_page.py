@@ -1,5 +1,5 @@
 """The dashboard's Claims page (``?page=Claims``) driven with ``streamlit.testing.v1.AppTest``: it shows the verdict
-table of :mod:`sslbench.report` computed from the records (read-only, no torch), and the commands for missing data."""
+table of :mod:`sslbench.analysis.report` computed from the records (read-only, no torch), and the commands for missing data."""
 
 import math
 import os
@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from sslbench.results import append_record, make_record  # noqa: E402
+from sslbench.records import append_record, make_record  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "dashboard" / "app.py")

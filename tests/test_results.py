@@ -1,4 +1,4 @@
-"""The record schema and the JSON-lines store (sslbench.results)."""
+"""The record schema and the JSON-lines store (sslbench.records)."""
 
 import datetime as dt
 import json
@@ -10,7 +10,7 @@ import warnings
 import pytest
 import torch
 
-from sslbench import results as R
+from sslbench import records as R
 
 ENV = {"hostname": "test", "torch_version": "x"}
 
@@ -67,7 +67,7 @@ def test_case_id_is_stable_and_discriminating():
     assert R.case_id("k", {"s": (1, 2)}) == R.case_id("k", {"s": [1, 2]})
     assert len(R.case_id("k", a)) == 16 and int(R.case_id("k", a), 16) >= 0
     # the same in another process with another hash seed (no use of hash())
-    code = ("import json,sys; from sslbench.results import case_id; "
+    code = ("import json,sys; from sslbench.records import case_id; "
             "print(case_id('regularizer_bench', json.loads(sys.argv[1])))")
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     out = subprocess.run([sys.executable, "-c", code, json.dumps(b)], capture_output=True, text=True, env=env,

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from sslbench import bench, sweep
-from sslbench.results import FINAL_STATUSES, case_id, read_records
+from sslbench.execution import bench, sweep
+from sslbench.records import FINAL_STATUSES, case_id, read_records
 
 ROOT = Path(__file__).resolve().parent.parent
 

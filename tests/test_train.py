@@ -16,8 +16,8 @@ from torch import nn
 
 from distributed_harness import run_ranks
 from dist_train_cases import deterministic_views
-from sslbench import train as T
-from sslbench.results import read_records
+from sslbench.training import train as T
+from sslbench.records import read_records
 
 
 # ==============================================================================================================

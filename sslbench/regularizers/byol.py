@@ -19,7 +19,7 @@ Shapes
 ``reg(online, target)``: ``online`` = predictor outputs p, ``target`` = target projections z_t; each a sequence of
 V ≥ 2 tensors (N, D) or one (V, N, D) tensor. Returns ``RegularizerOutput(loss, {"cosine": loss})``.
 
-State: none. The predictor network q and the EMA target live in the model (``sslbench.models.Predictor`` and
+State: none. The predictor network q and the EMA target live in the model (``sslbench.training.models.Predictor`` and
 ``EMATarget``), not here.
 
 Distributed: the loss is a per-sample mean with no batch statistics, so each rank computes it on its own rows;

@@ -10,7 +10,7 @@ of the right shape on every input that requires grad). To measure::
 
 Runs on CUDA when there is a device (``SSLBENCH_DEVICE=cpu`` forces the CPU). With benchmarks enabled, each
 case's ``extra_info`` holds its configuration (regularizer, dim, batch, views, device, dtype, torch version,
-threads) and its memory figures, measured apart from the timing with :mod:`sslbench.measure`: on CUDA
+threads) and its memory figures, measured apart from the timing with :mod:`sslbench.execution.measure`: on CUDA
 ``cuda_max_allocated_bytes``, ``cuda_max_reserved_bytes`` and ``nvml_peak_used_bytes``; on the CPU
 ``peak_rss_bytes`` / ``peak_rss_delta_bytes`` from a fresh process per case.
 """
@@ -23,8 +23,8 @@ import pytest
 import torch
 
 from sslbench import regularizers
-from sslbench.bench import make_step, resolve_device
-from sslbench.measure import environment, measure, measure_in_subprocess
+from sslbench.execution.bench import make_step, resolve_device
+from sslbench.execution.measure import environment, measure, measure_in_subprocess
 
 FULL = os.environ.get("SSLBENCH_FULL", "") not in ("", "0")
 DEVICE = resolve_device(os.environ.get("SSLBENCH_DEVICE", "auto"))
@@ -88,7 +88,7 @@ def test_forward_backward(benchmark, name, dim, batch, views):
     if DEVICE.startswith("cuda"):
         m = measure(step, device=DEVICE, warmup=1, repeats=3)
     else:
-        m = measure_in_subprocess("sslbench.bench:make_step", {**{k: case[k] for k in ("dim", "batch", "views",
+        m = measure_in_subprocess("sslbench.execution.bench:make_step", {**{k: case[k] for k in ("dim", "batch", "views",
                                   "device", "dtype")}, "regularizer": name}, device=DEVICE, warmup=1, repeats=3)
     assert m.status == "ok", m.message
     keys = ("cuda_max_allocated_bytes", "cuda_max_reserved_bytes", "nvml_peak_used_bytes",

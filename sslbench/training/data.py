@@ -2,7 +2,7 @@
 folder and a synthetic set for speed runs.
 
 Every loader returns an :class:`ImageDataset` whose ``images`` are ``uint8`` of shape ``(N, C, H, W)`` (values
-0..255, no normalisation: that belongs to :mod:`sslbench.augment`) and whose ``labels`` are ``int64`` of shape
+0..255, no normalisation: that belongs to :mod:`sslbench.training.augment`) and whose ``labels`` are ``int64`` of shape
 ``(N,)`` in ``0 .. num_classes - 1`` (``-1`` for STL-10's unlabeled split). Nothing is cached to disk: the
 standard files are read straight into numpy buffers (``readinto`` / ``fromfile``, no per-image Python loop) and
 wrapped with ``torch.from_numpy``; Fashion-MNIST's 60 000 gzip-compressed images load in well under a second.
@@ -146,7 +146,7 @@ class ImageDataset:
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
-        """(C, H, W), what :func:`sslbench.augment.build_augment` takes."""
+        """(C, H, W), what :func:`sslbench.training.augment.build_augment` takes."""
         c, h, w = self.images.shape[1:]
         return int(c), int(h), int(w)
 

@@ -10,7 +10,7 @@ plain JSON object with these keys::
     case      dict   the configuration that identifies the case (regularizer, dim, batch, views, device, ...)
     status    str    one of STATUSES: "ok", "oom", "nonfinite", "diverged", "timeout", "error", "interrupted"
     metrics   dict   the figures (time_median_s, peak_rss_bytes, top1, ...); non-finite floats are stored as null
-    env       dict   where it ran (sslbench.measure.environment(): versions, git commit, device, CPU, threads)
+    env       dict   where it ran (sslbench.execution.measure.environment(): versions, git commit, device, CPU, threads)
     message   str|None  why a case is not "ok" (the exception's text), or a note
     extra     dict   anything else (raw samples, hyper-parameters in full, ...)
 
@@ -149,7 +149,7 @@ def make_record(
 ) -> dict:
     """Build one record (see the module docstring for the keys).
 
-    ``env=None`` fills in :func:`sslbench.measure.environment` (cached per process); pass ``env={}`` to store no
+    ``env=None`` fills in :func:`sslbench.execution.measure.environment` (cached per process); pass ``env={}`` to store no
     environment. Values are converted to plain JSON data; a value that cannot be raises ``TypeError`` naming it.
     """
     if status not in STATUSES:
@@ -159,7 +159,7 @@ def make_record(
     if message is not None and not isinstance(message, str):
         message = str(message)
     if env is None:
-        from sslbench.measure import environment  # lazy: keeps this module free of torch
+        from sslbench.execution.measure import environment  # lazy: keeps this module free of torch
 
         env = environment()
     return {

@@ -5,7 +5,7 @@ regression tables.
   ``sslbench bench``, ``sslbench sweep``, ``sslbench train``, ``benchmarks/side_by_side.py``), the
   pytest-benchmark JSON files found there and asv results directories (found there, and ``.asv/results`` beside
   it), into one ``pandas.DataFrame``: one row per record, the flattened ``case.*`` / ``metrics.*`` / ``env.*``
-  columns of :func:`sslbench.results.to_dataframe`, plus ``source`` (the file), ``source_type`` and the derived
+  columns of :func:`sslbench.records.to_dataframe`, plus ``source`` (the file), ``source_type`` and the derived
   columns of :data:`DERIVED_COLUMNS` (``label``, ``regularizer``, ``dim``, ``time_s``, ``memory_bytes``, ...)
   that the functions below and the dashboard use. The per-step logs of training runs (``sslbench train``'s
   ``log_dir/<run id>.jsonl``) are not records; :func:`load_run_logs` reads them.
@@ -34,7 +34,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from sslbench.results import read_asv_results, read_pytest_benchmark, read_records, to_dataframe
+from sslbench.records import read_asv_results, read_pytest_benchmark, read_records, to_dataframe
 
 __all__ = [
     "DERIVED_COLUMNS",
@@ -199,7 +199,7 @@ def load_results(root: str | os.PathLike = "results", *, asv: Iterable[str | os.
     the standard columns), not an error.
 
     Columns: ``kind, id, created (UTC datetime), status, message, schema``, ``case.*``, ``metrics.*``,
-    ``env.*`` (:func:`sslbench.results.to_dataframe`), and :data:`DERIVED_COLUMNS`: ``source`` (the file, relative
+    ``env.*`` (:func:`sslbench.records.to_dataframe`), and :data:`DERIVED_COLUMNS`: ``source`` (the file, relative
     to ``root`` when inside it), ``source_type`` (``jsonl``, ``pytest_benchmark``, ``asv``), ``label`` (the
     series name: regularizer[algorithm], or the side-by-side contender), ``regularizer``, ``algorithm``,
     ``impl`` (``official`` for the reference formulations, else ``sslbench``), ``hparams``, ``dim``, ``batch``,
@@ -717,7 +717,7 @@ ACCURACY_METRICS = ("linear_top1", "knn_top1", "init_linear_top1", "init_knn_top
 
 #: training settings besides the grid axes that tell two runs of one regularizer apart (with the hyper-parameters)
 VARIANT_KEYS = ("lr", "ema_tau", "predictor_hidden", "grad_clip", "warmup_epochs", "optimizer")
-#: sslbench.train.TrainConfig's predictor width (byol), recorded only since 2026-11-28
+#: sslbench.training.train.TrainConfig's predictor width (byol), recorded only since 2026-11-28
 DEFAULT_PREDICTOR_HIDDEN = 512
 #: values a record leaves out when they are off: the variance add-on's hyper-parameters appear only when it is on
 _ABSENT_MEANS = {"hp:variance_coeff": 0.0, "hp:variance_eps": 1e-4}

@@ -9,12 +9,12 @@ training step pays for the loss::
     out.loss.backward()
 
 on random float inputs that require grad (the targets of the asymmetric ones do not). Set-up (inputs, module)
-is not timed. Measurement is :func:`sslbench.measure.measure`: on the CPU each case runs in a fresh process
-(:func:`sslbench.measure.measure_in_subprocess`) so that its peak resident memory is its own; on CUDA it runs in
+is not timed. Measurement is :func:`sslbench.execution.measure.measure`: on the CPU each case runs in a fresh process
+(:func:`sslbench.execution.measure.measure_in_subprocess`) so that its peak resident memory is its own; on CUDA it runs in
 this process with the allocator's peak statistics reset per case (``--isolate always`` uses a process per case
 there too).
 
-Records (``sslbench.results``) have ``kind="regularizer_bench"``, case keys ``regularizer, algorithm (if any),
+Records (``sslbench.records``) have ``kind="regularizer_bench"``, case keys ``regularizer, algorithm (if any),
 dim, batch, views, device, dtype`` (and ``hparams`` when some were given) and metrics ``time_median_s,
 time_iqr_s, time_min_s, repeats, peak_rss_bytes`` (CPU) or ``cuda_max_allocated_bytes,
 cuda_max_reserved_bytes, nvml_peak_used_bytes`` (CUDA), among others. The store is appended to, so a grid that
@@ -40,8 +40,8 @@ from typing import Any, Callable, Iterable
 import torch
 
 from sslbench import regularizers
-from sslbench.measure import Measurement, environment, measure, measure_in_subprocess
-from sslbench.results import append_record, case_id, completed_ids, read_records
+from sslbench.execution.measure import Measurement, environment, measure, measure_in_subprocess
+from sslbench.records import append_record, case_id, completed_ids, read_records
 
 __all__ = [
     "KIND",
@@ -140,7 +140,7 @@ def make_step(
 ) -> Callable[[], torch.Tensor]:
     """Build one case (inputs and module; untimed) and return its step: forward + backward, returning the
     detached loss (attributes ``inputs``, ``targets``, ``module`` give access to them). Module-level and
-    JSON-argument only, so that :func:`measure_in_subprocess` can call it as ``"sslbench.bench:make_step"``."""
+    JSON-argument only, so that :func:`measure_in_subprocess` can call it as ``"sslbench.execution.bench:make_step"``."""
     device = resolve_device(device)
     reg = make_regularizer(regularizer, dim, algorithm=algorithm, hparams=hparams, device=device)
     leaves, targets = make_inputs(regularizer, dim, batch, views, device=device, dtype=dtype, seed=seed)
@@ -218,12 +218,12 @@ def run_case(case: dict, *, isolate: bool, warmup: int = 2, repeats: int | None 
               "algorithm": case.get("algorithm"), "hparams": case.get("hparams"), "seed": seed}
     mkw = {"warmup": warmup, "repeats": repeats, "min_time_s": min_time_s, "max_repeats": max_repeats}
     if isolate:
-        return measure_in_subprocess("sslbench.bench:make_step", kwargs, device=case["device"], timeout_s=timeout_s,
+        return measure_in_subprocess("sslbench.execution.bench:make_step", kwargs, device=case["device"], timeout_s=timeout_s,
                                      threads=threads, **mkw)
     try:
         step = make_step(**kwargs)
     except Exception as exc:  # noqa: BLE001 - a case that cannot be built is a result
-        from sslbench.measure import is_oom_error
+        from sslbench.execution.measure import is_oom_error
 
         return Measurement(status="oom" if is_oom_error(exc) else "error", message=f"{type(exc).__name__}: {exc}")
     try:
@@ -240,8 +240,8 @@ def run_case(case: dict, *, isolate: bool, warmup: int = 2, repeats: int | None 
 # --------------------------------------------------------------------------------------------------------------
 def _hparam(text: str) -> tuple[str, Any]:
     """``--hparam NAME=VALUE``, read as ``sslbench train --hp`` and ``sslbench sweep --hparam`` read it (one parser:
-    :func:`sslbench.train.parse_hparam`: numbers, 1/128, true/false, none, tuples 1,40,40, strings)."""
-    from sslbench.train import parse_hparam
+    :func:`sslbench.training.train.parse_hparam`: numbers, 1/128, true/false, none, tuples 1,40,40, strings)."""
+    from sslbench.training.train import parse_hparam
 
     try:
         return parse_hparam(text, "--hparam")
@@ -371,7 +371,7 @@ def run(args: argparse.Namespace) -> int:
     return 1 if counts.get("error") else 0
 
 
-def main(argv: list[str] | None = None) -> int:  # `python -m sslbench.bench`
+def main(argv: list[str] | None = None) -> int:  # `python -m sslbench.execution.bench`
     parser = argparse.ArgumentParser(prog="sslbench bench", description=__doc__.splitlines()[0])
     add_arguments(parser)
     return run(parser.parse_args(argv))

@@ -11,7 +11,7 @@ configs of ``sslbench sweep`` under ``results/studies/configs/``, a few exact ch
   ``results/studies/<device>-<study>.jsonl`` the others) and prints one row per claim: the verdict, the figures
   behind it, the rule that decided it and the command that produces the data a verdict lacks.
 * ``sslbench report --run STUDY [--scale cpu|gpu]`` runs the study's exact checks and the missing cases of its
-  grids (through :mod:`sslbench.sweep`, resumable) into ``results/studies/<device>-<study>.jsonl``, then reports.
+  grids (through :mod:`sslbench.execution.sweep`, resumable) into ``results/studies/<device>-<study>.jsonl``, then reports.
 * ``sslbench report --list``: the studies, their commands and estimated cost.
 
 Verdicts (:data:`VERDICTS`): ``supported``, ``not supported``, ``inconclusive`` (the data exist but do not settle
@@ -44,7 +44,7 @@ VERDICTS = ("supported", "not supported", "inconclusive", "no data")
 CHECK_KIND = "claim_check"
 STUDIES_DIR = "results/studies"
 from sslbench.analysis import DEFAULT_PREDICTOR_HIDDEN  # noqa: E402 - TrainConfig's, without importing torch
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "results" / "studies" / "configs"
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "results" / "studies" / "configs"
 
 # ---- the thresholds (printed with every verdict) -------------------------------------------------------------
 #: scaling fits of time / memory in D use D >= this (the asymptotic regime, without fixed overheads)
@@ -1095,7 +1095,7 @@ def check_gram_curves(steps: int = 8, seed: int = 0) -> dict:
     relative difference of the per-step losses."""
     import torch
 
-    from sslbench.train import TrainConfig, train
+    from sslbench.training.train import TrainConfig, train
 
     dim, batch = 64, 64
     worst = 0.0
@@ -1197,7 +1197,7 @@ def run_checks(study: str, out: str | Path) -> list[dict]:
 
     import torch
 
-    from sslbench.results import append_record, make_record
+    from sslbench.records import append_record, make_record
 
     records = []
     for check in STUDIES[study].checks:
@@ -1253,7 +1253,7 @@ def _list() -> str:
 
 
 def _run_study(name: str, scale: str, dry_run: bool) -> int:
-    from sslbench import sweep
+    from sslbench.execution import sweep
 
     st = STUDIES[name]
     device = "cuda" if scale == "gpu" else "cpu"

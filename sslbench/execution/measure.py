@@ -30,7 +30,7 @@ The CUDA calls go through a :class:`CudaBackend` object and NVML through a reade
 the GPU branch (warm-up excluded, events, reset/read order, the sampler thread, OOM handling) is tested without
 a GPU by injecting fakes (``tests/test_measure.py``).
 
-``python -m sslbench.measure`` prints :func:`environment` as JSON.
+``python -m sslbench.execution.measure`` prints :func:`environment` as JSON.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def _run_git(root: Path, *args: str) -> str | None:
 @lru_cache(maxsize=1)
 def _git_info() -> dict:
     """The commit of the checkout this sslbench was imported from (None when installed from a wheel)."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     if not (root / "pyproject.toml").exists():
         return {"git_commit": os.environ.get("SSLBENCH_GIT_COMMIT"), "git_dirty": None}
     top = _run_git(root, "rev-parse", "--show-toplevel")
@@ -494,7 +494,7 @@ def summarize_times(times: list[float]) -> dict:
 
 @dataclass
 class Measurement:
-    """What :func:`measure` returns: a status (one of ``sslbench.results.STATUSES``), the raw times, the metrics
+    """What :func:`measure` returns: a status (one of ``sslbench.records.STATUSES``), the raw times, the metrics
     (time statistics and memory figures, keys as in the results schema) and, when not ok, a message."""
 
     status: str = "ok"
@@ -508,7 +508,7 @@ class Measurement:
         return self.status == "ok"
 
     def to_record(self, kind: str, case: dict, *, env: dict | None = None, extra: dict | None = None) -> dict:
-        from sslbench.results import make_record
+        from sslbench.records import make_record
 
         all_extra = {"times_s": list(self.times_s), **self.extra, **(extra or {})}
         return make_record(kind, case, self.metrics, self.status, env=env, message=self.message, extra=all_extra)
@@ -709,7 +709,7 @@ def measure_in_subprocess(
         "measure": measure_kwargs,
         "sys_path": [p for p in sys.path if p],
     }
-    pkg_root = str(Path(__file__).resolve().parent.parent)
+    pkg_root = str(Path(__file__).resolve().parents[2])
     child_env = dict(os.environ)
     child_env["PYTHONPATH"] = os.pathsep.join([pkg_root] + ([child_env["PYTHONPATH"]] if child_env.get("PYTHONPATH")
                                                            else []))
@@ -719,7 +719,7 @@ def measure_in_subprocess(
         spec["out"] = out_path
         with open(spec_path, "w") as f:
             json.dump(spec, f)
-        cmd = [sys.executable, "-m", "sslbench.measure", "--worker", spec_path]
+        cmd = [sys.executable, "-m", "sslbench.execution.measure", "--worker", spec_path]
         try:
             proc = subprocess.run(cmd, env=child_env, capture_output=True, text=True, timeout=timeout_s)
         except subprocess.TimeoutExpired:
@@ -777,7 +777,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) == 2 and argv[0] == "--worker":
         return _worker(argv[1])
     if argv:
-        print("usage: python -m sslbench.measure            (print the environment as JSON)", file=sys.stderr)
+        print("usage: python -m sslbench.execution.measure            (print the environment as JSON)", file=sys.stderr)
         return 2
     print(json.dumps(environment(), indent=2))
     return 0

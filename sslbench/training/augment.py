@@ -94,7 +94,7 @@ DATASET_STATS: dict[str, dict[str, tuple[float, ...]]] = {
     # computed on the 60 000 training images of /usr/share/datasets/fashion-mnist
     "fashion_mnist": {"mean": (0.2860,), "std": (0.3530,)},
     "mnist": {"mean": (0.1307,), "std": (0.3081,)},
-    # computed on all 1 797 images of sklearn's digits scaled 0..16 -> 0..255 (sslbench.data.load_digits)
+    # computed on all 1 797 images of sklearn's digits scaled 0..16 -> 0..255 (sslbench.training.data.load_digits)
     "digits": {"mean": (0.3053,), "std": (0.3759,)},
     # solo-learn's MEANS_N_STD (solo/data/pretrain_dataloader.py)
     "cifar10": {"mean": (0.4914, 0.4822, 0.4465), "std": (0.2470, 0.2435, 0.2616)},

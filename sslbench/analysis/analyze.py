@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:  # `python -m sslbench.analyze`
+def main(argv: list[str] | None = None) -> int:  # `python -m sslbench.analysis.analyze`
     parser = argparse.ArgumentParser(prog="sslbench analyze", description=__doc__.splitlines()[0])
     add_arguments(parser)
     return run(parser.parse_args(argv))

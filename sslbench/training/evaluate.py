@@ -395,7 +395,7 @@ def evaluate_backbone(backbone: nn.Module, train_ds_images: Tensor, train_labels
     Returns ``linear_top1``, ``knn_top1`` (%) and the :func:`collapse_metrics` of the test features. With a
     ``projector``, the unprefixed collapse metrics are those of the projector's outputs on the test features
     (the space the regularizer acts on) and the backbone's are added with the prefix ``backbone_`` (the keys
-    ``sslbench.train`` records). ``probe`` holds keyword arguments of :func:`linear_probe`.
+    ``sslbench.training.train`` records). ``probe`` holds keyword arguments of :func:`linear_probe`.
     """
     f_train = extract_features(backbone, train_ds_images, batch_size, device, normalize_fn)
     f_test = extract_features(backbone, test_images, batch_size, device, normalize_fn)

@@ -3,23 +3,23 @@
 Two kinds of case:
 
 * ``--kind bench``: regularizer micro-benchmarks, exactly the cases, measurement and records of
-  :mod:`sslbench.bench` (``kind="regularizer_bench"``; grid over regularizer × algorithm × D × N × V × device ×
+  :mod:`sslbench.execution.bench` (``kind="regularizer_bench"``; grid over regularizer × algorithm × D × N × V × device ×
   dtype, with ``hparams``). A store written by ``sslbench bench`` resumes under ``sslbench sweep`` and the
   other way round. On the CPU each case runs in a fresh process (``--isolate auto``) so that its peak memory is
   its own.
-* ``--kind train``: pretraining runs of :mod:`sslbench.train` (grid over regularizer × data set × D (projector
+* ``--kind train``: pretraining runs of :mod:`sslbench.training.train` (grid over regularizer × data set × D (projector
   output) × V × fraction of the training split × seed × epochs × batch size × device, with ``hparams`` and fixed
-  ``train_options``). Each case runs in a child process (``python -m sslbench.sweep --train-worker SPEC``) with a
+  ``train_options``). Each case runs in a child process (``python -m sslbench.execution.sweep --train-worker SPEC``) with a
   wall-clock limit ``--timeout``, so that a crash, the kernel's OOM killer or a hang in one case becomes a record
   and the sweep goes on. The child's own ``kind="train"`` record (full case, ``train``'s id) is the one stored,
   with ``extra.sweep`` = ``{"id", "case", "wall_s"}`` added; when the child leaves no record (killed at the
   time-out, killed by SIGKILL, crashed before its record), the sweep writes one itself, whose case is the sweep's
   case. A child that is retried continues from its last checkpoint (``resume="auto"`` in ``checkpoint_dir``).
 
-Storage and resume. Every finished case is appended as one record (:func:`sslbench.results.append_record`:
+Storage and resume. Every finished case is appended as one record (:func:`sslbench.records.append_record`:
 flush + fsync), so a sweep stopped by Ctrl-C, ``kill -9`` or a power cut loses at most the case that was
 running. On start the store is read; the cases that already have a record with a final status
-(:data:`sslbench.results.FINAL_STATUSES`: ok, oom, nonfinite, diverged) are skipped and counted; "error",
+(:data:`sslbench.records.FINAL_STATUSES`: ok, oom, nonfinite, diverged) are skipped and counted; "error",
 "timeout" and "interrupted" cases are measured again. ``--no-resume`` measures everything again (the store is
 still appended to, never rewritten). Bench cases count as done only when measured on the same setup (device
 name, torch version, threads), as in ``sslbench bench``. Lines of the store that are not JSON records (the
@@ -65,8 +65,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sslbench import bench, regularizers
-from sslbench.results import FINAL_STATUSES, append_record, case_id, make_record, read_records
+from sslbench.execution import bench
+from sslbench import regularizers
+from sslbench.records import FINAL_STATUSES, append_record, case_id, make_record, read_records
 
 __all__ = [
     "KINDS",
@@ -154,7 +155,7 @@ OPTIONS: tuple[Option, ...] = (
            help="NAME=VALUE, repeatable: a hyper-parameter given to every regularizer of the grid that accepts it "
                 "(values: numbers, 1/128, true/false, none, strings)"),
     Option("train_options", _T, dict,
-           help="NAME=VALUE, repeatable: a fixed sslbench.train.TrainConfig field for every case (projector, "
+           help="NAME=VALUE, repeatable: a fixed sslbench.training.train.TrainConfig field for every case (projector, "
                 "backbone, optimizer, lr, max_steps, eval, probe_epochs, augment, log_dir, checkpoint_dir, ...)"),
     Option("data_options", _T, dict,
            help="NAME=VALUE, repeatable: an option of the data set (synthetic: num_samples, channels, height, "
@@ -386,7 +387,7 @@ def _bench_cases(s: dict) -> list[dict]:
 
 
 def _train_cases(s: dict) -> list[dict]:
-    from sslbench.train import TrainConfig
+    from sslbench.training.train import TrainConfig
 
     names = s["regularizers"]
     _check_regularizers(names)
@@ -405,14 +406,14 @@ def _train_cases(s: dict) -> list[dict]:
             raise SweepError(f"train option {key!r} is set by the sweep itself (--out is the store); remove it")
         if key not in fields:
             allowed = sorted(fields - set(_TRAIN_GRID_FIELDS) - set(_TRAIN_PLUMBING))
-            raise SweepError(f"train option {key!r} is not a field of sslbench.train.TrainConfig; allowed: "
+            raise SweepError(f"train option {key!r} is not a field of sslbench.training.train.TrainConfig; allowed: "
                              f"{', '.join(allowed)}")
     datasets = s["datasets"]
     if datasets is None:
-        from sslbench.data import default_dataset
+        from sslbench.training.data import default_dataset
 
         datasets = [default_dataset()]
-    from sslbench.data import DATASETS
+    from sslbench.training.data import DATASETS
 
     bad = [d for d in datasets if d not in DATASETS]
     if bad:
@@ -447,7 +448,7 @@ def _train_cases(s: dict) -> list[dict]:
 
 
 def build_cases(settings: dict) -> list[dict]:
-    """Every case of the grid, in order (bench: :func:`sslbench.bench.iter_cases`'s). Raises :class:`SweepError`
+    """Every case of the grid, in order (bench: :func:`sslbench.execution.bench.iter_cases`'s). Raises :class:`SweepError`
     for an unknown regularizer, data set or device, a hyper-parameter no regularizer takes, bad values."""
     return _bench_cases(settings) if settings["kind"] == "bench" else _train_cases(settings)
 
@@ -457,9 +458,9 @@ def record_kind(settings: dict) -> str:
 
 
 def train_config(case: dict, settings: dict, *, out: str | None = None, resume: bool = False):
-    """The :class:`sslbench.train.TrainConfig` of one training case (checkpoints in ``results/checkpoints`` and
+    """The :class:`sslbench.training.train.TrainConfig` of one training case (checkpoints in ``results/checkpoints`` and
     logs in ``results/runs`` unless the train options say otherwise; no progress bar)."""
-    from sslbench.train import TrainConfig
+    from sslbench.training.train import TrainConfig
 
     opts = dict(settings["train_options"])
     return TrainConfig(regularizer=case["regularizer"], dataset=case["dataset"], fraction=case["fraction"],
@@ -486,7 +487,7 @@ def describe(kind: str, case: dict) -> str:
 def device_slug(device: str = "cpu") -> str:
     """A short file-name-safe name of the hardware behind ``device``: ``cpu-intel-xeon``, ``cpu-amd-epyc-7b13``,
     ``nvidia-h100-80gb-hbm3``."""
-    from sslbench.measure import environment
+    from sslbench.execution.measure import environment
 
     env = environment()
     if device.startswith("cuda") and env.get("device_names"):
@@ -617,7 +618,7 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
 
 def _child_env() -> dict:
     env = dict(os.environ)
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join([root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env
@@ -651,7 +652,7 @@ def _run_train_case(case: dict, s: dict, *, resume: bool, sweep_id: str) -> _Out
         env = _child_env()
         if s["threads"]:
             env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(s["threads"])
-        cmd = [sys.executable, "-m", "sslbench.sweep", "--train-worker", spec_path]
+        cmd = [sys.executable, "-m", "sslbench.execution.sweep", "--train-worker", spec_path]
         t0 = time.perf_counter()
         status: str | None = None
         message: str | None = None
@@ -715,7 +716,7 @@ def _train_worker(spec_path: str) -> int:
     store the parent reads. Exceptions propagate (``train`` has recorded them as "error" when it could)."""
     import torch
 
-    from sslbench.train import TrainConfig, train
+    from sslbench.training.train import TrainConfig, train
 
     with open(spec_path) as f:
         spec = json.load(f)
@@ -736,7 +737,7 @@ def sweep_id_of(record: dict) -> str | None:
 
 def _summary(kind: str, rec: dict) -> str:
     if kind == "bench":
-        from sslbench.measure import Measurement
+        from sslbench.execution.measure import Measurement
 
         return bench.summary_line(Measurement(status=rec["status"], metrics=rec["metrics"], message=rec["message"]))
     if rec["status"] != "ok":
@@ -756,7 +757,7 @@ def _summary(kind: str, rec: dict) -> str:
 # Command line
 # ==============================================================================================================
 def _name_value(text: str) -> tuple[str, Any]:
-    from sslbench.train import parse_hparam
+    from sslbench.training.train import parse_hparam
 
     try:
         return parse_hparam(text, "NAME=VALUE")
@@ -774,7 +775,7 @@ def _raw_name_value(text: str) -> tuple[str, str]:
 def _train_option_value(name: str, raw: str) -> Any:
     """A ``--train-option`` value as its TrainConfig field wants it: the text as is for the string fields
     (``projector=512-128`` stays "512-128", not 384), ``none`` → None where allowed, else as ``--hp`` values."""
-    from sslbench.train import TrainConfig, parse_hparam
+    from sslbench.training.train import TrainConfig, parse_hparam
 
     f = TrainConfig.__dataclass_fields__.get(name)
     annotation = str(f.type) if f is not None else ""
@@ -878,7 +879,7 @@ def run(args: argparse.Namespace) -> int:
         unique = dict(zip(ids, cases))  # first occurrence kept, order kept
         ids, cases = list(unique), list(unique.values())
 
-    from sslbench.measure import environment
+    from sslbench.execution.measure import environment
 
     env = environment()
     if kind == "bench" and s["threads"]:
@@ -985,7 +986,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m sslbench.sweep ...`` (the same as ``sslbench sweep``), or ``--train-worker SPEC`` (a child)."""
+    """``python -m sslbench.execution.sweep ...`` (the same as ``sslbench sweep``), or ``--train-worker SPEC`` (a child)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if len(argv) == 2 and argv[0] == "--train-worker":
         return _train_worker(argv[1])

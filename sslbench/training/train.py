@@ -4,14 +4,14 @@ optimiser, loop, evaluation, record), in the spirit of nanoGPT's ``train.py``.
 
 What one run does
 -----------------
-1. **Data**: an in-memory :class:`sslbench.data.ImageDataset` (uint8 images). Each epoch draws a permutation of
+1. **Data**: an in-memory :class:`sslbench.training.data.ImageDataset` (uint8 images). Each epoch draws a permutation of
    the images (seeded by ``seed`` and the epoch), cuts it into global batches of ``batch_size`` (the last,
    incomplete one is dropped) and, under ``torch.distributed``, gives rank r the r-th equal slice of every global
    batch. Every local batch therefore has the same size (which the regularizers' global-batch statistics need)
    and the ranks' slices, concatenated in rank order, are exactly the single-process batch.
-2. **Views**: ``V`` augmented views per image on the device (:func:`sslbench.augment.build_augment`).
+2. **Views**: ``V`` augmented views per image on the device (:func:`sslbench.training.augment.build_augment`).
 3. **Model**: backbone → projector (``projector`` hidden widths, then ``dim``), Linear-BN-ReLU
-   (:mod:`sslbench.models`); each view goes through the network separately, so batch normalisation sees one
+   (:mod:`sslbench.training.models`); each view goes through the network separately, so batch normalisation sees one
    view at a time as in the official Barlow Twins and VICReg code. Symmetric regularizers get ``reg(Z)`` with
    ``Z`` of shape (V, B, D). The asymmetric ones (``reg.symmetric is False``) get ``reg(online, target)``:
    ``byol`` the outputs of a learned predictor and the projections of an EMA target network; ``directpred`` and
@@ -33,13 +33,13 @@ What one run does
    model, the EMA target, the regularizer's buffers (DirectPred's F, ...), the optimiser, the schedule's position,
    the RNG states, the elapsed training time and the network's initial weights. ``resume="auto"`` continues
    from that file when it exists (a finished run is then only evaluated again); ``resume=PATH`` from a given one.
-   The run id is :func:`sslbench.results.case_id` of the case, so a checkpoint only resumes the same case.
+   The run id is :func:`sslbench.records.case_id` of the case, so a checkpoint only resumes the same case.
 8. **Evaluation** on the frozen backbone (rank 0): linear probe and weighted kNN on the labelled train split
    (the pretraining images with their labels) against the test split, collapse diagnostics of the projector's
    embeddings and of the backbone's features on the test split, and the same for the **same architecture at
    initialisation** (same seed, no training), so the record shows what pretraining added (``gain_linear``,
    ``gain_knn``).
-9. **Record**: one ``kind="train"`` record appended to ``out`` (:mod:`sslbench.results`).
+9. **Record**: one ``kind="train"`` record appended to ``out`` (:mod:`sslbench.records`).
 
 Determinism: before the augmentation of step s the global RNG is seeded from (seed, s, rank); before the loss
 from (seed, s) alone, so every random choice a regularizer makes (the FFT variants' feature permutation) is the
@@ -83,7 +83,7 @@ one (same set of images per step, rank-ordered concatenation).
 
 Programmatic use::
 
-    from sslbench.train import TrainConfig, train
+    from sslbench.training.train import TrainConfig, train
     record = train(TrainConfig(regularizer="vicreg", epochs=2, out=None))
     record["status"], record["metrics"]["linear_top1"]
 """
@@ -166,7 +166,7 @@ class TrainConfig:
     # --- what to pretrain -------------------------------------------------------------------------------------
     regularizer: str = "barlow_twins"
     hparams: dict = field(default_factory=dict)  # passed to sslbench.regularizers.create
-    dataset: str | None = None  # None: sslbench.data.default_dataset()
+    dataset: str | None = None  # None: sslbench.training.data.default_dataset()
     data_root: str | None = None
     data_options: dict = field(default_factory=dict)  # extra options of load_dataset (synthetic: num_samples, ...)
     fraction: float = 1.0  # of the training split used for pretraining (and for the probe's training set)
@@ -176,7 +176,7 @@ class TrainConfig:
     dim: int = 128
     predictor_hidden: int = 512  # byol's predictor; 0: none (p = z: SimSiam without its predictor when ema_tau=0)
     views: int = 2
-    augment: str = "auto"  # preset of sslbench.augment.build_augment
+    augment: str = "auto"  # preset of sslbench.training.augment.build_augment
     # --- optimisation -----------------------------------------------------------------------------------------
     epochs: int = 8
     batch_size: int = 256  # global batch (over all ranks)
@@ -200,7 +200,7 @@ class TrainConfig:
     eval_every: int = 0  # epochs between kNN evaluations during training (0: none)
     knn_k: int = 200
     knn_temperature: float = 0.1
-    probe_epochs: int | None = None  # None: sslbench.evaluate.linear_probe's default
+    probe_epochs: int | None = None  # None: sslbench.training.evaluate.linear_probe's default
     probe_lr: float | None = None
     eval_batch_size: int = 512
     # --- outputs ----------------------------------------------------------------------------------------------
@@ -266,7 +266,7 @@ class TrainConfig:
                f"ema_tau={c.ema_tau} applies to the asymmetric regularizers (byol, directpred, isoloss); "
                f"{c.regularizer} is symmetric and takes one set of views: leave ema_tau unset")
         if c.dataset is None:
-            from sslbench.data import default_dataset
+            from sslbench.training.data import default_dataset
 
             c.dataset = default_dataset()
         return c
@@ -614,7 +614,7 @@ class _Log:
     def write(self, event: str, **fields) -> None:
         if self._f is None:
             return
-        from sslbench.results import _plain
+        from sslbench.records import _plain
 
         line = json.dumps(_plain({"event": event, "time": time.time(), **fields}, where="log"), allow_nan=False)
         self._f.write(line + "\n")
@@ -740,7 +740,7 @@ def _memory(device: torch.device) -> dict:
     if device.type == "cuda":
         return {"memory_bytes": torch.cuda.memory_allocated(device),
                 "peak_memory_bytes": torch.cuda.max_memory_allocated(device)}
-    from sslbench.measure import RssTracker
+    from sslbench.execution.measure import RssTracker
 
     return {"memory_bytes": RssTracker().current()}
 
@@ -748,7 +748,7 @@ def _memory(device: torch.device) -> dict:
 def _peak_memory(device: torch.device) -> int | None:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device)
-    from sslbench.measure import RssTracker
+    from sslbench.execution.measure import RssTracker
 
     return RssTracker().peak()
 
@@ -778,9 +778,9 @@ def _say(verbose: bool, rank: int, text: str) -> None:
 # Evaluation
 # ==============================================================================================================
 def _evaluate(backbone, projector, train_set, test_set, normalize_fn, device, cfg, *, full: bool = True) -> dict:
-    """With ``full``: linear probe, kNN and collapse diagnostics (:func:`sslbench.evaluate.evaluate_backbone`);
+    """With ``full``: linear probe, kNN and collapse diagnostics (:func:`sslbench.training.evaluate.evaluate_backbone`);
     else the kNN accuracy alone (the cheap check during training)."""
-    from sslbench import evaluate
+    from sslbench.training import evaluate
 
     k = min(cfg.knn_k, len(train_set.labels))
     if full:
@@ -821,11 +821,11 @@ def train(cfg: TrainConfig, *, make_views: Callable | None = None,
 
 
 def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, make_views, on_step) -> dict:
-    from sslbench.augment import build_augment
-    from sslbench.data import load_dataset
-    from sslbench.measure import environment, is_oom_error
-    from sslbench.models import EMATarget, Predictor, Projector, build_backbone
-    from sslbench.results import append_record, case_id, make_record
+    from sslbench.training.augment import build_augment
+    from sslbench.training.data import load_dataset
+    from sslbench.execution.measure import environment, is_oom_error
+    from sslbench.training.models import EMATarget, Predictor, Projector, build_backbone
+    from sslbench.records import append_record, case_id, make_record
 
     _check(cfg.batch_size % world == 0,
            f"batch_size={cfg.batch_size} must be divisible by the world size {world} (it is the global batch)")

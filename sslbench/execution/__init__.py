@@ -1,0 +1,1 @@
+"""Execution (torch): the environment fingerprint, measurement per device, the child-process runner, bench and sweep."""

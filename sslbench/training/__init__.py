@@ -1,0 +1,1 @@
+"""Training (torch): config, data, augmentation, models, evaluation and the reference loop."""
