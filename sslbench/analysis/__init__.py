@@ -34,6 +34,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from sslbench.records.constants import DEFAULT_PREDICTOR_HIDDEN, VARIANCE_ADDON_DEFAULTS
 from sslbench.records import read_asv_results, read_pytest_benchmark, read_records, to_dataframe
 
 __all__ = [
@@ -717,10 +718,8 @@ ACCURACY_METRICS = ("linear_top1", "knn_top1", "init_linear_top1", "init_knn_top
 
 #: training settings besides the grid axes that tell two runs of one regularizer apart (with the hyper-parameters)
 VARIANT_KEYS = ("lr", "ema_tau", "predictor_hidden", "grad_clip", "warmup_epochs", "optimizer")
-#: sslbench.training.train.TrainConfig's predictor width (byol), recorded only since 2026-11-28
-DEFAULT_PREDICTOR_HIDDEN = 512
 #: values a record leaves out when they are off: the variance add-on's hyper-parameters appear only when it is on
-_ABSENT_MEANS = {"hp:variance_coeff": 0.0, "hp:variance_eps": 1e-4}
+_ABSENT_MEANS = {f"hp:{k}": v for k, v in VARIANCE_ADDON_DEFAULTS.items()}
 
 
 def _hparam_dict(v: Any) -> dict:

@@ -43,7 +43,7 @@ VERDICTS = ("supported", "not supported", "inconclusive", "no data")
 #: the record kind of the exact checks that need no training
 CHECK_KIND = "claim_check"
 STUDIES_DIR = "results/studies"
-from sslbench.analysis import DEFAULT_PREDICTOR_HIDDEN  # noqa: E402 - TrainConfig's, without importing torch
+from sslbench.records.constants import DEFAULT_PREDICTOR_HIDDEN  # noqa: E402
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "results" / "studies" / "configs"
 
 # ---- the thresholds (printed with every verdict) -------------------------------------------------------------

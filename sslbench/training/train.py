@@ -114,6 +114,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from sslbench import regularizers
+from sslbench.records.constants import DEFAULT_PREDICTOR_HIDDEN
 from sslbench.regularizers._common import all_reduce_sum
 
 __all__ = [
@@ -174,7 +175,7 @@ class TrainConfig:
     backbone: str = "auto"
     projector: str = "512"  # hidden widths "W1-W2-..." ("" for a single linear layer); the output width is dim
     dim: int = 128
-    predictor_hidden: int = 512  # byol's predictor; 0: none (p = z: SimSiam without its predictor when ema_tau=0)
+    predictor_hidden: int = DEFAULT_PREDICTOR_HIDDEN  # byol's predictor; 0: none (p = z: SimSiam without its predictor when ema_tau=0)
     views: int = 2
     augment: str = "auto"  # preset of sslbench.training.augment.build_augment
     # --- optimisation -----------------------------------------------------------------------------------------

@@ -1,0 +1,13 @@
+"""Constants that both halves need, kept on the torch-free side: the training side imports them from here, and the
+readers of records (analysis, claims, dashboard) use them without importing torch.
+
+A test (``tests/test_layout.py``) checks each against the torch side's own definition where one exists.
+"""
+
+#: the width of byol's predictor when ``TrainConfig.predictor_hidden`` is left at its default (records from before
+#: 2026-11-28 do not name it)
+DEFAULT_PREDICTOR_HIDDEN = 512
+
+#: the variance add-on's hyper-parameters when it is off (``sslbench.regularizers.variance.ADD_ON_DEFAULTS``);
+#: records leave them out then
+VARIANCE_ADDON_DEFAULTS = {"variance_coeff": 0.0, "variance_eps": 1e-4}
