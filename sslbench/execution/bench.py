@@ -240,8 +240,8 @@ def run_case(case: dict, *, isolate: bool, warmup: int = 2, repeats: int | None 
 # --------------------------------------------------------------------------------------------------------------
 def _hparam(text: str) -> tuple[str, Any]:
     """``--hparam NAME=VALUE``, read as ``sslbench train --hp`` and ``sslbench sweep --hparam`` read it (one parser:
-    :func:`sslbench.training.train.parse_hparam`: numbers, 1/128, true/false, none, tuples 1,40,40, strings)."""
-    from sslbench.training.train import parse_hparam
+    :func:`sslbench.training.config.parse_hparam`: numbers, 1/128, true/false, none, tuples 1,40,40, strings)."""
+    from sslbench.training.config import parse_hparam
 
     try:
         return parse_hparam(text, "--hparam")

@@ -155,7 +155,7 @@ OPTIONS: tuple[Option, ...] = (
            help="NAME=VALUE, repeatable: a hyper-parameter given to every regularizer of the grid that accepts it "
                 "(values: numbers, 1/128, true/false, none, strings)"),
     Option("train_options", _T, dict,
-           help="NAME=VALUE, repeatable: a fixed sslbench.training.train.TrainConfig field for every case (projector, "
+           help="NAME=VALUE, repeatable: a fixed sslbench.training.config.TrainConfig field for every case (projector, "
                 "backbone, optimizer, lr, max_steps, eval, probe_epochs, augment, log_dir, checkpoint_dir, ...)"),
     Option("data_options", _T, dict,
            help="NAME=VALUE, repeatable: an option of the data set (synthetic: num_samples, channels, height, "
@@ -387,7 +387,7 @@ def _bench_cases(s: dict) -> list[dict]:
 
 
 def _train_cases(s: dict) -> list[dict]:
-    from sslbench.training.train import TrainConfig
+    from sslbench.training.config import TrainConfig
 
     names = s["regularizers"]
     _check_regularizers(names)
@@ -406,7 +406,7 @@ def _train_cases(s: dict) -> list[dict]:
             raise SweepError(f"train option {key!r} is set by the sweep itself (--out is the store); remove it")
         if key not in fields:
             allowed = sorted(fields - set(_TRAIN_GRID_FIELDS) - set(_TRAIN_PLUMBING))
-            raise SweepError(f"train option {key!r} is not a field of sslbench.training.train.TrainConfig; allowed: "
+            raise SweepError(f"train option {key!r} is not a field of sslbench.training.config.TrainConfig; allowed: "
                              f"{', '.join(allowed)}")
     datasets = s["datasets"]
     if datasets is None:
@@ -458,9 +458,9 @@ def record_kind(settings: dict) -> str:
 
 
 def train_config(case: dict, settings: dict, *, out: str | None = None, resume: bool = False):
-    """The :class:`sslbench.training.train.TrainConfig` of one training case (checkpoints in ``results/checkpoints`` and
+    """The :class:`sslbench.training.config.TrainConfig` of one training case (checkpoints in ``results/checkpoints`` and
     logs in ``results/runs`` unless the train options say otherwise; no progress bar)."""
-    from sslbench.training.train import TrainConfig
+    from sslbench.training.config import TrainConfig
 
     opts = dict(settings["train_options"])
     return TrainConfig(regularizer=case["regularizer"], dataset=case["dataset"], fraction=case["fraction"],
@@ -757,7 +757,7 @@ def _summary(kind: str, rec: dict) -> str:
 # Command line
 # ==============================================================================================================
 def _name_value(text: str) -> tuple[str, Any]:
-    from sslbench.training.train import parse_hparam
+    from sslbench.training.config import parse_hparam
 
     try:
         return parse_hparam(text, "NAME=VALUE")
@@ -775,7 +775,7 @@ def _raw_name_value(text: str) -> tuple[str, str]:
 def _train_option_value(name: str, raw: str) -> Any:
     """A ``--train-option`` value as its TrainConfig field wants it: the text as is for the string fields
     (``projector=512-128`` stays "512-128", not 384), ``none`` → None where allowed, else as ``--hp`` values."""
-    from sslbench.training.train import TrainConfig, parse_hparam
+    from sslbench.training.config import TrainConfig, parse_hparam
 
     f = TrainConfig.__dataclass_fields__.get(name)
     annotation = str(f.type) if f is not None else ""
