@@ -1,5 +1,6 @@
-"""`sslbench report`: verdict functions on small synthetic record sets with known answers, the exact checks, the
-study configs and the command line."""
+"""`sslbench report`: the claims' rules (one module per study, :mod:`sslbench.analysis.claims`) on small synthetic
+record sets with known answers, the exact checks (:mod:`sslbench.execution.studies`), the study configs, the command
+line, the torch-free import, and records a rule cannot read (skipped with a warning, the table still printed)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from sslbench.analysis import report
-from sslbench.execution import sweep
+from sslbench.analysis.claims import common, fft, gram, sfrik
+from sslbench.execution import studies, sweep
 from sslbench.analysis import load_results
 from sslbench.cli import main
 from sslbench.records import append_record, make_record
@@ -211,10 +213,11 @@ def test_old_byol_records_without_predictor_width_are_the_default_predictor(tmp_
     _train(tmp_path / "a.jsonl", "byol", 0, 80.0)  # written before the predictor width was recorded
     _train(tmp_path / "b.jsonl", "byol", 0, 80.0, predictor_hidden=512)  # the same run today
     _train(tmp_path / "b.jsonl", "byol", 0, 60.0, predictor_hidden=0)  # another run
-    runs = report._train(_load(tmp_path))
+    runs = common.train_runs(_load(tmp_path))
     assert sorted(runs["predictor_hidden"].tolist()) == [0, 512]
-    from sslbench.training.train import TrainConfig
-    assert report.DEFAULT_PREDICTOR_HIDDEN == TrainConfig().predictor_hidden
+    from sslbench.records.constants import DEFAULT_PREDICTOR_HIDDEN
+    from sslbench.training.config import TrainConfig
+    assert DEFAULT_PREDICTOR_HIDDEN == TrainConfig().predictor_hidden
 
 
 def test_isoloss_robust_where_byol_drops(tmp_path):
@@ -234,9 +237,9 @@ def test_isoloss_robust_where_byol_drops(tmp_path):
 
 
 def test_gram_exact_check_and_its_verdict(tmp_path):
-    m = report.check_gram_values()
-    assert m["value_rel_diff_float64"] < report.GRAM_TOL_F64 and m["grad_rel_diff_float64"] < report.GRAM_TOL_F64
-    assert m["value_rel_diff_float32"] < report.GRAM_TOL_F32
+    m = studies.check_gram_values()
+    assert m["value_rel_diff_float64"] < gram.GRAM_TOL_F64 and m["grad_rel_diff_float64"] < gram.GRAM_TOL_F64
+    assert m["value_rel_diff_float32"] < gram.GRAM_TOL_F32
     append_record(tmp_path / "c.jsonl", make_record(report.CHECK_KIND, {"study": "gram", "check": "values"}, m, env=ENV))
     assert _rows(_load(tmp_path), "gram", "the Gram form gives the same loss")[0].verdict == "supported"
     bad = dict(m, value_rel_diff_float32=0.5)
@@ -247,13 +250,13 @@ def test_gram_exact_check_and_its_verdict(tmp_path):
 
 
 def test_run_checks_writes_records_the_report_reads(tmp_path):
-    report.run_checks("sfrik", tmp_path / "s.jsonl")
+    studies.run_checks("sfrik", report.STUDIES["sfrik"].checks, tmp_path / "s.jsonl")
     row = _rows(_load(tmp_path), "sfrik", "the degree-2 truncation")[0]
     assert row.verdict == "supported", row.figures
 
 
 def test_permutation_check_separates_with_and_without():
-    m = report.check_permutation(batches=8, n=256, d=64)
+    m = studies.check_permutation(batches=8, n=256, d=64)
     assert m["r_permute_structured"] > m["r_no_permute_structured"] + 0.3
 
 

@@ -11,3 +11,7 @@ DEFAULT_PREDICTOR_HIDDEN = 512
 #: the variance add-on's hyper-parameters when it is off (``sslbench.regularizers.variance.ADD_ON_DEFAULTS``);
 #: records leave them out then
 VARIANCE_ADDON_DEFAULTS = {"variance_coeff": 0.0, "variance_eps": 1e-4}
+
+#: the record kind of the claims' exact checks: written by ``sslbench report --run`` (:mod:`sslbench.execution.studies`),
+#: read by the claims' rules (:mod:`sslbench.analysis.claims`)
+CHECK_KIND = "claim_check"

@@ -1,0 +1,199 @@
+"""Study ``fft``: the FFT-relaxed Barlow Twins / VICReg (Shigeto et al., CVPR 2023). Cost: the exponents of time
+and memory in D of the relaxed against the exact losses, and the crossover D above which the relaxed one is the
+cheaper; accuracy: relaxed against exact at equal coefficients, with against without the permutation; the mechanism:
+the exact check "permutation" (relaxed against exact off-diagonal penalty on structured batches)."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Sequence
+
+import pandas as pd
+
+from sslbench.analysis import crossovers
+from sslbench.analysis.claims.common import (FIT_D_MIN, MEMORY_R2_MIN, QUADRATIC_ALPHA_MIN, RULE_BETTER,
+                                             RULE_COMPARABLE, Study, Verdict, arm, as_published, better,
+                                             bench_records, check_verdict, combine, comparable, default_variance,
+                                             device_short, fit_rows, groups, int_text, no_data, num, scaling,
+                                             setting_text, train_runs)
+
+#: O(N·D·log D) in D: the relaxed loss's exponent below this, the exact one's above QUADRATIC_ALPHA_MIN
+LOGLINEAR_ALPHA_MAX = 1.4
+#: permutation trick on structured batches: Pearson r of relaxed vs exact off-diagonal penalty
+PERM_R_MIN = 0.9
+NOPERM_R_MAX = 0.5
+
+RULE_LOGLINEAR = (f"exponent of time in D (D ≥ {FIT_D_MIN}): relaxed < {LOGLINEAR_ALPHA_MAX} and exact > "
+                  f"{QUADRATIC_ALPHA_MIN} supported; relaxed ≥ {QUADRATIC_ALPHA_MIN} not supported; else (e.g. the "
+                  "exact loss not growing as D² either: fixed costs dominate) inconclusive")
+RULE_MEMORY = f"as time, on the step's memory; inconclusive when a fit has R² < {MEMORY_R2_MIN}"
+
+
+def _pair_exponents(df: pd.DataFrame, pairs: Sequence[tuple[str, str]], y: str) -> list[tuple[str, dict]]:
+    """For each setting (device, threads, dtype, N, V) with both series of every pair fitted: the exponents."""
+    table = scaling(df, "dim", FIT_D_MIN)
+    found: dict[tuple, dict] = {}
+    for a, b in pairs:
+        fa = {s: (al, r2) for s, al, r2 in fit_rows(table, a, y)}
+        fb = {s: (al, r2) for s, al, r2 in fit_rows(table, b, y)}
+        for s in fa.keys() & fb.keys():
+            found.setdefault(s, {})[(a, b)] = (fa[s], fb[s])
+    out = []
+    for s, d in sorted(found.items(), key=lambda kv: str(kv[0])):
+        if len(d) == len(pairs) or not out:
+            out.append((_cost_setting(*s[:5]), d))
+    return out
+
+
+FFT_PAIRS = (("barlow_twins_fft", "barlow_twins[cross_correlation]"), ("vicreg_fft", "vicreg[cross_correlation]"))
+
+
+def _exponents(df: pd.DataFrame, st: Study) -> list[Verdict]:
+    """The exponents in D of the relaxed and the exact losses' time and memory, per setting."""
+    out = []
+    for y, claim, rule in (("time_s", "loss time grows as O(N·D·log D) (relaxed) against O(N·D²) (exact)",
+                            RULE_LOGLINEAR),
+                           ("memory_bytes", "loss memory grows as O(N·D·log D)-ish (relaxed) against O(D²) (exact)",
+                            RULE_MEMORY)):
+        found = _pair_exponents(df, FFT_PAIRS, y)
+        if not found:
+            out.append(Verdict(st.name, claim, "no data", "no scaling-in-D bench records of the relaxed and exact "
+                               "losses", rule, "sslbench sweep --config results/sweeps/configs/scaling-dim.toml"))
+            continue
+        for setting, d in found:
+            figs, vs = [], []
+            for (a, b), ((aa, ra), (ab, rb)) in d.items():
+                figs.append(f"{a} α={num(aa)} (R² {num(ra, 2)}) vs {b} α={num(ab)} (R² {num(rb, 2)})")
+                if y == "memory_bytes" and min(ra, rb) < MEMORY_R2_MIN:
+                    vs.append("inconclusive")
+                elif aa < LOGLINEAR_ALPHA_MAX and ab > QUADRATIC_ALPHA_MIN:
+                    vs.append("supported")
+                elif aa >= QUADRATIC_ALPHA_MIN:  # the relaxed loss grows as fast as the exact one
+                    vs.append("not supported")
+                else:  # e.g. the exact loss does not grow as D² either: fixed costs dominate (a GPU at small N)
+                    vs.append("inconclusive")
+            out.append(Verdict(st.name, claim, combine(vs), "; ".join(figs), rule, "", setting))
+    return out
+
+
+def _cost_setting(device: object, threads: object, dtype: object, batch: object, views: object) -> str:
+    return f"{device_short(device)}, {int_text(threads)} thread(s), {dtype}, N={int_text(batch)}, V={int_text(views)}"
+
+
+def _crossing(g: pd.DataFrame, relaxed: str, exact: str, y: str, unit: str) -> tuple[str, str]:
+    """(verdict, figures) of "``relaxed`` is the lower series of ``y`` at the largest D" in one setting, with the last
+    crossover."""
+    found = crossovers(g, relaxed, exact, x="dim", y=y)
+    gg = g[g["label"].isin((relaxed, exact)) & (g["status"] == "ok")]
+    top = gg["dim"].max()
+    at_top = gg[gg["dim"] == top].groupby("label")[y].median()
+    lower_top = at_top.idxmin() if len(at_top) == 2 else None
+    name = relaxed.split("_fft")[0]
+    if found:
+        fig = f"{name} {unit}: crossover D≈{num(found[-1].x)} ({found[-1].lower_after} lower above)"
+    else:
+        fig = f"{name} {unit}: no crossing; {lower_top} lower at D={int_text(top)}"
+    if lower_top is None:
+        return "inconclusive", fig
+    ratio = at_top.max() / at_top.min() if at_top.min() > 0 else math.nan
+    return ("supported" if lower_top == relaxed else "not supported"), fig + f", ×{num(ratio, 3)} at D={int_text(top)}"
+
+
+def _crossover(df: pd.DataFrame, st: Study) -> list[Verdict]:
+    """Per device, threads, dtype, N and V with both losses of both pairs at ≥ 3 values of D: where the relaxed
+    loss becomes the cheaper (time and memory)."""
+    b = bench_records(df)
+    claim = "the relaxed loss is faster / smaller than the exact one above a crossover D"
+    rule = "a crossing where the relaxed series becomes the lower one (log-log interpolation), or lower throughout"
+    rows = []
+    if not b.empty and "dim" in b.columns:
+        for key, g in b.groupby(["device_name", "threads", "dtype", "batch", "views"], dropna=False):
+            if not all(g["label"].eq(x).any() for pair in FFT_PAIRS for x in pair) or g["dim"].nunique() < 3:
+                continue
+            found = [_crossing(g, a, c, y, unit) for a, c in FFT_PAIRS
+                     for y, unit in (("time_s", "time"), ("memory_bytes", "memory"))]
+            rows.append(Verdict(st.name, claim, combine([v for v, _ in found]), "; ".join(f for _, f in found), rule,
+                                "", _cost_setting(*key)))
+    return rows or [Verdict(st.name, claim, "no data", "", rule,
+                            "sslbench sweep --config results/sweeps/configs/scaling-dim.toml")]
+
+
+#: the coefficients the relaxed and the exact losses share (compared only at equal values)
+_FFT_COEFFS = ("lambd", "scale", "sim_coeff", "std_coeff", "cov_coeff")
+
+
+def _coeff_text(rows: pd.DataFrame) -> str:
+    h = rows["hp"].iloc[0]
+    parts = [f"{k} {num(h[k])}" for k in ("lambd",) if h.get(k) is not None]
+    return f" (both {', '.join(parts)})" if parts else ""
+
+
+def _fft_arms(g: pd.DataFrame, key: tuple, st: Study, claim: str, claim_p: str) -> list[Verdict]:
+    """The accuracy rows of one setting and one set of coefficients: relaxed vs exact, permute vs not."""
+    out = []
+    for relaxed, exact in (("barlow_twins_fft", "barlow_twins"), ("vicreg_fft", "vicreg")):
+        gr = g[(g["regularizer"] == relaxed) & g["_perm"] & default_variance(g)]
+        ge = g[(g["regularizer"] == exact) & default_variance(g)]
+        if gr.empty or ge.empty:
+            continue
+        a, b = arm(gr), arm(ge)
+        v, fig = comparable(a, b)
+        out.append(Verdict(st.name, claim, v, f"{relaxed} {a.text()} vs {exact} {b.text()}{_coeff_text(gr)}: {fig}",
+                           RULE_COMPARABLE, "" if v != "inconclusive" else st.command("gpu"), setting_text(key)))
+    for relaxed in ("barlow_twins_fft", "vicreg_fft"):
+        g1 = g[(g["regularizer"] == relaxed) & g["_perm"]]
+        g0 = g[(g["regularizer"] == relaxed) & ~g["_perm"]]
+        if g1.empty or g0.empty:
+            continue
+        a, b = arm(g1), arm(g0)
+        v, fig = better(a, b)
+        out.append(Verdict(st.name, claim_p + " [training]", v, f"{relaxed} permute {a.text()} vs no permute "
+                           f"{b.text()}: {fig}", RULE_BETTER, "" if v != "inconclusive" else st.command("gpu"),
+                           setting_text(key)))
+    return out
+
+
+def _fft_accuracy(df: pd.DataFrame, st: Study) -> list[Verdict]:
+    runs = as_published(train_runs(df))
+    claim = "downstream accuracy comparable to the exact losses"
+    claim_p = "the permutation trick helps (accuracy with vs without it)"
+    out = []
+    if not runs.empty:
+        # the relaxed and the exact loss are compared at the same coefficients (lambd, ...), never pooled across them
+        runs = runs.assign(_perm=runs["hp"].map(lambda h: bool(h.get("permute", True))),
+                           _coeffs=runs["hp"].map(lambda h: json.dumps([h.get(k) for k in _FFT_COEFFS])))
+        for key, g in groups(runs):
+            for _, same in g.groupby("_coeffs", sort=True):
+                out += _fft_arms(same, key, st, claim, claim_p)
+    if not any(v.claim == claim for v in out):
+        out.append(no_data(st, claim, RULE_COMPARABLE))
+    if not any(v.claim.startswith(claim_p + " [training]") for v in out):
+        out.append(no_data(st, claim_p + " [training]", RULE_BETTER))
+    return out + [_mechanism(df, st, claim_p + " [mechanism: spurious minima of the relaxation]")]
+
+
+#: the metrics of the exact check "permutation" that its rule reads
+PERMUTATION_NEEDS = ("r_permute_structured", "r_no_permute_structured", "r_permute_random", "r_no_permute_random",
+                     "batches", "dim", "batch")
+RULE_MECHANISM = (f"structured batches (alternating-sign correlations on one wrapped diagonal, the relaxation's blind "
+                  f"spot): Pearson r of relaxed (with: mean over permutation draws) vs exact off-diagonal penalty ≥ "
+                  f"{PERM_R_MIN} with, ≤ {NOPERM_R_MAX} without permutation")
+
+
+def _judge_permutation(m: dict[str, float]) -> tuple[str, str]:
+    rp, rn = m["r_permute_structured"], m["r_no_permute_structured"]
+    v = ("supported" if rp >= PERM_R_MIN and rn <= NOPERM_R_MAX else
+         "not supported" if rp < NOPERM_R_MAX or rn >= PERM_R_MIN else "inconclusive")
+    return v, (f"structured: r = {num(rp)} with, {num(rn)} without permutation; random batches: "
+               f"{num(m['r_permute_random'])} / {num(m['r_no_permute_random'])} ({int(m['batches'])} batches, "
+               f"{int_text(m.get('draws', math.nan))} draws, D={int(m['dim'])}, N={int(m['batch'])})")
+
+
+def _mechanism(df: pd.DataFrame, st: Study, claim: str) -> Verdict:
+    """The mechanism, without training: the exact check "permutation"."""
+    return check_verdict(df, st, "permutation", claim, RULE_MECHANISM, PERMUTATION_NEEDS, _judge_permutation)
+
+
+def verdict(df: pd.DataFrame, st: Study) -> list[Verdict]:
+    return _exponents(df, st) + _crossover(df, st) + _fft_accuracy(df, st)

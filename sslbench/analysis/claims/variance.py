@@ -1,0 +1,117 @@
+"""Study ``variance``: VICReg's variance term (Bardes, Ponce, LeCun 2022). It prevents collapse (VICReg with against
+without it: effective rank of the representation and of the embeddings, std of the normalised embeddings), and,
+added to another method, it prevents that method's collapse or keeps its accuracy when it does not collapse."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from sslbench.analysis.claims.common import (RULE_COMPARABLE, SETTING, Study, Verdict, arm, comparable, groups,
+                                             no_data, num, setting_text, train_runs)
+
+#: collapse: the variance term "prevents collapse" when effective rank and std of the normalised embeddings are
+#: both at least COLLAPSE_RATIO × those without it; "no effect" when both ratios are below NO_EFFECT_RATIO
+COLLAPSE_RATIO = 1.5
+NO_EFFECT_RATIO = 1.1
+#: a run "collapsed" when the mean per-feature std of its L2-normalised embeddings is below this / √D (a
+#: spread-out embedding has about 1/√D; SimSiam without its predictor measured 0.08/√D at D = 128)
+COLLAPSED_STD = 0.25
+
+COLLAPSE_RULE = (f"prevents collapse = the effective rank of the backbone's representation with the term ≥ "
+                 f"{COLLAPSE_RATIO}× that without it, or the effective rank and the std of the normalised embeddings "
+                 f"(projector output) both ≥ {COLLAPSE_RATIO}×; not supported when every ratio < {NO_EFFECT_RATIO}; "
+                 "else inconclusive (all on the test set). The representation is measured because normalised "
+                 "embeddings cannot show a collapse of scale: without its variance term VICReg shrinks its "
+                 "embeddings, whose normalised directions then look spread out while the backbone's rank drops")
+
+
+def _collapse(on: pd.DataFrame, off: pd.DataFrame) -> tuple[str, list[str]]:
+    """(verdict, figures) of "the runs ``on`` are less collapsed than the runs ``off``" (:data:`COLLAPSE_RULE`)."""
+    figs, ratio = [], {}
+    for m in ("backbone_effective_rank", "effective_rank", "std_normalized"):
+        a, b = arm(on, m), arm(off, m)
+        if a.n == 0 or b.n == 0:
+            continue
+        ratio[m] = a.mean / b.mean if b.mean > 0 else math.inf
+        figs.append(f"{m} {num(a.mean)} vs {num(b.mean)} (×{num(ratio[m])})")
+    if "effective_rank" not in ratio or "std_normalized" not in ratio:
+        return "no data", figs
+    if (ratio.get("backbone_effective_rank", 0) >= COLLAPSE_RATIO
+            or min(ratio["effective_rank"], ratio["std_normalized"]) >= COLLAPSE_RATIO):
+        return "supported", figs
+    if max(ratio.values()) < NO_EFFECT_RATIO:
+        return "not supported", figs
+    return "inconclusive", figs
+
+
+def verdict(df: pd.DataFrame, st: Study) -> list[Verdict]:
+    out = []
+    claim = "the variance term prevents collapse (effective rank of the representation and of the embeddings, std)"
+    rule = "with std_coeff > 0 against std_coeff = 0: " + COLLAPSE_RULE
+    runs = train_runs(df)
+    if not runs.empty:
+        runs = runs[runs["regularizer"].isin(("vicreg", "vicreg_fft"))]
+        std = runs["hp"].map(lambda h: h.get("std_coeff", math.nan)).astype(float)
+        runs = runs.assign(_std=std)
+        for key, g in groups(runs):
+            for reg in ("vicreg", "vicreg_fft"):
+                g_on = g[(g["regularizer"] == reg) & (g["_std"] > 0)]
+                g_off = g[(g["regularizer"] == reg) & (g["_std"] == 0)]
+                if g_on.empty or g_off.empty:
+                    continue
+                v, figs = _collapse(g_on, g_off)
+                la, lb = arm(g_on), arm(g_off)
+                figs.append(f"linear top-1 {la.text()} vs {lb.text()}")
+                out.append(Verdict(st.name, claim, v, f"{reg} std_coeff {num(g_on['_std'].iloc[0])} vs 0: "
+                                   + "; ".join(figs), rule, "" if v == "supported" else st.command("gpu"),
+                                   setting_text(key)))
+    if not out:
+        out.append(no_data(st, claim, rule))
+    return out + _variance_add_on(train_runs(df), st)
+
+
+CLAIM_COLLAPSE = "the variance term prevents the collapse of another method when added to it"
+CLAIM_ACCURACY = "adding the variance term keeps the accuracy of a method that does not collapse without it"
+RULE_COLLAPSE = (f"arms where the method without the add-on collapsed (std of the normalised embeddings < "
+                 f"{COLLAPSED_STD:g}/√D), with against without the add-on: " + COLLAPSE_RULE)
+RULE_ACCURACY = "arms where the method without the add-on did not collapse: " + RULE_COMPARABLE
+
+
+def _add_on_row(st: Study, key: tuple, what: str, coeff: float, on: pd.DataFrame, off: pd.DataFrame) -> Verdict:
+    """The row of one method's arms with (``on``) and without (``off``) the add-on: the collapse claim when the
+    method collapses without it, else the accuracy claim."""
+    dim = float(key[SETTING.index("dim")] or math.nan)
+    std_off = arm(off, "std_normalized")
+    collapsed = std_off.n > 0 and std_off.mean < COLLAPSED_STD / math.sqrt(dim)
+    collapse_v, figs = _collapse(on, off)
+    la, lb = arm(on), arm(off)
+    acc_v, acc_fig = comparable(la, lb)
+    figs.append(f"linear top-1 {la.text()} vs {lb.text()}: {acc_fig}")
+    claim, v, rule = ((CLAIM_COLLAPSE, collapse_v, RULE_COLLAPSE) if collapsed else
+                      (CLAIM_ACCURACY, acc_v, RULE_ACCURACY))
+    return Verdict(st.name, claim, v, f"{what}: variance_coeff {num(coeff)} vs 0: " + "; ".join(figs), rule,
+                   "" if v == "supported" else st.command("gpu"), setting_text(key))
+
+
+def _variance_add_on(runs: pd.DataFrame, st: Study) -> list[Verdict]:
+    """Claim 4b: VICReg's variance term added to another method (``variance_coeff`` > 0) against the same method
+    without it, in the same setting (same EMA decay and predictor)."""
+    out: list[Verdict] = []
+    if not runs.empty:
+        runs = runs[~runs["regularizer"].isin(("vicreg", "vicreg_fft"))]
+    for key, g in groups(runs):
+        arms = g.assign(_pred=g["predictor_hidden"].fillna(-1), _ema=g["ema_tau"].astype(float).fillna(0.0))
+        for (reg, ema, pred), a in arms.groupby(["regularizer", "_ema", "_pred"], sort=True):
+            off = a[a["variance_addon"] == 0]
+            what = f"{reg}" + (f" EMA {num(ema)}" if reg in ("byol", "directpred", "isoloss") else "") + (
+                (" no predictor" if pred == 0 else f" predictor {int(pred)}") if reg == "byol" else "")
+            for coeff in sorted(set(a["variance_addon"]) - {0.0}):
+                on = a[a["variance_addon"] == coeff]
+                if not off.empty and not on.empty:
+                    out.append(_add_on_row(st, key, what, coeff, on, off))
+    if not any(v.claim == CLAIM_COLLAPSE for v in out):
+        out.append(no_data(st, CLAIM_COLLAPSE, RULE_COLLAPSE, "no run of a collapsing method with and without the "
+                           "add-on"))
+    return out
