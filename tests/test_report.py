@@ -5,9 +5,15 @@ line, the torch-free import, and records a rule cannot read (skipped with a warn
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from sslbench.analysis import report
@@ -17,6 +23,7 @@ from sslbench.analysis import load_results
 from sslbench.cli import main
 from sslbench.records import append_record, make_record
 
+ROOT = Path(__file__).resolve().parent.parent
 ENV = {"device_name": "Fixture CPU", "cpu_model": "Fixture CPU", "threads": 1, "git_commit": "f1x7ure"}
 DIMS = (256, 512, 1024, 2048, 4096, 8192)
 C = 1e-10
@@ -336,3 +343,181 @@ def test_views_verdicts_on_a_known_grid(tmp_path):
     assert _rows(df, "views", "more views at fixed compute")[0].verdict == "supported"  # V=8 at 0.25 vs V=2 at 1
     low = _rows(df, "views", "D = 128")[0]
     assert low.verdict == "inconclusive" and "Δ = +0.50" in low.figures  # one seed each
+
+
+# ---- the layout: every study's rules in its claims module, the analysis side without torch ---------------------
+def test_every_study_is_decided_by_its_claims_module():
+    assert {st.verdict.__module__ for st in report.STUDIES.values()} == {
+        f"sslbench.analysis.claims.{name}" for name in report.STUDIES}
+
+
+@pytest.mark.slow
+def test_report_and_the_claims_import_without_torch_and_run_says_what_is_missing(tmp_path):
+    code = textwrap.dedent("""
+        import importlib, pkgutil, sys
+        sys.modules["torch"] = None  # any import of torch, even a lazy one, fails loudly
+        import sslbench.analysis.report as report, sslbench.analysis.claims as claims
+        for m in pkgutil.iter_modules(claims.__path__):
+            importlib.import_module("sslbench.analysis.claims." + m.name)
+        assert len(report.verdicts(None)) > 0
+        loaded = [m for m in sys.modules if m.startswith(("sslbench.execution", "sslbench.training"))]
+        assert not loaded, loaded
+        from sslbench.cli import main
+        sys.exit(main(["report", "--run", "gram", "--results", sys.argv[1]]))
+    """)
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert "needs the package 'torch'" in r.stderr and "without --run" in r.stderr
+
+
+# ---- rules of each claims module on small known grids ----------------------------------------------------------
+def _check(path: Path, study: str, check: str, metrics: dict, created: str = "2026-11-29T00:00:00+00:00") -> None:
+    rec = make_record(report.CHECK_KIND, {"study": study, "check": check}, metrics, env=ENV)
+    rec["created"] = created
+    append_record(path, rec)
+
+
+@pytest.mark.parametrize("rp, rn, expected", [(0.95, 0.1, "supported"), (0.3, 0.1, "not supported"),
+                                              (0.95, 0.95, "not supported"), (0.7, 0.3, "inconclusive")])
+def test_fft_mechanism_rule(tmp_path, rp, rn, expected):
+    _check(tmp_path / "c.jsonl", "fft", "permutation", {
+        "r_permute_structured": rp, "r_no_permute_structured": rn, "r_permute_random": 0.99,
+        "r_no_permute_random": 0.98, "batches": 16, "dim": 128, "batch": 512, "draws": 8})
+    [row] = _rows(_load(tmp_path), "fft", "the permutation trick helps (accuracy with vs without it) [mechanism")
+    assert row.verdict == expected and row.setting == "exact check"
+    assert f"r = {rp:g} with, {rn:g} without permutation" in row.figures and "8 draws" in row.figures
+    assert fft.PERM_R_MIN > fft.NOPERM_R_MAX
+
+
+def _sfrik_bench(path: Path, axis: str, values, time_mem) -> None:
+    for v in values:
+        shape = {"dim": 1000, "batch": 100, **{axis: v}}  # the fixed axis: a size the other sweep does not use
+        t, m = time_mem(v)
+        append_record(path, make_record("regularizer_bench", {"regularizer": "sfrik", **shape, "views": 2,
+                                                              "device": "cpu", "dtype": "float32"},
+                                        {"time_median_s": t, "peak_rss_delta_bytes": m}, env=ENV))
+
+
+def test_sfrik_cost_rules_on_known_exponents(tmp_path):
+    _sfrik_bench(tmp_path / "d.jsonl", "dim", DIMS, lambda d: (C * 256 * 256 * d, 8 * 256 * d))  # linear in D
+    _sfrik_bench(tmp_path / "n.jsonl", "batch", (256, 512, 1024, 2048), lambda n: (C * n * n * 1000, 4 * n * n))
+    df = _load(tmp_path)
+    [lin] = _rows(df, "sfrik", "cost linear in D")
+    assert lin.verdict == "supported" and "α_D = 1 " in lin.figures
+    [mem] = _rows(df, "sfrik", "memory O(N²)")
+    assert mem.verdict == "supported" and "memory α_N = 2 " in mem.figures and "time α_N = 2 " in mem.figures
+    q = tmp_path / "quad"
+    q.mkdir()
+    _sfrik_bench(q / "d.jsonl", "dim", DIMS, lambda d: (C * 256 * d * d, 4 * d * d))
+    _sfrik_bench(q / "n.jsonl", "batch", (256, 512, 1024, 2048), lambda n: (C * n * 1000, 4 * n * 1000))
+    df = _load(q)
+    assert _rows(df, "sfrik", "cost linear in D")[0].verdict == "not supported"
+    assert _rows(df, "sfrik", "memory O(N²)")[0].verdict == "not supported"
+
+
+def test_sfrik_accuracy_and_degree2_rules(tmp_path):
+    p = tmp_path / "s.jsonl"
+    for s in range(2):
+        _train(p, "sfrik", s, 80.0 + 0.1 * s)
+        _train(p, "vicreg", s, 80.5 + 0.1 * s)
+        _train(p, "uniformity", s, 79.5 + 0.1 * s)
+    derived = 40.0 * 64 / 63
+    _check(p, "sfrik", "degree2", {"r2": 0.999999, "slope": derived * (1 + 1e-5), "slope_derived": derived,
+                                   "intercept": 0.0, "batches": 24, "dim": 64, "batch": 256})
+    df = _load(tmp_path)
+    [acc] = _rows(df, "sfrik", "accuracy comparable")
+    assert acc.verdict == "supported" and "vicreg 80.55" in acc.figures and "uniformity 79.55" in acc.figures
+    [deg] = _rows(df, "sfrik", "the degree-2 truncation")
+    assert deg.verdict == "supported" and "24 batches, D=64, N=256" in deg.figures
+    off = tmp_path / "off"
+    off.mkdir()
+    _check(off / "c.jsonl", "sfrik", "degree2", {"r2": 0.999999, "slope": derived * (1 + 10 * sfrik.SLOPE_REL_TOL),
+                                                  "slope_derived": derived, "intercept": 0.0, "batches": 24, "dim": 64,
+                                                  "batch": 256})
+    assert _rows(_load(off), "sfrik", "the degree-2 truncation")[0].verdict == "not supported"
+
+
+def test_gram_curves_and_speedup_rules(tmp_path):
+    p = tmp_path / "g.jsonl"
+    _check(p, "gram", "curves", {"loss_rel_diff": gram.GRAM_CURVE_TOL / 10, "steps": 8, "runs": 2, "dim": 64,
+                                 "batch": 64})
+    for reg in ("barlow_twins", "vicreg"):  # gram costs N²·D, cross_correlation N·D²: gram is faster where N < D
+        for n, d in ((256, 1024), (256, 4096), (4096, 256)):
+            for algo, t in (("gram", C * n * n * d), ("cross_correlation", C * n * d * d)):
+                append_record(p, make_record("regularizer_bench", {"regularizer": reg, "algorithm": algo, "dim": d,
+                                                                   "batch": n, "views": 2, "device": "cpu",
+                                                                   "dtype": "float32"},
+                                             {"time_median_s": t}, env=ENV))
+    df = _load(tmp_path)
+    assert _rows(df, "gram", "the Gram form gives the same training curves")[0].verdict == "supported"
+    [sp] = _rows(df, "gram", "the Gram form is faster")
+    assert sp.verdict == "supported" and "best ×16" in sp.figures and "N > D: down to ×0.0625" in sp.figures
+    worse = tmp_path / "worse"
+    worse.mkdir()
+    _check(worse / "g.jsonl", "gram", "curves", {"loss_rel_diff": 0.5, "steps": 8, "runs": 2, "dim": 64, "batch": 64})
+    assert _rows(_load(worse), "gram", "the Gram form gives the same training curves")[0].verdict == "not supported"
+
+
+def test_grouping_keeps_runs_without_a_setting_field_together():
+    runs = pd.DataFrame({k: [math.nan, math.nan] for k in common.SETTING})
+    runs["dataset"] = "fashion_mnist"
+    [(key, g)] = common.groups(runs)  # NaN != NaN would have made two groups
+    assert len(g) == 2 and key[common.SETTING.index("dim")] is None
+
+
+# ---- records a rule cannot read (issue 12 #4) ------------------------------------------------------------------
+def _raw(path: Path, rec: dict) -> None:
+    """A record written as it stands (NaN and strings included), as a foreign or damaged writer would leave it."""
+    with open(path, "a") as f:
+        f.write(json.dumps({"schema": 1, "created": "2026-11-29T00:00:00+00:00", "status": "ok", "env": ENV,
+                            **rec}) + "\n")
+
+
+def test_last_check_skips_a_later_unusable_record_with_a_warning(tmp_path):
+    good = {"loss_rel_diff": 1e-6, "steps": 8, "runs": 2, "dim": 64, "batch": 64}
+    _check(tmp_path / "c.jsonl", "gram", "curves", good, created="2026-11-28T00:00:00+00:00")
+    _raw(tmp_path / "c.jsonl", {"kind": report.CHECK_KIND, "id": "later-nan", "case": {"study": "gram", "check": "curves"},
+                                "metrics": {**good, "loss_rel_diff": math.nan}})
+    df = _load(tmp_path)
+    with pytest.warns(RuntimeWarning, match=r"c\.jsonl: record later-nan \(claim_check\).*no finite loss_rel_diff"):
+        m = common.last_check(df, "gram", "curves", gram.CURVES_NEEDS)
+    assert m["loss_rel_diff"] == 1e-6
+    with pytest.warns(RuntimeWarning):
+        assert common.last_check(df, "gram", "curves", ("absent_metric",)) is None
+
+
+def test_one_bad_record_does_not_take_the_report_down(tmp_path, capsys):
+    _bench(tmp_path / "b.jsonl", {("barlow_twins", "cross_correlation"): _quadratic, ("barlow_twins_fft", None): _loglinear,
+                                  ("vicreg", "cross_correlation"): _quadratic, ("vicreg_fft", None): _loglinear})
+    for s in range(2):
+        _train(tmp_path / "t.jsonl", "vicreg", s, 80.0, hparams={"std_coeff": 25.0}, eff_rank=20.0, std=0.08)
+        _train(tmp_path / "t.jsonl", "vicreg", s, 60.0, hparams={"std_coeff": 0.0}, eff_rank=1.5, std=0.005)
+    good = {"loss_rel_diff": 1e-6, "steps": 8, "runs": 2, "dim": 64, "batch": 64}
+    _check(tmp_path / "c.jsonl", "gram", "curves", good, created="2026-11-28T00:00:00+00:00")
+    bad = tmp_path / "bad.jsonl"
+    train_case = {"regularizer": "vicreg", "dataset": "fashion_mnist", "fraction": 0.1, "dim": 128, "views": 2,
+                  "batch": 256, "epochs": 1, "seed": 9, "hparams": {"std_coeff": 25.0}}
+    _raw(bad, {"kind": "train", "id": "str-metric", "case": train_case, "metrics": {"linear_top1": "high"}})
+    _raw(bad, {"kind": "train", "id": "str-dim", "case": {**train_case, "dim": "wide"}, "metrics": {"linear_top1": 70}})
+    _raw(bad, {"kind": "train", "id": "str-hparam", "case": {**train_case, "hparams": {"std_coeff": "a lot"}},
+               "metrics": {"linear_top1": 70}})
+    _raw(bad, {"kind": "regularizer_bench", "id": "str-time", "metrics": {"time_median_s": "slow"},
+               "case": {"regularizer": "vicreg_fft", "dim": 4096, "batch": 256, "views": 2, "dtype": "float32"}})
+    for rid, v in (("nan-check", math.nan), ("none-check", None), ("str-check", "tiny")):
+        _raw(bad, {"kind": report.CHECK_KIND, "id": rid, "case": {"study": "gram", "check": "curves"},
+                   "metrics": {**good, "loss_rel_diff": v}})
+    assert main(["report", "--results", str(tmp_path)]) == 0
+    cap = capsys.readouterr()
+    assert "Traceback" not in cap.err and "could not evaluate" not in cap.out
+    for rid, what in (("str-metric", "metrics.linear_top1 = 'high'"), ("str-dim", "case.dim = 'wide'"),
+                      ("str-hparam", "hyper-parameter std_coeff = 'a lot'"), ("str-time", "metrics.time_median_s"),
+                      ("str-check", "metrics.loss_rel_diff = 'tiny'")):
+        assert f"warning: bad.jsonl: record {rid} (" in cap.err and what in cap.err, (rid, cap.err)
+    assert "record nan-check (claim_check): the exact check gram/curves has no finite loss_rel_diff" in cap.err
+    assert "record none-check (claim_check)" in cap.err
+    # the good records still decide their claims
+    assert "[SUPPORTED] loss time grows" in cap.out
+    assert "[SUPPORTED] the variance term prevents collapse" in cap.out and "(2 seeds)" in cap.out
+    assert "[SUPPORTED] the Gram form gives the same training curves" in cap.out
