@@ -1,7 +1,7 @@
 """`sslbench report`: the seed papers' claims as a verdict table, with the figures behind each verdict.
 
 One named study per claim (:data:`STUDIES`: ``fft``, ``sfrik``, ``views``, ``variance``, ``isoloss``, ``gram``).
-Each has the claim as the paper states it (see ``/work/shared/regularizers.md``), the sweep grids that measure it
+Each has the claim as the paper states it (see the spec, ``regularizers.md``), the sweep grids that measure it
 in a CPU-sized setting (Fashion-MNIST, minutes on 2 cores) and a GPU-sized one (CIFAR-10, ResNet-18), as TOML
 configs of ``sslbench sweep`` under ``results/studies/configs/``, a few exact checks that need no training
 (:func:`sslbench.execution.studies.run_checks`, stored as records of kind ``claim_check``), and a verdict function.
@@ -11,12 +11,14 @@ configs of ``sslbench sweep`` under ``results/studies/configs/``, a few exact ch
   ``results/studies/<device>-<study>.jsonl`` the others) and prints one row per claim: the verdict, the figures
   behind it, the rule that decided it and the command that produces the data a verdict lacks.
 * ``sslbench report --run STUDY [--scale cpu|gpu]`` runs the study's exact checks and the missing cases of its
-  grids (through :mod:`sslbench.execution.sweep`, resumable) into ``results/studies/<device>-<study>.jsonl``, then reports.
+  grids (through :mod:`sslbench.execution.sweep`, resumable) into ``results/studies/<device>-<study>.jsonl``, then
+  reports.
 * ``sslbench report --list``: the studies, their commands and estimated cost.
 
 Verdicts (:data:`VERDICTS`): ``supported``, ``not supported``, ``inconclusive`` (the data exist but do not settle
 the claim at this scale, e.g. a difference inside the seed noise, one seed only, or a noisy memory fit) and
-``no data``. Every figure comes from the records; the thresholds are the constants below, printed with each row.
+``no data``. Every figure comes from the records; the thresholds are constants of the study's claims module,
+printed with each row.
 
 Each study's rules and thresholds live in its module of :mod:`sslbench.analysis.claims`; this module holds the
 command, the registry of the studies (:data:`STUDIES`) and the rendering. It imports pandas and numpy only, so the
@@ -46,6 +48,8 @@ __all__ = ["VERDICTS", "CHECK_KIND", "STUDIES", "Study", "Verdict", "verdicts", 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "results" / "studies" / "configs"
 
 
+# ==============================================================================================================
+# The registry
 # ==============================================================================================================
 #: the add-on arms of study "variance": SimSiam (BYOL without EMA) without / with its predictor, without / with
 #: the variance term

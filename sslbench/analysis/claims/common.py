@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from sslbench.analysis import SCALING_KINDS, scaling_table
 from sslbench.records.constants import CHECK_KIND, DEFAULT_PREDICTOR_HIDDEN
 
 VERDICTS = ("supported", "not supported", "inconclusive", "no data")
@@ -68,7 +69,7 @@ class Study:
     title: str
     paper: str
     claim: str  # as the paper states it (regularizers.md)
-    cpu: list[str]  # config file names under CONFIG_DIR
+    cpu: list[str]  # config file names under results/studies/configs
     gpu: list[str]
     cost_cpu: str
     cost_gpu: str
@@ -85,7 +86,6 @@ class Study:
     def sweep_commands(self, scale: str = "cpu", device: str = "<device>") -> list[str]:
         return [f"sslbench sweep --config results/studies/configs/{c} --out {STUDIES_DIR}/{device}-{self.name}.jsonl"
                 for c in self.configs(scale)]
-
 
 
 # ==============================================================================================================
@@ -105,7 +105,7 @@ def num(v: Any, digits: int = 3) -> str:
 def bench_records(df: pd.DataFrame) -> pd.DataFrame:
     if df is None or df.empty or "kind" not in df.columns:
         return pd.DataFrame()
-    return df[df["kind"].isin(("regularizer_bench", "side_by_side", "pytest_benchmark"))]
+    return df[df["kind"].isin(SCALING_KINDS)]
 
 
 def metric(row: pd.Series, name: str) -> float:
@@ -305,8 +305,7 @@ def no_data(study: Study, claim: str, rule: str = "", why: str = "") -> Verdict:
 
 
 def scaling(df: pd.DataFrame, x: str, x_min: float | None) -> pd.DataFrame:
-    from sslbench.analysis import scaling_table
-
+    """The scaling exponents in ``x`` of the bench records (:func:`sslbench.analysis.scaling_table`)."""
     b = bench_records(df)
     if b.empty:
         return pd.DataFrame()
@@ -381,8 +380,7 @@ def check_verdict(df: pd.DataFrame | None, st: Study, check: str, claim: str, ru
 #: the record kinds the rules read, and the case fields they read as numbers (every metric is read as one)
 NUMERIC_CASE = {"train": ("dim", "views", "batch", "epochs", "fraction", "lr", "ema_tau", "seed", "warmup_epochs",
                           "predictor_hidden"),
-                "regularizer_bench": ("dim", "batch", "views"), "side_by_side": ("dim", "batch", "views"),
-                "pytest_benchmark": ("dim", "batch", "views"), CHECK_KIND: ()}
+                **{kind: ("dim", "batch", "views") for kind in SCALING_KINDS}, CHECK_KIND: ()}
 #: the hyper-parameters of training runs that the rules read as numbers
 NUMERIC_HPARAMS = ("lambd", "std_coeff", "variance_coeff")
 
