@@ -222,9 +222,10 @@ def test_old_byol_records_without_predictor_width_are_the_default_predictor(tmp_
     _train(tmp_path / "b.jsonl", "byol", 0, 60.0, predictor_hidden=0)  # another run
     runs = common.train_runs(_load(tmp_path))
     assert sorted(runs["predictor_hidden"].tolist()) == [0, 512]
-    from sslbench.records.constants import DEFAULT_PREDICTOR_HIDDEN
+    from sslbench.records.constants import DEFAULT_PREDICTOR_HIDDEN, DEFAULT_WARMUP_EPOCHS
     from sslbench.training.config import TrainConfig
     assert DEFAULT_PREDICTOR_HIDDEN == TrainConfig().predictor_hidden
+    assert DEFAULT_WARMUP_EPOCHS == TrainConfig().warmup_epochs  # the report leaves the default out of a setting
 
 
 def test_isoloss_robust_where_byol_drops(tmp_path):

@@ -8,6 +8,9 @@ A test (``tests/test_layout.py``) checks each against the torch side's own defin
 #: 2026-11-28 do not name it)
 DEFAULT_PREDICTOR_HIDDEN = 512
 
+#: ``TrainConfig.warmup_epochs`` left at its default: the report leaves it out of a setting's description
+DEFAULT_WARMUP_EPOCHS = 1.0
+
 #: the variance add-on's hyper-parameters when it is off (``sslbench.regularizers.variance.ADD_ON_DEFAULTS``);
 #: records leave them out then
 VARIANCE_ADDON_DEFAULTS = {"variance_coeff": 0.0, "variance_eps": 1e-4}

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from sslbench.analysis import SCALING_KINDS, scaling_table
-from sslbench.records.constants import CHECK_KIND, DEFAULT_PREDICTOR_HIDDEN
+from sslbench.records.constants import CHECK_KIND, DEFAULT_PREDICTOR_HIDDEN, DEFAULT_WARMUP_EPOCHS
 
 VERDICTS = ("supported", "not supported", "inconclusive", "no data")
 #: where ``sslbench report --run`` writes a study's records: ``<STUDIES_DIR>/<device>-<study>.jsonl``
@@ -201,8 +201,8 @@ def setting_text(key: tuple) -> str:
 
 
 def warmup_text(w: Any) -> str:
-    """" (warm-up W ep)" unless it is TrainConfig's default (1 epoch) or unknown."""
-    return "" if w is None or isnan(w) or float(w) == 1.0 else f" (warm-up {num(w)} ep)"
+    """" (warm-up W ep)" unless it is TrainConfig's default or unknown."""
+    return "" if w is None or isnan(w) or float(w) == DEFAULT_WARMUP_EPOCHS else f" (warm-up {num(w)} ep)"
 
 
 def int_text(v: Any) -> str:
