@@ -395,10 +395,18 @@ def test_interrupt_then_resume_matches_an_uninterrupted_run(tmp_path):
     assert a["step"] == b["step"] == 9
     for k in a["model"]:
         assert torch.equal(b["model"][k], a["model"][k]), k
-    # a finished run resumed again is only evaluated
+    # a finished run resumed again whose ok record is in the store: that record, nothing appended nor logged
+    store = tmp_path / "b" / "train.jsonl"
+    stored, log_before = read_records(store), open(resumed["extra"]["log"]).read()
     again = T.train(_cfg(tmp_path / "b", epochs=3, augment="auto", resume="auto"))
-    assert again["status"] == "ok" and again["metrics"]["steps"] == 9 and "linear_top1" in again["metrics"]
-    assert again["metrics"]["final_loss"] == full["metrics"]["final_loss"]
+    assert again == stored[-1] and again["id"] == full["id"] and again["status"] == "ok"
+    assert read_records(store) == stored and open(resumed["extra"]["log"]).read() == log_before
+    # ... and with a store that lacks its record: evaluated and recorded there, once
+    other = tmp_path / "other.jsonl"
+    evaluated = T.train(_cfg(tmp_path / "b", epochs=3, augment="auto", resume="auto", out=str(other)))
+    assert evaluated["status"] == "ok" and evaluated["metrics"]["steps"] == 9
+    assert "linear_top1" in evaluated["metrics"] and evaluated["metrics"]["final_loss"] == full["metrics"]["final_loss"]
+    assert [r["id"] for r in read_records(other)] == [full["id"]]
     # a checkpoint of another case is refused
     with pytest.raises(ValueError, match="another case.*lr"):
         T.train(_cfg(tmp_path / "c", eval=False, lr=0.1, resume=b_path(resumed)))
