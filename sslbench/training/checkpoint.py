@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
 from pathlib import Path
 
 import torch
@@ -81,10 +82,12 @@ def _unreadable(path: Path) -> str | None:
 
 def _load_problem(exc: Exception) -> str:
     text = str(exc)
-    if "weights_only" in text.lower() or "Unsupported global" in text:
-        return ("it holds objects other than tensors and plain data, which are refused because loading them could "
-                "run code (a file from another program, a crafted file, or an older sslbench's checkpoint)")
-    first = text.strip().splitlines()[0][:160] if text.strip() else type(exc).__name__
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if found:
+        return (f"it holds an object other than tensors and plain data ({found.group(1)}), refused because loading "
+                "it could run code (a crafted file, another program's file, or an older sslbench's checkpoint)")
+    detail = re.search(r"Unsupported operand \S+", text)
+    first = detail.group(0) if detail else (text.strip().splitlines() or [""])[0][:160]
     return f"not a readable checkpoint, truncated or not a torch file ({type(exc).__name__}: {first})"
 
 
