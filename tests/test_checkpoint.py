@@ -15,31 +15,26 @@ import random
 import pytest
 import torch
 
+from dist_train_cases import tiny_config
 from sslbench.records import read_records
 from sslbench.training import train as T
 from sslbench.training.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 
-TINY = dict(dataset="synthetic", data_options={"num_samples": 48, "channels": 1, "height": 12, "width": 12,
-                                               "num_classes": 4},
-            backbone="convnet", projector="32", dim=16, batch_size=16, epochs=2, optimizer="lars", lr=0.5,
-            warmup_epochs=0.5, device="cpu", log_every=1, knn_k=5, probe_epochs=3, eval_batch_size=64,
-            progress=False, verbose=False, augment="none")
-
-
 def _cfg(tmp_path, **kw):
-    base = dict(TINY, out=str(tmp_path / "train.jsonl"), log_dir=str(tmp_path / "runs"),
-                checkpoint_dir=str(tmp_path / "ckpt"))
-    base.update(kw)
-    return T.TrainConfig(**base).resolved()
+    return tiny_config(tmp_path, **kw).resolved()
 
 
 def _set_up(cfg):
     return T.set_up(cfg, 0, 1, torch.device("cpu"))
 
 
-def _cli(argv):
+def _cli(*args, out="none", log_dir="none", checkpoint_dir="none"):
+    """``sslbench train`` on a tiny synthetic run with ``args`` added; its exit status."""
     p = argparse.ArgumentParser()
     T.add_arguments(p)
+    argv = ["--dataset", "synthetic", "--data-option", "num_samples=32", "--batch-size", "16", "--epochs", "1",
+            "--device", "cpu", "--no-eval", "--augment", "none", "--quiet", "--no-progress", "--out", str(out),
+            "--log-dir", str(log_dir), "--checkpoint-dir", str(checkpoint_dir), *args]
     return T.run(p.parse_args(argv))
 
 
@@ -71,10 +66,7 @@ def test_a_crafted_checkpoint_does_not_run_its_payload(tmp_path, capsys, writer)
         load_checkpoint(path)
     assert not marker.exists()
     # through the command: exit 2, one line naming the file, no payload run, no record
-    argv = ["--dataset", "synthetic", "--data-option", "num_samples=32", "--batch-size", "16", "--epochs", "1",
-            "--device", "cpu", "--no-eval", "--augment", "none", "--quiet", "--no-progress", "--out",
-            str(tmp_path / "r.jsonl"), "--log-dir", "none", "--checkpoint-dir", "none", "--resume", str(path)]
-    assert _cli(argv) == 2
+    assert _cli("--resume", str(path), out=tmp_path / "r.jsonl") == 2
     err = capsys.readouterr().err
     assert not marker.exists()
     assert err.count("\n") == 1 and str(path) in err and "Traceback" not in err
@@ -113,10 +105,7 @@ def test_a_file_that_is_not_a_checkpoint_is_one_line(tmp_path, capsys, damage, p
     with pytest.raises(CheckpointError, match=problem) as info:
         load_checkpoint(path)
     assert str(path) in str(info.value) and "\n" not in str(info.value)
-    argv = ["--dataset", "synthetic", "--data-option", "num_samples=32", "--batch-size", "16", "--epochs", "1",
-            "--device", "cpu", "--no-eval", "--augment", "none", "--quiet", "--no-progress", "--out", "none",
-            "--log-dir", "none", "--checkpoint-dir", "none", "--resume", str(path)]
-    assert _cli(argv) == 2
+    assert _cli("--resume", str(path)) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and problem in err and "Traceback" not in err
 
@@ -227,15 +216,13 @@ def test_resume_says_when_it_starts_afresh(tmp_path, capsys):
 def test_output_paths_are_checked_before_any_work(tmp_path, capsys, monkeypatch, flag):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    paths = {"--out": str(tmp_path / "r.jsonl"), "--log-dir": "none", "--checkpoint-dir": "none"}
+    paths = {"out": tmp_path / "r.jsonl", "log_dir": "none", "checkpoint_dir": "none"}
     if flag == "--out-folder":
-        paths["--out"] = str(tmp_path)
+        paths["out"] = tmp_path
     else:
-        paths[flag] = str(blocker / "below" / ("r.jsonl" if flag == "--out" else "d"))
+        paths[flag[2:].replace("-", "_")] = blocker / "below" / ("r.jsonl" if flag == "--out" else "d")
     monkeypatch.setattr(T, "set_up", lambda *a, **k: pytest.fail("set-up ran despite a bad output path"))
-    argv = ["--dataset", "synthetic", "--data-option", "num_samples=32", "--batch-size", "16", "--epochs", "1",
-            "--device", "cpu", "--quiet", "--no-progress"] + [x for kv in paths.items() for x in kv]
-    assert _cli(argv) == 2
+    assert _cli(**paths) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and flag.split("-folder")[0] in err and "Traceback" not in err
 

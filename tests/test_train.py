@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from distributed_harness import run_ranks
-from dist_train_cases import deterministic_views
+from dist_train_cases import TINY, deterministic_views, tiny_config
 from sslbench.training import train as T
 from sslbench.records import read_records
 
@@ -307,18 +307,7 @@ def test_checkpoint_write_is_atomic(tmp_path):
 # ==============================================================================================================
 # The loop, end to end, on tiny synthetic data
 # ==============================================================================================================
-TINY = dict(dataset="synthetic", data_options={"num_samples": 48, "channels": 1, "height": 12, "width": 12,
-                                               "num_classes": 4},
-            backbone="convnet", projector="32", dim=16, batch_size=16, epochs=2, optimizer="lars", lr=0.5,
-            warmup_epochs=0.5, device="cpu", log_every=1, knn_k=5, probe_epochs=3, eval_batch_size=64,
-            progress=False, verbose=False, augment="none")
-
-
-def _cfg(tmp_path, **kw):
-    base = dict(TINY, out=str(tmp_path / "train.jsonl"), log_dir=str(tmp_path / "runs"),
-                checkpoint_dir=str(tmp_path / "ckpt"))
-    base.update(kw)
-    return T.TrainConfig(**base)
+_cfg = tiny_config
 
 
 def _log(record):

@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from sslbench.regularizers._common import all_reduce_sum
+from sslbench.regularizers._common import all_reduce_sum, is_distributed
 
 __all__ = ["GlobalBatchNorm", "convert_sync_batchnorm", "setup_distributed", "resolve_device", "is_distributed",
            "mean_over_ranks", "any_rank", "from_rank0"]
@@ -33,8 +33,7 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
 
     def forward(self, x: Tensor) -> Tensor:
         self._check_input_dim(x)
-        distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-        if not (self.training and distributed):
+        if not (self.training and is_distributed()):
             return super().forward(x)
         dims = [0] + list(range(2, x.dim()))
         shape = [1, -1] + [1] * (x.dim() - 2)
@@ -118,10 +117,6 @@ def resolve_device(name: str, local_rank: int) -> torch.device:
             device = torch.device("cuda", local_rank % torch.cuda.device_count())
         torch.cuda.set_device(device)
     return device
-
-
-def is_distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def mean_over_ranks(values: dict[str, float], device: torch.device) -> dict[str, float]:

@@ -1084,9 +1084,12 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         unknown = sorted(set(hparams) - set(names))
         _check(not unknown, f"--hp {', '.join(unknown)}: not a hyper-parameter of {args.regularizer}; "
                             f"accepted: {', '.join(names)}")
-        regularizers.create(args.regularizer, **hparams)  # values checked before any work
     except (ValueError, TypeError) as exc:
         raise TrainInputError(str(exc)) from None
+    try:
+        regularizers.create(args.regularizer, **hparams)  # values checked before any work
+    except (ValueError, TypeError) as exc:
+        raise TrainInputError(f"--hp for {args.regularizer}: {exc}") from None
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     values = {k: v for k, v in vars(args).items() if k in fields and k not in ("hparams", "data_options")}
     return TrainConfig(hparams=hparams, data_options=data_options, **values)
