@@ -443,15 +443,9 @@ def train(cfg: TrainConfig, *, make_views: Callable | None = None,
         state = resume(run, ckpt_path) if ckpt_path is not None else RunState()
         if state.step >= run.total_steps and (done := stored_record(run)) is not None:
             _say(True, rank, f"run {run.run_id} has already finished (step {state.step} of {run.total_steps}) "
-                             f"and its record is in {cfg.out}; nothing to do (start without --resume to train again)")
+                             f"and its record is in {cfg.out}; nothing to do")
             return done
-        log = _Log(Path(cfg.log_dir) / f"{run.run_id}.jsonl" if cfg.log_dir and rank == 0 else None,
-                   resume_step=state.resumed_from)
-        log.write("resume" if state.resumed_from is not None else "start", step=state.step, run_id=run.run_id,
-                  case=run.case, total_steps=run.total_steps, steps_per_epoch=run.steps_per_epoch)
-        _say(cfg.verbose, rank, f"{cfg.regularizer} on {cfg.dataset} ({len(run.data.images)} images, "
-                                f"{run.steps_per_epoch} steps/epoch, {run.total_steps} steps) on {device} x{world}, "
-                                f"run {run.run_id}")
+        log = start_log(run, state)
         train_steps(run, state, log, on_step)
         metrics = final_evaluation(run, state)
         log.write("end", step=state.step, status=state.status, message=state.message, metrics=metrics)
@@ -700,6 +694,19 @@ def stored_record(run: Run) -> dict | None:
 
 
 # ------------------------------------------------------------------------------------------------------ steps
+def start_log(run: Run, state: RunState) -> _Log:
+    """Rank 0's log of the run (cut back to the checkpoint's step when resumed), opened with its first line."""
+    cfg = run.cfg
+    log = _Log(Path(cfg.log_dir) / f"{run.run_id}.jsonl" if cfg.log_dir and run.rank == 0 else None,
+               resume_step=state.resumed_from)
+    log.write("resume" if state.resumed_from is not None else "start", step=state.step, run_id=run.run_id,
+              case=run.case, total_steps=run.total_steps, steps_per_epoch=run.steps_per_epoch)
+    _say(cfg.verbose, run.rank, f"{cfg.regularizer} on {cfg.dataset} ({len(run.data.images)} images, "
+                                f"{run.steps_per_epoch} steps/epoch, {run.total_steps} steps) on {run.device} "
+                                f"x{run.world}, run {run.run_id}")
+    return log
+
+
 class _Clock:
     """Training time, with the pauses (checkpoints, evaluations) left out, and the current throughput window."""
 
