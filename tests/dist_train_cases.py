@@ -5,6 +5,22 @@ import torch
 from sslbench.training import train as T
 
 
+#: a tiny run on synthetic data (48 images of 1x12x12, 3 steps per epoch): the loop's tests train this
+TINY = dict(dataset="synthetic", data_options={"num_samples": 48, "channels": 1, "height": 12, "width": 12,
+                                               "num_classes": 4},
+            backbone="convnet", projector="32", dim=16, batch_size=16, epochs=2, optimizer="lars", lr=0.5,
+            warmup_epochs=0.5, device="cpu", log_every=1, knn_k=5, probe_epochs=3, eval_batch_size=64,
+            progress=False, verbose=False, augment="none")
+
+
+def tiny_config(tmp_path, **kw):
+    """The TrainConfig of TINY writing under ``tmp_path`` (store, logs, checkpoints), with ``kw`` on top."""
+    base = dict(TINY, out=str(tmp_path / "train.jsonl"), log_dir=str(tmp_path / "runs"),
+                checkpoint_dir=str(tmp_path / "ckpt"))
+    base.update(kw)
+    return T.TrainConfig(**base)
+
+
 def deterministic_views(images, views):
     """Views that depend on each image alone (no RNG), so that every rank and a single process see the same ones:
     view v is the image shifted by v pixels along the width (circularly) and scaled by 1 + 0.1·v."""

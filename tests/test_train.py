@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from distributed_harness import run_ranks
-from dist_train_cases import deterministic_views
+from dist_train_cases import TINY, deterministic_views, tiny_config
 from sslbench.training import train as T
 from sslbench.records import read_records
 
@@ -307,18 +307,7 @@ def test_checkpoint_write_is_atomic(tmp_path):
 # ==============================================================================================================
 # The loop, end to end, on tiny synthetic data
 # ==============================================================================================================
-TINY = dict(dataset="synthetic", data_options={"num_samples": 48, "channels": 1, "height": 12, "width": 12,
-                                               "num_classes": 4},
-            backbone="convnet", projector="32", dim=16, batch_size=16, epochs=2, optimizer="lars", lr=0.5,
-            warmup_epochs=0.5, device="cpu", log_every=1, knn_k=5, probe_epochs=3, eval_batch_size=64,
-            progress=False, verbose=False, augment="none")
-
-
-def _cfg(tmp_path, **kw):
-    base = dict(TINY, out=str(tmp_path / "train.jsonl"), log_dir=str(tmp_path / "runs"),
-                checkpoint_dir=str(tmp_path / "ckpt"))
-    base.update(kw)
-    return T.TrainConfig(**base)
+_cfg = tiny_config
 
 
 def _log(record):
@@ -395,10 +384,18 @@ def test_interrupt_then_resume_matches_an_uninterrupted_run(tmp_path):
     assert a["step"] == b["step"] == 9
     for k in a["model"]:
         assert torch.equal(b["model"][k], a["model"][k]), k
-    # a finished run resumed again is only evaluated
+    # a finished run resumed again whose ok record is in the store: that record, nothing appended nor logged
+    store = tmp_path / "b" / "train.jsonl"
+    stored, log_before = read_records(store), open(resumed["extra"]["log"]).read()
     again = T.train(_cfg(tmp_path / "b", epochs=3, augment="auto", resume="auto"))
-    assert again["status"] == "ok" and again["metrics"]["steps"] == 9 and "linear_top1" in again["metrics"]
-    assert again["metrics"]["final_loss"] == full["metrics"]["final_loss"]
+    assert again == stored[-1] and again["id"] == full["id"] and again["status"] == "ok"
+    assert read_records(store) == stored and open(resumed["extra"]["log"]).read() == log_before
+    # ... and with a store that lacks its record: evaluated and recorded there, once
+    other = tmp_path / "other.jsonl"
+    evaluated = T.train(_cfg(tmp_path / "b", epochs=3, augment="auto", resume="auto", out=str(other)))
+    assert evaluated["status"] == "ok" and evaluated["metrics"]["steps"] == 9
+    assert "linear_top1" in evaluated["metrics"] and evaluated["metrics"]["final_loss"] == full["metrics"]["final_loss"]
+    assert [r["id"] for r in read_records(other)] == [full["id"]]
     # a checkpoint of another case is refused
     with pytest.raises(ValueError, match="another case.*lr"):
         T.train(_cfg(tmp_path / "c", eval=False, lr=0.1, resume=b_path(resumed)))

@@ -1,5 +1,11 @@
 """The configuration of one training run (:class:`TrainConfig`), its validation, the documented defaults, and the
-parser of ``NAME=VALUE`` options (``--hp``, ``--data-option``) that ``train``, ``bench`` and ``sweep`` share."""
+parser of ``NAME=VALUE`` options (``--hp``, ``--data-option``) that ``train``, ``bench`` and ``sweep`` share.
+
+Validation happens here, once, before any work: :meth:`TrainConfig.resolved` checks every field (names of the
+regularizer, data set and its options, backbone, augmentation, device; numbers; the regularizer's
+hyper-parameters against ``dim``, by a call on shape-only "meta" tensors), and :func:`check_outputs` the output
+paths. Both raise :class:`TrainInputError`, whose message is the one line ``sslbench train`` prints before its
+exit status 2."""
 
 from __future__ import annotations
 
@@ -31,6 +37,11 @@ AMP_MODES = ("auto", "bf16", "off")
 DEVICES = ("auto", "cpu", "cuda")
 #: datasets larger than this stay in host memory and are copied per batch (else they are moved to the device)
 MAX_DEVICE_DATA_BYTES = 4 * 2**30
+
+
+class TrainInputError(ValueError):
+    """A bad input to a training run (configuration, data set, checkpoint, output path); the message is one line
+    naming the problem and the fix."""
 
 
 # ==============================================================================================================
@@ -146,6 +157,8 @@ class TrainConfig:
             from sslbench.training.data import default_dataset
 
             c.dataset = default_dataset()
+        _check_names(c)
+        _check_regularizer_dim(c)
         return c
 
     def full_projector_spec(self) -> str:
@@ -155,7 +168,44 @@ class TrainConfig:
 
 def _check(ok: bool, message: str) -> None:
     if not ok:
-        raise ValueError(message)
+        raise TrainInputError(message)
+
+
+def _check_names(c: TrainConfig) -> None:
+    """The data set and its options, the backbone, the augmentation preset and the device exist here."""
+    import torch
+
+    from sslbench.training.augment import PRESETS
+    from sslbench.training.data import DATASET_OPTIONS, DATASETS
+    from sslbench.training.models import BACKBONES
+
+    _check(c.dataset in DATASETS, f"dataset={c.dataset!r} is unknown; choose one of {', '.join(DATASETS)}")
+    unknown = sorted(set(c.data_options) - DATASET_OPTIONS[c.dataset])
+    _check(not unknown, f"--data-option {', '.join(unknown)}: not an option of the {c.dataset} data set; it takes: "
+                        f"{', '.join(sorted(DATASET_OPTIONS[c.dataset])) or 'none'}")
+    _choice("backbone", c.backbone, BACKBONES)
+    _choice("augment", c.augment, PRESETS)
+    _check(not c.device.startswith("cuda") or torch.cuda.is_available(),
+           f"device={c.device!r}: CUDA is not available here (torch {torch.__version__}); use --device cpu or auto")
+
+
+def _check_regularizer_dim(c: TrainConfig) -> None:
+    """The hyper-parameters the regularizer checks at call time (``block_size <= dim``, ...): one call on meta
+    tensors of the run's shape (no memory, no arithmetic; the global RNG is left as it was)."""
+    import torch
+
+    try:
+        reg = regularizers.create(c.regularizer, **c.hparams)
+    except (ValueError, TypeError) as exc:
+        raise TrainInputError(f"{c.regularizer}: {exc}") from None
+    z = torch.empty(c.views, min(c.batch_size, 64), c.dim, device="meta")
+    try:
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            reg(z) if reg.symmetric else reg(z, z)
+    except (ValueError, TypeError) as exc:
+        raise TrainInputError(f"{c.regularizer} with dim={c.dim}: {exc}") from None
+    except Exception:  # noqa: BLE001 - an operation meta tensors lack: left to the run itself
+        pass
 
 
 def _real(x) -> bool:
@@ -169,6 +219,22 @@ def _int(name: str, value, minimum: int) -> None:
 
 def _choice(name: str, value, choices) -> None:
     _check(value in choices, f"{name}={value!r} is not allowed; choose one of {', '.join(map(repr, choices))}")
+
+
+def check_outputs(cfg: TrainConfig) -> None:
+    """The record store, the log folder and the checkpoint folder can be written (folders are created), so that a
+    bad path costs a second, not a finished run. Raises :class:`TrainInputError`."""
+    from sslbench.records.paths import OutputPathError, check_output_dir, check_store_path
+
+    try:
+        if cfg.out:
+            check_store_path(cfg.out, "--out")
+        if cfg.log_dir:
+            check_output_dir(cfg.log_dir, "--log-dir")
+        if cfg.checkpoint_dir:
+            check_output_dir(cfg.checkpoint_dir, "--checkpoint-dir")
+    except OutputPathError as exc:
+        raise TrainInputError(str(exc)) from None
 
 
 # ==============================================================================================================

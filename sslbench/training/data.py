@@ -71,6 +71,7 @@ from torch import Tensor
 
 __all__ = [
     "DATASETS",
+    "DATASET_OPTIONS",
     "ImageDataset",
     "DatasetNotFoundError",
     "load_dataset",
@@ -691,7 +692,8 @@ def class_balanced_subset(labels: Tensor, fraction: float, seed: int = 0) -> Ten
     return torch.sort(torch.cat(picked)).values
 
 
-_OPTIONS = {
+#: the keyword options load_dataset accepts per data set (--data-option NAME=VALUE)
+DATASET_OPTIONS = {
     "fashion_mnist": {"download"},
     "digits": set(),
     "cifar10": {"download"},
@@ -719,9 +721,9 @@ def load_dataset(
     if name not in DATASETS:
         raise ValueError(f"unknown data set {name!r}; choose one of {DATASETS}")
     fraction = _check_fraction(fraction)
-    unknown = set(options) - _OPTIONS[name]
+    unknown = set(options) - DATASET_OPTIONS[name]
     if unknown:
-        allowed = ", ".join(sorted(_OPTIONS[name])) or "none"
+        allowed = ", ".join(sorted(DATASET_OPTIONS[name])) or "none"
         raise TypeError(f"load_dataset({name!r}) got unexpected option(s) {sorted(unknown)}; it takes: {allowed}")
     if name == "fashion_mnist":
         ds = load_fashion_mnist(split, root, **options)

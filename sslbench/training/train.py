@@ -1,6 +1,10 @@
 """``sslbench train``: pretrain a backbone with one regularizer, then evaluate it against the same network at
-initialisation. The reference training loop of sslbench, readable top to bottom (config, setup, data, model,
-optimiser, loop, evaluation, record), in the spirit of nanoGPT's ``train.py``.
+initialisation. The reference training loop of sslbench, readable top to bottom in the spirit of nanoGPT's
+``train.py``: :func:`train` is the sequence check inputs → set-up (data, model, optimiser) → resume → steps →
+final evaluation → record, each a short function over two small objects, :class:`Run` (what set-up built) and
+:class:`RunState` (what the steps change and a checkpoint restores). The optimisers and schedule live in
+:mod:`sslbench.training.optim`, the distributed helpers in :mod:`sslbench.training.distributed`, the checkpoint
+format in :mod:`sslbench.training.checkpoint`.
 
 What one run does
 -----------------
@@ -27,19 +31,28 @@ What one run does
    (images/s, source images, not views) and memory (CUDA allocated / peak, or the process's resident memory).
 6. **Outcomes**: a NaN/Inf loss stops the run with ``status="diverged"`` (the log is kept); Ctrl-C (SIGINT) stops
    it at the end of the current step with ``status="interrupted"``, a checkpoint and the partial log (a second
-   Ctrl-C aborts at once); an out-of-memory error gives ``status="oom"``; any other exception is recorded with
-   ``status="error"`` and raised again.
+   Ctrl-C aborts at once); an out-of-memory error gives ``status="oom"``; a linear-algebra failure (DirectPred's
+   and IsoLoss's eigendecomposition) while the weights or the regularizer's state are NaN/Inf is a divergence
+   too; any other exception is recorded with ``status="error"`` and raised again. Bad inputs (configuration,
+   data set, output paths, checkpoint) raise :class:`sslbench.training.config.TrainInputError` before any work.
 7. **Checkpoints** (``checkpoint_dir/<run id>.pt``, written atomically: temporary file, fsync, rename) hold the
    model, the EMA target, the regularizer's buffers (DirectPred's F, ...), the optimiser, the schedule's position,
-   the RNG states, the elapsed training time and the network's initial weights. ``resume="auto"`` continues
-   from that file when it exists (a finished run is then only evaluated again); ``resume=PATH`` from a given one.
-   The run id is :func:`sslbench.records.case_id` of the case, so a checkpoint only resumes the same case.
+   the RNG states, the elapsed training time and the network's initial weights: tensors and plain data only, read
+   back with ``weights_only=True`` (:mod:`sslbench.training.checkpoint`). ``resume="auto"`` continues from that
+   file when it exists and says in one line when it does not (no ``checkpoint_dir``, or no checkpoint of this run
+   id: any change to the case's settings gives another id) before starting from step 0; ``resume=PATH`` from a
+   given one. The run id is :func:`sslbench.records.case_id` of the case, so a checkpoint only resumes the same
+   case. On resume the log loses its lines past the checkpoint's step (a killed run's steps are not doubled).
+   A finished run resumed again whose ``ok`` record is already in ``out`` is not evaluated nor recorded again:
+   :func:`train` says so and returns the stored record; without that record it is evaluated and recorded.
 8. **Evaluation** on the frozen backbone (rank 0): linear probe and weighted kNN on the labelled train split
    (the pretraining images with their labels) against the test split, collapse diagnostics of the projector's
    embeddings and of the backbone's features on the test split, and the same for the **same architecture at
    initialisation** (same seed, no training), so the record shows what pretraining added (``gain_linear``,
    ``gain_knn``).
-9. **Record**: one ``kind="train"`` record appended to ``out`` (:mod:`sslbench.records`).
+9. **Record**: one ``kind="train"`` record appended to ``out`` (:mod:`sslbench.records`); the output paths are
+   checked before any work, and if the write still fails at the end the record goes to ``log_dir`` (or stdout)
+   instead, with a line saying where (:func:`sslbench.records.paths.append_record_safely`).
 
 Determinism: before the augmentation of step s the global RNG is seeded from (seed, s, rank); before the loss
 from (seed, s) alone, so every random choice a regularizer makes (the FFT variants' feature permutation) is the
@@ -95,16 +108,14 @@ import contextlib
 import copy
 import dataclasses
 import json
-import math
 import os
-import random
 import signal
 import statistics
 import sys
 import threading
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -113,27 +124,14 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from sslbench import regularizers
-from sslbench.regularizers._common import all_reduce_sum
-
-__all__ = [
-    "TrainConfig",
-    "train",
-    "StepInfo",
-    "LARS",
-    "lr_at",
-    "param_groups",
-    "build_optimizer",
-    "epoch_batches",
-    "GlobalBatchNorm",
-    "convert_sync_batchnorm",
-    "SSLModel",
-    "parse_hparam",
-    "parse_hparams",
-    "save_checkpoint",
-    "add_arguments",
-    "run",
-]
-
+from sslbench.training.checkpoint import (  # noqa: F401 - re-exported
+    FORMAT,
+    CheckpointError,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from sslbench.training.config import (  # noqa: F401 - re-exported: the loop's configuration
     KIND,
     PREDICTOR_REGULARIZERS,
@@ -146,98 +144,50 @@ from sslbench.training.config import (  # noqa: F401 - re-exported: the loop's c
     DEVICES,
     MAX_DEVICE_DATA_BYTES,
     TrainConfig,
+    TrainInputError,
+    check_outputs,
     parse_hparam,
     parse_hparams,
     _check,
 )
+from sslbench.training.distributed import (  # noqa: F401 - re-exported
+    GlobalBatchNorm,
+    any_rank,
+    convert_sync_batchnorm,
+    from_rank0,
+    is_distributed,
+    mean_over_ranks,
+    resolve_device,
+    setup_distributed,
+)
+from sslbench.training.optim import LARS, build_optimizer, lr_at, param_groups  # noqa: F401 - re-exported
 
-# ==============================================================================================================
-# Optimiser and schedule
-# ==============================================================================================================
-class LARS(torch.optim.Optimizer):
-    """LARS (You, Gitman, Ginsburg 2017) in the form of the official Barlow Twins / VICReg code.
-
-    For each parameter w with gradient g, in groups with ``lars_adapt=True``::
-
-        d = g + weight_decay · w
-        d ← d · η‖w‖/‖d‖        (when ‖w‖ > 0 and ‖d‖ > 0; η = ``eta`` = 0.001)
-        μ ← momentum · μ + d
-        w ← w − lr · μ
-
-    Groups with ``lars_adapt=False`` skip the adaptation (and :func:`param_groups` gives them no weight decay):
-    the biases and batch-norm parameters.
-    """
-
-    def __init__(self, params, lr: float, weight_decay: float = 0.0, momentum: float = 0.9, eta: float = 0.001):
-        defaults = dict(lr=lr, weight_decay=weight_decay, momentum=momentum, eta=eta, lars_adapt=True)
-        super().__init__(params, defaults)
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for g in self.param_groups:
-            for p in g["params"]:
-                if p.grad is None:
-                    continue
-                d = p.grad
-                if g["weight_decay"] != 0:
-                    d = d.add(p, alpha=g["weight_decay"])
-                if g["lars_adapt"]:
-                    w_norm, d_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(d)
-                    trust = torch.where((w_norm > 0) & (d_norm > 0), g["eta"] * w_norm / d_norm,
-                                        torch.ones_like(w_norm))
-                    d = d.mul(trust)
-                state = self.state[p]
-                if "mu" not in state:
-                    state["mu"] = torch.zeros_like(p)
-                mu = state["mu"]
-                mu.mul_(g["momentum"]).add_(d)
-                p.add_(mu, alpha=-g["lr"])
-        return loss
-
-
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Two groups: weights (≥ 2 dimensions) with weight decay and LARS adaptation, and biases / norm parameters
-    (< 2 dimensions) with neither (the official Barlow Twins' ``exclude_bias_and_norm``)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    return [
-        {"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay, "lars_adapt": True},
-        {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0, "lars_adapt": False},
-    ]
-
-
-def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float, momentum: float = 0.9):
-    """LARS, SGD (momentum) or AdamW over :func:`param_groups` (no decay for biases and norm parameters)."""
-    groups = param_groups(model, weight_decay)
-    if name == "lars":
-        return LARS(groups, lr=lr, momentum=momentum)
-    if name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=momentum)
-    if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr)
-    raise ValueError(f"optimizer={name!r} is not allowed; choose one of {', '.join(OPTIMIZERS)}")
-
-
-def lr_at(step: int, *, base: float, total_steps: int, warmup_steps: int, final_ratio: float = 0.001) -> float:
-    """The learning rate of step ``step`` (0-based) of ``total_steps``.
-
-    Linear warm-up ``base·(step + 1)/warmup_steps`` for ``step < warmup_steps`` (the last warm-up step is at
-    ``base``), then a cosine from ``base`` at ``step = warmup_steps`` to ``final_ratio·base`` at the last step
-    ``total_steps − 1`` (a schedule with no room for the cosine stays at ``base``).
-    """
-    if step < warmup_steps:
-        return base * (step + 1) / warmup_steps
-    final = base * final_ratio
-    span = total_steps - 1 - warmup_steps
-    t = 0.0 if span <= 0 else min(1.0, (step - warmup_steps) / span)
-    return final + (base - final) * 0.5 * (1.0 + math.cos(math.pi * t))
+__all__ = [
+    "TrainConfig",
+    "TrainInputError",
+    "train",
+    "Run",
+    "RunState",
+    "StepInfo",
+    "LARS",
+    "lr_at",
+    "param_groups",
+    "build_optimizer",
+    "epoch_batches",
+    "GlobalBatchNorm",
+    "convert_sync_batchnorm",
+    "SSLModel",
+    "parse_hparam",
+    "parse_hparams",
+    "save_checkpoint",
+    "load_checkpoint",
+    "add_arguments",
+    "run",
+]
 
 
 # ==============================================================================================================
-# Data sharding
+# Data sharding and seeds
 # ==============================================================================================================
 def epoch_batches(n: int, batch_size: int, epoch: int, seed: int, rank: int = 0, world_size: int = 1) -> Tensor:
     """The indices of this rank's local batches for one epoch: a (steps, batch_size // world_size) int64 tensor.
@@ -267,77 +217,15 @@ def _mix_seed(*parts: int) -> int:
     return x & 0x7FFFFFFFFFFFFFFF
 
 
-# ==============================================================================================================
-# Synchronised batch normalisation on the CPU
-# ==============================================================================================================
-class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
-    """Batch normalisation with statistics over the global batch of all ranks, for any device.
+def _seed_all(seed: int) -> None:
+    import random
 
-    ``torch.nn.SyncBatchNorm`` only runs on accelerators; this is the same computation through the autograd-aware
-    collective :func:`sslbench.regularizers._common.all_reduce_sum` (two all-reduces per call: the sum, then the
-    centred sum of squares). Outside ``torch.distributed`` and in eval mode it is ``F.batch_norm``. Local batches
-    must have equal sizes. Running statistics: momentum average of the global mean and the unbiased global
-    variance, as ``BatchNorm``.
-    """
+    torch.manual_seed(seed)
+    random.seed(seed)
+    with contextlib.suppress(ImportError):
+        import numpy as np
 
-    def _check_input_dim(self, input: Tensor) -> None:
-        if input.dim() < 2:
-            raise ValueError(f"expected at least 2D input (N, C, ...), got {input.dim()}D")
-
-    def forward(self, x: Tensor) -> Tensor:
-        self._check_input_dim(x)
-        distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-        if not (self.training and distributed):
-            return super().forward(x)
-        dims = [0] + list(range(2, x.dim()))
-        shape = [1, -1] + [1] * (x.dim() - 2)
-        n = x.numel() // x.shape[1] * dist.get_world_size()
-        mean = all_reduce_sum(x.sum(dims)) / n
-        xc = x - mean.view(shape)
-        var = all_reduce_sum(xc.square().sum(dims)) / n
-        y = xc * torch.rsqrt(var + self.eps).view(shape)
-        if self.affine:
-            y = y * self.weight.view(shape) + self.bias.view(shape)
-        if self.track_running_stats:
-            with torch.no_grad():
-                self.num_batches_tracked.add_(1)
-                m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
-                self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
-                self.running_var.mul_(1 - m).add_(var.detach() * (n / max(n - 1, 1)), alpha=m)
-        return y
-
-
-def convert_sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module:
-    """Every batch-norm layer of ``module`` with global-batch statistics: ``torch.nn.SyncBatchNorm`` on CUDA,
-    :class:`GlobalBatchNorm` elsewhere. Parameters and buffers are kept (state-dict keys are unchanged)."""
-    if device.type == "cuda":
-        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
-    return _to_global_bn(module)
-
-
-def _to_global_bn(module: nn.Module) -> nn.Module:
-    out = module
-    if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, GlobalBatchNorm):
-        out = GlobalBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
-                              module.track_running_stats, **_first_tensor_kind(module))
-        with torch.no_grad():
-            if module.affine:
-                out.weight.copy_(module.weight)
-                out.bias.copy_(module.bias)
-            if module.track_running_stats:
-                out.running_mean.copy_(module.running_mean)
-                out.running_var.copy_(module.running_var)
-                out.num_batches_tracked.copy_(module.num_batches_tracked)
-        out.train(module.training)
-    for name, child in module.named_children():
-        out.add_module(name, _to_global_bn(child))
-    return out
-
-
-def _first_tensor_kind(module: nn.Module) -> dict:
-    for t in list(module.parameters()) + [b for b in module.buffers() if b.is_floating_point()]:
-        return {"device": t.device, "dtype": t.dtype}
-    return {}
+        np.random.seed(seed % 2**32)
 
 
 # ==============================================================================================================
@@ -392,36 +280,21 @@ class StepInfo:
 
 
 # ==============================================================================================================
-# Checkpoints, logs, small utilities
+# The log, Ctrl-C, small utilities
 # ==============================================================================================================
-def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
-    """``torch.save`` to a temporary file beside ``path``, fsync, then an atomic rename (a crash leaves either
-    the old checkpoint or the new one, never half a file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    with contextlib.suppress(OSError):
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 class _Log:
     """The run's JSON-lines log (rank 0; a no-op elsewhere or without a path)."""
 
-    def __init__(self, path: Path | None, append: bool):
+    def __init__(self, path: Path | None, resume_step: int | None = None):
+        """A new log, or with ``resume_step`` the existing one cut back to the lines up to that step (a killed
+        run's lines past its last checkpoint would otherwise appear twice)."""
         self.path = path
         self._f = None
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._f = open(path, "a" if append else "w", encoding="utf-8")
+            if resume_step is not None:
+                truncate_log(path, resume_step)
+            self._f = open(path, "a" if resume_step is not None else "w", encoding="utf-8")
 
     def write(self, event: str, **fields) -> None:
         if self._f is None:
@@ -439,6 +312,25 @@ class _Log:
                 os.fsync(self._f.fileno())
             self._f.close()
             self._f = None
+
+
+def truncate_log(path: Path, step: int) -> None:
+    """Keep the lines of the JSON-lines log ``path`` whose ``step`` is at most ``step`` (and those without one);
+    drop the rest and any line cut short by a crash. Rewritten atomically."""
+    if not path.exists():
+        return
+    kept = []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and not (isinstance(entry.get("step"), int) and entry["step"] > step):
+                kept.append(line if line.endswith("\n") else line + "\n")
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text("".join(kept), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 class _StopOnSigint:
@@ -465,87 +357,6 @@ class _StopOnSigint:
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
 
-
-def _rng_state() -> dict:
-    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    with contextlib.suppress(ImportError):
-        import numpy as np
-
-        state["numpy"] = np.random.get_state()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        with contextlib.suppress(RuntimeError):
-            torch.cuda.set_rng_state_all(state["cuda"])
-    if "numpy" in state:
-        with contextlib.suppress(ImportError):
-            import numpy as np
-
-            np.random.set_state(state["numpy"])
-
-
-def _seed_all(seed: int) -> None:
-    torch.manual_seed(seed)
-    random.seed(seed)
-    with contextlib.suppress(ImportError):
-        import numpy as np
-
-        np.random.seed(seed % 2**32)
-
-
-def _resolve_device(name: str, local_rank: int) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device={name!r}: CUDA is not available here; use --device cpu (or auto)")
-        if device.index is None:
-            device = torch.device("cuda", local_rank % torch.cuda.device_count())
-        torch.cuda.set_device(device)
-    return device
-
-
-def _setup_distributed(device_name: str) -> tuple[int, int, int, bool]:
-    """(rank, world_size, local_rank, created): joins a process group started by torchrun (env:// rendezvous)
-    or uses one already initialised by the caller."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", dist.get_rank())), False
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1, 0, False
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    cuda = device_name != "cpu" and torch.cuda.is_available()
-    if cuda:
-        torch.cuda.set_device(local_rank % torch.cuda.device_count())
-    dist.init_process_group("nccl" if cuda else "gloo")
-    return dist.get_rank(), dist.get_world_size(), local_rank, True
-
-
-def _distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def _mean_over_ranks(values: dict[str, float], device: torch.device) -> dict[str, float]:
-    if not _distributed() or not values:
-        return values
-    t = torch.tensor(list(values.values()), dtype=torch.float64, device=device)
-    dist.all_reduce(t)
-    return dict(zip(values, (t / dist.get_world_size()).tolist()))
-
-
-def _any_rank(flag: bool, device: torch.device) -> bool:
-    if not _distributed():
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item() > 0)
 
 
 def _memory(device: torch.device) -> dict:
@@ -612,57 +423,159 @@ def _evaluate(backbone, projector, train_set, test_set, normalize_fn, device, cf
 
 
 # ==============================================================================================================
-# The run
+# The run: check inputs → set-up → resume → steps → final evaluation → record
 # ==============================================================================================================
 def train(cfg: TrainConfig, *, make_views: Callable | None = None,
           on_step: Callable[[StepInfo], None] | None = None) -> dict:
     """Pretrain, evaluate and record one run; returns the record (also appended to ``cfg.out``).
 
     ``make_views(images, views) -> (V, B, C, H, W)`` replaces the augmentation (tests, custom pipelines);
-    ``on_step(StepInfo)`` is called after every optimiser step.
+    ``on_step(StepInfo)`` is called after every optimiser step. Bad inputs raise :class:`TrainInputError`
+    (one line) before any work.
     """
-    # ------------------------------------------------------------------ setup
     cfg = cfg.resolved()
-    rank, world, local_rank, created_group = _setup_distributed(cfg.device)
+    check_outputs(cfg)
+    rank, world, local_rank, created_group = setup_distributed(cfg.device)
     try:
-        device = _resolve_device(cfg.device, local_rank)
-        return _train(cfg, rank, world, device, make_views, on_step)
+        device = resolve_device(cfg.device, local_rank)
+        run = set_up(cfg, rank, world, device, make_views)
+        ckpt_path = checkpoint_to_resume(run)
+        state = resume(run, ckpt_path) if ckpt_path is not None else RunState()
+        if state.step >= run.total_steps and (done := stored_record(run)) is not None:
+            _say(True, rank, f"run {run.run_id} has already finished (step {state.step} of {run.total_steps}) "
+                             f"and its record is in {cfg.out}; nothing to do")
+            return done
+        log = start_log(run, state)
+        train_steps(run, state, log, on_step)
+        metrics = final_evaluation(run, state)
+        log.write("end", step=state.step, status=state.status, message=state.message, metrics=metrics)
+        log.close()
+        record = build_record(run, state, metrics, log.path)
+        write_record(run, record)
+        _say(cfg.verbose, rank, _summary(record))
+        return record
     finally:
         if created_group:
             dist.destroy_process_group()
 
 
-def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, make_views, on_step) -> dict:
+@dataclass
+class Run:
+    """What set-up builds and the later parts read: configuration, this process's place, data, networks,
+    optimiser, and the run's identity (its case and id)."""
+
+    cfg: TrainConfig
+    rank: int
+    world: int
+    device: torch.device
+    amp: bool
+    data: Any  # the pretraining ImageDataset
+    images: Tensor  # all pretraining images, on the device (or in pinned host memory when too large)
+    views_fn: Callable  # (images, views) -> (V, B, C, H, W)
+    normalize: Callable  # the augmentation's normalisation (what the evaluation applies)
+    steps_per_epoch: int
+    total_steps: int
+    warmup_steps: int
+    reg: nn.Module
+    model: SSLModel
+    target: nn.Module | None  # the EMA target network (asymmetric regularizers with ema_tau > 0)
+    net: nn.Module  # the model as trained: DDP-wrapped and/or compiled
+    optimizer: torch.optim.Optimizer
+    init_state: dict  # the embedder's weights at initialisation (the evaluation's baseline)
+    case: dict
+    run_id: str
+    ckpt_path: Path | None
+    eval_sets: tuple | None = None  # (probe train, test), loaded on first use
+
+    def lr(self, step: int) -> float:
+        return lr_at(step, base=self.cfg.lr, total_steps=self.total_steps, warmup_steps=self.warmup_steps,
+                     final_ratio=self.cfg.final_lr_ratio)
+
+    def eval_data(self) -> tuple:
+        from sslbench.training.data import load_dataset
+
+        c = self.cfg
+        if self.eval_sets is None:
+            probe_train = self.data if c.pretrain_split == "train" else load_dataset(
+                c.dataset, "train", root=c.data_root, fraction=c.fraction, seed=c.seed, **c.data_options)
+            self.eval_sets = (probe_train, load_dataset(c.dataset, "test", root=c.data_root, seed=c.seed,
+                                                        **c.data_options))
+        return self.eval_sets
+
+
+@dataclass
+class RunState:
+    """What the steps change and a checkpoint restores, and how the run ended."""
+
+    step: int = 0  # optimiser steps done
+    train_time_s: float = 0.0  # training time so far (checkpoints and evaluations excluded)
+    images_seen: int = 0
+    last_terms: dict = field(default_factory=dict)  # the loss terms of the last log step (mean over ranks)
+    status: str = "ok"
+    message: str | None = None
+    consistent: bool = True  # False while a step is half done (no checkpoint then)
+    throughput: list = field(default_factory=list)  # images/s of each log window
+    resumed_from: int | None = None  # the step of the checkpoint the run resumed from
+
+    @property
+    def final_loss(self) -> float | None:
+        return self.last_terms.get("loss")
+
+
+# ------------------------------------------------------------------------------------------------------ set-up
+def set_up(cfg: TrainConfig, rank: int, world: int, device: torch.device, make_views: Callable | None = None) -> Run:
+    """Data, views, model, EMA target and optimiser, in the order that fixes the initial weights (the seed is
+    set just before the networks are built), and the run's case and id."""
+    from sslbench.records import case_id
     from sslbench.training.augment import build_augment
-    from sslbench.training.data import load_dataset
-    from sslbench.execution.measure import environment, is_oom_error
-    from sslbench.training.models import EMATarget, Predictor, Projector, build_backbone
-    from sslbench.records import append_record, case_id, make_record
 
     _check(cfg.batch_size % world == 0,
            f"batch_size={cfg.batch_size} must be divisible by the world size {world} (it is the global batch)")
     amp = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
     _check(not (amp and device.type != "cuda"), "amp='bf16' needs a CUDA device; use amp='off' (or auto) on the CPU")
     reg = regularizers.create(cfg.regularizer, **cfg.hparams).to(device)
-
-    # ------------------------------------------------------------------ data
-    data = load_dataset(cfg.dataset, cfg.pretrain_split, root=cfg.data_root, fraction=cfg.fraction, seed=cfg.seed,
-                        **cfg.data_options)
-    n_images = data.images.shape[0]
-    steps_per_epoch = n_images // cfg.batch_size
-    _check(steps_per_epoch > 0, f"batch_size={cfg.batch_size} is larger than the {n_images} training images of "
-                                f"{cfg.dataset} (fraction={cfg.fraction}); lower --batch-size or raise --fraction")
-    total_steps = cfg.epochs * steps_per_epoch
-    if cfg.max_steps is not None:
-        total_steps = min(total_steps, cfg.max_steps)
-    warmup_steps = min(int(round(cfg.warmup_epochs * steps_per_epoch)), total_steps)
+    data = load_pretraining_data(cfg)
+    steps_per_epoch = len(data.images) // cfg.batch_size
+    total_steps = cfg.epochs * steps_per_epoch if cfg.max_steps is None else \
+        min(cfg.epochs * steps_per_epoch, cfg.max_steps)
     on_device = device.type != "cuda" or data.images.numel() <= MAX_DEVICE_DATA_BYTES
-    images_all = data.images.to(device) if on_device else data.images.pin_memory()
     image_shape = tuple(data.images.shape[1:])
     augment = build_augment(image_shape, cfg.augment).to(device)
-    views_fn = make_views if make_views is not None else augment
+    model, target, net, init_state = build_networks(cfg, image_shape, world, device)
+    case = run_case(cfg, reg, device, world, amp)
+    run_id = case_id(KIND, case)
+    return Run(
+        cfg=cfg, rank=rank, world=world, device=device, amp=amp, data=data,
+        images=data.images.to(device) if on_device else data.images.pin_memory(),
+        views_fn=make_views if make_views is not None else augment, normalize=augment.normalize,
+        steps_per_epoch=steps_per_epoch, total_steps=total_steps,
+        warmup_steps=min(int(round(cfg.warmup_epochs * steps_per_epoch)), total_steps), reg=reg, model=model,
+        target=target, net=net, optimizer=build_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay,
+                                                          cfg.momentum),
+        init_state=init_state, case=case, run_id=run_id,
+        ckpt_path=Path(cfg.checkpoint_dir) / f"{run_id}.pt" if cfg.checkpoint_dir else None)
 
-    # ------------------------------------------------------------------ model
+
+def load_pretraining_data(cfg: TrainConfig):
+    """The pretraining split; a data set that cannot be loaded or is smaller than one batch is a
+    :class:`TrainInputError` naming it."""
+    from sslbench.training.data import load_dataset
+
+    try:
+        data = load_dataset(cfg.dataset, cfg.pretrain_split, root=cfg.data_root, fraction=cfg.fraction,
+                            seed=cfg.seed, **cfg.data_options)
+    except (OSError, ValueError, TypeError, ImportError) as exc:
+        raise TrainInputError(f"dataset {cfg.dataset}: {exc}") from None
+    _check(len(data.images) >= cfg.batch_size,
+           f"batch_size={cfg.batch_size} is larger than the {len(data.images)} training images of {cfg.dataset} "
+           f"(fraction={cfg.fraction}); lower --batch-size or raise --fraction")
+    return data
+
+
+def build_networks(cfg: TrainConfig, image_shape: tuple, world: int, device: torch.device):
+    """(model, EMA target or None, the network as trained, the embedder's initial weights), seeded by cfg.seed."""
+    from sslbench.training.models import EMATarget, Predictor, Projector, build_backbone
+
     _seed_all(cfg.seed)
     backbone = build_backbone(cfg.backbone, image_shape[0], image_shape[1])
     projector = Projector(backbone.out_dim, cfg.full_projector_spec())
@@ -681,11 +594,11 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, make_v
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     if cfg.compile:
         net = torch.compile(net)
+    return model, target, net, init_state
 
-    # ------------------------------------------------------------------ optimiser
-    optimizer = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
 
-    # ------------------------------------------------------------------ the case, resume, log
+def run_case(cfg: TrainConfig, reg: nn.Module, device: torch.device, world: int, amp: bool) -> dict:
+    """The settings that make a run what it is; their :func:`sslbench.records.case_id` is the run id."""
     case = {
         "regularizer": cfg.regularizer, "hparams": _plain_hparams(reg.hparams()), "dataset": cfg.dataset,
         "fraction": cfg.fraction, "dim": cfg.dim, "projector": cfg.full_projector_spec(), "views": cfg.views,
@@ -700,243 +613,382 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, make_v
         case["grad_clip"] = cfg.grad_clip
     if cfg.data_options:
         case["data_options"] = dict(cfg.data_options)
-    run_id = case_id(KIND, case)
-    ckpt_path = Path(cfg.checkpoint_dir) / f"{run_id}.pt" if cfg.checkpoint_dir else None
-    resume_path = None
-    if cfg.resume == "auto":
-        resume_path = ckpt_path if ckpt_path is not None and ckpt_path.exists() else None
-    elif cfg.resume:
-        resume_path = Path(cfg.resume)
-        _check(resume_path.exists(), f"resume={cfg.resume!r}: no such checkpoint file")
-    start_step, train_time, images_seen, last_terms = 0, 0.0, 0, {}
-    if resume_path is not None:
-        ckpt = torch.load(resume_path, map_location="cpu", weights_only=False)
-        if ckpt["case"] != case:
-            diff = sorted(k for k in set(case) | set(ckpt["case"]) if case.get(k) != ckpt["case"].get(k))
-            raise ValueError(f"checkpoint {resume_path} is for another case (differs in {', '.join(diff)}); "
-                             "resume with the same settings or start afresh without --resume")
-        model.load_state_dict(ckpt["model"])
-        if target is not None:
-            target.load_state_dict(ckpt["target"])
-        reg.load_state_dict(ckpt["regularizer"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        init_state = ckpt["init_state"]
-        start_step, train_time, images_seen = ckpt["step"], ckpt["train_time_s"], ckpt["images_seen"]
-        last_terms = ckpt["last_terms"]
-        _set_rng_state(ckpt["rng"])
-        _say(cfg.verbose, rank, f"resumed {resume_path} at step {start_step}")
-    log = _Log(Path(cfg.log_dir) / f"{run_id}.jsonl" if cfg.log_dir and rank == 0 else None,
-               append=resume_path is not None)
-    log.write("resume" if resume_path is not None else "start", step=start_step, run_id=run_id, case=case,
-              total_steps=total_steps, steps_per_epoch=steps_per_epoch)
-    _say(cfg.verbose, rank, f"{cfg.regularizer} on {cfg.dataset} ({n_images} images, {steps_per_epoch} steps/epoch, "
-                            f"{total_steps} steps) on {device} x{world}, run {run_id}")
+    return case
 
-    def checkpoint(step: int, train_time_s: float, images: int, terms: dict) -> None:
-        if ckpt_path is None or rank != 0:
-            return
-        save_checkpoint(ckpt_path, {
-            "format": 1, "step": step, "case": case, "config": dataclasses.asdict(cfg),
-            "model": model.state_dict(), "target": target.state_dict() if target is not None else None,
-            "regularizer": reg.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": {"step": step, "total_steps": total_steps, "warmup_steps": warmup_steps},
-            "rng": _rng_state(), "init_state": init_state, "train_time_s": train_time_s, "images_seen": images,
-            "last_terms": terms,
-        })
 
-    eval_sets = None
+# ------------------------------------------------------------------------------------------------------ resume
+def checkpoint_to_resume(run: Run) -> Path | None:
+    """``--resume PATH``, or with ``--resume`` alone the run's own checkpoint; None (start from step 0, said in
+    one line when ``--resume`` was asked for) when there is none."""
+    cfg = run.cfg
+    if not cfg.resume:
+        return None
+    if cfg.resume != "auto":
+        return Path(cfg.resume)
+    if run.ckpt_path is None:
+        _say(True, run.rank, "--resume: there is no --checkpoint-dir (it is 'none'), so no checkpoint to resume; "
+                             "starting from step 0")
+        return None
+    if not run.ckpt_path.exists():
+        others = len([p for p in run.ckpt_path.parent.glob("*.pt") if p != run.ckpt_path])
+        note = f"; the {others} other checkpoint(s) there belong to other settings" if others else ""
+        _say(True, run.rank, f"--resume: no checkpoint of run {run.run_id} in {run.ckpt_path.parent} (any change "
+                             f"to the run's settings gives another run id{note}); starting from step 0")
+        return None
+    return run.ckpt_path
 
-    def eval_data():
-        nonlocal eval_sets
-        if eval_sets is None:
-            probe_train = data if cfg.pretrain_split == "train" else load_dataset(
-                cfg.dataset, "train", root=cfg.data_root, fraction=cfg.fraction, seed=cfg.seed, **cfg.data_options)
-            eval_sets = (probe_train, load_dataset(cfg.dataset, "test", root=cfg.data_root, seed=cfg.seed,
-                                                   **cfg.data_options))
-        return eval_sets
 
-    # ------------------------------------------------------------------ the loop
-    status, message, consistent = "ok", None, True
-    final_loss = last_terms.get("loss")
-    window: list[float] = []  # images/s of each log window
+def resume(run: Run, path: Path) -> RunState:
+    """Load the checkpoint at ``path`` into the run (weights, EMA target, regularizer buffers, optimiser, RNG);
+    the state it was saved with. A file that is not a checkpoint of this case is a :class:`CheckpointError`."""
+    ckpt = load_checkpoint(path)
+    if ckpt["case"] != run.case:
+        diff = sorted(k for k in set(run.case) | set(ckpt["case"]) if run.case.get(k) != ckpt["case"].get(k))
+        raise CheckpointError(f"checkpoint {path} is for another case (differs in {', '.join(diff)}); "
+                              "resume with the same settings or start afresh without --resume")
+    try:
+        run.model.load_state_dict(ckpt["model"])
+        if run.target is not None:
+            run.target.load_state_dict(ckpt["target"])
+        run.reg.load_state_dict(ckpt["regularizer"])
+        run.optimizer.load_state_dict(ckpt["optimizer"])
+        set_rng_state(ckpt["rng"])
+    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"checkpoint {path}: its contents do not fit this run ({type(exc).__name__}: "
+                              f"{str(exc).strip().splitlines()[0][:160]}); start afresh without --resume") from None
+    run.init_state = ckpt["init_state"]
+    _say(run.cfg.verbose, run.rank, f"resumed {path} at step {ckpt['step']}")
+    return RunState(step=ckpt["step"], train_time_s=ckpt["train_time_s"], images_seen=ckpt["images_seen"],
+                    last_terms=ckpt["last_terms"], resumed_from=ckpt["step"])
+
+
+def checkpoint_state(run: Run, state: RunState, train_time_s: float) -> dict:
+    """What a checkpoint holds: tensors and plain data only (loaded back with ``weights_only=True``)."""
+    config = {k: v for k, v in dataclasses.asdict(run.cfg).items() if k != "hparams"}
+    return {
+        "format": FORMAT, "step": state.step, "case": run.case,
+        "config": dict(config, hparams=_plain_hparams(run.cfg.hparams)),
+        "model": run.model.state_dict(), "target": run.target.state_dict() if run.target is not None else None,
+        "regularizer": run.reg.state_dict(), "optimizer": run.optimizer.state_dict(),
+        "scheduler": {"step": state.step, "total_steps": run.total_steps, "warmup_steps": run.warmup_steps},
+        "rng": rng_state(), "init_state": run.init_state, "train_time_s": train_time_s,
+        "images_seen": state.images_seen, "last_terms": state.last_terms,
+    }
+
+
+def save(run: Run, state: RunState, train_time_s: float) -> None:
+    """Rank 0 writes the run's checkpoint (when there is a checkpoint folder)."""
+    if run.ckpt_path is not None and run.rank == 0:
+        save_checkpoint(run.ckpt_path, checkpoint_state(run, state, train_time_s))
+
+
+def stored_record(run: Run) -> dict | None:
+    """The last ``ok`` record of this run id in the store (rank 0 reads, every rank gets it), or None."""
+    found = None
+    if run.rank == 0 and run.cfg.out:
+        from sslbench.records import read_records
+
+        found = next((r for r in reversed(read_records(run.cfg.out, kind=KIND))
+                      if r.get("id") == run.run_id and r.get("status") == "ok"), None)
+    return from_rank0(found)
+
+
+# ------------------------------------------------------------------------------------------------------ steps
+def start_log(run: Run, state: RunState) -> _Log:
+    """Rank 0's log of the run (cut back to the checkpoint's step when resumed), opened with its first line."""
+    cfg = run.cfg
+    log = _Log(Path(cfg.log_dir) / f"{run.run_id}.jsonl" if cfg.log_dir and run.rank == 0 else None,
+               resume_step=state.resumed_from)
+    log.write("resume" if state.resumed_from is not None else "start", step=state.step, run_id=run.run_id,
+              case=run.case, total_steps=run.total_steps, steps_per_epoch=run.steps_per_epoch)
+    _say(cfg.verbose, run.rank, f"{cfg.regularizer} on {cfg.dataset} ({len(run.data.images)} images, "
+                                f"{run.steps_per_epoch} steps/epoch, {run.total_steps} steps) on {run.device} "
+                                f"x{run.world}, run {run.run_id}")
+    return log
+
+
+class _Clock:
+    """Training time, with the pauses (checkpoints, evaluations) left out, and the current throughput window."""
+
+    def __init__(self):
+        self.start = self.window_start = time.perf_counter()
+        self.paused = 0.0
+        self.window_steps = 0
+
+    def training_s(self) -> float:
+        return time.perf_counter() - self.start - self.paused
+
+    def new_window(self) -> None:
+        self.window_start, self.window_steps = time.perf_counter(), 0
+
+
+def train_steps(run: Run, state: RunState, log: _Log, on_step: Callable | None = None) -> RunState:
+    """The optimisation loop from ``state.step`` to ``run.total_steps``, or to the first stop: a NaN/Inf loss
+    (diverged), Ctrl-C (interrupted), out of memory (oom). Checkpoints on the way and at the end; any other
+    exception is recorded as an ``error`` and raised again."""
+    cfg, device = run.cfg, run.device
+    clock = _Clock()
     bad = torch.zeros((), dtype=torch.bool, device=device)  # a NaN/Inf loss since the last check
-    bar = None
-    if rank == 0 and (cfg.progress if cfg.progress is not None else sys.stderr.isatty()):
-        from tqdm import tqdm
-
-        bar = tqdm(total=total_steps, initial=start_step, desc=cfg.regularizer, unit="step", dynamic_ncols=True)
+    bar = _progress_bar(run, state.step)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    net.train()
-    batches, batches_epoch = None, -1
-    step = start_step
-    t_start = t_window = time.perf_counter()
-    paused = 0.0  # seconds spent in checkpoints and evaluations (not training time)
-    steps_in_window = 0
+    run.net.train()
+    batches = _EpochBatches(run)
     try:
         with _StopOnSigint() as stop:
-            while step < total_steps:
-                epoch, i = divmod(step, steps_per_epoch)
-                if batches_epoch != epoch:
-                    batches, batches_epoch = epoch_batches(n_images, cfg.batch_size, epoch, cfg.seed, rank, world), epoch
-                images = images_all[batches[i].to(images_all.device)].to(device, non_blocking=True)
-                torch.manual_seed(_mix_seed(cfg.seed, step, rank + 1))  # this rank's augmentation draws
-                with torch.no_grad():
-                    views = views_fn(images, cfg.views)
-                lr = lr_at(step, base=cfg.lr, total_steps=total_steps, warmup_steps=warmup_steps,
-                           final_ratio=cfg.final_lr_ratio)
-                for g in optimizer.param_groups:
-                    g["lr"] = lr
-                consistent = False
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                    z, p = net(views)
-                    if target is None:
-                        z_t = z.detach()
-                    else:
-                        with torch.no_grad():
-                            z_t = target(views)
-                torch.manual_seed(_mix_seed(cfg.seed, step, 0))  # the regularizer's draws: equal on every rank
-                out = reg(z) if reg.symmetric else reg(p if p is not None else z, z_t)
-                optimizer.zero_grad(set_to_none=True)
-                out.loss.backward()
-                grad_norm = None if cfg.grad_clip is None else \
-                    nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)  # DDP: grads already averaged
-                optimizer.step()
-                if target is not None:
-                    target.update(step, total_steps)
-                step += 1
-                consistent = True
+            while state.step < run.total_steps:
+                out, lr, grad_norm = one_step(run, state, batches(state.step))
                 bad |= ~torch.isfinite(out.loss.detach())
-                images_seen += cfg.batch_size
-                steps_in_window += 1
+                clock.window_steps += 1
                 if on_step is not None:
-                    on_step(StepInfo(step, epoch, lr, out, model, optimizer))
+                    on_step(StepInfo(state.step, (state.step - 1) // run.steps_per_epoch, lr, out, run.model,
+                                     run.optimizer))
                 if bar is not None:
                     bar.update(1)
-
                 # -- checks and logging (a host sync on CUDA: only at log steps and epoch ends there)
-                log_now = step % cfg.log_every == 0 or step == total_steps
-                end_of_epoch = step % steps_per_epoch == 0
-                if (device.type == "cpu" or log_now or end_of_epoch) and _any_rank(bool(bad), device):
-                    status = "diverged"
-                    message = f"the loss became NaN or Inf at or before step {step} (lr {lr:.4g})"
+                step = state.step
+                log_now = step % cfg.log_every == 0 or step == run.total_steps
+                end_of_epoch = step % run.steps_per_epoch == 0
+                if (device.type == "cpu" or log_now or end_of_epoch) and any_rank(bool(bad), device):
+                    state.status = "diverged"
+                    state.message = f"the loss became NaN or Inf at or before step {step} (lr {lr:.4g})"
                     log.write("diverged", step=step, lr=lr)
                     break
                 if log_now:
-                    _sync(device)
-                    elapsed = time.perf_counter() - t_window
-                    ips = steps_in_window * cfg.batch_size / elapsed if elapsed > 0 else None
-                    if ips is not None:
-                        window.append(ips)
-                    last_terms = _mean_over_ranks(out.detached(), device)
-                    final_loss = last_terms["loss"]
-                    extra = {} if grad_norm is None else {"grad_norm": float(grad_norm)}
-                    log.write("step", step=step, epoch=step / steps_per_epoch, lr=lr, images_per_s=ips,
-                              **last_terms, **extra, **_memory(device))
-                    if bar is not None:
-                        bar.set_postfix(loss=f"{final_loss:.4g}", lr=f"{lr:.3g}")
-                    t_window, steps_in_window = time.perf_counter(), 0
-                if stop.requested if not _distributed() else (log_now and _any_rank(stop.requested, device)):
-                    status, message = "interrupted", f"interrupted by the user at step {step}"
+                    _log_step(run, state, log, clock, out, lr, grad_norm, bar)
+                if stop.requested if not is_distributed() else (log_now and any_rank(stop.requested, device)):
+                    state.status, state.message = "interrupted", f"interrupted by the user at step {step}"
                     break
-
-                # -- checkpoints and evaluations during training (their time is not training time)
-                due_ckpt = step < total_steps and (step % cfg.checkpoint_every == 0 if cfg.checkpoint_every
-                                                   else end_of_epoch)
-                due_eval = (cfg.eval and cfg.eval_every > 0 and end_of_epoch and step < total_steps
-                            and (step // steps_per_epoch) % cfg.eval_every == 0)
-                if end_of_epoch and bar is None and step < total_steps:  # no bar (not a terminal): one line/epoch
-                    done_s = time.perf_counter() - t_start - paused
-                    eta = done_s / max(step - start_step, 1) * (total_steps - step)
-                    loss_text = f"loss {final_loss:.4g}, " if final_loss is not None else ""
-                    _say(cfg.verbose, rank, f"epoch {step // steps_per_epoch}/{total_steps // steps_per_epoch}: "
-                         f"{loss_text}{done_s:.0f} s, about {eta:.0f} s to go")
-                if due_ckpt or due_eval:
-                    _sync(device)
-                    t_pause = time.perf_counter()
-                    if due_ckpt:
-                        checkpoint(step, train_time + t_pause - t_start - paused, images_seen, last_terms)
-                    if due_eval:
-                        if rank == 0:
-                            knn = _evaluate(model.backbone, model.projector, *eval_data(), augment.normalize,
-                                            device, cfg, full=False)
-                            log.write("eval", step=step, epoch=step // steps_per_epoch, **knn)
-                        if _distributed():
-                            dist.barrier()
-                        net.train()
-                    paused += time.perf_counter() - t_pause
-                    t_window, steps_in_window = time.perf_counter(), 0
+                if end_of_epoch and bar is None and step < run.total_steps:
+                    _say_epoch(run, state, clock)
+                _checkpoint_and_evaluate(run, state, log, clock, end_of_epoch)
     except KeyboardInterrupt:
-        status, message = "interrupted", f"aborted by a second interrupt at step {step}"
-    except Exception as exc:  # noqa: BLE001 - recorded; re-raised unless it is an out-of-memory error
-        if not is_oom_error(exc):
-            if bar is not None:
-                bar.close()
-            text = f"{type(exc).__name__}: {exc}"
-            log.write("error", step=step, message=text)
-            log.close()
-            if rank == 0 and cfg.out:
-                append_record(cfg.out, make_record(KIND, case, {"steps": step}, "error", env=environment(),
-                                                   message=text, extra={"traceback": traceback.format_exc(),
-                                                                        "run_id": run_id}))
-            raise
-        status, message = "oom", f"out of memory at step {step}: {exc}"
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+        state.status, state.message = "interrupted", f"aborted by a second interrupt at step {state.step}"
+    except Exception as exc:  # noqa: BLE001 - a result when it is a divergence or OOM; else recorded and raised
+        _stopped_by(run, state, log, exc, bar)
     finally:
         if bar is not None:
             bar.close()
     _sync(device)
-    train_time += time.perf_counter() - t_start - paused
-    if status == "ok" and start_step < total_steps:
-        checkpoint(step, train_time, images_seen, last_terms)
-    elif status == "interrupted":
-        if consistent:
-            checkpoint(step, train_time, images_seen, last_terms)
+    state.train_time_s += clock.training_s()
+    if state.status == "ok" and (state.resumed_from or 0) < run.total_steps:
+        save(run, state, state.train_time_s)
+    elif state.status == "interrupted":
+        if state.consistent:
+            save(run, state, state.train_time_s)
         else:
-            message += " (mid-step: no new checkpoint; the last one is kept)"
+            state.message += " (mid-step: no new checkpoint; the last one is kept)"
+    return state
 
-    # ------------------------------------------------------------------ evaluation
+
+class _EpochBatches:
+    """This rank's batch of a step (the epoch's permutation is drawn once per epoch)."""
+
+    def __init__(self, run: Run):
+        self.run, self.epoch, self.batches = run, -1, None
+
+    def __call__(self, step: int) -> Tensor:
+        r = self.run
+        epoch, i = divmod(step, r.steps_per_epoch)
+        if epoch != self.epoch:
+            self.batches = epoch_batches(len(r.images), r.cfg.batch_size, epoch, r.cfg.seed, r.rank, r.world)
+            self.epoch = epoch
+        return r.images[self.batches[i].to(r.images.device)].to(r.device, non_blocking=True)
+
+
+def one_step(run: Run, state: RunState, images: Tensor):
+    """One optimiser step on ``images`` (this rank's batch): views, forward, loss, backward, step, EMA update.
+    Returns (the regularizer's output, the learning rate, the gradient norm before clipping or None)."""
+    cfg, step = run.cfg, state.step
+    torch.manual_seed(_mix_seed(cfg.seed, step, run.rank + 1))  # this rank's augmentation draws
+    with torch.no_grad():
+        views = run.views_fn(images, cfg.views)
+    lr = run.lr(step)
+    for g in run.optimizer.param_groups:
+        g["lr"] = lr
+    state.consistent = False
+    with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.amp):
+        z, p = run.net(views)
+        if run.target is None:
+            z_t = z.detach()
+        else:
+            with torch.no_grad():
+                z_t = run.target(views)
+    torch.manual_seed(_mix_seed(cfg.seed, step, 0))  # the regularizer's draws: equal on every rank
+    out = run.reg(z) if run.reg.symmetric else run.reg(p if p is not None else z, z_t)
+    run.optimizer.zero_grad(set_to_none=True)
+    out.loss.backward()
+    grad_norm = None if cfg.grad_clip is None else \
+        nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip)  # DDP: grads already averaged
+    run.optimizer.step()
+    if run.target is not None:
+        run.target.update(step, run.total_steps)
+    state.step += 1
+    state.consistent = True
+    state.images_seen += cfg.batch_size
+    return out, lr, grad_norm
+
+
+def _log_step(run: Run, state: RunState, log: _Log, clock: _Clock, out, lr: float, grad_norm, bar) -> None:
+    _sync(run.device)
+    elapsed = time.perf_counter() - clock.window_start
+    ips = clock.window_steps * run.cfg.batch_size / elapsed if elapsed > 0 else None
+    if ips is not None:
+        state.throughput.append(ips)
+    state.last_terms = mean_over_ranks(out.detached(), run.device)
+    extra = {} if grad_norm is None else {"grad_norm": float(grad_norm)}
+    log.write("step", step=state.step, epoch=state.step / run.steps_per_epoch, lr=lr, images_per_s=ips,
+              **state.last_terms, **extra, **_memory(run.device))
+    if bar is not None:
+        bar.set_postfix(loss=f"{state.final_loss:.4g}", lr=f"{lr:.3g}")
+    clock.new_window()
+
+
+def _say_epoch(run: Run, state: RunState, clock: _Clock) -> None:
+    """Without a progress bar (not a terminal): one line per epoch."""
+    done_s = clock.training_s()
+    eta = done_s / max(state.step - (state.resumed_from or 0), 1) * (run.total_steps - state.step)
+    loss_text = f"loss {state.final_loss:.4g}, " if state.final_loss is not None else ""
+    _say(run.cfg.verbose, run.rank, f"epoch {state.step // run.steps_per_epoch}/"
+         f"{run.total_steps // run.steps_per_epoch}: {loss_text}{done_s:.0f} s, about {eta:.0f} s to go")
+
+
+def _checkpoint_and_evaluate(run: Run, state: RunState, log: _Log, clock: _Clock, end_of_epoch: bool) -> None:
+    """The checkpoints and kNN evaluations during training that are due after this step (their time is not
+    training time)."""
+    cfg, step = run.cfg, state.step
+    due_ckpt = step < run.total_steps and (step % cfg.checkpoint_every == 0 if cfg.checkpoint_every
+                                           else end_of_epoch)
+    due_eval = (cfg.eval and cfg.eval_every > 0 and end_of_epoch and step < run.total_steps
+                and (step // run.steps_per_epoch) % cfg.eval_every == 0)
+    if not (due_ckpt or due_eval):
+        return
+    _sync(run.device)
+    t_pause = time.perf_counter()
+    if due_ckpt:
+        save(run, state, state.train_time_s + t_pause - clock.start - clock.paused)
+    if due_eval:
+        if run.rank == 0:
+            knn = _evaluate(run.model.backbone, run.model.projector, *run.eval_data(), run.normalize, run.device,
+                            cfg, full=False)
+            log.write("eval", step=step, epoch=step // run.steps_per_epoch, **knn)
+        if is_distributed():
+            dist.barrier()
+        run.net.train()
+    clock.paused += time.perf_counter() - t_pause
+    clock.new_window()
+
+
+def _stopped_by(run: Run, state: RunState, log: _Log, exc: Exception, bar) -> None:
+    """An exception in the loop: a divergence (a linear-algebra failure on a NaN/Inf state) or an out-of-memory
+    error end the run as a result; anything else is logged, recorded as ``error`` and raised again."""
+    from sslbench.execution.measure import is_oom_error
+
+    if diverged_in_linalg(exc, run):
+        lr = run.lr(min(state.step, run.total_steps - 1))
+        state.status = "diverged"
+        state.message = (f"the weights or the regularizer's state became NaN or Inf: {type(exc).__name__} at step "
+                         f"{state.step + 1} (lr {lr:.4g})")
+        log.write("diverged", step=state.step, lr=lr)
+    elif is_oom_error(exc):
+        state.status, state.message = "oom", f"out of memory at step {state.step}: {exc}"
+        if run.device.type == "cuda":
+            torch.cuda.empty_cache()
+    else:
+        if bar is not None:
+            bar.close()
+        text = f"{type(exc).__name__}: {exc}"
+        log.write("error", step=state.step, message=text)
+        log.close()
+        record = _make_record(run, {"steps": state.step}, "error", text,
+                              {"traceback": traceback.format_exc(), "run_id": run.run_id})
+        write_record(run, record)
+        raise
+
+
+def diverged_in_linalg(exc: BaseException, run: Run) -> bool:
+    """A linear-algebra failure (eigh of DirectPred's / IsoLoss's F, ...) while the weights, the EMA target or the
+    regularizer's buffers hold NaN/Inf: the run diverged (a failure on a finite state stays an error)."""
+    if not isinstance(exc, torch.linalg.LinAlgError):
+        return False
+    modules = [run.model, run.reg] + ([run.target] if isinstance(run.target, nn.Module) else [])
+    tensors = [t for m in modules for t in (*m.parameters(), *m.buffers()) if t.is_floating_point()]
+    return any(not bool(torch.isfinite(t).all()) for t in tensors)  # local: no collective inside an error
+
+
+def _progress_bar(run: Run, initial: int):
+    if run.rank != 0 or not (run.cfg.progress if run.cfg.progress is not None else sys.stderr.isatty()):
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=run.total_steps, initial=initial, desc=run.cfg.regularizer, unit="step", dynamic_ncols=True)
+
+
+# ------------------------------------------------------------------------------------------------------ evaluation
+def final_evaluation(run: Run, state: RunState) -> dict:
+    """The run's metrics: steps, time, throughput and memory; after a finished run (and ``cfg.eval``), rank 0's
+    linear probe, kNN and collapse diagnostics of the trained network and of the same one at initialisation,
+    shared with every rank."""
+    cfg, window = run.cfg, state.throughput
     metrics: dict[str, Any] = {
-        "steps": step, "train_time_s": train_time,
-        "images_per_s": images_seen / train_time if train_time > 0 else None,
+        "steps": state.step, "train_time_s": state.train_time_s,
+        "images_per_s": state.images_seen / state.train_time_s if state.train_time_s > 0 else None,
         "images_per_s_median": statistics.median(window[1:] or window) if window else None,
-        "peak_memory_bytes": _peak_memory(device), "final_loss": final_loss if status != "diverged" else None,
+        "peak_memory_bytes": _peak_memory(run.device),
+        "final_loss": state.final_loss if state.status != "diverged" else None,
     }
-    if status == "ok" and cfg.eval:
+    if state.status == "ok" and cfg.eval:
         t_eval = time.perf_counter()
-        if rank == 0:
-            train_set, test_set = eval_data()
-            trained = _evaluate(model.backbone, model.projector, train_set, test_set, augment.normalize, device, cfg)
-            metrics.update(trained)
-            if cfg.eval_init:
-                init_model = copy.deepcopy(_Embedder(model))
-                init_model.load_state_dict(init_state)
-                init = _evaluate(init_model.backbone, init_model.projector, train_set, test_set, augment.normalize,
-                                 device, cfg)
-                metrics.update({f"init_{k}": v for k, v in init.items()})
-                metrics["gain_linear"] = metrics["linear_top1"] - metrics["init_linear_top1"]
-                metrics["gain_knn"] = metrics["knn_top1"] - metrics["init_knn_top1"]
+        if run.rank == 0:
+            metrics.update(_evaluate_trained_and_init(run))
         metrics["eval_time_s"] = time.perf_counter() - t_eval
-    if _distributed():
-        shared = [metrics]
-        dist.broadcast_object_list(shared, src=0)
-        metrics = shared[0]
-    log.write("end", step=step, status=status, message=message, metrics=metrics)
-    log.close()
+    return from_rank0(metrics)
 
-    # ------------------------------------------------------------------ record
-    record = make_record(KIND, case, metrics, status, env=environment(), message=message, extra={
-        "run_id": run_id, "log": str(log.path) if log.path else None,
-        "checkpoint": str(ckpt_path) if ckpt_path is not None and ckpt_path.exists() else None,
-        "final_terms": last_terms, "hparams_set": _plain_hparams(cfg.hparams), "total_steps": total_steps,
-        "steps_per_epoch": steps_per_epoch, "resumed_from_step": start_step if resume_path is not None else None,
+
+def _evaluate_trained_and_init(run: Run) -> dict:
+    train_set, test_set = run.eval_data()
+    model, cfg = run.model, run.cfg
+    metrics = _evaluate(model.backbone, model.projector, train_set, test_set, run.normalize, run.device, cfg)
+    if cfg.eval_init:
+        init_model = copy.deepcopy(_Embedder(model))
+        init_model.load_state_dict(run.init_state)
+        init = _evaluate(init_model.backbone, init_model.projector, train_set, test_set, run.normalize, run.device,
+                         cfg)
+        metrics.update({f"init_{k}": v for k, v in init.items()})
+        metrics["gain_linear"] = metrics["linear_top1"] - metrics["init_linear_top1"]
+        metrics["gain_knn"] = metrics["knn_top1"] - metrics["init_knn_top1"]
+    return metrics
+
+
+# ------------------------------------------------------------------------------------------------------ record
+def build_record(run: Run, state: RunState, metrics: dict, log_path: Path | None, *, env: dict | None = None) -> dict:
+    """The run's ``kind="train"`` record (``env=None``: this machine's environment)."""
+    cfg = run.cfg
+    return _make_record(run, metrics, state.status, state.message, {
+        "run_id": run.run_id, "log": str(log_path) if log_path else None,
+        "checkpoint": str(run.ckpt_path) if run.ckpt_path is not None and run.ckpt_path.exists() else None,
+        "final_terms": state.last_terms, "hparams_set": _plain_hparams(cfg.hparams), "total_steps": run.total_steps,
+        "steps_per_epoch": run.steps_per_epoch, "resumed_from_step": state.resumed_from,
         "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "hparams"},
-    })
-    if rank == 0 and cfg.out:
-        append_record(cfg.out, record)
-    _say(cfg.verbose, rank, _summary(record))
-    return record
+    }, env=env)
+
+
+def _make_record(run: Run, metrics: dict, status: str, message: str | None, extra: dict, *,
+                 env: dict | None = None) -> dict:
+    from sslbench.execution.measure import environment
+    from sslbench.records import make_record
+
+    return make_record(KIND, run.case, metrics, status, env=environment() if env is None else env, message=message,
+                       extra=extra)
+
+
+def write_record(run: Run, record: dict) -> None:
+    """Rank 0 appends the record to ``cfg.out``; if that fails (a full disk, a folder removed meanwhile) it goes
+    beside the log, or is printed whole: a finished run is never lost."""
+    from sslbench.records.paths import append_record_safely
+
+    if run.rank == 0 and run.cfg.out:
+        append_record_safely(run.cfg.out, record, fallback_dirs=[run.cfg.log_dir])
 
 
 def _summary(record: dict) -> str:
@@ -1030,28 +1082,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The :class:`TrainConfig` of parsed command-line arguments (``--hp`` parsed and checked)."""
-    hparams = parse_hparams(args.hp)
-    data_options = parse_hparams(getattr(args, "data_option", []), "--data-option")
-    names = regularizers.hparam_names(args.regularizer)
-    unknown = sorted(set(hparams) - set(names))
-    if unknown:
-        raise ValueError(f"--hp {', '.join(unknown)}: not a hyper-parameter of {args.regularizer}; "
-                         f"accepted: {', '.join(names)}")
-    regularizers.create(args.regularizer, **hparams)  # values checked before any work
+    """The :class:`TrainConfig` of parsed command-line arguments (``--hp`` parsed and checked); a bad value is a
+    :class:`TrainInputError`."""
+    try:
+        hparams = parse_hparams(args.hp)
+        data_options = parse_hparams(getattr(args, "data_option", []), "--data-option")
+        names = regularizers.hparam_names(args.regularizer)
+        unknown = sorted(set(hparams) - set(names))
+        _check(not unknown, f"--hp {', '.join(unknown)}: not a hyper-parameter of {args.regularizer}; "
+                            f"accepted: {', '.join(names)}")
+    except (ValueError, TypeError) as exc:
+        raise TrainInputError(str(exc)) from None
+    try:
+        regularizers.create(args.regularizer, **hparams)  # values checked before any work
+    except (ValueError, TypeError) as exc:
+        raise TrainInputError(f"--hp for {args.regularizer}: {exc}") from None
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     values = {k: v for k, v in vars(args).items() if k in fields and k not in ("hparams", "data_options")}
     return TrainConfig(hparams=hparams, data_options=data_options, **values)
 
 
 def run(args: argparse.Namespace) -> int:
-    """``sslbench train``: 0 when the run finished, 1 diverged / out of memory, 130 interrupted, 2 bad arguments."""
+    """``sslbench train``: 0 when the run finished (or had finished: ``--resume``), 1 diverged / out of memory,
+    130 interrupted, 2 bad input (arguments, data set, output paths, checkpoint: one line, before any work)."""
     try:
-        cfg = config_from_args(args).resolved()
-    except ValueError as exc:
+        record = train(config_from_args(args))
+    except TrainInputError as exc:
         print(f"sslbench train: error: {exc}", file=sys.stderr)
         return 2
-    record = train(cfg)
-    if cfg.verbose and int(os.environ.get("RANK", "0")) == 0:
+    if args.verbose and int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps({"status": record["status"], "id": record["id"], **record["metrics"]}))
     return {"ok": 0, "interrupted": 130}.get(record["status"], 1)
