@@ -121,16 +121,21 @@ def serve(cmd: list[str], env: dict) -> int:
         return proc.wait()
     except (KeyboardInterrupt, _Stopped):
         if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)
         return 0
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def stop_process(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
+    """Ask ``proc`` to end (SIGTERM), and kill it if it has not within ``grace_s``; reaps it either way."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def main(argv: list[str] | None = None) -> int:  # `python -m sslbench.dashboard`
