@@ -248,7 +248,7 @@ def page_scaling(df: pd.DataFrame, colours: dict) -> None:
                                       suffix_device=len(chosen_devices) > 1, min_points=int(min_points),
                                       fit_from=fit_from if sizes and fit_from != sizes[0] else None)
     show(fig, "chart_scaling")
-    failed = data[~data["status"].isin(["ok", "oom"])]
+    failed = V.failed_otherwise(data)
     if not failed.empty:
         st.caption(f"{len(failed)} case(s) failed otherwise ({', '.join(sorted(failed['status'].unique()))}); "
                    "not plotted.")
@@ -314,12 +314,10 @@ def page_accuracy(df: pd.DataFrame, colours: dict) -> None:
     regs = sorted(V.choices(runs["regularizer"], by_count=True))
     chosen = sb.multiselect("Regularizers", regs, default=regs, key="acc_regs")
     runs = V.keep(runs, "regularizer", chosen)
-    ok = runs[(runs["status"] == "ok") & runs[metric].notna()]
+    ok = V.finished_runs(runs, metric)
     if ok.empty:
         st.warning("No finished runs with this accuracy under these filters.")
         return
-    # runs of one regularizer with other hyper-parameters / settings are separate series, never pooled
-    ok = ok.assign(variant=A.run_variants(ok))
     name = {"linear_top1": "linear-probe top-1 (%)", "knn_top1": "kNN top-1 (%)"}[metric]
 
     fig = go.Figure()
@@ -332,7 +330,7 @@ def page_accuracy(df: pd.DataFrame, colours: dict) -> None:
             customdata=line["runs"],
             hovertemplate=f"{variant}<br>{AXIS_SHORT[x]}=%{{x}}<br>%{{y:.2f}} % (%{{customdata}} run(s))"
                           "<extra></extra>"))
-    init = ok.groupby(x)[f"init_{metric}"].mean().dropna()
+    init = V.init_floor(ok, x, metric)
     if not init.empty:
         fig.add_trace(go.Scatter(
             x=init.index.tolist(), y=init.tolist(), mode="lines+markers", name="at initialisation (floor)",

@@ -127,3 +127,15 @@ def test_filters():
     df = pd.DataFrame({"c": [1, 2, 3]})
     assert V.keep(df, "c", [1, "3"])["c"].tolist() == [1, 3]
     assert V.plain_number(4.0) == "4" and V.plain_number(0.5) == "0.5" and V.plain_number("x") == "x"
+
+
+def test_finished_runs_floor_and_failures():
+    runs = V.accuracy_runs(train_frame())
+    runs.loc[runs.index[0], "status"] = "diverged"
+    runs.loc[runs.index[1], "linear_top1"] = float("nan")
+    runs["init_linear_top1"] = [5.0 if v == 2 else 7.0 for v in runs["views"]]
+    ok = V.finished_runs(runs, "linear_top1")
+    assert len(ok) == 15 and set(ok["variant"]) == {"bt", "vic"}
+    assert V.init_floor(ok, "views", "linear_top1").to_dict() == {2: 5.0, 4: 7.0, 8: 7.0}
+    bench = bench_frame([{"status": s} for s in ("ok", "oom", "error", "timeout")])
+    assert V.failed_otherwise(bench)["status"].tolist() == ["error", "timeout"]

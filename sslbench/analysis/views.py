@@ -101,6 +101,11 @@ def scaling_series(data: pd.DataFrame, x: str, y: str, by: Sequence[str], *, min
     return out, fits
 
 
+def failed_otherwise(data: pd.DataFrame) -> pd.DataFrame:
+    """The records that neither finished nor ran out of memory (errors, time-outs, ...): not plotted."""
+    return data[~data["status"].isin(["ok", "oom"])]
+
+
 def oom_points(data: pd.DataFrame, x: str) -> pd.DataFrame:
     """The out-of-memory records with a positive size on ``x``."""
     if "status" not in data.columns or data.empty:
@@ -145,6 +150,18 @@ def default_accuracy_fixed(runs: pd.DataFrame, other: str, x: str):
     spread = {v: runs.loc[runs[other] == v, x].nunique() for v in values}
     best = [v for v in values if spread[v] == max(spread.values())]
     return max(best) if other == "fraction" else most_common(runs.loc[runs[other].isin(best), other])
+
+
+def finished_runs(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """The ok runs that have ``metric``, each with its ``variant`` (:func:`run_variants`): runs of one regularizer
+    with other hyper-parameters or settings are separate series, never pooled."""
+    ok = runs[(runs["status"] == "ok") & runs[metric].notna()]
+    return ok.assign(variant=run_variants(ok))
+
+
+def init_floor(ok: pd.DataFrame, x: str, metric: str) -> pd.Series:
+    """The accuracy of the untrained network (``init_<metric>``) at each ``x``, averaged over runs: the floor."""
+    return ok.groupby(x)[f"init_{metric}"].mean().dropna()
 
 
 def accuracy_series(ok: pd.DataFrame, x: str, metric: str) -> list[dict]:
