@@ -21,7 +21,6 @@ dashboard only reads records (through :mod:`sslbench.analysis`); it never trains
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 import textwrap
@@ -39,6 +38,7 @@ import streamlit as st  # noqa: E402
 from plotly.colors import qualitative  # noqa: E402
 
 from sslbench import analysis as A  # noqa: E402
+from sslbench.analysis import views as V  # noqa: E402
 
 RESULTS_ENV = "SSLBENCH_RESULTS"
 ASV_ENV = "SSLBENCH_ASV"
@@ -90,15 +90,7 @@ def pick(label: str, options: list, *, key: str, default=None, sidebar=True, **k
     return where.selectbox(label, options, index=index, key=key, **kw)
 
 
-def most_common(series: pd.Series):
-    counts = series.dropna().value_counts()
-    return counts.index[0] if len(counts) else None
-
-
-def fmt_value(v) -> str:
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
-    return str(v)
+fmt_value = V.plain_number
 
 
 def show(fig: go.Figure, key: str) -> None:
@@ -124,36 +116,25 @@ def scaling_figure(data: pd.DataFrame, x: str, y: str, colours: dict, *, title: 
     scale, y_title = Y_DISPLAY[y]
     fig = go.Figure()
     series_key = ["label", "device_name"] if suffix_device else ["label"]
-    ok = A._ok_points(data, x, y) if not data.empty else data
-    fits = (A.fit_scaling(data, x=x, y=y, by=series_key, min_points=min_points, x_min=fit_from)
-            if not ok.empty else pd.DataFrame())
-    fit_of = {tuple(r[k] for k in series_key): r for _, r in fits.iterrows()} if not fits.empty else {}
+    lines, fits = V.scaling_series(data, x, y, series_key, min_points=min_points, fit_from=fit_from)
     ymax = 0.0
-    for key, g in ok.groupby(series_key, sort=True):
-        key = key if isinstance(key, tuple) else (key,)
+    for line in lines:
+        key, alpha = line["key"], line["exponent"]
         name = str(key[0]) + (f" @ {key[1]}" if suffix_device else "")
-        fit = fit_of.get(key)
-        alpha = fit["exponent"] if fit is not None else math.nan
         name += f"  (α={alpha:.2f})" if np.isfinite(alpha) else "  (α: too few points)"
-        agg = g.groupby(x).agg(y=(y, "median"), n=(y, "size"))
-        if y == "time_s" and {"metrics.time_q25_s", "metrics.time_q75_s"} <= set(g.columns):
-            q = g.groupby(x)[["metrics.time_q25_s", "metrics.time_q75_s"]].median()
-            err_plus = (q["metrics.time_q75_s"] - agg["y"]).clip(lower=0) / scale
-            err_minus = (agg["y"] - q["metrics.time_q25_s"]).clip(lower=0) / scale
-            error_y = dict(type="data", symmetric=False, array=err_plus.tolist(), arrayminus=err_minus.tolist(),
-                           thickness=1, width=3)
-        else:
-            error_y = None
-        ys = (agg["y"] / scale).tolist()
+        error_y = None
+        if line["err_plus"] is not None:
+            error_y = dict(type="data", symmetric=False, array=[e / scale for e in line["err_plus"]],
+                           arrayminus=[e / scale for e in line["err_minus"]], thickness=1, width=3)
+        ys = [v / scale for v in line["y"]]
         ymax = max(ymax, max(ys))
         fig.add_trace(go.Scatter(
-            x=agg.index.tolist(), y=ys, mode="lines+markers", name=name, error_y=error_y,
+            x=line["x"], y=ys, mode="lines+markers", name=name, error_y=error_y,
             line=dict(color=colours.get(str(key[0]))), marker=dict(size=7),
             meta=dict(series=str(key[0]), exponent=None if not np.isfinite(alpha) else float(alpha)),
             hovertemplate=f"{name}<br>{AXIS_SHORT[x]}=%{{x}}<br>%{{y:.4g}}<extra></extra>"))
     # out-of-memory cases: at the top of the chart, where the series could not go
-    oom = data[data["status"] == "oom"] if "status" in data.columns else data.iloc[0:0]
-    oom = oom[pd.to_numeric(oom[x], errors="coerce") > 0]
+    oom = V.oom_points(data, x)
     if not oom.empty:
         ceiling = ymax * 2 if ymax > 0 else 1.0
         fig.add_trace(go.Scatter(
@@ -181,7 +162,7 @@ def scaling_figure(data: pd.DataFrame, x: str, y: str, colours: dict, *, title: 
                 hovertemplate=(f"{xover.lower_before} / {xover.lower_after} cross at {AXIS_SHORT[x]}≈%{{x:.4g}}"
                                "<extra></extra>")))
     base_layout(fig, title, A.X_COLUMNS[x], y_title)
-    xs = sorted(set(pd.to_numeric(data[x], errors="coerce").dropna().tolist()) - {0})
+    xs = V.measured_sizes(data, x)
     if 0 < len(xs) <= 12:  # label the measured sizes rather than plotly's 2, 5, 10 ticks
         fig.update_xaxes(tickmode="array", tickvals=xs, ticktext=[fmt_value(float(v)) for v in xs])
     fit_range = f", fitted over {AXIS_SHORT[x]} ≥ {fmt_value(float(fit_from))}" if fit_from else ""
@@ -203,39 +184,38 @@ def page_scaling(df: pd.DataFrame, colours: dict) -> None:
     kinds = [k for k in A.SCALING_KINDS if (data["kind"] == k).any()]
     kind = pick("Records", kinds, key="sc_kind", format_func=lambda k: KIND_NAMES.get(k, k))
     data = data[data["kind"] == kind]
-    devices = data["device_name"].dropna().astype(str).value_counts().index.tolist()
+    devices = V.choices(data["device_name"], by_count=True)
     chosen_devices = sb.multiselect("Device", devices, default=devices[:1], key="sc_device")
-    data = data[data["device_name"].astype(str).isin(chosen_devices)]
+    data = V.keep(data, "device_name", chosen_devices)
     if data.empty:
         st.warning("Choose at least one device in the sidebar.")
         return
-    threads = sorted(data["threads"].dropna().unique().tolist()) if "threads" in data.columns else []
+    threads = V.choices(data["threads"]) if "threads" in data.columns else []
     if len(threads) > 1 and len(chosen_devices) == 1:  # timings with different thread counts do not mix
-        th = pick("torch threads", threads, key="sc_threads", default=most_common(data["threads"]),
+        th = pick("torch threads", threads, key="sc_threads", default=V.most_common(data["threads"]),
                   format_func=fmt_value)
         data = data[data["threads"] == th]
-    axes = [a for a in A.X_COLUMNS if data[a].nunique() >= 2] or ["dim"]
+    axes = V.scaling_axes(data)
     x = sb.radio("Scale in", axes, key="sc_x", horizontal=True, format_func=lambda a: AXIS_SHORT[a])
     y = sb.radio("Metric", list(Y_DISPLAY), key="sc_y",
                  format_func=lambda m: {"time_s": "time", "memory_bytes": "memory (step)",
                                         "peak_bytes": "peak memory"}[m])
     fixed = {}
-    for other in A._OTHER_AXES[x]:
-        values = sorted(data[other].dropna().unique().tolist())
+    for other in A.OTHER_AXES[x]:
+        values = V.choices(data[other])
         if not values:
             continue
-        # default: the value with the most distinct x measured
-        best = max(values, key=lambda v: (data.loc[data[other] == v, x].nunique(), (data[other] == v).sum()))
-        fixed[other] = pick(f"{AXIS_SHORT[other]} (fixed)", values, key=f"sc_fix_{x}_{other}", default=best,
-                            format_func=fmt_value)
+        fixed[other] = pick(f"{AXIS_SHORT[other]} (fixed)", values, key=f"sc_fix_{x}_{other}",
+                            default=V.default_fixed(data, other, x), format_func=fmt_value)
         data = data[data[other] == fixed[other]]
-    dtypes = sorted(data["dtype"].dropna().astype(str).unique().tolist())
+    dtypes = V.choices(data["dtype"], by_count=True)
+    dtypes.sort()
     if len(dtypes) > 1:
         dt = pick("dtype", dtypes, key="sc_dtype", default="float32" if "float32" in dtypes else dtypes[0])
         data = data[data["dtype"].astype(str) == dt]
-    regs = sorted(data["regularizer"].dropna().astype(str).unique().tolist())
+    regs = sorted(V.choices(data["regularizer"], by_count=True))
     chosen = sb.multiselect("Regularizers", regs, default=regs, key="sc_regs")
-    data = data[data["regularizer"].astype(str).isin(chosen)]
+    data = V.keep(data, "regularizer", chosen)
     algos = sorted(data["algorithm"].fillna("(default)").astype(str).unique().tolist())
     if len(algos) > 1:
         chosen_algos = sb.multiselect("Algorithms", algos, default=algos, key="sc_algos")
@@ -246,7 +226,7 @@ def page_scaling(df: pd.DataFrame, colours: dict) -> None:
                                       format_func=lambda i: {"official": "official code", "sslbench": "sslbench"}.get(i, i))
         data = data[data["impl"].astype(str).isin(chosen_impls)]
     min_points = sb.number_input("Fit: minimum points", min_value=2, max_value=10, value=3, key="sc_minpts")
-    sizes = sorted(pd.to_numeric(data[x], errors="coerce").dropna().unique().tolist())
+    sizes = V.choices(pd.to_numeric(data[x], errors="coerce"))
     fit_from = pick(f"Fit: from {AXIS_SHORT[x]} ≥", sizes, key=f"sc_fitfrom_{x}", format_func=fmt_value,
                     help="fit the exponents over the larger sizes only (the asymptotic regime)") if sizes else None
 
@@ -254,17 +234,8 @@ def page_scaling(df: pd.DataFrame, colours: dict) -> None:
         st.warning("Nothing left to plot with these filters.")
         return
     # the pairs that can cross: series of the same regularizer
-    pairs, crossing = [], []
-    if len(chosen_devices) == 1:
-        ok = A._ok_points(data, x, y)
-        for reg, g in ok.groupby("regularizer", sort=True):
-            labels = sorted(g["label"].astype(str).unique())
-            for i, a in enumerate(labels):
-                for b in labels[i + 1:]:
-                    pairs.append((a, b))
-                    if A.crossover(g, a, b, x=x, y=y) is not None:
-                        crossing.append((a, b))
-    options = ["(none)"] + [f"{a}  vs  {b}" for a, b in crossing + [p for p in pairs if p not in crossing]]
+    pairs = V.crossing_pairs(data, x, y) if len(chosen_devices) == 1 else []
+    options = ["(none)"] + [f"{a}  vs  {b}" for a, b in pairs]
     choice = pick("Annotate the crossover of", options, key=f"sc_pair_{x}_{y}",
                   default=options[1] if len(options) > 1 else "(none)",
                   help="pairs of the same regularizer; those that cross are listed first")
@@ -277,7 +248,7 @@ def page_scaling(df: pd.DataFrame, colours: dict) -> None:
                                       suffix_device=len(chosen_devices) > 1, min_points=int(min_points),
                                       fit_from=fit_from if sizes and fit_from != sizes[0] else None)
     show(fig, "chart_scaling")
-    failed = data[~data["status"].isin(["ok", "oom"])]
+    failed = V.failed_otherwise(data)
     if not failed.empty:
         st.caption(f"{len(failed)} case(s) failed otherwise ({', '.join(sorted(failed['status'].unique()))}); "
                    "not plotted.")
@@ -310,70 +281,56 @@ def page_scaling(df: pd.DataFrame, colours: dict) -> None:
 # ==============================================================================================================
 def page_accuracy(df: pd.DataFrame, colours: dict) -> None:
     st.header("Accuracy: linear probe and kNN after pretraining")
-    runs = df[df["kind"] == "train"].copy()
+    runs = V.accuracy_runs(df)
     if runs.empty:
         st.info("No training runs in these results (records of kind train). Produce some with:")
         st.code("sslbench train --regularizer barlow_twins          # -> results/train.jsonl\n"
                 "sslbench sweep --kind train --regularizers barlow_twins vicreg --views 2 4 --fractions 0.25 1 "
                 "--epochs 2   # -> results/sweeps/", language="bash")
         return
-    for k in ("dataset", "fraction", "backbone", "epochs", "seed"):
-        runs[k] = A._col(runs, f"case.{k}")
-    for m in ("linear_top1", "knn_top1", "init_linear_top1", "init_knn_top1", "train_time_s", "images_per_s"):
-        runs[m] = pd.to_numeric(A._col(runs, f"metrics.{m}"), errors="coerce")
-    runs["fraction"] = pd.to_numeric(runs["fraction"], errors="coerce")
     sb = st.sidebar
     sb.subheader("Filters")
-    datasets = runs["dataset"].dropna().astype(str).value_counts().index.tolist()
+    datasets = V.choices(runs["dataset"], by_count=True)
     if datasets:
         ds = pick("Data set", datasets, key="acc_ds")
         runs = runs[runs["dataset"].astype(str) == ds]
     metric = sb.radio("Accuracy", ["linear_top1", "knn_top1"], key="acc_metric", horizontal=True,
                       format_func=lambda m: {"linear_top1": "linear probe", "knn_top1": "kNN"}[m])
-    axes = [a for a in ("views", "fraction", "dim") if runs[a].notna().any()]
-    varying = [a for a in axes if runs[a].nunique() >= 2]
-    x = sb.radio("Against", varying or axes, key="acc_x", horizontal=True,
+    x = sb.radio("Against", V.accuracy_axes(runs), key="acc_x", horizontal=True,
                  format_func=lambda a: AXIS_SHORT[a])
     fixed = {}
-    for other in [a for a in ("views", "fraction", "dim") if a != x]:
-        values = sorted(runs[other].dropna().unique().tolist())
+    for other in [a for a in V.ACCURACY_AXES if a != x]:
+        values = V.choices(runs[other])
         if len(values) > 1:
-            # default: the value under which the x axis has the most points (a curve, not a lone dot); among
-            # those, all the data for the fraction and the most common value for the others
-            spread = {v: runs.loc[runs[other] == v, x].nunique() for v in values}
-            best = [v for v in values if spread[v] == max(spread.values())]
-            default = max(best) if other == "fraction" else most_common(runs.loc[runs[other].isin(best), other])
             fixed[other] = pick(f"{AXIS_SHORT[other]} (fixed)", values, key=f"acc_fix_{x}_{other}",
-                                default=default, format_func=fmt_value)
+                                default=V.default_accuracy_fixed(runs, other, x), format_func=fmt_value)
             runs = runs[runs[other] == fixed[other]]
     for extra in ("backbone", "epochs", "device"):
         values = runs[extra].dropna().astype(str).unique().tolist()
         if len(values) > 1:
             v = pick(extra.capitalize(), sorted(values), key=f"acc_{extra}",
-                     default=str(most_common(runs[extra])))
+                     default=str(V.most_common(runs[extra])))
             runs = runs[runs[extra].astype(str) == v]
-    regs = sorted(runs["regularizer"].dropna().astype(str).unique().tolist())
+    regs = sorted(V.choices(runs["regularizer"], by_count=True))
     chosen = sb.multiselect("Regularizers", regs, default=regs, key="acc_regs")
-    runs = runs[runs["regularizer"].astype(str).isin(chosen)]
-    ok = runs[(runs["status"] == "ok") & runs[metric].notna()]
+    runs = V.keep(runs, "regularizer", chosen)
+    ok = V.finished_runs(runs, metric)
     if ok.empty:
         st.warning("No finished runs with this accuracy under these filters.")
         return
-    # runs of one regularizer with other hyper-parameters / settings are separate series, never pooled
-    ok = ok.assign(variant=A.run_variants(ok))
     name = {"linear_top1": "linear-probe top-1 (%)", "knn_top1": "kNN top-1 (%)"}[metric]
 
     fig = go.Figure()
-    for (reg, variant), g in ok.groupby(["regularizer", "variant"], sort=True):
-        k = sorted(ok.loc[ok["regularizer"] == reg, "variant"].unique()).index(variant)
-        agg = g.groupby(x)[metric].agg(["mean", "std", "size"]).reset_index()
+    for line in V.accuracy_series(ok, x, metric):
+        variant = line["variant"]
         fig.add_trace(go.Scatter(
-            x=agg[x].tolist(), y=agg["mean"].tolist(), mode="lines+markers", name=str(variant),
-            error_y=dict(type="data", array=agg["std"].fillna(0).tolist(), visible=True, thickness=1),
-            line=dict(color=colours.get(str(reg)), dash=DASHES[k % len(DASHES)]), customdata=agg["size"].tolist(),
+            x=line["x"], y=line["mean"], mode="lines+markers", name=str(variant),
+            error_y=dict(type="data", array=line["std"], visible=True, thickness=1),
+            line=dict(color=colours.get(str(line["regularizer"])), dash=DASHES[line["index"] % len(DASHES)]),
+            customdata=line["runs"],
             hovertemplate=f"{variant}<br>{AXIS_SHORT[x]}=%{{x}}<br>%{{y:.2f}} % (%{{customdata}} run(s))"
                           "<extra></extra>"))
-    init = ok.groupby(x)[f"init_{metric}"].mean().dropna()
+    init = V.init_floor(ok, x, metric)
     if not init.empty:
         fig.add_trace(go.Scatter(
             x=init.index.tolist(), y=init.tolist(), mode="lines+markers", name="at initialisation (floor)",
@@ -425,18 +382,17 @@ def page_regressions(df: pd.DataFrame, colours: dict) -> None:
         m = pick("Machine", sorted(machines), key="rg_machine")
         table = table[table["machine"].astype(str) == m]
     benches = sorted(table["benchmark"].astype(str).unique().tolist())
-    flagged_benches = table.loc[table["change"] != "", "benchmark"].astype(str).unique().tolist()
+    flagged_benches = V.flagged(table, "benchmark")
     bench = pick("Benchmark", benches, key="rg_bench", default=flagged_benches[0] if flagged_benches else None)
     t = table[table["benchmark"].astype(str) == bench]
     series_all = sorted(t["series"].astype(str).unique().tolist())
-    flagged = sorted(t.loc[t["change"] != "", "series"].astype(str).unique().tolist())
-    default = flagged[:6] or series_all[:6]
+    default = V.flagged(t, "series")[:6] or series_all[:6]
     chosen = sb.multiselect("Parameter combinations", series_all, default=default, key=f"rg_series_{bench}")
     t = t[t["series"].astype(str).isin(chosen)]
     if t.empty:
         st.warning("Choose at least one parameter combination in the sidebar.")
         return
-    commits = (table.sort_values("created", kind="stable").drop_duplicates("commit")["commit"].astype(str).tolist())
+    commits = V.commit_order(table)
     order = {c: i for i, c in enumerate(commits)}
     unit = str(t["unit"].dropna().iloc[0]) if t["unit"].notna().any() else ""
     fig = go.Figure()
@@ -485,25 +441,12 @@ def page_runs(df: pd.DataFrame, logs: pd.DataFrame, colours: dict) -> None:
                 "--log-dir, results/runs/ by default). Produce one with:")
         st.code("sslbench train --regularizer vicreg --epochs 2", language="bash")
         return
-    records = df[df["kind"] == "train"] if "kind" in df.columns else df.iloc[0:0]
-    # a training run's id is its record's id (sslbench.records.case_id of the case)
-    status = dict(zip(records["id"].astype(str), records["status"].astype(str))) if not records.empty else {}
-    first_seen = logs.groupby("run_id", sort=False)["time"].min() if "time" in logs.columns else None
+    status = V.run_statuses(df)
 
     def describe(run_id: str) -> str:
-        sub = logs[logs["run_id"] == run_id].iloc[0]
-        bits = [str(sub.get("case.regularizer", "?"))]
-        for k, short in (("case.dataset", ""), ("case.dim", "D="), ("case.views", "V="), ("case.batch", "N="),
-                         ("case.fraction", "frac="), ("case.lr", "lr="), ("case.seed", "seed=")):
-            v = sub.get(k)
-            if v is not None and not (isinstance(v, float) and math.isnan(v)):
-                bits.append(f"{short}{fmt_value(v)}")
-        s = status.get(run_id)
-        return " ".join(bits) + f" [{run_id[:8]}]" + (f" {s}" if s and s != "ok" else "")
+        return V.run_description(logs, run_id, status.get(run_id))
 
-    run_ids = logs["run_id"].astype(str).unique().tolist()
-    if first_seen is not None:  # the latest runs first
-        run_ids.sort(key=lambda r: -(first_seen.get(r) or 0))
+    run_ids = V.runs_latest_first(logs)
     sb = st.sidebar
     sb.subheader("Filters")
     chosen = sb.multiselect("Runs", run_ids, default=run_ids[:4], key="runs_chosen", format_func=describe)
@@ -511,11 +454,7 @@ def page_runs(df: pd.DataFrame, logs: pd.DataFrame, colours: dict) -> None:
         st.warning("Choose at least one run in the sidebar.")
         return
     steps = logs[(logs["run_id"].isin(chosen)) & (logs["event"] == "step")]
-    skip = {"step", "epoch", "time", "elapsed_s", "images_per_s", "memory_bytes", "peak_memory_bytes", "lr"}
-    terms = [c for c in steps.columns if c not in skip and not c.startswith(("case.", "metrics."))
-             and c not in ("run_id", "source", "event", "message", "status")
-             and pd.api.types.is_numeric_dtype(steps[c]) and steps[c].notna().any()]
-    terms = (["loss"] if "loss" in terms else []) + sorted(t for t in terms if t != "loss")
+    terms = V.loss_terms(steps)
     x_axis = sb.radio("x axis", ["step", "elapsed_s"], key="runs_x", horizontal=True,
                       format_func=lambda a: {"step": "step", "elapsed_s": "wall time (s)"}[a])
     term = pick("Loss term", terms, key="runs_term") if terms else None
@@ -608,9 +547,14 @@ def main() -> None:
         st.warning(f"The results folder {root_path} does not exist.")
         st.markdown(_help(root_path))
         return
-    stamp = A.results_stamp(root_path, asv)
-    df, problems = load(str(root_path), asv, stamp)
-    logs = load_logs(str(root_path), stamp) if page == "Runs" else pd.DataFrame()
+    try:
+        stamp = A.results_stamp(root_path, asv)
+        df, problems = load(str(root_path), asv, stamp)
+        logs = load_logs(str(root_path), stamp) if page == "Runs" else pd.DataFrame()
+    except Exception as exc:  # noqa: BLE001 -- a results folder that cannot be read must not take the app down
+        st.title("sslbench dashboard")
+        st.error(f"Could not read the results in {root_path}: {type(exc).__name__}: {exc}")
+        return
     if problems:
         with sb.expander(f"{len(problems)} warning(s) while reading"):
             for p in problems:
@@ -623,16 +567,14 @@ def main() -> None:
     sb.caption(f"{len(df)} records from {df['source'].nunique()} file(s) in {root_path}")
     colours = colour_map(df["label"].dropna()) if "label" in df.columns else {}
     colours.update({k: v for k, v in colour_map(df["regularizer"].dropna()).items() if k not in colours})
-    if page == "Scaling":
-        page_scaling(df, colours)
-    elif page == "Accuracy":
-        page_accuracy(df, colours)
-    elif page == "Regressions":
-        page_regressions(df, colours)
-    elif page == "Claims":
-        page_claims(df)
-    else:
-        page_runs(df, logs, colours)
+    draw = {"Scaling": lambda: page_scaling(df, colours), "Accuracy": lambda: page_accuracy(df, colours),
+            "Regressions": lambda: page_regressions(df, colours), "Claims": lambda: page_claims(df),
+            "Runs": lambda: page_runs(df, logs, colours)}[page]
+    try:
+        draw()
+    except Exception as exc:  # noqa: BLE001 -- one bad record must never take down a page, nor the others
+        st.error(f"The {page} page could not be drawn: {type(exc).__name__}: {exc}. The other pages still work; "
+                 "the warnings in the sidebar name the files and lines that were skipped while reading.")
 
 
 def _help(root: Path) -> str:

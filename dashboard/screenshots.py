@@ -38,6 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "dashboard" / "app.py"
 if str(ROOT) not in sys.path:  # `python dashboard/screenshots.py` puts dashboard/ first, not the repository
     sys.path.insert(0, str(ROOT))
+from sslbench.dashboard import stop_process  # noqa: E402
+
 PAGES = ("Scaling", "Accuracy", "Regressions", "Runs", "Claims")
 
 # what the page shows once it is done: the script's state, plotly charts with drawn traces, alerts, spinners
@@ -107,12 +109,7 @@ def serve(results: str | os.PathLike, port: int | None = None, *, timeout: float
             time.sleep(0.3)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, grace_s=15)
 
 
 class Browser:
@@ -174,11 +171,7 @@ class Browser:
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._ws_cm.__exit__(None, None, None)
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop_process(self.proc)
         shutil.rmtree(self._dir, ignore_errors=True)
 
     def __enter__(self):

@@ -1,7 +1,9 @@
 """``sslbench dashboard``: launch the Streamlit dashboard (``dashboard/app.py`` of this repository) on localhost.
 
 Runs ``python -m streamlit run <repo>/dashboard/app.py --server.address localhost --server.headless true
---server.port PORT`` with ``SSLBENCH_RESULTS`` set to the results folder, and waits for it (Ctrl-C stops it).
+--server.port PORT`` with ``SSLBENCH_RESULTS`` set to the results folder, and waits for it (Ctrl-C, SIGTERM or
+SIGHUP stop it and its server). Before it says the address, it reads the results once, so that a folder the pages
+cannot read is reported here, in one line, rather than as a healthy server whose pages fail.
 The server binds to ``localhost`` unless ``--address`` says otherwise: the dashboard reads files of this machine,
 so think twice before serving it on other interfaces. Needs the ``dashboard`` extra (streamlit, plotly, pandas).
 
@@ -18,6 +20,7 @@ import argparse
 import importlib.util
 import os
 import shlex
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -72,18 +75,67 @@ def run(args: argparse.Namespace) -> int:
     if not Path(env["SSLBENCH_RESULTS"]).is_dir():
         print(f"sslbench dashboard: note: {args.results} does not exist yet; the dashboard will say how to "
               "produce results", file=sys.stderr)
+    else:
+        problem = check_results(env["SSLBENCH_RESULTS"], args.asv)
+        if problem:
+            print(f"sslbench dashboard: {problem}", file=sys.stderr)
+            return 2
     print(f"sslbench dashboard: http://{args.address}:{args.port} (results: {env['SSLBENCH_RESULTS']}); "
           "Ctrl-C to stop", file=sys.stderr, flush=True)
-    proc = subprocess.Popen(cmd, env=env)
+    return serve(cmd, env)
+
+
+def check_results(results: str, asv) -> str | None:
+    """Read the results once as the pages will; a one-line problem when that fails (None when it works)."""
+    import warnings
+
+    from sslbench.analysis import load_results
+
     try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            df = load_results(results, asv=asv)
+    except Exception as exc:  # noqa: BLE001 -- any failure here would be every page's failure
+        return f"cannot read the results in {results} ({type(exc).__name__}: {exc}); fix or move that file"
+    skipped = f", {len(caught)} warning(s) (shown in the sidebar)" if caught else ""
+    print(f"sslbench dashboard: {len(df)} record(s) read from {results}{skipped}", file=sys.stderr)
+    return None
+
+
+class _Stopped(Exception):
+    """A stop signal (SIGTERM, SIGHUP) reached the launcher."""
+
+
+def _raise_stopped(signum, frame):
+    raise _Stopped(signum)
+
+
+def serve(cmd: list[str], env: dict) -> int:
+    """Run the server ``cmd`` and wait for it; Ctrl-C, SIGTERM and SIGHUP stop it (then kill it if it lingers)
+    before the launcher exits, so no server is left listening without its parent."""
+    stops = [s for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None]
+    previous = {s: signal.signal(s, _raise_stopped) for s in stops}
+    proc = None
+    try:
+        proc = subprocess.Popen(cmd, env=env)
         return proc.wait()
-    except KeyboardInterrupt:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    except (KeyboardInterrupt, _Stopped):
+        if proc is not None:
+            stop_process(proc)
         return 0
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def stop_process(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
+    """Ask ``proc`` to end (SIGTERM), and kill it if it has not within ``grace_s``; reaps it either way."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def main(argv: list[str] | None = None) -> int:  # `python -m sslbench.dashboard`

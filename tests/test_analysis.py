@@ -436,3 +436,60 @@ def test_regressions_need_confidence_intervals_apart_when_asv_gives_them():
     # without intervals (e.g. --quick runs) the threshold alone decides
     bare = _asv_frame([(1.0, None, None), (1.5, None, None)])
     assert list(A.regressions(bare, threshold=1.2)["change"]) == ["", "regression"]
+
+
+# `sslbench analyze` with bad input: one line naming the option and the fix, a non-zero exit, never a traceback
+BAD_ANALYZE_ARGS = [
+    (["--results", "/dev/null"], "--results /dev/null: not a folder"),
+    (["--results", "{tmp}/nope"], "the results folder does not exist"),
+    (["--results", "{tmp}/store.jsonl"], "not a folder; pass the folder that holds the result files, e.g. "
+                                         "--results {tmp}"),
+    (["--asv", "{tmp}/no-asv"], "--asv {tmp}/no-asv: no such asv results folder"),
+    (["--threshold", "nan"], "--threshold nan: must be a finite factor > 1"),
+    (["--threshold", "inf"], "--threshold inf: must be a finite factor > 1"),
+    (["--threshold", "1"], "--threshold 1.0: must be a finite factor > 1"),
+    (["--min-points", "1"], "--min-points 1: must be at least 2"),
+    (["--dim-min", "-5"], "--dim-min -5.0: must be a positive size"),
+    (["--dim-min", "nan"], "--dim-min nan: must be a positive size"),
+]
+
+
+@pytest.mark.parametrize("argv, message", BAD_ANALYZE_ARGS)
+def test_analyze_bad_input_is_one_line_and_a_non_zero_exit(tmp_path, capsys, argv, message):
+    store = tmp_path / "store.jsonl"
+    append_record(store, make_record("k", {}, {}, env={}))
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    if "--results" not in argv:
+        argv = ["--results", str(tmp_path), *argv]
+    assert cli_main(["analyze", *argv]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("sslbench analyze: "), captured.err
+    assert message.format(tmp=tmp_path) in lines[0] and captured.out == ""
+
+
+def test_analyze_a_failure_while_reading_is_one_line(tmp_path, capsys, monkeypatch):
+    (tmp_path / "r.jsonl").write_text("")
+
+    def broken(*args, **kwargs):
+        raise OverflowError("int too large to convert to float")
+
+    monkeypatch.setattr(A, "load_results", broken)
+    assert cli_main(["analyze", "--results", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"sslbench analyze: could not analyze the results in {tmp_path} (OverflowError: int too large to "
+                   "convert to float); the file at fault can be moved aside and the command rerun"]
+
+
+@pytest.mark.parametrize("raw", ["1e400", "1" + "0" * 400])
+def test_analyze_reads_a_store_with_a_number_out_of_range(tmp_path, capsys, raw):
+    good = [F._bench_record("vicreg", None, d, 128) for d in F.DIMS]
+    lines = [json.dumps(r) for r in good]
+    lines[2] = lines[2].replace(f'"time_median_s": {good[2]["metrics"]["time_median_s"]!r}', f'"time_median_s": {raw}')
+    assert raw in lines[2]
+    (tmp_path / "s.jsonl").write_text("\n".join(lines) + "\n")
+    assert cli_main(["analyze", "--results", str(tmp_path), "--tables", "inventory", "scaling_dim"]) == 0
+    captured = capsys.readouterr()
+    assert (f"warning: {tmp_path / 's.jsonl'}: number(s) out of range set to null (metrics.time_median_s) (line 3)"
+            in captured.err)
+    assert "vicreg" in captured.out and "1.500" in captured.out  # the other four points still give the exponent

@@ -360,3 +360,39 @@ def test_fitting_from_a_larger_size_recovers_the_asymptotic_exponent(monkeypatch
     assert float(names(spec)[0].split("α=")[1].rstrip(")")) == pytest.approx(2.0, abs=0.05)
     assert "fitted over D ≥ 2048" in spec["layout"]["legend"]["title"]["text"]
     assert len(trace(spec, "barlow_twins")["x"]) == 8  # every point is still drawn
+
+
+def _poisoned_store(root: Path) -> Path:
+    """The fixture results plus a store whose records hold numbers no float can hold (1e400, a 400-digit
+    integer), which crashed every page with an OverflowError naming no file."""
+    F.write_results(root)
+    good = F._bench_record("vicreg", None, 4096, 128)
+    lines = [json.dumps(good).replace(f'"time_median_s": {good["metrics"]["time_median_s"]!r}',
+                                      '"time_median_s": ' + "1" + "0" * 400),
+             json.dumps({**good, "id": "x"}).replace('"peak_rss_delta_bytes": ', '"peak_rss_delta_bytes": 1e400, "y": ')]
+    (root / "poisoned.jsonl").write_text("\n".join(lines) + "\n")
+    return root / "poisoned.jsonl"
+
+
+@pytest.mark.parametrize("page", ["Scaling", "Accuracy", "Regressions", "Runs", "Claims"])
+def test_a_poisoned_store_does_not_take_down_any_page(monkeypatch, tmp_path, page):
+    store = _poisoned_store(tmp_path / "results")
+    at = run_app(monkeypatch, tmp_path / "results", page)
+    assert not at.error, [e.value for e in at.error]
+    captions = " ".join(c.value for c in at.sidebar.caption)
+    assert f"{store}: number(s) out of range set to null" in captions and "(line 1)" in captions
+
+
+def test_a_page_that_fails_shows_an_error_box_and_the_app_goes_on(monkeypatch, results):
+    from sslbench.analysis import views
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a derivation broke")
+
+    monkeypatch.setattr(views, "scaling_axes", broken)
+    at = run_app(monkeypatch, results, "Scaling")  # run_app asserts that no exception escaped
+    assert [e.value for e in at.error] == [
+        "The Scaling page could not be drawn: RuntimeError: a derivation broke. The other pages still work; the "
+        "warnings in the sidebar name the files and lines that were skipped while reading."]
+    at = run_app(monkeypatch, results, "Accuracy")
+    assert not at.error and charts(at)

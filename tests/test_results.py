@@ -32,15 +32,23 @@ def test_make_record_has_every_key_and_plain_values():
     json.dumps(rec, allow_nan=False)  # strictly valid JSON
 
 
-def test_make_record_fills_the_environment_by_default():
-    rec = R.make_record("regularizer_bench", {"a": 1}, {})
-    for key in ("sslbench_version", "git_commit", "torch_version", "device_name", "device_count", "cpu_model",
-                "threads", "hostname", "python", "driver_version", "torch_cuda_version"):
-        assert key in rec["env"], key
-    assert rec["env"]["torch_version"] == torch.__version__
+def test_make_record_takes_the_environment_from_its_caller():
+    """The environment is passed in (records never import the torch side); leaving it out is an error."""
+    with pytest.raises(TypeError, match="env"):
+        R.make_record("regularizer_bench", {"a": 1}, {})
+    with pytest.raises(TypeError, match="env must be a dict"):
+        R.make_record("regularizer_bench", {"a": 1}, {}, env=None)
+    assert R.make_record("regularizer_bench", {"a": 1}, {}, env={"host": "h"})["env"] == {"host": "h"}
 
 
-@pytest.mark.parametrize("status", ["ok", "oom", "nonfinite", "diverged", "timeout", "error", "interrupted"])
+def test_killed_is_a_status_that_a_resumed_grid_retries():
+    assert "killed" in R.STATUSES and "killed" not in R.FINAL_STATUSES
+    rec = R.make_record("k", {}, {}, "killed", env={})
+    assert R.completed_ids([rec]) == set()
+
+
+@pytest.mark.parametrize("status", ["ok", "oom", "nonfinite", "diverged", "timeout", "error", "interrupted",
+                                    "killed"])
 def test_every_status_is_accepted(status):
     assert R.make_record("k", {}, {}, status, env={})["status"] == status
 
@@ -119,7 +127,8 @@ def test_old_records_are_upgraded():
     old = {"kind": "regularizer_bench", "case": {"dim": 4}, "metrics": {"time_median_s": 1.0}}
     rec = R.upgrade_record(old)
     assert set(R.RECORD_KEYS) <= set(rec)
-    assert rec["schema"] == 0 and rec["status"] == "ok" and rec["env"] == {} and rec["extra"] == {}
+    # a record that does not say how its case ended is not counted as ok
+    assert rec["schema"] == 0 and rec["status"] is None and rec["env"] == {} and rec["extra"] == {}
     assert rec["id"] == R.case_id("regularizer_bench", {"dim": 4})
     assert rec["metrics"] == old["metrics"]
 
@@ -191,3 +200,51 @@ def test_to_dataframe_flattens_sections():
     assert isinstance(df, pd.DataFrame) and len(df) == 2
     assert list(df["case.dim"]) == [2, 4] and list(df["metrics.t"]) == [0.2, 0.4]
     assert set(df["env.host"]) == {"h"} and set(df["status"]) == {"ok"}
+
+
+def _write_lines(path, lines):
+    path.write_text("".join(line + "\n" for line in lines))
+
+
+def test_records_without_a_known_status_or_kind_are_skipped_with_a_warning_naming_file_and_line(tmp_path):
+    path = tmp_path / "r.jsonl"
+    good = R.make_record("k", {"i": 0}, {"x": 1.0}, env={})
+    _write_lines(path, [json.dumps(good),
+                        json.dumps({"kind": "k", "case": {}, "metrics": {"x": 2.0}}),          # no status
+                        json.dumps({**good, "status": "great"}),                                # unknown status
+                        json.dumps({k: v for k, v in good.items() if k != "kind"})])             # no kind
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert R.read_records(path) == [good]
+    text = "\n".join(str(w.message) for w in caught)
+    assert f"{path}: skipped record(s) with no 'status' (line 2)" in text
+    assert "unknown status 'great' (line 3)" in text
+    assert "no 'kind' (what was measured) (line 4)" in text
+
+
+@pytest.mark.parametrize("raw", ["1e400", "-1e400", "1" + "0" * 400])
+def test_a_number_out_of_range_is_set_to_null_with_a_warning(tmp_path, raw):
+    path = tmp_path / "r.jsonl"
+    good = R.make_record("k", {"i": 0}, {"x": 1.0, "y": 2}, env={})
+    text = json.dumps(good).replace('"x": 1.0', f'"x": {raw}')
+    _write_lines(path, [json.dumps(good), text])
+    with pytest.warns(RuntimeWarning, match=r"r\.jsonl: number\(s\) out of range set to null \(metrics\.x\) "
+                                            r"\(line 2\)"):
+        recs = R.read_records(path)
+    assert [r["metrics"] for r in recs] == [{"x": 1.0, "y": 2}, {"x": None, "y": 2}]
+    pd = pytest.importorskip("pandas")
+    df = R.to_dataframe(recs)
+    assert pd.to_numeric(df["metrics.x"]).isna().tolist() == [False, True]
+
+
+def test_big_integers_within_a_float_become_floats():
+    value, bad = R.clamp_numbers({"a": [2 ** 70, 5, float("nan")], "b": True})
+    assert bad == [] and value["a"][0] == float(2 ** 70) and value["a"][1] == 5 and value["b"] is True
+
+
+def test_pytest_benchmark_file_with_an_out_of_range_number_is_read_with_a_warning(tmp_path):
+    data = {"benchmarks": [{"name": "t", "extra_info": {"dim": 4}, "stats": {"median": 0.5, "rounds": 1e400}}]}
+    (tmp_path / "b.json").write_text(json.dumps(data).replace('"rounds": Infinity', '"rounds": 1e400'))
+    with pytest.warns(RuntimeWarning, match=r"b\.json: number\(s\) out of range"):
+        recs = R.read_pytest_benchmark(tmp_path / "b.json")
+    assert recs[0]["metrics"]["repeats"] is None and recs[0]["metrics"]["time_median_s"] == 0.5

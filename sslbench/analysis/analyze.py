@@ -21,6 +21,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import warnings
 from pathlib import Path
@@ -55,30 +56,57 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="scaling in D: fit over D >= this only (the asymptotic regime; default: every D)")
 
 
+def _bad_argument(args: argparse.Namespace) -> str | None:
+    """What is wrong with the command line (one line naming the option and the fix), or None."""
+    root = Path(args.results)
+    if not root.exists():
+        return (f"--results {root}: the results folder does not exist; pass the folder your runs wrote to "
+                "(default results/), or produce results first (sslbench bench, sslbench sweep)")
+    if not root.is_dir():
+        hint = f", e.g. --results {root.parent}" if root.is_file() else ""
+        return f"--results {root}: not a folder; pass the folder that holds the result files{hint}"
+    for d in args.asv or []:
+        if not Path(d).is_dir():
+            return f"--asv {d}: no such asv results folder; pass asv's results directory (.asv/results)"
+    if not (math.isfinite(args.threshold) and args.threshold > 1):
+        return f"--threshold {args.threshold}: must be a finite factor > 1, e.g. 1.2 for 20 %"
+    if args.min_points < 2:
+        return f"--min-points {args.min_points}: must be at least 2 (a line needs two distinct sizes)"
+    if args.dim_min is not None and not (math.isfinite(args.dim_min) and args.dim_min > 0):
+        return f"--dim-min {args.dim_min}: must be a positive size such as 256"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     from sslbench import analysis as A
 
+    problem = _bad_argument(args)
+    if problem:
+        print(f"sslbench analyze: {problem}", file=sys.stderr)
+        return 2
     root = Path(args.results)
-    if not root.is_dir():
-        print(f"sslbench analyze: the results folder {root} does not exist.\n", file=sys.stderr)
-        print(A.HOW_TO_PRODUCE_RESULTS.format(root=root), file=sys.stderr)
-        return 2
-    if args.threshold <= 1:
-        print(f"sslbench analyze: --threshold {args.threshold} must be > 1 (a factor, e.g. 1.2)", file=sys.stderr)
-        return 2
-    if args.min_points < 2:
-        print(f"sslbench analyze: --min-points {args.min_points} must be at least 2", file=sys.stderr)
-        return 2
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        df = A.load_results(root, asv=args.asv)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            df = A.load_results(root, asv=args.asv)
+        tables = A.summary(df, threshold=args.threshold, min_points=args.min_points, dim_min=args.dim_min,
+                           tables=args.tables) if not df.empty else {}
+    except Exception as exc:  # noqa: BLE001 -- one line naming the problem, never a traceback
+        print(f"sslbench analyze: could not analyze the results in {root} ({type(exc).__name__}: {exc}); the "
+              "file at fault can be moved aside and the command rerun", file=sys.stderr)
+        return 1
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     if df.empty:
         print(A.HOW_TO_PRODUCE_RESULTS.format(root=root), file=sys.stderr)
         return 1
-    tables = A.summary(df, threshold=args.threshold, min_points=args.min_points, dim_min=args.dim_min,
-                       tables=args.tables)
+    print(_render(tables, args))
+    return 0
+
+
+def _render(tables: dict, args: argparse.Namespace) -> str:
+    from sslbench import analysis as A
+
     blocks = []
     for name, table in tables.items():
         title = TITLES.get(name, name)
@@ -92,8 +120,7 @@ def run(args: argparse.Namespace) -> int:
         heading = f"## {title}" if args.format == "markdown" else f"{title}\n{'=' * len(title)}"
         body = A.format_table(table, args.format) if not table.empty else "(none)"
         blocks.append(f"{heading}\n\n{body}")
-    print("\n\n".join(blocks))
-    return 0
+    return "\n\n".join(blocks)
 
 
 def main(argv: list[str] | None = None) -> int:  # `python -m sslbench.analysis.analyze`

@@ -13,9 +13,11 @@ import os
 import sys
 from pathlib import Path
 
+from sslbench.records import store
+
 
 class OutputPathError(ValueError):
-    """An output path that cannot be used; the message names the path, the problem and the fix."""
+    """An output path that cannot be used; the message names the path as given, the problem and the fix."""
 
 
 def _first_blocking_file(path: Path) -> Path | None:
@@ -26,19 +28,28 @@ def _first_blocking_file(path: Path) -> Path | None:
     return None
 
 
+def _ensure_folder(folder: Path, flag: str, given: Path) -> None:
+    """Create ``folder`` (the one ``given`` needs) if it can be, and check it is writable; the messages name
+    ``given``, the path the user typed."""
+    blocking = _first_blocking_file(folder / "x")
+    if blocking is not None:
+        raise OutputPathError(f"{flag} {given}: {blocking} is a file, not a folder; choose a path under a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputPathError(f"{flag} {given}: cannot create the folder {folder} ({exc.strerror or exc}); "
+                              "choose a folder you can write to") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        where = "the folder" if folder == given else f"its folder {folder}"
+        raise OutputPathError(f"{flag} {given}: {where} is not writable; choose a folder you can write to")
+
+
 def check_output_dir(path: str | os.PathLike, flag: str) -> Path:
     """Make sure ``path`` is (or can become) a writable folder; creates it. Raises :class:`OutputPathError`."""
     p = Path(path)
-    blocking = _first_blocking_file(p / "x")
-    if blocking is not None:
-        raise OutputPathError(f"{flag} {p}: {blocking} is a file, not a folder; choose a folder path")
-    try:
-        p.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputPathError(f"{flag} {p}: cannot create the folder ({exc.strerror or exc}); "
-                              "choose a folder you can write to") from None
-    if not os.access(p, os.W_OK | os.X_OK):
-        raise OutputPathError(f"{flag} {p}: the folder is not writable; choose a folder you can write to")
+    if p.exists() and not p.is_dir():
+        raise OutputPathError(f"{flag} {p}: this is a file, not a folder; choose a folder path")
+    _ensure_folder(p, flag, p)
     return p
 
 
@@ -65,8 +76,10 @@ def check_store_path(path: str | os.PathLike, flag: str = "--out") -> Path:
     p = Path(path)
     if p.is_dir():
         raise OutputPathError(f"{flag} {p}: this is a folder; name a file such as {p / 'results.jsonl'}")
-    check_output_dir(p.parent if str(p.parent) else Path("."), flag)
+    _ensure_folder(p.parent if str(p.parent) else Path("."), flag, p)
     if p.exists():
+        if not p.is_file():
+            raise OutputPathError(f"{flag} {p}: this is not a regular file; name a new file or an existing store")
         if not _looks_like_store(p):
             raise OutputPathError(f"{flag} {p}: the file exists and is not a JSON-lines record store; "
                                   "name a new file or an existing store")
@@ -81,10 +94,8 @@ def append_record_safely(path: str | os.PathLike, record: dict, *, fallback_dirs
 
     Returns where the record went (a path, or ``"stdout"``) and says so on stderr when it was not ``path``.
     """
-    from sslbench.records import append_record
-
     try:
-        append_record(path, record)
+        store.append_record(path, record)
         return str(path)
     except OSError as exc:
         reason = f"{exc.strerror or exc}"
@@ -94,7 +105,7 @@ def append_record_safely(path: str | os.PathLike, record: dict, *, fallback_dirs
             continue
         target = Path(folder) / name
         try:
-            append_record(target, record)
+            store.append_record(target, record)
         except OSError:
             continue
         print(f"sslbench: could not write the record to {path} ({reason}); it was saved to {target} "

@@ -1,0 +1,118 @@
+"""Accuracy of training runs: one label per run variant (:func:`run_variants`) and the table of runs grouped by
+configuration, seeds pooled (:func:`accuracy_table`)."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any, Sequence
+
+import pandas as pd
+
+from sslbench.analysis.common import column
+from sslbench.records.constants import DEFAULT_PREDICTOR_HIDDEN, VARIANCE_ADDON_DEFAULTS
+
+ACCURACY_KEYS = ("regularizer", "dataset", "fraction", "backbone", "dim", "views", "batch", "epochs", "device")
+ACCURACY_METRICS = ("linear_top1", "knn_top1", "init_linear_top1", "init_knn_top1", "gain_linear", "gain_knn",
+                    "train_time_s", "images_per_s")
+
+
+#: training settings besides the grid axes that tell two runs of one regularizer apart (with the hyper-parameters)
+VARIANT_KEYS = ("lr", "ema_tau", "predictor_hidden", "grad_clip", "warmup_epochs", "optimizer")
+#: values a record leaves out when they are off: the variance add-on's hyper-parameters appear only when it is on
+_ABSENT_MEANS = {f"hp:{k}": v for k, v in VARIANCE_ADDON_DEFAULTS.items()}
+
+
+def _hparam_dict(v: Any) -> dict:
+    if isinstance(v, dict):
+        return v
+    if isinstance(v, str):
+        try:
+            d = json.loads(v)
+            return d if isinstance(d, dict) else {}
+        except ValueError:
+            return {}
+    return {}
+
+
+def run_variants(runs: pd.DataFrame) -> pd.Series:
+    """One label per training run: its regularizer, plus, in parentheses, the hyper-parameters and the training
+    settings (:data:`VARIANT_KEYS`) whose values differ between the runs of that regularizer *in this frame*
+    (``"vicreg (std_coeff=0)"`` next to ``"vicreg (std_coeff=25)"``; a regularizer run one way only keeps its bare
+    name). Runs that differ in those settings must not be pooled into one mean. A hyper-parameter a record lacks
+    (failure records written by ``sslbench sweep`` carry only the sweep's) does not split it off, except those
+    whose absence has a meaning (the variance add-on off); an absent training setting is a value of its own
+    (``grad_clip`` is recorded only when set), but byol's predictor width defaults to TrainConfig's in records
+    from before it was recorded."""
+    if runs.empty:
+        return pd.Series([], index=runs.index, dtype=object)
+    reg = column(runs, "case.regularizer").astype(str)
+    hps = [_hparam_dict(v) for v in column(runs, "case.hparams")]
+    settings = []
+    for i, idx in enumerate(runs.index):
+        d = {**_ABSENT_MEANS, **{f"hp:{k}": v for k, v in hps[i].items()}}
+        if reg.iloc[i] == "byol":
+            d["predictor_hidden"] = DEFAULT_PREDICTOR_HIDDEN
+        for k in VARIANT_KEYS:
+            v = runs.at[idx, f"case.{k}"] if f"case.{k}" in runs.columns else None
+            if v is not None and not (isinstance(v, float) and math.isnan(v)):
+                d[k] = v
+            else:
+                d.setdefault(k, None)  # not set (grad_clip is recorded only when set): a value of its own
+        settings.append(d)
+    labels = []
+    for i, idx in enumerate(runs.index):
+        same = [settings[j] for j in range(len(settings)) if reg.iloc[j] == reg.iloc[i]]
+        keys = sorted({k for d in same for k in d})
+        # a hyper-parameter a record lacks (a failure record written by the sweep) does not split variants
+        varying = [k for k in keys if len({json.dumps(d[k], sort_keys=True, default=str) for d in same if k in d}) > 1
+                   and k in settings[i]]
+        parts = [f"{k.removeprefix('hp:')}={_short(settings[i].get(k))}" for k in varying]
+        labels.append(reg.iloc[i] + (f" ({', '.join(parts)})" if parts else ""))
+    return pd.Series(labels, index=runs.index, dtype=object)
+
+
+def _short(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def accuracy_table(df: pd.DataFrame, by: Sequence[str] | None = None,
+                   metrics: Sequence[str] = ACCURACY_METRICS) -> pd.DataFrame:
+    """Training runs (kind ``train``) grouped by configuration (``by``; default: regularizer, its variant
+    (:func:`run_variants`), dataset, fraction, backbone, dim, views, batch, epochs, device, those present), seeds
+    pooled: ``runs`` (all
+    statuses), ``ok`` (runs that finished), the mean of each metric over the ok runs and ``<metric>_std`` for
+    the linear and kNN accuracies (NaN for a single run)."""
+    if "kind" not in df.columns:
+        return pd.DataFrame()
+    runs = df[df["kind"] == "train"].copy()
+    if runs.empty:
+        return pd.DataFrame()
+    if by is None:
+        by = [k for k in ACCURACY_KEYS if (k if k in runs.columns else f"case.{k}") in runs.columns]
+        runs["variant"] = run_variants(runs)
+        by = by[:1] + ["variant"] + by[1:]
+    keys = []
+    for k in by:
+        col = k if k in runs.columns else f"case.{k}"
+        if col not in runs.columns:
+            raise KeyError(f"accuracy_table: no column {k!r}")
+        runs[k] = runs[col]
+        keys.append(k)
+    mcols = [m for m in metrics if f"metrics.{m}" in runs.columns]
+    for m in mcols:
+        runs[m] = pd.to_numeric(runs[f"metrics.{m}"], errors="coerce")
+    runs["_ok"] = runs["status"] == "ok"
+    grouped = runs.groupby(keys, dropna=False, sort=True)
+    out = grouped.agg(runs=("status", "size"), ok=("_ok", "sum"))
+    ok = runs[runs["_ok"]]
+    if not ok.empty and mcols:
+        g = ok.groupby(keys, dropna=False, sort=True)
+        means = g[mcols].mean()
+        stds = g[[m for m in ("linear_top1", "knn_top1") if m in mcols]].std().add_suffix("_std")
+        out = out.join(means).join(stds)
+    return out.reset_index()

@@ -1,0 +1,126 @@
+"""The append-only JSON-lines store of records: :func:`append_record`, :func:`read_records`, :func:`completed_ids`.
+
+One record per line, appended with a flush and an ``fsync`` so that a crash or a pulled plug loses at most the
+line being written. :func:`read_records` never raises on content: it skips, with one warning naming the file and
+the lines, lines that are not JSON objects (the half-written tail of an interrupted run), records that do not say
+what they measured or how it ended (no ``kind``, no or an unknown ``status``), and drops numbers out of a float's
+range (``1e400``, a 400-digit integer) from the records that hold them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Iterable, Mapping
+
+from sslbench.records.schema import FINAL_STATUSES, clamp_numbers, unusable_reason, upgrade_record
+
+
+def append_record(path: str | os.PathLike, record: dict) -> None:
+    """Append ``record`` as one JSON line to ``path`` (created with its folders), then flush and ``fsync``.
+
+    If the file's last line was cut short by a crash (no trailing newline), a newline is written first so that
+    the new record starts on a line of its own and stays readable.
+    """
+    if not isinstance(record, Mapping):
+        raise TypeError(f"record must be a dict (see make_record), got {type(record).__name__}")
+    line = _canonical_line(record)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as f:
+        f.seek(0, os.SEEK_END)
+        prefix = b""
+        if f.tell() > 0:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                prefix = b"\n"
+            f.seek(0, os.SEEK_END)
+        f.write(prefix + line)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _canonical_line(record: Mapping) -> bytes:
+    try:
+        text = json.dumps(record, sort_keys=False, ensure_ascii=False, allow_nan=False)
+    except ValueError as exc:  # NaN / Inf that did not go through make_record
+        raise ValueError(f"record holds NaN or Inf ({exc}); build it with make_record, which stores them as null")
+    return (text + "\n").encode("utf-8")
+
+
+def _lines(numbers: list[int]) -> str:
+    return ", ".join(map(str, numbers[:10])) + (" ..." if len(numbers) > 10 else "")
+
+
+class _Problems:
+    """The lines of one file skipped or cleaned while reading it, grouped by reason, for one warning each."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.by_reason: dict[str, list[int]] = {}
+
+    def add(self, reason: str, lineno: int) -> None:
+        self.by_reason.setdefault(reason, []).append(lineno)
+
+    def warn(self) -> None:
+        for reason, numbers in self.by_reason.items():
+            warnings.warn(f"{self.path}: {reason} (line {_lines(numbers)})", RuntimeWarning, stacklevel=3)
+
+
+_NOT_JSON = ("skipped {n} line(s) that are not JSON records; an interrupted run leaves a half-written last line, "
+             "which is harmless")
+
+
+def parse_json_line(raw: bytes):
+    """The JSON value of one line (bytes), or raises ``ValueError`` (bad JSON or bad UTF-8)."""
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(str(exc)) from None
+
+
+def read_records(path: str | os.PathLike, *, kind: str | None = None) -> list[dict]:
+    """All records in the JSON-lines file ``path`` (``[]`` if it does not exist), upgraded to the current layout.
+
+    Never fails on content; each of these is skipped or cleaned with a ``RuntimeWarning`` naming the file and the
+    line numbers: lines that are not JSON objects (a half-written line from an interrupted run, a stray edit),
+    records without a ``kind`` or without a known ``status`` (they must not count as ``ok``), and numbers a float
+    cannot hold (set to null). ``kind`` keeps only that kind.
+    """
+    path = Path(path)
+    if not path.exists():
+        return []
+    records, problems, not_json = [], _Problems(path), []
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            if not raw.strip():
+                continue
+            try:
+                rec = parse_json_line(raw.strip())
+            except ValueError:
+                rec = None
+            if not isinstance(rec, dict):
+                not_json.append(lineno)
+                continue
+            reason = unusable_reason(rec)
+            if reason is not None:
+                problems.add(f"skipped record(s) with {reason}", lineno)
+                continue
+            rec, bad = clamp_numbers(rec)
+            if bad:
+                problems.add(f"number(s) out of range set to null ({', '.join(bad[:5])})", lineno)
+            rec = upgrade_record(rec)
+            if kind is None or rec["kind"] == kind:
+                records.append(rec)
+    if not_json:
+        problems.by_reason = {_NOT_JSON.format(n=len(not_json)): not_json, **problems.by_reason}
+    problems.warn()
+    return records
+
+
+def completed_ids(records: Iterable[dict], statuses: Iterable[str] = FINAL_STATUSES) -> set[str]:
+    """The ids of the cases that already have a record with one of ``statuses`` (for resuming a grid)."""
+    statuses = set(statuses)
+    return {r["id"] for r in records if r.get("status") in statuses and r.get("id")}

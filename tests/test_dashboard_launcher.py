@@ -1,0 +1,91 @@
+"""``sslbench dashboard`` as a real process: a stop signal to the launcher stops its server too, and results the
+pages could not read are reported in one line before anything is served. The server is a stand-in ``streamlit``
+package (first on the path) that records its pid and waits, so no real server starts."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+FAKE_MAIN = """
+import os, sys, time
+with open(os.environ["FAKE_STREAMLIT_PID"] + ".tmp", "w") as f:
+    f.write(str(os.getpid()))
+os.replace(os.environ["FAKE_STREAMLIT_PID"] + ".tmp", os.environ["FAKE_STREAMLIT_PID"])
+while True:
+    time.sleep(1)
+"""
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` is a running process (a zombie counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
+
+
+def _wait_for(predicate, what: str, limit_s: float = 120.0):
+    """Poll until ``predicate()`` holds; a generous limit only so that a broken launcher fails instead of hanging."""
+    end = time.monotonic() + limit_s
+    while not predicate():
+        if time.monotonic() > end:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.05)
+
+
+def _launcher(tmp_path, results: Path) -> tuple[subprocess.Popen, Path]:
+    fake = tmp_path / "fake"
+    (fake / "streamlit").mkdir(parents=True)
+    (fake / "streamlit" / "__init__.py").write_text("")
+    (fake / "streamlit" / "__main__.py").write_text(FAKE_MAIN)
+    pid_file = tmp_path / "server.pid"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fake), str(ROOT)]), "FAKE_STREAMLIT_PID": str(pid_file)}
+    proc = subprocess.Popen([sys.executable, "-m", "sslbench", "dashboard", "--results", str(results), "--port",
+                             "8765"], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    return proc, pid_file
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_stop_signal_to_the_launcher_stops_its_server(tmp_path, sig):
+    pytest.importorskip("plotly")
+    proc, pid_file = _launcher(tmp_path, tmp_path / "no-results-yet")
+    try:
+        _wait_for(pid_file.exists, "the server to start")
+        server = int(pid_file.read_text())
+        assert _alive(server)
+        proc.send_signal(sig)
+        assert proc.wait(timeout=120) == 0
+        _wait_for(lambda: not _alive(server), "the server to stop")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if pid_file.exists() and _alive(int(pid_file.read_text())):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+def test_results_the_pages_cannot_read_are_reported_before_serving(tmp_path, monkeypatch):
+    pytest.importorskip("plotly")
+    import sslbench.analysis as A
+    from sslbench import dashboard
+
+    def broken(*args, **kwargs):
+        raise OverflowError("int too large to convert to float")
+
+    monkeypatch.setattr(A, "load_results", broken)
+    results = tmp_path / "results"
+    results.mkdir()
+    problem = dashboard.check_results(str(results), None)
+    assert problem == (f"cannot read the results in {results} (OverflowError: int too large to convert to "
+                       "float); fix or move that file")
+    monkeypatch.undo()
+    assert dashboard.check_results(str(results), None) is None
