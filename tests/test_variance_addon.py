@@ -138,7 +138,7 @@ def test_state_dict_round_trip():
     a(views(2, 8, 4, 9), views(2, 8, 4, 10))
     b = regularizers.create("directpred", variance_coeff=1.0).to(DT)
     b.load_state_dict(a.state_dict())
-    assert set(a.state_dict()) == {"base.F", "base.num_updates"}
+    assert set(a.state_dict()) == {"base.F", "base.num_updates", "base.skipped_updates"}
     torch.testing.assert_close(b.F, a.F)
 
 
