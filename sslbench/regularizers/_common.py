@@ -337,9 +337,9 @@ class Regularizer(torch.nn.Module):
     """Base class of the symmetric regularizers: ``reg(z1, z2, ...)`` or ``reg(Z)`` with Z of shape (V, N, D).
 
     Subclasses implement :meth:`pair` (the two-view loss) and, where the paper defines one, :meth:`mean_views`
-    (``multiview="mean"``), or override :meth:`views_loss`. With ``check_finite=True`` NaN/Inf embeddings and a
-    loss that overflows for finite embeddings both raise ``ValueError``. ``multiview="pairs"`` averages :meth:`pair` over all V·(V−1)/2 unordered pairs, so
-    V = 2 is exactly the two-view loss.
+    (``multiview="mean"``), or override :meth:`views_loss`. ``multiview="pairs"`` averages :meth:`pair` over all
+    V·(V−1)/2 unordered pairs, so V = 2 is exactly the two-view loss. With ``check_finite=True`` NaN/Inf
+    embeddings and a loss that overflows for finite embeddings both raise ``ValueError``.
     """
 
     #: ``True`` for regularizers called on views; the asymmetric ones (byol, directpred, isoloss) set ``False``

@@ -55,9 +55,9 @@ Distributed
 As the official code: the invariance on the local batch (the mean over ranks is the global mean squared error,
 local batches having equal sizes), the centring, variance and covariance over the global batch (the global
 mean through ``all_reduce_sum``; the variances and ‖Xcᵀ Xc‖_F² from the kernel, whose primal form all-reduces
-the local Xcᵀ Xc and dual form all-gathers the rows). The contract of ``_common`` holds: the mean over ranks of the losses is the
-single-process loss on the concatenated batch, each rank's gradient w.r.t. its rows ``world_size`` × the
-single-process one.
+the local Xcᵀ Xc and dual form all-gathers the rows; the overflow guard's scale is the maximum over all ranks).
+The contract of ``_common`` holds: the mean over ranks of the losses is the single-process loss on the
+concatenated batch, each rank's gradient w.r.t. its rows ``world_size`` × the single-process one.
 
 Multiple views
 --------------
