@@ -55,6 +55,7 @@ __all__ = [
     "overflow_guard",
     "batch_standardize",
     "center",
+    "center_guarded",
     "sphere",
     "off_diagonal_sq_sum",
 ]
@@ -263,8 +264,25 @@ def overflow_guard(x: Tensor, dim: int | None = None, *, max_exponent: int, acro
     exponent of max |x| (over ``dim``, or all entries, and over all ranks). Dividing by s is exact (it only
     shifts exponents), and s = 1, so x / s == x bitwise, unless x is that large: the guard costs one reduction
     and one division, no host synchronisation."""
-    m = global_amax(x, dim, across_ranks=across_ranks)
+    return _power_of_two_above(global_amax(x, dim, across_ranks=across_ranks), max_exponent)
+
+
+def _power_of_two_above(m: Tensor, max_exponent: int) -> Tensor:
     return torch.ldexp(torch.ones_like(m), (torch.frexp(m).exponent - max_exponent).clamp_min_(0))
+
+
+def _centred_and_guarded(z: Tensor) -> Tensor:
+    """(z − mean_i z) / s_k with the global mean and s_k = :func:`overflow_guard` of the centred feature (2**50)
+    detached: one fused pass (``addcmul``), no centred copy kept for the backward. Standardisation is invariant
+    to the shift and (up to eps) to the scale, so detaching them changes neither the value nor the gradient."""
+    with torch.no_grad():
+        mean = all_reduce_sum(z.sum(dim=0)) / global_batch_size(z.shape[0])
+        m = torch.maximum(z.amax(dim=0) - mean, mean - z.amin(dim=0))
+        if is_distributed():
+            dist.all_reduce(m, op=dist.ReduceOp.MAX)
+        inv = _power_of_two_above(m, 50).reciprocal_()
+        bias = mean.mul_(inv).neg_()
+    return torch.addcmul(bias, z, inv)
 
 
 def batch_standardize(z: Tensor, eps: float) -> Tensor:
@@ -273,19 +291,19 @@ def batch_standardize(z: Tensor, eps: float) -> Tensor:
     (z − mean_i z) / sqrt(var_biased(z) + eps). Matches SyncBatchNorm under ``torch.distributed``; in a single
     process the fused ``F.batch_norm`` does the rest once z is centred here.
 
-    Exact at any scale: z is centred first (two passes), so a constant feature (zero variance) is exactly 0 and
-    standardises to 0 with a finite gradient, as ``BatchNorm1d`` in exact arithmetic does (the fused CPU kernel
-    alone gives 8.7 for a constant 1e6 and garbage beyond). A centred feature whose magnitude exceeds 2**50
-    (about 1e15) is then divided by a power of two s_k (:func:`overflow_guard`), so its variance cannot overflow;
-    this computes (z − mean)/sqrt(var + eps·s_k²), where the eps shift is below float32 resolution of the
-    variance, so float32 embeddings up to |z| ≈ 1e36 (where the column sums overflow) give the float64 result
-    rounded. Below 2**50, s_k = 1 and the division changes nothing.
+    Exact at any scale: z is centred first, so a constant feature (zero variance) is exactly 0 and standardises
+    to 0 with a finite gradient, as ``BatchNorm1d`` in exact arithmetic does (the fused CPU kernel alone gives 8.7
+    for a constant 1e6 and garbage beyond). A centred feature whose magnitude exceeds 2**50 (about 1e15) is
+    divided by a power of two s_k (:func:`overflow_guard`), so its variance cannot overflow; this computes
+    (z − mean)/sqrt(var + eps·s_k²), where the eps shift is below float32 resolution of the variance, so float32
+    embeddings up to |z| ≈ 1e36 (where the column sums overflow) give the float64 result rounded. Below 2**50,
+    s_k = 1 and the division changes nothing. Centring and guard are detached (:func:`_centred_and_guarded`).
     """
-    n = global_batch_size(z.shape[0])
-    zc = z - all_reduce_sum(z.sum(dim=0)) / n
-    zc = zc / overflow_guard(zc, dim=0, max_exponent=50)
+    zc = _centred_and_guarded(z)
     if not is_distributed():
         return torch.nn.functional.batch_norm(zc, None, None, training=True, momentum=0.0, eps=eps)
+    n = global_batch_size(z.shape[0])
+    zc = zc - all_reduce_sum(zc.sum(dim=0)) / n  # ≈ 0, but it carries the gradient through the mean
     var = all_reduce_sum(zc.square().sum(dim=0)) / n
     return zc * torch.rsqrt(var + eps)
 
@@ -294,6 +312,19 @@ def center(z: Tensor) -> Tensor:
     """z − mean_i z with the mean over the global batch."""
     n = global_batch_size(z.shape[0])
     return z - all_reduce_sum(z.sum(dim=0)) / n
+
+
+def center_guarded(z: Tensor, max_exponent: int) -> tuple[Tensor, Tensor]:
+    """(Xc / s, s): z centred over the global batch (the mean differentiable) and divided by the detached power of
+    two s ≥ 1 that brings max |Xc| below 2**max_exponent (:func:`overflow_guard`; s = 1 and the result is
+    ``center(z)`` bitwise below that), in one fused pass."""
+    mean = all_reduce_sum(z.sum(dim=0)) / global_batch_size(z.shape[0])
+    with torch.no_grad():
+        m = torch.maximum((z.amax(dim=0) - mean).amax(), (mean - z.amin(dim=0)).amax())
+        if is_distributed():
+            dist.all_reduce(m, op=dist.ReduceOp.MAX)
+        s = _power_of_two_above(m, max_exponent)
+    return torch.addcmul(mean * -s.reciprocal(), z, s.reciprocal()), s
 
 
 def sphere(z: Tensor, eps: float = 1e-12) -> Tensor:

@@ -49,8 +49,8 @@ float32 embeddings of any magnitude up to about 1e36 give the float64 loss round
 embeddings at 1e20: 16.0113 like float64, where an unguarded float32 BatchNorm gives 16.0 and a constant 1e20
 view NaN). A constant feature (zero variance) standardises to 0, as ``BatchNorm1d`` does: it adds 1 to the
 on-diagonal term, nothing to the off-diagonal one, and gets a finite gradient; constant views give
-scale·D. The guard costs one reduction and one division per view and no host synchronisation;
-``check_finite=True`` additionally raises on NaN/Inf embeddings.
+scale·D. Centring and guard cost three column reductions and one fused pass per view (and one elementwise
+pass in the backward) and no host synchronisation. ``check_finite=True`` additionally raises on NaN/Inf embeddings.
 
 Distributed
 -----------
