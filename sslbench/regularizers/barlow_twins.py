@@ -43,14 +43,14 @@ tensors in float32 (float16, bfloat16 and float32 inputs, also under ``torch.aut
 
 Extreme scales and constant features (the default, no option needed)
 --------------------------------------------------------------------
-bn centres each feature exactly, then divides any centred feature larger than 2**50 by a power of two before it
-is squared (``batch_standardize``). Standardisation makes the loss scale-invariant, and so is the computed one:
-float32 embeddings of any magnitude up to about 1e36 give the float64 loss rounded to float32 (random
-embeddings at 1e20: 16.0113 like float64, where an unguarded float32 BatchNorm gives 16.0 and a constant 1e20
-view NaN). A constant feature (zero variance) standardises to 0, as ``BatchNorm1d`` does: it adds 1 to the
-on-diagonal term, nothing to the off-diagonal one, and gets a finite gradient; constant views give
-scale·D. Centring and guard cost three column reductions and one fused pass per view (and one elementwise
-pass in the backward) and no host synchronisation. ``check_finite=True`` additionally raises on NaN/Inf embeddings.
+bn centres each feature exactly, then divides any centred feature larger than 2**50 by a power of two before it is
+squared (``batch_standardize``). Standardisation makes the loss scale-invariant, and so is the computed one:
+float32 embeddings of any magnitude up to about 1e36 give the float64 loss rounded to float32 (unguarded, the
+variance of 1e20-scale float32 embeddings overflows, every feature standardises to 0 and the loss is D; a constant
+1e20 view gave NaN). A constant feature (zero variance) standardises to 0, as ``BatchNorm1d`` does: it adds 1 to
+the on-diagonal term, nothing to the off-diagonal one, and gets a finite gradient; constant views give scale·D.
+Centring and guard cost three column reductions and one fused pass per view (and one elementwise pass in the
+backward) and no host synchronisation. ``check_finite=True`` additionally raises on NaN/Inf embeddings.
 
 Distributed
 -----------

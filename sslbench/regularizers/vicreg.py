@@ -41,15 +41,14 @@ float32 (float16, bfloat16 and float32 inputs, also under ``torch.autocast``) or
 Extreme scales and constant views
 ---------------------------------
 VICReg is not scale-invariant: its covariance grows as |z|⁴. Each centred view larger than 2**16 is divided by a
-power of two before the products and the terms are rescaled afterwards, so the loss is the float64 one rounded
-to float32 as long as it fits in float32 (1e9-scale embeddings at D = 16 give a loss of 5.2e35, exact to
-float32 rounding, where the unguarded products overflowed). Beyond that range the covariance, and the loss,
-is +inf (never NaN); with ``check_finite=True`` a loss that is not finite for finite embeddings raises
-``ValueError`` naming the embeddings' magnitude (pass float64 embeddings or keep the projector's output
-bounded). The invariance (F.mse_loss) overflows like the official code's beyond |z_a − z_b| ≈ 1e19. A constant
-view (zero variance) gives the full hinge 1 − sqrt(eps) per feature and no covariance, with finite gradients,
-as the official code. The guard is fused into the centring: two extra reductions per view and no host
-synchronisation.
+power of two before the products and the terms are rescaled afterwards, so the loss is the float64 one rounded to
+float32 as long as it fits in float32 (unguarded, the products overflowed and gave NaN from about 1e9-scale
+embeddings on, where the loss itself, about 1e35, still fits). Beyond that range the covariance, and the loss, is
++inf (never NaN); with ``check_finite=True`` a loss that is not finite for finite embeddings raises ``ValueError``
+naming the embeddings' magnitude (pass float64 embeddings or keep the projector's output bounded). The invariance
+(F.mse_loss) overflows like the official code's beyond |z_a − z_b| ≈ 1e19. A constant view (zero variance) gives
+the full hinge 1 − sqrt(eps) per feature and no covariance, with finite gradients, as the official code. The guard
+is fused into the centring: two extra reductions per view and no host synchronisation.
 
 Distributed
 -----------
