@@ -9,6 +9,11 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        # a test that spawns torch.distributed processes is slow whether or not it says so, so that
+        # `pytest -m "not slow"` never starts a process group
+        if "distributed" in item.keywords and "slow" not in item.keywords:
+            item.add_marker(pytest.mark.slow)
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device")

@@ -64,6 +64,39 @@ def test_hparam_checks_name_the_parameter(name, fn, bad):
         fn(name, bad)
 
 
+@pytest.mark.parametrize("scale", [1e-20, 1.0, 1e20, 1e30])
+def test_batch_standardize_is_exact_at_any_scale(scale):
+    """Float32 at 1e20 or 1e30 gives the float64 two-pass formula; constant features (one at a large value) give
+    exactly 0 with a finite gradient."""
+    z = torch.randn(16, 6, dtype=torch.float64) * torch.tensor([1.0, 3.0, 1e-3, 1.0, 1.0, 1.0], dtype=torch.float64)
+    z[:, 3] = 7.0
+    z[:, 4] = 1e6
+    z32 = (z * scale).float().requires_grad_(True)
+    x = z32.detach().double()
+    ref = (x - x.mean(0)) / torch.sqrt((x - x.mean(0)).square().mean(0) + 1e-5)
+    out = C.batch_standardize(z32, 1e-5)
+    torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-5)
+    assert bool((out[:, 3:5] == 0).all())
+    (out * torch.randn(16, 6)).sum().backward()
+    assert bool(torch.isfinite(z32.grad).all())
+
+
+def test_overflow_guard_is_one_below_the_threshold_and_a_power_of_two_above():
+    x = torch.tensor([[1.0, -3e15, 0.0], [2.0, 1.0, 0.0]])
+    s = C.overflow_guard(x, dim=0, max_exponent=50)
+    assert s[0] == 1.0 and s[2] == 1.0
+    assert float(torch.log2(s[1])).is_integer() and float((x[:, 1] / s[1]).abs().max()) < 2.0 ** 50
+    assert torch.equal(x / C.overflow_guard(x[:1, :1], max_exponent=50), x)  # bitwise unchanged
+
+
+@pytest.mark.parametrize("scale", [1e-6, 1.0, 1e20, 1e35])
+def test_sphere_is_exact_at_any_scale(scale):
+    z = torch.randn(5, 7, dtype=torch.float64)
+    out = C.sphere((z * scale).float())
+    torch.testing.assert_close(out.double(), z / z.norm(dim=1, keepdim=True), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.slow
 @pytest.mark.distributed
 def test_collectives_global_statistics_and_gradient_contract():
     torch.manual_seed(0)

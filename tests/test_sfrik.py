@@ -8,8 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from distributed_harness import run_ranks
-from dist_sphere_cases import sphere_family_cases
 from sslbench.regularizers import create
 from sslbench.regularizers.sfrik import SFRIK, legendre, sphere_kernel
 
@@ -137,6 +135,8 @@ def test_sphere_kernel_is_weighted_sum_of_legendre():
 @pytest.mark.parametrize("multiview", ["pairs", "mean"])
 @pytest.mark.parametrize("n, d, weights", [(6, 5, (1.0, 40.0, 40.0)), (5, 7, (0.3, 2.0, 0.0, 1.5, 0.7)),
                                            (7, 3, (2.0,))])
+
+
 def test_sfrik_matches_reference(v, multiview, n, d, weights):
     g = torch.Generator().manual_seed(n * 100 + d * 10 + v)
     zs = torch.randn(v, n, d, generator=g, dtype=torch.float64) + 0.3
@@ -196,7 +196,7 @@ def test_mmd_is_nonnegative_for_nonnegative_weights():
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Gradients, dtypes, autocast
+# Gradients
 # ----------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("multiview, v", [("pairs", 2), ("pairs", 3), ("mean", 3)])
 def test_sfrik_gradcheck(multiview, v):
@@ -205,49 +205,9 @@ def test_sfrik_gradcheck(multiview, v):
     assert torch.autograd.gradcheck(lambda *z: reg(*z).loss, zs)
 
 
-@pytest.mark.parametrize("dtype, expected", [(torch.float16, torch.float32), (torch.bfloat16, torch.float32),
-                                             (torch.float32, torch.float32), (torch.float64, torch.float64)])
-def test_sfrik_dtype_policy(dtype, expected):
-    z = torch.randn(2, 6, 5).to(dtype).requires_grad_(True)
-    out = SFRIK()(z)
-    assert out.loss.dtype == expected and all(t.dtype == expected for t in out.terms.values())
-    out.loss.backward()
-    assert z.grad.dtype == dtype
-
-
-def test_sfrik_under_autocast_computes_in_float32():
-    z = torch.randn(2, 6, 5)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = SFRIK()(z)
-    assert out.loss.dtype == torch.float32
-    torch.testing.assert_close(out.loss, SFRIK()(z).loss)
-
-
 # ----------------------------------------------------------------------------------------------------------
-# Bad input
+# Hyper-parameters (the bad values are in test_conformance.py)
 # ----------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("hparams, match", [
-    ({"sim_coeff": -1.0}, "sim_coeff"),
-    ({"mmd_coeff": float("nan")}, "mmd_coeff"),
-    ({"weights": ()}, "weights"),
-    ({"weights": (1.0, -2.0)}, r"weights\[1\]"),
-    ({"weights": (1.0, float("inf"))}, r"weights\[1\]"),
-    ({"weights": (True, 1.0)}, r"weights\[0\]"),
-    ({"weights": None}, "weights"),
-    ({"weights": 3.0}, "weights"),
-    ({"weights": "1-x-40"}, "weights"),
-    ({"multiview": "all"}, "multiview"),
-    ({"check_finite": 1}, "check_finite"),
-    ({"lambd": 1.0}, "unknown hyper-parameter"),
-])
-def test_sfrik_bad_hparams(hparams, match):
-    with pytest.raises(ValueError, match=match):
-        create("sfrik", **hparams)
-    if "lambd" not in hparams:
-        with pytest.raises(ValueError, match=match):
-            SFRIK(**hparams)
-
-
 def test_sfrik_weights_accept_lists_arrays_and_the_official_string():
     assert SFRIK(weights=[1, 40, 40]).weights == (1.0, 40.0, 40.0)
     assert SFRIK(weights=np.array([1.0, 2.5], dtype=np.float32)).weights == (1.0, 2.5)
@@ -255,44 +215,10 @@ def test_sfrik_weights_accept_lists_arrays_and_the_official_string():
     assert create("sfrik", weights=(0.0, 2.0)).hparams()["weights"] == (0.0, 2.0)
 
 
-def test_sfrik_bad_inputs():
-    with pytest.raises(ValueError, match="same shape"):
-        SFRIK()(torch.randn(5, 4), torch.randn(5, 3))
-    z = torch.randn(5, 4)
-    z[0, 0] = float("inf")
-    with pytest.raises(ValueError, match="NaN or Inf"):
-        SFRIK(check_finite=True)(z, z)
-
-
-# ----------------------------------------------------------------------------------------------------------
-# Distributed contract, all three sphere-based regularizers in one spawn
-# ----------------------------------------------------------------------------------------------------------
-DIST_CASES = [
-    ("sfrik", {"sim_coeff": 3.0, "weights": (1.0, 2.0, 3.0, 0.5)}),
-    ("sfrik", {"sim_coeff": 3.0, "multiview": "mean"}),
-    ("uniformity", {"sim_coeff": 3.0, "t": 2.0}),
-    ("uniformity", {"sim_coeff": 3.0, "multiview": "mean"}),
-    ("simclr", {"temperature": 0.3}),
-    ("simclr", {"temperature": 0.3, "multiview": "mean"}),
-]
-
-
-@pytest.mark.distributed
-def test_distributed_contract_sphere_family():
-    world = 2
-    torch.manual_seed(0)
-    z_full = torch.randn(3, 8, 5, dtype=torch.float64) + 0.2
-    results = run_ranks(sphere_family_cases, world, z_full, DIST_CASES)
-    n = z_full.shape[1] // world
-    for c, (name, hparams) in enumerate(DIST_CASES):
-        z = z_full.clone().requires_grad_(True)
-        single = create(name, **hparams)(z)
-        single.loss.backward()
-        losses = torch.stack([results[r][c]["loss"] for r in range(world)])
-        torch.testing.assert_close(losses.mean(), single.loss.detach(), msg=f"{name} {hparams}")
-        for term, value in single.terms.items():
-            mean_term = sum(results[r][c]["terms"][term] for r in range(world)) / world
-            torch.testing.assert_close(mean_term, value.detach(), msg=f"{name} {hparams} {term}")
-        for r in range(world):
-            torch.testing.assert_close(results[r][c]["grad"], world * z.grad[:, r * n:(r + 1) * n],
-                                       msg=f"{name} {hparams} rank {r}")
+@pytest.mark.parametrize("name", ["sfrik", "uniformity", "simclr"])
+def test_sphere_family_is_scale_invariant_in_float32_at_extreme_scales(name):
+    """The losses on the sphere do not depend on the embeddings' scale: float32 at 1e20 (where the row norms
+    overflowed and every row became 0) gives the float64 loss."""
+    z = torch.randn(2, 8, 6, dtype=torch.float64)
+    ref = create(name)(z).loss
+    torch.testing.assert_close(create(name)((z * 1e20).float()).loss.double(), ref, rtol=1e-4, atol=1e-4)

@@ -73,7 +73,8 @@ def hparam_defaults(name: str) -> dict:
 
 
 def create(name: str, **hparams) -> Regularizer:
-    """Build the regularizer ``name`` with the spec's hyper-parameter names (``../shared/regularizers.md``).
+    """Build the regularizer ``name`` with the spec's hyper-parameter names (the sslbench regularizer spec,
+    regularizers.md).
 
     Unknown names raise ``ValueError`` listing the accepted ones; out-of-range values raise ``ValueError``
     naming the parameter and what it allows.

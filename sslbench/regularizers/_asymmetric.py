@@ -21,7 +21,7 @@ from typing import NamedTuple, Sequence
 import torch
 from torch import Tensor
 
-from ._common import Regularizer, RegularizerOutput, as_views, full_precision
+from ._common import Regularizer, RegularizerOutput, as_views, check_loss_finite, full_precision
 
 __all__ = [
     "AsymmetricRegularizer",
@@ -147,7 +147,8 @@ class AsymmetricRegularizer(Regularizer):
             raise ValueError(f"online is on {zs[0].device} but target on {zts[0].device}; put both on one device")
         zts = [z.to(zs[0].dtype) for z in zts]
         with full_precision(zs[0]):
-            return self.compute(zs, zts)
+            out = self.compute(zs, zts)
+        return check_loss_finite(out, zs + zts) if self.check_finite else out
 
     def compute(self, online: list[Tensor], target: list[Tensor]) -> RegularizerOutput:  # pragma: no cover
         raise NotImplementedError

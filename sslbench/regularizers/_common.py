@@ -42,6 +42,7 @@ __all__ = [
     "check_choice",
     "check_positive",
     "check_nonnegative",
+    "check_loss_finite",
     "check_int",
     "full_precision",
     "is_distributed",
@@ -50,8 +51,11 @@ __all__ = [
     "all_reduce_sum",
     "gather_rows",
     "global_batch_size",
+    "global_amax",
+    "overflow_guard",
     "batch_standardize",
     "center",
+    "center_guarded",
     "sphere",
     "off_diagonal_sq_sum",
 ]
@@ -241,17 +245,65 @@ def global_batch_size(n_local: int) -> int:
     return n_local * world_size()
 
 
+@torch.no_grad()
+def global_amax(x: Tensor, dim: int | None = None, *, across_ranks: bool = True) -> Tensor:
+    """max |x| over ``dim`` (all entries when None) and, unless ``across_ranks=False``, over all ranks; detached,
+    no host synchronisation."""
+    x = x.detach()
+    m = torch.maximum(x.amax(), x.amin().neg()) if dim is None else torch.maximum(x.amax(dim), x.amin(dim).neg())
+    if across_ranks and is_distributed():
+        dist.all_reduce(m, op=dist.ReduceOp.MAX)
+    return m
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Normalisations with global statistics
 # --------------------------------------------------------------------------------------------------------------
+def overflow_guard(x: Tensor, dim: int | None = None, *, max_exponent: int, across_ranks: bool = True) -> Tensor:
+    """A detached power of two s ≥ 1 with |x / s| < 2**max_exponent: s = 2^max(0, e − max_exponent), e the binary
+    exponent of max |x| (over ``dim``, or all entries, and over all ranks). Dividing by s is exact (it only
+    shifts exponents), and s = 1, so x / s == x bitwise, unless x is that large: the guard costs one reduction
+    and one division, no host synchronisation."""
+    return _power_of_two_above(global_amax(x, dim, across_ranks=across_ranks), max_exponent)
+
+
+def _power_of_two_above(m: Tensor, max_exponent: int) -> Tensor:
+    return torch.ldexp(torch.ones_like(m), (torch.frexp(m).exponent - max_exponent).clamp_min_(0))
+
+
+def _centred_and_guarded(z: Tensor) -> Tensor:
+    """(z − mean_i z) / s_k with the global mean and s_k = :func:`overflow_guard` of the centred feature (2**50)
+    detached: one fused pass (``addcmul``), no centred copy kept for the backward. Standardisation is invariant
+    to the shift and (up to eps) to the scale, so detaching them changes neither the value nor the gradient."""
+    with torch.no_grad():
+        mean = all_reduce_sum(z.sum(dim=0)) / global_batch_size(z.shape[0])
+        m = torch.maximum(z.amax(dim=0) - mean, mean - z.amin(dim=0))
+        if is_distributed():
+            dist.all_reduce(m, op=dist.ReduceOp.MAX)
+        inv = _power_of_two_above(m, 50).reciprocal_()
+        bias = mean.mul_(inv).neg_()
+    return torch.addcmul(bias, z, inv)
+
+
 def batch_standardize(z: Tensor, eps: float) -> Tensor:
     """``BatchNorm1d(D, affine=False)`` in training mode, statistics over the global batch.
 
-    (z − mean_i z) / sqrt(var_biased(z) + eps). Matches SyncBatchNorm under ``torch.distributed``.
+    (z − mean_i z) / sqrt(var_biased(z) + eps). Matches SyncBatchNorm under ``torch.distributed``; in a single
+    process the fused ``F.batch_norm`` does the rest once z is centred here.
+
+    Exact at any scale: z is centred first, so a constant feature (zero variance) is exactly 0 and standardises
+    to 0 with a finite gradient, as ``BatchNorm1d`` in exact arithmetic does (the fused CPU kernel alone gives 8.7
+    for a constant 1e6 and garbage beyond). A centred feature whose magnitude exceeds 2**50 (about 1e15) is
+    divided by a power of two s_k (:func:`overflow_guard`), so its variance cannot overflow; this computes
+    (z − mean)/sqrt(var + eps·s_k²), where the eps shift is below float32 resolution of the variance, so float32
+    embeddings up to |z| ≈ 1e36 (where the column sums overflow) give the float64 result rounded. Below 2**50,
+    s_k = 1 and the division changes nothing. Centring and guard are detached (:func:`_centred_and_guarded`).
     """
+    zc = _centred_and_guarded(z)
+    if not is_distributed():
+        return torch.nn.functional.batch_norm(zc, None, None, training=True, momentum=0.0, eps=eps)
     n = global_batch_size(z.shape[0])
-    mean = all_reduce_sum(z.sum(dim=0)) / n
-    zc = z - mean
+    zc = zc - all_reduce_sum(zc.sum(dim=0)) / n  # ≈ 0, but it carries the gradient through the mean
     var = all_reduce_sum(zc.square().sum(dim=0)) / n
     return zc * torch.rsqrt(var + eps)
 
@@ -262,9 +314,26 @@ def center(z: Tensor) -> Tensor:
     return z - all_reduce_sum(z.sum(dim=0)) / n
 
 
+def center_guarded(z: Tensor, max_exponent: int) -> tuple[Tensor, Tensor]:
+    """(Xc / s, s): z centred over the global batch (the mean differentiable) and divided by the detached power of
+    two s ≥ 1 that brings max |Xc| below 2**max_exponent (:func:`overflow_guard`; s = 1 and the result is
+    ``center(z)`` bitwise below that), in one fused pass."""
+    mean = all_reduce_sum(z.sum(dim=0)) / global_batch_size(z.shape[0])
+    with torch.no_grad():
+        m = torch.maximum((z.amax(dim=0) - mean).amax(), (mean - z.amin(dim=0)).amax())
+        if is_distributed():
+            dist.all_reduce(m, op=dist.ReduceOp.MAX)
+        s = _power_of_two_above(m, max_exponent)
+    return torch.addcmul(mean * -s.reciprocal(), z, s.reciprocal()), s
+
+
 def sphere(z: Tensor, eps: float = 1e-12) -> Tensor:
-    """Each row divided by its L2 norm (``F.normalize``)."""
-    return torch.nn.functional.normalize(z, dim=-1, eps=eps)
+    """Each row divided by its L2 norm (``F.normalize``).
+
+    Overflow-safe: a row larger than 2**60 is first divided by a power of two (:func:`overflow_guard`, per row,
+    exact), so its norm cannot overflow (unguarded, float32 rows at 1e20 have an infinite norm and map to 0)."""
+    return torch.nn.functional.normalize(z / overflow_guard(z, -1, max_exponent=60, across_ranks=False).unsqueeze(-1),
+                                         dim=-1, eps=eps)
 
 
 def off_diagonal_sq_sum(c: Tensor) -> Tensor:
@@ -282,12 +351,26 @@ def _mean_outputs(outputs: list[RegularizerOutput]) -> RegularizerOutput:
     return RegularizerOutput(loss, terms)
 
 
+def check_loss_finite(out: RegularizerOutput, zs: list[Tensor]) -> RegularizerOutput:
+    """``check_finite=True``, after the loss: finite embeddings whose loss is not finite (it overflowed the compute
+    dtype) raise ``ValueError`` naming the embeddings' magnitude and the fix. Returns ``out`` otherwise."""
+    if bool(torch.isfinite(out.loss)):
+        return out
+    top = max(float(global_amax(z)) for z in zs)
+    raise ValueError(
+        f"the loss is not finite ({float(out.loss)}) although the embeddings are (max |z| = {top:.3g}): it "
+        f"overflows {out.loss.dtype}; pass float64 embeddings or keep the projector's output bounded "
+        "(check_finite=False returns the non-finite loss instead)"
+    )
+
+
 class Regularizer(torch.nn.Module):
     """Base class of the symmetric regularizers: ``reg(z1, z2, ...)`` or ``reg(Z)`` with Z of shape (V, N, D).
 
     Subclasses implement :meth:`pair` (the two-view loss) and, where the paper defines one, :meth:`mean_views`
-    (``multiview="mean"``). ``multiview="pairs"`` averages :meth:`pair` over all V·(V−1)/2 unordered pairs, so
-    V = 2 is exactly the two-view loss.
+    (``multiview="mean"``), or override :meth:`views_loss`. ``multiview="pairs"`` averages :meth:`pair` over all
+    V·(V−1)/2 unordered pairs, so V = 2 is exactly the two-view loss. With ``check_finite=True`` NaN/Inf
+    embeddings and a loss that overflows for finite embeddings both raise ``ValueError``.
     """
 
     #: ``True`` for regularizers called on views; the asymmetric ones (byol, directpred, isoloss) set ``False``
@@ -301,16 +384,20 @@ class Regularizer(torch.nn.Module):
         self.check_finite = check_finite
 
     def forward(self, *views: Tensor) -> RegularizerOutput:
-        if len(views) == 1:
-            views = views[0]
-        zs = as_views(views, check_finite=self.check_finite)
+        zs = as_views(views[0] if len(views) == 1 else views, check_finite=self.check_finite)
         with full_precision(zs[0]):
-            if self.multiview == "mean":
-                return self.mean_views(zs)
-            pairs = [(a, b) for a in range(len(zs)) for b in range(a + 1, len(zs))]
-            if len(pairs) == 1:
-                return self.pair(zs[0], zs[1])
-            return _mean_outputs([self.pair(zs[a], zs[b]) for a, b in pairs])
+            out = self.views_loss(zs)
+        return check_loss_finite(out, zs) if self.check_finite else out
+
+    def views_loss(self, zs: list[Tensor]) -> RegularizerOutput:
+        """The loss of validated views (called in full precision): :meth:`mean_views`, or :meth:`pair` averaged
+        over all pairs."""
+        if self.multiview == "mean":
+            return self.mean_views(zs)
+        pairs = [(a, b) for a in range(len(zs)) for b in range(a + 1, len(zs))]
+        if len(pairs) == 1:
+            return self.pair(zs[0], zs[1])
+        return _mean_outputs([self.pair(zs[a], zs[b]) for a, b in pairs])
 
     def pair(self, za: Tensor, zb: Tensor) -> RegularizerOutput:  # pragma: no cover - abstract
         raise NotImplementedError

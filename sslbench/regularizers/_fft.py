@@ -51,10 +51,8 @@ from ._common import (
     RegularizerOutput,
     _mean_outputs,
     all_reduce_sum,
-    as_views,
     check_choice,
     check_int,
-    full_precision,
     is_distributed,
 )
 
@@ -250,19 +248,15 @@ class FFTRelaxedRegularizer(Regularizer):
         return resolve_block_size(self.block_size, d)
 
     # -- entry points --------------------------------------------------------------------------------------
-    def forward(self, *views: Tensor) -> RegularizerOutput:
-        if len(views) == 1:
-            views = views[0]
-        zs = as_views(views, check_finite=self.check_finite)
+    def views_loss(self, zs: list[Tensor]) -> RegularizerOutput:
         self._block(zs[0].shape[1])  # fail before drawing
         perm = self._draw(zs[0].shape[1], zs[0].device)
-        with full_precision(zs[0]):
-            if self.multiview == "mean":
-                return self._mean_views(zs, perm)
-            pairs = [(a, b) for a in range(len(zs)) for b in range(a + 1, len(zs))]
-            if len(pairs) == 1:
-                return self._pair(zs[0], zs[1], perm)
-            return _mean_outputs([self._pair(zs[a], zs[b], perm) for a, b in pairs])
+        if self.multiview == "mean":
+            return self._mean_views(zs, perm)
+        pairs = [(a, b) for a in range(len(zs)) for b in range(a + 1, len(zs))]
+        if len(pairs) == 1:
+            return self._pair(zs[0], zs[1], perm)
+        return _mean_outputs([self._pair(zs[a], zs[b], perm) for a, b in pairs])
 
     def pair(self, za: Tensor, zb: Tensor) -> RegularizerOutput:
         self._block(za.shape[1])

@@ -30,20 +30,27 @@ C_kk come from one kernel (``correlation_stats``):
   for ``multiview="mean"`` iff D > f·N; for V views in ``multiview="pairs"`` iff D > 4·f·N / (3·(V − 1))
   (the pairs share the V Gram matrices). ``BarlowTwins.algorithm_for(n, d, views)`` says which one runs.
 
-Both kernels have hand-written backward passes (one matmul per operand), twice differentiable. Measured
-forward + backward against the official formulation (``benchmarks/official.py``), N = 256, ``"auto"``:
-D = 8192 takes 55 ms instead of 2.4 s on a busy 2-core CPU (44×). On an H100 (torch 2.11): D = 16384 takes
-1.3 ms instead of 19.8 ms (15×) with 65 MiB instead of 4128 MiB of peak memory; D = 8192 1.6 ms instead of
-5.2 ms (3.3×; about 1.3 ms of kernel launches per step is the floor there) with 33 MiB instead of 1040 MiB. The
-primal form's peak memory is at most the official code's (N = 4096, D = 4096: 320 vs 384 MiB). The same rule
-picks the faster kernel on the H100 at N = 4096 (D = 4096: primal 9.0 ms vs dual 11.8 ms; D = 8192: 33.5 ms vs
-23.1 ms).
+Both kernels have hand-written backward passes (one matmul per operand), twice differentiable.
+Speed and peak memory against the official formulation (``benchmarks/official.py``) are measured, not quoted
+here: see the README's "Side by side with the official formulations" tables and ``results/side_by_side/``,
+produced by ``python benchmarks/side_by_side.py`` (``make bench``) on the CPU and the GPU.
 
 Shapes and dtypes
 -----------------
 ``BarlowTwins()(z1, z2, ...)`` or ``(Z)`` with Z of shape (V, N, D), V ≥ 2. The loss and terms are 0-dim
 tensors in float32 (float16, bfloat16 and float32 inputs, also under ``torch.autocast``) or float64
 (float64 inputs); gradients reach the inputs in their own dtype.
+
+Extreme scales and constant features (the default, no option needed)
+--------------------------------------------------------------------
+bn centres each feature exactly, then divides any centred feature larger than 2**50 by a power of two before it is
+squared (``batch_standardize``). Standardisation makes the loss scale-invariant, and so is the computed one:
+float32 embeddings of any magnitude up to about 1e36 give the float64 loss rounded to float32 (unguarded, the
+variance of 1e20-scale float32 embeddings overflows, every feature standardises to 0 and the loss is D; a constant
+1e20 view gave NaN). A constant feature (zero variance) standardises to 0, as ``BatchNorm1d`` does: it adds 1 to
+the on-diagonal term, nothing to the off-diagonal one, and gets a finite gradient; constant views give scale·D.
+Centring and guard cost three column reductions and one fused pass per view (and one elementwise pass in the
+backward) and no host synchronisation. ``check_finite=True`` additionally raises on NaN/Inf embeddings.
 
 Distributed
 -----------
@@ -76,21 +83,17 @@ loss; several re-implementations expose it as ``scale_loss``).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ._common import (
     Regularizer,
     RegularizerOutput,
     all_reduce_sum,
-    as_views,
     batch_standardize,
     check_choice,
     check_nonnegative,
     check_positive,
-    full_precision,
     global_batch_size,
-    is_distributed,
 )
 from ._gram import ALGORITHMS, choose_algorithm, correlation_stats
 
@@ -98,14 +101,10 @@ __all__ = ["BarlowTwins", "standardize"]
 
 
 def standardize(z: Tensor, eps: float) -> Tensor:
-    """bn(z): ``BatchNorm1d(D, affine=False)`` in training mode, global statistics under ``torch.distributed``.
-
-    In a single process this is the fused ``F.batch_norm`` kernel (one pass forward, one backward); under
-    ``torch.distributed`` ``batch_standardize`` with all-reduced statistics (as SyncBatchNorm).
-    """
-    if is_distributed():
-        return batch_standardize(z, eps)
-    return F.batch_norm(z, None, None, training=True, momentum=0.0, eps=eps)
+    """bn(z): ``BatchNorm1d(D, affine=False)`` in training mode, global statistics under ``torch.distributed``
+    (``batch_standardize``: the fused ``F.batch_norm`` in a single process, all-reduced statistics as
+    SyncBatchNorm under ``torch.distributed``; overflow-safe at any embedding scale)."""
+    return batch_standardize(z, eps)
 
 
 class BarlowTwins(Regularizer):
@@ -154,14 +153,8 @@ class BarlowTwins(Regularizer):
         return RegularizerOutput(loss, {"on_diagonal": on, "off_diagonal": off})
 
     # ----------------------------------------------------------------------------------------------------------
-    def forward(self, *views: Tensor) -> RegularizerOutput:
-        if self.multiview == "mean":
-            return super().forward(*views)
-        if len(views) == 1:
-            views = views[0]
-        zs = as_views(views, check_finite=self.check_finite)
-        with full_precision(zs[0]):
-            return self._pairs(zs)
+    def views_loss(self, zs: list[Tensor]) -> RegularizerOutput:
+        return super().views_loss(zs) if self.multiview == "mean" else self._pairs(zs)
 
     def pair(self, za: Tensor, zb: Tensor) -> RegularizerOutput:
         return self._pairs([za, zb])

@@ -28,7 +28,8 @@ the eigenvalues of F for diagnostics.
 
 State and schedule
 ------------------
-Buffers ``F`` (D, D) and ``num_updates`` (number of EMA updates so far). ``F`` is created at the first call
+Buffers ``F`` (D, D), ``num_updates`` (number of EMA updates so far) and ``skipped_updates`` (number of training
+calls whose update was skipped, see below). ``F`` is created at the first call
 when ``dim`` is None (in the compute dtype of that call: float32, or float64 for float64 inputs, on the
 inputs' device), or at construction as float32 zeros when ``dim`` is given (move it with ``.to(device)``,
 change its dtype with ``.double()``). As in the official code, where the model's ``forward`` runs once per
@@ -39,11 +40,18 @@ W_p; calling an untrained module in eval mode raises). Under ``torch.distributed
 all-reduced (no autograd, one collective per call) and divided by the global N, so every rank holds the same
 F; the loss itself is a per-sample mean on the local rows (mean over ranks = global-batch loss).
 
+One bad batch does not poison the state: if a call's EMA updates would leave F non-finite (NaN or Inf
+embeddings, or [z]ᵀ[z] overflowing F's dtype for huge ones), the whole call's update is skipped: F keeps its
+value from before the call (the views of that call use the last finite F), ``num_updates`` does not move and
+``skipped_updates`` counts the call. The decision is taken on the device (``torch.where``, no host
+synchronisation) after the all-reduce, so all ranks decide alike. The loss of such a batch is whatever its
+embeddings give (NaN for NaN inputs, which a training loop reports as divergence); the next good batch
+continues from the kept F. ``check_finite=True`` instead rejects NaN/Inf embeddings before any update.
+
 Precision and cost: F and its eigendecomposition stay in F's dtype (float32 unless created from float64
 inputs or converted); W_p is cast to the compute dtype. ``eigh`` costs O(D³) per view and step and syncs
-the host on CUDA: measured on one H100 (cuSOLVER, float32), about 5 ms at D = 256, 10 ms at 1024, 25 ms at
-2048 and 90 ms at 4096 per eigh, so V = 2 views add ~10 ms per step at the CIFAR setting (D = 256) and become
-the dominant cost beyond D ≈ 4096 (the MAGMA backend and the CPU were slower at every D tried).
+the host on CUDA; it becomes the dominant cost of a step at large D (the README's side-by-side section gives the
+measured time per step, from ``python benchmarks/side_by_side.py``).
 
 Differences from the official code
 ----------------------------------
@@ -52,6 +60,7 @@ Differences from the official code
 * The division by max(λ) is guarded (an all-zero F gives s = eps instead of NaN).
 * The EMA is in F's dtype with the global batch (the official code keeps a per-rank F in float32).
 * The official model also updates F when ``forward`` runs outside training; here ``eval()`` freezes it.
+* A non-finite update of F is skipped and counted (the official code's F, and every later eigh, is then NaN).
 """
 
 from __future__ import annotations
@@ -89,6 +98,7 @@ class DirectPred(AsymmetricRegularizer):
         self.normalize = normalize
         self.register_buffer("F", None if dim is None else torch.zeros(dim, dim))
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))
+        self.register_buffer("skipped_updates", torch.zeros((), dtype=torch.long))
 
     # ---------------------------------------------------------------------------------------------------------
     # State
@@ -99,6 +109,7 @@ class DirectPred(AsymmetricRegularizer):
         if self.F is None:
             self.F = torch.zeros(d, d, dtype=z.dtype, device=z.device)
             self.num_updates = self.num_updates.to(z.device)
+            self.skipped_updates = self.skipped_updates.to(z.device)
         if self.F.shape[0] != d:
             raise ValueError(
                 f"{type(self).__name__} holds a {self.F.shape[0]}x{self.F.shape[0]} correlation matrix but got "
@@ -136,6 +147,8 @@ class DirectPred(AsymmetricRegularizer):
         key = prefix + "F"
         if self.F is None and key in state_dict:
             self.F = torch.empty_like(state_dict[key], device=self.num_updates.device)
+        # checkpoints written before skipped_updates existed load with the count at 0
+        state_dict.setdefault(prefix + "skipped_updates", torch.zeros((), dtype=torch.long))
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ---------------------------------------------------------------------------------------------------------
@@ -145,12 +158,7 @@ class DirectPred(AsymmetricRegularizer):
         """W_p for every view, in the compute dtype; updates F first (per view) in training mode."""
         self._state(online[0])
         if self.training:
-            stats = self._batch_correlations(online)
-            weights = []
-            for stat in stats:
-                ema_update_(self.F, stat, self.tau)
-                self.num_updates += 1
-                weights.append(self._current().weight)
+            weights = self._update(self._batch_correlations(online))
         else:
             if int(self.num_updates) == 0:
                 raise RuntimeError(
@@ -159,6 +167,22 @@ class DirectPred(AsymmetricRegularizer):
                 )
             weights = [self._current().weight] * len(online)
         return [w.to(online[0].dtype) for w in weights]
+
+    @torch.no_grad()
+    def _update(self, stats: Tensor) -> list[Tensor]:
+        """One EMA update of F per view, then W_p for that view; a call whose updates would make F non-finite is
+        skipped as a whole (F kept, ``skipped_updates`` + 1), decided on the device (no host synchronisation)."""
+        start = self.F.clone()
+        ok = torch.ones((), dtype=torch.bool, device=start.device)
+        weights = []
+        for stat in stats:
+            candidate = ema_update_(self.F.clone(), stat, self.tau)
+            ok &= torch.isfinite(candidate).all()
+            self.F.copy_(torch.where(ok, candidate, start))  # once one update is bad, F stays as it was
+            weights.append(self._current().weight)
+        self.num_updates += ok.long() * len(stats)
+        self.skipped_updates += (~ok).long()
+        return weights
 
     def compute(self, online: list[Tensor], target: list[Tensor]) -> RegularizerOutput:
         weights = self.predictors(online)

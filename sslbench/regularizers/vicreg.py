@@ -28,26 +28,36 @@ diagonal (the variances) of every view come from one kernel call (``correlation_
 * ``"auto"`` (default): the cheaper one for the global N and D (:func:`sslbench.regularizers._gram.choose_algorithm`):
   ``"gram"`` iff D > f·N with f = ``GRAM_COST_FACTOR`` measured on CPU (the crossover sits near D ≈ N).
 
-Both kernels have hand-written backward passes (one matmul per view), twice differentiable. Measured forward +
-backward against the official formulation (``benchmarks/official.py``), N = 256, ``"auto"``: D = 8192 takes
-93 ms instead of 8.0 s on a busy 2-core CPU (86×). On an H100 (torch 2.11): D = 16384 takes 1.5 ms instead of
-34 ms (22×) with 65 MiB instead of 5168 MiB of peak memory; D = 8192 1.8 ms instead of 9.1 ms (5.2×, kernel
-launches being the floor) with 33 MiB instead of 1304 MiB. The primal form needs less memory than the official
-code at every shape measured (N = 4096, D = 4096: 384 vs 704 MiB).
+Both kernels have hand-written backward passes (one matmul per view), twice differentiable.
+Speed and peak memory against the official formulation (``benchmarks/official.py``) are measured, not quoted
+here: see the README's "Side by side with the official formulations" tables and ``results/side_by_side/``,
+produced by ``python benchmarks/side_by_side.py`` (``make bench``) on the CPU and the GPU.
 
 Shapes and dtypes
 -----------------
 ``VICReg()(z1, z2, ...)`` or ``(Z)`` with Z of shape (V, N, D), V ≥ 2. The loss and terms are 0-dim tensors in
 float32 (float16, bfloat16 and float32 inputs, also under ``torch.autocast``) or float64 (float64 inputs).
 
+Extreme scales and constant views
+---------------------------------
+VICReg is not scale-invariant: its covariance grows as |z|⁴. Each centred view larger than 2**16 is divided by a
+power of two before the products and the terms are rescaled afterwards, so the loss is the float64 one rounded to
+float32 as long as it fits in float32 (unguarded, the products overflowed and gave NaN from about 1e9-scale
+embeddings on, where the loss itself, about 1e35, still fits). Beyond that range the covariance, and the loss, is
++inf (never NaN); with ``check_finite=True`` a loss that is not finite for finite embeddings raises ``ValueError``
+naming the embeddings' magnitude (pass float64 embeddings or keep the projector's output bounded). The invariance
+(F.mse_loss) overflows like the official code's beyond |z_a − z_b| ≈ 1e19. A constant view (zero variance) gives
+the full hinge 1 − sqrt(eps) per feature and no covariance, with finite gradients, as the official code. The guard
+is fused into the centring: two extra reductions per view and no host synchronisation.
+
 Distributed
 -----------
 As the official code: the invariance on the local batch (the mean over ranks is the global mean squared error,
 local batches having equal sizes), the centring, variance and covariance over the global batch (the global
 mean through ``all_reduce_sum``; the variances and ‖Xcᵀ Xc‖_F² from the kernel, whose primal form all-reduces
-the local Xcᵀ Xc and dual form all-gathers the rows). The contract of ``_common`` holds: the mean over ranks of the losses is the
-single-process loss on the concatenated batch, each rank's gradient w.r.t. its rows ``world_size`` × the
-single-process one.
+the local Xcᵀ Xc and dual form all-gathers the rows; the overflow guard's scale is the maximum over all ranks).
+The contract of ``_common`` holds: the mean over ranks of the losses is the single-process loss on the
+concatenated batch, each rank's gradient w.r.t. its rows ``world_size`` × the single-process one.
 
 Multiple views
 --------------
@@ -80,17 +90,19 @@ from torch import Tensor
 from ._common import (
     Regularizer,
     RegularizerOutput,
-    as_views,
-    center,
+    center_guarded,
     check_choice,
     check_nonnegative,
     check_positive,
-    full_precision,
     global_batch_size,
 )
 from ._gram import ALGORITHMS, choose_algorithm, correlation_stats
 
 __all__ = ["VICReg"]
+
+#: centred embeddings above 2**OVERFLOW_EXPONENT are rescaled before the products: ‖Xcᵀ Xc‖_F² ≤ (N·D)²·2**64
+#: then stays below float32's 3.4e38 for N·D up to 4e9
+OVERFLOW_EXPONENT = 16
 
 
 class VICReg(Regularizer):
@@ -135,27 +147,25 @@ class VICReg(Regularizer):
     def _var_cov(self, zs: list[Tensor]) -> tuple[Tensor, Tensor]:
         """mean_v var(Z_v) and mean_v cov(Z_v) over the global batch, one kernel call for all views."""
         n, d = global_batch_size(zs[0].shape[0]), zs[0].shape[1]
-        xcs = [center(z) for z in zs]
-        frob, diags = correlation_stats(xcs, [(v, v) for v in range(len(zs))], self.algorithm_for(n, d, len(zs)))
-        var = diags / (n - 1)  # (V, D): unbiased variances, the diagonals of the covariance matrices
-        # ‖Xcᵀ Xc / (N − 1)‖_F² − Σ_k var_k² per view
+        # overflow guard: a centred view larger than 2**16 is divided by a power of two s_v (exact; s_v = 1
+        # otherwise), the terms rescaled by s_v² (variances) and s_v⁴ (covariance) at the end
+        ys, s = zip(*[center_guarded(z, OVERFLOW_EXPONENT) for z in zs])
+        s = torch.stack(s)  # (V,)
+        frob, diags = correlation_stats(ys, [(v, v) for v in range(len(zs))], self.algorithm_for(n, d, len(zs)))
+        var = diags / (n - 1)  # (V, D): unbiased variances of Xc_v / s_v, the diagonals of the covariances
+        # (‖Xcᵀ Xc / (N − 1)‖_F² − Σ_k var_k²) / s_v⁴ per view
         covs = frob / ((n - 1) ** 2) - var.square().sum(dim=1)
-        hinges = F.relu(1 - (var + self.eps).sqrt()).mean(dim=1)
-        return hinges.mean(), covs.mean() / d
+        s = s.unsqueeze(1)
+        hinges = F.relu(1 - s * (var + self.eps / s.square()).sqrt()).mean(dim=1)
+        return hinges.mean(), (covs * s[:, 0].square().square()).mean() / d
 
     def _combine(self, inv: Tensor, variance: Tensor, covariance: Tensor) -> RegularizerOutput:
         loss = self.sim_coeff * inv + self.std_coeff * variance + self.cov_coeff * covariance
         return RegularizerOutput(loss, {"invariance": inv, "variance": variance, "covariance": covariance})
 
     # ----------------------------------------------------------------------------------------------------------
-    def forward(self, *views: Tensor) -> RegularizerOutput:
-        if self.multiview == "mean":
-            return super().forward(*views)
-        if len(views) == 1:
-            views = views[0]
-        zs = as_views(views, check_finite=self.check_finite)
-        with full_precision(zs[0]):
-            return self._pairs(zs)
+    def views_loss(self, zs: list[Tensor]) -> RegularizerOutput:
+        return super().views_loss(zs) if self.multiview == "mean" else self._pairs(zs)
 
     def pair(self, za: Tensor, zb: Tensor) -> RegularizerOutput:
         return self._pairs([za, zb])
