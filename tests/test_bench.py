@@ -107,7 +107,7 @@ def test_command_writes_records_resumes_and_reports_failures(tmp_path, monkeypat
     capsys.readouterr()
     assert B.main(argv) == 1
     text = capsys.readouterr().out
-    assert "2 already in" in text
+    assert "2 already done, skipped" in text
     assert [r["status"] for r in read_records(out)] == ["ok", "ok", "error", "error"]
     # a record measured on another setup (another GPU, torch or thread count) does not count as done
     recs = read_records(out)
