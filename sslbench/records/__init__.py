@@ -8,7 +8,7 @@ plain JSON object with these keys::
     id        str    case_id(kind, case): a stable hash of kind + case, used to resume a grid
     created   str    UTC time, ISO 8601 with offset ("2025-01-31T12:00:00.123456+00:00")
     case      dict   the configuration that identifies the case (regularizer, dim, batch, views, device, ...)
-    status    str    one of STATUSES: "ok", "oom", "nonfinite", "diverged", "timeout", "error", "interrupted"
+    status    str    one of STATUSES: "ok", "oom", "nonfinite", "diverged", "timeout", "error", "interrupted", "killed"
     metrics   dict   the figures (time_median_s, peak_rss_bytes, top1, ...); non-finite floats are stored as null
     env       dict   where it ran (sslbench.execution.measure.environment(): versions, git commit, device, CPU, threads)
     message   str|None  why a case is not "ok" (the exception's text), or a note
@@ -63,7 +63,7 @@ SCHEMA_VERSION = 1
 
 #: Every allowed status. "ok" is a normal result; the others are results too (a case that runs out of memory
 #: *is* a data point) and carry a ``message``.
-STATUSES = ("ok", "oom", "nonfinite", "diverged", "timeout", "error", "interrupted")
+STATUSES = ("ok", "oom", "nonfinite", "diverged", "timeout", "error", "interrupted", "killed")
 
 #: Statuses that are a property of the case itself: re-running the case would give the same answer, so a
 #: resumed grid skips them. "error", "timeout" and "interrupted" are retried.
