@@ -265,7 +265,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="for regularizers with an 'algorithm' hyper-parameter: auto, cross_correlation, gram "
                         "(default: each one's default)")
     g.add_argument("--hparam", action="append", type=_hparam, default=[], metavar="NAME=VALUE",
-                   help="hyper-parameter given to every regularizer that accepts it (repeatable; values as sslbench train --hp: numbers, 1/128, true/false, none, 1,40,40, strings)")
+                   help="hyper-parameter given to every regularizer that accepts it (repeatable; values as sslbench "
+                        "train --hp: numbers, 1/128, true/false, none, tuples 1,40,40, strings); a name no regularizer "
+                        "of the grid takes, or a value one refuses, stops the command before any case runs")
     m = parser.add_argument_group("measurement")
     m.add_argument("--warmup", type=int, default=2, help="untimed calls before timing (default 2)")
     m.add_argument("--repeats", type=int, default=None,

@@ -401,7 +401,7 @@ class Measurement:
     def ok(self) -> bool:
         return self.status == "ok"
 
-    def to_record(self, kind: str, case: dict, *, env: dict | None = None, extra: dict | None = None) -> dict:
+    def to_record(self, kind: str, case: dict, *, env: dict, extra: dict | None = None) -> dict:
         from sslbench.records import make_record
 
         all_extra = {"times_s": list(self.times_s), **self.extra, **(extra or {})}

@@ -159,7 +159,8 @@ OPTIONS: tuple[Option, ...] = (
            help="input dtypes. Default: float32"),
     Option("hparams", _BOTH, dict,
            help="NAME=VALUE, repeatable: a hyper-parameter given to every regularizer of the grid that accepts it "
-                "(values: numbers, 1/128, true/false, none, strings)"),
+                "(values: numbers, 1/128, true/false, none, tuples 1,40,40, strings); a name no regularizer of the "
+                "grid takes, or a value one refuses, stops the command before any case runs"),
     Option("train_options", _T, dict,
            help="NAME=VALUE, repeatable: a fixed sslbench.training.config.TrainConfig field for every case (projector, "
                 "backbone, optimizer, lr, max_steps, eval, probe_epochs, augment, log_dir, checkpoint_dir, ...)"),
@@ -363,7 +364,7 @@ def _resolve_devices(devices: list[str]) -> list[str]:
 def _check_hparams_accepted(names: list[str], hparams: dict) -> None:
     for key in hparams:
         if not any(bench.accepts(n, key) for n in names):
-            raise SweepError(f"--hparam {key}: none of the regularizers of the sweep ({', '.join(names)}) has "
+            raise SweepError(f"--hparam {key}: none of the regularizers of the grid ({', '.join(names)}) has "
                              f"a hyper-parameter {key!r}; check the spelling (e.g. "
                              f"{', '.join(regularizers.hparam_names(names[0])[:4])} for {names[0]})")
 
