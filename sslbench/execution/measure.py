@@ -38,6 +38,7 @@ here); the child process of :func:`measure_in_subprocess` is started by :mod:`ss
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib
 import json
@@ -451,13 +452,7 @@ def measure(
     ``nvml_sampler(read, interval_s)``, default :class:`NvmlSampler`) replace the real back-ends (for tests).
     ``KeyboardInterrupt`` is not caught: the caller records the case as "interrupted".
     """
-    for name, value, low in (("warmup", warmup, 0), ("min_repeats", min_repeats, 1), ("max_repeats", max_repeats, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name}={value!r} must be an integer >= {low}")
-    if repeats is not None and (isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1):
-        raise ValueError(f"repeats={repeats!r} must be an integer >= 1 (or None to run for min_time_s)")
-    if not callable(fn):
-        raise TypeError(f"fn must be a zero-argument callable (one step), got {type(fn).__name__}")
+    _check_arguments(fn, warmup, repeats, min_repeats, max_repeats)
     dev = torch.device(device)
     cuda = dev.type == "cuda"
     if cuda and cuda_backend is None:
@@ -468,44 +463,25 @@ def measure(
 
     result = Measurement()
     times: list[float] = []
-    nonfinite_at: str | None = None
     sampler: NvmlSampler | None = None
     metrics: dict[str, Any] = {"warmup": warmup}
-    out = None
+    held: list = [None]  # the step's last output, alive until the next call returns (as in a training loop)
     try:
         if cuda:
             cuda_backend.empty_cache()  # earlier cases' cached blocks must not count as this case's reserve
             cuda_backend.synchronize()
-        for i in range(warmup):
-            out = fn()
-            if nonfinite_at is None and not is_finite_output(out):
-                nonfinite_at = f"warm-up call {i + 1}"
+        nonfinite_at = _warm_up(fn, warmup, held)
         if cuda:
-            cuda_backend.synchronize()
-            cuda_backend.reset_peak_memory_stats()
-            metrics["cuda_baseline_allocated_bytes"] = cuda_backend.memory_allocated()
             read = nvml_read if nvml_read is not None else (cuda_backend.nvml_reader() if nvml else None)
-            if nvml and read is not None:
-                sampler = (nvml_sampler or NvmlSampler)(read, nvml_interval_s).start()
+            sampler = _start_cuda_memory(metrics, cuda_backend, read if nvml else None,
+                                         lambda r: (nvml_sampler or NvmlSampler)(r, nvml_interval_s))
         else:
             metrics["rss_peak_reset"] = tracker.reset()
             metrics["rss_baseline_bytes"] = tracker.current()
-
         timer = Timer(dev, cuda_backend=cuda_backend, clock=clock)
-        total = 0.0
-        while True:
-            with timer:
-                out = fn()
-            times.append(timer.elapsed_s)
-            total += timer.elapsed_s
-            if nonfinite_at is None and not is_finite_output(out):
-                nonfinite_at = f"timed call {len(times)}"
-            if repeats is not None:
-                if len(times) >= repeats:
-                    break
-            elif len(times) >= max_repeats or (len(times) >= min_repeats and total >= min_time_s):
-                break
-        out = None
+        timed_nonfinite = _timed_calls(fn, timer, times, held, repeats, min_repeats, max_repeats, min_time_s)
+        nonfinite_at = nonfinite_at or timed_nonfinite
+        held[0] = None
         _read_memory(metrics, cuda, cuda_backend, tracker, sampler)
         if nonfinite_at is not None:
             result.status = "nonfinite"
@@ -515,26 +491,78 @@ def measure(
             sampler.stop()
         raise
     except Exception as exc:  # noqa: BLE001 - every failure is a result
-        out = None
+        held[0] = None
         result.status = "oom" if is_oom_error(exc) else "error"
         result.message = _describe(exc)
         if result.status == "error":
             result.extra["traceback"] = traceback.format_exc()[-4000:]
     if result.status in ("oom", "error"):
         # outside the except block, so that the traceback's frames (holding the step's tensors) are gone
-        try:
-            _read_memory(metrics, cuda, cuda_backend, tracker, sampler)
-        except Exception:  # noqa: BLE001
-            pass
-        gc.collect()
-        if cuda:
-            try:
-                cuda_backend.empty_cache()
-            except Exception:  # noqa: BLE001
-                pass
+        _release_after_failure(metrics, cuda, cuda_backend, tracker, sampler)
     result.times_s = times
     result.metrics = {**summarize_times(times), **metrics}
     return result
+
+
+def _check_arguments(fn, warmup, repeats, min_repeats, max_repeats) -> None:
+    for name, value, low in (("warmup", warmup, 0), ("min_repeats", min_repeats, 1), ("max_repeats", max_repeats, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name}={value!r} must be an integer >= {low}")
+    if repeats is not None and (isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1):
+        raise ValueError(f"repeats={repeats!r} must be an integer >= 1 (or None to run for min_time_s)")
+    if not callable(fn):
+        raise TypeError(f"fn must be a zero-argument callable (one step), got {type(fn).__name__}")
+
+
+def _warm_up(fn: Callable[[], Any], warmup: int, held: list) -> str | None:
+    """``warmup`` untimed calls (the last output kept in ``held``); where the output was first NaN/Inf, or None."""
+    nonfinite_at = None
+    for i in range(warmup):
+        held[0] = fn()
+        if nonfinite_at is None and not is_finite_output(held[0]):
+            nonfinite_at = f"warm-up call {i + 1}"
+    return nonfinite_at
+
+
+def _start_cuda_memory(metrics: dict, backend, read: Callable[[], int] | None,
+                       make_sampler: Callable[[Callable[[], int]], NvmlSampler]) -> NvmlSampler | None:
+    """After the warm-up: peaks reset, the baseline read, the NVML sampler started (None without NVML)."""
+    backend.synchronize()
+    backend.reset_peak_memory_stats()
+    metrics["cuda_baseline_allocated_bytes"] = backend.memory_allocated()
+    return make_sampler(read).start() if read is not None else None
+
+
+def _timed_calls(fn: Callable[[], Any], timer: "Timer", times: list[float], held: list, repeats: int | None,
+                 min_repeats: int, max_repeats: int, min_time_s: float) -> str | None:
+    """The timed calls, each appended to ``times`` as it ends (the last output kept in ``held``); where the
+    output was first NaN/Inf, or None."""
+    nonfinite_at = None
+    total = 0.0
+    while True:
+        with timer:
+            held[0] = fn()
+        times.append(timer.elapsed_s)
+        total += timer.elapsed_s
+        if nonfinite_at is None and not is_finite_output(held[0]):
+            nonfinite_at = f"timed call {len(times)}"
+        if repeats is not None:
+            if len(times) >= repeats:
+                return nonfinite_at
+        elif len(times) >= max_repeats or (len(times) >= min_repeats and total >= min_time_s):
+            return nonfinite_at
+
+
+def _release_after_failure(metrics: dict, cuda: bool, backend, tracker: "RssTracker",
+                           sampler: NvmlSampler | None) -> None:
+    """The memory figures at the failure (kept when they can be read), then the memory released for the next
+    case."""
+    with contextlib.suppress(Exception):
+        _read_memory(metrics, cuda, backend, tracker, sampler)
+    gc.collect()
+    if cuda:
+        with contextlib.suppress(Exception):
+            backend.empty_cache()
 
 
 def _read_memory(metrics: dict, cuda: bool, backend, tracker: RssTracker, sampler: NvmlSampler | None) -> None:
