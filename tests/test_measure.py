@@ -547,6 +547,7 @@ def test_real_cuda_oom_is_a_result():
 
 
 @pytest.mark.gpu
+@pytest.mark.slow
 def test_real_cuda_case_in_a_subprocess():
     m = M.measure_in_subprocess("sslbench.execution.bench:make_step", {"regularizer": "byol", "dim": 256, "batch": 128,
                                                               "device": "cuda"},
