@@ -8,18 +8,22 @@
   and NVML's device-level peak; skipped without CUDA.
 * :class:`DownstreamAccuracy` — ``track_`` of the kNN and linear-probe top-1 accuracy (unit %) after a short
   pre-training run (``sslbench.training.train``) on the embedded ``digits`` data; ``setup_cache`` runs the trainings once.
-  Skipped for commits without ``sslbench.training.train``.
+  Skipped for commits without ``sslbench.training.train`` (or the older ``sslbench.train``).
 
 Environment variables (read at import; keep them the same for runs you compare):
 ``SSLBENCH_ASV_DEVICE`` (``auto`` (default), ``cpu``, ``cuda``), ``SSLBENCH_ASV_THREADS`` (torch CPU threads).
 
 The suite needs only ``sslbench.regularizers.available`` / ``create`` / ``get_class`` from the package under
 test, so that it can run against older commits too; combinations a commit cannot build are skipped
-(``NotImplementedError`` in ``setup``).
+(``NotImplementedError`` in ``setup``). asv runs *this* suite against older commits, whose modules may live
+elsewhere: the measurement and training modules are imported by their current path
+(``sslbench.execution.measure``, ``sslbench.training.train``) with a fall-back to the older one
+(``sslbench.measure``, ``sslbench.train``); see :func:`_import_first`.
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import os
 
@@ -29,6 +33,22 @@ from sslbench import regularizers
 
 if os.environ.get("SSLBENCH_ASV_THREADS"):
     torch.set_num_threads(int(os.environ["SSLBENCH_ASV_THREADS"]))
+
+
+#: where each module the suite uses lives, newest layout first (asv measures older commits with this suite)
+MEASURE_MODULES = ("sslbench.execution.measure", "sslbench.measure")
+TRAIN_MODULES = ("sslbench.training.train", "sslbench.train")
+
+
+def _import_first(names):
+    """The first of the modules ``names`` that this commit has; ImportError naming them all when none is."""
+    for name in names:
+        try:
+            return importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name is None or not name.startswith(exc.name):  # a module that exists but fails inside
+                raise
+    raise ImportError(f"none of {', '.join(names)} is in this commit")
 
 
 def _device() -> str:
@@ -142,12 +162,11 @@ class CudaMemory:
         self.nvml_peak = float("nan")
         sampler = None
         try:
-            from sslbench.execution.measure import NvmlSampler, nvml_reader
-
-            read = nvml_reader(torch.device(device).index or 0)
+            measure = _import_first(MEASURE_MODULES)
+            read = measure.nvml_reader(torch.device(device).index or 0)
             if read is not None:
-                sampler = NvmlSampler(read)
-        except ImportError:
+                sampler = measure.NvmlSampler(read)
+        except (ImportError, AttributeError):  # a commit without the measure module or its NVML sampler
             pass
         torch.cuda.reset_peak_memory_stats()
         if sampler is not None:
@@ -187,8 +206,9 @@ class DownstreamAccuracy:
 
     def setup_cache(self):
         try:
-            from sslbench.training.train import TrainConfig, train
-        except ImportError:
+            training = _import_first(TRAIN_MODULES)
+            TrainConfig, train = training.TrainConfig, training.train
+        except (ImportError, AttributeError):
             return None  # setup() skips; raising here would be reported as a failure
         outcomes = {}
         for name in self.params[0]:
@@ -209,7 +229,7 @@ class DownstreamAccuracy:
 
     def setup(self, outcomes, name):
         if outcomes is None:
-            raise NotImplementedError("sslbench.training.train is not in this commit")
+            raise NotImplementedError(f"none of {', '.join(TRAIN_MODULES)} is in this commit")
         if outcomes.get(name) is None:
             raise NotImplementedError(f"{name} is not in this commit")
 

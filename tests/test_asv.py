@@ -47,6 +47,43 @@ def _env(home, pythonpath):
     return env
 
 
+def _load_suite():
+    """benchmarks/bench_regularizers.py loaded from its file (``benchmarks`` is also the name of tests/benchmarks)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sslbench_asv_suite", ROOT / "benchmarks" / "bench_regularizers.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("new, old", [("sslbench.execution.measure", "sslbench.measure"),
+                                      ("sslbench.training.train", "sslbench.train")])
+def test_the_suite_imports_the_new_path_and_falls_back_to_the_old_one(monkeypatch, new, old):
+    import importlib
+    import types
+
+    suite = _load_suite()
+    names = suite.MEASURE_MODULES if new.endswith("measure") else suite.TRAIN_MODULES
+    assert names == (new, old)
+    assert suite._import_first(names) is importlib.import_module(new)  # this commit: the new layout
+    older = types.ModuleType(old)  # an older commit: only the old module exists
+    monkeypatch.setitem(sys.modules, new, None)
+    monkeypatch.setitem(sys.modules, old, older)
+    assert suite._import_first(names) is older
+    monkeypatch.setitem(sys.modules, old, None)  # a commit with neither
+    with pytest.raises(ImportError, match="none of"):
+        suite._import_first(names)
+
+
+def test_a_module_that_fails_inside_is_not_taken_for_a_missing_one(monkeypatch, tmp_path):
+    (tmp_path / "sslbench_asv_broken.py").write_text("import no_such_dependency_of_sslbench\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ModuleNotFoundError, match="no_such_dependency_of_sslbench"):
+        _load_suite()._import_first(("sslbench_asv_broken", "sslbench.execution.measure"))
+
+
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_asv_check_passes(tmp_path):
     out = _asv("check", "--python=same", cwd=ROOT, env=_env(tmp_path, ROOT), timeout=170)

@@ -3,6 +3,10 @@ failures as results)."""
 
 import argparse
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -107,7 +111,7 @@ def test_command_writes_records_resumes_and_reports_failures(tmp_path, monkeypat
     capsys.readouterr()
     assert B.main(argv) == 1
     text = capsys.readouterr().out
-    assert "2 already in" in text
+    assert "2 already done, skipped" in text
     assert [r["status"] for r in read_records(out)] == ["ok", "ok", "error", "error"]
     # a record measured on another setup (another GPU, torch or thread count) does not count as done
     recs = read_records(out)
@@ -153,6 +157,7 @@ def test_command_records_an_interrupted_case(tmp_path, monkeypatch):
     assert [r["status"] for r in read_records(out)] == ["interrupted"]
 
 
+@pytest.mark.slow
 def test_isolated_cpu_case_measures_peak_rss_in_its_own_process(tmp_path):
     out = tmp_path / "b.jsonl"
     assert B.main(["--regularizers", "simclr", "--dims", "64", "--batches", "32", "--device", "cpu",
@@ -162,3 +167,54 @@ def test_isolated_cpu_case_measures_peak_rss_in_its_own_process(tmp_path):
     assert rec["extra"]["pid"] > 0 and rec["metrics"]["peak_rss_bytes"] > 50 * 2**20
     assert rec["env"]["threads"] == 1
     json.dumps(rec, allow_nan=False)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Bad input is refused before any case runs, with one line and exit status 2 (the sweep's checks, in one place)
+# --------------------------------------------------------------------------------------------------------------
+GRID = ["--regularizers", "barlow_twins", "--dims", "16", "--batches", "32", "--device", "cpu"]
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--hparam", "no_such=1"], "--hparam no_such: none of the regularizers of the grid (barlow_twins)"),
+    (["--hparam", "lambd=-1"], "lambd=-1 must be >= 0"),
+    (["--hparam", "lambd=abc"], "lambd='abc'"),
+    (["--hparam", "lambd=1", "--hparam", "lambd=2"], "lambd is given twice"),
+    (["--dims", "1"], "--dims=1 must be >= 2"),
+    (["--warmup", "-1"], "--warmup=-1 must be >= 0"),
+    (["--device", "tpu"], "--device tpu:"),
+])
+def test_bad_input_is_refused_before_any_case_runs(tmp_path, monkeypatch, capsys, argv, expected):
+    ran = []
+    monkeypatch.setattr(B, "run_case", lambda *a, **k: ran.append(a))
+    out = tmp_path / "b.jsonl"
+    assert B.main(GRID + argv + ["--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sslbench bench: error:") and expected in err, err
+    assert len(err.strip().splitlines()) == 1 and not ran and not out.exists()
+
+
+def test_a_bad_sfrik_weights_value_is_explained_in_the_form_the_help_shows(tmp_path, capsys):
+    parser = argparse.ArgumentParser()
+    B.add_arguments(parser)
+    help_text = " ".join(parser.format_help().split())
+    assert "tuples 1,40,40" in help_text
+    assert B.main(["--regularizers", "sfrik", "--dims", "16", "--batches", "32", "--device", "cpu",
+                   "--hparam", "weights=1x40", "--out", str(tmp_path / "b.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert "such as 1,40,40" in err and "joined by" not in err, err
+    # and the form the help shows is accepted
+    assert B.main(["--regularizers", "sfrik", "--dims", "16", "--batches", "32", "--device", "cpu",
+                   "--hparam", "weights=1,40,40", "--dry-run"]) == 0
+
+
+@pytest.mark.slow
+def test_unknown_hparam_from_the_command_line_is_one_line_and_no_traceback(tmp_path):
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = tmp_path / "X.jsonl"
+    proc = subprocess.run([sys.executable, "-m", "sslbench", "bench", *GRID[:-2], "--hparam", "no_such=1",
+                           "--out", str(out)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "no_such" in proc.stderr and not out.exists()

@@ -5,6 +5,7 @@ tests marked ``gpu`` run the real CUDA path and are skipped without a device."""
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 
@@ -14,7 +15,7 @@ import torch
 
 from sslbench.execution import measure as M
 from sslbench.regularizers import RegularizerOutput
-from sslbench.records import RECORD_KEYS, STATUSES
+from sslbench.records import FINAL_STATUSES, RECORD_KEYS, STATUSES
 
 MiB = 2**20
 THIS = __name__  # the children import the step factories below from this module
@@ -52,6 +53,14 @@ def sigkill_factory():
     return step
 
 
+def memory_error_then_sigkill_factory():
+    def step():
+        print("MemoryError: the allocator gave up", file=sys.stderr, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    return step
+
+
 def failing_factory():
     raise ValueError("this factory cannot build its case")
 
@@ -59,30 +68,51 @@ def failing_factory():
 # --------------------------------------------------------------------------------------------------------------
 # CPU timing
 # --------------------------------------------------------------------------------------------------------------
-def test_known_sleep_is_measured():
-    m = M.measure(lambda: time.sleep(0.03), device="cpu", warmup=1, repeats=5)
-    assert m.status == "ok" and m.metrics["repeats"] == 5 and len(m.times_s) == 5
-    assert 0.030 <= m.metrics["time_min_s"] <= m.metrics["time_median_s"] < 0.045
-    assert m.metrics["time_iqr_s"] < 0.01
+class FakeClock:
+    """A clock that only the steps advance: timings in these tests do not depend on how busy the machine is."""
+
+    def __init__(self, t: float = 100.0):
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
+def test_known_durations_are_measured():
+    clock = FakeClock()
+    durations = iter([0.5, 0.031, 0.029, 0.030, 0.040, 0.030])  # one warm-up, then five timed calls
+    m = M.measure(lambda: clock.advance(next(durations)), device="cpu", warmup=1, repeats=5, clock=clock)
+    timed = [0.031, 0.029, 0.030, 0.040, 0.030]
+    assert m.status == "ok" and m.metrics["repeats"] == 5
+    assert m.times_s == pytest.approx(timed)
+    assert m.metrics["time_min_s"] == pytest.approx(0.029) and m.metrics["time_median_s"] == pytest.approx(0.030)
+    assert m.metrics["time_iqr_s"] == pytest.approx(np.percentile(timed, 75) - np.percentile(timed, 25))
 
 
 def test_warmup_is_excluded_and_every_call_is_counted():
+    clock = FakeClock()
     calls = []
 
     def step():
         calls.append(1)
-        time.sleep(0.15 if len(calls) <= 2 else 0.005)
+        clock.advance(0.15 if len(calls) <= 2 else 0.005)
 
-    m = M.measure(step, device="cpu", warmup=2, repeats=4)
+    m = M.measure(step, device="cpu", warmup=2, repeats=4, clock=clock)
     assert len(calls) == 6 and m.metrics["warmup"] == 2
-    assert m.metrics["time_max_s"] < 0.1 <= 0.15
+    assert m.times_s == pytest.approx([0.005] * 4)  # the two slow warm-up calls are not among them
 
 
 def test_automatic_repeats_reach_min_time_and_stop_at_max_repeats():
-    m = M.measure(lambda: time.sleep(0.01), warmup=0, min_repeats=3, min_time_s=0.08)
-    assert m.metrics["repeats"] >= 7 and sum(m.times_s) >= 0.08
+    clock = FakeClock()
+    m = M.measure(lambda: clock.advance(0.25), warmup=0, min_repeats=3, min_time_s=2.0, clock=clock)
+    assert m.metrics["repeats"] == 8 and sum(m.times_s) == 2.0  # exactly when 2 s of timed work is reached
+    m = M.measure(lambda: clock.advance(1.0), warmup=0, min_repeats=3, min_time_s=0.5, clock=clock)
+    assert m.metrics["repeats"] == 3  # at least min_repeats, even past min_time_s
     n = []
-    m = M.measure(lambda: n.append(1), warmup=0, min_repeats=2, max_repeats=7, min_time_s=1e9)
+    m = M.measure(lambda: n.append(1), warmup=0, min_repeats=2, max_repeats=7, min_time_s=1e9, clock=clock)
     assert m.metrics["repeats"] == 7 == len(n)
 
 
@@ -202,6 +232,7 @@ def test_measurement_to_record_follows_the_schema():
 # --------------------------------------------------------------------------------------------------------------
 # A fresh process per case: known allocations, isolation, host OOM, crashes, timeouts
 # --------------------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_known_allocation_is_measured_and_each_process_has_its_own_peak():
     big = M.measure_in_subprocess(f"{THIS}:alloc_factory", {"mib": 320}, warmup=1, repeats=2)
     small = M.measure_in_subprocess(f"{THIS}:alloc_factory", {"mib": 48}, warmup=1, repeats=2)
@@ -216,24 +247,41 @@ def test_known_allocation_is_measured_and_each_process_has_its_own_peak():
     assert big.metrics["rss_process_peak_bytes"] >= big.metrics["peak_rss_bytes"]
 
 
+@pytest.mark.slow
 def test_host_oom_in_a_subprocess_is_recorded():
     m = M.measure_in_subprocess(f"{THIS}:huge_factory", {"gib": 8}, warmup=1, repeats=2,
                                 memory_limit_bytes=256 * MiB)
     assert m.status == "oom" and "allocate" in m.message
 
 
-def test_killed_child_is_oom_and_failing_setup_is_error():
+@pytest.mark.slow
+def test_killed_child_is_killed_not_oom_and_failing_setup_is_error():
+    # SIGKILL alone is no evidence of the OOM killer: the case is "killed" (not final: it runs again on resume)
     m = M.measure_in_subprocess(f"{THIS}:sigkill_factory", warmup=0, repeats=1)
-    assert m.status == "oom" and "SIGKILL" in m.message
+    assert m.status == "killed" and "SIGKILL" in m.message and "out-of-memory killer" in m.message
+    assert m.status not in FINAL_STATUSES
     m = M.measure_in_subprocess(f"{THIS}:failing_factory", warmup=0, repeats=1)
     assert m.status == "error" and m.message == "ValueError: this factory cannot build its case"
 
 
+@pytest.mark.slow
+def test_killed_child_is_oom_with_evidence_of_the_oom_killer(monkeypatch):
+    from sslbench.execution import runner
+
+    counts = iter([4, 5])  # the cgroup's oom_kill counter before and after the case
+    monkeypatch.setattr(runner, "oom_kill_count", lambda: next(counts))
+    m = M.measure_in_subprocess(f"{THIS}:sigkill_factory", warmup=0, repeats=1)
+    assert m.status == "oom" and "from 4 to 5" in m.message
+    # the child's own report of running out of memory before it died is evidence too
+    monkeypatch.setattr(runner, "oom_kill_count", lambda: 0)
+    m = M.measure_in_subprocess(f"{THIS}:memory_error_then_sigkill_factory", warmup=0, repeats=1)
+    assert m.status == "oom" and "ran out of memory" in m.message
+
+
+@pytest.mark.slow
 def test_child_past_its_time_limit_is_a_timeout():
-    t0 = time.perf_counter()
-    m = M.measure_in_subprocess(f"{THIS}:sleep_factory", {"seconds": 60}, warmup=0, repeats=1, timeout_s=4)
-    assert m.status == "timeout" and "timeout_s=4" in m.message
-    assert time.perf_counter() - t0 < 30
+    m = M.measure_in_subprocess(f"{THIS}:sleep_factory", {"seconds": 600}, warmup=0, repeats=1, timeout_s=2)
+    assert m.status == "timeout" and "timeout_s=2 s" in m.message and m.metrics["timeout_s"] == 2
 
 
 def test_bad_target_is_refused():
@@ -274,6 +322,12 @@ class FakeCuda:
         self.peak_reserved = allocated
         self.other = 0
         self.nvml = nvml
+        self.sampler = None
+
+    def make_sampler(self, read, interval_s):
+        """The NVML sampler measure() uses: no thread, a sample per kernel (see run)."""
+        self.sampler = M.NvmlSampler(read, interval_s, background=False)
+        return self.sampler
 
     def run(self, seconds, nbytes, other_spike=0):
         """A kernel: allocates nbytes (the cache keeps them reserved), runs for ``seconds`` of device time while
@@ -283,7 +337,8 @@ class FakeCuda:
         self.peak_allocated = max(self.peak_allocated, self.allocated)
         self.peak_reserved = max(self.peak_reserved, self.reserved)
         self.other += other_spike
-        time.sleep(0.03)  # real time, for the NVML sampler thread to see the spike
+        if self.sampler is not None:
+            self.sampler.tick()  # NVML read while the kernel runs (the other process's spike included)
         self.other -= other_spike
         self.clock += seconds
         self.allocated -= nbytes
@@ -323,7 +378,7 @@ def test_cuda_branch_times_with_events_and_excludes_warmup():
         gpu.log.append("step")
         gpu.run(next(durations), 0)
 
-    m = M.measure(step, device="cuda", warmup=2, repeats=4, cuda_backend=gpu, nvml_interval_s=0.001)
+    m = M.measure(step, device="cuda", warmup=2, repeats=4, cuda_backend=gpu, nvml_sampler=gpu.make_sampler)
     assert m.status == "ok"
     assert m.times_s == pytest.approx([0.010, 0.012, 0.011, 0.013])
     assert m.metrics["time_median_s"] == pytest.approx(0.0115)
@@ -348,15 +403,15 @@ def test_cuda_branch_memory_figures_come_from_the_allocator_and_nvml():
         nbytes, spike = next(sizes)
         gpu.run(0.001, nbytes, spike)
 
-    m = M.measure(step, device="cuda", warmup=2, repeats=3, cuda_backend=gpu, nvml_interval_s=0.001)
+    m = M.measure(step, device="cuda", warmup=2, repeats=3, cuda_backend=gpu, nvml_sampler=gpu.make_sampler)
     x = m.metrics
     assert m.status == "ok"
     assert x["cuda_baseline_allocated_bytes"] == 1000
     assert x["cuda_max_allocated_bytes"] == 3500 and x["cuda_max_allocated_delta_bytes"] == 2500
     assert x["cuda_max_reserved_bytes"] == 3500
     assert x["nvml_baseline_used_bytes"] == FakeCuda.CONTEXT + 1900  # the warm-up's cache, not the earlier 1 GB
-    assert x["nvml_peak_used_bytes"] == FakeCuda.CONTEXT + 3500 + 10_000  # the sampler thread saw the spike
-    assert x["nvml_samples"] >= 3
+    assert x["nvml_peak_used_bytes"] == FakeCuda.CONTEXT + 3500 + 10_000  # the sampler saw the spike
+    assert x["nvml_samples"] == 5  # at the start, during each of the 3 timed kernels, at the stop
     assert "peak_rss_bytes" not in x
 
 
@@ -379,7 +434,7 @@ def test_cuda_oom_is_a_result_and_the_cache_is_freed():
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB")
         gpu.run(0.001, 0)
 
-    m = M.measure(step, device="cuda", warmup=2, repeats=5, cuda_backend=gpu, nvml_interval_s=0.001)
+    m = M.measure(step, device="cuda", warmup=2, repeats=5, cuda_backend=gpu, nvml_sampler=gpu.make_sampler)
     assert m.status == "oom" and "CUDA out of memory" in m.message
     assert m.metrics["repeats"] == 1  # one timed call finished before the failure
     assert m.metrics["cuda_max_allocated_bytes"] == 1123  # the figure at the failure is kept
@@ -395,15 +450,11 @@ def test_cuda_timer_synchronizes_and_uses_events():
 
 
 def test_nvml_sampler_keeps_the_peak_and_survives_a_failing_reader():
-    values = {"v": 10}
-    s = M.NvmlSampler(lambda: values["v"], interval_s=0.001).start()
-    time.sleep(0.02)
-    values["v"] = 99
-    time.sleep(0.03)
-    values["v"] = 20
-    time.sleep(0.02)
-    assert s.stop() == 99 and s.first_bytes == 10 and s.samples >= 5
-    assert not any(t.name == "sslbench-nvml-sampler" and t.is_alive() for t in threading.enumerate())
+    values = iter([10, 99, 20, 15])
+    s = M.NvmlSampler(lambda: next(values), interval_s=0.001, background=False).start()  # reads 10
+    s.tick()  # 99
+    s.tick()  # 20
+    assert s.stop() == 99 and s.first_bytes == 10 and s.samples == 4  # stop() reads 15
     with pytest.raises(RuntimeError, match="twice"):
         s.start()
 
@@ -414,6 +465,23 @@ def test_nvml_sampler_keeps_the_peak_and_survives_a_failing_reader():
     assert s.stop() is None and "NVML gone" in s.error
     with pytest.raises(ValueError, match="interval_s"):
         M.NvmlSampler(lambda: 0, interval_s=0)
+
+
+def test_nvml_sampler_thread_samples_until_stopped():
+    seen = []
+    enough = threading.Event()
+
+    def read():
+        seen.append(1)
+        if len(seen) >= 5:
+            enough.set()
+        return 7 * len(seen)
+
+    s = M.NvmlSampler(read, interval_s=0.001).start()
+    assert enough.wait(120)  # the thread keeps sampling (no bound on how fast: only that it does)
+    peak = s.stop()
+    assert s.samples == len(seen) >= 5 and peak == 7 * len(seen)
+    assert not any(t.name == "sslbench-nvml-sampler" and t.is_alive() for t in threading.enumerate())
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -479,6 +547,7 @@ def test_real_cuda_oom_is_a_result():
 
 
 @pytest.mark.gpu
+@pytest.mark.slow
 def test_real_cuda_case_in_a_subprocess():
     m = M.measure_in_subprocess("sslbench.execution.bench:make_step", {"regularizer": "byol", "dim": 256, "batch": 128,
                                                               "device": "cuda"},

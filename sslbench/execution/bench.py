@@ -21,6 +21,11 @@ cuda_max_reserved_bytes, nvml_peak_used_bytes`` (CUDA), among others. The store 
 was interrupted resumes where it stopped: cases with a final status measured on the same setup (device name,
 torch version, threads) are skipped; ``--no-resume`` re-measures.
 
+The command is a front end of the sweep's loop (:func:`sslbench.execution.sweep.execute`, ``sslbench sweep --kind
+bench`` with these options): the settings (regularizer names, ``--hparam`` names and values, sizes) and ``--out``
+are checked before any case runs, bad input is one line and exit status 2, and the two commands' stores are
+interchangeable.
+
 Examples::
 
     sslbench bench --regularizers barlow_twins vicreg --dims 128 512 2048 --batches 256
@@ -34,14 +39,12 @@ import argparse
 import gc
 import itertools
 import sys
-import time
 from typing import Any, Callable, Iterable
 
 import torch
 
 from sslbench import regularizers
-from sslbench.execution.measure import Measurement, environment, measure, measure_in_subprocess
-from sslbench.records import append_record, case_id, completed_ids, read_records
+from sslbench.execution.measure import Measurement, is_oom_error, measure, measure_in_subprocess
 
 __all__ = [
     "KIND",
@@ -223,8 +226,6 @@ def run_case(case: dict, *, isolate: bool, warmup: int = 2, repeats: int | None 
     try:
         step = make_step(**kwargs)
     except Exception as exc:  # noqa: BLE001 - a case that cannot be built is a result
-        from sslbench.execution.measure import is_oom_error
-
         return Measurement(status="oom" if is_oom_error(exc) else "error", message=f"{type(exc).__name__}: {exc}")
     try:
         return measure(step, device=case["device"], **mkw)
@@ -264,7 +265,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="for regularizers with an 'algorithm' hyper-parameter: auto, cross_correlation, gram "
                         "(default: each one's default)")
     g.add_argument("--hparam", action="append", type=_hparam, default=[], metavar="NAME=VALUE",
-                   help="hyper-parameter given to every regularizer that accepts it (repeatable; values as sslbench train --hp: numbers, 1/128, true/false, none, 1,40,40, strings)")
+                   help="hyper-parameter given to every regularizer that accepts it (repeatable; values as sslbench "
+                        "train --hp: numbers, 1/128, true/false, none, tuples 1,40,40, strings); a name no regularizer "
+                        "of the grid takes, or a value one refuses, stops the command before any case runs")
     m = parser.add_argument_group("measurement")
     m.add_argument("--warmup", type=int, default=2, help="untimed calls before timing (default 2)")
     m.add_argument("--repeats", type=int, default=None,
@@ -321,54 +324,24 @@ def same_setup(a: dict, b: dict) -> bool:
     return all(a.get(k) == b.get(k) for k in SETUP_KEYS)
 
 
+def sweep_arguments(args: argparse.Namespace) -> argparse.Namespace:
+    """The ``sslbench sweep --kind bench`` command line equivalent to ``sslbench bench``'s ``args`` (no progress
+    bar, the bench's default store)."""
+    return argparse.Namespace(
+        kind="bench", config=None, regularizers=args.regularizers, algorithms=args.algorithms, dims=args.dims,
+        batches=args.batches, views=args.views, device=args.device, dtypes=args.dtypes, hparams=args.hparam or None,
+        warmup=args.warmup, repeats=args.repeats, min_time=args.min_time, max_repeats=args.max_repeats,
+        threads=args.threads, isolate=args.isolate, seed=args.seed, timeout=args.timeout, out=args.out or DEFAULT_OUT,
+        resume=args.resume, progress=False, dry_run=args.dry_run)
+
+
 def run(args: argparse.Namespace) -> int:
-    names = args.regularizers or regularizers.available()
-    unknown = [n for n in names if n not in regularizers.available()]
-    if unknown:
-        print(f"unknown regularizer(s) {', '.join(unknown)}; available: {', '.join(regularizers.available())}",
-              file=sys.stderr)
-        return 2
-    try:
-        devices = [resolve_device(d) for d in args.device]
-    except ValueError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    cases = iter_cases(names, args.dims, args.batches, args.views, devices, args.dtypes, args.algorithms,
-                       dict(args.hparam))
-    if args.dry_run:
-        for c in cases:
-            print(describe(c))
-        print(f"{len(cases)} case(s)")
-        return 0
-    env = environment()
-    if args.threads:
-        env["threads"] = args.threads
-    done = completed_ids(r for r in read_records(args.out, kind=KIND) if same_setup(r["env"], env)) \
-        if args.resume else set()
-    counts: dict[str, int] = {}
-    skipped = 0
-    print(f"sslbench bench: {len(cases)} case(s) -> {args.out}", flush=True)
-    for i, case in enumerate(cases, start=1):
-        if case_id(KIND, case) in done:
-            skipped += 1
-            continue
-        isolate = args.isolate == "always" or (args.isolate == "auto" and not case["device"].startswith("cuda"))
-        t0 = time.perf_counter()
-        try:
-            m = run_case(case, isolate=isolate, warmup=args.warmup, repeats=args.repeats, min_time_s=args.min_time,
-                         max_repeats=args.max_repeats, timeout_s=args.timeout, threads=args.threads, seed=args.seed)
-        except KeyboardInterrupt:
-            m = Measurement(status="interrupted", message="interrupted by the user (Ctrl-C)")
-            append_record(args.out, m.to_record(KIND, case, env=env, extra={"isolated": isolate}))
-            print(f"[{i}/{len(cases)}] {describe(case)}: interrupted; run again to resume", flush=True)
-            return 130
-        append_record(args.out, m.to_record(KIND, case, env=env, extra={"isolated": isolate, "seed": args.seed,
-                                                                         "wall_s": time.perf_counter() - t0}))
-        counts[m.status] = counts.get(m.status, 0) + 1
-        print(f"[{i}/{len(cases)}] {describe(case)}: {summary_line(m)}", flush=True)
-    summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "nothing measured"
-    print(f"done: {summary}" + (f"; {skipped} already in {args.out} (use --no-resume to redo)" if skipped else ""))
-    return 1 if counts.get("error") else 0
+    """``sslbench bench``: a front end of the sweep's loop (:func:`sslbench.execution.sweep.execute`): the same
+    checks of the settings before any work, resume, records and exit status (0 ok, 1 some "error" records, 2 bad
+    input, 130 Ctrl-C, 143 SIGTERM)."""
+    from sslbench.execution import sweep  # sweep builds on this module's cases
+
+    return sweep.execute(sweep_arguments(args), "bench")
 
 
 def main(argv: list[str] | None = None) -> int:  # `python -m sslbench.execution.bench`

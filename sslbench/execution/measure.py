@@ -24,38 +24,38 @@ memory figures of the device, and a status:
 Failures are results, not crashes: an out-of-memory error (``torch.OutOfMemoryError``, ``MemoryError``, the CPU
 allocator's "can't allocate memory", a child killed by the kernel's OOM killer) gives ``status="oom"``, a loss
 with NaN or Inf gives ``status="nonfinite"``, any other exception ``status="error"`` with its message; a child
-that runs past its limit gives ``status="timeout"``. The caller records it and goes on with the next case.
+that runs past its limit gives ``status="timeout"``, one killed from outside without evidence of the OOM killer
+``status="killed"`` (see :mod:`sslbench.execution.runner`). The caller records it and goes on with the next case.
 
 The CUDA calls go through a :class:`CudaBackend` object and NVML through a reader callable, so that the logic of
 the GPU branch (warm-up excluded, events, reset/read order, the sampler thread, OOM handling) is tested without
 a GPU by injecting fakes (``tests/test_measure.py``).
 
+The environment fingerprint lives in :mod:`sslbench.execution.environment` (``environment`` is re-exported
+here); the child process of :func:`measure_in_subprocess` is started by :mod:`sslbench.execution.runner`.
 ``python -m sslbench.execution.measure`` prints :func:`environment` as JSON.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import importlib
 import json
 import math
 import os
-import platform
-import signal
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import traceback
 from dataclasses import dataclass, field
-from functools import lru_cache
-from pathlib import Path
 from typing import Any, Callable
 
 import torch
+
+from sslbench.execution.environment import environment, nvml_module
+from sslbench.execution.runner import case_folder, run_child
 
 __all__ = [
     "environment",
@@ -71,121 +71,6 @@ __all__ = [
     "is_oom_error",
     "is_finite_output",
 ]
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Environment fingerprint
-# --------------------------------------------------------------------------------------------------------------
-def _run_git(root: Path, *args: str) -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10, check=True
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip()
-
-
-@lru_cache(maxsize=1)
-def _git_info() -> dict:
-    """The commit of the checkout this sslbench was imported from (None when installed from a wheel)."""
-    root = Path(__file__).resolve().parents[2]
-    if not (root / "pyproject.toml").exists():
-        return {"git_commit": os.environ.get("SSLBENCH_GIT_COMMIT"), "git_dirty": None}
-    top = _run_git(root, "rev-parse", "--show-toplevel")
-    if top is None or Path(top).resolve() != root:
-        return {"git_commit": os.environ.get("SSLBENCH_GIT_COMMIT"), "git_dirty": None}
-    commit = _run_git(root, "rev-parse", "HEAD")
-    status = _run_git(root, "status", "--porcelain", "--untracked-files=no")
-    if not commit:
-        return {"git_commit": os.environ.get("SSLBENCH_GIT_COMMIT"), "git_dirty": None}
-    return {"git_commit": commit, "git_dirty": None if status is None else bool(status)}
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith(("model name", "hardware", "cpu model")):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
-
-
-@lru_cache(maxsize=1)
-def _nvml():
-    """The initialised ``pynvml`` module, or None when NVML (nvidia-ml-py or the driver) is not there."""
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        return pynvml
-    except Exception:  # noqa: BLE001 - any failure means "no NVML"
-        return None
-
-
-def _nvml_text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-@lru_cache(maxsize=1)
-def _static_environment() -> dict:
-    import sslbench
-
-    env: dict[str, Any] = {
-        "sslbench_version": sslbench.__version__,
-        **_git_info(),
-        "torch_version": torch.__version__,
-        "torch_cuda_version": torch.version.cuda,
-        "cudnn_version": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "hostname": socket.gethostname(),
-        "cpu_model": _cpu_model(),
-        "cpu_count": os.cpu_count(),
-    }
-    try:
-        import psutil
-
-        env["cpu_count_physical"] = psutil.cpu_count(logical=False)
-        env["host_memory_bytes"] = int(psutil.virtual_memory().total)
-    except Exception:  # noqa: BLE001
-        env["cpu_count_physical"] = None
-        env["host_memory_bytes"] = None
-    cuda = torch.cuda.is_available()
-    env["cuda_available"] = cuda
-    env["device_count"] = torch.cuda.device_count() if cuda else 0
-    env["device_names"] = [torch.cuda.get_device_name(i) for i in range(env["device_count"])]
-    env["device_name"] = env["device_names"][0] if cuda else env["cpu_model"]
-    env["device_memory_bytes"] = [
-        int(torch.cuda.get_device_properties(i).total_memory) for i in range(env["device_count"])
-    ]
-    env["driver_version"] = None
-    env["cuda_driver_version"] = None
-    nv = _nvml() if cuda else None
-    if nv is not None:
-        try:
-            env["driver_version"] = _nvml_text(nv.nvmlSystemGetDriverVersion())
-            v = int(nv.nvmlSystemGetCudaDriverVersion())
-            env["cuda_driver_version"] = f"{v // 1000}.{(v % 1000) // 10}"
-        except Exception:  # noqa: BLE001
-            pass
-    return env
-
-
-def environment(refresh: bool = False) -> dict:
-    """Where a measurement runs: sslbench version and git commit (``git_dirty``: uncommitted changes to tracked
-    files), torch / CUDA / cuDNN versions, GPU names, count and memory, NVIDIA driver and its CUDA version (NVML),
-    CPU model and core counts, torch's thread counts (read now, they can change), host memory, hostname, Python
-    and platform. Cached per process except the thread counts; ``refresh=True`` re-reads everything."""
-    if refresh:
-        _static_environment.cache_clear()
-        _git_info.cache_clear()
-    env = dict(_static_environment())
-    env["threads"] = torch.get_num_threads()
-    env["interop_threads"] = torch.get_num_interop_threads()
-    return env
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -255,7 +140,7 @@ def _nvml_handle(nv, index: int):
 def nvml_reader(index: int = 0) -> Callable[[], int] | None:
     """A callable returning the bytes in use on CUDA device ``index`` as NVML sees it (all processes), or None
     when NVML is not available (no ``nvidia-ml-py``, no driver)."""
-    nv = _nvml()
+    nv = nvml_module()
     if nv is None:
         return None
     try:
@@ -271,22 +156,30 @@ class NvmlSampler:
 
     One sample is taken synchronously at :meth:`start` and one at :meth:`stop`, so even a step shorter than the
     interval has a reading. A reader that raises stops the sampling; the error is kept in ``error``.
+    ``background=False`` starts no thread: the samples are then :meth:`start`'s, :meth:`stop`'s and those of the
+    caller's :meth:`tick` calls (tests drive the sampler this way, with no dependence on timing).
     """
 
-    def __init__(self, read: Callable[[], int], interval_s: float = 0.002):
+    def __init__(self, read: Callable[[], int], interval_s: float = 0.002, *, background: bool = True):
         if not callable(read):
             raise TypeError("read must be a callable returning the device's used bytes")
         if not (interval_s > 0):
             raise ValueError(f"interval_s={interval_s!r} must be > 0")
         self.read = read
         self.interval_s = interval_s
+        self.background = background
         self.peak_bytes: int | None = None
         self.first_bytes: int | None = None
         self.samples = 0
         self.error: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._started = False
         self._lock = threading.Lock()
+
+    def tick(self) -> None:
+        """Take one sample now."""
+        self._sample()
 
     def _sample(self) -> None:
         if self.error is not None:
@@ -310,11 +203,13 @@ class NvmlSampler:
                 return
 
     def start(self) -> "NvmlSampler":
-        if self._thread is not None:
+        if self._started:
             raise RuntimeError("NvmlSampler.start() called twice; make a new sampler per measurement")
+        self._started = True
         self._sample()
-        self._thread = threading.Thread(target=self._loop, name="sslbench-nvml-sampler", daemon=True)
-        self._thread.start()
+        if self.background:
+            self._thread = threading.Thread(target=self._loop, name="sslbench-nvml-sampler", daemon=True)
+            self._thread.start()
         return self
 
     def stop(self) -> int | None:
@@ -507,7 +402,7 @@ class Measurement:
     def ok(self) -> bool:
         return self.status == "ok"
 
-    def to_record(self, kind: str, case: dict, *, env: dict | None = None, extra: dict | None = None) -> dict:
+    def to_record(self, kind: str, case: dict, *, env: dict, extra: dict | None = None) -> dict:
         from sslbench.records import make_record
 
         all_extra = {"times_s": list(self.times_s), **self.extra, **(extra or {})}
@@ -545,6 +440,7 @@ def measure(
     nvml_read: Callable[[], int] | None = None,
     rss_tracker: RssTracker | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    nvml_sampler: Callable[..., "NvmlSampler"] | None = None,
 ) -> Measurement:
     """Measure ``fn()`` (one step: e.g. forward + backward) on ``device``; see the module docstring.
 
@@ -552,16 +448,11 @@ def measure(
     calls when given; otherwise at least ``min_repeats`` and until ``min_time_s`` of timed work or
     ``max_repeats`` calls. Each call's output is checked for NaN/Inf outside the timed region.
 
-    ``cuda_backend``, ``nvml_read``, ``rss_tracker`` and ``clock`` replace the real back-ends (for tests).
+    ``cuda_backend``, ``nvml_read``, ``rss_tracker``, ``clock`` and ``nvml_sampler`` (called as
+    ``nvml_sampler(read, interval_s)``, default :class:`NvmlSampler`) replace the real back-ends (for tests).
     ``KeyboardInterrupt`` is not caught: the caller records the case as "interrupted".
     """
-    for name, value, low in (("warmup", warmup, 0), ("min_repeats", min_repeats, 1), ("max_repeats", max_repeats, 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name}={value!r} must be an integer >= {low}")
-    if repeats is not None and (isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1):
-        raise ValueError(f"repeats={repeats!r} must be an integer >= 1 (or None to run for min_time_s)")
-    if not callable(fn):
-        raise TypeError(f"fn must be a zero-argument callable (one step), got {type(fn).__name__}")
+    _check_arguments(fn, warmup, repeats, min_repeats, max_repeats)
     dev = torch.device(device)
     cuda = dev.type == "cuda"
     if cuda and cuda_backend is None:
@@ -572,44 +463,25 @@ def measure(
 
     result = Measurement()
     times: list[float] = []
-    nonfinite_at: str | None = None
     sampler: NvmlSampler | None = None
     metrics: dict[str, Any] = {"warmup": warmup}
-    out = None
+    held: list = [None]  # the step's last output, alive until the next call returns (as in a training loop)
     try:
         if cuda:
             cuda_backend.empty_cache()  # earlier cases' cached blocks must not count as this case's reserve
             cuda_backend.synchronize()
-        for i in range(warmup):
-            out = fn()
-            if nonfinite_at is None and not is_finite_output(out):
-                nonfinite_at = f"warm-up call {i + 1}"
+        nonfinite_at = _warm_up(fn, warmup, held)
         if cuda:
-            cuda_backend.synchronize()
-            cuda_backend.reset_peak_memory_stats()
-            metrics["cuda_baseline_allocated_bytes"] = cuda_backend.memory_allocated()
             read = nvml_read if nvml_read is not None else (cuda_backend.nvml_reader() if nvml else None)
-            if nvml and read is not None:
-                sampler = NvmlSampler(read, nvml_interval_s).start()
+            sampler = _start_cuda_memory(metrics, cuda_backend, read if nvml else None,
+                                         lambda r: (nvml_sampler or NvmlSampler)(r, nvml_interval_s))
         else:
             metrics["rss_peak_reset"] = tracker.reset()
             metrics["rss_baseline_bytes"] = tracker.current()
-
         timer = Timer(dev, cuda_backend=cuda_backend, clock=clock)
-        total = 0.0
-        while True:
-            with timer:
-                out = fn()
-            times.append(timer.elapsed_s)
-            total += timer.elapsed_s
-            if nonfinite_at is None and not is_finite_output(out):
-                nonfinite_at = f"timed call {len(times)}"
-            if repeats is not None:
-                if len(times) >= repeats:
-                    break
-            elif len(times) >= max_repeats or (len(times) >= min_repeats and total >= min_time_s):
-                break
-        out = None
+        timed_nonfinite = _timed_calls(fn, timer, times, held, repeats, min_repeats, max_repeats, min_time_s)
+        nonfinite_at = nonfinite_at or timed_nonfinite
+        held[0] = None
         _read_memory(metrics, cuda, cuda_backend, tracker, sampler)
         if nonfinite_at is not None:
             result.status = "nonfinite"
@@ -619,26 +491,78 @@ def measure(
             sampler.stop()
         raise
     except Exception as exc:  # noqa: BLE001 - every failure is a result
-        out = None
+        held[0] = None
         result.status = "oom" if is_oom_error(exc) else "error"
         result.message = _describe(exc)
         if result.status == "error":
             result.extra["traceback"] = traceback.format_exc()[-4000:]
     if result.status in ("oom", "error"):
         # outside the except block, so that the traceback's frames (holding the step's tensors) are gone
-        try:
-            _read_memory(metrics, cuda, cuda_backend, tracker, sampler)
-        except Exception:  # noqa: BLE001
-            pass
-        gc.collect()
-        if cuda:
-            try:
-                cuda_backend.empty_cache()
-            except Exception:  # noqa: BLE001
-                pass
+        _release_after_failure(metrics, cuda, cuda_backend, tracker, sampler)
     result.times_s = times
     result.metrics = {**summarize_times(times), **metrics}
     return result
+
+
+def _check_arguments(fn, warmup, repeats, min_repeats, max_repeats) -> None:
+    for name, value, low in (("warmup", warmup, 0), ("min_repeats", min_repeats, 1), ("max_repeats", max_repeats, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name}={value!r} must be an integer >= {low}")
+    if repeats is not None and (isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1):
+        raise ValueError(f"repeats={repeats!r} must be an integer >= 1 (or None to run for min_time_s)")
+    if not callable(fn):
+        raise TypeError(f"fn must be a zero-argument callable (one step), got {type(fn).__name__}")
+
+
+def _warm_up(fn: Callable[[], Any], warmup: int, held: list) -> str | None:
+    """``warmup`` untimed calls (the last output kept in ``held``); where the output was first NaN/Inf, or None."""
+    nonfinite_at = None
+    for i in range(warmup):
+        held[0] = fn()
+        if nonfinite_at is None and not is_finite_output(held[0]):
+            nonfinite_at = f"warm-up call {i + 1}"
+    return nonfinite_at
+
+
+def _start_cuda_memory(metrics: dict, backend, read: Callable[[], int] | None,
+                       make_sampler: Callable[[Callable[[], int]], NvmlSampler]) -> NvmlSampler | None:
+    """After the warm-up: peaks reset, the baseline read, the NVML sampler started (None without NVML)."""
+    backend.synchronize()
+    backend.reset_peak_memory_stats()
+    metrics["cuda_baseline_allocated_bytes"] = backend.memory_allocated()
+    return make_sampler(read).start() if read is not None else None
+
+
+def _timed_calls(fn: Callable[[], Any], timer: "Timer", times: list[float], held: list, repeats: int | None,
+                 min_repeats: int, max_repeats: int, min_time_s: float) -> str | None:
+    """The timed calls, each appended to ``times`` as it ends (the last output kept in ``held``); where the
+    output was first NaN/Inf, or None."""
+    nonfinite_at = None
+    total = 0.0
+    while True:
+        with timer:
+            held[0] = fn()
+        times.append(timer.elapsed_s)
+        total += timer.elapsed_s
+        if nonfinite_at is None and not is_finite_output(held[0]):
+            nonfinite_at = f"timed call {len(times)}"
+        if repeats is not None:
+            if len(times) >= repeats:
+                return nonfinite_at
+        elif len(times) >= max_repeats or (len(times) >= min_repeats and total >= min_time_s):
+            return nonfinite_at
+
+
+def _release_after_failure(metrics: dict, cuda: bool, backend, tracker: "RssTracker",
+                           sampler: NvmlSampler | None) -> None:
+    """The memory figures at the failure (kept when they can be read), then the memory released for the next
+    case."""
+    with contextlib.suppress(Exception):
+        _read_memory(metrics, cuda, backend, tracker, sampler)
+    gc.collect()
+    if cuda:
+        with contextlib.suppress(Exception):
+            backend.empty_cache()
 
 
 def _read_memory(metrics: dict, cuda: bool, backend, tracker: RssTracker, sampler: NvmlSampler | None) -> None:
@@ -697,8 +621,10 @@ def measure_in_subprocess(
 
     ``threads`` sets ``torch.set_num_threads`` in the child. ``memory_limit_bytes`` caps the address space the
     child may add after the set-up (``RLIMIT_AS``; Linux): an allocation past it fails and the case is an "oom".
-    A child running past ``timeout_s`` is killed ("timeout"); one killed by SIGKILL (the kernel's OOM killer) is
-    an "oom"; one that dies otherwise is an "error" carrying the end of its stderr.
+    A child running past ``timeout_s`` is killed ("timeout"); one killed by SIGKILL is an "oom" when the kernel's
+    OOM killer did it (:func:`sslbench.execution.runner.classify_signal`), else "killed"; one that dies otherwise
+    is an "error" carrying the end of its output. A Ctrl-C (or SIGTERM under the sweep) is forwarded to the child
+    and re-raised here.
     """
     spec = {
         "target": target,
@@ -709,31 +635,21 @@ def measure_in_subprocess(
         "measure": measure_kwargs,
         "sys_path": [p for p in sys.path if p],
     }
-    pkg_root = str(Path(__file__).resolve().parents[2])
-    child_env = dict(os.environ)
-    child_env["PYTHONPATH"] = os.pathsep.join([pkg_root] + ([child_env["PYTHONPATH"]] if child_env.get("PYTHONPATH")
-                                                           else []))
-    child_env.update({k: str(v) for k, v in (env_vars or {}).items()})
-    with tempfile.TemporaryDirectory(prefix="sslbench-case-") as tmp:
-        spec_path, out_path = os.path.join(tmp, "spec.json"), os.path.join(tmp, "out.json")
-        spec["out"] = out_path
-        with open(spec_path, "w") as f:
-            json.dump(spec, f)
-        cmd = [sys.executable, "-m", "sslbench.execution.measure", "--worker", spec_path]
-        try:
-            proc = subprocess.run(cmd, env=child_env, capture_output=True, text=True, timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            return Measurement(status="timeout", message=f"the case ran past timeout_s={timeout_s:g} s and was killed",
-                               metrics={"timeout_s": timeout_s})
-        if os.path.exists(out_path):
-            with open(out_path) as f:
+    with case_folder() as folder:
+        spec["out"] = str(folder / "out.json")
+        child = run_child("sslbench.execution.measure", "--worker", spec, folder, timeout_s=timeout_s,
+                          limit=f"timeout_s={timeout_s:g} s", env_vars=env_vars)
+        if child.interrupt is not None:
+            raise child.interrupt
+        if os.path.exists(spec["out"]):
+            with open(spec["out"]) as f:
                 return Measurement.from_json(json.load(f))
-        tail = (proc.stderr or "")[-2000:]
-        if proc.returncode == -signal.SIGKILL:
-            return Measurement(status="oom", message="the case's process was killed by SIGKILL, most likely by the "
-                               "kernel's out-of-memory killer", extra={"stderr": tail})
-        return Measurement(status="error", message=f"the case's process exited with code {proc.returncode}: "
-                           f"{tail.strip().splitlines()[-1] if tail.strip() else 'no output'}", extra={"stderr": tail})
+    metrics = {"timeout_s": timeout_s} if child.status == "timeout" else {}
+    if child.status is not None:
+        return Measurement(status=child.status, message=child.message, metrics=metrics,
+                           extra={"stderr": child.output[-2000:]})
+    return Measurement(status="error", message=f"the case's process {child.exit_text()}: {child.last_line}",
+                       extra={"stderr": child.output[-2000:]})
 
 
 def _limit_address_space(extra_bytes: int) -> None:

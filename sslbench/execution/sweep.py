@@ -13,11 +13,13 @@ Two kinds of case:
   wall-clock limit ``--timeout``, so that a crash, the kernel's OOM killer or a hang in one case becomes a record
   and the sweep goes on. The child's own ``kind="train"`` record (full case, ``train``'s id) is the one stored,
   with ``extra.sweep`` = ``{"id", "case", "wall_s"}`` added; when the child leaves no record (killed at the
-  time-out, killed by SIGKILL, crashed before its record), the sweep writes one itself, whose case is the sweep's
-  case. A child that is retried continues from its last checkpoint (``resume="auto"`` in ``checkpoint_dir``).
+  time-out, killed, crashed before its record), the sweep writes one itself, whose case is the sweep's case. A
+  child that is retried continues from its last checkpoint (``resume="auto"`` in ``checkpoint_dir``). Both kinds
+  of child are run by :func:`sslbench.execution.runner.run_child`.
 
 Storage and resume. Every finished case is appended as one record (:func:`sslbench.records.append_record`:
-flush + fsync), so a sweep stopped by Ctrl-C, ``kill -9`` or a power cut loses at most the case that was
+flush + fsync; if the store cannot be written any more, :func:`sslbench.records.paths.append_record_safely`
+saves the record in a fallback file or prints it), so a sweep stopped by Ctrl-C, ``kill -9`` or a power cut loses at most the case that was
 running. On start the store is read; the cases that already have a record with a final status
 (:data:`sslbench.records.FINAL_STATUSES`: ok, oom, nonfinite, diverged) are skipped and counted; "error",
 "timeout" and "interrupted" cases are measured again. ``--no-resume`` measures everything again (the store is
@@ -26,10 +28,14 @@ name, torch version, threads), as in ``sslbench bench``. Lines of the store that
 half-written last line of a killed run, a stray edit) are reported in one line and skipped.
 
 Failures are results: out of memory → "oom", NaN/Inf → "nonfinite" (bench) or "diverged" (train), a case past
-``--timeout`` → "timeout", anything else → "error" with the message. Ctrl-C records the running case as
-"interrupted" (a training child is asked to stop after its current step and checkpoints), prints how to resume
-and exits with 130. Exit status: 0 when every case has a record and none is an "error", 1 when some are, 2 for
-bad input, 130 when interrupted.
+``--timeout`` → "timeout", a child killed from outside with no sign of the kernel's OOM killer → "killed"
+(:mod:`sslbench.execution.runner`), anything else → "error" with the message. Ctrl-C or SIGTERM records the
+running case as "interrupted" (a training child is asked to stop after its current step and checkpoints; a case
+that had already finished keeps its own record), prints how to resume and exits with 128 + the signal: 130
+(SIGINT) or 143 (SIGTERM). Exit status: 0 when every case has a record and none is an "error", 1 when some are,
+2 for bad input (one line; ``--out`` is checked before any work: a folder, a path below a file or an existing
+file that is not a JSON-lines store is refused), 130 / 143 when interrupted. Case folders left in the temporary
+folder by a sweep killed with ``kill -9`` are removed by the next run.
 
 The grid comes from the command line or a config file (``--config FILE``: TOML, or JSON), the command line
 overriding the file. The config keys are the long option names with ``_`` for ``-`` (``min_time``) and the
@@ -56,18 +62,19 @@ import os
 import re
 import shlex
 import signal
-import subprocess
 import sys
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sslbench.execution import bench
 from sslbench import regularizers
-from sslbench.records import FINAL_STATUSES, append_record, case_id, make_record, read_records
+from sslbench.execution import bench
+from sslbench.execution.environment import environment
+from sslbench.execution.runner import case_folder, clean_stale_case_folders, run_child, sigterm_as_interrupt, signal_of
+from sslbench.records import FINAL_STATUSES, case_id, make_record, read_records
+from sslbench.records.paths import OutputPathError, append_record_safely, check_store_path
 
 __all__ = [
     "KINDS",
@@ -81,6 +88,7 @@ __all__ = [
     "device_slug",
     "EtaEstimator",
     "add_arguments",
+    "execute",
     "run",
     "main",
 ]
@@ -89,8 +97,6 @@ KINDS = ("bench", "train")
 #: the folder of the default stores: ``results/sweeps/<device>-<config name or kind>.jsonl``
 DEFAULT_DIR = "results/sweeps"
 TRAIN_KIND = "train"
-#: seconds a training child gets after the forwarded Ctrl-C to finish its step, checkpoint and write its record
-INTERRUPT_GRACE_S = 60.0
 
 
 class SweepError(ValueError):
@@ -153,7 +159,8 @@ OPTIONS: tuple[Option, ...] = (
            help="input dtypes. Default: float32"),
     Option("hparams", _BOTH, dict,
            help="NAME=VALUE, repeatable: a hyper-parameter given to every regularizer of the grid that accepts it "
-                "(values: numbers, 1/128, true/false, none, strings)"),
+                "(values: numbers, 1/128, true/false, none, tuples 1,40,40, strings); a name no regularizer of the "
+                "grid takes, or a value one refuses, stops the command before any case runs"),
     Option("train_options", _T, dict,
            help="NAME=VALUE, repeatable: a fixed sslbench.training.config.TrainConfig field for every case (projector, "
                 "backbone, optimizer, lr, max_steps, eval, probe_epochs, augment, log_dir, checkpoint_dir, ...)"),
@@ -357,7 +364,7 @@ def _resolve_devices(devices: list[str]) -> list[str]:
 def _check_hparams_accepted(names: list[str], hparams: dict) -> None:
     for key in hparams:
         if not any(bench.accepts(n, key) for n in names):
-            raise SweepError(f"--hparam {key}: none of the regularizers of the sweep ({', '.join(names)}) has "
+            raise SweepError(f"--hparam {key}: none of the regularizers of the grid ({', '.join(names)}) has "
                              f"a hyper-parameter {key!r}; check the spelling (e.g. "
                              f"{', '.join(regularizers.hparam_names(names[0])[:4])} for {names[0]})")
 
@@ -383,6 +390,8 @@ def _bench_cases(s: dict) -> list[dict]:
         except (ValueError, TypeError) as exc:
             what = f" algorithm={c['algorithm']}" if c.get("algorithm") else ""
             raise SweepError(f"{c['regularizer']}{what} with hparams {c.get('hparams') or {}}: {exc}") from None
+        except ImportError:  # a registered regularizer whose module is broken: its cases record the error
+            continue
     return cases
 
 
@@ -487,8 +496,6 @@ def describe(kind: str, case: dict) -> str:
 def device_slug(device: str = "cpu") -> str:
     """A short file-name-safe name of the hardware behind ``device``: ``cpu-intel-xeon``, ``cpu-amd-epyc-7b13``,
     ``nvidia-h100-80gb-hbm3``."""
-    from sslbench.execution.measure import environment
-
     env = environment()
     if device.startswith("cuda") and env.get("device_names"):
         index = int(device.split(":")[1]) if ":" in device else 0
@@ -591,124 +598,61 @@ class EtaEstimator:
 class _Outcome:
     record: dict
     wall_s: float
-    interrupted: bool = False
+    interrupt: BaseException | None = None  # the Ctrl-C / SIGTERM that stopped a training child (re-raised)
 
 
-def _run_bench_case(case: dict, s: dict, env: dict) -> _Outcome:
-    isolate = s["isolate"] == "always" or (s["isolate"] == "auto" and not case["device"].startswith("cuda"))
-    t0 = time.perf_counter()
+def _isolated(case: dict, s: dict) -> bool:
+    return s["isolate"] == "always" or (s["isolate"] == "auto" and not case["device"].startswith("cuda"))
+
+
+def _run_bench_case(case: dict, s: dict, env: dict, clock=time.perf_counter) -> _Outcome:
+    isolate = _isolated(case, s)
+    t0 = clock()
     m = bench.run_case(case, isolate=isolate, warmup=s["warmup"], repeats=s["repeats"], min_time_s=s["min_time"],
                        max_repeats=s["max_repeats"], timeout_s=s["timeout"], threads=s["threads"], seed=s["seed"])
-    wall = time.perf_counter() - t0
+    wall = clock() - t0
     # the extras of sslbench bench's records, so that the two commands' stores are interchangeable
     rec = m.to_record(bench.KIND, case, env=env, extra={"isolated": isolate, "seed": s["seed"], "wall_s": wall})
     return _Outcome(rec, wall)
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Linux: the child gets SIGKILL when the sweep dies (``kill -9`` of the sweep leaves no orphan training)."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except Exception:  # noqa: BLE001 - not Linux: the child may outlive a killed sweep
-        pass
+def _train_child_spec(case: dict, s: dict, store: str, resume: bool) -> dict:
+    cfg = train_config(case, s, out=store, resume=resume)
+    return {"config": dataclasses.asdict(cfg), "threads": s["threads"]}
 
 
-def _child_env() -> dict:
-    env = dict(os.environ)
-    root = str(Path(__file__).resolve().parents[2])
-    env["PYTHONPATH"] = os.pathsep.join([root] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    return env
+def _train_record_of(child, case: dict, store: str, env: dict, timeout: float) -> dict:
+    """The child's own record when it wrote one (it may have finished just before a time-out or an interrupt),
+    else the sweep's record of how the child ended."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        written = read_records(store, kind=TRAIN_KIND)
+    if written:
+        rec = written[-1]  # train() writes exactly one record per run
+        if rec["status"] == "error":
+            rec["extra"].setdefault("output", child.output)
+        return rec
+    status, message = child.status, child.message
+    if status is None:
+        status, message = "error", (f"the training process {child.exit_text()} before writing a record: "
+                                    f"{child.last_line}")
+    metrics = {"timeout_s": timeout} if status == "timeout" else {}
+    return make_record(TRAIN_KIND, case, metrics, status, env=env, message=message,
+                       extra={"output": child.output, "returncode": child.returncode})
 
 
-def _tail(path: str, n_chars: int = 3000) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - n_chars))
-            return f.read().decode("utf-8", errors="replace")
-    except OSError:
-        return ""
-
-
-def _last_line(text: str) -> str:
-    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
-    return lines[-1].strip()[:500] if lines else "no output"
-
-
-def _run_train_case(case: dict, s: dict, *, resume: bool, sweep_id: str) -> _Outcome:
-    """One training case in a child process, killed after ``timeout`` seconds; Ctrl-C is forwarded to the child
-    (which stops after its current step, checkpoints and records "interrupted") and then re-raised here."""
-    timeout = s["timeout"]
-    with tempfile.TemporaryDirectory(prefix="sslbench-sweep-") as tmp:
-        store, spec_path, log_path = (os.path.join(tmp, n) for n in ("record.jsonl", "spec.json", "child.log"))
-        cfg = train_config(case, s, out=store, resume=resume)
-        with open(spec_path, "w") as f:
-            json.dump({"config": dataclasses.asdict(cfg), "threads": s["threads"]}, f)
-        env = _child_env()
-        if s["threads"]:
-            env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(s["threads"])
-        cmd = [sys.executable, "-m", "sslbench.execution.sweep", "--train-worker", spec_path]
-        t0 = time.perf_counter()
-        status: str | None = None
-        message: str | None = None
-        interrupted = False
-        with open(log_path, "wb") as log:
-            # a session of its own: a Ctrl-C at the terminal reaches the sweep alone, which forwards exactly one
-            # SIGINT (a second one would make the child abort without its checkpoint)
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    env=env, start_new_session=True,
-                                    preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                _kill(proc)
-                status, message = "timeout", f"the case ran past --timeout {timeout:g} s and was killed"
-            except KeyboardInterrupt:
-                interrupted = True
-                with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(signal.SIGINT)
-                try:
-                    proc.wait(timeout=INTERRUPT_GRACE_S)
-                except (subprocess.TimeoutExpired, KeyboardInterrupt):
-                    _kill(proc)
-                status, message = "interrupted", "interrupted by the user (Ctrl-C)"
-            except BaseException:
-                _kill(proc)
-                raise
-        wall = time.perf_counter() - t0
-        output = _tail(log_path)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            written = read_records(store, kind=TRAIN_KIND)
-        if written:  # the child finished its run (possibly just before a time-out or an interrupt)
-            rec = written[-1]  # train() writes exactly one record per run
-            if rec["status"] == "error":
-                rec["extra"].setdefault("output", output)
-        else:
-            if status is None:
-                if proc.returncode == -signal.SIGKILL:
-                    status, message = "oom", ("the training process was killed by SIGKILL, most likely by the "
-                                              "kernel's out-of-memory killer")
-                else:
-                    status, message = "error", (f"the training process exited with code {proc.returncode} "
-                                                f"before writing a record: {_last_line(output)}")
-            rec = make_record(TRAIN_KIND, case, {"timeout_s": timeout} if status == "timeout" else {}, status,
-                              message=message, extra={"output": output, "returncode": proc.returncode})
-        rec["extra"]["sweep"] = {"id": sweep_id, "case": case, "wall_s": wall}
-        return _Outcome(rec, wall, interrupted)
-
-
-def _kill(proc: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(ProcessLookupError):
-        proc.kill()
-    proc.wait()
+def _run_train_case(case: dict, s: dict, env: dict, *, resume: bool, sweep_id: str) -> _Outcome:
+    """One training case in a child process (:func:`sslbench.execution.runner.run_child`), killed after
+    ``timeout`` seconds; Ctrl-C / SIGTERM is forwarded to the child as SIGINT (it stops after its current step,
+    checkpoints and records "interrupted") and re-raised by the caller once the record is stored."""
+    env_vars = {"OMP_NUM_THREADS": s["threads"], "MKL_NUM_THREADS": s["threads"]} if s["threads"] else None
+    with case_folder() as folder:
+        store = str(folder / "record.jsonl")
+        child = run_child("sslbench.execution.sweep", "--train-worker", _train_child_spec(case, s, store, resume),
+                          folder, timeout_s=s["timeout"], limit=f"--timeout {s['timeout']:g} s", env_vars=env_vars)
+        rec = _train_record_of(child, case, store, env, s["timeout"])
+    rec["extra"]["sweep"] = {"id": sweep_id, "case": case, "wall_s": child.wall_s}
+    return _Outcome(rec, child.wall_s, child.interrupt)
 
 
 def _train_worker(spec_path: str) -> int:
@@ -716,7 +660,8 @@ def _train_worker(spec_path: str) -> int:
     store the parent reads. Exceptions propagate (``train`` has recorded them as "error" when it could)."""
     import torch
 
-    from sslbench.training.train import TrainConfig, train
+    from sslbench.training.config import TrainConfig
+    from sslbench.training.train import train
 
     with open(spec_path) as f:
         spec = json.load(f)
@@ -841,148 +786,254 @@ def _dict_args(args: argparse.Namespace) -> argparse.Namespace:
     return out
 
 
-def _read_store(path: str, kind: str) -> list[dict]:
+def _read_store(path: str, kind: str, command: str) -> list[dict]:
     """The store's records of ``kind``; the lines that are not records are reported in one line and skipped."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
         records = read_records(path, kind=kind)
     for w in caught:
         if issubclass(w.category, RuntimeWarning):
-            print(f"sslbench sweep: warning: {w.message}", file=sys.stderr, flush=True)
+            print(f"sslbench {command}: warning: {w.message}", file=sys.stderr, flush=True)
     return records
 
 
-def _resume_command() -> str:
+def _resume_command(command: str) -> str:
     argv = sys.argv[1:]
-    if argv[:1] == ["sweep"]:
+    if argv[:1] == [command]:
         return "sslbench " + " ".join(shlex.quote(a) for a in argv)
     return "the same command"
 
 
-def run(args: argparse.Namespace) -> int:
-    """``sslbench sweep``: 0 every case recorded (none an "error"), 1 some errors, 2 bad input, 130 interrupted."""
-    try:
-        args = _dict_args(args)
-        config = load_config(args.config) if getattr(args, "config", None) else {}
-        s = resolve_settings(args, config)
-        cases = build_cases(s)
-        out = s["out"] or default_out(s, getattr(args, "config", None))
-    except SweepError as exc:
-        print(f"sslbench sweep: error: {exc}", file=sys.stderr)
-        return 2
-    kind, rkind = s["kind"], record_kind(s)
+# ==============================================================================================================
+# The loop: plan, run each case, store its record, summarise (sslbench bench is a front end of it)
+# ==============================================================================================================
+@dataclass
+class _Plan:
+    """What one invocation does: the settings, the grid (duplicates dropped), the store, the environment and
+    which cases the store already has with a final status (on the same setup, for bench)."""
+
+    command: str
+    settings: dict
+    cases: list[dict]
+    ids: list[str]
+    out: str
+    env: dict
+    records: list[dict]  # the store's records of this kind that count for resume
+    in_store: list[bool]
+
+    @property
+    def kind(self) -> str:
+        return self.settings["kind"]
+
+    @property
+    def done(self) -> list[bool]:
+        return self.in_store if self.settings["resume"] else [False] * len(self.ids)
+
+    @property
+    def todo(self) -> list[tuple[dict, str]]:
+        return [(c, i) for c, i, d in zip(self.cases, self.ids, self.done) if not d]
+
+    @property
+    def name(self) -> str:
+        return f"sslbench {self.command}" + (f" ({self.kind})" if self.command == "sweep" else "")
+
+
+def _settings_and_cases(args: argparse.Namespace) -> tuple[dict, list[dict], str]:
+    """The checked settings, the grid and the store of a command line. Raises :class:`SweepError`."""
+    args = _dict_args(args)
+    config = load_config(args.config) if getattr(args, "config", None) else {}
+    s = resolve_settings(args, config)
+    cases = build_cases(s)
+    return s, cases, s["out"] or default_out(s, getattr(args, "config", None))
+
+
+def _unique_cases(cases: list[dict], rkind: str, command: str) -> tuple[list[dict], list[str]]:
     ids = [case_id(rkind, c) for c in cases]
     if len(set(ids)) != len(ids):
-        dup = len(ids) - len(set(ids))
-        print(f"sslbench sweep: note: {dup} case(s) of the grid repeat another (a value listed twice); "
-              "each is measured once", file=sys.stderr)
+        print(f"sslbench {command}: note: {len(ids) - len(set(ids))} case(s) of the grid repeat another (a value "
+              "listed twice); each is measured once", file=sys.stderr)
         unique = dict(zip(ids, cases))  # first occurrence kept, order kept
         ids, cases = list(unique), list(unique.values())
+    return cases, ids
 
-    from sslbench.execution.measure import environment
 
+def _plan(command: str, s: dict, cases: list[dict], out: str) -> _Plan:
+    rkind = record_kind(s)
+    cases, ids = _unique_cases(cases, rkind, command)
     env = environment()
-    if kind == "bench" and s["threads"]:
+    if s["kind"] == "bench" and s["threads"]:
         env["threads"] = s["threads"]
-    records = _read_store(out, rkind)
-    if kind == "bench":  # as sslbench bench: a case is done only if measured on the same setup
-        records_same = [r for r in records if bench.same_setup(r["env"], env)]
-    else:
-        records_same = records
-    done_ids = {sweep_id_of(r) for r in records_same if r.get("status") in FINAL_STATUSES}
-    in_store = [i in done_ids for i in ids]
-    done = in_store if s["resume"] else [False] * len(ids)
-    n_done = sum(done)
-    todo = [(c, i) for c, i, d in zip(cases, ids, done) if not d]
+    records = _read_store(out, rkind, command)
+    if s["kind"] == "bench":  # a bench case is done only if measured on the same setup
+        records = [r for r in records if bench.same_setup(r["env"], env)]
+    done_ids = {sweep_id_of(r) for r in records if r.get("status") in FINAL_STATUSES}
+    return _Plan(command, s, cases, ids, out, env, records, [i in done_ids for i in ids])
 
-    if args.dry_run:
-        for c, d in zip(cases, in_store):
-            print(f"{'done' if d else 'todo'}  {describe(kind, c)}")
-        print(f"{len(cases)} case(s): {sum(in_store)} already done in {out}, {len(todo)} to run"
-              + ("" if s["resume"] else " (--no-resume: all of them)"))
-        return 0
-    try:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        with open(out, "ab"):
-            pass
-    except OSError as exc:
-        print(f"sslbench sweep: error: cannot write the store --out {out} ({exc}); choose another path",
-              file=sys.stderr)
-        return 2
 
-    eta = EtaEstimator(kind)
-    wanted = set(ids)
-    for r in records_same:  # durations of this grid's finished cases from earlier runs
+def _dry_run(plan: _Plan) -> int:
+    for c, d in zip(plan.cases, plan.in_store):
+        print(f"{'done' if d else 'todo'}  {describe(plan.kind, c)}")
+    print(f"{len(plan.cases)} case(s): {sum(plan.in_store)} already done in {plan.out}, {len(plan.todo)} to run"
+          + ("" if plan.settings["resume"] else " (--no-resume: all of them)"))
+    return 0
+
+
+def _eta_from_store(plan: _Plan) -> EtaEstimator:
+    """An ETA seeded with the durations of this grid's finished cases from earlier runs."""
+    eta = EtaEstimator(plan.kind)
+    wanted = set(plan.ids)
+    for r in plan.records:
         if sweep_id_of(r) in wanted and r.get("status") in FINAL_STATUSES:
             sw = r["extra"].get("sweep") if isinstance(r["extra"].get("sweep"), dict) else {}
             eta.add(sw.get("case") or r["case"], sw.get("wall_s", r["extra"].get("wall_s")))
-    skipped_note = f"; {n_done} already done, skipped (--no-resume to redo)" if n_done else ""
-    print(f"sslbench sweep ({kind}): {len(cases)} case(s) -> {out}{skipped_note}; {len(todo)} to run", flush=True)
+    return eta
 
-    progress = s["progress"] if s["progress"] is not None else sys.stderr.isatty()
-    bar = None
-    if progress and todo:
-        from tqdm import tqdm
 
-        bar = tqdm(total=len(todo), file=sys.stderr, unit="case", dynamic_ncols=True,
-                   bar_format="{desc}{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
+class _Progress:
+    """The progress bar on stderr (tqdm), or plain lines on stdout when there is none."""
 
-    def say(text: str) -> None:
-        if bar is not None:
-            bar.write(text, file=sys.stdout)
+    def __init__(self, enabled: bool, total: int):
+        self.bar = None
+        if enabled and total:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, file=sys.stderr, unit="case", dynamic_ncols=True,
+                            bar_format="{desc}{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
+
+    def say(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.write(text, file=sys.stdout)
         else:
             print(text, flush=True)
 
-    counts: dict[str, int] = {}
-    current: dict | None = None
+    def eta(self, seconds: float | None, advance: bool = False) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"eta {_duration(seconds)}", refresh=not advance)
+            if advance:
+                self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    """Ctrl-C and SIGTERM wait until the block has ended (storing a finished case's record is never cut short)."""
+    sigs = {signal.SIGINT, signal.SIGTERM}
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, sigs) if hasattr(signal, "pthread_sigmask") else None
+    try:
+        yield
+    finally:
+        if old is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+@dataclass
+class _Run:
+    plan: _Plan
+    progress: _Progress
+    eta: EtaEstimator
+    counts: dict = field(default_factory=dict)
+    current: dict | None = None  # the case running now (recorded as "interrupted" if the run stops)
+
+
+def _store(plan: _Plan, record: dict) -> None:
+    append_record_safely(plan.out, record)
+
+
+def _run_one(run: _Run, k: int, case: dict, sid: str) -> None:
+    plan, s = run.plan, run.plan.settings
+    todo = plan.todo
+    run.progress.eta(run.eta.remaining([c for c, _ in todo[k:]]))
+    run.current = case
+    if plan.kind == "bench":
+        outcome = _run_bench_case(case, s, plan.env)
+    else:
+        outcome = _run_train_case(case, s, plan.env, resume=s["resume"], sweep_id=sid)
+    with _signals_deferred():
+        _store(plan, outcome.record)
+        run.current = None
+    status = outcome.record["status"]
+    if outcome.interrupt is not None:  # a training child that stopped on the forwarded signal and wrote its record
+        print(f"interrupted during {describe(plan.kind, case)}: recorded as {status!r}"
+              + (" (it runs again on resume, from its checkpoint)" if status == "interrupted" else ""),
+              file=sys.stderr)
+        raise outcome.interrupt
+    run.counts[status] = run.counts.get(status, 0) + 1
+    run.eta.add(case, outcome.wall_s)
+    remaining = run.eta.remaining([c for c, _ in todo[k + 1:]])
+    n_done = sum(plan.done)
+    run.progress.say(f"[{n_done + k + 1}/{len(plan.cases)}] {describe(plan.kind, case)}: "
+                     f"{_summary(plan.kind, outcome.record)} ({outcome.wall_s:.1f} s; eta {_duration(remaining)})")
+    run.progress.eta(remaining, advance=True)
+
+
+def _interrupted(run: _Run, exc: BaseException) -> int:
+    """Record the running case as "interrupted", say how to resume; the exit status is 128 + the signal (130
+    for Ctrl-C / SIGINT, 143 for SIGTERM)."""
+    plan = run.plan
+    run.progress.close()
+    signum = signal_of(exc)
+    how = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+    if run.current is not None:
+        rkind = record_kind(plan.settings)
+        rec = make_record(rkind, run.current, {}, "interrupted", env=plan.env, message=f"interrupted by the user "
+                          f"({how})")
+        if plan.kind == "train":
+            rec["extra"]["sweep"] = {"id": case_id(rkind, run.current), "case": run.current, "wall_s": None}
+        _store(plan, rec)
+        print(f"interrupted during {describe(plan.kind, run.current)}: recorded as 'interrupted' (it runs again on "
+              "resume)", file=sys.stderr)
+    print(f"sslbench {plan.command}: interrupted ({how}) after {sum(run.counts.values())} new case(s) this run; "
+          f"every finished case is in {plan.out}. To resume, run {_resume_command(plan.command)} again",
+          file=sys.stderr, flush=True)
+    return 128 + signum
+
+
+def _run_plan(plan: _Plan) -> int:
+    """Run the cases to do, one after the other, each record appended as soon as the case ends."""
+    n_done, todo = sum(plan.done), plan.todo
+    skipped_note = f"; {n_done} already done, skipped (--no-resume to redo)" if n_done else ""
+    print(f"{plan.name}: {len(plan.cases)} case(s) -> {plan.out}{skipped_note}; {len(todo)} to run", flush=True)
+    progress = plan.settings["progress"] if plan.settings["progress"] is not None else sys.stderr.isatty()
+    run = _Run(plan, _Progress(progress, len(todo)), _eta_from_store(plan))
     t_start = time.perf_counter()
     try:
-        for k, (case, sid) in enumerate(todo):
-            current = case
-            remaining = eta.remaining([c for c, _ in todo[k:]])
-            if bar is not None:
-                bar.set_postfix_str(f"eta {_duration(remaining)}", refresh=True)
-            if kind == "bench":
-                outcome = _run_bench_case(case, s, env)
-            else:
-                outcome = _run_train_case(case, s, resume=s["resume"], sweep_id=sid)
-            append_record(out, outcome.record)
-            current = None
-            status = outcome.record["status"]
-            if outcome.interrupted:  # a training child that stopped on the forwarded Ctrl-C and wrote its record
-                print(f"interrupted during {describe(kind, case)}: recorded as {status!r}"
-                      + (" (it runs again on resume, from its checkpoint)" if status == "interrupted" else ""),
-                      file=sys.stderr)
-                raise KeyboardInterrupt
-            counts[status] = counts.get(status, 0) + 1
-            eta.add(case, outcome.wall_s)
-            remaining = eta.remaining([c for c, _ in todo[k + 1:]])
-            say(f"[{n_done + k + 1}/{len(cases)}] {describe(kind, case)}: {_summary(kind, outcome.record)} "
-                f"({outcome.wall_s:.1f} s; eta {_duration(remaining)})")
-            if bar is not None:
-                bar.set_postfix_str(f"eta {_duration(remaining)}", refresh=False)
-                bar.update(1)
-    except KeyboardInterrupt:
-        if bar is not None:
-            bar.close()
-        if current is not None:
-            rec = make_record(rkind, current, {}, "interrupted", env=env if kind == "bench" else None,
-                              message="interrupted by the user (Ctrl-C)")
-            if kind == "train":
-                rec["extra"]["sweep"] = {"id": case_id(rkind, current), "case": current, "wall_s": None}
-            append_record(out, rec)
-            print(f"interrupted during {describe(kind, current)}: recorded as 'interrupted' (it runs again on "
-                  "resume)", file=sys.stderr)
-        recorded = sum(counts.values())
-        print(f"sslbench sweep: interrupted after {recorded} new case(s) this run; every finished case is in {out}. "
-              f"To resume, run {_resume_command()} again", file=sys.stderr, flush=True)
-        return 130
-    if bar is not None:
-        bar.close()
-    summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "nothing to run"
+        with sigterm_as_interrupt():
+            for k, (case, sid) in enumerate(todo):
+                _run_one(run, k, case, sid)
+    except KeyboardInterrupt as exc:
+        return _interrupted(run, exc)
+    run.progress.close()
+    summary = ", ".join(f"{k} {v}" for k, v in sorted(run.counts.items())) or "nothing to run"
     print(f"done in {_duration(time.perf_counter() - t_start)}: {summary}"
-          + (f"; {n_done} skipped, already in {out}" if n_done else ""), flush=True)
-    return 1 if counts.get("error") else 0
+          + (f"; {n_done} skipped, already in {plan.out}" if n_done else ""), flush=True)
+    return 1 if run.counts.get("error") else 0
+
+
+def execute(args: argparse.Namespace, command: str = "sweep") -> int:
+    """The loop of ``sslbench sweep`` and ``sslbench bench``: settings checked and ``--out`` checked before any
+    work, then the dry run or the cases. ``command`` names the command in the messages."""
+    try:
+        s, cases, out = _settings_and_cases(args)
+        if not args.dry_run:
+            check_store_path(out, "--out")
+    except (SweepError, OutputPathError) as exc:
+        print(f"sslbench {command}: error: {exc}", file=sys.stderr)
+        return 2
+    plan = _plan(command, s, cases, out)
+    if args.dry_run:
+        return _dry_run(plan)
+    clean_stale_case_folders()
+    return _run_plan(plan)
+
+
+def run(args: argparse.Namespace) -> int:
+    """``sslbench sweep``: 0 every case recorded (none an "error"), 1 some errors, 2 bad input, 130 interrupted
+    (Ctrl-C), 143 stopped by SIGTERM."""
+    return execute(args, "sweep")
 
 
 def main(argv: list[str] | None = None) -> int:

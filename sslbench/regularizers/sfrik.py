@@ -127,7 +127,8 @@ def parse_weights(weights) -> tuple[float, ...]:
             weights = [float(w) for w in weights.split("-")]
         except ValueError:
             raise ValueError(
-                f"weights={raw!r}: a string must be non-negative numbers joined by '-' such as '1-40-40'"
+                f"weights={raw!r}: write non-negative numbers separated by commas, such as 1,40,40 "
+                "(or by '-', as in the official '1-40-40')"
             ) from None
     elif isinstance(weights, Tensor):
         weights = weights.tolist() if weights.dim() == 1 else None
