@@ -61,6 +61,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"sslbench dashboard: {APP} not found; the dashboard runs from a checkout of the repository "
               "(pip install -e .)", file=sys.stderr)
         return 2
+    if Path(args.results).exists() and not Path(args.results).is_dir():
+        print(f"sslbench dashboard: --results {args.results} is a file, not a folder; pass the folder that holds "
+              "the result files", file=sys.stderr)
+        return 2
     cmd, env = command(args)
     if args.dry_run:
         extra = f"SSLBENCH_RESULTS={shlex.quote(env['SSLBENCH_RESULTS'])} "

@@ -21,6 +21,7 @@ import time
 from sslbench import regularizers
 
 OUT_DIR = "results/demo"
+SCALING_REGULARIZERS = ("barlow_twins", "vicreg", "barlow_twins_fft", "vicreg_fft", "sfrik")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,45 +35,53 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out-dir", default=OUT_DIR)
 
 
-def run(args: argparse.Namespace) -> int:
-    from sslbench.execution import bench
-    from sslbench.training import train
-    from sslbench.training.data import default_dataset
+def _scaling(args: argparse.Namespace) -> int:
+    """Part 1: the bench grid, run by the sweep's loop (the settings as ``sslbench bench`` would pass them)."""
+    from sslbench.execution import sweep
 
+    settings = argparse.Namespace(
+        kind="bench", config=None, regularizers=list(SCALING_REGULARIZERS), algorithms=["cross_correlation", "auto"],
+        dims=list(args.dims), batches=[256], views=[2], device=["cpu"], dtypes=["float32"], hparams=None, warmup=1,
+        repeats=None, min_time=0.3, max_repeats=50, threads=None, isolate="auto", seed=0, timeout=600.0,
+        out=f"{args.out_dir}/bench.jsonl", resume=True, progress=False, dry_run=False)
+    return sweep.execute(settings, "bench")
+
+
+def _training(args: argparse.Namespace) -> int:
+    """Part 2: one training run with ``sslbench train``'s defaults, resumed from its checkpoint on a re-run."""
+    from sslbench.training.config import TrainConfig, TrainInputError
+    from sslbench.training.data import default_dataset
+    from sslbench.training.train import train
+
+    dataset = args.dataset or default_dataset()
+    print(f"\n== 2/2 training: {args.regularizer} on {dataset} (sslbench train) ==", flush=True)
+    if dataset == "digits" and args.dataset is None:
+        print("(Fashion-MNIST was not found; using scikit-learn's digits. On Debian/Ubuntu: "
+              "apt-get install dataset-fashion-mnist)", flush=True)
+    options = {} if args.epochs is None else {"epochs": args.epochs}
+    cfg = TrainConfig(regularizer=args.regularizer, dataset=dataset, out=f"{args.out_dir}/train.jsonl",
+                      log_dir=f"{args.out_dir}/runs", checkpoint_dir=f"{args.out_dir}/checkpoints", resume="auto",
+                      **options)
+    try:
+        record = train(cfg)
+    except TrainInputError as exc:
+        print(f"sslbench demo: error: {exc}", file=sys.stderr)
+        return 2
+    return 0 if record["status"] == "ok" else 1
+
+
+def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     status = 0
     if not args.skip_bench:
         print("== 1/2 scaling: forward+backward time and memory, N=256, V=2 (sslbench bench) ==", flush=True)
-        p = argparse.ArgumentParser()
-        bench.add_arguments(p)
-        bargs = p.parse_args(["--regularizers", "barlow_twins", "vicreg", "barlow_twins_fft", "vicreg_fft", "sfrik",
-                              "--algorithms", "cross_correlation", "auto", "--dims", *map(str, args.dims),
-                              "--batches", "256", "--device", "cpu", "--warmup", "1", "--min-time", "0.3",
-                              "--out", f"{args.out_dir}/bench.jsonl"])
-        status |= bench.run(bargs)
+        status = _scaling(args)
+        if status == 2:  # bad input: nothing ran
+            return 2
     if not args.skip_train:
-        dataset = args.dataset or default_dataset()
-        print(f"\n== 2/2 training: {args.regularizer} on {dataset} (sslbench train) ==", flush=True)
-        if dataset == "digits" and args.dataset is None:
-            print("(Fashion-MNIST was not found; using scikit-learn's digits. On Debian/Ubuntu: "
-                  "apt-get install dataset-fashion-mnist)", flush=True)
-        p = argparse.ArgumentParser()
-        train.add_arguments(p)
-        targv = ["--regularizer", args.regularizer, "--dataset", dataset, "--out", f"{args.out_dir}/train.jsonl",
-                 "--log-dir", f"{args.out_dir}/runs", "--checkpoint-dir", f"{args.out_dir}/checkpoints",
-                 "--resume"]
-        if args.epochs is not None:
-            targv += ["--epochs", str(args.epochs)]
-        status |= train.run(p.parse_args(targv))
+        train_status = _training(args)
+        if train_status == 2:
+            return 2
+        status |= train_status
     print(f"\ndemo finished in {time.perf_counter() - t0:.0f} s; records under {args.out_dir}/", flush=True)
     return 0 if status == 0 else 1
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="sslbench demo", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

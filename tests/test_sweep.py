@@ -171,7 +171,7 @@ def test_a_bad_out_is_refused_in_one_line_before_any_work(tmp_path, capsys, monk
 
 
 def test_a_record_that_cannot_be_written_is_saved_elsewhere(tmp_path, capsys, monkeypatch):
-    import sslbench.records as records
+    import sslbench.records.store as records  # the writer that append_record_safely calls
 
     store = tmp_path / "s.jsonl"
     real_append = records.append_record

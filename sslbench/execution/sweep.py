@@ -230,6 +230,9 @@ def load_config(path: str | os.PathLike) -> dict:
     if not isinstance(data, dict):
         raise SweepError(f"--config {path}: the top level must be a table of settings (key = value), "
                          f"got {type(data).__name__}")
+    if not data:
+        raise SweepError(f"--config {path}: the file sets nothing (no key = value line); write the sweep's "
+                         f"settings in it, e.g. regularizers = [\"barlow_twins\"]")
     unknown = sorted(set(data) - set(allowed_keys()))
     if unknown:
         raise SweepError(f"--config {path}: unknown key(s) {', '.join(map(repr, unknown))}; allowed keys: "
