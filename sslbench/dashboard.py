@@ -140,13 +140,3 @@ def stop_process(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
-
-
-def main(argv: list[str] | None = None) -> int:  # `python -m sslbench.dashboard`
-    parser = argparse.ArgumentParser(prog="sslbench dashboard", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from sslbench import cli
 from sslbench.execution import bench as B
 from sslbench import regularizers
 from sslbench.records import append_record, read_records
@@ -96,7 +97,7 @@ def test_command_writes_records_resumes_and_reports_failures(tmp_path, monkeypat
     out = tmp_path / "runs" / "bench.jsonl"
     argv = ["--regularizers", "simclr", "byol", "broken", "--dims", "8", "--batches", "6", "--views", "2",
             "--device", "cpu", "--isolate", "never", "--repeats", "3", "--warmup", "1", "--out", str(out)]
-    assert B.main(argv) == 1  # one case failed
+    assert _bench(argv) == 1  # one case failed
     recs = read_records(out)
     assert [r["status"] for r in recs] == ["ok", "ok", "error"]
     ok = recs[0]
@@ -109,7 +110,7 @@ def test_command_writes_records_resumes_and_reports_failures(tmp_path, monkeypat
     assert "no_such_module" in recs[2]["message"]
     # resume: the ok cases are skipped, the failed one is tried again
     capsys.readouterr()
-    assert B.main(argv) == 1
+    assert _bench(argv) == 1
     text = capsys.readouterr().out
     assert "2 already done, skipped" in text
     assert [r["status"] for r in read_records(out)] == ["ok", "ok", "error", "error"]
@@ -119,21 +120,21 @@ def test_command_writes_records_resumes_and_reports_failures(tmp_path, monkeypat
     other = tmp_path / "other.jsonl"
     for r in recs:
         append_record(other, r)
-    assert B.main(argv[:-1] + [str(other)]) == 1
+    assert _bench(argv[:-1] + [str(other)]) == 1
     assert [r["case"]["regularizer"] for r in read_records(other)][len(recs):] == ["simclr", "broken"]
     # --no-resume measures a case again even though it is in the store
-    assert B.main(["--regularizers", "simclr", "--dims", "8", "--batches", "6", "--device", "cpu",
+    assert _bench(["--regularizers", "simclr", "--dims", "8", "--batches", "6", "--device", "cpu",
                    "--isolate", "never", "--repeats", "2", "--warmup", "0", "--out", str(out), "--no-resume"]) == 0
     assert [r["case"]["regularizer"] for r in read_records(out)].count("simclr") == 2
 
 
 def test_command_dry_run_and_bad_names(capsys, tmp_path):
-    assert B.main(["--regularizers", "simclr", "--dims", "8", "16", "--batches", "4", "--views", "2", "3",
+    assert _bench(["--regularizers", "simclr", "--dims", "8", "16", "--batches", "4", "--views", "2", "3",
                    "--device", "cpu", "--dry-run", "--out", str(tmp_path / "x.jsonl")]) == 0
     out = capsys.readouterr().out
     assert "4 case(s)" in out and "simclr D=16 N=4 V=3 cpu float32" in out
     assert not (tmp_path / "x.jsonl").exists()
-    assert B.main(["--regularizers", "nope", "--dry-run"]) == 2
+    assert _bench(["--regularizers", "nope", "--dry-run"]) == 2
     assert "unknown regularizer" in capsys.readouterr().err
 
 
@@ -152,7 +153,7 @@ def test_command_records_an_interrupted_case(tmp_path, monkeypatch):
 
     monkeypatch.setattr(B, "run_case", interrupt)
     out = tmp_path / "b.jsonl"
-    assert B.main(["--regularizers", "simclr", "--dims", "8", "--batches", "4", "--device", "cpu",
+    assert _bench(["--regularizers", "simclr", "--dims", "8", "--batches", "4", "--device", "cpu",
                    "--out", str(out)]) == 130
     assert [r["status"] for r in read_records(out)] == ["interrupted"]
 
@@ -160,7 +161,7 @@ def test_command_records_an_interrupted_case(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_isolated_cpu_case_measures_peak_rss_in_its_own_process(tmp_path):
     out = tmp_path / "b.jsonl"
-    assert B.main(["--regularizers", "simclr", "--dims", "64", "--batches", "32", "--device", "cpu",
+    assert _bench(["--regularizers", "simclr", "--dims", "64", "--batches", "32", "--device", "cpu",
                    "--repeats", "2", "--warmup", "1", "--threads", "1", "--out", str(out)]) == 0
     (rec,) = read_records(out)
     assert rec["status"] == "ok" and rec["extra"]["isolated"] is True
@@ -188,7 +189,7 @@ def test_bad_input_is_refused_before_any_case_runs(tmp_path, monkeypatch, capsys
     ran = []
     monkeypatch.setattr(B, "run_case", lambda *a, **k: ran.append(a))
     out = tmp_path / "b.jsonl"
-    assert B.main(GRID + argv + ["--out", str(out)]) == 2
+    assert _bench(GRID + argv + ["--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("sslbench bench: error:") and expected in err, err
     assert len(err.strip().splitlines()) == 1 and not ran and not out.exists()
@@ -199,12 +200,12 @@ def test_a_bad_sfrik_weights_value_is_explained_in_the_form_the_help_shows(tmp_p
     B.add_arguments(parser)
     help_text = " ".join(parser.format_help().split())
     assert "tuples 1,40,40" in help_text
-    assert B.main(["--regularizers", "sfrik", "--dims", "16", "--batches", "32", "--device", "cpu",
+    assert _bench(["--regularizers", "sfrik", "--dims", "16", "--batches", "32", "--device", "cpu",
                    "--hparam", "weights=1x40", "--out", str(tmp_path / "b.jsonl")]) == 2
     err = capsys.readouterr().err
     assert "such as 1,40,40" in err and "joined by" not in err, err
     # and the form the help shows is accepted
-    assert B.main(["--regularizers", "sfrik", "--dims", "16", "--batches", "32", "--device", "cpu",
+    assert _bench(["--regularizers", "sfrik", "--dims", "16", "--batches", "32", "--device", "cpu",
                    "--hparam", "weights=1,40,40", "--dry-run"]) == 0
 
 
@@ -218,3 +219,8 @@ def test_unknown_hparam_from_the_command_line_is_one_line_and_no_traceback(tmp_p
     assert proc.returncode == 2 and proc.stdout == ""
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert "no_such" in proc.stderr and not out.exists()
+
+
+def _bench(argv: list[str]) -> int:
+    """`sslbench bench ARGV` through the command-line dispatcher."""
+    return cli.main(["bench", *argv])

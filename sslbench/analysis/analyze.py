@@ -121,13 +121,3 @@ def _render(tables: dict, args: argparse.Namespace) -> str:
         body = A.format_table(table, args.format) if not table.empty else "(none)"
         blocks.append(f"{heading}\n\n{body}")
     return "\n\n".join(blocks)
-
-
-def main(argv: list[str] | None = None) -> int:  # `python -m sslbench.analysis.analyze`
-    parser = argparse.ArgumentParser(prog="sslbench analyze", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

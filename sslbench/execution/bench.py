@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import gc
 import itertools
-import sys
 from typing import Any, Callable, Iterable
 
 import torch
@@ -342,13 +341,3 @@ def run(args: argparse.Namespace) -> int:
     from sslbench.execution import sweep  # sweep builds on this module's cases
 
     return sweep.execute(sweep_arguments(args), "bench")
-
-
-def main(argv: list[str] | None = None) -> int:  # `python -m sslbench.execution.bench`
-    parser = argparse.ArgumentParser(prog="sslbench bench", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

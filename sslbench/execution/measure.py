@@ -33,7 +33,7 @@ a GPU by injecting fakes (``tests/test_measure.py``).
 
 The environment fingerprint lives in :mod:`sslbench.execution.environment` (``environment`` is re-exported
 here); the child process of :func:`measure_in_subprocess` is started by :mod:`sslbench.execution.runner`.
-``python -m sslbench.execution.measure`` prints :func:`environment` as JSON.
+``python -m sslbench.execution.environment`` prints :func:`environment` as JSON.
 """
 
 from __future__ import annotations
@@ -688,16 +688,8 @@ def _worker(spec_path: str) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) == 2 and argv[0] == "--worker":
-        return _worker(argv[1])
-    if argv:
-        print("usage: python -m sslbench.execution.measure            (print the environment as JSON)", file=sys.stderr)
-        return 2
-    print(json.dumps(environment(), indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # a measurement's child process (measure_in_subprocess starts it)
+    if len(sys.argv) != 3 or sys.argv[1] != "--worker":
+        sys.exit("python -m sslbench.execution.measure runs one measurement for measure_in_subprocess; "
+                 "the environment is printed by python -m sslbench.execution.environment")
+    sys.exit(_worker(sys.argv[2]))

@@ -90,7 +90,6 @@ __all__ = [
     "add_arguments",
     "execute",
     "run",
-    "main",
 ]
 
 KINDS = ("bench", "train")
@@ -1039,15 +1038,8 @@ def run(args: argparse.Namespace) -> int:
     return execute(args, "sweep")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m sslbench.execution.sweep ...`` (the same as ``sslbench sweep``), or ``--train-worker SPEC`` (a child)."""
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if len(argv) == 2 and argv[0] == "--train-worker":
-        return _train_worker(argv[1])
-    parser = argparse.ArgumentParser(prog="sslbench sweep")
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # a training case's child process (sslbench.execution.runner starts it)
+    if len(sys.argv) != 3 or sys.argv[1] != "--train-worker":
+        sys.exit("python -m sslbench.execution.sweep runs one training case for `sslbench sweep`: "
+                 "use `sslbench sweep` instead")
+    sys.exit(_train_worker(sys.argv[2]))
