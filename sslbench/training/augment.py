@@ -79,15 +79,20 @@ from torch import Tensor, nn
 
 __all__ = [
     "PRESETS",
+    "BACKENDS",
     "DATASET_STATS",
     "AugmentConfig",
     "ViewAugment",
     "build_augment",
     "preset_config",
     "resolve_preset",
+    "resolve_backend",
 ]
 
 PRESETS = ("auto", "none", "cifar", "stl10", "imagenet", "mnist", "digits")
+#: who applies the random ops: "torch" (:mod:`sslbench.training.fastaug`, batched tensor ops) or "kornia";
+#: "auto" is "torch" (faster on the measured CPU and the only one on a machine without kornia)
+BACKENDS = ("auto", "torch", "kornia")
 
 #: per-data-set normalisation statistics (of the 0..1 pixel values), usable as overrides of build_augment
 DATASET_STATS: dict[str, dict[str, tuple[float, ...]]] = {
@@ -195,8 +200,17 @@ def preset_config(preset: str, image_shape: tuple[int, int, int]) -> AugmentConf
     return AugmentConfig(mean=base.mean, std=base.std)
 
 
-def build_augment(image_shape: tuple[int, int, int], preset: str = "auto", **overrides) -> "ViewAugment":
-    """A :class:`ViewAugment` for images of ``image_shape`` (C, H, W) from a preset, with fields overridden."""
+def resolve_backend(backend: str = "auto") -> str:
+    """The backend ``backend`` names (``"auto"`` → ``"torch"``); an unknown name is a ``ValueError``."""
+    if backend not in BACKENDS:
+        raise ValueError(f"augmentation backend {backend!r} is unknown; choose one of {', '.join(BACKENDS)}")
+    return "torch" if backend == "auto" else backend
+
+
+def build_augment(image_shape: tuple[int, int, int], preset: str = "auto", *, backend: str = "auto",
+                  **overrides) -> "ViewAugment":
+    """A :class:`ViewAugment` for images of ``image_shape`` (C, H, W) from a preset, with fields overridden,
+    whose random ops run on ``backend`` (:data:`BACKENDS`)."""
     shape = _check_image_shape(image_shape)
     resolved = resolve_preset(shape, preset)
     names = {f.name for f in fields(AugmentConfig)}
@@ -204,7 +218,7 @@ def build_augment(image_shape: tuple[int, int, int], preset: str = "auto", **ove
     if unknown:
         raise TypeError(f"build_augment got unknown override(s) {unknown}; valid ones: {sorted(names)}")
     config = replace(preset_config(resolved, shape), **overrides)
-    return ViewAugment(shape, config, preset=resolved)
+    return ViewAugment(shape, config, preset=resolved, backend=backend)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -241,11 +255,13 @@ def _default_kernel(h: int, w: int) -> int:
 class ViewAugment(nn.Module):
     """``aug(images (B, C, H, W), views=V) -> (V, B, C, H, W)`` float32 normalised views (see the module docstring).
 
-    Built by :func:`build_augment`; ``config`` is the :class:`AugmentConfig`, ``preset`` the preset's name.
+    Built by :func:`build_augment`; ``config`` is the :class:`AugmentConfig`, ``preset`` the preset's name,
+    ``backend`` the backend that applies the random ops (``"torch"`` or ``"kornia"``).
     """
 
     def __init__(
-        self, image_shape: tuple[int, int, int], config: AugmentConfig | None = None, *, preset: str = "custom"
+        self, image_shape: tuple[int, int, int], config: AugmentConfig | None = None, *, preset: str = "custom",
+        backend: str = "auto",
     ):
         super().__init__()
         c, h, w = _check_image_shape(image_shape)
@@ -254,6 +270,7 @@ class ViewAugment(nn.Module):
             raise TypeError(f"config must be an AugmentConfig; got {type(cfg).__name__}")
         self.image_shape = (c, h, w)
         self.preset = preset
+        self.backend = resolve_backend(backend)
 
         crop_scale = None if cfg.crop_scale is None else _range("crop_scale", cfg.crop_scale, 0.0, 1.0)
         crop_ratio = _range("crop_ratio", cfg.crop_ratio, 0.0, math.inf)
@@ -298,21 +315,30 @@ class ViewAugment(nn.Module):
 
     # -- pipeline --------------------------------------------------------------------------------------------------
 
-    def _build_ops(self) -> nn.Sequential:
+    def _build_ops(self) -> nn.Module | None:
+        """The random ops (None when the config has none)."""
         cfg = self.config
-        _, h, w = self.image_shape
         wanted = (
             cfg.crop_scale is not None or cfg.affine_p > 0 or cfg.flip_p > 0 or cfg.jitter_p > 0
             or cfg.grayscale_p > 0 or cfg.blur_p > 0 or cfg.solarize_p > 0
         )
         if not wanted:
-            return nn.Sequential()
+            return None
+        if self.backend == "torch":
+            from sslbench.training.fastaug import TensorAugment
+
+            return TensorAugment(self.image_shape, cfg)
+        return self._kornia_ops()
+
+    def _kornia_ops(self) -> nn.Sequential:
+        cfg = self.config
+        _, h, w = self.image_shape
         try:
             import kornia.augmentation as K
         except ImportError as exc:
             raise ImportError(
                 f"the augmentation preset {self.preset!r} uses kornia, which is not installed: `pip install kornia` "
-                "(or `pip install sslbench[data]`); preset='none' works without it"
+                "(or `pip install sslbench[data]`); backend='torch' and preset='none' work without it"
             ) from exc
         ops: list[nn.Module] = []
         if cfg.crop_scale is not None:
@@ -336,7 +362,7 @@ class ViewAugment(nn.Module):
         return nn.Sequential(*ops)
 
     def extra_repr(self) -> str:
-        return f"preset={self.preset!r}, image_shape={self.image_shape}"
+        return f"preset={self.preset!r}, image_shape={self.image_shape}, backend={self.backend!r}"
 
     # -- inputs ----------------------------------------------------------------------------------------------------
 
@@ -404,7 +430,7 @@ class ViewAugment(nn.Module):
             raise ValueError(f"seed must be an int in [0, 2**64); got {seed!r}")
         b = x.shape[0]
         x = x.unsqueeze(0).expand(views, *x.shape).reshape(views * b, *self.image_shape)
-        if len(self.ops):
+        if self.ops is not None:
             with _seeded(seed, x.device):
                 x = self.ops(x)
         return self._normalize_unit(x).reshape(views, b, *self.image_shape).contiguous()
