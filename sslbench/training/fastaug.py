@@ -1,7 +1,7 @@
 """The ``torch`` augmentation backend: the presets of :mod:`sslbench.training.augment` as a few batched tensor
 operations over all V·B views at once, with per-sample random parameters and no per-image Python loop, no
-kornia and no host synchronisation (every random draw is made on the images' device, except the one random order
-of the colour adjustments, drawn on the CPU).
+kornia and no host synchronisation: every random draw is made on the images' device (except the one random order
+of the colour adjustments, drawn on the CPU) and no constant is copied from the host.
 
 Ops, in the order of the kornia pipeline (:class:`TensorAugment` applies the fields of an
 :class:`sslbench.training.augment.AugmentConfig`):
@@ -83,7 +83,7 @@ def adjust_hue(x: Tensor, shift: Tensor) -> Tensor:
     num = torch.where(is_r, g - b, torch.where(is_g, b - r, r - g))
     sextant = torch.where(is_r, 0.0, torch.where(is_g, 2.0, 4.0))
     h6 = sextant + num / torch.where(chroma > 0, chroma, torch.ones_like(chroma)) + 6.0 * shift.view(-1, 1, 1)
-    n = torch.tensor([5.0, 3.0, 1.0], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    n = (5.0 - 2.0 * torch.arange(3, device=x.device, dtype=x.dtype)).view(1, 3, 1, 1)  # 5, 3, 1: no host copy
     k = torch.remainder(n + h6.unsqueeze(1), 6.0)
     return maxc.unsqueeze(1) - chroma.unsqueeze(1) * torch.minimum(k, 4.0 - k).clamp_(0.0, 1.0)
 
@@ -113,8 +113,7 @@ def _gray(x: Tensor) -> Tensor:
     """(N, 1, H, W) luma of RGB (or the single channel of grayscale) images."""
     if x.shape[1] == 1:
         return x
-    w = torch.tensor(LUMA, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    return (x * w).sum(dim=1, keepdim=True)
+    return LUMA[0] * x[:, 0:1] + LUMA[1] * x[:, 1:2] + LUMA[2] * x[:, 2:3]  # no host-to-device copy
 
 
 class TensorAugment(nn.Module):
