@@ -765,7 +765,9 @@ def train_steps(run: Run, state: RunState, log: _Log, on_step: Callable | None =
     try:
         with _StopOnSigint() as stop:
             while state.step < run.total_steps:
-                out, lr, grad_norm = step_or_fall_back(run, state, batches(state.step))
+                with _phase("data"):
+                    images = batches(state.step)
+                out, lr, grad_norm = step_or_fall_back(run, state, images)
                 bad |= ~torch.isfinite(out.loss.detach())
                 clock.window_steps += 1
                 if on_step is not None:
@@ -777,13 +779,16 @@ def train_steps(run: Run, state: RunState, log: _Log, on_step: Callable | None =
                 step = state.step
                 log_now = step % cfg.log_every == 0 or step == run.total_steps
                 end_of_epoch = step % run.steps_per_epoch == 0
-                if (log_now or end_of_epoch) and any_rank(bool(bad), device):
+                with _phase("log"):
+                    diverged = (log_now or end_of_epoch) and any_rank(bool(bad), device)
+                if diverged:
                     state.status = "diverged"
                     state.message = f"the loss became NaN or Inf at or before step {step} (lr {lr:.4g})"
                     log.write("diverged", step=step, lr=lr)
                     break
                 if log_now:
-                    _log_step(run, state, log, clock, out, lr, grad_norm, bar)
+                    with _phase("log"):
+                        _log_step(run, state, log, clock, out, lr, grad_norm, bar)
                 if stop.requested if not is_distributed() else (log_now and any_rank(stop.requested, device)):
                     state.status, state.message = "interrupted", f"interrupted by the user at step {step}"
                     break
@@ -848,16 +853,19 @@ def step_or_fall_back(run: Run, state: RunState, images: Tensor):
 
 def one_step(run: Run, state: RunState, images: Tensor):
     """One optimiser step on ``images`` (this rank's batch): views, forward, loss, backward, step, EMA update.
-    Returns (the regularizer's output, the learning rate, the gradient norm before clipping or None)."""
+    Returns (the regularizer's output, the learning rate, the gradient norm before clipping or None).
+
+    Each phase runs inside a ``torch.profiler.record_function`` range named ``sslbench.<phase>`` (:data:`PHASES`;
+    a few microseconds each when no profiler listens), which benchmarks/profile_step.py reads."""
     cfg, step = run.cfg, state.step
     torch.manual_seed(_mix_seed(cfg.seed, step, run.rank + 1))  # this rank's augmentation draws
-    with torch.no_grad():
+    with _phase("augment"), torch.no_grad():
         views = run.views_fn(images, cfg.views)
     lr = run.lr(step)
     for g in run.optimizer.param_groups:
         g["lr"] = lr
     state.consistent = False
-    with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.amp):
+    with _phase("forward"), torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.amp):
         z, p = run.net(views)
         if run.target is None:
             z_t = z.detach()
@@ -865,18 +873,30 @@ def one_step(run: Run, state: RunState, images: Tensor):
             with torch.no_grad():
                 z_t = run.target(views)
     torch.manual_seed(_mix_seed(cfg.seed, step, 0))  # the regularizer's draws: equal on every rank
-    out = run.reg(z) if run.reg.symmetric else run.reg(p if p is not None else z, z_t)
-    run.optimizer.zero_grad(set_to_none=True)
-    out.loss.backward()
-    grad_norm = None if cfg.grad_clip is None else \
-        nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip)  # DDP: grads already averaged
-    run.optimizer.step()
-    if run.target is not None:
-        run.target.update(step, run.total_steps)
+    with _phase("loss"):
+        out = run.reg(z) if run.reg.symmetric else run.reg(p if p is not None else z, z_t)
+    with _phase("backward"):
+        run.optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+    with _phase("optimizer"):
+        grad_norm = None if cfg.grad_clip is None else \
+            nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip)  # DDP: grads already averaged
+        run.optimizer.step()
+        if run.target is not None:
+            run.target.update(step, run.total_steps)
     state.step += 1
     state.consistent = True
     state.images_seen += cfg.batch_size
     return out, lr, grad_norm
+
+
+#: the profiler ranges of a training step: the batch's gather, then :func:`one_step`'s phases, then the checks
+#: and logging of log steps
+PHASES = ("data", "augment", "forward", "loss", "backward", "optimizer", "log")
+
+
+def _phase(name: str):
+    return torch.profiler.record_function(f"sslbench.{name}")
 
 
 def _log_step(run: Run, state: RunState, log: _Log, clock: _Clock, out, lr: float, grad_norm, bar) -> None:
