@@ -111,7 +111,8 @@ def test_hue_shift_matches_colorsys():
         for r in range(5):
             for c in range(4):
                 h, s, v = colorsys.rgb_to_hsv(*x[i, :, r, c].tolist())
-                ref[i, :, r, c] = torch.tensor(colorsys.hsv_to_rgb((h + float(shift[i])) % 1.0, s, v), dtype=torch.float64)
+                rgb = colorsys.hsv_to_rgb((h + float(shift[i])) % 1.0, s, v)
+                ref[i, :, r, c] = torch.tensor(rgb, dtype=torch.float64)
     torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
 
 

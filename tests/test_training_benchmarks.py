@@ -27,14 +27,14 @@ def test_profile_step_prints_every_phase_for_both_variants(capsys):
 
 
 def test_profile_step_measures_phases_from_the_loop():
-    r = profile_step.profile_variant("tiny", "after", "cpu", steps=3, skip=1)
+    r = profile_step.profile("tiny", ["after"], "cpu", steps=3, skip=1)["after"]
     assert set(PHASES) - {"log"} <= set(r["phases"])  # every phase of a step ran inside its range
     assert all(host >= 0 for host, _ in r["phases"].values()) and r["step_ms"] > 0
 
 
 def test_profile_step_rejects_unknown_variants(capsys):
     assert profile_step.main(["--case", "tiny", "--variants", "fastest"]) == 2
-    assert "--variants takes before, after" in capsys.readouterr().err
+    assert "--variants takes before, eager, after" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(not HAVE_KORNIA, reason="kornia is not installed")

@@ -5,8 +5,16 @@
 normalised with the preset's data-set mean/std, on the images' device. ``aug.normalize(images)`` applies only the
 normalisation (for evaluation). The V·B images go through the pipeline as one batch, so every view of every image
 gets its own random parameters, and the work runs where the images are (the GPU in training), with no per-image
-Python loop. The random ops are kornia's (``kornia.augmentation``), imported lazily: ``import sslbench`` does not
-need kornia, and preset ``"none"`` works without it.
+Python loop.
+
+Backends (``build_augment(..., backend=...)``, :data:`BACKENDS`): ``"torch"`` (the default; ``"auto"`` picks it)
+applies the random ops as a few batched tensor operations (:mod:`sslbench.training.fastaug`: crop, rotation and
+flip as one affine grid; jitter, grayscale, blur and solarize with per-sample factors), needs nothing beyond torch
+and does not synchronise the device; ``"kornia"`` applies them with ``kornia.augmentation``, imported lazily
+(``import sslbench`` does not need kornia, and preset ``"none"`` works without it). Both draw the parameters from
+the same distributions; their differences are listed in :mod:`sslbench.training.fastaug`. The torch backend is
+the default because it was faster on every measured case (table below) and kornia is not installed on every GPU
+machine.
 
 Presets (all symmetric: one recipe for every view)
 --------------------------------------------------
@@ -37,19 +45,23 @@ Any field of :class:`AugmentConfig` can be overridden: ``build_augment((3, 32, 3
 
 Semantics and deliberate differences from the torchvision recipes
 -----------------------------------------------------------------
-* Colour jitter is ``kornia.augmentation.ColorJitter`` (torchvision's formulas; factors drawn per sample), but the
-  random *order* of the four adjustments is drawn once per batch, not per image as in torchvision.
+* Colour jitter uses torchvision's formulas with factors drawn per sample (``kornia.augmentation.ColorJitter`` on
+  the kornia backend), but the random *order* of the four adjustments is drawn once per batch, not per image as
+  in torchvision.
 * Solarisation inverts values ≥ 0.5 (``kornia.augmentation.RandomSolarize(0, 0)``), as PIL's ``solarize(128)``.
 * The crop keeps the input size (H, W) as output size; the input must have exactly ``image_shape``.
-* Reproducibility: kornia draws its parameters from torch's global generator and takes no ``generator``
-  argument, so ``aug(x, views, seed=s)`` (or ``generator=g``, from which a seed is drawn) runs the pipeline
+* Reproducibility: both backends draw their parameters from torch's global generators (the torch backend on the
+  images' device) and kornia takes no ``generator`` argument, so ``aug(x, views, seed=s)`` (or ``generator=g``, from which a seed is drawn) runs the pipeline
   inside ``torch.random.fork_rng`` with the CPU generator (and that of the images' CUDA device) seeded with ``s``;
-  the global RNG state is restored afterwards. The same seed, device and library versions give the same views.
+  the global RNG state is restored afterwards. The same seed, device, backend and library versions give the same
+  views.
   Without ``seed``/``generator`` the global RNG is used (seed it once with ``torch.manual_seed``).
 * The views are computed under ``torch.no_grad()``. Float inputs are checked to lie in [0, 1] on the CPU only
   (on CUDA the check would synchronise the device every step).
 
-Cost (uint8 batch in, V = 2, minimum / median of 15 calls after warm-up):
+Cost of the kornia backend (uint8 batch in, V = 2, minimum / median of 15 calls after warm-up; the torch
+backend's, measured beside it in one process, are in docs/training-speed.md and from
+``benchmarks/augment_speed.py``):
 
 ==========================  ===========================  ====================================
 batch                       2-core CPU (torch 2.13 CPU)  H100 (torch 2.11+cu130, kornia 0.9)
