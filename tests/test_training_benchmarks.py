@@ -42,3 +42,20 @@ def test_augment_speed_prints_both_backends(capsys):
     assert augment_speed.main(["--presets", "digits", "--repeats", "1"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"256x1x8x8 digits V=2\s+[\d.]+ /\s+[\d.]+ ms\s+[\d.]+ /\s+[\d.]+ ms\s+[\d.]+x", out)
+
+
+@pytest.mark.slow
+def test_gpu_fastpath_script_runs_its_parts_on_the_cpu(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(profile_step.__file__)))
+    env = dict(os.environ, DEVICE="cpu", CASE="tiny", PRESETS="digits", REPEATS="1", STEPS="2", SKIP="1",
+               PYTHON=sys.executable, OMP_NUM_THREADS="1")
+    proc = subprocess.run(["bash", os.path.join(root, "benchmarks", "gpu_fastpath.sh"), str(tmp_path / "out")],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == ["augment-speed.txt", "device.txt", "profile.txt", "pytest-gpu.txt"]
+    assert "images/s" in (tmp_path / "out" / "profile.txt").read_text()
