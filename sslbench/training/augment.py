@@ -51,11 +51,11 @@ Semantics and deliberate differences from the torchvision recipes
 * Solarisation inverts values ≥ 0.5 (``kornia.augmentation.RandomSolarize(0, 0)``), as PIL's ``solarize(128)``.
 * The crop keeps the input size (H, W) as output size; the input must have exactly ``image_shape``.
 * Reproducibility: both backends draw their parameters from torch's global generators (the torch backend on the
-  images' device) and kornia takes no ``generator`` argument, so ``aug(x, views, seed=s)`` (or ``generator=g``, from which a seed is drawn) runs the pipeline
-  inside ``torch.random.fork_rng`` with the CPU generator (and that of the images' CUDA device) seeded with ``s``;
-  the global RNG state is restored afterwards. The same seed, device, backend and library versions give the same
-  views.
-  Without ``seed``/``generator`` the global RNG is used (seed it once with ``torch.manual_seed``).
+  images' device) and kornia takes no ``generator`` argument, so ``aug(x, views, seed=s)`` (or ``generator=g``,
+  from which a seed is drawn) runs the pipeline inside ``torch.random.fork_rng`` with the CPU generator (and that
+  of the images' CUDA device) seeded with ``s``; the global RNG state is restored afterwards. The same seed,
+  device, backend and library versions give the same views. Without ``seed``/``generator`` the global RNG is used
+  (seed it once with ``torch.manual_seed``).
 * The views are computed under ``torch.no_grad()``. Float inputs are checked to lie in [0, 1] on the CPU only
   (on CUDA the check would synchronise the device every step).
 

@@ -100,7 +100,7 @@ class TrainConfig:
     resume: str | None = None  # None, "auto" (checkpoint_dir/<run id>.pt if it exists) or a checkpoint path
     progress: bool | None = None  # tqdm bar; None: when stderr is a terminal
     verbose: bool = True  # a few lines on stderr (rank 0)
-    # --- the fast path (added after the fields above, so positional use and CPU behaviour stay as they were) ---
+    # --- the fast path (added after the fields above: positional use stays as it was) -----------------------------
     augment_backend: str = "auto"  # sslbench.training.augment.BACKENDS: auto (= torch), torch, kornia
     compile_cuda: bool = True  # torch.compile the model on CUDA even without compile=True (falls back to eager)
 
