@@ -74,7 +74,7 @@ def build(case: str, variant: str, device: str, total_steps: int):
     patch = _patched(T, "build_optimizer", per_parameter_optimizer) if variant == "before" else \
         contextlib.nullcontext()
     with patch:
-        run = T.set_up(cfg, 0, 1, torch.device(device))
+        run = T.set_up(cfg, 0, 1, T.resolve_device(device, 0))
     run.net.train()
     return run, T.RunState(), T._EpochBatches(run)
 

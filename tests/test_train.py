@@ -675,3 +675,10 @@ def test_cuda_run_compiles_and_evaluates_on_the_device(tmp_path):
     assert rec["status"] == "ok", rec["message"]
     assert rec["extra"]["compiled"] is True and rec["extra"]["augment_backend"] == "torch"
     assert rec["case"]["amp"] == "bf16" and 0 <= rec["metrics"]["linear_top1"] <= 100
+
+
+@pytest.mark.gpu
+def test_cuda_run_with_images_in_pinned_host_memory(tmp_path, monkeypatch):
+    monkeypatch.setattr(T, "MAX_DEVICE_DATA_BYTES", 0)  # every data set is "too large" for the device
+    rec = T.train(_cfg(tmp_path, device="cuda", epochs=1, eval=False, compile_cuda=False, augment="auto"))
+    assert rec["status"] == "ok", rec["message"]

@@ -827,7 +827,11 @@ class _EpochBatches:
             self.batches = epoch_batches(len(r.images), r.cfg.batch_size, epoch, r.cfg.seed, r.rank,
                                          r.world).to(r.images.device)
             self.epoch = epoch
-        return r.images[self.batches[i]].to(r.device, non_blocking=True)
+        batch = r.images[self.batches[i]]
+        if batch.device.type == "cpu" and r.device.type == "cuda":  # images too large for the device: a pinned
+            # copy of the batch, sent without waiting
+            batch = batch.pin_memory().to(r.device, non_blocking=True)
+        return batch
 
 
 def step_or_fall_back(run: Run, state: RunState, images: Tensor):
