@@ -553,3 +553,132 @@ def test_torchrun_two_processes_end_to_end(tmp_path):
     assert rec["status"] == "ok" and rec["case"]["world_size"] == 2 and rec["metrics"]["steps"] == 2
     assert "linear_top1" in rec["metrics"] and os.path.exists(rec["extra"]["checkpoint"])
     assert proc.stdout.count('"status": "ok"') == 1  # one summary line, from rank 0
+
+
+# ==============================================================================================================
+# The fast path: foreach LARS, multi-tensor optimisers, the NaN check at log steps, torch.compile's fallback,
+# the augmentation backend in the record, and (on CUDA) no host synchronisation inside the steps
+# ==============================================================================================================
+def test_foreach_lars_equals_the_per_parameter_lars():
+    torch.manual_seed(3)
+    nets = [nn.Sequential(nn.Conv2d(2, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(16, 3)).double()
+            for _ in range(2)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    with torch.no_grad():
+        nets[0][3].weight[0].zero_(), nets[1][3].weight[0].zero_()
+        nets[0][0].weight.zero_(), nets[1][0].weight.zero_()  # ‖w‖ = 0: trust ratio 1 in both
+    opts = [T.LARS(T.param_groups(net, 0.01), lr=0.7, momentum=0.9, foreach=fe) for net, fe in zip(nets, (True, False))]
+    for step in range(4):
+        grads = [torch.randn_like(p) for p in nets[0].parameters()]
+        if step == 2:
+            grads[-1].zero_()
+        for net, opt in zip(nets, opts):
+            for p, g in zip(net.parameters(), grads):
+                p.grad = g.clone()
+            opt.step()
+    for a, b in zip(nets[0].parameters(), nets[1].parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    assert opts[0].state_dict()["state"].keys() == opts[1].state_dict()["state"].keys()
+    assert T.build_optimizer(nets[0], "lars", 0.1, 0.0).foreach
+
+
+def test_sgd_and_adamw_are_multi_tensor_steps():
+    model = nn.Linear(3, 2)
+    for name in ("sgd", "adamw"):
+        opt = T.build_optimizer(model, name, 0.1, 0.0, device="cpu")
+        assert opt.defaults["foreach"] is True
+    if torch.cuda.is_available():
+        assert T.build_optimizer(model.cuda(), "sgd", 0.1, 0.0, device="cuda").defaults["fused"] is True
+
+
+def test_nonfinite_loss_is_read_at_log_steps_only(tmp_path):
+    seen = []
+
+    def poison(info):
+        seen.append(info.step)
+        if info.step == 1:
+            with torch.no_grad():
+                next(info.model.parameters()).fill_(float("nan"))
+
+    rec = T.train(_cfg(tmp_path, log_every=2, epochs=3), on_step=poison)
+    assert rec["status"] == "diverged" and "at or before step 2" in rec["message"]
+    assert seen == [1, 2] and rec["metrics"]["steps"] == 2  # the flag stays on the device until step 2's check
+    rec = T.train(_cfg(tmp_path / "b", log_every=100, epochs=3), on_step=poison)  # an epoch end checks too
+    assert rec["status"] == "diverged" and rec["metrics"]["steps"] == 3
+
+
+def test_compile_failure_falls_back_to_eager_in_one_line(tmp_path, monkeypatch, capsys):
+    class Broken(nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, *a):
+            raise RuntimeError("planted: no compiler here\nsecond line")
+
+    monkeypatch.setattr(torch, "compile", lambda net, **kw: Broken(net))
+    kw = dict(eval=False, epochs=1, augment="auto")
+    rec = T.train(_cfg(tmp_path / "a", compile=True, verbose=True, **kw))
+    assert rec["status"] == "ok" and rec["extra"]["compiled"] is False
+    err = capsys.readouterr().err
+    assert err.count("torch.compile failed") == 1 and "planted: no compiler here" in err and "second" not in err
+    plain = T.train(_cfg(tmp_path / "b", **kw))  # the eager step is the one an uncompiled run takes
+    assert plain["extra"]["compiled"] is False and plain["id"] == rec["id"]
+    assert _losses(_log(plain)) == _losses(_log(rec))
+    # the compile_cuda switch is validated
+    with pytest.raises(ValueError, match="compile_cuda"):
+        T.TrainConfig(compile_cuda="yes", dataset="digits").resolved()
+
+
+def test_record_names_the_augmentation_backend(tmp_path):
+    rec = T.train(_cfg(tmp_path, eval=False, epochs=1, augment="auto"))
+    assert rec["extra"]["augment_backend"] == "torch" and rec["case"]["augment_backend"] == "torch"
+    assert T.train(_cfg(tmp_path / "v", eval=False, epochs=1), make_views=deterministic_views)["extra"][
+        "augment_backend"] is None
+    with pytest.raises(ValueError, match="augment_backend='pil' is not allowed"):
+        T.TrainConfig(augment_backend="pil", dataset="digits").resolved()
+    pytest.importorskip("kornia")
+    rec = T.train(_cfg(tmp_path / "k", eval=False, epochs=1, augment="auto", augment_backend="kornia"))
+    assert rec["extra"]["augment_backend"] == "kornia" and "augment_backend" not in rec["case"]  # ids as before
+
+
+def test_kornia_backend_without_kornia_is_one_input_error(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "kornia", None)
+    monkeypatch.setitem(sys.modules, "kornia.augmentation", None)
+    with pytest.raises(T.TrainInputError, match="augment_backend='kornia'.*pip install kornia"):
+        T.train(_cfg(tmp_path, augment="auto", augment_backend="kornia"))
+
+
+@pytest.mark.gpu
+def test_cuda_steps_between_log_steps_do_not_synchronise(tmp_path):
+    # steps 2..9 of 10 run under torch.cuda's sync debug mode "error": any host synchronisation inside them (an
+    # .item(), a pageable host-to-device copy, a data-dependent shape) raises and the run would end in "error"
+    def hook(info):
+        torch.cuda.set_sync_debug_mode("error" if info.step == 1 else "default" if info.step == 9 else
+                                       torch.cuda.get_sync_debug_mode())
+
+    cfg = _cfg(tmp_path, device="cuda", epochs=1, log_every=100, augment="auto", eval=False, compile_cuda=False,
+               data_options=dict(TINY["data_options"], num_samples=160))
+    try:
+        rec = T.train(cfg, on_step=hook)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert rec["status"] == "ok", rec["message"]
+    assert rec["metrics"]["steps"] == 10
+
+
+@pytest.mark.gpu
+def test_cuda_run_compiles_and_evaluates_on_the_device(tmp_path):
+    rec = T.train(_cfg(tmp_path, device="cuda", epochs=1, augment="auto"))
+    assert rec["status"] == "ok", rec["message"]
+    assert rec["extra"]["compiled"] is True and rec["extra"]["augment_backend"] == "torch"
+    assert rec["case"]["amp"] == "bf16" and 0 <= rec["metrics"]["linear_top1"] <= 100
+
+
+@pytest.mark.gpu
+def test_cuda_run_with_images_in_pinned_host_memory(tmp_path, monkeypatch):
+    monkeypatch.setattr(T, "MAX_DEVICE_DATA_BYTES", 0)  # every data set is "too large" for the device
+    rec = T.train(_cfg(tmp_path, device="cuda", epochs=1, eval=False, compile_cuda=False, augment="auto"))
+    assert rec["status"] == "ok", rec["message"]

@@ -5,8 +5,16 @@
 normalised with the preset's data-set mean/std, on the images' device. ``aug.normalize(images)`` applies only the
 normalisation (for evaluation). The V·B images go through the pipeline as one batch, so every view of every image
 gets its own random parameters, and the work runs where the images are (the GPU in training), with no per-image
-Python loop. The random ops are kornia's (``kornia.augmentation``), imported lazily: ``import sslbench`` does not
-need kornia, and preset ``"none"`` works without it.
+Python loop.
+
+Backends (``build_augment(..., backend=...)``, :data:`BACKENDS`): ``"torch"`` (the default; ``"auto"`` picks it)
+applies the random ops as a few batched tensor operations (:mod:`sslbench.training.fastaug`: crop, rotation and
+flip as one affine grid; jitter, grayscale, blur and solarize with per-sample factors), needs nothing beyond torch
+and does not synchronise the device; ``"kornia"`` applies them with ``kornia.augmentation``, imported lazily
+(``import sslbench`` does not need kornia, and preset ``"none"`` works without it). Both draw the parameters from
+the same distributions; their differences are listed in :mod:`sslbench.training.fastaug`. The torch backend is
+the default because it was faster on every measured case (table below) and kornia is not installed on every GPU
+machine.
 
 Presets (all symmetric: one recipe for every view)
 --------------------------------------------------
@@ -37,19 +45,23 @@ Any field of :class:`AugmentConfig` can be overridden: ``build_augment((3, 32, 3
 
 Semantics and deliberate differences from the torchvision recipes
 -----------------------------------------------------------------
-* Colour jitter is ``kornia.augmentation.ColorJitter`` (torchvision's formulas; factors drawn per sample), but the
-  random *order* of the four adjustments is drawn once per batch, not per image as in torchvision.
+* Colour jitter uses torchvision's formulas with factors drawn per sample (``kornia.augmentation.ColorJitter`` on
+  the kornia backend), but the random *order* of the four adjustments is drawn once per batch, not per image as
+  in torchvision.
 * Solarisation inverts values ≥ 0.5 (``kornia.augmentation.RandomSolarize(0, 0)``), as PIL's ``solarize(128)``.
 * The crop keeps the input size (H, W) as output size; the input must have exactly ``image_shape``.
-* Reproducibility: kornia draws its parameters from torch's global generator and takes no ``generator``
-  argument, so ``aug(x, views, seed=s)`` (or ``generator=g``, from which a seed is drawn) runs the pipeline
-  inside ``torch.random.fork_rng`` with the CPU generator (and that of the images' CUDA device) seeded with ``s``;
-  the global RNG state is restored afterwards. The same seed, device and library versions give the same views.
-  Without ``seed``/``generator`` the global RNG is used (seed it once with ``torch.manual_seed``).
+* Reproducibility: both backends draw their parameters from torch's global generators (the torch backend on the
+  images' device) and kornia takes no ``generator`` argument, so ``aug(x, views, seed=s)`` (or ``generator=g``,
+  from which a seed is drawn) runs the pipeline inside ``torch.random.fork_rng`` with the CPU generator (and that
+  of the images' CUDA device) seeded with ``s``; the global RNG state is restored afterwards. The same seed,
+  device, backend and library versions give the same views. Without ``seed``/``generator`` the global RNG is used
+  (seed it once with ``torch.manual_seed``).
 * The views are computed under ``torch.no_grad()``. Float inputs are checked to lie in [0, 1] on the CPU only
   (on CUDA the check would synchronise the device every step).
 
-Cost (uint8 batch in, V = 2, minimum / median of 15 calls after warm-up):
+Cost of the kornia backend (uint8 batch in, V = 2, minimum / median of 15 calls after warm-up; the torch
+backend's, measured beside it in one process, are in docs/training-speed.md and from
+``benchmarks/augment_speed.py``):
 
 ==========================  ===========================  ====================================
 batch                       2-core CPU (torch 2.13 CPU)  H100 (torch 2.11+cu130, kornia 0.9)
@@ -79,15 +91,20 @@ from torch import Tensor, nn
 
 __all__ = [
     "PRESETS",
+    "BACKENDS",
     "DATASET_STATS",
     "AugmentConfig",
     "ViewAugment",
     "build_augment",
     "preset_config",
     "resolve_preset",
+    "resolve_backend",
 ]
 
 PRESETS = ("auto", "none", "cifar", "stl10", "imagenet", "mnist", "digits")
+#: who applies the random ops: "torch" (:mod:`sslbench.training.fastaug`, batched tensor ops) or "kornia";
+#: "auto" is "torch" (faster on the measured CPU and the only one on a machine without kornia)
+BACKENDS = ("auto", "torch", "kornia")
 
 #: per-data-set normalisation statistics (of the 0..1 pixel values), usable as overrides of build_augment
 DATASET_STATS: dict[str, dict[str, tuple[float, ...]]] = {
@@ -195,8 +212,17 @@ def preset_config(preset: str, image_shape: tuple[int, int, int]) -> AugmentConf
     return AugmentConfig(mean=base.mean, std=base.std)
 
 
-def build_augment(image_shape: tuple[int, int, int], preset: str = "auto", **overrides) -> "ViewAugment":
-    """A :class:`ViewAugment` for images of ``image_shape`` (C, H, W) from a preset, with fields overridden."""
+def resolve_backend(backend: str = "auto") -> str:
+    """The backend ``backend`` names (``"auto"`` → ``"torch"``); an unknown name is a ``ValueError``."""
+    if backend not in BACKENDS:
+        raise ValueError(f"augmentation backend {backend!r} is unknown; choose one of {', '.join(BACKENDS)}")
+    return "torch" if backend == "auto" else backend
+
+
+def build_augment(image_shape: tuple[int, int, int], preset: str = "auto", *, backend: str = "auto",
+                  **overrides) -> "ViewAugment":
+    """A :class:`ViewAugment` for images of ``image_shape`` (C, H, W) from a preset, with fields overridden,
+    whose random ops run on ``backend`` (:data:`BACKENDS`)."""
     shape = _check_image_shape(image_shape)
     resolved = resolve_preset(shape, preset)
     names = {f.name for f in fields(AugmentConfig)}
@@ -204,7 +230,7 @@ def build_augment(image_shape: tuple[int, int, int], preset: str = "auto", **ove
     if unknown:
         raise TypeError(f"build_augment got unknown override(s) {unknown}; valid ones: {sorted(names)}")
     config = replace(preset_config(resolved, shape), **overrides)
-    return ViewAugment(shape, config, preset=resolved)
+    return ViewAugment(shape, config, preset=resolved, backend=backend)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -241,11 +267,13 @@ def _default_kernel(h: int, w: int) -> int:
 class ViewAugment(nn.Module):
     """``aug(images (B, C, H, W), views=V) -> (V, B, C, H, W)`` float32 normalised views (see the module docstring).
 
-    Built by :func:`build_augment`; ``config`` is the :class:`AugmentConfig`, ``preset`` the preset's name.
+    Built by :func:`build_augment`; ``config`` is the :class:`AugmentConfig`, ``preset`` the preset's name,
+    ``backend`` the backend that applies the random ops (``"torch"`` or ``"kornia"``).
     """
 
     def __init__(
-        self, image_shape: tuple[int, int, int], config: AugmentConfig | None = None, *, preset: str = "custom"
+        self, image_shape: tuple[int, int, int], config: AugmentConfig | None = None, *, preset: str = "custom",
+        backend: str = "auto",
     ):
         super().__init__()
         c, h, w = _check_image_shape(image_shape)
@@ -254,6 +282,7 @@ class ViewAugment(nn.Module):
             raise TypeError(f"config must be an AugmentConfig; got {type(cfg).__name__}")
         self.image_shape = (c, h, w)
         self.preset = preset
+        self.backend = resolve_backend(backend)
 
         crop_scale = None if cfg.crop_scale is None else _range("crop_scale", cfg.crop_scale, 0.0, 1.0)
         crop_ratio = _range("crop_ratio", cfg.crop_ratio, 0.0, math.inf)
@@ -298,21 +327,30 @@ class ViewAugment(nn.Module):
 
     # -- pipeline --------------------------------------------------------------------------------------------------
 
-    def _build_ops(self) -> nn.Sequential:
+    def _build_ops(self) -> nn.Module | None:
+        """The random ops (None when the config has none)."""
         cfg = self.config
-        _, h, w = self.image_shape
         wanted = (
             cfg.crop_scale is not None or cfg.affine_p > 0 or cfg.flip_p > 0 or cfg.jitter_p > 0
             or cfg.grayscale_p > 0 or cfg.blur_p > 0 or cfg.solarize_p > 0
         )
         if not wanted:
-            return nn.Sequential()
+            return None
+        if self.backend == "torch":
+            from sslbench.training.fastaug import TensorAugment
+
+            return TensorAugment(self.image_shape, cfg)
+        return self._kornia_ops()
+
+    def _kornia_ops(self) -> nn.Sequential:
+        cfg = self.config
+        _, h, w = self.image_shape
         try:
             import kornia.augmentation as K
         except ImportError as exc:
             raise ImportError(
                 f"the augmentation preset {self.preset!r} uses kornia, which is not installed: `pip install kornia` "
-                "(or `pip install sslbench[data]`); preset='none' works without it"
+                "(or `pip install sslbench[data]`); backend='torch' and preset='none' work without it"
             ) from exc
         ops: list[nn.Module] = []
         if cfg.crop_scale is not None:
@@ -336,7 +374,7 @@ class ViewAugment(nn.Module):
         return nn.Sequential(*ops)
 
     def extra_repr(self) -> str:
-        return f"preset={self.preset!r}, image_shape={self.image_shape}"
+        return f"preset={self.preset!r}, image_shape={self.image_shape}, backend={self.backend!r}"
 
     # -- inputs ----------------------------------------------------------------------------------------------------
 
@@ -404,7 +442,7 @@ class ViewAugment(nn.Module):
             raise ValueError(f"seed must be an int in [0, 2**64); got {seed!r}")
         b = x.shape[0]
         x = x.unsqueeze(0).expand(views, *x.shape).reshape(views * b, *self.image_shape)
-        if len(self.ops):
+        if self.ops is not None:
             with _seeded(seed, x.device):
                 x = self.ops(x)
         return self._normalize_unit(x).reshape(views, b, *self.image_shape).contiguous()

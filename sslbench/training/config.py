@@ -100,6 +100,9 @@ class TrainConfig:
     resume: str | None = None  # None, "auto" (checkpoint_dir/<run id>.pt if it exists) or a checkpoint path
     progress: bool | None = None  # tqdm bar; None: when stderr is a terminal
     verbose: bool = True  # a few lines on stderr (rank 0)
+    # --- the fast path (added after the fields above: positional use stays as it was) -----------------------------
+    augment_backend: str = "auto"  # sslbench.training.augment.BACKENDS: auto (= torch), torch, kornia
+    compile_cuda: bool = True  # torch.compile the model on CUDA even without compile=True (falls back to eager)
 
     def resolved(self) -> "TrainConfig":
         """A validated copy with the automatic choices filled in (dataset, lr, weight decay, EMA decay).
@@ -175,7 +178,7 @@ def _check_names(c: TrainConfig) -> None:
     """The data set and its options, the backbone, the augmentation preset and the device exist here."""
     import torch
 
-    from sslbench.training.augment import PRESETS
+    from sslbench.training.augment import BACKENDS, PRESETS
     from sslbench.training.data import DATASET_OPTIONS, DATASETS
     from sslbench.training.models import BACKBONES
 
@@ -185,6 +188,9 @@ def _check_names(c: TrainConfig) -> None:
                         f"{', '.join(sorted(DATASET_OPTIONS[c.dataset])) or 'none'}")
     _choice("backbone", c.backbone, BACKBONES)
     _choice("augment", c.augment, PRESETS)
+    _choice("augment_backend", c.augment_backend, BACKENDS)
+    _check(isinstance(c.compile, bool) and isinstance(c.compile_cuda, bool),
+           f"compile={c.compile!r} and compile_cuda={c.compile_cuda!r} must be True or False")
     _check(not c.device.startswith("cuda") or torch.cuda.is_available(),
            f"device={c.device!r}: CUDA is not available here (torch {torch.__version__}); use --device cpu or auto")
 

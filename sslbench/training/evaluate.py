@@ -129,8 +129,9 @@ def _check_pair(train_x, train_y, test_x, test_y) -> tuple[Tensor, Tensor, Tenso
 # --------------------------------------------------------------------------------------------------------------
 @torch.no_grad()
 def extract_features(model: nn.Module, images: Tensor, batch_size: int, device,
-                     normalize_fn: Callable[[Tensor], Tensor] | None = None) -> Tensor:
-    """Features of ``images`` (N, C, H, W) from ``model`` in eval mode: (N, D) float32 on the CPU.
+                     normalize_fn: Callable[[Tensor], Tensor] | None = None, *, out_device="cpu") -> Tensor:
+    """Features of ``images`` (N, C, H, W) from ``model`` in eval mode: (N, D) float32 on ``out_device`` (the CPU
+    by default; the model's device keeps them there for a kNN and probe on the device).
 
     The model must already be on ``device``. Batches of ``batch_size`` images are moved to ``device`` (so the
     images may stay in host memory) and passed through ``normalize_fn`` (e.g.
@@ -159,7 +160,7 @@ def extract_features(model: nn.Module, images: Tensor, batch_size: int, device,
             elif not x.is_floating_point():
                 x = x.float()
             f = model(x)
-            out.append(f.reshape(f.shape[0], -1).float().cpu())
+            out.append(f.reshape(f.shape[0], -1).float().to(out_device))
     finally:
         if was_training is not None:
             model.train(was_training)
@@ -170,11 +171,12 @@ def extract_features(model: nn.Module, images: Tensor, batch_size: int, device,
 
 @torch.no_grad()
 def _map_features(module: nn.Module, features: Tensor, batch_size: int, device) -> Tensor:
-    """``module`` (in eval mode, restored afterwards) applied to (N, D) features in batches → float32 CPU."""
+    """``module`` (in eval mode, restored afterwards) applied to (N, D) features in batches → float32, on the
+    features' device."""
     was = module.training
     module.eval()
     try:
-        return torch.cat([module(features[i:i + batch_size].to(device)).float().cpu()
+        return torch.cat([module(features[i:i + batch_size].to(device)).float().to(features.device)
                           for i in range(0, features.shape[0], batch_size)])
     finally:
         module.train(was)
@@ -396,10 +398,13 @@ def evaluate_backbone(backbone: nn.Module, train_ds_images: Tensor, train_labels
     ``projector``, the unprefixed collapse metrics are those of the projector's outputs on the test features
     (the space the regularizer acts on) and the backbone's are added with the prefix ``backbone_`` (the keys
     ``sslbench.training.train`` records). ``probe`` holds keyword arguments of :func:`linear_probe`.
+
+    The features are extracted once per split and stay on ``device``: the kNN (matrix products) and the probe
+    (full-batch L-BFGS on the cached features) run there too.
     """
-    f_train = extract_features(backbone, train_ds_images, batch_size, device, normalize_fn)
-    f_test = extract_features(backbone, test_images, batch_size, device, normalize_fn)
-    y_train, y_test = train_labels.cpu(), test_labels.cpu()
+    f_train, f_test = (extract_features(backbone, x, batch_size, device, normalize_fn, out_device=device or "cpu")
+                       for x in (train_ds_images, test_images))
+    y_train, y_test = train_labels.to(f_train.device), test_labels.to(f_train.device)
     out = {
         "linear_top1": linear_probe(f_train, y_train, f_test, y_test, **(probe or {})),
         "knn_top1": knn_accuracy(f_train, y_train, f_test, y_test, k=knn_k, temperature=knn_temperature),

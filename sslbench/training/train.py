@@ -13,7 +13,8 @@ What one run does
    incomplete one is dropped) and, under ``torch.distributed``, gives rank r the r-th equal slice of every global
    batch. Every local batch therefore has the same size (which the regularizers' global-batch statistics need)
    and the ranks' slices, concatenated in rank order, are exactly the single-process batch.
-2. **Views**: ``V`` augmented views per image on the device (:func:`sslbench.training.augment.build_augment`).
+2. **Views**: ``V`` augmented views per image on the device (:func:`sslbench.training.augment.build_augment`),
+   all V·B views in a few batched kernels (``augment_backend``: ``torch``, the default, or ``kornia``).
 3. **Model**: backbone → projector (``projector`` hidden widths, then ``dim``), Linear-BN-ReLU
    (:mod:`sslbench.training.models`); each view goes through the network separately, so batch normalisation sees one
    view at a time as in the official Barlow Twins and VICReg code. Symmetric regularizers get ``reg(Z)`` with
@@ -25,11 +26,18 @@ What one run does
    parameter with fewer than 2 dimensions, are excluded from weight decay and from the adaptation, as the
    official Barlow Twins does), SGD or AdamW (the same parameters are excluded from weight decay). Learning rate:
    linear warm-up then cosine decay to ``final_lr_ratio`` × ``lr`` (:func:`lr_at`).
-5. **Loop**: bf16 autocast on CUDA (the losses compute in float32 regardless), float32 on the CPU; optional
-   ``torch.compile``; DistributedDataParallel under ``torchrun``. Every ``log_every`` steps one JSON line goes to
+5. **Loop**: the images stay on the device as uint8 (up to :data:`MAX_DEVICE_DATA_BYTES`) and each batch is
+   gathered there by an index tensor copied once per epoch; channels_last backbones; bf16 autocast on CUDA (the
+   losses compute in float32 regardless), float32 on the CPU; ``torch.compile`` of the network on CUDA (and
+   with ``compile=True`` anywhere; if the first step cannot compile, one line says so and the run goes on
+   eagerly); multi-tensor optimiser steps (LARS in ``torch._foreach_*`` form, fused SGD / AdamW on CUDA);
+   DistributedDataParallel under ``torchrun``. No step reads a value back to the host except at log steps and
+   epoch ends (the NaN/Inf flag accumulates on the device in between; see docs/training-speed.md). Every
+   ``log_every`` steps one JSON line goes to
    ``log_dir/<run id>.jsonl``: the loss and its terms (averaged over ranks), the learning rate, throughput
    (images/s, source images, not views) and memory (CUDA allocated / peak, or the process's resident memory).
-6. **Outcomes**: a NaN/Inf loss stops the run with ``status="diverged"`` (the log is kept); Ctrl-C (SIGINT) stops
+6. **Outcomes**: a NaN/Inf loss stops the run, at the next log step or epoch end, with ``status="diverged"``
+   (the log is kept); Ctrl-C (SIGINT) stops
    it at the end of the current step with ``status="interrupted"``, a checkpoint and the partial log (a second
    Ctrl-C aborts at once); an out-of-memory error gives ``status="oom"``; a linear-algebra failure (DirectPred's
    and IsoLoss's eigendecomposition) while the weights or the regularizer's state are NaN/Inf is a divergence
@@ -416,9 +424,9 @@ def _evaluate(backbone, projector, train_set, test_set, normalize_fn, device, cf
                                           test_set.labels, normalize_fn, device, cfg.eval_batch_size,
                                           projector=projector, knn_k=k, knn_temperature=cfg.knn_temperature,
                                           probe=probe)
-    f_train = evaluate.extract_features(backbone, train_set.images, cfg.eval_batch_size, device, normalize_fn)
-    f_test = evaluate.extract_features(backbone, test_set.images, cfg.eval_batch_size, device, normalize_fn)
-    return {"knn_top1": evaluate.knn_accuracy(f_train, train_set.labels.cpu(), f_test, test_set.labels.cpu(), k=k,
+    f_train, f_test = (evaluate.extract_features(backbone, s.images, cfg.eval_batch_size, device, normalize_fn,
+                                                 out_device=device) for s in (train_set, test_set))
+    return {"knn_top1": evaluate.knn_accuracy(f_train, train_set.labels, f_test, test_set.labels, k=k,
                                               temperature=cfg.knn_temperature)}
 
 
@@ -486,6 +494,8 @@ class Run:
     run_id: str
     ckpt_path: Path | None
     eval_sets: tuple | None = None  # (probe train, test), loaded on first use
+    eager_net: nn.Module | None = None  # the network before torch.compile (the fallback), None when not compiled
+    augment_backend: str | None = None  # the backend that made the views (None: make_views was given)
 
     def lr(self, step: int) -> float:
         return lr_at(step, base=self.cfg.lr, total_steps=self.total_steps, warmup_steps=self.warmup_steps,
@@ -540,7 +550,10 @@ def set_up(cfg: TrainConfig, rank: int, world: int, device: torch.device, make_v
         min(cfg.epochs * steps_per_epoch, cfg.max_steps)
     on_device = device.type != "cuda" or data.images.numel() <= MAX_DEVICE_DATA_BYTES
     image_shape = tuple(data.images.shape[1:])
-    augment = build_augment(image_shape, cfg.augment).to(device)
+    try:
+        augment = build_augment(image_shape, cfg.augment, backend=cfg.augment_backend).to(device)
+    except ImportError as exc:
+        raise TrainInputError(f"augment_backend={cfg.augment_backend!r}: {exc}") from None
     model, target, net, init_state = build_networks(cfg, image_shape, world, device)
     case = run_case(cfg, reg, device, world, amp)
     run_id = case_id(KIND, case)
@@ -550,10 +563,11 @@ def set_up(cfg: TrainConfig, rank: int, world: int, device: torch.device, make_v
         views_fn=make_views if make_views is not None else augment, normalize=augment.normalize,
         steps_per_epoch=steps_per_epoch, total_steps=total_steps,
         warmup_steps=min(int(round(cfg.warmup_epochs * steps_per_epoch)), total_steps), reg=reg, model=model,
-        target=target, net=net, optimizer=build_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay,
-                                                          cfg.momentum),
+        target=target, net=compile_network(net, cfg, device), eager_net=net if compiles(cfg, device) else None,
+        optimizer=build_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum, device),
         init_state=init_state, case=case, run_id=run_id,
-        ckpt_path=Path(cfg.checkpoint_dir) / f"{run_id}.pt" if cfg.checkpoint_dir else None)
+        ckpt_path=Path(cfg.checkpoint_dir) / f"{run_id}.pt" if cfg.checkpoint_dir else None,
+        augment_backend=None if make_views is not None else augment.backend)
 
 
 def load_pretraining_data(cfg: TrainConfig):
@@ -592,13 +606,24 @@ def build_networks(cfg: TrainConfig, image_shape: tuple, world: int, device: tor
     net: nn.Module = model
     if world > 1:
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    if cfg.compile:
-        net = torch.compile(net)
     return model, target, net, init_state
+
+
+def compiles(cfg: TrainConfig, device: torch.device) -> bool:
+    """Whether the run compiles its network: ``compile=True``, or on CUDA unless ``compile_cuda=False``."""
+    return cfg.compile or (device.type == "cuda" and cfg.compile_cuda)
+
+
+def compile_network(net: nn.Module, cfg: TrainConfig, device: torch.device) -> nn.Module:
+    """``torch.compile(net)`` when :func:`compiles` (the first step falls back to ``net`` itself if compiling
+    fails: :func:`step_or_fall_back`), else ``net``."""
+    return torch.compile(net) if compiles(cfg, device) else net
 
 
 def run_case(cfg: TrainConfig, reg: nn.Module, device: torch.device, world: int, amp: bool) -> dict:
     """The settings that make a run what it is; their :func:`sslbench.records.case_id` is the run id."""
+    from sslbench.training.augment import resolve_backend
+
     case = {
         "regularizer": cfg.regularizer, "hparams": _plain_hparams(reg.hparams()), "dataset": cfg.dataset,
         "fraction": cfg.fraction, "dim": cfg.dim, "projector": cfg.full_projector_spec(), "views": cfg.views,
@@ -607,6 +632,9 @@ def run_case(cfg: TrainConfig, reg: nn.Module, device: torch.device, world: int,
         "weight_decay": cfg.weight_decay, "warmup_epochs": cfg.warmup_epochs, "max_steps": cfg.max_steps,
         "ema_tau": cfg.ema_tau, "amp": "bf16" if amp else "off", "augment": cfg.augment,
     }
+    backend = resolve_backend(cfg.augment_backend)
+    if backend != "kornia":  # the views differ with the backend; kornia's runs keep their earlier ids
+        case["augment_backend"] = backend
     if cfg.regularizer in PREDICTOR_REGULARIZERS:
         case["predictor_hidden"] = cfg.predictor_hidden
     if cfg.grad_clip is not None:  # only when set: the ids of earlier runs stay the same
@@ -737,7 +765,9 @@ def train_steps(run: Run, state: RunState, log: _Log, on_step: Callable | None =
     try:
         with _StopOnSigint() as stop:
             while state.step < run.total_steps:
-                out, lr, grad_norm = one_step(run, state, batches(state.step))
+                with _phase("data"):
+                    images = batches(state.step)
+                out, lr, grad_norm = step_or_fall_back(run, state, images)
                 bad |= ~torch.isfinite(out.loss.detach())
                 clock.window_steps += 1
                 if on_step is not None:
@@ -745,17 +775,20 @@ def train_steps(run: Run, state: RunState, log: _Log, on_step: Callable | None =
                                      run.optimizer))
                 if bar is not None:
                     bar.update(1)
-                # -- checks and logging (a host sync on CUDA: only at log steps and epoch ends there)
+                # -- checks and logging: the only host synchronisation, at log steps and epoch ends
                 step = state.step
                 log_now = step % cfg.log_every == 0 or step == run.total_steps
                 end_of_epoch = step % run.steps_per_epoch == 0
-                if (device.type == "cpu" or log_now or end_of_epoch) and any_rank(bool(bad), device):
+                with _phase("log"):
+                    diverged = (log_now or end_of_epoch) and any_rank(bool(bad), device)
+                if diverged:
                     state.status = "diverged"
                     state.message = f"the loss became NaN or Inf at or before step {step} (lr {lr:.4g})"
                     log.write("diverged", step=step, lr=lr)
                     break
                 if log_now:
-                    _log_step(run, state, log, clock, out, lr, grad_norm, bar)
+                    with _phase("log"):
+                        _log_step(run, state, log, clock, out, lr, grad_norm, bar)
                 if stop.requested if not is_distributed() else (log_now and any_rank(stop.requested, device)):
                     state.status, state.message = "interrupted", f"interrupted by the user at step {step}"
                     break
@@ -790,24 +823,53 @@ class _EpochBatches:
     def __call__(self, step: int) -> Tensor:
         r = self.run
         epoch, i = divmod(step, r.steps_per_epoch)
-        if epoch != self.epoch:
-            self.batches = epoch_batches(len(r.images), r.cfg.batch_size, epoch, r.cfg.seed, r.rank, r.world)
+        if epoch != self.epoch:  # one copy of the epoch's indices to where the images are, not one per step
+            self.batches = epoch_batches(len(r.images), r.cfg.batch_size, epoch, r.cfg.seed, r.rank,
+                                         r.world).to(r.images.device)
             self.epoch = epoch
-        return r.images[self.batches[i].to(r.images.device)].to(r.device, non_blocking=True)
+        batch = r.images[self.batches[i]]
+        if batch.device.type == "cpu" and r.device.type == "cuda":  # images too large for the device: a pinned
+            # copy of the batch, sent without waiting
+            batch = batch.pin_memory().to(r.device, non_blocking=True)
+        return batch
+
+
+def step_or_fall_back(run: Run, state: RunState, images: Tensor):
+    """:func:`one_step`; when the network is compiled and its first step fails (``torch.compile`` cannot
+    compile it here), one line says so and the run continues eagerly from the same step (re-seeded: the same
+    draws)."""
+    if run.eager_net is None or state.step > (state.resumed_from or 0):
+        return one_step(run, state, images)
+    from sslbench.execution.measure import is_oom_error
+
+    try:
+        return one_step(run, state, images)
+    except Exception as exc:  # noqa: BLE001 - any failure of the first compiled step: retried eagerly
+        if is_oom_error(exc):
+            raise
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        _say(True, run.rank, f"torch.compile failed ({type(exc).__name__}: {first}); training eagerly")
+        run.net, run.eager_net = run.eager_net, None
+        run.optimizer.zero_grad(set_to_none=True)
+        state.consistent = True
+        return one_step(run, state, images)
 
 
 def one_step(run: Run, state: RunState, images: Tensor):
     """One optimiser step on ``images`` (this rank's batch): views, forward, loss, backward, step, EMA update.
-    Returns (the regularizer's output, the learning rate, the gradient norm before clipping or None)."""
+    Returns (the regularizer's output, the learning rate, the gradient norm before clipping or None).
+
+    Each phase runs inside a ``torch.profiler.record_function`` range named ``sslbench.<phase>`` (:data:`PHASES`;
+    a few microseconds each when no profiler listens), which benchmarks/profile_step.py reads."""
     cfg, step = run.cfg, state.step
     torch.manual_seed(_mix_seed(cfg.seed, step, run.rank + 1))  # this rank's augmentation draws
-    with torch.no_grad():
+    with _phase("augment"), torch.no_grad():
         views = run.views_fn(images, cfg.views)
     lr = run.lr(step)
     for g in run.optimizer.param_groups:
         g["lr"] = lr
     state.consistent = False
-    with torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.amp):
+    with _phase("forward"), torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.amp):
         z, p = run.net(views)
         if run.target is None:
             z_t = z.detach()
@@ -815,18 +877,30 @@ def one_step(run: Run, state: RunState, images: Tensor):
             with torch.no_grad():
                 z_t = run.target(views)
     torch.manual_seed(_mix_seed(cfg.seed, step, 0))  # the regularizer's draws: equal on every rank
-    out = run.reg(z) if run.reg.symmetric else run.reg(p if p is not None else z, z_t)
-    run.optimizer.zero_grad(set_to_none=True)
-    out.loss.backward()
-    grad_norm = None if cfg.grad_clip is None else \
-        nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip)  # DDP: grads already averaged
-    run.optimizer.step()
-    if run.target is not None:
-        run.target.update(step, run.total_steps)
+    with _phase("loss"):
+        out = run.reg(z) if run.reg.symmetric else run.reg(p if p is not None else z, z_t)
+    with _phase("backward"):
+        run.optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+    with _phase("optimizer"):
+        grad_norm = None if cfg.grad_clip is None else \
+            nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip)  # DDP: grads already averaged
+        run.optimizer.step()
+        if run.target is not None:
+            run.target.update(step, run.total_steps)
     state.step += 1
     state.consistent = True
     state.images_seen += cfg.batch_size
     return out, lr, grad_norm
+
+
+#: the profiler ranges of a training step: the batch's gather, then :func:`one_step`'s phases, then the checks
+#: and logging of log steps
+PHASES = ("data", "augment", "forward", "loss", "backward", "optimizer", "log")
+
+
+def _phase(name: str):
+    return torch.profiler.record_function(f"sslbench.{name}")
 
 
 def _log_step(run: Run, state: RunState, log: _Log, clock: _Clock, out, lr: float, grad_norm, bar) -> None:
@@ -969,6 +1043,7 @@ def build_record(run: Run, state: RunState, metrics: dict, log_path: Path | None
         "checkpoint": str(run.ckpt_path) if run.ckpt_path is not None and run.ckpt_path.exists() else None,
         "final_terms": state.last_terms, "hparams_set": _plain_hparams(cfg.hparams), "total_steps": run.total_steps,
         "steps_per_epoch": run.steps_per_epoch, "resumed_from_step": state.resumed_from,
+        "augment_backend": run.augment_backend, "compiled": run.eager_net is not None,
         "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "hparams"},
     }, env=env)
 
@@ -1034,6 +1109,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "predictor, which collapses)")
     g.add_argument("--views", type=int, default=d.views)
     g.add_argument("--augment", default=d.augment, help="augmentation preset")
+    g.add_argument("--augment-backend", default=d.augment_backend, choices=("auto", "torch", "kornia"),
+                   help="who applies the random ops: torch (batched tensor ops, the default: auto) or kornia")
     g = parser.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, default=d.epochs)
     g.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch size")
@@ -1057,7 +1134,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:N")
     g.add_argument("--amp", nargs="?", const="bf16", default=d.amp, choices=AMP_MODES,
                    help="auto (bf16 autocast on CUDA, float32 on the CPU), bf16, off; --amp alone means bf16")
-    g.add_argument("--compile", action="store_true", help="torch.compile the model")
+    g.add_argument("--compile", action="store_true",
+                   help="torch.compile the model here too (on CUDA it is compiled unless --no-compile-cuda)")
+    g.add_argument("--no-compile-cuda", dest="compile_cuda", action="store_false",
+                   help="do not torch.compile the model on CUDA (saves the compile time of short runs)")
     g = parser.add_argument_group("evaluation")
     g.add_argument("--no-eval", dest="eval", action="store_false", help="skip the linear probe and kNN")
     g.add_argument("--no-eval-init", dest="eval_init", action="store_false",
