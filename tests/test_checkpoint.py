@@ -228,7 +228,7 @@ def test_output_paths_are_checked_before_any_work(tmp_path, capsys, monkeypatch,
 
 
 def test_a_record_that_cannot_be_written_is_saved_beside_the_log(tmp_path, monkeypatch, capsys):
-    import sslbench.records as records
+    import sslbench.records.store as records  # the writer that append_record_safely calls
 
     def disk_full(path, record):
         if str(path).endswith("train.jsonl"):
