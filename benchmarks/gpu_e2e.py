@@ -152,7 +152,8 @@ def run_config(args, profile: Profile, regularizer: str, **overrides):
     from sslbench.training.train import TrainConfig
 
     head = profile.head or HEADS.get(regularizer, DEFAULT_HEAD)
-    kw = dict(regularizer=regularizer, dataset="fashion_mnist", data_root=args.data, fraction=profile.fraction,
+    kw = dict(regularizer=regularizer, dataset="fashion_mnist", data_root=args.data,
+              fraction=args.fraction or profile.fraction,
               backbone=profile.backbone, projector=head["projector"], dim=head["dim"], views=2,
               batch_size=args.batch or profile.batch, optimizer=args.optimizer,
               lr=args.lr * (args.batch or profile.batch) / 256, weight_decay=args.weight_decay, device=args.device,
@@ -175,8 +176,7 @@ def calibrate(cfg, warmup: int, steps: int) -> float:
                 torch.cuda.synchronize()
             marks.append(time.perf_counter())
 
-    n = len(_pretraining_images(cfg))
-    spe = n // cfg.batch_size
+    spe = _steps_per_epoch(cfg)
     cal = dataclasses.replace(cfg, max_steps=warmup + steps, epochs=-(-(warmup + steps) // spe), eval=False,
                               out=None, verbose=False)
     record = train(cal, on_step=on_step)
@@ -185,10 +185,14 @@ def calibrate(cfg, warmup: int, steps: int) -> float:
     return steps * cfg.batch_size / (marks[1] - marks[0])
 
 
-def _pretraining_images(cfg):
+def _steps_per_epoch(cfg) -> int:
     from sslbench.training.data import load_dataset
 
-    return load_dataset(cfg.dataset, "train", root=cfg.data_root, fraction=cfg.fraction, seed=cfg.seed).images
+    n = len(load_dataset(cfg.dataset, "train", root=cfg.data_root, fraction=cfg.fraction, seed=cfg.seed).labels)
+    if n < cfg.batch_size:
+        raise ValueError(f"{n} training images (fraction {cfg.fraction}) are fewer than one batch of "
+                         f"{cfg.batch_size}; raise --fraction or lower --batch")
+    return n // cfg.batch_size
 
 
 def pretrain_one(args, profile: Profile) -> dict:
@@ -197,7 +201,7 @@ def pretrain_one(args, profile: Profile) -> dict:
 
     cfg = run_config(args, profile, args.one)
     ips = calibrate(cfg, *profile.calibrate)
-    spe = len(_pretraining_images(cfg)) // cfg.batch_size
+    spe = _steps_per_epoch(cfg)
     steps = max(1, int(args.budget_s * ips / cfg.batch_size))
     full = dataclasses.replace(cfg, max_steps=steps, epochs=-(-steps // spe), warmup_epochs=0.1 * steps / spe,
                                eval_init=args.eval_init, out=str(args.records))
@@ -357,7 +361,7 @@ def write_report(args, profile, outcomes, stages, info_lines, plan) -> Path:
     lines = [f"# GPU end-to-end benchmark on {env_name}" if not args.smoke else "# gpu_e2e --smoke (CPU)", "",
              f"`bash benchmarks/gpu_e2e.sh {' '.join(args.argv)}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
              f", {plan.elapsed():.0f} s in all.", "", *[f"- {line}" for line in info_lines], "",
-             f"Pretraining: {profile.backbone}, Fashion-MNIST 1×28×28 (fraction {profile.fraction}), batch "
+             f"Pretraining: {profile.backbone}, Fashion-MNIST 1×28×28 (fraction {args.fraction or profile.fraction}), batch "
              f"{args.batch or profile.batch}, V = 2, {args.optimizer} lr {args.lr} × B/256, weight decay "
              f"{args.weight_decay}, {_heads_text(profile)}; steps from a calibrated images/s × budget.",
              "", e2e_table(outcomes, train_records), "Stages (s): " +
@@ -385,6 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training seconds per run (default: the time left shared among the runs left)")
     p.add_argument("--regularizers", nargs="+", default=list(REGULARIZERS))
     p.add_argument("--batch", type=int, default=None, help="default 512 (smoke 64)")
+    p.add_argument("--fraction", type=float, default=None, help="of the training images (default 1; smoke 0.02)")
     p.add_argument("--optimizer", default="lars")
     p.add_argument("--lr", type=float, default=0.3, help="per 256 images (scaled by batch / 256)")
     p.add_argument("--weight-decay", type=float, default=1e-4)

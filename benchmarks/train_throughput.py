@@ -407,9 +407,11 @@ def _check_args(args) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.smoke:
-        vars(args).update(SMOKE, device="cpu" if args.device == "auto" else args.device)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.smoke:  # the smoke sizes become the defaults; options given explicitly still win
+        parser.set_defaults(**SMOKE, device="cpu")
+        args = parser.parse_args(argv)
     if (problem := _check_args(args)) is not None:
         print(f"train_throughput: error: {problem}", file=sys.stderr)
         return 2
