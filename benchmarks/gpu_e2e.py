@@ -59,6 +59,8 @@ FMNIST_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10
 TABLE_S = 5.0
 HEADS = {"byol": {"projector": "4096", "dim": 256}}
 DEFAULT_HEAD = {"projector": "2048-2048", "dim": 2048}
+#: hyper-parameters other than the regularizers' defaults: solo-learn's Barlow Twins CIFAR loss scale (scale_loss 0.1)
+HPARAMS = {"barlow_twins": {"scale": 0.1}, "barlow_twins_fft": {"scale": 0.1}}
 
 
 @dataclass
@@ -152,7 +154,7 @@ def run_config(args, profile: Profile, regularizer: str, **overrides):
     from sslbench.training.train import TrainConfig
 
     head = profile.head or HEADS.get(regularizer, DEFAULT_HEAD)
-    kw = dict(regularizer=regularizer, dataset="fashion_mnist", data_root=args.data,
+    kw = dict(regularizer=regularizer, hparams=dict(HPARAMS.get(regularizer, {})), dataset="fashion_mnist", data_root=args.data,
               fraction=args.fraction or profile.fraction,
               backbone=profile.backbone, projector=head["projector"], dim=head["dim"], views=2,
               batch_size=args.batch or profile.batch, optimizer=args.optimizer,
@@ -363,7 +365,8 @@ def write_report(args, profile, outcomes, stages, info_lines, plan) -> Path:
              f", {plan.elapsed():.0f} s in all.", "", *[f"- {line}" for line in info_lines], "",
              f"Pretraining: {profile.backbone}, Fashion-MNIST 1×28×28 (fraction {args.fraction or profile.fraction}), batch "
              f"{args.batch or profile.batch}, V = 2, {args.optimizer} lr {args.lr} × B/256, weight decay "
-             f"{args.weight_decay}, {_heads_text(profile)}; steps from a calibrated images/s × budget.",
+             f"{args.weight_decay}, {_heads_text(profile)}, hyper-parameters {HPARAMS} (else the defaults); steps "
+             "from a calibrated images/s × budget.",
              "", e2e_table(outcomes, train_records), "Stages (s): " +
              ", ".join(f"{name} {seconds:.0f}" for name, seconds in stages) + "."]
     throughput_md = args.results_dir / f"{args.slug}-throughput.md"
