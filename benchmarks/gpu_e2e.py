@@ -161,6 +161,8 @@ def run_config(args, profile: Profile, regularizer: str, **overrides):
               lr=args.lr * (args.batch or profile.batch) / 256, weight_decay=args.weight_decay, device=args.device,
               knn_k=profile.knn_k, probe_epochs=profile.probe_epochs, checkpoint_dir=None, log_dir=None,
               out=None, progress=False, verbose=True)
+    if args.compile != "default":
+        kw["compile"] = args.compile == "on"
     kw.update(overrides)
     return TrainConfig(**kw)
 
@@ -396,6 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizer", default="lars")
     p.add_argument("--lr", type=float, default=0.3, help="per 256 images (scaled by batch / 256)")
     p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--compile", choices=("default", "on", "off"), default="default",
+                   help="torch.compile in sslbench's loop (default: the loop's own default)")
     p.add_argument("--floor", choices=("once", "each"), default="once",
                    help="evaluate the network at initialisation in the first finished run only, or in every run")
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: one pretraining run
@@ -459,7 +463,7 @@ def _driver_main(args, profile: Profile) -> int:
         t0 = plan.elapsed()
         say_(f"stage 1: throughput, budget {profile.throughput_s:.0f} s")
         run_child([sys.executable, str(ROOT / "benchmarks" / "train_throughput.py"), *profile.throughput_args,
-                   "--device", str(device), "--time-budget-s", f"{profile.throughput_s * 0.8:.0f}",
+                   "--device", str(device), "--compile", args.compile, "--time-budget-s", f"{profile.throughput_s * 0.8:.0f}",
                    "--out", str(args.results_dir / f"{args.slug}-throughput.jsonl")],
                   profile.throughput_s + 30.0)
         stages.append(("throughput", plan.elapsed() - t0))

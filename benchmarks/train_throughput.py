@@ -134,17 +134,24 @@ class PhaseClock:
 
 
 def phase_times(marks: list[dict], warmup: int, phases, clock: PhaseClock) -> dict:
-    """Mean ms per timed step of each phase and of the whole step; the steps before ``warmup`` are left out."""
+    """Mean ms per timed step of each phase and of the whole step; the steps before ``warmup`` are left out.
+
+    A boundary missing from a step (a hook that did not fire) merges that phase into the next one; a phase whose
+    boundary is missing from every timed step is None."""
     if len(marks) <= warmup or warmup < 1:
         raise ValueError(f"need more than warmup={warmup} (>= 1) marked steps, got {len(marks)}")
     clock.sync()
     timed = len(marks) - warmup
     out = {f"{name}_ms": 0.0 for name, _ in phases}
+    seen = set()
     prev = marks[warmup - 1]["end"]
     for m in marks[warmup:]:
         for name, key in phases:
-            out[f"{name}_ms"] += clock.ms(prev, m[key]) / timed
-            prev = m[key]
+            if m.get(key) is not None:
+                out[f"{name}_ms"] += clock.ms(prev, m[key]) / timed
+                prev = m[key]
+                seen.add(name)
+    out.update({f"{name}_ms": None for name, _ in phases if name not in seen})
     out["step_ms"] = clock.ms(marks[warmup - 1]["end"], marks[-1]["end"]) / timed
     return out
 
@@ -345,7 +352,7 @@ def table(records: list[dict]) -> str:
         ratio = f"{m['images_per_s'] / peer:.2f}×" if c["loop"] == "sslbench" and peer else ""
         pct = None if m.get("fraction_of_peak") is None else 100 * m["fraction_of_peak"]
         cells = [_fmt(m["images_per_s"], ",.0f"), _fmt(m["view_images_per_s"], ",.0f"), _fmt(m["step_ms"], ".2f"),
-                 _fmt(m.get("data_ms"), ".2f"), _fmt(m.get("augment_ms"), ".2f") or "in workers",
+                 _fmt(m.get("data_ms"), ".2f"), "in workers" if c["loop"] == "peer" else _fmt(m.get("augment_ms"), ".2f"),
                  _fmt(m.get("fwd_bwd_ms"), ".2f"), _fmt(m.get("optimizer_ms"), ".2f"),
                  _fmt(m.get("worker_augment_ms"), ".1f"), _fmt(m.get("tflops"), ".2f"), _fmt(pct, ".1f"), ratio]
         rows.append(head + "| " + " | ".join(cells) + " |")
@@ -427,18 +434,23 @@ def main(argv: list[str] | None = None) -> int:
     peak = (args.peak_tflops, "--peak-tflops") if args.peak_tflops else matmul_tflops(device)
     print(f"train_throughput on {env.get('device_name') or device} ({device}), torch {torch.__version__}; "
           f"peak {peak[0]:.3g} TFLOP/s ({peak[1]}); records -> {out}", flush=True)
-    start, records, skipped = time.perf_counter(), [], []
+    start, records, skipped, why = time.perf_counter(), [], [], f"--time-budget-s {args.time_budget_s}"
     for case in cases_of(args):
-        flops = count_flops(case.train_config(device).resolved())
         for loop in args.loops:
-            if args.time_budget_s is not None and time.perf_counter() - start > args.time_budget_s:
+            if skipped or (args.time_budget_s is not None and time.perf_counter() - start > args.time_budget_s):
                 skipped.append(f"{case.backbone} B={case.batch} V={case.views} {loop}")
                 continue
-            record = measure(case, loop, device, env=env, peak=peak, flops=flops)
+            try:
+                record = measure(case, loop, device, env=env, peak=peak,
+                                 flops=count_flops(case.train_config(device).resolved()))
+            except KeyboardInterrupt:  # stopped from outside: keep what was measured, write the table
+                why = "interrupted"
+                skipped.append(f"{case.backbone} B={case.batch} V={case.views} {loop}")
+                continue
             append_record(out, record)
             records.append(record)
             print(_line(record), flush=True)
-    text = report(records, skipped, env, device, args, argv)
+    text = report(records, skipped, why, env, device, args, argv)
     md.parent.mkdir(parents=True, exist_ok=True)
     md.write_text(text)
     print("\n" + text, flush=True)
@@ -453,14 +465,14 @@ def _line(record: dict) -> str:
     return f"{head}  {m['images_per_s']:>10,.0f} images/s  {m['step_ms']:8.2f} ms/step"
 
 
-def report(records, skipped, env, device, args, argv) -> str:
+def report(records, skipped, why, env, device, args, argv) -> str:
     """The Markdown report: what ran where, the table, and what the time budget left out."""
     command = " ".join(argv if argv is not None else sys.argv[1:])
     head = (f"Training-step throughput on {env.get('device_name') or device} ({device}; torch "
             f"{env.get('torch_version')}, {env.get('threads')} threads, sslbench {str(env.get('git_commit') or '')[:10]}"
             f"), 3×32×32 synthetic uint8 images, {args.regularizer}, {args.optimizer}, warm-up {max(args.warmup, 2)} "
             f"+ {args.steps} timed steps; `python benchmarks/train_throughput.py {command}`\n\n")
-    tail = f"\n\nNot run (--time-budget-s {args.time_budget_s}): {', '.join(skipped)}\n" if skipped else "\n"
+    tail = f"\n\nNot run ({why}): {', '.join(skipped)}\n" if skipped else "\n"
     return head + table(records) + tail
 
 

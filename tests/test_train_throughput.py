@@ -43,6 +43,14 @@ def test_phase_times_tile_the_step_and_leave_out_the_warmup():
         tt.phase_times(marks[:2], 2, tt.SSLBENCH_PHASES, clock)
 
 
+def test_a_missing_boundary_merges_its_phase_into_the_next():
+    clock = tt.PhaseClock(torch.device("cpu"))
+    marks = [{"aug_start": 10 * k - 9, "aug_end": 10 * k - 7, "end": 10 * k} for k in range(4)]  # no opt_start
+    out = tt.phase_times(marks, 1, tt.SSLBENCH_PHASES, clock)
+    assert out["fwd_bwd_ms"] is None and out["optimizer_ms"] == pytest.approx(7e3)  # fwd_bwd + optimizer
+    assert out["data_ms"] + out["augment_ms"] + out["optimizer_ms"] == pytest.approx(out["step_ms"])
+
+
 def test_derived_metrics_from_the_step_time():
     case = tt.Case(backbone="convnet", batch=64, views=4)
     m = tt.derived_metrics({"step_ms": 50.0}, case, flops=2e12, peak_tflops=100.0)
