@@ -89,7 +89,8 @@ GPU = Profile(backbone="resnet18_cifar", batch=512, fraction=1.0, total_s=480.0,
               throughput_args=("--backbones", "resnet18_cifar", "convnet", "--batches", "512", "256", "--views", "2",
                                "4", "--warmup", "8", "--steps", "25"))
 SMOKE = Profile(backbone="convnet", batch=64, fraction=0.02, total_s=100.0, throughput_s=20.0,
-                overhead_guess_s=10.0, min_budget_s=0.5, max_budget_s=2.0, run_timeout_extra_s=60.0, calibrate=(2, 3), probe_epochs=20,
+                overhead_guess_s=10.0, min_budget_s=0.5, max_budget_s=2.0, run_timeout_extra_s=60.0, calibrate=(2, 3),
+                probe_epochs=20,
                 knn_k=20, throughput_args=("--smoke",), head={"projector": "512", "dim": 128})
 
 
@@ -119,10 +120,13 @@ def device_report(device: torch.device) -> list[str]:
         except Exception as exc:  # noqa: BLE001 - absent or broken: say which
             lines.append(f"{name}: not usable ({type(exc).__name__})")
     if shutil.which("nvidia-smi"):
-        smi = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,"
-                              "power.limit,temperature.gpu", "--format=csv"], capture_output=True, text=True,
-                             timeout=20)
-        lines += ["nvidia-smi: " + line for line in smi.stdout.strip().splitlines()]
+        query = "name,driver_version,memory.total,clocks.sm,clocks.max.sm,power.limit,temperature.gpu"
+        try:
+            smi = subprocess.run(["nvidia-smi", f"--query-gpu={query}", "--format=csv"], capture_output=True,
+                                 text=True, timeout=20).stdout
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            smi = f"did not answer ({type(exc).__name__})"
+        lines += ["nvidia-smi: " + line for line in smi.strip().splitlines()]
     return lines
 
 
@@ -154,7 +158,8 @@ def run_config(args, profile: Profile, regularizer: str, **overrides):
     from sslbench.training.train import TrainConfig
 
     head = profile.head or HEADS.get(regularizer, DEFAULT_HEAD)
-    kw = dict(regularizer=regularizer, hparams=dict(HPARAMS.get(regularizer, {})), dataset="fashion_mnist", data_root=args.data,
+    kw = dict(regularizer=regularizer, hparams=dict(HPARAMS.get(regularizer, {})), dataset="fashion_mnist",
+              data_root=args.data,
               fraction=args.fraction or profile.fraction,
               backbone=profile.backbone, projector=head["projector"], dim=head["dim"], views=2,
               batch_size=args.batch or profile.batch, optimizer=args.optimizer,
@@ -274,9 +279,6 @@ class Plan:
 
 def pretrain_all(args, profile: Profile, plan: Plan, say_) -> list[dict]:
     """Stage 2: one child per regularizer; a ``kind="gpu_e2e"`` record per run, kept whatever its outcome."""
-    from sslbench.execution.measure import environment
-    from sslbench.records import append_record, make_record
-
     outcomes, floor_done = [], False
     for i, reg in enumerate(args.regularizers):
         budget = plan.budget(len(args.regularizers) - i)
@@ -284,33 +286,45 @@ def pretrain_all(args, profile: Profile, plan: Plan, say_) -> list[dict]:
             outcomes.append({"regularizer": reg, "status": "not run", "message": "no time left in --total-s"})
             say_(f"{reg}: not run, no time left in the {plan.total_s:.0f} s total")
             continue
-        result_file = args.results_dir / f".{reg}-result.json"
-        result_file.unlink(missing_ok=True)
-        command = [sys.executable, str(Path(__file__).resolve()), *args.argv, "--one", reg, "--budget-s",
-                   f"{budget:.2f}", "--result-file", str(result_file), "--records", str(args.records)]
-        command += [] if floor_done and args.floor == "once" else ["--eval-init"]
         say_(f"{reg}: training budget {budget:.1f} s (overhead estimate {plan.overhead():.0f} s)")
-        t0 = time.perf_counter()
-        code, ended = run_child(command, budget + profile.run_timeout_extra_s)
-        wall = time.perf_counter() - t0
-        out = json.loads(result_file.read_text()) if result_file.exists() else {}
-        result_file.unlink(missing_ok=True)
-        out.setdefault("status", "error" if ended == "exited" else "timeout")
-        out.setdefault("message", f"the run's process {ended} with status {code}")
-        out.update(regularizer=reg, budget_s=budget, wall_s=wall)
+        out = pretrain_in_child(args, profile, reg, budget, eval_init=not (floor_done and args.floor == "once"))
         floor_done = floor_done or out["status"] == "ok"
         if out.get("train_time_s") is not None:
-            plan.overheads.append(wall - out["train_time_s"])
-        append_record(args.records, make_record("gpu_e2e", {"regularizer": reg, "backbone": profile.backbone,
-                                                            "batch": args.batch or profile.batch,
-                                                            "dataset": "fashion_mnist", "budget_s": round(budget, 2)},
-                                                {k: out.get(k) for k in ("calibrated_images_per_s", "steps",
-                                                                         "epochs", "train_time_s", "wall_s")},
-                                                _status(out["status"]), env=environment(), message=out.get("message"),
-                                                extra={"train_record_id": out.get("train_record_id")}))
-        say_(f"{reg}: {out['status']} in {wall:.0f} s wall ({out.get('message') or 'finished'})")
+            plan.overheads.append(out["wall_s"] - out["train_time_s"])
+        record_run(args, profile, out)
+        say_(f"{reg}: {out['status']} in {out['wall_s']:.0f} s wall ({out.get('message') or 'finished'})")
         outcomes.append(out)
     return outcomes
+
+
+def pretrain_in_child(args, profile: Profile, reg: str, budget: float, eval_init: bool) -> dict:
+    """One pretraining run in its own process (``--one``), stopped past its time-out; its outcome."""
+    result_file = args.results_dir / f".{reg}-result.json"
+    result_file.unlink(missing_ok=True)
+    command = [sys.executable, str(Path(__file__).resolve()), *args.argv, "--one", reg, "--budget-s", f"{budget:.2f}",
+               "--result-file", str(result_file), "--records", str(args.records)]
+    command += ["--eval-init"] if eval_init else []
+    t0 = time.perf_counter()
+    code, ended = run_child(command, budget + profile.run_timeout_extra_s)
+    out = json.loads(result_file.read_text()) if result_file.exists() else {}
+    result_file.unlink(missing_ok=True)
+    out.setdefault("status", "error" if ended == "exited" else "timeout")
+    out.setdefault("message", f"the run's process {ended} with status {code}")
+    out.update(regularizer=reg, budget_s=budget, wall_s=time.perf_counter() - t0)
+    return out
+
+
+def record_run(args, profile: Profile, out: dict) -> None:
+    """The run's ``kind="gpu_e2e"`` record: budget, calibration, steps, times, status, the loop's record id."""
+    from sslbench.execution.measure import environment
+    from sslbench.records import append_record, make_record
+
+    case = {"regularizer": out["regularizer"], "backbone": profile.backbone, "batch": args.batch or profile.batch,
+            "dataset": "fashion_mnist", "budget_s": round(out["budget_s"], 2)}
+    metrics = {k: out.get(k) for k in ("calibrated_images_per_s", "steps", "epochs", "train_time_s", "wall_s")}
+    append_record(args.records, make_record("gpu_e2e", case, metrics, _status(out["status"]), env=environment(),
+                                            message=out.get("message"),
+                                            extra={"train_record_id": out.get("train_record_id")}))
 
 
 def _status(status: str) -> str:
@@ -365,7 +379,8 @@ def write_report(args, profile, outcomes, stages, info_lines, plan) -> Path:
     lines = [f"# GPU end-to-end benchmark on {env_name}" if not args.smoke else "# gpu_e2e --smoke (CPU)", "",
              f"`bash benchmarks/gpu_e2e.sh {' '.join(args.argv)}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
              f", {plan.elapsed():.0f} s in all.", "", *[f"- {line}" for line in info_lines], "",
-             f"Pretraining: {profile.backbone}, Fashion-MNIST 1×28×28 (fraction {args.fraction or profile.fraction}), batch "
+             f"Pretraining: {profile.backbone}, Fashion-MNIST 1×28×28 (fraction {args.fraction or profile.fraction}), "
+             "batch "
              f"{args.batch or profile.batch}, V = 2, {args.optimizer} lr {args.lr} × B/256, weight decay "
              f"{args.weight_decay}, {_heads_text(profile)}, hyper-parameters {HPARAMS} (else the defaults); steps "
              "from a calibrated images/s × budget.",
@@ -463,7 +478,8 @@ def _driver_main(args, profile: Profile) -> int:
         t0 = plan.elapsed()
         say_(f"stage 1: throughput, budget {profile.throughput_s:.0f} s")
         run_child([sys.executable, str(ROOT / "benchmarks" / "train_throughput.py"), *profile.throughput_args,
-                   "--device", str(device), "--compile", args.compile, "--time-budget-s", f"{profile.throughput_s * 0.8:.0f}",
+                   "--device", str(device), "--compile", args.compile,
+                   "--time-budget-s", f"{profile.throughput_s * 0.8:.0f}",
                    "--out", str(args.results_dir / f"{args.slug}-throughput.jsonl")],
                   profile.throughput_s + 30.0)
         stages.append(("throughput", plan.elapsed() - t0))

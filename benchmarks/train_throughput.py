@@ -39,7 +39,6 @@ it defines no ``time_``/``peakmem_``/``track_`` names (``benchmarks/bench_throug
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import gc
 import sys
 import time
@@ -352,7 +351,8 @@ def table(records: list[dict]) -> str:
         ratio = f"{m['images_per_s'] / peer:.2f}×" if c["loop"] == "sslbench" and peer else ""
         pct = None if m.get("fraction_of_peak") is None else 100 * m["fraction_of_peak"]
         cells = [_fmt(m["images_per_s"], ",.0f"), _fmt(m["view_images_per_s"], ",.0f"), _fmt(m["step_ms"], ".2f"),
-                 _fmt(m.get("data_ms"), ".2f"), "in workers" if c["loop"] == "peer" else _fmt(m.get("augment_ms"), ".2f"),
+                 _fmt(m.get("data_ms"), ".2f"),
+                 "in workers" if c["loop"] == "peer" else _fmt(m.get("augment_ms"), ".2f"),
                  _fmt(m.get("fwd_bwd_ms"), ".2f"), _fmt(m.get("optimizer_ms"), ".2f"),
                  _fmt(m.get("worker_augment_ms"), ".1f"), _fmt(m.get("tflops"), ".2f"), _fmt(pct, ".1f"), ratio]
         rows.append(head + "| " + " | ".join(cells) + " |")
@@ -429,7 +429,8 @@ def main(argv: list[str] | None = None) -> int:
 
     device = torch.device(resolve_device(args.device))
     env = environment()
-    out = Path(args.out or ROOT / "results" / "throughput" / f"{device_slug(str(device))}-{time.strftime('%Y%m%d-%H%M%S')}.jsonl")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = Path(args.out or ROOT / "results" / "throughput" / f"{device_slug(str(device))}-{stamp}.jsonl")
     md = Path(args.md) if args.md else out.with_suffix(".md")
     peak = (args.peak_tflops, "--peak-tflops") if args.peak_tflops else matmul_tflops(device)
     print(f"train_throughput on {env.get('device_name') or device} ({device}), torch {torch.__version__}; "
@@ -469,7 +470,8 @@ def report(records, skipped, why, env, device, args, argv) -> str:
     """The Markdown report: what ran where, the table, and what the time budget left out."""
     command = " ".join(argv if argv is not None else sys.argv[1:])
     head = (f"Training-step throughput on {env.get('device_name') or device} ({device}; torch "
-            f"{env.get('torch_version')}, {env.get('threads')} threads, sslbench {str(env.get('git_commit') or '')[:10]}"
+            f"{env.get('torch_version')}, {env.get('threads')} threads, sslbench "
+            f"{str(env.get('git_commit') or '')[:10]}"
             f"), 3×32×32 synthetic uint8 images, {args.regularizer}, {args.optimizer}, warm-up {max(args.warmup, 2)} "
             f"+ {args.steps} timed steps; `python benchmarks/train_throughput.py {command}`\n\n")
     tail = f"\n\nNot run ({why}): {', '.join(skipped)}\n" if skipped else "\n"

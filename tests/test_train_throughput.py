@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
-import json
 import os
 import subprocess
 import sys
@@ -175,6 +174,18 @@ def test_missing_data_is_one_line_and_status_2(tmp_path, capsys):
     code = gpu_e2e.main(["--smoke", "--data", str(tmp_path), "--results", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "train-images-idx3-ubyte.gz" in err[0] and "Traceback" not in err[0]
+
+
+def test_an_augmentation_that_cannot_run_is_one_line(monkeypatch):
+    import sslbench.training.augment as augment
+
+    def no_kornia(*args, **kwargs):
+        raise ModuleNotFoundError("No module named 'kornia'")
+
+    monkeypatch.setattr(augment, "build_augment", no_kornia)
+    with pytest.raises(gpu_e2e.InputProblem, match="ModuleNotFoundError: No module named 'kornia'") as info:
+        gpu_e2e.check_augment(torch.device("cpu"))
+    assert "\n" not in str(info.value)
 
 
 def test_throughput_bad_arguments_are_one_line(capsys):
