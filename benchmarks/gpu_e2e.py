@@ -225,10 +225,16 @@ def pretrain_one(args, profile: Profile) -> dict:
 # ==============================================================================================================
 # The driver
 # ==============================================================================================================
+def _default_sigint() -> None:
+    """In the child before it starts: SIGINT back to its default, which Python turns into KeyboardInterrupt (a
+    command started in the background of a non-interactive shell inherits SIGINT ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def run_child(command: list[str], timeout_s: float, grace_s: float = 30.0) -> tuple[int | None, str]:
     """Run ``command``; past ``timeout_s`` send SIGINT (the loop stops and records), then SIGKILL. Returns
     (exit status or None when killed, how it ended)."""
-    proc = subprocess.Popen(command)
+    proc = subprocess.Popen(command, preexec_fn=_default_sigint)
     try:
         return proc.wait(timeout=timeout_s), "exited"
     except subprocess.TimeoutExpired:
