@@ -115,3 +115,23 @@ def test_the_installed_command_prints_no_traceback(tmp_path):
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.strip().count("\n") == 0 and "block_size=512" in proc.stderr
+
+
+def test_a_missing_test_split_is_one_line_before_any_training(tmp_path, capsys, monkeypatch):
+    """An image folder with its classes at the root serves 'train' but has no 'test' split: that must stop the run
+    before training (it used to train to the end and then fail in the evaluation, losing the run)."""
+    from PIL import Image
+
+    for k in range(2):
+        (tmp_path / "imgs" / f"class{k}").mkdir(parents=True)
+        for i in range(8):
+            Image.new("L", (8, 8), color=40 * k + i).save(tmp_path / "imgs" / f"class{k}" / f"{i}.png")
+    steps = []
+    monkeypatch.setattr(T, "train_steps", lambda *a, **k: steps.append(1))
+    code = cli.main(["train", "--dataset", "folder", "--data-root", str(tmp_path / "imgs"), "--batch-size", "8",
+                     "--epochs", "1", "--out", str(tmp_path / "s.jsonl"), "--log-dir", "none", "--checkpoint-dir",
+                     "none", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and not steps
+    assert "'test'" in err and "--no-eval" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1

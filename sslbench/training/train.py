@@ -557,7 +557,7 @@ def set_up(cfg: TrainConfig, rank: int, world: int, device: torch.device, make_v
     model, target, net, init_state = build_networks(cfg, image_shape, world, device)
     case = run_case(cfg, reg, device, world, amp)
     run_id = case_id(KIND, case)
-    return Run(
+    run = Run(
         cfg=cfg, rank=rank, world=world, device=device, amp=amp, data=data,
         images=data.images.to(device) if on_device else data.images.pin_memory(),
         views_fn=make_views if make_views is not None else augment, normalize=augment.normalize,
@@ -568,6 +568,19 @@ def set_up(cfg: TrainConfig, rank: int, world: int, device: torch.device, make_v
         init_state=init_state, case=case, run_id=run_id,
         ckpt_path=Path(cfg.checkpoint_dir) / f"{run_id}.pt" if cfg.checkpoint_dir else None,
         augment_backend=None if make_views is not None else augment.backend)
+    if cfg.eval and rank == 0:
+        load_evaluation_data(run)
+    return run
+
+
+def load_evaluation_data(run: Run) -> None:
+    """Load the evaluation splits now, before any training: a missing test split must not cost a finished run
+    (a :class:`TrainInputError` naming it)."""
+    try:
+        run.eval_data()
+    except (OSError, ValueError, TypeError, ImportError) as exc:
+        raise TrainInputError(f"dataset {run.cfg.dataset}, the evaluation splits: {exc}; add the test split's "
+                              "files, or pass --no-eval") from None
 
 
 def load_pretraining_data(cfg: TrainConfig):
