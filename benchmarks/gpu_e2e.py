@@ -166,8 +166,8 @@ def run_config(args, profile: Profile, regularizer: str, **overrides):
               lr=args.lr * (args.batch or profile.batch) / 256, weight_decay=args.weight_decay, device=args.device,
               knn_k=profile.knn_k, probe_epochs=profile.probe_epochs, checkpoint_dir=None, log_dir=None,
               out=None, progress=False, verbose=True)
-    if args.compile != "default":
-        kw["compile"] = args.compile == "on"
+    if args.pretrain_compile != "default":  # compile_cuda too: on CUDA the loop compiles unless both are off
+        kw["compile"] = kw["compile_cuda"] = args.pretrain_compile == "on"
     kw.update(overrides)
     return TrainConfig(**kw)
 
@@ -420,7 +420,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=0.3, help="per 256 images (scaled by batch / 256)")
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--compile", choices=("default", "on", "off"), default="default",
-                   help="torch.compile in sslbench's loop (default: the loop's own default)")
+                   help="torch.compile in the throughput stage's sslbench loop (default: the loop's own default, "
+                        "compiled on CUDA)")
+    p.add_argument("--pretrain-compile", choices=("default", "on", "off"), default="off",
+                   help="torch.compile in the pretraining runs (default off: each run and its calibration would "
+                        "compile again, which a budget of seconds per run cannot afford)")
     p.add_argument("--floor", choices=("once", "each"), default="once",
                    help="evaluate the network at initialisation in the first finished run only, or in every run")
     p.add_argument("--one", default=None, help=argparse.SUPPRESS)  # internal: one pretraining run

@@ -93,8 +93,8 @@ class Case:
                   epochs=-(-(self.warmup + self.steps) // steps_per_epoch), max_steps=self.warmup + self.steps,
                   device=str(device), eval=False, out=None, log_dir=None, checkpoint_dir=None, progress=False,
                   verbose=False)
-        if self.compile is not None:
-            kw["compile"] = self.compile
+        if self.compile is not None:  # compile_cuda too: on CUDA the loop compiles unless both are off
+            kw["compile"] = kw["compile_cuda"] = self.compile
         kw.update(overrides)
         return TrainConfig(**kw)
 
@@ -230,7 +230,7 @@ def run_sslbench(case: Case, device: torch.device) -> dict:
         raise LoopStopped(record["status"], record.get("message"))
     resolved = record["extra"]["config"]
     return {**phase_times(marks, max(case.warmup, 2), SSLBENCH_PHASES, clock),
-            "_case": {"compile": resolved.get("compile"), "amp": record["case"].get("amp"), "augment": PRESET}}
+            "_case": {"compile": record["extra"].get("compiled"), "amp": record["case"].get("amp"), "augment": PRESET}}
 
 
 def run_peer(case: Case, device: torch.device) -> dict:
