@@ -298,7 +298,7 @@ def test_overrides_and_direct_construction():
     assert "RandomSolarize" not in [type(m).__name__ for m in aug.ops]
     direct = ViewAugment((1, 4, 4), AugmentConfig(flip_p=1.0))
     assert direct.config.mean == (0.5,) and direct(images((1, 4, 4)), 2).shape == (2, 6, 1, 4, 4)
-    assert set(PRESETS) == {"auto", "none", "cifar", "stl10", "imagenet", "mnist", "digits"}
+    assert set(PRESETS) == {"auto", "none", "cifar", "stl10", "imagenet", "mnist", "digits", "mnist_strong"}
 
 
 def test_missing_kornia_names_pip_install(monkeypatch):
