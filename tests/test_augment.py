@@ -314,7 +314,7 @@ def test_overrides_and_direct_construction():
     assert aug.config.mean == DATASET_STATS["cifar100"]["mean"] and aug.config.solarize_p == 0.0
     direct = ViewAugment((1, 4, 4), AugmentConfig(flip_p=1.0))
     assert direct.config.mean == (0.5,) and direct(images((1, 4, 4)), 2).shape == (2, 6, 1, 4, 4)
-    assert set(PRESETS) == {"auto", "none", "cifar", "stl10", "imagenet", "mnist", "digits"}
+    assert set(PRESETS) == {"auto", "none", "cifar", "stl10", "imagenet", "mnist", "digits", "mnist_strong"}
 
 
 def test_missing_kornia_names_pip_install(monkeypatch):

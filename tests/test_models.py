@@ -124,6 +124,40 @@ def test_convnet_parameter_count_and_structure():
     assert sum(isinstance(m, nn.BatchNorm2d) for m in net.modules()) == 3
 
 
+def _ref_pooled_convnet(in_channels, widths=(32, 64, 128)):
+    """The classic small MNIST convnet, written out: conv3×3 (stride 1)-BN-ReLU, 2×2 max-pool, twice, then a third
+    conv-BN-ReLU and global average pooling."""
+    layers, c = [], in_channels
+    for i, w in enumerate(widths):
+        layers += [nn.Conv2d(c, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU()]
+        layers += [nn.MaxPool2d(2, 2)] if i < 2 else [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        c = w
+    return nn.Sequential(*layers)
+
+
+@pytest.mark.parametrize("size", [8, 28])
+def test_convnet_pool_matches_the_written_out_network(size):
+    torch.manual_seed(0)
+    net = build_backbone("convnet_pool", 1, size)
+    assert net.name == "convnet_pool" and net.out_dim == 128
+    assert models.count_parameters(net) == ref_convnet_params(1)  # the same weights as convnet, other strides
+    ref = _ref_pooled_convnet(1)
+    # the same layers at the same positions: the state dict loads strictly
+    ref.load_state_dict({k.removeprefix("features."): v for k, v in net.state_dict().items()}, strict=True)
+    x = torch.randn(4, 1, size, size)
+    net.eval(), ref.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), ref(x), rtol=1e-4, atol=1e-5)
+    convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.stride for c in convs] == [(1, 1)] * 3
+    assert build_backbone("convnet", 1, size).features[0].stride == (2, 2)  # convnet itself is unchanged
+
+
+def test_convnet_rejects_an_unknown_downsampling():
+    with pytest.raises(ValueError, match="downsample='avg'.*'stride' or 'maxpool'"):
+        models.ConvNet(1, downsample="avg")
+
+
 def _spatial_after_layer4(net, size, channels=3):
     seen = {}
 
@@ -147,7 +181,8 @@ def test_resnet_stems():
     assert tuple(_spatial_after_layer4(imagenet, 64)) == (2, 2)  # total down-sampling 32
 
 
-@pytest.mark.parametrize("name,channels,size", [("convnet", 1, 28), ("resnet18_cifar", 3, 16)])
+@pytest.mark.parametrize("name,channels,size", [("convnet", 1, 28), ("convnet_pool", 1, 28),
+                                                ("resnet18_cifar", 3, 16)])
 def test_channels_last_gives_the_same_outputs_and_gradients(name, channels, size):
     torch.manual_seed(0)
     a = build_backbone(name, channels, size, channels_last=True)

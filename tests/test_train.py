@@ -288,12 +288,15 @@ def test_config_validation_messages():
                                                        T.DEFAULT_EMA_TAU)
     assert T.TrainConfig(dataset="digits").resolved().ema_tau == 0.0
     # per-regularizer default learning rates: VICReg with SGD gets its own, an explicit lr always wins
-    assert T.TrainConfig(regularizer="vicreg", dataset="digits").resolved().lr == T.DEFAULT_LR_FOR[("sgd", "vicreg")]
-    assert T.TrainConfig(regularizer="barlow_twins", dataset="digits").resolved().lr == T.DEFAULT_LR["sgd"]
-    assert T.TrainConfig(regularizer="vicreg", dataset="digits", lr=0.2).resolved().lr == 0.2
+    sgd = dict(optimizer="sgd", dataset="digits")
+    assert T.TrainConfig(regularizer="vicreg", **sgd).resolved().lr == T.DEFAULT_LR_FOR[("sgd", "vicreg")]
+    assert T.TrainConfig(regularizer="barlow_twins", **sgd).resolved().lr == T.DEFAULT_LR["sgd"]
+    assert T.TrainConfig(regularizer="vicreg", lr=0.2, **sgd).resolved().lr == 0.2
+    assert T.TrainConfig(regularizer="vicreg", optimizer="lars", dataset="digits").resolved().lr == \
+        T.DEFAULT_LR["lars"]
     assert T.TrainConfig(regularizer="vicreg", optimizer="adamw", dataset="digits").resolved().lr == \
-        T.DEFAULT_LR["adamw"]
-    assert T.TrainConfig(dataset="digits", projector="").full_projector_spec() == "128"
+        T.DEFAULT_LR_FOR[("adamw", "vicreg")] != T.DEFAULT_LR["adamw"]
+    assert T.TrainConfig(dataset="digits", projector="", dim=128).full_projector_spec() == "128"
 
 
 def test_checkpoint_write_is_atomic(tmp_path):
@@ -327,7 +330,7 @@ def test_train_writes_record_log_and_evaluation(tmp_path):
     rec = T.train(_cfg(tmp_path, augment="auto", eval_every=1))
     assert rec["status"] == "ok", rec["message"]
     assert rec["kind"] == "train" and CASE_KEYS <= set(rec["case"])
-    assert rec["case"]["hparams"]["lambd"] == 0.0051 and rec["case"]["projector"] == "32-16"
+    assert rec["case"]["hparams"]["lambd"] == 1 / 16 and rec["case"]["projector"] == "32-16"  # lambd = 1/dim
     m = rec["metrics"]
     assert m["steps"] == 2 * (48 // 16)
     for key in ("linear_top1", "knn_top1", "init_linear_top1", "init_knn_top1"):
