@@ -32,14 +32,25 @@ def sbatch(args: list[str]) -> int:
     jid = (ids[-1] + 1) if ids else 1000
     (STATE / f"{jid}.sh").write_text(text)
     m = re.search(r"^#SBATCH --array=0-(\d+)", text, flags=re.M)
-    n = int(m.group(1)) + 1 if m else 1
-    for t in range(n):
-        _state(f"{jid}_{t}", "PENDING")
+    n = int(m.group(1)) + 1 if m else 0  # 0: a single job, not an array
+    for task in _tasks(jid, n):
+        _state(task, "PENDING")
     log = open(STATE / f"{jid}.runner.log", "wb")
     subprocess.Popen([sys.executable, __file__, "_run", str(jid), str(n)], stdout=log, stderr=subprocess.STDOUT,
                      start_new_session=True, cwd=os.getcwd())
     print(f"Submitted batch job {jid}")
     return 0
+
+
+def _tasks(jid, n: int) -> list[str]:
+    return [f"{jid}_{t}" for t in range(n)] if n else [str(jid)]
+
+
+def _task_env(task: str) -> dict:
+    if "_" not in task:
+        return {"SLURM_JOB_ID": task}
+    jid, t = task.split("_")
+    return {"SLURM_JOB_ID": str(int(jid) * 1000 + int(t)), "SLURM_ARRAY_JOB_ID": jid, "SLURM_ARRAY_TASK_ID": t}
 
 
 def _run(args: list[str]) -> int:
@@ -48,15 +59,13 @@ def _run(args: list[str]) -> int:
     jid, n = args[0], int(args[1])
     script = STATE / f"{jid}.sh"
     folder = re.search(r"submitit\.core\._submit\s+(\S+)", script.read_text()).group(1).strip("'\"")
-    for t in range(n):
-        task = f"{jid}_{t}"
+    for task in _tasks(jid, n):
         pickle = Path(folder.replace("%j", task)) / f"{task}_submitted.pkl"
         deadline = time.time() + 120
         while not pickle.exists() and time.time() < deadline:
             time.sleep(0.05)
-        env = dict(os.environ, SLURM_JOB_ID=str(int(jid) * 1000 + t), SLURM_ARRAY_JOB_ID=jid,
-                   SLURM_ARRAY_TASK_ID=str(t), SLURM_NTASKS="1", SLURM_JOB_NUM_NODES="1", SLURM_NODEID="0",
-                   SLURM_PROCID="0", SLURM_LOCALID="0", SLURM_JOB_NODELIST=NODE)
+        env = dict(os.environ, SLURM_NTASKS="1", SLURM_JOB_NUM_NODES="1", SLURM_NODEID="0", SLURM_PROCID="0",
+                   SLURM_LOCALID="0", SLURM_JOB_NODELIST=NODE, **_task_env(task))
         while True:
             _state(task, "RUNNING")
             rc = subprocess.call(["bash", str(script)], env=env)

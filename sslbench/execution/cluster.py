@@ -221,12 +221,13 @@ def _wait_local(plan: sweep._Plan, jobs) -> int:
 
 def _slurm_executor(plan: sweep._Plan, n: int):
     s = plan.settings
+    minutes = slurm_minutes(s["slurm_time"])
     if shutil.which("sbatch") is None:
         raise ClusterError("--executor slurm: sbatch is not on PATH (no SLURM client here); submit from the "
                            "cluster's login node, or use --executor local")
     executor = submitit.AutoExecutor(folder=str(jobs_folder(plan.out) / "%j"), cluster="slurm")
     per_case = _gpus_per_case(plan)
-    params = {"name": f"sslbench-{Path(plan.out).stem}", "timeout_min": slurm_minutes(s["slurm_time"]),
+    params = {"name": f"sslbench-{Path(plan.out).stem}", "timeout_min": minutes,
               "nodes": 1, "tasks_per_node": 1, "gpus_per_node": per_case or None,
               "slurm_partition": s["slurm_partition"], "slurm_array_parallelism": s["slurm_array_parallelism"] or n,
               "slurm_additional_parameters": dict(s["slurm_options"] or {}) or None}
@@ -273,15 +274,19 @@ def _text_tail(text: str, n: int = _TAIL_LINES) -> str:
     return "\n".join("    | " + ln for ln in lines[-n:])
 
 
+def _all_jobs(out: str) -> list[tuple[dict, dict, str, str]]:
+    """(submission, job, state, stderr path) of every job submitted for the store, oldest first."""
+    return [(sub, job, *_job_state(sub, job["id"])) for sub in saved_jobs(out) for job in sub["jobs"]]
+
+
 def _job_states(out: str) -> dict[str, tuple[str, str, str]]:
-    """``{case id: (job id, state, stderr path)}`` from the saved submissions (the newest job of each case)."""
+    """``{case id: (job id, state, stderr path)}`` from the saved submissions (the newest job of each case; a
+    running local worker over one that ended)."""
     states: dict[str, tuple[str, str, str]] = {}
-    for sub in saved_jobs(out):
-        for job in sub["jobs"]:
-            state, stderr = _job_state(sub, job["id"])
-            for sid in job["cases"]:
-                if sub["executor"] == "slurm" or state == "RUNNING" or sid not in states:
-                    states[sid] = (job["id"], state, stderr)
+    for sub, job, state, stderr in _all_jobs(out):
+        for sid in job["cases"]:
+            if sub["executor"] == "slurm" or state == "RUNNING" or sid not in states:
+                states[sid] = (job["id"], state, stderr)
     return states
 
 
@@ -364,7 +369,7 @@ def status(plan: sweep._Plan) -> int:
         if tail:
             print(tail)
     states: dict[str, int] = {}
-    for _, state, _ in set(_job_states(plan.out).values()):  # one count per job
+    for _, _, state, _ in _all_jobs(plan.out):
         states[state] = states.get(state, 0) + 1
     if states:
         print("jobs: " + ", ".join(f"{n} {s}" for s, n in sorted(states.items())))
