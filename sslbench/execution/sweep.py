@@ -74,7 +74,7 @@ from sslbench.execution import bench
 from sslbench.execution.environment import environment
 from sslbench.execution.runner import case_folder, clean_stale_case_folders, run_child, sigterm_as_interrupt, signal_of
 from sslbench.records import FINAL_STATUSES, case_id, make_record, read_records
-from sslbench.records.claims import read_claims, try_claim
+from sslbench.records.claims import read_claims, tidy, try_claim
 from sslbench.records.paths import OutputPathError, append_record_safely, check_store_path
 from sslbench.records.store import store_size
 
@@ -1090,6 +1090,8 @@ def _run_plan(plan: _Plan) -> int:
                 _run_one(run, k, case, sid)
     except KeyboardInterrupt as exc:
         return _interrupted(run, exc)
+    finally:
+        tidy(plan.out)
     run.progress.close()
     summary = ", ".join(f"{k} {v}" for k, v in sorted(run.counts.items())) or "nothing to run"
     print(f"done in {_duration(time.perf_counter() - t_start)}: {summary}"

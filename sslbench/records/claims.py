@@ -11,7 +11,7 @@ A claim is *stale*, and can be taken over, when
 * its heartbeat is older than ``stale_after_s`` (any host; the age is measured against the file server's clock,
   read from a probe file touched just before, so clocks that disagree between hosts do not matter).
 
-Taking over and releasing happen under an exclusive lock on ``claims/.lock``
+Taking over and releasing happen under the store's own exclusive lock
 (:func:`sslbench.records.store.locked`): the stale file is checked again, removed, and the new claim made with
 ``O_EXCL``. Only locked code removes a claim file, so two writers that both saw the same stale claim cannot both
 win, and a release never removes a claim that replaced its own. Torch-free, standard library only.
@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import socket
 import threading
 import time
@@ -31,12 +32,13 @@ from pathlib import Path
 from sslbench.records.store import locked
 
 __all__ = ["HEARTBEAT_S", "STALE_AFTER_S", "Claim", "sidecar", "claims_dir", "owner", "try_claim", "read_claims",
-           "stale_reason"]
+           "stale_reason", "tidy"]
 
 HEARTBEAT_S = 30.0
 #: a claim whose heartbeat is older than this is taken over (from any host): 10 heartbeats
 STALE_AFTER_S = 300.0
 _SUFFIX = ".claim"
+_MASKS = hasattr(signal, "pthread_sigmask")
 
 
 def sidecar(store: str | os.PathLike) -> Path:
@@ -124,6 +126,7 @@ class Claim:
     """A case held by this process; :meth:`release` (or the end of a ``with`` block) gives it back."""
 
     path: Path
+    store: Path
     owner: dict
     heartbeat_s: float = HEARTBEAT_S
     taken_over: str | None = None  # why the previous claim was stale, when this one replaced it
@@ -135,14 +138,21 @@ class Claim:
                 with contextlib.suppress(OSError):
                     os.utime(self.path, None)
 
-        threading.Thread(target=beat, name=f"claim-{self.path.stem}", daemon=True).start()
+        # the thread starts with every signal blocked (it inherits the mask in force here), so that a Ctrl-C, a
+        # SIGTERM or a scheduler's SIGUSR2 always reaches the main thread and interrupts what it waits on
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals()) if _MASKS else None
+        try:
+            threading.Thread(target=beat, name=f"claim-{self.path.stem}", daemon=True).start()
+        finally:
+            if blocked is not None:
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         return self
 
     def release(self) -> None:
         """Stop the heartbeat and remove the claim file, if it is still this claim's (under the folder's lock, as
         a takeover: only locked code ever removes a claim file)."""
         self._stop.set()
-        with _folder_lock(self.path.parent):
+        with _store_lock(self.store):
             current = _read(self.path)
             if current is not None and current[0].get("nonce") == self.owner.get("nonce"):
                 with contextlib.suppress(FileNotFoundError):
@@ -156,16 +166,24 @@ class Claim:
 
 
 @contextlib.contextmanager
-def _folder_lock(folder: Path):
-    with open(folder / ".lock", "a+b") as f, locked(f, exclusive=True):
+def _store_lock(store: Path):
+    """The store's own exclusive lock (the file every writer shares anyway; created empty if need be)."""
+    with open(store, "a+b") as f, locked(f, exclusive=True):
         yield
 
 
 def _create(path: Path, info: dict) -> bool:
-    try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-    except FileExistsError:
-        return False
+    for _ in range(3):  # a finishing sweep may remove the empty folder between mkdir and open (see tidy)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            break
+        except FileExistsError:
+            return False
+        except FileNotFoundError:
+            continue
+    else:
+        raise FileNotFoundError(f"cannot create {path}: its folder keeps disappearing")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(json.dumps(info))
         f.flush()
@@ -177,16 +195,15 @@ def try_claim(store: str | os.PathLike, case_id: str, *, job: str | None = None,
               stale_after_s: float = STALE_AFTER_S) -> Claim | None:
     """Claim case ``case_id`` of ``store`` for this process: a :class:`Claim` (its heartbeat running), or None
     when another live owner holds it. A stale claim is taken over (``Claim.taken_over`` says why)."""
-    folder = claims_dir(store)
-    folder.mkdir(parents=True, exist_ok=True)
+    store, folder = Path(store), claims_dir(store)
     path = folder / f"{case_id}{_SUFFIX}"
     info = {**owner(job), "nonce": os.urandom(8).hex()}
     if _create(path, info):
-        return Claim(path, info, heartbeat_s).start_heartbeat()
-    with _folder_lock(folder):
+        return Claim(path, store, info, heartbeat_s).start_heartbeat()
+    with _store_lock(store):
         current = _read(path)
         if current is None:  # released meanwhile
-            return Claim(path, info, heartbeat_s).start_heartbeat() if _create(path, info) else None
+            return Claim(path, store, info, heartbeat_s).start_heartbeat() if _create(path, info) else None
         reason = stale_reason(current[0], _server_now(folder) - current[1], stale_after_s)
         if reason is None:
             return None
@@ -194,7 +211,15 @@ def try_claim(store: str | os.PathLike, case_id: str, *, job: str | None = None,
             path.unlink()
         if not _create(path, info):
             return None
-    return Claim(path, info, heartbeat_s, taken_over=reason).start_heartbeat()
+    return Claim(path, store, info, heartbeat_s, taken_over=reason).start_heartbeat()
+
+
+def tidy(store: str | os.PathLike) -> None:
+    """Remove the claims folder and the ``.sweep`` folder beside the store when they are empty (an inline sweep
+    that ended leaves nothing beside its store)."""
+    for folder in (claims_dir(store), sidecar(store)):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def read_claims(store: str | os.PathLike, stale_after_s: float = STALE_AFTER_S) -> dict[str, dict]:
