@@ -118,7 +118,7 @@ def test_a_checkpointed_worker_is_resubmitted_with_the_same_case(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("grid", ["bench", "train"])
 def test_local_workers_give_the_records_of_the_inline_loop(tmp_path, grid):
-    argv = BENCH if grid == "bench" else TRAIN + ["--regularizers", "barlow_twins", "vicreg",
+    argv = BENCH + ["--isolate", "never"] if grid == "bench" else TRAIN + ["--regularizers", "barlow_twins", "vicreg",
                                                   "--train-option", f"checkpoint_dir={tmp_path / 'ckpt'}"]
     inline = _sweep(argv + ["--out", "inline.jsonl"], tmp_path)
     assert inline.returncode == 0, inline.stdout + inline.stderr
