@@ -27,6 +27,13 @@ still appended to, never rewritten). Bench cases count as done only when measure
 name, torch version, threads), as in ``sslbench bench``. Lines of the store that are not JSON records (the
 half-written last line of a killed run, a stray edit) are reported in one line and skipped.
 
+Many writers. Several sweeps (or the workers of ``--executor local`` / ``slurm``, :mod:`sslbench.execution.cluster`)
+may share one store: appends are locked (:mod:`sslbench.records.store`), and each case is claimed before it runs
+(:mod:`sslbench.records.claims`): a case claimed by a live writer is skipped ("running elsewhere"), one recorded
+by another writer since this run read the store is skipped too, and a dead writer's claim is taken over.
+``--status`` and ``--cancel`` watch and stop the jobs of a store; the summary names the devices of its records
+and warns when they are several. See docs/cluster.md.
+
 Failures are results: out of memory → "oom", NaN/Inf → "nonfinite" (bench) or "diverged" (train), a case past
 ``--timeout`` → "timeout", a child killed from outside with no sign of the kernel's OOM killer → "killed"
 (:mod:`sslbench.execution.runner`), anything else → "error" with the message. Ctrl-C or SIGTERM records the
@@ -200,7 +207,7 @@ OPTIONS: tuple[Option, ...] = (
            help="--executor slurm: the time limit of each case's job, [D-]HH:MM:SS or minutes; a training case past "
                 "it is requeued and resumes from its checkpoint. Default: bench 1:00:00, train 4:00:00"),
     Option("slurm_array_parallelism", _BOTH, int, minimum=1,
-           help="--executor slurm: at most this many tasks of the array at once (default: the cluster's)"),
+           help="--executor slurm: at most this many tasks of the array at once (default: all of them)"),
     Option("gpus_per_case", _BOTH, int, minimum=0,
            help="GPUs of each case (default: 1 on a CUDA device, else 0); a training case with more runs under "
                 "torchrun, one process per GPU"),

@@ -39,7 +39,9 @@ _WARNED_NO_LOCK: set[str] = set()
 def locked(f, exclusive: bool):
     """Hold a POSIX record lock (``fcntl.lockf``: exclusive for a writer, shared for a reader) on the whole open
     file ``f`` within the block. Record locks are what NFS carries to the server (NFSv4 natively, NFSv3 through
-    lockd); where it refuses them (``ENOLCK``, ``EOPNOTSUPP``) the block runs unlocked after one warning."""
+    lockd); where it refuses them (``ENOLCK``, ``EOPNOTSUPP``) a writer goes on unlocked after one warning, and a
+    reader whose lock fails for any reason (a read-only mount) reads unlocked (its worst case: a partial last
+    line, skipped with the usual warning)."""
     with _THREAD_LOCK:
         if fcntl is None:
             yield
@@ -47,9 +49,9 @@ def locked(f, exclusive: bool):
         try:
             fcntl.lockf(f, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
         except OSError as exc:
-            if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL, errno.EBADF):
+            if exclusive and exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL, errno.EBADF):
                 raise
-            if f.name not in _WARNED_NO_LOCK:
+            if exclusive and f.name not in _WARNED_NO_LOCK:  # a reader reads on: the worst is a partial last line
                 _WARNED_NO_LOCK.add(f.name)
                 print(f"sslbench: warning: {f.name}: the file system refuses locks ({exc.strerror}); writers "
                       "sharing this store may interleave their lines (docs/cluster.md)", file=sys.stderr)
