@@ -305,10 +305,11 @@ def page_accuracy(df: pd.DataFrame, colours: dict) -> None:
             fixed[other] = pick(f"{AXIS_SHORT[other]} (fixed)", values, key=f"acc_fix_{x}_{other}",
                                 default=V.default_accuracy_fixed(runs, other, x), format_func=fmt_value)
             runs = runs[runs[other] == fixed[other]]
-    for extra in ("backbone", "epochs", "device"):
-        values = runs[extra].dropna().astype(str).unique().tolist()
+    # device_name: the GPU or CPU model, so that runs of two machines (a sweep over a cluster) are never pooled
+    for extra in ("backbone", "epochs", "device", "device_name"):
+        values = runs[extra].dropna().astype(str).unique().tolist() if extra in runs.columns else []
         if len(values) > 1:
-            v = pick(extra.capitalize(), sorted(values), key=f"acc_{extra}",
+            v = pick({"device_name": "Device model"}.get(extra, extra.capitalize()), sorted(values), key=f"acc_{extra}",
                      default=str(V.most_common(runs[extra])))
             runs = runs[runs[extra].astype(str) == v]
     regs = sorted(V.choices(runs["regularizer"], by_count=True))

@@ -36,7 +36,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 __all__ = [
     "CASE_PREFIX",
@@ -273,14 +273,15 @@ def classify_signal(returncode: int | None, output: str, oom_before: int | None,
 def run_child(module: str, flag: str, spec: dict, folder: str | os.PathLike, *, timeout_s: float,
               limit: str | None = None, env_vars: dict | None = None, grace_s: float = INTERRUPT_GRACE_S,
               oom_counter: Callable[[], int | None] | None = None,
-              clock: Callable[[], float] = time.perf_counter) -> ChildResult:
+              clock: Callable[[], float] = time.perf_counter, launcher: Sequence[str] = ()) -> ChildResult:
     """Run ``python -m module flag folder/spec.json`` (``spec`` written there as JSON) and say how it ended; see
     the module docstring. ``limit`` names the time limit in the time-out message (default "its time limit of T
-    s"); ``oom_counter`` and ``clock`` replace the cgroup reader and the wall clock (tests)."""
+    s"); ``oom_counter`` and ``clock`` replace the cgroup reader and the wall clock (tests); ``launcher`` goes
+    between the interpreter and ``-m module`` (``-m torch.distributed.run --nproc_per_node=G``: one rank per GPU)."""
     folder = Path(folder)
     spec_path, log_path = folder / "spec.json", folder / "child.log"
     spec_path.write_text(json.dumps(spec))
-    cmd = [sys.executable, "-m", module, flag, str(spec_path)]
+    cmd = [sys.executable, *launcher, "-m", module, flag, str(spec_path)]
     oom_counter = oom_counter or oom_kill_count
     oom_before = oom_counter()
     t0 = clock()

@@ -27,6 +27,13 @@ still appended to, never rewritten). Bench cases count as done only when measure
 name, torch version, threads), as in ``sslbench bench``. Lines of the store that are not JSON records (the
 half-written last line of a killed run, a stray edit) are reported in one line and skipped.
 
+Many writers. Several sweeps (or the workers of ``--executor local`` / ``slurm``, :mod:`sslbench.execution.cluster`)
+may share one store: appends are locked (:mod:`sslbench.records.store`), and each case is claimed before it runs
+(:mod:`sslbench.records.claims`): a case claimed by a live writer is skipped ("running elsewhere"), one recorded
+by another writer since this run read the store is skipped too, and a dead writer's claim is taken over.
+``--status`` and ``--cancel`` watch and stop the jobs of a store; the summary names the devices of its records
+and warns when they are several. See docs/cluster.md.
+
 Failures are results: out of memory → "oom", NaN/Inf → "nonfinite" (bench) or "diverged" (train), a case past
 ``--timeout`` → "timeout", a child killed from outside with no sign of the kernel's OOM killer → "killed"
 (:mod:`sslbench.execution.runner`), anything else → "error" with the message. Ctrl-C or SIGTERM records the
@@ -74,7 +81,9 @@ from sslbench.execution import bench
 from sslbench.execution.environment import environment
 from sslbench.execution.runner import case_folder, clean_stale_case_folders, run_child, sigterm_as_interrupt, signal_of
 from sslbench.records import FINAL_STATUSES, case_id, make_record, read_records
+from sslbench.records.claims import read_claims, tidy, try_claim
 from sslbench.records.paths import OutputPathError, append_record_safely, check_store_path
+from sslbench.records.store import store_size
 
 __all__ = [
     "KINDS",
@@ -186,7 +195,29 @@ OPTIONS: tuple[Option, ...] = (
     Option("resume", _BOTH, bool, default={"bench": True, "train": True},
            help="skip the cases already in the store with a final status (--no-resume: redo them)"),
     Option("progress", _BOTH, bool, help="a progress bar on stderr (default: when stderr is a terminal)"),
+    Option("executor", _BOTH, str, default={"bench": "inline", "train": "inline"}, choices=("inline", "local", "slurm"),
+           help="inline: the cases one after the other in this process (default); local: up to --workers cases at "
+                "once on this machine (submitit's LocalExecutor; one case per GPU on a GPU node); slurm: one SLURM "
+                "job array, a task per case (submitit's AutoExecutor). See docs/cluster.md"),
+    Option("workers", _BOTH, int, minimum=1,
+           help="--executor local: cases at once (default: the number of visible GPUs, else 2); on the CPU each "
+                "case gets cores // workers threads unless --threads says otherwise"),
+    Option("slurm_partition", _BOTH, str, help="--executor slurm: the partition (default: the cluster's)"),
+    Option("slurm_time", _BOTH, str, default={"bench": "1:00:00", "train": "4:00:00"},
+           help="--executor slurm: the time limit of each case's job, [D-]HH:MM:SS or minutes; a training case past "
+                "it is requeued and resumes from its checkpoint. Default: bench 1:00:00, train 4:00:00"),
+    Option("slurm_array_parallelism", _BOTH, int, minimum=1,
+           help="--executor slurm: at most this many tasks of the array at once (default: all of them)"),
+    Option("gpus_per_case", _BOTH, int, minimum=0,
+           help="GPUs of each case (default: 1 on a CUDA device, else 0); a training case with more runs under "
+                "torchrun, one process per GPU"),
+    Option("slurm_options", _BOTH, dict,
+           help="KEY=VALUE, repeatable: any other sbatch option of the jobs (account=abc, qos=high, constraint=a100, "
+                "mem=64G, ...)"),
 )
+#: the options of the executors (not of the grid: they never enter a case)
+CLUSTER_KEYS = ("executor", "workers", "slurm_partition", "slurm_time", "slurm_array_parallelism", "gpus_per_case",
+                "slurm_options")
 _BY_KEY = {o.key: o for o in OPTIONS}
 #: TrainConfig fields the sweep sets itself (the grid, or the plumbing of the child)
 _TRAIN_GRID_FIELDS = {"regularizer": "regularizers", "dataset": "datasets", "dim": "dims", "views": "views",
@@ -258,7 +289,8 @@ def _parse_toml(text: str) -> Any:
 # ==============================================================================================================
 # Settings: command line over config file over defaults, checked
 # ==============================================================================================================
-_DICT_FLAGS = {"hparams": "--hparam", "train_options": "--train-option", "data_options": "--data-option"}
+_DICT_FLAGS = {"hparams": "--hparam", "train_options": "--train-option", "data_options": "--data-option",
+               "slurm_options": "--slurm-option"}
 
 
 def _flag(opt: Option) -> str:
@@ -648,10 +680,13 @@ def _run_train_case(case: dict, s: dict, env: dict, *, resume: bool, sweep_id: s
     ``timeout`` seconds; Ctrl-C / SIGTERM is forwarded to the child as SIGINT (it stops after its current step,
     checkpoints and records "interrupted") and re-raised by the caller once the record is stored."""
     env_vars = {"OMP_NUM_THREADS": s["threads"], "MKL_NUM_THREADS": s["threads"]} if s["threads"] else None
+    gpus = s.get("gpus_per_case") or 0
+    launcher = ("-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={gpus}") if gpus > 1 else ()
     with case_folder() as folder:
         store = str(folder / "record.jsonl")
         child = run_child("sslbench.execution.sweep", "--train-worker", _train_child_spec(case, s, store, resume),
-                          folder, timeout_s=s["timeout"], limit=f"--timeout {s['timeout']:g} s", env_vars=env_vars)
+                          folder, timeout_s=s["timeout"], limit=f"--timeout {s['timeout']:g} s", env_vars=env_vars,
+                          launcher=launcher)
         rec = _train_record_of(child, case, store, env, s["timeout"])
     rec["extra"]["sweep"] = {"id": sweep_id, "case": case, "wall_s": child.wall_s}
     return _Outcome(rec, child.wall_s, child.interrupt)
@@ -742,15 +777,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="a TOML (.toml) or JSON file of settings; the keys are the "
                         "options below with '_' for '-' (min_time, train_options); the command line overrides it")
     groups = {"grid": parser.add_argument_group("grid"), "bench": parser.add_argument_group("bench measurement"),
-              "other": parser.add_argument_group("sweep")}
+              "other": parser.add_argument_group("sweep"),
+              "cluster": parser.add_argument_group("executors (docs/cluster.md)")}
     for opt in OPTIONS:
         kinds = "" if opt.kinds == KINDS else f" [--kind {opt.kinds[0]}]"
         grid = opt.many or opt.item is dict
-        g = groups["grid"] if grid else groups["bench"] if opt.kinds == _B else groups["other"]
+        g = (groups["cluster"] if opt.key in CLUSTER_KEYS else groups["grid"] if grid
+             else groups["bench"] if opt.kinds == _B else groups["other"])
         if opt.item is dict:
             g.add_argument(_DICT_FLAGS[opt.key], dest=opt.key, action="append",
-                           type=_raw_name_value if opt.key == "train_options" else _name_value, default=None,
-                           metavar="NAME=VALUE", help=opt.help + kinds)
+                           type=_raw_name_value if opt.key in ("train_options", "slurm_options") else _name_value,
+                           default=None, metavar="NAME=VALUE", help=opt.help + kinds)
         elif opt.item is bool:
             if opt.key == "resume":
                 g.add_argument("--no-resume", dest="resume", action="store_false", default=None,
@@ -768,12 +805,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                 kw.update(nargs="+", metavar=opt.metavar or opt.key.upper())
             g.add_argument(opt.flag, **kw)
     parser.add_argument("--dry-run", action="store_true", help="list the cases, which are already done, and exit")
+    watch = groups["cluster"].add_mutually_exclusive_group()
+    watch.add_argument("--status", action="store_true", help="with the sweep's grid and store: how many cases are "
+                       "pending, running (job, host), done, failed (with the end of their output), and exit")
+    watch.add_argument("--cancel", action="store_true", help="cancel the sweep's submitted jobs (local or slurm) "
+                       "and exit")
 
 
 def _dict_args(args: argparse.Namespace) -> argparse.Namespace:
     """NAME=VALUE lists → dicts (a name given twice is an error)."""
     out = argparse.Namespace(**vars(args))
-    for key in ("hparams", "train_options", "data_options"):
+    for key in ("hparams", "train_options", "data_options", "slurm_options"):
         items = getattr(args, key, None)
         if items is None:
             continue
@@ -788,11 +830,12 @@ def _dict_args(args: argparse.Namespace) -> argparse.Namespace:
     return out
 
 
-def _read_store(path: str, kind: str, command: str) -> list[dict]:
-    """The store's records of ``kind``; the lines that are not records are reported in one line and skipped."""
+def _read_store(path: str, kind: str, command: str, start: int = 0) -> list[dict]:
+    """The store's records of ``kind`` (from byte ``start``); the lines that are not records are reported in one
+    line and skipped."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
-        records = read_records(path, kind=kind)
+        records = read_records(path, kind=kind, start=start)
     for w in caught:
         if issubclass(w.category, RuntimeWarning):
             print(f"sslbench {command}: warning: {w.message}", file=sys.stderr, flush=True)
@@ -822,6 +865,7 @@ class _Plan:
     env: dict
     records: list[dict]  # the store's records of this kind that count for resume
     in_store: list[bool]
+    offset: int = 0  # the store's size when it was read: what other writers append later starts there
 
     @property
     def kind(self) -> str:
@@ -865,11 +909,24 @@ def _plan(command: str, s: dict, cases: list[dict], out: str) -> _Plan:
     env = environment()
     if s["kind"] == "bench" and s["threads"]:
         env["threads"] = s["threads"]
-    records = _read_store(out, rkind, command)
-    if s["kind"] == "bench":  # a bench case is done only if measured on the same setup
-        records = [r for r in records if bench.same_setup(r["env"], env)]
+    offset = store_size(out)
+    records = _counting(s, env, _read_store(out, rkind, command))
     done_ids = {sweep_id_of(r) for r in records if r.get("status") in FINAL_STATUSES}
-    return _Plan(command, s, cases, ids, out, env, records, [i in done_ids for i in ids])
+    return _Plan(command, s, cases, ids, out, env, records, [i in done_ids for i in ids], offset)
+
+
+def _counting(s: dict, env: dict, records: list[dict]) -> list[dict]:
+    """The records that count for resume: all of them for train, those measured on the same setup for bench."""
+    if s["kind"] == "bench":
+        return [r for r in records if bench.same_setup(r["env"], env)]
+    return records
+
+
+def _done_meanwhile(plan: _Plan, sid: str) -> bool:
+    """Whether another writer stored a final record of case ``sid`` since this run read the store."""
+    new = _counting(plan.settings, plan.env, _read_store(plan.out, record_kind(plan.settings), plan.command,
+                                                         start=plan.offset))
+    return any(sweep_id_of(r) == sid and r.get("status") in FINAL_STATUSES for r in new)
 
 
 def _dry_run(plan: _Plan) -> int:
@@ -939,13 +996,45 @@ class _Run:
     eta: EtaEstimator
     counts: dict = field(default_factory=dict)
     current: dict | None = None  # the case running now (recorded as "interrupted" if the run stops)
+    elsewhere: int = 0  # cases left to another writer (running there, or done there meanwhile)
 
 
 def _store(plan: _Plan, record: dict) -> None:
     append_record_safely(plan.out, record)
 
 
+def _claim(run: _Run, case: dict, sid: str):
+    """This process's claim on the case, or None (and a line saying so) when another writer runs it or has
+    stored it since this run read the store."""
+    plan = run.plan
+    claim = try_claim(plan.out, sid)
+    why = None
+    if claim is None:
+        held = read_claims(plan.out).get(sid, {})
+        why = (f"running elsewhere (host {held.get('host', '?')}, pid {held.get('pid', '?')}"
+               + (f", job {held['job']}" if held.get("job") else "") + ")")
+    elif _done_meanwhile(plan, sid):
+        claim.release()
+        claim, why = None, "recorded meanwhile by another writer"
+    if claim is None:
+        run.elsewhere += 1
+        run.progress.say(f"skipped {describe(plan.kind, case)}: {why}")
+    elif claim.taken_over:
+        run.progress.say(f"taking over {describe(plan.kind, case)}: {claim.taken_over}")
+    return claim
+
+
 def _run_one(run: _Run, k: int, case: dict, sid: str) -> None:
+    claim = _claim(run, case, sid)
+    if claim is None:
+        return
+    try:
+        _run_claimed(run, k, case, sid)
+    finally:
+        claim.release()
+
+
+def _run_claimed(run: _Run, k: int, case: dict, sid: str) -> None:
     plan, s = run.plan, run.plan.settings
     todo = plan.todo
     run.progress.eta(run.eta.remaining([c for c, _ in todo[k:]]))
@@ -1008,11 +1097,38 @@ def _run_plan(plan: _Plan) -> int:
                 _run_one(run, k, case, sid)
     except KeyboardInterrupt as exc:
         return _interrupted(run, exc)
+    finally:
+        tidy(plan.out)
     run.progress.close()
     summary = ", ".join(f"{k} {v}" for k, v in sorted(run.counts.items())) or "nothing to run"
     print(f"done in {_duration(time.perf_counter() - t_start)}: {summary}"
-          + (f"; {n_done} skipped, already in {plan.out}" if n_done else ""), flush=True)
+          + (f"; {n_done} skipped, already in {plan.out}" if n_done else "")
+          + (f"; {run.elsewhere} left to another writer" if run.elsewhere else ""), flush=True)
+    print(devices_line(plan), flush=True)
     return 1 if run.counts.get("error") else 0
+
+
+def grid_records(plan: _Plan) -> list[dict]:
+    """The store's records of this grid's cases (every writer's, read now)."""
+    wanted = set(plan.ids)
+    return [r for r in _read_store(plan.out, record_kind(plan.settings), plan.command) if sweep_id_of(r) in wanted]
+
+
+def devices_line(plan: _Plan) -> str:
+    """One line naming the devices (``env.device_name``) of the grid's records in the store, and a warning
+    when there are several: their figures are not to be pooled (``sslbench analyze`` and the dashboard keep
+    them apart by device)."""
+    names: dict[str, int] = {}
+    for r in grid_records(plan):
+        name = str((r.get("env") or {}).get("device_name") or "unknown device")
+        names[name] = names.get(name, 0) + 1
+    if not names:
+        return "devices: none recorded yet"
+    text = ", ".join(f"{n} ({c} record(s))" for n, c in sorted(names.items(), key=lambda kv: -kv[1]))
+    if len(names) == 1:
+        return f"device: {text}"
+    return (f"warning: the store mixes {len(names)} devices: {text}; their timings and accuracies are not "
+            "comparable, compare them per device (the dashboard's Device filter, analyze's device_name column)")
 
 
 def execute(args: argparse.Namespace, command: str = "sweep") -> int:
@@ -1028,6 +1144,11 @@ def execute(args: argparse.Namespace, command: str = "sweep") -> int:
     plan = _plan(command, s, cases, out)
     if args.dry_run:
         return _dry_run(plan)
+    if getattr(args, "status", False) or getattr(args, "cancel", False) or s["executor"] != "inline":
+        from sslbench.execution import cluster
+
+        action = "status" if getattr(args, "status", False) else "cancel" if getattr(args, "cancel", False) else "run"
+        return cluster.main(plan, action)
     clean_stale_case_folders()
     return _run_plan(plan)
 

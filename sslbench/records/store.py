@@ -1,7 +1,11 @@
 """The append-only JSON-lines store of records: :func:`append_record`, :func:`read_records`, :func:`completed_ids`.
 
 One record per line, appended with a flush and an ``fsync`` so that a crash or a pulled plug loses at most the
-line being written. :func:`read_records` never raises on content: it skips, with one warning naming the file and
+line being written. Many writers may share one store, on one machine or on a shared file system (NFSv3 with
+lockd, NFSv4): each append holds an exclusive POSIX record lock (``fcntl.lockf``) on the file while it finds the
+end, writes its whole line and syncs it, and a reader holds a shared lock while it reads, so no line is ever
+interleaved with another or seen half-written (docs/cluster.md says why this design). Where the file system
+refuses locks (``ENOLCK``: NFS without lockd) the append goes on unlocked, with one warning. :func:`read_records` never raises on content: it skips, with one warning naming the file and
 the lines, lines that are not JSON objects (the half-written tail of an interrupted run), records that do not say
 what they measured or how it ended (no ``kind``, no or an unknown ``status``), and drops numbers out of a float's
 range (``1e400``, a 400-digit integer) from the records that hold them.
@@ -9,13 +13,64 @@ range (``1e400``, a 400-digit integer) from the records that hold them.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
+import sys
+import threading
 import warnings
 from pathlib import Path
 from typing import Iterable, Mapping
 
 from sslbench.records.schema import FINAL_STATUSES, clamp_numbers, unusable_reason, upgrade_record
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: one writer at a time is the user's business
+    fcntl = None
+
+#: POSIX record locks belong to the process, not the thread: the threads of one process take turns here first
+_THREAD_LOCK = threading.RLock()
+_WARNED_NO_LOCK: set[str] = set()
+
+
+@contextlib.contextmanager
+def locked(f, exclusive: bool):
+    """Hold a POSIX record lock (``fcntl.lockf``: exclusive for a writer, shared for a reader) on the whole open
+    file ``f`` within the block. Record locks are what NFS carries to the server (NFSv4 natively, NFSv3 through
+    lockd); where it refuses them (``ENOLCK``, ``EOPNOTSUPP``) a writer goes on unlocked after one warning, and a
+    reader whose lock fails for any reason (a read-only mount) reads unlocked (its worst case: a partial last
+    line, skipped with the usual warning)."""
+    with _THREAD_LOCK:
+        if fcntl is None:
+            yield
+            return
+        try:
+            fcntl.lockf(f, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        except OSError as exc:
+            if exclusive and exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL, errno.EBADF):
+                raise
+            if exclusive and f.name not in _WARNED_NO_LOCK:  # a reader reads on: the worst is a partial last line
+                _WARNED_NO_LOCK.add(f.name)
+                print(f"sslbench: warning: {f.name}: the file system refuses locks ({exc.strerror}); writers "
+                      "sharing this store may interleave their lines (docs/cluster.md)", file=sys.stderr)
+            yield
+            return
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                fcntl.lockf(f, fcntl.LOCK_UN)
+
+
+def store_size(path: str | os.PathLike) -> int:
+    """The store's length in bytes (0 when it does not exist): an offset for :func:`read_records`'s ``start``
+    that reads only what was appended since."""
+    try:
+        return os.stat(path).st_size
+    except FileNotFoundError:
+        return 0
 
 
 def append_record(path: str | os.PathLike, record: dict) -> None:
@@ -29,7 +84,7 @@ def append_record(path: str | os.PathLike, record: dict) -> None:
     line = _canonical_line(record)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as f:
+    with open(path, "a+b") as f, locked(f, exclusive=True):
         f.seek(0, os.SEEK_END)
         prefix = b""
         if f.tell() > 0:
@@ -81,39 +136,42 @@ def parse_json_line(raw: bytes):
         raise ValueError(str(exc)) from None
 
 
-def read_records(path: str | os.PathLike, *, kind: str | None = None) -> list[dict]:
+def read_records(path: str | os.PathLike, *, kind: str | None = None, start: int = 0) -> list[dict]:
     """All records in the JSON-lines file ``path`` (``[]`` if it does not exist), upgraded to the current layout.
 
     Never fails on content; each of these is skipped or cleaned with a ``RuntimeWarning`` naming the file and the
     line numbers: lines that are not JSON objects (a half-written line from an interrupted run, a stray edit),
     records without a ``kind`` or without a known ``status`` (they must not count as ``ok``), and numbers a float
-    cannot hold (set to null). ``kind`` keeps only that kind.
+    cannot hold (set to null). ``kind`` keeps only that kind; ``start`` (a :func:`store_size` taken earlier)
+    reads only the lines appended since. The file is read under a shared lock (no writer is half-way through).
     """
     path = Path(path)
     if not path.exists():
         return []
     records, problems, not_json = [], _Problems(path), []
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            if not raw.strip():
-                continue
-            try:
-                rec = parse_json_line(raw.strip())
-            except ValueError:
-                rec = None
-            if not isinstance(rec, dict):
-                not_json.append(lineno)
-                continue
-            reason = unusable_reason(rec)
-            if reason is not None:
-                problems.add(f"skipped record(s) with {reason}", lineno)
-                continue
-            rec, bad = clamp_numbers(rec)
-            if bad:
-                problems.add(f"number(s) out of range set to null ({', '.join(bad[:5])})", lineno)
-            rec = upgrade_record(rec)
-            if kind is None or rec["kind"] == kind:
-                records.append(rec)
+    with open(path, "rb") as f, locked(f, exclusive=False):
+        f.seek(start)
+        data = f.read()
+    for lineno, raw in enumerate(data.split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            rec = parse_json_line(raw.strip())
+        except ValueError:
+            rec = None
+        if not isinstance(rec, dict):
+            not_json.append(lineno)
+            continue
+        reason = unusable_reason(rec)
+        if reason is not None:
+            problems.add(f"skipped record(s) with {reason}", lineno)
+            continue
+        rec, bad = clamp_numbers(rec)
+        if bad:
+            problems.add(f"number(s) out of range set to null ({', '.join(bad[:5])})", lineno)
+        rec = upgrade_record(rec)
+        if kind is None or rec["kind"] == kind:
+            records.append(rec)
     if not_json:
         problems.by_reason = {_NOT_JSON.format(n=len(not_json)): not_json, **problems.by_reason}
     problems.warn()

@@ -1,0 +1,402 @@
+"""``sslbench sweep --executor local|slurm``, ``--status`` and ``--cancel``: the sweep's cases through submitit.
+
+sslbench grows no scheduler of its own: it hands its cases to submitit (pip install 'sslbench[cluster]').
+
+* ``local``: submitit's ``LocalExecutor`` starts ``--workers K`` worker jobs on this machine and waits for them.
+  Each worker walks the whole list of cases to do (each from its own starting point) and runs those it can
+  claim (:mod:`sslbench.records.claims`), so the K workers share the cases without a coordinator, and a worker
+  killed mid-case leaves a claim the others take over. On a GPU node each worker sees one GPU (or
+  ``--gpus-per-case`` of them: ``CUDA_VISIBLE_DEVICES``, submitit's ``visible_gpus``); on the CPU each case gets
+  ``cores // K`` threads unless ``--threads`` says otherwise.
+* ``slurm``: submitit's ``AutoExecutor`` submits ONE job array, a task per case to do, and returns; watch it
+  with ``--status``. A task past ``--slurm-time`` or preempted is requeued by submitit (:class:`CaseWorker` is
+  ``Checkpointable``): its training child is first asked to stop (SIGINT: it checkpoints after its current
+  step), and the requeued task resumes from that checkpoint (``resume="auto"``); a bench case simply runs again.
+
+Every worker runs the inline loop of :mod:`sslbench.execution.sweep` on its cases, so records, statuses and
+resume are the inline ones. The submitit folder and the list of submitted jobs are kept beside the store, in
+``<store>.sweep/`` (``jobs/``, ``jobs.txt``), next to the claims.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+from sslbench.execution import sweep
+from sslbench.records import FINAL_STATUSES
+from sslbench.records.claims import read_claims, sidecar
+
+try:
+    import submitit
+    from submitit.helpers import Checkpointable
+except ImportError:  # the inline sweep needs none of it
+    submitit = None
+    Checkpointable = object
+
+__all__ = ["CaseWorker", "slurm_minutes", "submit", "status", "cancel", "main", "jobs_folder", "saved_jobs"]
+
+#: a worker on the local machine never hits submitit's own time limit (cases have --timeout)
+_LOCAL_TIMEOUT_MIN = 60 * 24 * 365
+_TAIL_LINES = 5
+
+
+class ClusterError(sweep.SweepError):
+    """Bad input for an executor (a missing submitit or sbatch, a bad --slurm-time): one line, exit 2."""
+
+
+def jobs_folder(out: str) -> Path:
+    return sidecar(out) / "jobs"
+
+
+def _jobs_file(out: str) -> Path:
+    return sidecar(out) / "jobs.txt"
+
+
+def slurm_minutes(text: str) -> int:
+    """Minutes of a SLURM time limit: ``MM``, ``MM:SS``, ``HH:MM:SS``, ``D-HH``, ``D-HH:MM``, ``D-HH:MM:SS``."""
+    m = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", str(text).strip())
+    if not m:
+        raise ClusterError(f"--slurm-time {text}: write [D-]HH:MM:SS or minutes (e.g. 4:00:00 or 240)")
+    days, a, b, c = (int(g) if g else None for g in m.groups())
+    if days is not None:  # D-HH[:MM[:SS]]
+        minutes = days * 1440 + a * 60 + (b or 0) + ((c or 0) > 0)
+    elif c is not None:  # HH:MM:SS
+        minutes = a * 60 + b + (c > 0)
+    elif b is not None:  # MM:SS
+        minutes = a + (b > 0)
+    else:
+        minutes = a
+    if minutes < 1:
+        raise ClusterError(f"--slurm-time {text}: give at least one minute")
+    return minutes
+
+
+# ==============================================================================================================
+# The worker: the inline loop over some cases, in a submitit job
+# ==============================================================================================================
+class CaseWorker(Checkpointable):
+    """What a submitit job runs: the inline loop of the sweep over the cases ``indices`` of the grid (a local
+    worker: all of them, from its own starting point; a SLURM array task: one). Returns the loop's exit status."""
+
+    def __init__(self, command: str, settings: dict, cases: list[dict], out: str):
+        self.command, self.settings, self.cases, self.out = command, settings, cases, out
+
+    def __call__(self, indices: list[int]) -> int:
+        from sslbench.execution.runner import clean_stale_case_folders
+
+        clean_stale_case_folders()
+        plan = sweep._plan(self.command, self.settings, [self.cases[i] for i in indices], self.out)
+        return sweep._run_plan(plan)
+
+    def checkpoint(self, *args, **kwargs):
+        """Before submitit requeues this task (time-out, preemption): ask the running case's process to stop
+        (SIGINT: a training case checkpoints after its current step) and give it a minute; the requeued task runs
+        the same case again, resuming from that checkpoint."""
+        _stop_children(grace_s=60.0)
+        return super().checkpoint(*args, **kwargs)
+
+
+def _stop_children(grace_s: float) -> None:
+    import psutil
+
+    children = psutil.Process().children()
+    for child in children:
+        try:
+            child.send_signal(signal.SIGINT)
+        except psutil.Error:
+            pass
+    psutil.wait_procs(children, timeout=grace_s)
+
+
+# ==============================================================================================================
+# Submitting
+# ==============================================================================================================
+def _need_submitit() -> None:
+    if submitit is None:
+        raise ClusterError("--executor local/slurm needs submitit: pip install 'sslbench[cluster]' "
+                           "(or pip install submitit), or use --executor inline")
+
+
+def _gpus(plan: sweep._Plan) -> int:
+    """GPUs visible here when the grid runs on CUDA, else 0."""
+    on_cuda = any(str(c.get("device", "")).startswith("cuda") for c in plan.cases)
+    return int(plan.env.get("device_count") or 0) if on_cuda else 0
+
+
+def _gpus_per_case(plan: sweep._Plan) -> int:
+    g = plan.settings.get("gpus_per_case")
+    if g is not None:
+        return g
+    return 1 if any(str(c.get("device", "")).startswith("cuda") for c in plan.cases) else 0
+
+
+def _local_workers(plan: sweep._Plan) -> tuple[list[dict], dict]:
+    """The parameters of each local worker (its GPUs) and the settings they run with (threads)."""
+    s = dict(plan.settings)
+    gpus, per_case = _gpus(plan), _gpus_per_case(plan)
+    if gpus and per_case:
+        k = min(s["workers"] or gpus // per_case, gpus // per_case)
+        if k < 1:
+            raise ClusterError(f"--gpus-per-case {per_case}: only {gpus} GPU(s) visible here")
+        params = [{"gpus_per_node": per_case, "visible_gpus": list(range(i * per_case, (i + 1) * per_case))}
+                  for i in range(k)]
+    else:
+        k = s["workers"] or 2
+        if s["threads"] is None:
+            s["threads"] = max(1, (os.cpu_count() or 1) // k)
+        params = [{} for _ in range(k)]
+    return params, s
+
+
+def _save_jobs(out: str, executor: str, jobs, case_ids: list[list[str]]) -> None:
+    """Append one line per submission to ``<store>.sweep/jobs.txt``: the job ids and the cases of each."""
+    path = _jobs_file(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = {"executor": executor, "host": socket.gethostname(), "submitted": time.time(),
+            "folder": str(jobs_folder(out)), "jobs": [{"id": str(j.job_id), "cases": ids}
+                                                      for j, ids in zip(jobs, case_ids)]}
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(line) + "\n")
+
+
+def saved_jobs(out: str) -> list[dict]:
+    """The submissions recorded beside the store (oldest first)."""
+    try:
+        lines = _jobs_file(out).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    return [json.loads(ln) for ln in lines if ln.strip()]
+
+
+def _todo_indices(plan: sweep._Plan) -> list[int]:
+    return [i for i, d in enumerate(plan.done) if not d]
+
+
+def _submit_local(plan: sweep._Plan, todo: list[int]) -> int:
+    params, s = _local_workers(plan)
+    worker = CaseWorker(plan.command, s, plan.cases, plan.out)
+    executor = submitit.LocalExecutor(folder=str(jobs_folder(plan.out) / "%j"))
+    jobs = []
+    for k, p in enumerate(params):
+        executor.update_parameters(timeout_min=_LOCAL_TIMEOUT_MIN, **p)
+        rotated = todo[k * len(todo) // len(params):] + todo[:k * len(todo) // len(params)]
+        jobs.append(executor.submit(worker, rotated))
+    _save_jobs(plan.out, "local", jobs, [[plan.ids[i] for i in todo]] * len(jobs))
+    threads = f", {s['threads']} thread(s) per case" if s["threads"] and not _gpus(plan) else ""
+    print(f"{plan.name}: {len(todo)} case(s) to run on {len(jobs)} local worker(s){threads} -> {plan.out} "
+          f"(jobs {', '.join(j.job_id for j in jobs)}; logs in {jobs_folder(plan.out)})", flush=True)
+    return _wait_local(plan, jobs)
+
+
+def _wait_local(plan: sweep._Plan, jobs) -> int:
+    worst = 0
+    try:
+        for job in jobs:
+            try:
+                code = job.result()
+            except Exception as exc:  # noqa: BLE001 - a worker killed or crashed: its claims are taken over
+                print(f"worker job {job.job_id} failed ({type(exc).__name__}); its cases are taken over on the "
+                      f"next run. Its last output:\n{_tail(job.paths.stderr)}", file=sys.stderr)
+                code = 1
+            worst = max(worst, code)
+    except KeyboardInterrupt:
+        for job in jobs:
+            job.cancel(check=False)
+        print(f"{plan.name}: interrupted; the workers were stopped (their running cases are recorded as "
+              "'interrupted'). To resume, run the same command again", file=sys.stderr)
+        return 130
+    print(_counts_line(plan), flush=True)
+    print(sweep.devices_line(plan), flush=True)
+    return worst
+
+
+def _slurm_executor(plan: sweep._Plan, n: int):
+    s = plan.settings
+    minutes = slurm_minutes(s["slurm_time"])
+    if shutil.which("sbatch") is None:
+        raise ClusterError("--executor slurm: sbatch is not on PATH (no SLURM client here); submit from the "
+                           "cluster's login node, or use --executor local")
+    executor = submitit.AutoExecutor(folder=str(jobs_folder(plan.out) / "%j"), cluster="slurm")
+    per_case = _gpus_per_case(plan)
+    params = {"name": f"sslbench-{Path(plan.out).stem}", "timeout_min": minutes,
+              "nodes": 1, "tasks_per_node": 1, "gpus_per_node": per_case or None,
+              "slurm_partition": s["slurm_partition"], "slurm_array_parallelism": s["slurm_array_parallelism"] or n,
+              "slurm_additional_parameters": dict(s["slurm_options"] or {}) or None}
+    executor.update_parameters(**{k: v for k, v in params.items() if v is not None})
+    return executor
+
+
+def _submit_slurm(plan: sweep._Plan, todo: list[int]) -> int:
+    executor = _slurm_executor(plan, len(todo))
+    worker = CaseWorker(plan.command, plan.settings, plan.cases, plan.out)
+    jobs = executor.map_array(worker, [[i] for i in todo])
+    _save_jobs(plan.out, "slurm", jobs, [[plan.ids[i]] for i in todo])
+    array = jobs[0].job_id.split("_")[0] if jobs else "?"
+    print(f"{plan.name}: submitted job array {array} ({len(jobs)} task(s), a case each) -> {plan.out}; "
+          f"logs in {jobs_folder(plan.out)}. Watch it with the same command and --status", flush=True)
+    return 0
+
+
+def submit(plan: sweep._Plan) -> int:
+    """Run (local) or submit (slurm) the plan's cases to do."""
+    _need_submitit()
+    todo = _todo_indices(plan)
+    if not todo:
+        print(f"{plan.name}: all {len(plan.cases)} case(s) are already in {plan.out}; nothing to submit")
+        return 0
+    if plan.settings["executor"] == "local":
+        return _submit_local(plan, todo)
+    return _submit_slurm(plan, todo)
+
+
+# ==============================================================================================================
+# Watching and cancelling
+# ==============================================================================================================
+def _tail(path, n: int = _TAIL_LINES) -> str:
+    try:
+        lines = Path(path).read_text(encoding="utf-8", errors="replace").strip().splitlines()
+    except OSError:
+        return "    (no output)"
+    return "\n".join("    | " + ln for ln in lines[-n:]) or "    (no output)"
+
+
+def _text_tail(text: str, n: int = _TAIL_LINES) -> str:
+    lines = [ln for ln in str(text or "").strip().splitlines() if ln.strip()]
+    return "\n".join("    | " + ln for ln in lines[-n:])
+
+
+def _all_jobs(out: str) -> list[tuple[dict, dict, str, str]]:
+    """(submission, job, state, stderr path) of every job submitted for the store, oldest first."""
+    return [(sub, job, *_job_state(sub, job["id"])) for sub in saved_jobs(out) for job in sub["jobs"]]
+
+
+def _job_states(out: str) -> dict[str, tuple[str, str, str]]:
+    """``{case id: (job id, state, stderr path)}`` from the saved submissions (the newest job of each case; a
+    running local worker over one that ended)."""
+    states: dict[str, tuple[str, str, str]] = {}
+    for sub, job, state, stderr in _all_jobs(out):
+        for sid in job["cases"]:
+            if sub["executor"] == "slurm" or state == "RUNNING" or sid not in states:
+                states[sid] = (job["id"], state, stderr)
+    return states
+
+
+def _job_state(sub: dict, job_id: str) -> tuple[str, str]:
+    folder = Path(sub["folder"]) / "%j"
+    if sub["executor"] == "slurm":
+        if submitit is None:
+            return "UNKNOWN (submitit not installed)", ""
+        job = submitit.SlurmJob(folder=folder, job_id=job_id)
+        return job.state, str(job.paths.stderr)
+    paths = submitit.core.utils.JobPaths(folder, job_id=job_id) if submitit else None
+    alive = sub["host"] == socket.gethostname() and _pid_alive(int(job_id))
+    return ("RUNNING" if alive else "FINISHED"), (str(paths.stderr) if paths else "")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclasses.dataclass
+class _Status:
+    done: list[str]
+    running: list[tuple[str, dict]]
+    failed: list[tuple[str, dict | None, tuple | None]]
+    pending: list[str]
+
+
+def _classify(plan: sweep._Plan) -> _Status:
+    latest: dict[str, dict] = {}
+    for r in sweep.grid_records(plan):
+        sid = sweep.sweep_id_of(r)
+        if r.get("status") in FINAL_STATUSES or latest.get(sid, {}).get("status") not in FINAL_STATUSES:
+            latest[sid] = r
+    claims, jobs = read_claims(plan.out), _job_states(plan.out)
+    st = _Status([], [], [], [])
+    for sid in plan.ids:
+        rec, claim, job = latest.get(sid), claims.get(sid), jobs.get(sid)
+        if rec is not None and rec["status"] in FINAL_STATUSES:
+            st.done.append(sid)
+        elif claim is not None and not claim["stale"]:
+            st.running.append((sid, claim))
+        elif rec is not None or (job is not None and job[1] in _FAILED_STATES) or claim is not None:
+            st.failed.append((sid, rec, job))
+        else:
+            st.pending.append(sid)
+    return st
+
+
+_FAILED_STATES = {"FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE"}
+
+
+def _counts_line(plan: sweep._Plan) -> str:
+    st = _classify(plan)
+    return (f"{len(plan.ids)} case(s) in {plan.out}: {len(st.done)} done, {len(st.running)} running, "
+            f"{len(st.failed)} failed, {len(st.pending)} pending")
+
+
+def status(plan: sweep._Plan) -> int:
+    """Print the counts of pending, running, done and failed cases, who runs what, and why cases failed."""
+    st = _classify(plan)
+    by_id = dict(zip(plan.ids, plan.cases))
+    print(f"{len(plan.ids)} case(s) in {plan.out}: {len(st.done)} done, {len(st.running)} running, "
+          f"{len(st.failed)} failed, {len(st.pending)} pending")
+    for sid, claim in st.running:
+        job = f"job {claim['job']}, " if claim.get("job") else ""
+        print(f"  running  {sweep.describe(plan.kind, by_id[sid])}  ({job}host {claim.get('host')}, pid "
+              f"{claim.get('pid')}, heartbeat {claim['age_s']:.0f} s ago)")
+    for sid, rec, job in st.failed:
+        what = (f"{rec['status']}: {rec.get('message') or ''}" if rec is not None
+                else f"job {job[0]} {job[1]} without a record" if job is not None else "its runner died")
+        print(f"  failed   {sweep.describe(plan.kind, by_id[sid])}  ({what.strip()})")
+        output = (rec or {}).get("extra", {}).get("output") if rec is not None else None
+        tail = _text_tail(output) if output else (_tail(job[2]) if job is not None and job[2] else "")
+        if tail:
+            print(tail)
+    states: dict[str, int] = {}
+    for _, _, state, _ in _all_jobs(plan.out):
+        states[state] = states.get(state, 0) + 1
+    if states:
+        print("jobs: " + ", ".join(f"{n} {s}" for s, n in sorted(states.items())))
+    print(sweep.devices_line(plan))
+    return 0
+
+
+def cancel(plan: sweep._Plan) -> int:
+    """Cancel every job submitted for this store (scancel for SLURM, SIGTERM for local workers)."""
+    n = 0
+    for sub in saved_jobs(plan.out):
+        for job in sub["jobs"]:
+            if sub["executor"] == "slurm":
+                _need_submitit()
+                submitit.SlurmJob(folder=Path(sub["folder"]) / "%j", job_id=job["id"]).cancel(check=False)
+                n += 1
+            elif sub["host"] == socket.gethostname() and _pid_alive(int(job["id"])):
+                os.kill(int(job["id"]), signal.SIGTERM)
+                n += 1
+    print(f"{plan.name}: cancelled {n} job(s) of {plan.out}" if n else f"{plan.name}: no job of {plan.out} to cancel")
+    return 0
+
+
+def main(plan: sweep._Plan, action: str = "run") -> int:
+    """``action`` "status", "cancel" or "run" (the executor's run); bad input is one line and exit status 2."""
+    try:
+        return {"status": status, "cancel": cancel, "run": submit}[action](plan)
+    except ClusterError as exc:
+        print(f"sslbench {plan.command}: error: {exc}", file=sys.stderr)
+        return 2
