@@ -5,7 +5,7 @@
    D ∈ {256, 1024, 4096}, each case in a fresh process (``sslbench bench``). About a minute on 2 CPU cores.
 2. **Training** — ``sslbench train`` with the defaults: Barlow Twins on Fashion-MNIST when its files are found
    (Debian's ``dataset-fashion-mnist``), else scikit-learn's digits, which need nothing but pip; then the linear
-   probe and kNN accuracy of the pretrained backbone next to the same network at initialisation. About 6 minutes
+   probe and kNN accuracy of the pretrained backbone next to the same network at initialisation. About 5–6 minutes (estimated)
    on 2 CPU cores with Fashion-MNIST, well under one with digits.
 
 Records are appended to ``results/demo/bench.jsonl`` and ``results/demo/train.jsonl`` (a re-run skips the bench
@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--regularizer", default="barlow_twins", choices=regularizers.available(),
                         help="the regularizer to pretrain with (default barlow_twins)")
     parser.add_argument("--dataset", default=None, help="default: fashion_mnist if found, else digits")
-    parser.add_argument("--epochs", type=int, default=None, help="default: sslbench train's default (8)")
+    parser.add_argument("--epochs", type=int, default=None, help="default: sslbench train's default (5)")
     parser.add_argument("--dims", nargs="+", type=int, default=[256, 1024, 4096], help="D of the scaling part")
     parser.add_argument("--skip-bench", action="store_true", help="only the training part")
     parser.add_argument("--skip-train", action="store_true", help="only the scaling part")
