@@ -5,8 +5,8 @@
    D ∈ {256, 1024, 4096}, each case in a fresh process (``sslbench bench``). About a minute on 2 CPU cores.
 2. **Training** — ``sslbench train`` with the defaults: Barlow Twins on Fashion-MNIST when its files are found
    (Debian's ``dataset-fashion-mnist``), else scikit-learn's digits, which need nothing but pip; then the linear
-   probe and kNN accuracy of the pretrained backbone next to the same network at initialisation. About 5–6 minutes (estimated)
-   on 2 CPU cores with Fashion-MNIST, well under one with digits.
+   probe and kNN accuracy of the pretrained backbone next to the same network at initialisation. About 5 minutes
+   on 2 idle CPU cores with Fashion-MNIST (5 min 17 s for the whole demo, 2026-11-30), well under one with digits.
 
 Records are appended to ``results/demo/bench.jsonl`` and ``results/demo/train.jsonl`` (a re-run skips the bench
 cases already measured on the same setup and resumes a training run from its checkpoint).
