@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import builtins
 import json
+import os
 import pickle
 import random
 
@@ -238,7 +239,8 @@ def test_a_record_that_cannot_be_written_is_saved_beside_the_log(tmp_path, monke
     real = records.append_record
     monkeypatch.setattr(records, "append_record", disk_full)
     rec = T.train(_cfg(tmp_path, eval=False, max_steps=2))
-    assert rec["status"] == "ok" and not (tmp_path / "train.jsonl").exists()
+    store = tmp_path / "train.jsonl"  # the run's claim locks the store file, which may therefore exist, empty
+    assert rec["status"] == "ok" and (not store.exists() or store.stat().st_size == 0)
     saved = read_records(tmp_path / "runs" / f"unsaved-{rec['id']}.jsonl")
     assert [r["id"] for r in saved] == [rec["id"]] and saved[0]["metrics"]["steps"] == 2
     assert "No space left" in capsys.readouterr().err
@@ -281,3 +283,25 @@ def test_linalg_failure_is_a_divergence_only_on_a_nonfinite_state(tmp_path, monk
     with pytest.raises(torch.linalg.LinAlgError):
         T.train(_cfg(tmp_path / "finite", regularizer="directpred", ema_tau=0.0, eval=False))
     assert read_records(tmp_path / "finite" / "train.jsonl")[0]["status"] == "error"
+
+
+# ==============================================================================================================
+# Two identical runs on one store
+# ==============================================================================================================
+def test_a_second_identical_run_is_refused_while_the_first_holds_its_claim(tmp_path):
+    """Two identical `sslbench train` runs on one store used to share (and corrupt) one log and checkpoint: while
+    a live process holds the run's claim, the same run is refused in one line; once released, it runs."""
+    from sslbench.records.claims import read_claims, try_claim
+    from sslbench.training.config import TrainInputError
+
+    first = T.train(_cfg(tmp_path, eval=False, max_steps=2))
+    store = tmp_path / "train.jsonl"
+    assert read_claims(store) == {}  # released at the end
+    claim = try_claim(store, f"run-{first['id']}")  # this (live) process plays the first run
+    try:
+        with pytest.raises(TrainInputError, match=f"run {first['id']} is already running .*pid {os.getpid()}"):
+            T.train(_cfg(tmp_path, eval=False, max_steps=2, resume="auto"))
+    finally:
+        claim.release()
+    again = T.train(_cfg(tmp_path, eval=False, max_steps=2, resume="auto"))
+    assert again["id"] == first["id"]

@@ -449,24 +449,55 @@ def train(cfg: TrainConfig, *, make_views: Callable | None = None,
     try:
         device = resolve_device(cfg.device, local_rank)
         run = set_up(cfg, rank, world, device, make_views)
-        ckpt_path = checkpoint_to_resume(run)
-        state = resume(run, ckpt_path) if ckpt_path is not None else RunState()
-        if state.step >= run.total_steps and (done := stored_record(run)) is not None:
-            _say(True, rank, f"run {run.run_id} has already finished (step {state.step} of {run.total_steps}) "
-                             f"and its record is in {cfg.out}; nothing to do")
-            return done
-        log = start_log(run, state)
-        train_steps(run, state, log, on_step)
-        metrics = final_evaluation(run, state)
-        log.write("end", step=state.step, status=state.status, message=state.message, metrics=metrics)
-        log.close()
-        record = build_record(run, state, metrics, log.path)
-        write_record(run, record)
-        _say(cfg.verbose, rank, _summary(record))
-        return record
+        with claim_run(run):
+            ckpt_path = checkpoint_to_resume(run)
+            state = resume(run, ckpt_path) if ckpt_path is not None else RunState()
+            if state.step >= run.total_steps and (done := stored_record(run)) is not None:
+                _say(True, rank, f"run {run.run_id} has already finished (step {state.step} of {run.total_steps}) "
+                                 f"and its record is in {cfg.out}; nothing to do")
+                return done
+            log = start_log(run, state)
+            train_steps(run, state, log, on_step)
+            metrics = final_evaluation(run, state)
+            log.write("end", step=state.step, status=state.status, message=state.message, metrics=metrics)
+            log.close()
+            record = build_record(run, state, metrics, log.path)
+            write_record(run, record)
+            _say(cfg.verbose, rank, _summary(record))
+            return record
     finally:
         if created_group:
             dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def claim_run(run: "Run"):
+    """Hold the run's claim (``run-<id>`` in the store's claims, :mod:`sslbench.records.claims`) while it trains, so
+    that two identical runs on one store do not share a log and a checkpoint: the second is refused in one line.
+    A claim whose owner died is taken over. Single-process runs with a store only (a torchrun job's ranks would
+    wait on a refused rank 0; a sweep's own claim has another name)."""
+    from sslbench.records.claims import read_claims, tidy, try_claim
+
+    cfg = run.cfg
+    if not cfg.out or run.world > 1:
+        yield None
+        return
+    key, existed = f"run-{run.run_id}", Path(cfg.out).exists()
+    claim = try_claim(cfg.out, key)
+    if claim is None:
+        held = read_claims(cfg.out).get(key, {})
+        raise TrainInputError(f"run {run.run_id} is already running (host {held.get('host', '?')}, pid "
+                              f"{held.get('pid', '?')}) with the store {cfg.out}; wait for it, or change a setting "
+                              "(e.g. --seed) for another run")
+    try:
+        yield claim
+    finally:
+        claim.release()
+        tidy(cfg.out)
+        if not existed:  # the claim's lock made the store file: leave none behind when nothing was recorded
+            with contextlib.suppress(OSError):
+                if Path(cfg.out).stat().st_size == 0:
+                    Path(cfg.out).unlink()
 
 
 @dataclass
