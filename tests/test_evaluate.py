@@ -373,15 +373,19 @@ def test_evaluate_backbone_on_separable_images():
     assert out["effective_rank"] == pytest.approx(E.collapse_metrics(pixels)["effective_rank"])
 
 
-def test_evaluate_backbone_with_a_convnet_and_projector():
+def _convnet_case():
+    """Striped images (train, test), a seeded convnet with a 16-8 projector, and the 0..1 normalisation."""
     from sslbench.training.models import Projector, build_backbone
 
     torch.manual_seed(0)
     g = torch.Generator().manual_seed(1)
-    (xi, yi), (xti, yti) = _striped_images(64, g), _striped_images(32, g)
+    train, test = _striped_images(64, g), _striped_images(32, g)
     backbone = build_backbone("convnet", 1, 8)
-    proj = Projector(backbone.out_dim, "16-8")
-    norm = lambda x: x.float() / 255.0  # noqa: E731
+    return train, test, backbone, Projector(backbone.out_dim, "16-8"), lambda x: x.float() / 255.0
+
+
+def test_evaluate_backbone_with_a_convnet_and_projector():
+    (xi, yi), (xti, yti), backbone, proj, norm = _convnet_case()
     out = E.evaluate_backbone(backbone, xi, yi, xti, yti, norm, "cpu", 16, projector=proj, knn_k=10,
                               probe={"epochs": 50})
     assert set(out) == {"linear_top1", "knn_top1", "std_normalized", "rankme", "effective_rank",
@@ -407,14 +411,7 @@ def test_extract_features_out_device():
 
 @pytest.mark.gpu
 def test_evaluate_backbone_on_cuda_keeps_features_there_and_agrees_with_the_cpu():
-    from sslbench.training.models import Projector, build_backbone
-
-    torch.manual_seed(0)
-    g = torch.Generator().manual_seed(1)
-    (xi, yi), (xti, yti) = _striped_images(64, g), _striped_images(32, g)
-    backbone = build_backbone("convnet", 1, 8)
-    proj = Projector(backbone.out_dim, "16-8")
-    norm = lambda x: x.float() / 255.0  # noqa: E731
+    (xi, yi), (xti, yti), backbone, proj, norm = _convnet_case()
     kw = dict(projector=proj, knn_k=10, probe={"epochs": 50})
     cpu = E.evaluate_backbone(backbone, xi, yi, xti, yti, norm, "cpu", 16, **kw)
     backbone.cuda(), proj.cuda()
