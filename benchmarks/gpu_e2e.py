@@ -15,8 +15,8 @@ Stages, each timed and printed with the elapsed time:
 2. **Pretraining**: per regularizer, one child process that first **calibrates** (the same configuration for a
    few steps, no evaluation: images/s of the loop with warm-up and compilation excluded), then trains
    ``max_steps = budget × images/s / batch`` steps (a whole cosine schedule, warm-up 10 % of it), evaluates and
-   appends the loop's own ``kind="train"`` record. Fashion-MNIST is used as it is, 1×28×28 (the ResNet's CIFAR
-   stem takes it; padding to 32×32 is left to a data-set option the loader does not have yet). The
+   appends the loop's own ``kind="train"`` record. Fashion-MNIST is padded with 2 px of background to 1×32×32
+   (the data set's ``pad`` option: the CIFAR input size, the images not resampled). The
    at-initialisation floor is evaluated once, in the first run that finishes (every run starts from the same
    initial network: same seed, same backbone), unless ``--floor each``. The budget per run is the time left,
    shared among the runs left, less the overhead measured so far (start, calibration, evaluation), or
@@ -81,6 +81,7 @@ class Profile:
     knn_k: int
     throughput_args: tuple[str, ...]
     head: dict | None = None  # projector and dim of every run (None: HEADS / DEFAULT_HEAD per regularizer)
+    pad: int = 2  # Fashion-MNIST's 28×28 padded to 32×32 (the CIFAR input size)
 
 
 GPU = Profile(backbone="resnet18_cifar", batch=512, fraction=1.0, total_s=480.0, throughput_s=100.0,
@@ -138,12 +139,12 @@ def check_data(folder: str) -> None:
 
 
 def check_augment(device: torch.device) -> None:
-    """One call of the default augmentation of 1×28×28 images on ``device``."""
+    """One call of the default augmentation of the benchmark's 1×32×32 images on ``device``."""
     from sslbench.training.augment import build_augment
 
     try:
-        images = torch.randint(0, 256, (8, 1, 28, 28), dtype=torch.uint8, device=device)
-        build_augment((1, 28, 28), "auto").to(device)(images, 2)
+        images = torch.randint(0, 256, (8, 1, 32, 32), dtype=torch.uint8, device=device)
+        build_augment((1, 32, 32), "auto").to(device)(images, 2)
     except Exception as exc:  # noqa: BLE001 - reported in one line, before any training
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise InputProblem(f"the default augmentation cannot run on {device} here ({type(exc).__name__}: {first}); "
@@ -159,7 +160,7 @@ def run_config(args, profile: Profile, regularizer: str, **overrides):
 
     head = profile.head or HEADS.get(regularizer, DEFAULT_HEAD)
     kw = dict(regularizer=regularizer, hparams=dict(HPARAMS.get(regularizer, {})), dataset="fashion_mnist",
-              data_root=args.data,
+              data_root=args.data, data_options={"pad": profile.pad} if profile.pad else {},
               fraction=args.fraction or profile.fraction,
               backbone=profile.backbone, projector=head["projector"], dim=head["dim"], views=2,
               batch_size=args.batch or profile.batch, optimizer=args.optimizer,
@@ -385,7 +386,7 @@ def write_report(args, profile, outcomes, stages, info_lines, plan) -> Path:
     lines = [f"# GPU end-to-end benchmark on {env_name}" if not args.smoke else "# gpu_e2e --smoke (CPU)", "",
              f"`bash benchmarks/gpu_e2e.sh {' '.join(args.argv)}`, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
              f", {plan.elapsed():.0f} s in all.", "", *[f"- {line}" for line in info_lines], "",
-             f"Pretraining: {profile.backbone}, Fashion-MNIST 1×28×28 (fraction {args.fraction or profile.fraction}), "
+             f"Pretraining: {profile.backbone}, Fashion-MNIST padded to 1×{28 + 2 * profile.pad}×{28 + 2 * profile.pad} (fraction {args.fraction or profile.fraction}), "
              "batch "
              f"{args.batch or profile.batch}, V = 2, {args.optimizer} lr {args.lr} × B/256, weight decay "
              f"{args.weight_decay}, {_heads_text(profile)}, hyper-parameters {HPARAMS} (else the defaults); steps "

@@ -45,6 +45,8 @@ def _cases(tmp):
                                               "--dim", "128", "--out", store], "block_size"),
         ("train misspelled data option", [*TRAIN[:1], "--dataset", "synthetic", "--data-option", "num_sampels=64",
                                           "--epochs", "1", "--out", store], "num_sampels"),
+        ("train bad fashion_mnist pad", [*TRAIN[:1], "--dataset", "fashion_mnist", "--data-option", "pad=-2",
+                                         "--epochs", "1", "--out", store], "pad=-2"),
         ("train unknown hyper-parameter", [*TRAIN, "--hp", "nope=1", "--out", store], "nope"),
         ("train out-of-range hyper-parameter", [*TRAIN, "--hp", "lambd=-1", "--out", store], "lambd"),
         ("train hyper-parameter without value", [*TRAIN, "--hp", "lambd", "--out", store], "NAME=VALUE"),

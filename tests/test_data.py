@@ -116,6 +116,20 @@ def test_fashion_mnist_idx_round_trip(tmp_path, compress, subdir):
         assert ds.name == "fashion_mnist"
 
 
+def test_fashion_mnist_pad_adds_background_on_every_side(tmp_path):
+    ref = make_fmnist_dir(tmp_path, np.random.default_rng(5))
+    x, y = ref["test"]
+    ds = load_dataset("fashion_mnist", "test", root=str(tmp_path), pad=2)
+    expected = np.zeros((x.shape[0], 1, x.shape[1] + 4, x.shape[2] + 4), dtype=np.uint8)
+    expected[:, 0, 2:-2, 2:-2] = x
+    assert_dataset(ds, expected, y, 10)
+    assert ds.image_shape == (1, x.shape[1] + 4, x.shape[2] + 4)
+    assert_dataset(load_dataset("fashion_mnist", "test", root=str(tmp_path), pad=0), x[:, None], y, 10)
+    for bad in (-1, 65, 1.5, "2", True):
+        with pytest.raises(ValueError, match="pad=.* must be a whole number of pixels from 0 to 64"):
+            load_dataset("fashion_mnist", "test", root=str(tmp_path), pad=bad)
+
+
 def test_fashion_mnist_env_var_and_default_dataset(monkeypatch, no_default_roots):
     tmp = no_default_roots
     assert D.default_dataset() == "digits"

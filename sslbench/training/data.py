@@ -292,11 +292,23 @@ def _fmnist_dir(root: str | os.PathLike | None) -> Path | None:
     return _find_dir(default_roots(root), _FMNIST_SUBDIRS, _fmnist_complete)
 
 
+def _check_pad(pad) -> int:
+    if isinstance(pad, bool) or not isinstance(pad, int) or not 0 <= pad <= MAX_PAD:
+        raise ValueError(f"pad={pad!r} must be a whole number of pixels from 0 to {MAX_PAD} "
+                         "(e.g. --data-option pad=2 gives Fashion-MNIST's 28×28 images as 32×32)")
+    return pad
+
+
 def load_fashion_mnist(
-    split: str = "train", root: str | os.PathLike | None = None, *, download: bool = False
+    split: str = "train", root: str | os.PathLike | None = None, *, download: bool = False, pad: int = 0
 ) -> ImageDataset:
-    """Fashion-MNIST from its idx files (see the module docstring for where they are looked for)."""
+    """Fashion-MNIST from its idx files (see the module docstring for where they are looked for).
+
+    ``pad`` adds that many pixels of background (0, the images' own background) on every side: ``pad=2`` gives
+    the 32×32 inputs of a CIFAR-shaped pipeline (ResNet-18 with the CIFAR stem) without resampling the images.
+    """
     _check_split("fashion_mnist", split)
+    pad = _check_pad(pad)
     d = _fmnist_dir(root)
     if d is None and download:
         _torchvision_download("fashion_mnist", _download_root(root))
@@ -318,6 +330,8 @@ def load_fashion_mnist(
             f"{d}: Fashion-MNIST {split} images have shape {images.shape} and labels {labels.shape}; "
             "expected (N, 28, 28) and (N,)"
         )
+    if pad:
+        images = np.pad(images, ((0, 0), (pad, pad), (pad, pad)))
     return ImageDataset(
         "fashion_mnist",
         torch.from_numpy(images).unsqueeze(1),
@@ -692,9 +706,12 @@ def class_balanced_subset(labels: Tensor, fraction: float, seed: int = 0) -> Ten
     return torch.sort(torch.cat(picked)).values
 
 
+#: the largest ``pad`` of :func:`load_fashion_mnist` (28 + 2·64 = 156 px)
+MAX_PAD = 64
+
 #: the keyword options load_dataset accepts per data set (--data-option NAME=VALUE)
 DATASET_OPTIONS = {
-    "fashion_mnist": {"download"},
+    "fashion_mnist": {"download", "pad"},
     "digits": set(),
     "cifar10": {"download"},
     "cifar100": {"download"},
@@ -715,7 +732,7 @@ def load_dataset(
     """Load one split of a data set in :data:`DATASETS`, optionally a class-balanced ``fraction`` of it.
 
     ``options`` per data set: ``download=True`` (fashion_mnist, cifar10, cifar100, stl10; needs torchvision and the
-    network), ``image_size=`` (folder), ``num_samples``, ``channels``, ``height``, ``width``, ``num_classes``,
+    network), ``pad=`` (fashion_mnist: pixels of background on every side; 2 gives 32×32), ``image_size=`` (folder), ``num_samples``, ``channels``, ``height``, ``width``, ``num_classes``,
     ``data_seed`` (synthetic). ``seed`` only chooses the ``fraction`` subset.
     """
     if name not in DATASETS:
