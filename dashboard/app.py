@@ -1,12 +1,18 @@
 """The sslbench dashboard: ``streamlit run dashboard/app.py`` (or ``sslbench dashboard``), served on localhost.
 
-Four pages, picked in the sidebar (and in the URL: ``?page=Scaling``, ``Accuracy``, ``Regressions``, ``Runs``):
+Six pages, picked in the sidebar (and in the URL: ``?page=Scaling``, ``Accuracy``, ``Throughput``,
+``Regressions``, ``Runs``, ``Claims``):
 
 * **Scaling** — time and memory of one regularizer step against D, N or V on log-log axes, one line per
   regularizer / algorithm, the fitted exponent in the legend, out-of-memory cases marked, the crossover of two
   series annotated.
 * **Accuracy** — linear-probe / kNN accuracy of training runs against V, the data set fraction or D, next to the
-  same network at initialisation (the floor), and accuracy against training time.
+  same network at initialisation (the floor), and accuracy against training time. It opens on the study with
+  the most training (:func:`sslbench.analysis.views.training_order`); runs of several devices are series side by
+  side, never pooled.
+* **Throughput** — ``benchmarks/train_throughput.py``'s measurements: images/s and fraction of peak per loop
+  (sslbench's, a peer-style one) and case, the per-phase split of a step, and the sslbench / peer ratio of each
+  case measured in one run on one device; devices side by side, never pooled; failed cases listed.
 * **Regressions** — each asv benchmark across commits, changes beyond a threshold highlighted.
 * **Runs** — training curves (loss terms, throughput, memory, kNN accuracy) of chosen runs.
 * **Claims** — the seed papers' claims as a verdict table (:mod:`sslbench.analysis.report`'s verdict functions on the
@@ -42,7 +48,7 @@ from sslbench.analysis import views as V  # noqa: E402
 
 RESULTS_ENV = "SSLBENCH_RESULTS"
 ASV_ENV = "SSLBENCH_ASV"
-PAGES = ("Scaling", "Accuracy", "Regressions", "Runs", "Claims")
+PAGES = ("Scaling", "Accuracy", "Throughput", "Regressions", "Runs", "Claims")
 KIND_NAMES = {
     "regularizer_bench": "regularizer_bench (sslbench bench / sweep)",
     "side_by_side": "side_by_side (ours vs the official code)",
@@ -51,6 +57,8 @@ KIND_NAMES = {
 AXIS_SHORT = {"dim": "D", "batch": "N", "views": "V", "fraction": "data fraction"}
 #: line styles of the variants of one regularizer (its colour, another dash per hyper-parameter setting)
 DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
+#: marker symbols of the devices on one chart (a GPU's runs beside a CPU's, never pooled)
+MARKERS = ("circle", "diamond", "square", "triangle-up", "cross", "star")
 # plotted unit of each figure: (column, divisor, axis title)
 Y_DISPLAY = {
     "time_s": (1e-3, "time per forward+backward (ms)"),
@@ -290,10 +298,28 @@ def page_accuracy(df: pd.DataFrame, colours: dict) -> None:
         return
     sb = st.sidebar
     sb.subheader("Filters")
-    datasets = V.choices(runs["dataset"], by_count=True)
-    if datasets:
-        ds = pick("Data set", datasets, key="acc_ds")
-        runs = runs[runs["dataset"].astype(str) == ds]
+    # the study (the store one study or sweep wrote) with the most training first: V.training_order's rule
+    seen = V.training_by(runs, "study")
+    studies = list(seen.index)
+    if studies:
+        study = pick("Study", studies + ([V.ALL_STUDIES] if len(studies) > 1 else []), key="acc_study",
+                     default=V.default_study(runs),
+                     format_func=lambda s: s if s == V.ALL_STUDIES or pd.isna(seen.get(s)) else
+                     f"{s} (median run: {seen[s]:,.0f} samples seen)",
+                     help="the records' file; the one whose finished runs saw the most samples (median of steps × "
+                          "batch) comes first and is the default")
+        if study != V.ALL_STUDIES:
+            runs = runs[runs["study"] == study]
+    for col, label in (("dataset", "Data set"), ("epochs", "Epochs")):  # the most trained first, as for the study
+        values = V.training_order(runs, col)
+        if len(values) > 1:
+            v = pick(label, values, key=f"acc_{col}", format_func=fmt_value)
+            runs = runs[runs[col] == v]
+    # devices beside each other: one series per device model (a GPU's runs are never pooled with a CPU's)
+    devices = V.choices(runs["device_name"], by_count=True)
+    if len(devices) > 1:
+        chosen_devices = sb.multiselect("Devices", devices, default=devices, key="acc_devices")
+        runs = V.keep(runs, "device_name", chosen_devices)
     metric = sb.radio("Accuracy", ["linear_top1", "knn_top1"], key="acc_metric", horizontal=True,
                       format_func=lambda m: {"linear_top1": "linear probe", "knn_top1": "kNN"}[m])
     x = sb.radio("Against", V.accuracy_axes(runs), key="acc_x", horizontal=True,
@@ -305,12 +331,10 @@ def page_accuracy(df: pd.DataFrame, colours: dict) -> None:
             fixed[other] = pick(f"{AXIS_SHORT[other]} (fixed)", values, key=f"acc_fix_{x}_{other}",
                                 default=V.default_accuracy_fixed(runs, other, x), format_func=fmt_value)
             runs = runs[runs[other] == fixed[other]]
-    # device_name: the GPU or CPU model, so that runs of two machines (a sweep over a cluster) are never pooled
-    for extra in ("backbone", "epochs", "device", "device_name"):
+    for extra in ("backbone",):
         values = runs[extra].dropna().astype(str).unique().tolist() if extra in runs.columns else []
         if len(values) > 1:
-            v = pick({"device_name": "Device model"}.get(extra, extra.capitalize()), sorted(values), key=f"acc_{extra}",
-                     default=str(V.most_common(runs[extra])))
+            v = pick(extra.capitalize(), sorted(values), key=f"acc_{extra}", default=str(V.most_common(runs[extra])))
             runs = runs[runs[extra].astype(str) == v]
     regs = sorted(V.choices(runs["regularizer"], by_count=True))
     chosen = sb.multiselect("Regularizers", regs, default=regs, key="acc_regs")
@@ -320,21 +344,27 @@ def page_accuracy(df: pd.DataFrame, colours: dict) -> None:
         st.warning("No finished runs with this accuracy under these filters.")
         return
     name = {"linear_top1": "linear-probe top-1 (%)", "knn_top1": "kNN top-1 (%)"}[metric]
+    several = ok["device_name"].nunique() > 1
+    symbols = {d: MARKERS[i % len(MARKERS)] for i, d in enumerate(sorted(ok["device_name"].dropna().astype(str)
+                                                                         .unique()))}
+
+    def at(device) -> str:
+        return f" @ {device}" if several and device is not None else ""
 
     fig = go.Figure()
     for line in V.accuracy_series(ok, x, metric):
-        variant = line["variant"]
+        variant = str(line["variant"]) + at(line["device"])
         fig.add_trace(go.Scatter(
-            x=line["x"], y=line["mean"], mode="lines+markers", name=str(variant),
+            x=line["x"], y=line["mean"], mode="lines+markers", name=variant,
             error_y=dict(type="data", array=line["std"], visible=True, thickness=1),
             line=dict(color=colours.get(str(line["regularizer"])), dash=DASHES[line["index"] % len(DASHES)]),
-            customdata=line["runs"],
+            marker=dict(symbol=symbols.get(str(line["device"]), "circle")), customdata=line["runs"],
             hovertemplate=f"{variant}<br>{AXIS_SHORT[x]}=%{{x}}<br>%{{y:.2f}} % (%{{customdata}} run(s))"
                           "<extra></extra>"))
-    init = V.init_floor(ok, x, metric)
-    if not init.empty:
+    for device, init in V.init_floors(ok, x, metric).items():
         fig.add_trace(go.Scatter(
-            x=init.index.tolist(), y=init.tolist(), mode="lines+markers", name="at initialisation (floor)",
+            x=init.index.tolist(), y=init.tolist(), mode="lines+markers",
+            name="at initialisation (floor)" + at(device),
             line=dict(color="grey", dash="dash"), marker=dict(symbol="square-open"),
             hovertemplate=f"untrained network<br>{AXIS_SHORT[x]}=%{{x}}<br>%{{y:.2f}} %<extra></extra>"))
     where = ", ".join(f"{AXIS_SHORT[k]}={fmt_value(v)}" for k, v in fixed.items())
@@ -343,23 +373,168 @@ def page_accuracy(df: pd.DataFrame, colours: dict) -> None:
     show(fig, "chart_accuracy")
 
     fig2 = go.Figure()
-    for (reg, variant), g in ok.groupby(["regularizer", "variant"], sort=True):
+    device_of = ok["device_name"].astype(object).where(ok["device_name"].notna(), None)
+    for (reg, variant, device), g in ok.assign(_device=device_of.fillna("")).groupby(
+            ["regularizer", "variant", "_device"], sort=True):
         g = g[g["train_time_s"] > 0]
-        hover = [f"{variant} {AXIS_SHORT[x]}={fmt_value(v)} seed={s}" for v, s in zip(g[x], g["seed"])]
+        label = str(variant) + at(device or None)
+        hover = [f"{label} {AXIS_SHORT[x]}={fmt_value(v)} seed={s}" for v, s in zip(g[x], g["seed"])]
         fig2.add_trace(go.Scatter(
-            x=g["train_time_s"].tolist(), y=g[metric].tolist(), mode="markers", name=str(variant),
-            marker=dict(size=10, color=colours.get(str(reg))), text=hover,
+            x=g["train_time_s"].tolist(), y=g[metric].tolist(), mode="markers", name=label,
+            marker=dict(size=10, color=colours.get(str(reg)), symbol=symbols.get(str(device), "circle")), text=hover,
             hovertemplate="%{text}<br>%{x:.0f} s<br>%{y:.2f} %<extra></extra>"))
-    floor = ok[f"init_{metric}"].dropna()
-    if not floor.empty and (ok["train_time_s"] > 0).any():
-        t = ok.loc[ok["train_time_s"] > 0, "train_time_s"]
-        fig2.add_trace(go.Scatter(x=[t.min(), t.max()], y=[floor.mean()] * 2, mode="lines",
-                                  name="at initialisation (floor)", line=dict(color="grey", dash="dash")))
+    timed = ok[ok["train_time_s"] > 0]
+    for device, g in timed.groupby(device_of.fillna("").loc[timed.index], sort=True):
+        floor = g[f"init_{metric}"].dropna()
+        if not floor.empty:
+            fig2.add_trace(go.Scatter(x=[g["train_time_s"].min(), g["train_time_s"].max()], y=[floor.mean()] * 2,
+                                      mode="lines", name="at initialisation (floor)" + at(device or None),
+                                      line=dict(color="grey", dash="dash")))
     base_layout(fig2, f"time to accuracy: {name} vs training time", "training time (s)", name, log_y=False)
     show(fig2, "chart_time_to_accuracy")
 
-    st.subheader("Runs, seeds pooled")
-    st.dataframe(A.accuracy_table(runs), hide_index=True, key="tbl_accuracy")
+    st.subheader("Runs, seeds pooled" + (" (one row per device model)" if several else ""))
+    st.dataframe(V.accuracy_by_device(runs), hide_index=True, key="tbl_accuracy")
+
+
+# ==============================================================================================================
+# Throughput
+# ==============================================================================================================
+LOOP_COLOURS = {"sslbench": PALETTE[0], "peer": PALETTE[1]}
+#: bar patterns of the devices on one chart (side by side, never pooled)
+PATTERNS = ("", "/", "x", ".", "\\", "+", "-", "|")
+PHASE_COLOURS = {"data": "#8c8c8c", "augment": "#f2a541", "fwd_bwd": "#3a6ea5", "optimizer": "#7fb069"}
+THROUGHPUT_COMMAND = ("python benchmarks/train_throughput.py           # the full grid on CUDA -> results/throughput/\n"
+                      "python benchmarks/train_throughput.py --smoke   # a tiny CPU subset, seconds")
+
+
+def throughput_bars(latest: pd.DataFrame, metric: str, *, title: str, y_title: str, scale: float = 1.0,
+                    fmt: str = ".4g") -> go.Figure:
+    """Grouped bars of ``metric`` per case: one trace per device and loop (colour: loop, pattern: device); a
+    missing value leaves a gap, never a zero."""
+    cases = list(dict.fromkeys(latest["case_label"].astype(str)))
+    devices = sorted(latest["device_name"].unique())
+    several = len(devices) > 1
+    fig = go.Figure()
+    for d_i, device in enumerate(devices):
+        for loop in [lp for lp in V.THROUGHPUT_LOOPS if lp in set(latest["loop"])] + sorted(
+                set(latest["loop"].astype(str)) - set(V.THROUGHPUT_LOOPS)):
+            g = latest[(latest["device_name"] == device) & (latest["loop"] == loop)]
+            if g.empty:
+                continue
+            values = dict(zip(g["case_label"].astype(str), g[metric]))
+            ys = [None if pd.isna(values.get(c)) else float(values[c]) * scale for c in cases]
+            name = loop + (f" @ {device}" if several else "")
+            fig.add_trace(go.Bar(
+                x=cases, y=ys, name=name, marker=dict(color=LOOP_COLOURS.get(loop, PALETTE[2]),
+                                                      pattern=dict(shape=PATTERNS[d_i % len(PATTERNS)])),
+                hovertemplate=f"{name}<br>%{{x}}<br>%{{y:{fmt}}}<extra></extra>"))
+    base_layout(fig, title, "case (backbone, batch B, views V)", y_title, log_x=False, log_y=False)
+    fig.update_layout(barmode="group", hovermode="x")
+    return fig
+
+
+def page_throughput(df: pd.DataFrame) -> None:
+    st.header("Throughput: sslbench's training loop against a peer-style loop, same device, same run")
+    tp = V.throughput_records(df)
+    if tp.empty:
+        st.info(f"No training-throughput measurements in these results (records of kind {V.THROUGHPUT_KIND}). "
+                "Produce some with:")
+        st.code(THROUGHPUT_COMMAND, language="bash")
+        return
+    sb = st.sidebar
+    sb.subheader("Filters")
+    devices = V.choices(tp["device_name"], by_count=True)
+    chosen_devices = sb.multiselect("Devices", devices, default=devices, key="tp_devices",
+                                    help="each device is its own series: never pooled nor averaged together")
+    tp = V.keep(tp, "device_name", chosen_devices)
+    if tp.empty:
+        st.warning("Choose at least one device in the sidebar.")
+        return
+    runs = V.throughput_runs(tp)
+    chosen_runs = sb.multiselect("Runs (files)", runs, default=V.throughput_latest_runs(tp), key="tp_runs",
+                                 help="one invocation of the script writes one file; by default the latest of each "
+                                      "device")
+    tp = V.keep(tp, "run", chosen_runs)
+    for col, label in (("backbone", "Backbones"), ("batch", "Batch sizes (B)"), ("views", "Views (V)")):
+        values = V.choices(tp[col])
+        if len(values) > 1:
+            kept = sb.multiselect(label, values, default=values, key=f"tp_{col}", format_func=fmt_value)
+            tp = V.keep(tp, col, kept)
+    if tp.empty:
+        st.warning("Nothing left with these filters.")
+        return
+    latest = V.throughput_latest(V.throughput_ok(tp))
+    unplotted = V.throughput_unplotted(tp)
+    shown_devices = sorted(latest["device_name"].unique()) if not latest.empty else []
+    on = f" on {shown_devices[0]}" if len(shown_devices) == 1 else ""
+    if latest.empty:
+        st.warning("No finished measurement with a finite images/s under these filters.")
+    else:
+        show(throughput_bars(latest, "images_per_s", title=f"training throughput (images/s){on}",
+                             y_title="images / s (samples; each with V views)", fmt=",.0f"), "chart_tp_images")
+        repeats = int((latest["repeats"] > 1).sum())
+        if repeats:
+            st.caption(f"{repeats} bar(s) stand for a case measured more than once on one device in the chosen "
+                       "runs: the latest measurement is shown (the table below lists how many).")
+        ratios = V.throughput_ratios(tp)
+        c1, c2 = st.columns(2)
+        with c1:
+            fig = throughput_bars(latest, "fraction_of_peak", title=f"fraction of peak (%){on}",
+                                  y_title="% of the measured matmul peak", scale=100.0, fmt=".1f")
+            show(fig, "chart_tp_peak")
+        with c2:
+            fig = go.Figure()
+            if not ratios.empty:
+                last = ratios.groupby(["device_name", "case_label"], sort=False).tail(1)
+                cases = list(dict.fromkeys(latest["case_label"].astype(str)))
+                for d_i, (device, g) in enumerate(last.groupby("device_name", sort=True)):
+                    values = dict(zip(g["case_label"].astype(str), g["ratio"]))
+                    fig.add_trace(go.Bar(
+                        x=cases, y=[values.get(c) for c in cases], name=str(device),
+                        marker=dict(color=PALETTE[3 + d_i % (len(PALETTE) - 3)],
+                                    pattern=dict(shape=PATTERNS[d_i % len(PATTERNS)])),
+                        hovertemplate=f"{device}<br>%{{x}}<br>sslbench / peer = %{{y:.2f}}×<extra></extra>"))
+                fig.add_hline(y=1.0, line=dict(color="black", dash="dot", width=1))
+            base_layout(fig, "sslbench / peer (images/s, same run, same device)", "case", "ratio (×)",
+                        log_x=False, log_y=False)
+            fig.update_layout(barmode="group")
+            show(fig, "chart_tp_ratio")
+            if ratios.empty:
+                st.caption("No case has both loops measured (ok) in one run on one device.")
+        st.subheader("Time per step by phase (ms)")
+        st.caption("The phases tile the step: data (the batch to the device), augment (sslbench's, on the "
+                   "device; the peer's runs in its loader's workers, off the step: its cost per batch in one worker "
+                   "is in the hover and the table), fwd_bwd (forward, loss, backward), optimizer (the step).")
+        splits = V.throughput_phases(latest)
+        for i in range(0, len(splits), 2):
+            cols = st.columns(2)
+            for col, split in zip(cols, splits[i:i + 2]):
+                with col:
+                    fig = go.Figure()
+                    for phase, values in split["phases"].items():
+                        fig.add_trace(go.Bar(
+                            x=[split["case"], split["loop"]], y=values, name=phase,
+                            marker=dict(color=PHASE_COLOURS.get(phase)),
+                            customdata=[[s, w]
+                                        for s, w in zip(split["step_ms"], split["worker_augment_ms"])],
+                            hovertemplate=(f"{phase}: %{{y:.2f}} ms of %{{customdata[0]:.2f}} ms/step"
+                                           "<br>worker augment: %{customdata[1]:.1f} ms/batch<extra></extra>")))
+                    base_layout(fig, f"time per step by phase (ms) on {split['device']}", "case / loop",
+                                "ms per step", log_x=False, log_y=False)
+                    fig.update_layout(barmode="stack", height=460)
+                    show(fig, f"chart_tp_phases_{i}_{split['device']}")
+        if not ratios.empty:
+            st.subheader("sslbench / peer, case by case")
+            st.dataframe(ratios.assign(ratio=ratios["ratio"].round(3)), hide_index=True, key="tbl_tp_ratios")
+        st.subheader("Measurements")
+        cols = ["device_name", "run", "loop", "case_label", "repeats", "images_per_s", "view_images_per_s",
+                "step_ms", *V.THROUGHPUT_PHASES, "worker_augment_ms", "flops_per_step", "tflops", "peak_tflops",
+                "fraction_of_peak", *V.THROUGHPUT_SETTINGS, "image_shape", "regularizer", "projector", "optimizer"]
+        st.dataframe(latest[[c for c in cols if c in latest.columns]], hide_index=True, key="tbl_tp")
+    if not unplotted.empty:
+        st.subheader(f"Not plotted: {len(unplotted)} measurement(s) without a result")
+        st.dataframe(unplotted, hide_index=True, key="tbl_tp_unplotted")
 
 
 # ==============================================================================================================
@@ -569,6 +744,7 @@ def main() -> None:
     colours = colour_map(df["label"].dropna()) if "label" in df.columns else {}
     colours.update({k: v for k, v in colour_map(df["regularizer"].dropna()).items() if k not in colours})
     draw = {"Scaling": lambda: page_scaling(df, colours), "Accuracy": lambda: page_accuracy(df, colours),
+            "Throughput": lambda: page_throughput(df),
             "Regressions": lambda: page_regressions(df, colours), "Claims": lambda: page_claims(df),
             "Runs": lambda: page_runs(df, logs, colours)}[page]
     try:

@@ -170,7 +170,8 @@ def test_accuracy_page_keeps_hyper_parameter_variants_apart(monkeypatch, tmp_pat
             rec["case"]["hparams"]["std_coeff"] = 25.0
             append_record(root / "variants.jsonl", rec)
     at = run_app(monkeypatch, root, page="Accuracy")
-    acc = next(s for t, s in charts(at).items() if t.startswith("linear-probe top-1 (%) vs V"))
+    widget(at, "selectbox", "Study").set_value("(all studies)")  # both stores; by default it opens on one
+    acc = next(s for t, s in charts(rerun(at)).items() if t.startswith("linear-probe top-1 (%) vs V"))
     assert {"vicreg (std_coeff=0)", "vicreg (std_coeff=25)"} <= set(names(acc))
     assert trace(acc, "vicreg (std_coeff=0)")["y"] == pytest.approx([60.5, 60.5])
     assert trace(acc, "vicreg (std_coeff=0)")["line"]["dash"] != trace(acc, "vicreg (std_coeff=25)")["line"]["dash"]
@@ -205,6 +206,155 @@ def test_accuracy_page_against_views_fraction_and_the_floor(monkeypatch, results
     widget(at, "multiselect", "Regularizers").set_value(["vicreg"])
     spec = next(s for t, s in charts(rerun(at)).items() if " vs data fraction" in t)
     assert set(names(spec)) == {"vicreg", "at initialisation (floor)"}
+
+
+def _train_record(study_steps, seed, views, *, linear, env=None, device="cpu", epochs=1, fraction=0.1):
+    from sslbench.records import make_record
+
+    case = {"regularizer": "barlow_twins", "dataset": "fashion_mnist", "fraction": fraction, "dim": 128,
+            "views": views, "batch": 256, "epochs": epochs, "seed": seed, "backbone": "convnet", "device": device,
+            "hparams": {"lambd": 0.005}}
+    return make_record("train", case, {"steps": study_steps, "train_time_s": study_steps / 10, "linear_top1": linear,
+                                       "knn_top1": linear - 5, "init_linear_top1": 70.0, "init_knn_top1": 60.0},
+                       env=env or F.ENV)
+
+
+def test_accuracy_page_opens_on_the_study_with_the_most_training(monkeypatch, tmp_path):
+    """Two studies: many 1-epoch runs on a tenth of the data (near the floor) and fewer 8-epoch runs on all of it.
+    The page opens on the second (more samples seen per run), and the first can still be chosen."""
+    root = tmp_path / "results"
+    for seed in range(4):
+        for views in (2, 4):
+            append_record(root / "studies" / "short.jsonl", _train_record(23, seed, views, linear=70.5))
+    for views in (2, 4):
+        append_record(root / "studies" / "long.jsonl",
+                      _train_record(1872, 0, views, linear=80.0 + views, epochs=8, fraction=1.0))
+    at = run_app(monkeypatch, root, page="Accuracy")
+    study = widget(at, "selectbox", "Study")
+    assert study.value == "studies/long.jsonl"
+    assert study.options[0].startswith("studies/long.jsonl") and study.options[-1] == "(all studies)"
+    acc = next(s for t, s in charts(at).items() if t.startswith("linear-probe top-1 (%) vs V"))
+    assert trace(acc, "barlow_twins")["y"] == pytest.approx([82.0, 84.0])
+    study.set_value("studies/short.jsonl")
+    acc = next(s for t, s in charts(rerun(at)).items() if t.startswith("linear-probe top-1 (%) vs V"))
+    assert trace(acc, "barlow_twins")["y"] == pytest.approx([70.5, 70.5])
+
+
+def test_accuracy_page_shows_gpu_runs_beside_cpu_runs(monkeypatch, tmp_path):
+    root = tmp_path / "results"
+    for seed in (0, 1):
+        for views in (2, 4):
+            append_record(root / "study.jsonl", _train_record(100, seed, views, linear=70.0 + views + seed))
+            append_record(root / "study.jsonl", _train_record(100, seed, views, linear=80.0 + views + seed,
+                                                              env=F.GPU_ENV, device="cuda"))
+    at = run_app(monkeypatch, root, page="Accuracy")
+    assert widget(at, "multiselect", "Devices").value == sorted(["Fixture CPU", "Fixture GPU"])
+    acc = next(s for t, s in charts(at).items() if t.startswith("linear-probe top-1 (%) vs V"))
+    assert trace(acc, "barlow_twins @ Fixture CPU")["y"] == pytest.approx([72.5, 74.5])  # never the pooled 77.5
+    assert trace(acc, "barlow_twins @ Fixture GPU")["y"] == pytest.approx([82.5, 84.5])
+    assert trace(acc, "barlow_twins @ Fixture CPU")["marker"]["symbol"] != \
+        trace(acc, "barlow_twins @ Fixture GPU")["marker"]["symbol"]
+    widget(at, "multiselect", "Devices").set_value(["Fixture GPU"])
+    acc = next(s for t, s in charts(rerun(at)).items() if t.startswith("linear-probe top-1 (%) vs V"))
+    assert set(names(acc)) == {"barlow_twins", "at initialisation (floor)"}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Throughput
+# ---------------------------------------------------------------------------------------------------------------
+def _throughput_record(loop, views, ips, *, env=None, status="ok", message=None):
+    """A record laid out as benchmarks/train_throughput.py writes one (its case keys and figures)."""
+    from sslbench.records import make_record
+
+    env = env or F.ENV
+    case = {"loop": loop, "backbone": "convnet", "batch": 64, "views": views, "image_shape": [3, 32, 32],
+            "regularizer": "barlow_twins", "projector": "512-128", "optimizer": "lars",
+            "device": "cuda" if env is F.GPU_ENV else "cpu", "amp": "off", "augment": "cifar"}
+    case.update({"compile": False} if loop == "sslbench" else {"workers": 1})
+    metrics = {}
+    if status == "ok":
+        step_ms = 64 / ips * 1e3
+        phases = {"data_ms": 0.1 * step_ms, "augment_ms": 0.2 * step_ms if loop == "sslbench" else None,
+                  "fwd_bwd_ms": (0.6 if loop == "sslbench" else 0.8) * step_ms, "optimizer_ms": 0.1 * step_ms}
+        metrics = {**phases, "step_ms": step_ms, "images_per_s": ips, "view_images_per_s": ips * views,
+                   "worker_augment_ms": 7.0 if loop == "peer" else None, "flops_per_step": 1e9,
+                   "tflops": 1e9 / (step_ms / 1e3) / 1e12, "peak_tflops": 1.0,
+                   "fraction_of_peak": 1e9 / (step_ms / 1e3) / 1e12 / 1.0}
+    extra = {"warmup_steps": 2, "timed_steps": 3, "device_name": env["device_name"]}
+    return make_record("train_throughput", case, metrics, status, env=env, message=message, extra=extra)
+
+
+def _throughput_store(root: Path) -> Path:
+    cpu = root / "throughput" / "fixture-cpu-20261130-100000.jsonl"
+    gpu = root / "throughput" / "fixture-gpu-20261130-110000.jsonl"
+    for loop, v, ips in (("sslbench", 2, 600.0), ("peer", 2, 300.0), ("sslbench", 4, 400.0)):
+        append_record(cpu, _throughput_record(loop, v, ips))
+    append_record(cpu, _throughput_record("peer", 4, None, status="oom", message="out of memory"))
+    for loop, v, ips in (("sslbench", 2, 9000.0), ("peer", 2, 6000.0), ("sslbench", 4, 5000.0),
+                         ("peer", 4, 5000.0)):
+        append_record(gpu, _throughput_record(loop, v, ips, env=F.GPU_ENV))
+    # an ok record whose images/s no float can hold (1e400): set to null while reading, listed, not plotted
+    poisoned = json.dumps(_throughput_record("peer", 8, 123.0)).replace('"images_per_s": 123.0',
+                                                                        '"images_per_s": 1e400')
+    with open(cpu, "a") as f:
+        f.write(poisoned + "\n")
+    return root
+
+
+def test_throughput_page_devices_side_by_side_ratio_phases_and_failures(monkeypatch, tmp_path):
+    root = _throughput_store(tmp_path / "results")
+    at = run_app(monkeypatch, root, page="Throughput")
+    assert not at.error, [e.value for e in at.error]
+    figs = charts(at)
+    assert set(figs) == {"training throughput (images/s)", "fraction of peak (%)",
+                         "sslbench / peer (images/s, same run, same device)",
+                         "time per step by phase (ms) on Fixture CPU", "time per step by phase (ms) on Fixture GPU"}
+    ips = figs["training throughput (images/s)"]
+    cases = ["convnet B=64 V=2", "convnet B=64 V=4"]
+    # one bar series per loop and device: the CPU's and the GPU's figures side by side, never averaged
+    assert trace(ips, "sslbench @ Fixture CPU")["x"] == cases
+    assert trace(ips, "sslbench @ Fixture CPU")["y"] == pytest.approx([600.0, 400.0])
+    assert trace(ips, "sslbench @ Fixture GPU")["y"] == pytest.approx([9000.0, 5000.0])
+    assert trace(ips, "peer @ Fixture CPU")["y"][0] == pytest.approx(300.0)
+    assert trace(ips, "peer @ Fixture CPU")["y"][1] is None  # the OOM is a gap, not a zero
+    peak = figs["fraction of peak (%)"]
+    # FLOPs per step / step time / peak: 1e9 × 9000 / 64 per second against 1 TFLOP/s
+    assert trace(peak, "sslbench @ Fixture GPU")["y"][0] == pytest.approx(100 * 1e9 * 9000 / 64 / 1e12)
+    ratio = figs["sslbench / peer (images/s, same run, same device)"]
+    assert trace(ratio, "Fixture CPU")["y"][0] == pytest.approx(2.0) and trace(ratio, "Fixture CPU")["y"][1] is None
+    assert trace(ratio, "Fixture GPU")["y"] == pytest.approx([1.5, 1.0])
+    phases = figs["time per step by phase (ms) on Fixture GPU"]
+    assert phases["layout"]["barmode"] == "stack" and names(phases) == ["data", "augment", "fwd_bwd", "optimizer"]
+    fb = trace(phases, "fwd_bwd")
+    assert fb["x"] == [[cases[0], cases[0], cases[1], cases[1]], ["sslbench", "peer", "sslbench", "peer"]]
+    assert fb["y"] == pytest.approx([0.6 * 64e3 / 9000, 0.8 * 64e3 / 6000, 0.6 * 64e3 / 5000, 0.8 * 64e3 / 5000])
+    assert trace(phases, "augment")["y"][1] is None  # the peer augments in its workers
+    # the OOM and the poisoned record are listed
+    unplotted = [d for d in at.dataframe if "why" in d.value.columns]
+    assert len(unplotted) == 1
+    assert sorted(unplotted[0].value["why"]) == ["ok, but no finite images/s", "oom: out of memory"]
+    # one device only: its name moves to the titles
+    widget(at, "multiselect", "Devices").set_value(["Fixture GPU"])
+    figs = charts(rerun(at))
+    ips = figs["training throughput (images/s) on Fixture GPU"]
+    assert names(ips) == ["sslbench", "peer"]
+
+
+def test_throughput_page_default_runs_are_the_latest_of_each_device(monkeypatch, tmp_path):
+    root = _throughput_store(tmp_path / "results")
+    older = root / "throughput" / "fixture-gpu-20261101-090000.jsonl"
+    rec = _throughput_record("sslbench", 2, 1.0, env=F.GPU_ENV)
+    rec["created"] = "2026-11-01T09:00:00+00:00"
+    append_record(older, rec)
+    at = run_app(monkeypatch, root, page="Throughput")
+    runs = widget(at, "multiselect", "Runs (files)")
+    assert runs.options[-1] == "throughput/fixture-gpu-20261101-090000.jsonl"
+    assert sorted(runs.value) == ["throughput/fixture-cpu-20261130-100000.jsonl",
+                                  "throughput/fixture-gpu-20261130-110000.jsonl"]
+    runs.set_value(runs.value + ["throughput/fixture-gpu-20261101-090000.jsonl"])
+    ips = charts(rerun(at))["training throughput (images/s)"]
+    assert trace(ips, "sslbench @ Fixture GPU")["y"][0] == pytest.approx(9000.0)  # the latest of the two
+    assert any("measured more than once" in c.value for c in at.caption)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -263,7 +413,7 @@ def test_runs_page_training_curves(monkeypatch, results):
 # ---------------------------------------------------------------------------------------------------------------
 # Empty, missing, corrupt, changed
 # ---------------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("page", ["Scaling", "Accuracy", "Regressions", "Runs"])
+@pytest.mark.parametrize("page", ["Scaling", "Accuracy", "Throughput", "Regressions", "Runs"])
 def test_empty_results_folder_shows_how_to_produce_results(monkeypatch, tmp_path, page):
     at = run_app(monkeypatch, tmp_path, page=page)
     assert not charts(at)
@@ -281,6 +431,7 @@ def test_missing_results_folder_shows_how_to_produce_results(monkeypatch, tmp_pa
 def test_pages_without_their_kind_of_results_explain(monkeypatch, tmp_path):
     F.write_bench_store(tmp_path / "bench.jsonl", corrupt_line=False)  # benchmarks only
     for page, needle, command in (("Accuracy", "No training runs", "sslbench train"),
+                                  ("Throughput", "No training-throughput", "benchmarks/train_throughput.py"),
                                   ("Regressions", "No asv results", "asv run"),
                                   ("Runs", "No training logs", "sslbench train")):
         at = run_app(monkeypatch, tmp_path, page=page)
@@ -374,7 +525,7 @@ def _poisoned_store(root: Path) -> Path:
     return root / "poisoned.jsonl"
 
 
-@pytest.mark.parametrize("page", ["Scaling", "Accuracy", "Regressions", "Runs", "Claims"])
+@pytest.mark.parametrize("page", ["Scaling", "Accuracy", "Throughput", "Regressions", "Runs", "Claims"])
 def test_a_poisoned_store_does_not_take_down_any_page(monkeypatch, tmp_path, page):
     store = _poisoned_store(tmp_path / "results")
     at = run_app(monkeypatch, tmp_path / "results", page)

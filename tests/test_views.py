@@ -139,3 +139,184 @@ def test_finished_runs_floor_and_failures():
     assert V.init_floor(ok, "views", "linear_top1").to_dict() == {2: 5.0, 4: 7.0, 8: 7.0}
     bench = bench_frame([{"status": s} for s in ("ok", "oom", "error", "timeout")])
     assert V.failed_otherwise(bench)["status"].tolist() == ["error", "timeout"]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Accuracy: the study with the most training, devices never pooled
+# --------------------------------------------------------------------------------------------------------------
+def study_runs():
+    """Train rows of four studies whose order by training is known: ``long`` (8 epochs on all the data: 1872
+    steps of 256), ``short`` (1 epoch on a tenth: 23 steps), ``mixed`` (one 10 000-step run among five short ones:
+    its median run is short) and ``failed`` (its only run diverged after many steps: no finished run)."""
+    rows = []
+
+    def add(study, steps, n=1, status="ok", epochs=1, device="cpu"):
+        for seed in range(n):
+            rows.append({"kind": "train", "status": status, "source": study, "regularizer": "bt",
+                         "case.regularizer": "bt", "case.hparams": "{}", "case.batch": 256, "case.epochs": epochs,
+                         "case.seed": seed, "case.dataset": "f", "case.fraction": 1.0, "views": 2, "dim": 128,
+                         "device_name": device, "metrics.steps": steps, "metrics.linear_top1": 50.0 + steps / 100})
+
+    add("short", 23, n=6)
+    add("long", 1872, n=2, epochs=8)
+    add("mixed", 10_000, epochs=40)
+    add("mixed", 30, n=5)
+    add("failed", 50_000, status="diverged", epochs=200)
+    return pd.DataFrame(rows)
+
+
+def test_samples_seen_is_steps_times_batch():
+    runs = V.accuracy_runs(study_runs())
+    assert runs["samples_seen"].tolist()[:7] == [23 * 256] * 6 + [1872 * 256]
+    odd = pd.DataFrame({"metrics.steps": [10, None, "many", 5, 4], "case.batch": [8, 8, 8, float("inf"), None],
+                        "batch": [None, None, None, None, 16]})
+    seen = V.samples_seen(odd)
+    assert seen.iloc[0] == 80 and seen.iloc[1:4].isna().all()  # no steps, text, an infinite batch: unknown
+    assert seen.iloc[4] == 64  # the derived batch column where the case has none
+
+
+def test_the_accuracy_page_opens_on_the_study_with_the_most_training():
+    runs = V.accuracy_runs(study_runs())
+    # long: median 1872 steps; mixed: median 30 (its one long run does not carry it); short: 23;
+    # failed: none finished
+    assert V.training_order(runs, "study") == ["long", "mixed", "short", "failed"]
+    assert V.default_study(runs) == "long"
+    assert V.training_by(runs, "study").tolist()[:3] == [1872 * 256, 30 * 256, 23 * 256]
+    assert math.isnan(V.training_by(runs, "study")["failed"])
+    # the rule is the median of the finished runs, not their count: many short runs do not outweigh two long ones
+    many_short = pd.concat([runs, V.accuracy_runs(study_runs()).assign(study="short")], ignore_index=True)
+    assert V.default_study(many_short) == "long"
+    # a tie of medians: the study with more finished runs first
+    tie = runs[runs["study"].isin(["short", "long"])].assign(samples_seen=1.0)
+    assert V.training_order(tie, "study") == ["short", "long"]
+    # within a study, the number of epochs with the most training comes first too
+    assert V.training_order(runs[runs["study"] == "mixed"], "epochs") == [40, 1]
+    assert V.default_study(runs.drop(columns=["study"])) is None
+    assert V.default_study(runs.assign(study=None)) is None
+
+
+def test_accuracy_series_keeps_devices_apart():
+    rows = []
+    for device, acc, floor in (("GPU model", 80.0, 60.0), ("CPU model", 70.0, 50.0)):
+        for views in (2, 4):
+            for seed in (0, 1):
+                rows.append({"kind": "train", "status": "ok", "regularizer": "bt", "case.regularizer": "bt",
+                             "case.hparams": "{}", "views": views, "dim": 128, "case.fraction": 1.0,
+                             "case.seed": seed, "device_name": device, "metrics.linear_top1": acc + views + seed,
+                             "metrics.init_linear_top1": floor})
+    ok = V.finished_runs(V.accuracy_runs(pd.DataFrame(rows)), "linear_top1")
+    lines = V.accuracy_series(ok, "views", "linear_top1")
+    assert [(ln["variant"], ln["device"]) for ln in lines] == [("bt", "CPU model"), ("bt", "GPU model")]
+    assert lines[0]["mean"] == [72.5, 74.5] and lines[1]["mean"] == [82.5, 84.5]  # not the pooled 77.5, 79.5
+    floors = V.init_floors(ok, "views", "linear_top1")
+    assert {d: f.tolist() for d, f in floors.items()} == {"CPU model": [50.0, 50.0], "GPU model": [60.0, 60.0]}
+    # two GPU models of one device type: two rows of the table, not one mean
+    two_gpus = pd.DataFrame(rows).assign(**{"case.device": "cuda", "kind": "train"})
+    table = V.accuracy_by_device(V.accuracy_runs(two_gpus))
+    assert sorted(table["device_name"]) == ["CPU model", "CPU model", "GPU model", "GPU model"]
+    assert sorted(table["linear_top1"]) == [72.5, 74.5, 82.5, 84.5]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Throughput
+# --------------------------------------------------------------------------------------------------------------
+def tp_row(loop, device, run, created, ips, *, backbone="resnet18_cifar", batch=512, views=2, status="ok",
+           phases=(1.0, 2.0, 3.0, 4.0), message=None, **metrics):
+    """A throughput row as load_results gives it for one record of benchmarks/train_throughput.py."""
+    data, aug, fb, opt = phases
+    aug = aug if loop == "sslbench" else None  # the peer augments in its loader's workers, off the step
+    m = {"images_per_s": ips, "step_ms": data + (aug or 0.0) + fb + opt, "data_ms": data, "augment_ms": aug,
+         "fwd_bwd_ms": fb, "optimizer_ms": opt, "worker_augment_ms": 9.0 if loop == "peer" else None,
+         "fraction_of_peak": ips / 1e5 if ips else None}
+    m.update(metrics)
+    row = {"kind": "train_throughput", "status": status, "message": message, "source": run,
+           "created": pd.Timestamp(created, unit="s", tz="UTC"), "device_name": device,
+           "case.loop": loop, "case.backbone": backbone, "case.batch": batch, "case.views": views,
+           "case.image_shape": "[3, 32, 32]", "case.regularizer": "barlow_twins", "case.projector": "2048-2048-2048",
+           "case.optimizer": "lars", "case.device": "cuda" if "GPU" in device else "cpu"}
+    if status == "ok":
+        row.update({f"metrics.{k}": v for k, v in m.items()})
+    return row
+
+
+def throughput_frame():
+    rows = [
+        # GPU, run g1: both loops of two cases
+        tp_row("sslbench", "GPU A", "g1.jsonl", 100, 9000.0), tp_row("peer", "GPU A", "g1.jsonl", 101, 6000.0),
+        tp_row("sslbench", "GPU A", "g1.jsonl", 102, 4000.0, views=4),
+        tp_row("peer", "GPU A", "g1.jsonl", 103, 5000.0, views=4),
+        # CPU, run c1: the same first case, far slower; the peer ran out of memory on the second
+        tp_row("sslbench", "CPU B", "c1.jsonl", 50, 300.0), tp_row("peer", "CPU B", "c1.jsonl", 51, 200.0),
+        tp_row("sslbench", "CPU B", "c1.jsonl", 52, 100.0, views=4),
+        tp_row("peer", "CPU B", "c1.jsonl", 53, None, views=4, status="oom", message="CUDA out of memory"),
+        # a second GPU model, an older run on its own: only sslbench (no ratio)
+        tp_row("sslbench", "GPU C", "g2.jsonl", 10, 7000.0),
+        # an ok record whose figures are poisoned (null, infinite, text): listed, not plotted, not a crash
+        tp_row("peer", "GPU C", "g2.jsonl", 11, float("inf"), fraction_of_peak="n/a", step_ms=None),
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_throughput_records_plain_columns_and_poisoned_values():
+    tp = V.throughput_records(throughput_frame())
+    assert len(tp) == 10 and set(tp["device_name"]) == {"GPU A", "CPU B", "GPU C"}
+    assert tp["case_label"].iloc[0] == "resnet18_cifar B=512 V=2"
+    assert math.isnan(tp["images_per_s"].iloc[-1]) and math.isnan(tp["fraction_of_peak"].iloc[-1])
+    ok = V.throughput_ok(tp)
+    assert len(ok) == 8 and (ok["images_per_s"] > 0).all()
+    bad = V.throughput_unplotted(tp)
+    assert bad[["device_name", "status", "why"]].values.tolist() == [
+        ["CPU B", "oom", "oom: CUDA out of memory"], ["GPU C", "ok", "ok, but no finite images/s"]]
+    empty = V.throughput_records(pd.DataFrame({"kind": ["train"], "status": ["ok"]}))
+    assert empty.empty and V.throughput_ratios(empty).empty and V.throughput_latest(V.throughput_ok(empty)).empty
+
+
+def test_throughput_grouped_by_device_never_pooled():
+    tp = V.throughput_records(throughput_frame())
+    latest = V.throughput_latest(V.throughput_ok(tp))
+    v2 = latest[latest["views"] == 2]
+    # one bar per device and loop, each its own measurement (no mean of GPU A, CPU B and GPU C)
+    assert list(zip(v2["device_name"], v2["loop"], v2["images_per_s"])) == [
+        ("CPU B", "sslbench", 300.0), ("CPU B", "peer", 200.0), ("GPU A", "sslbench", 9000.0),
+        ("GPU A", "peer", 6000.0), ("GPU C", "sslbench", 7000.0)]
+    assert (latest["repeats"] == 1).all()
+    # a case measured twice on one device (two runs chosen): the latest is shown, with the count
+    again = pd.concat([throughput_frame(), pd.DataFrame([tp_row("sslbench", "GPU A", "g0.jsonl", 1, 1.0)])])
+    latest = V.throughput_latest(V.throughput_ok(V.throughput_records(again)))
+    row = latest[(latest["device_name"] == "GPU A") & (latest["loop"] == "sslbench") & (latest["views"] == 2)]
+    assert row["images_per_s"].tolist() == [9000.0] and row["repeats"].tolist() == [2]
+    # the default runs: the latest of each device
+    assert V.throughput_runs(V.throughput_records(again)) == ["g1.jsonl", "c1.jsonl", "g2.jsonl", "g0.jsonl"]
+    assert V.throughput_latest_runs(V.throughput_records(again)) == ["g1.jsonl", "c1.jsonl", "g2.jsonl"]
+
+
+def test_throughput_ratio_pairs_the_loops_of_one_run_on_one_device():
+    tp = V.throughput_records(throughput_frame())
+    ratios = V.throughput_ratios(tp)
+    got = {(r.device_name, r.views): r.ratio for r in ratios.itertuples()}
+    # CPU B V=4: its peer ran out of memory -> no ratio; GPU C: no ok peer -> none
+    assert got == pytest.approx({("CPU B", 2): 300 / 200, ("GPU A", 2): 9000 / 6000, ("GPU A", 4): 4000 / 5000})
+    # a peer measured in another run, or on another device, is never the partner
+    other = pd.DataFrame([tp_row("sslbench", "GPU A", "g3.jsonl", 200, 8000.0),
+                          tp_row("peer", "GPU A", "g4.jsonl", 201, 4000.0),
+                          tp_row("peer", "GPU C", "g3.jsonl", 202, 2000.0)])
+    assert V.throughput_ratios(V.throughput_records(other)).empty
+    # two runs appended to one file: each sslbench measurement takes the peer nearest in time
+    appended = pd.DataFrame([tp_row("sslbench", "GPU A", "g.jsonl", 0, 900.0),
+                             tp_row("peer", "GPU A", "g.jsonl", 1, 300.0),
+                             tp_row("sslbench", "GPU A", "g.jsonl", 1000, 800.0),
+                             tp_row("peer", "GPU A", "g.jsonl", 1001, 400.0)])
+    assert V.throughput_ratios(V.throughput_records(appended))["ratio"].tolist() == [3.0, 2.0]
+
+
+def test_throughput_phase_split_per_device():
+    tp = V.throughput_records(throughput_frame())
+    splits = V.throughput_phases(V.throughput_latest(V.throughput_ok(tp)))
+    assert [s["device"] for s in splits] == ["CPU B", "GPU A", "GPU C"]
+    gpu = splits[1]
+    assert gpu["loop"] == ["sslbench", "peer", "sslbench", "peer"]
+    assert gpu["case"] == ["resnet18_cifar B=512 V=2"] * 2 + ["resnet18_cifar B=512 V=4"] * 2
+    assert gpu["phases"]["augment"] == [2.0, None, 2.0, None]  # the peer augments in its workers
+    assert gpu["phases"]["fwd_bwd"] == [3.0] * 4 and gpu["worker_augment_ms"] == [None, 9.0, None, 9.0]
+    for i, step in enumerate(gpu["step_ms"]):  # the phases tile the step
+        assert sum(v[i] or 0.0 for v in gpu["phases"].values()) == pytest.approx(step)

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from sslbench.analysis.accuracy import run_variants
+from sslbench.analysis.accuracy import ACCURACY_KEYS, accuracy_table, run_variants
 from sslbench.analysis.common import column
 from sslbench.analysis.load import X_COLUMNS
 from sslbench.analysis.scaling import crossover, fit_scaling, ok_points
@@ -124,14 +124,78 @@ def measured_sizes(data: pd.DataFrame, x: str) -> list[float]:
 # --------------------------------------------------------------------------------------------------------------
 def accuracy_runs(df: pd.DataFrame) -> pd.DataFrame:
     """The training runs of ``df`` with plain columns for the Accuracy page: ``dataset``, ``fraction`` (numeric),
-    ``backbone``, ``epochs``, ``seed`` and the figures of :data:`ACCURACY_FIGURES` (numeric)."""
+    ``backbone``, ``epochs``, ``seed``, the figures of :data:`ACCURACY_FIGURES` (numeric), ``samples_seen``
+    (:func:`samples_seen`), ``study`` (the file the record came from: one study or sweep writes one store) and
+    ``device_name`` (the CPU or GPU model; ``case.device`` where the record names none)."""
     runs = df[column(df, "kind") == "train"].copy()
     for k in ("dataset", "fraction", "backbone", "epochs", "seed"):
         runs[k] = column(runs, f"case.{k}")
     for m in ACCURACY_FIGURES:
-        runs[m] = pd.to_numeric(column(runs, f"metrics.{m}"), errors="coerce")
+        runs[m] = _finite(column(runs, f"metrics.{m}"))
     runs["fraction"] = pd.to_numeric(runs["fraction"], errors="coerce")
+    runs["samples_seen"] = samples_seen(runs)
+    runs["study"] = column(runs, "source").astype(object)
+    name = column(runs, "device_name").astype(object)
+    runs["device_name"] = name.where(name.notna(), column(runs, "case.device"))
     return runs
+
+
+def samples_seen(runs: pd.DataFrame) -> pd.Series:
+    """How much training each run had: the samples its optimiser saw, ``metrics.steps`` × ``case.batch`` (the
+    global batch; the V views of one sample count once). NaN where either is missing or not a finite positive
+    number (a run that failed before recording its steps)."""
+    batch = _finite(column(runs, "case.batch"))
+    if "batch" in runs.columns:
+        batch = batch.where(batch.notna(), _finite(runs["batch"]))
+    seen = _finite(column(runs, "metrics.steps")) * batch
+    return seen.where(seen > 0)
+
+
+#: the option of the Accuracy page's study filter that keeps the runs of every study
+ALL_STUDIES = "(all studies)"
+
+
+def training_order(runs: pd.DataFrame, by: str) -> list:
+    """The values of ``by`` (a study, a data set, a number of epochs, ...), the one with the most training first.
+
+    The rule: the training of a value is the median :func:`samples_seen` of its finished runs (status ok, with a
+    step count): how long its typical run trained, so that one long run among many 1-epoch ones does not make
+    a study "the most trained". Ties go to the value with more finished runs, then to the larger value (the
+    name, for text). Values none of whose runs finished with a step count come last, in the same order."""
+    return list(training_by(runs, by).index)
+
+
+def training_by(runs: pd.DataFrame, by: str) -> pd.Series:
+    """The median samples seen by the finished runs of each value of ``by`` (NaN where none finished), in the
+    order of :func:`training_order`."""
+    if runs.empty or by not in runs.columns:
+        return pd.Series(dtype=float)
+    seen = runs["samples_seen"] if "samples_seen" in runs.columns else samples_seen(runs)
+    finished = (runs["status"] == "ok") & seen.notna() if "status" in runs.columns else seen.notna()
+    stats = []
+    for value in choices(runs[by]):
+        ok = seen[(runs[by] == value) & finished]
+        stats.append((float(ok.median()) if len(ok) else -math.inf, len(ok), value))
+    stats.sort(key=lambda t: (t[0], t[1], _sortable(t[2])), reverse=True)
+    return pd.Series([m if m > -math.inf else math.nan for m, _, _ in stats], index=[v for _, _, v in stats],
+                     dtype=float)
+
+
+def default_study(runs: pd.DataFrame):
+    """The study (records' file) the Accuracy page opens on: the one with the most training
+    (:func:`training_order` over ``study``); None when no run names its file."""
+    order = training_order(runs, "study")
+    return order[0] if order else None
+
+
+def _sortable(v):
+    return (0, float(v), "") if isinstance(v, (int, float, np.integer, np.floating)) else (1, 0.0, str(v))
+
+
+def _finite(series: pd.Series) -> pd.Series:
+    """``series`` as floats, text and infinities as NaN."""
+    out = pd.to_numeric(series, errors="coerce").astype(float)
+    return out.where(np.isfinite(out))
 
 
 def accuracy_axes(runs: pd.DataFrame) -> list[str]:
@@ -164,18 +228,214 @@ def init_floor(ok: pd.DataFrame, x: str, metric: str) -> pd.Series:
     return ok.groupby(x)[f"init_{metric}"].mean().dropna()
 
 
+def init_floors(ok: pd.DataFrame, x: str, metric: str) -> dict:
+    """:func:`init_floor` of each device (``device_name``), never averaged across devices: ``{device: floor}``,
+    devices without a floor left out (one entry keyed None when the runs name no device)."""
+    if "device_name" not in ok.columns or ok["device_name"].isna().all():
+        floor = init_floor(ok, x, metric)
+        return {None: floor} if not floor.empty else {}
+    out = {}
+    for device, g in ok.groupby("device_name", sort=True):
+        floor = init_floor(g, x, metric)
+        if not floor.empty:
+            out[device] = floor
+    return out
+
+
 def accuracy_series(ok: pd.DataFrame, x: str, metric: str) -> list[dict]:
-    """One line per regularizer and variant (:func:`run_variants`: runs with other settings are never pooled):
-    ``regularizer``, ``variant``, ``index`` (the variant's rank within its regularizer, for the line style),
-    ``x``, ``mean``, ``std`` (0 for one run) and ``runs`` of ``metric`` at each x, seeds pooled."""
+    """One line per regularizer, variant (:func:`run_variants`: runs with other settings are never pooled) and
+    device (``device_name``: runs on a GPU beside runs on a CPU, never pooled): ``regularizer``, ``variant``,
+    ``device`` (None when the runs name none), ``index`` (the variant's rank within its regularizer, for the line
+    style), ``x``, ``mean``, ``std`` (0 for one run) and ``runs`` of ``metric`` at each x, seeds pooled."""
     ok = ok.assign(variant=run_variants(ok)) if "variant" not in ok.columns else ok
+    device = ok["device_name"] if "device_name" in ok.columns else pd.Series(None, index=ok.index, dtype=object)
+    ok = ok.assign(_device=device.astype(object).where(device.notna(), ""))
     out = []
-    for (reg, variant), g in ok.groupby(["regularizer", "variant"], sort=True):
+    for (reg, variant, dev), g in ok.groupby(["regularizer", "variant", "_device"], sort=True):
         agg = g.groupby(x)[metric].agg(["mean", "std", "size"]).reset_index()
-        out.append({"regularizer": reg, "variant": variant,
+        out.append({"regularizer": reg, "variant": variant, "device": dev if dev != "" else None,
                     "index": sorted(ok.loc[ok["regularizer"] == reg, "variant"].unique()).index(variant),
                     "x": agg[x].tolist(), "mean": agg["mean"].tolist(), "std": agg["std"].fillna(0).tolist(),
                     "runs": agg["size"].tolist()})
+    return out
+
+
+def accuracy_by_device(runs: pd.DataFrame) -> pd.DataFrame:
+    """:func:`sslbench.analysis.accuracy_table` of the runs with ``device_name`` (the CPU or GPU model) in the
+    grouping key beside ``device`` (cpu / cuda), so that two GPU models are two rows, not one mean."""
+    if runs.empty:
+        return pd.DataFrame()
+    runs = runs.assign(variant=run_variants(runs))
+    keys = ["regularizer", "variant"]
+    keys += [k for k in ACCURACY_KEYS[1:] if k in runs.columns or f"case.{k}" in runs.columns]
+    keys += ["device_name"] if "device_name" in runs.columns else []
+    return accuracy_table(runs, by=keys)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Throughput
+# --------------------------------------------------------------------------------------------------------------
+#: the record kind of ``benchmarks/train_throughput.py``
+THROUGHPUT_KIND = "train_throughput"
+#: the two loops it measures, in the order the page shows them
+THROUGHPUT_LOOPS = ("sslbench", "peer")
+#: what makes two measurements the same case (both loops run each case; the ratio compares them)
+THROUGHPUT_CASE = ("backbone", "batch", "views", "image_shape", "regularizer", "projector", "optimizer")
+#: what each loop ran with (they differ between the loops by design: compile on sslbench's, workers on the peer's)
+THROUGHPUT_SETTINGS = ("amp", "augment", "compile", "workers")
+#: the phases that tile a step, in the order they run (the peer's augmentation runs in its loader's workers,
+#: off the step: its ``augment_ms`` is null and ``worker_augment_ms`` says what it costs a worker)
+THROUGHPUT_PHASES = ("data_ms", "augment_ms", "fwd_bwd_ms", "optimizer_ms")
+#: the figures of a throughput record
+THROUGHPUT_FIGURES = ("images_per_s", "view_images_per_s", "step_ms", *THROUGHPUT_PHASES, "worker_augment_ms",
+                      "flops_per_step", "tflops", "peak_tflops", "fraction_of_peak")
+
+
+def throughput_records(df: pd.DataFrame) -> pd.DataFrame:
+    """The ``train_throughput`` records of ``df`` with plain columns: ``loop``, :data:`THROUGHPUT_CASE`,
+    :data:`THROUGHPUT_SETTINGS`, ``device`` (cpu / cuda), ``device_name`` (the CPU or GPU model the record names,
+    else its device; measurements of two devices are never pooled), ``run`` (the file: one invocation of the
+    script writes one), ``case_label`` (backbone, B, V and whatever else varies between the cases) and
+    :data:`THROUGHPUT_FIGURES` as floats (text, infinities and missing values as NaN)."""
+    tp = df[column(df, "kind") == THROUGHPUT_KIND].reset_index(drop=True)
+    for k in ("loop", *THROUGHPUT_CASE, *THROUGHPUT_SETTINGS, "device"):
+        tp[k] = column(tp, f"case.{k}").astype(object)
+    for k in ("batch", "views"):
+        tp[k] = pd.to_numeric(tp[k], errors="coerce")
+    for m in THROUGHPUT_FIGURES:
+        tp[m] = _finite(column(tp, f"metrics.{m}"))
+    name = column(tp, "device_name").astype(object)
+    name = name.where(name.notna(), tp["device"])
+    tp["device_name"] = name.where(name.notna(), "unknown device").astype(str)
+    tp["run"] = column(tp, "source").astype(object).where(column(tp, "source").notna(), "").astype(str)
+    tp["created"] = pd.to_datetime(column(tp, "created"), utc=True, errors="coerce")
+    tp["case_label"] = _case_labels(tp)
+    return tp
+
+
+def _case_labels(tp: pd.DataFrame) -> pd.Series:
+    if tp.empty:
+        return pd.Series([], index=tp.index, dtype=object)
+    varying = [k for k in ("regularizer", "projector", "optimizer", "image_shape")
+               if tp[k].astype(str).nunique() > 1]
+    labels = []
+    for _, r in tp.iterrows():
+        text = f"{r['backbone']} B={plain_number(r['batch'])} V={plain_number(r['views'])}"
+        labels.append(" ".join([text] + [str(r[k]) for k in varying]))
+    return pd.Series(labels, index=tp.index, dtype=object)
+
+
+def throughput_ok(tp: pd.DataFrame) -> pd.DataFrame:
+    """The measurements to plot: status ok and a finite, positive images/s."""
+    return tp[(tp["status"] == "ok") & (tp["images_per_s"] > 0)]
+
+
+def throughput_unplotted(tp: pd.DataFrame) -> pd.DataFrame:
+    """The measurements that are listed, not plotted (never as zeros): those that did not finish (``oom``,
+    ``error``, ...) and ok ones without a finite images/s; ``why`` says which, with the record's message."""
+    bad = tp[~tp.index.isin(throughput_ok(tp).index)]
+    why = [(f"{s}: {m}" if isinstance(m, str) and m else str(s)) if s != "ok" else "ok, but no finite images/s"
+           for s, m in zip(bad["status"], column(bad, "message"))]
+    cols = ["device_name", "run", "loop", "case_label", "status"]
+    return bad[cols].assign(why=why).reset_index(drop=True)
+
+
+def throughput_runs(tp: pd.DataFrame) -> list[str]:
+    """The runs (files) holding throughput records, the latest measured first."""
+    if tp.empty:
+        return []
+    last = tp.groupby("run")["created"].max()
+    return sorted(last.index.tolist(), key=lambda r: (pd.isna(last[r]), -(last[r].value if pd.notna(last[r]) else 0),
+                                                      r))
+
+
+def throughput_latest_runs(tp: pd.DataFrame) -> list[str]:
+    """The default runs: the latest run of each device (``device_name``)."""
+    order = throughput_runs(tp)
+    out = []
+    for _, g in tp.groupby("device_name", sort=True):
+        mine = set(g["run"])
+        first = next((r for r in order if r in mine), None)
+        if first is not None and first not in out:
+            out.append(first)
+    return [r for r in order if r in out]
+
+
+def _case_key(tp: pd.DataFrame) -> pd.Series:
+    return tp[list(THROUGHPUT_CASE)].astype(str).agg("|".join, axis=1) if not tp.empty else \
+        pd.Series([], index=tp.index, dtype=object)
+
+
+def throughput_latest(ok: pd.DataFrame) -> pd.DataFrame:
+    """One measurement per device, loop and case: the latest (several runs of one device may be chosen), with
+    ``repeats`` (how many measurements of it the selection holds). Sorted by case, then device, then loop."""
+    if ok.empty:
+        return ok.assign(repeats=pd.Series(dtype=int))
+    ok = ok.assign(_key=_case_key(ok), _order=ok["created"].fillna(pd.Timestamp(0, tz="UTC")))
+    ok = ok.sort_values("_order", kind="stable")
+    groups = ok.groupby(["device_name", "loop", "_key"], sort=False, dropna=False)
+    latest = groups.tail(1)
+    latest = latest.assign(repeats=groups["_key"].transform("size").loc[latest.index])
+    return _by_case(latest, "device_name", "loop").drop(columns=["_key", "_order"])
+
+
+def _by_case(data: pd.DataFrame, *then: str) -> pd.DataFrame:
+    """``data`` sorted by backbone, batch, views and case label, then by ``then`` (loops in the order of
+    :data:`THROUGHPUT_LOOPS`)."""
+    loop_rank = {loop: i for i, loop in enumerate(THROUGHPUT_LOOPS)}
+    keys = pd.DataFrame({"a": data["backbone"].astype(str), "b": data["batch"].astype(float),
+                         "c": data["views"].astype(float), "d": data["case_label"].astype(str)}, index=data.index)
+    for i, k in enumerate(then):
+        keys[f"t{i}"] = (data[k].map(lambda v: loop_rank.get(v, len(loop_rank))) * 1.0 if k == "loop"
+                         else data[k].astype(str))
+    order = keys.sort_values(list(keys.columns), kind="stable").index
+    return data.loc[order]
+
+
+def throughput_ratios(tp: pd.DataFrame) -> pd.DataFrame:
+    """sslbench / peer images/s of each case measured in one run (file) on one device (``device_name``): every ok
+    sslbench measurement paired with the ok peer measurement of the same case (:data:`THROUGHPUT_CASE`) in the
+    same run on the same device, the nearest in time. Never across runs or devices; a case with one loop only
+    has no ratio. Columns: ``device_name``, ``run``, ``case_label``, ``backbone``, ``batch``, ``views``,
+    ``sslbench_images_per_s``, ``peer_images_per_s``, ``ratio``, ``created`` (the sslbench measurement's)."""
+    cols = ["device_name", "run", "case_label", "backbone", "batch", "views", "sslbench_images_per_s",
+            "peer_images_per_s", "ratio", "created"]
+    ok = throughput_ok(tp)
+    if ok.empty:
+        return pd.DataFrame(columns=cols)
+    ok = ok.assign(_key=_case_key(ok))
+    rows = []
+    for (device, run, _), g in ok.groupby(["device_name", "run", "_key"], sort=True, dropna=False):
+        ours, peers = g[g["loop"] == "sslbench"], g[g["loop"] == "peer"]
+        if peers.empty:
+            continue
+        for _, r in ours.iterrows():
+            if pd.notna(r["created"]) and peers["created"].notna().any():
+                gap = (peers["created"] - r["created"]).abs()
+                p = peers.loc[gap.idxmin()]
+            else:
+                p = peers.iloc[-1]
+            rows.append({"device_name": device, "run": run, "case_label": r["case_label"],
+                         "backbone": r["backbone"], "batch": r["batch"], "views": r["views"],
+                         "sslbench_images_per_s": r["images_per_s"], "peer_images_per_s": p["images_per_s"],
+                         "ratio": r["images_per_s"] / p["images_per_s"], "created": r["created"]})
+    return _by_case(pd.DataFrame(rows, columns=cols), "device_name", "run").reset_index(drop=True)
+
+
+def throughput_phases(latest: pd.DataFrame) -> list[dict]:
+    """The per-phase split of each step, one dict per device (never pooled): ``device``, ``case`` and ``loop``
+    (one pair per bar), ``phases`` (``{phase: [ms or None]}`` over :data:`THROUGHPUT_PHASES`, None where the
+    loop has no such phase on its step, e.g. the peer's augmentation in its workers), ``step_ms`` and
+    ``worker_augment_ms`` (None where not measured)."""
+    def plain(values):
+        return [None if pd.isna(v) else float(v) for v in values]
+
+    out = []
+    for device, g in latest.groupby("device_name", sort=True):
+        out.append({"device": device, "case": g["case_label"].astype(str).tolist(),
+                    "loop": g["loop"].astype(str).tolist(),
+                    "phases": {p.removesuffix("_ms"): plain(g[p]) for p in THROUGHPUT_PHASES},
+                    "step_ms": plain(g["step_ms"]), "worker_augment_ms": plain(g["worker_augment_ms"])})
     return out
 
 
