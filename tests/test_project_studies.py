@@ -210,3 +210,13 @@ def test_the_readme_table_is_the_scripts(capsys):
     assert len(rows) == 10
     for line in rows:
         assert line in readme, line
+
+
+def test_the_recipe_table_of_the_gpu_doc_is_the_scripts(capsys):
+    assert ps.main(["--assume-images-per-s", "17000", "--recipes"]) == 0
+    out = capsys.readouterr().out
+    doc = (ROOT / "docs" / "gpu-benchmarks.md").read_text()
+    rows = out[out.index("| recipe |"):].strip().splitlines()
+    assert len(rows) == 2 + len(ps.RECIPES)
+    for line in rows:
+        assert line in doc, line
