@@ -99,6 +99,24 @@ def test_the_sweeps_convnet_mp_is_the_convnet_pool_backbone():
         torch.testing.assert_close(ours(x), swept(x))
 
 
+def test_the_sweeps_convnet_pool_p2_is_the_convnet_pool_2x2_backbone():
+    """The sweep ran the 2×2-pooled convnet under the candidate name ``convnet_pool_p2``; ``convnet_pool_2x2`` must
+    be the same network: same initial weights for the same seed, strict state-dict load, same 512-d outputs."""
+    candidates = _candidates_module()
+    torch.manual_seed(0)
+    swept = candidates.BlockNet(1, candidates.BACKBONE_BLOCKS["convnet_pool_p2"], candidates.OUT_POOL["convnet_pool_p2"])
+    torch.manual_seed(0)
+    ours = build_backbone("convnet_pool_2x2", 1, 28)
+    assert swept.out_dim == ours.out_dim == 512
+    for a, b in zip(swept.state_dict().values(), ours.state_dict().values()):
+        assert torch.equal(a, b)
+    ours.load_state_dict(swept.state_dict(), strict=True)
+    x = torch.randn(3, 1, 28, 28)
+    swept.eval(), ours.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), swept(x))
+
+
 def test_the_sweeps_mnist_strong_is_the_augment_preset():
     """The sweep's ``mnist_strong`` (candidates.py: the ``mnist`` preset with overrides) and the preset of that name
     in sslbench.training.augment are the same pipeline."""

@@ -153,6 +153,31 @@ def test_convnet_pool_matches_the_written_out_network(size):
     assert build_backbone("convnet", 1, size).features[0].stride == (2, 2)  # convnet itself is unchanged
 
 
+@pytest.mark.parametrize("size", [8, 28, 32])
+def test_convnet_pool_2x2_is_convnet_pool_with_quadrant_means(size):
+    """The same weights as ``convnet_pool``; its features are the means of the last map's four quadrants, written
+    out here with plain slicing (for odd sides adaptive pooling's cells overlap by one row/column: cell i spans
+    floor(i·n/2) .. ceil((i+1)·n/2))."""
+    torch.manual_seed(0)
+    net = build_backbone("convnet_pool_2x2", 1, size)
+    assert net.name == "convnet_pool_2x2" and net.out_dim == 512
+    torch.manual_seed(0)
+    base = build_backbone("convnet_pool", 1, size)
+    for a, b in zip(net.state_dict().values(), base.state_dict().values()):
+        assert torch.equal(a, b)  # same layers, same initialisation
+    x = torch.randn(4, 1, size, size)
+    net.eval()
+    with torch.no_grad():
+        maps = net.features(x.contiguous(memory_format=torch.channels_last))
+        n = maps.shape[-1]
+        spans = [(0, -(-n // 2)), (n // 2, n)]
+        cells = [maps[:, :, r0:r1, c0:c1].mean(dim=(2, 3)) for r0, r1 in spans for c0, c1 in spans]
+        expected = torch.stack(cells, dim=2).reshape(4, -1)  # channel-major: the 4 cells of channel 0 first
+        torch.testing.assert_close(net(x), expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="out_pool=0 must be a positive integer"):
+        models.ConvNet(1, downsample="maxpool", out_pool=0)
+
+
 def test_convnet_rejects_an_unknown_downsampling():
     with pytest.raises(ValueError, match="downsample='avg'.*'stride' or 'maxpool'"):
         models.ConvNet(1, downsample="avg")
@@ -182,7 +207,7 @@ def test_resnet_stems():
 
 
 @pytest.mark.parametrize("name,channels,size", [("convnet", 1, 28), ("convnet_pool", 1, 28),
-                                                ("resnet18_cifar", 3, 16)])
+                                                ("convnet_pool_2x2", 1, 28), ("resnet18_cifar", 3, 16)])
 def test_channels_last_gives_the_same_outputs_and_gradients(name, channels, size):
     torch.manual_seed(0)
     a = build_backbone(name, channels, size, channels_last=True)

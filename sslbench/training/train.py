@@ -1147,7 +1147,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--fraction", type=float, default=d.fraction, help="fraction of the training split")
     g.add_argument("--pretrain-split", default=d.pretrain_split, help="train (default) or unlabeled (STL-10)")
     g.add_argument("--backbone", default=d.backbone,
-                   help="auto, convnet, convnet_pool, resnet18_cifar, resnet18 (default: per data set, "
+                   help="auto, convnet, convnet_pool, convnet_pool_2x2, resnet18_cifar, resnet18 (default: per data set, "
                         "convnet_pool on Fashion-MNIST, else auto)")
     g.add_argument("--projector", default=d.projector,
                    help="hidden widths of the projector, e.g. 2048-2048 ('' for one linear layer)")
