@@ -328,6 +328,19 @@ def test_a_gpu_scale_without_cuda_is_refused_in_one_line(tmp_path, monkeypatch, 
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.parametrize("scale, epochs", [("gpu", 200), ("gpu-1h", 100)])
+def test_a_gpu_dry_run_without_cuda_prints_the_plan(tmp_path, monkeypatch, capsys, scale, epochs):
+    monkeypatch.setattr(studies.torch.cuda, "is_available", lambda: False)
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "--run", "sfrik", "--scale", scale, "--dry-run"]) == 0
+    cap = capsys.readouterr()
+    todo = [line for line in cap.out.splitlines() if line.startswith("todo  ")]
+    assert len(todo) == 9 and all(f" epochs={epochs} " in line and " cuda " in line for line in todo)
+    assert "9 case(s): 0 already done in results/studies/<gpu>-sfrik.jsonl, 9 to run" in cap.out
+    assert "running these cases needs CUDA" in cap.out and cap.err == ""
+    assert not any(tmp_path.iterdir())  # a plan writes nothing
+
+
 def test_cli_run_scale_gpu_1h_runs_the_one_hour_grid_then_reports_the_study(tmp_path, monkeypatch, capsys):
     calls = []
 

@@ -195,7 +195,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "budget (CIFAR-10, ResNet-18, 100-200 epochs: hours per study); gpu-1h, the same arms in "
                              "about one GPU-hour per study (fewer epochs; at an assumed throughput, see "
                              "results/studies/README.md). The GPU scales need CUDA. Default: cpu")
-    parser.add_argument("--dry-run", action="store_true", help="with --run: list the cases, run nothing")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="with --run: list the cases, run nothing (a plan: no CUDA needed, whatever the scale)")
 
 
 def _list() -> str:

@@ -200,13 +200,15 @@ def run_study(name: str, checks: Sequence[str], configs: Sequence[Path], *, scal
     """Run study ``name``: its exact checks ``checks`` and the missing cases of its sweep ``configs`` (resumable),
     into ``<out_dir>/<device>-<name>.jsonl`` (``scale``: cpu, or one of :data:`GPU_SCALES`, which the report picked
     the configs of). Returns the worst exit status of the sweeps; 2 when the study cannot run here (a GPU scale
-    without CUDA, a config missing)."""
+    without CUDA, a config missing). A dry run (``dry_run``) prints the plan only, and needs no CUDA."""
     device = "cuda" if scale in GPU_SCALES else "cpu"
-    if device == "cuda" and not torch.cuda.is_available() and not dry_run:
+    no_cuda = device == "cuda" and not torch.cuda.is_available()
+    if no_cuda and not dry_run:
         print(f"sslbench report: error: --scale {scale} needs a CUDA device; none is available here. Run it on a "
               "GPU machine, or use --scale cpu", file=sys.stderr)
         return 2
-    out = Path(out_dir) / f"{sweep.device_slug(device)}-{name}.jsonl"
+    # a dry run only plans, here too: the store is then the GPU's, whose name this machine cannot know
+    out = Path(out_dir) / f"{'<gpu>' if no_cuda else sweep.device_slug(device)}-{name}.jsonl"
     rc = 0
     if checks and dry_run:
         print(f"{name}: exact checks {', '.join(checks)} (no training) -> {out}")
