@@ -317,6 +317,10 @@ def test_the_one_hour_cost_notes_are_the_projection_scripts():
         assert len(epochs) == 1, st.name
         assert st.cost("gpu-1h").startswith(f"{len(row.cases)} runs of {epochs.pop()} epochs"), st.name
         assert f"projected {ps.duration(row.total_s)} on one GPU at an ASSUMED 17 000 images/s" in st.cost("gpu-1h")
+    # and the range README.md's report section quotes
+    minutes = [rows[f"{st.name} (gpu-1h)"].total_s / 60 for st in report.STUDIES.values() if st.gpu_1h]
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert f"{min(minutes):.0f}–{max(minutes):.0f} min per study at an *assumed* 17 000 images/s" in readme
 
 
 def test_a_gpu_scale_without_cuda_is_refused_in_one_line(tmp_path, monkeypatch, capsys):
