@@ -16,7 +16,7 @@ import pytest
 import results_fixtures as F
 from sslbench import analysis as A
 from sslbench.cli import main as cli_main
-from sslbench.records import append_record, make_record
+from sslbench.records import append_record, make_record, read_records, to_dataframe
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -292,6 +292,25 @@ def test_accuracy_table_pools_seeds(df):
     assert row["linear_top1_std"] == pytest.approx(np.std([0, 0.5], ddof=1))
     assert row["init_linear_top1"] == 70.0
     assert len(table) == 2 * 2 * 2  # regularizer x views x fraction
+
+
+def test_accuracy_table_keeps_device_models_apart(tmp_path):
+    # one configuration run on two GPU models and two CPU models: four rows, each the mean of its own seeds
+    accuracy = {("cuda", "NVIDIA H100"): (90.0, 92.0), ("cuda", "NVIDIA A100"): (80.0, 81.0),
+                ("cpu", "AMD EPYC 7B13"): (70.0, 72.0), ("cpu", "Intel Xeon"): (60.0, 61.0)}
+    store = tmp_path / "train.jsonl"
+    for (device, model), tops in accuracy.items():
+        for seed, top1 in enumerate(tops):
+            append_record(store, make_record("train", {"regularizer": "vicreg", "dataset": "d", "epochs": 2,
+                                                       "batch": 8, "seed": seed, "device": device},
+                                             {"linear_top1": top1}, env={"device_name": model}))
+    expected = {model: sum(tops) / len(tops) for (_, model), tops in accuracy.items()}
+    # the frame of `sslbench analyze` (device_name derived) and the bare records (env.device_name only)
+    for frame in (A.load_results(tmp_path), to_dataframe(read_records(store))):
+        table = A.accuracy_table(frame)
+        assert len(table) == 4 and table["runs"].tolist() == [2] * 4
+        assert table.set_index("device_name")["linear_top1"].to_dict() == pytest.approx(expected)
+        assert (table.groupby("device")["device_name"].nunique() == 2).all()
 
 
 def test_regressions_flag_the_planted_slowdown_only(df):

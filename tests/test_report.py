@@ -270,7 +270,7 @@ def test_permutation_check_separates_with_and_without():
 
 def test_every_study_config_is_a_valid_sweep():
     for st in report.STUDIES.values():
-        for name in st.cpu + st.gpu:
+        for name in st.cpu + st.gpu + st.gpu_1h:
             cfg = sweep.load_config(report.CONFIG_DIR / name)
             cfg["device"] = ["cpu"]  # the GPU grids are checked here without a GPU
             ns = argparse.Namespace(**{o.key: None for o in sweep.OPTIONS})
@@ -283,6 +283,81 @@ def test_cli_list(capsys):
     for name in report.STUDIES:
         assert f"sslbench report --run {name}" in out
     assert "--scale gpu" in out and "fft-cpu-exact.toml" in out
+    for st in report.STUDIES.values():
+        for c in st.gpu_1h:
+            assert f"configs/{c} --out" in out
+        assert (f"sslbench report --run {st.name} --scale gpu-1h" in out) == bool(st.gpu_1h)
+
+
+def test_each_scale_is_its_studys_config_files():
+    """--scale gpu runs <study>-gpu*.toml, --scale gpu-1h <study>-gpu-1h*.toml: every such file on disk, none
+    other (results/studies/README.md, "Projected GPU time of the claim studies")."""
+    for st in report.STUDIES.values():
+        one_hour = sorted(p.name for p in report.CONFIG_DIR.glob(f"{st.name}-gpu-1h*.toml"))
+        full = sorted(p.name for p in report.CONFIG_DIR.glob(f"{st.name}-gpu*.toml") if p.name not in one_hour)
+        assert sorted(st.configs("gpu-1h")) == one_hour and sorted(st.configs("gpu")) == full, st.name
+        assert sorted(st.configs("cpu")) == sorted(p.name for p in report.CONFIG_DIR.glob(f"{st.name}-cpu*.toml"))
+    assert report.STUDIES["sfrik"].command("gpu-1h") == "sslbench report --run sfrik --scale gpu-1h"
+    with pytest.raises(ValueError, match="gpu-1h"):
+        report.STUDIES["sfrik"].configs("gpu-2h")
+
+
+def test_the_one_hour_cost_notes_are_the_projection_scripts():
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import project_studies as ps
+
+    rows, _ = ps.study_rows(ps.default_configs(), ps.AssumedThroughput(17_000.0), ps.DEFAULT_OVERHEAD_S)
+    rows = {r.name: r for r in rows}
+    for st in report.STUDIES.values():
+        if not st.gpu_1h:
+            continue
+        row = rows[f"{st.name} (gpu-1h)"]
+        assert sorted(row.configs) == sorted(c.removesuffix(".toml") for c in st.gpu_1h)
+        epochs = {c.epochs for c in row.cases}
+        assert len(epochs) == 1, st.name
+        assert st.cost("gpu-1h").startswith(f"{len(row.cases)} runs of {epochs.pop()} epochs"), st.name
+        assert f"projected {ps.duration(row.total_s)} on one GPU at an ASSUMED 17 000 images/s" in st.cost("gpu-1h")
+    # and the range README.md's report section quotes
+    minutes = [rows[f"{st.name} (gpu-1h)"].total_s / 60 for st in report.STUDIES.values() if st.gpu_1h]
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert f"{min(minutes):.0f}–{max(minutes):.0f} min per study at an *assumed* 17 000 images/s" in readme
+
+
+def test_a_gpu_scale_without_cuda_is_refused_in_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(studies.torch.cuda, "is_available", lambda: False)
+    for scale in ("gpu", "gpu-1h"):
+        assert studies.run_study("sfrik", (), [], scale=scale, out_dir=tmp_path) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"--scale {scale} needs a CUDA device" in err[0]
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("scale, epochs", [("gpu", 200), ("gpu-1h", 100)])
+def test_a_gpu_dry_run_without_cuda_prints_the_plan(tmp_path, monkeypatch, capsys, scale, epochs):
+    monkeypatch.setattr(studies.torch.cuda, "is_available", lambda: False)
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "--run", "sfrik", "--scale", scale, "--dry-run"]) == 0
+    cap = capsys.readouterr()
+    todo = [line for line in cap.out.splitlines() if line.startswith("todo  ")]
+    assert len(todo) == 9 and all(f" epochs={epochs} " in line and " cuda " in line for line in todo)
+    assert "9 case(s): 0 already done in results/studies/<gpu>-sfrik.jsonl, 9 to run" in cap.out
+    assert "running these cases needs CUDA" in cap.out and cap.err == ""
+    assert not any(tmp_path.iterdir())  # a plan writes nothing
+
+
+def test_cli_run_scale_gpu_1h_runs_the_one_hour_grid_then_reports_the_study(tmp_path, monkeypatch, capsys):
+    calls = []
+
+    def fake_run_study(name, checks, configs, *, scale, dry_run, out_dir):
+        calls.append((name, [Path(c) for c in configs], scale, dry_run))
+        return 0
+
+    monkeypatch.setattr(studies, "run_study", fake_run_study)
+    assert main(["report", "--run", "sfrik", "views", "--scale", "gpu-1h", "--results", str(tmp_path)]) == 0
+    assert calls == [("sfrik", [report.CONFIG_DIR / "sfrik-gpu-1h.toml"], "gpu-1h", False),
+                     ("views", [report.CONFIG_DIR / c for c in report.STUDIES["views"].gpu_1h], "gpu-1h", False)]
+    out = capsys.readouterr().out
+    assert "== sfrik" in out and "== views" in out and "== fft" not in out  # the studies run, judged as ever
 
 
 def test_cli_on_an_empty_results_dir(tmp_path, capsys):

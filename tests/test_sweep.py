@@ -246,6 +246,34 @@ def test_dry_run_counts_the_cases_already_done(tmp_path, capsys):
     assert sorted(r["case"]["dim"] for r in _records(store)) == [4, 4, 6, 6, 8, 8]
 
 
+@pytest.mark.parametrize("grid", [
+    ["--kind", "bench", "--regularizers", "vicreg", "--dims", "4", "6", "--batches", "8"],
+    ["--kind", "train", "--datasets", "synthetic", "--regularizers", "vicreg", "--dims", "8", "--epochs", "1", "2"],
+])
+def test_a_dry_run_plans_a_cuda_grid_without_cuda_and_a_real_run_refuses_it(tmp_path, capsys, monkeypatch, grid):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # this machine, or any, without CUDA
+    monkeypatch.chdir(tmp_path)  # the default store would be under results/sweeps here
+    grid = grid + ["--device", "cuda", "--no-progress"]
+    for out in ([], ["--out", str(tmp_path / "s.jsonl")]):
+        assert _run(grid + out + ["--dry-run"]) == 0
+        cap = capsys.readouterr()
+        lines = cap.out.splitlines()
+        assert [line.startswith("todo  ") and " cuda" in line for line in lines[:2]] == [True, True]
+        assert lines[2].startswith("2 case(s): 0 already done in ") and lines[2].endswith(", 2 to run")
+        assert lines[3:] == ["note: this machine has no CUDA device: the plan only; running these cases needs CUDA"]
+        assert ("<gpu>-" in lines[2]) == (not out) and cap.err == ""
+        # the real run keeps its one-line refusal, before any work
+        assert _run(grid + out) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("sslbench sweep: error: --device cuda:") and "CUDA" in err[0]
+    assert not any(tmp_path.iterdir())
+    # a bad device name is still refused by a dry run
+    assert _run(grid[:-3] + ["--device", "tpu", "--dry-run"]) == 2
+    assert "--device tpu" in capsys.readouterr().err
+
+
 def test_out_of_memory_is_a_record_and_the_sweep_goes_on(tmp_path, capsys):
     store = tmp_path / "s.jsonl"
     # 2**40 features × 8 samples cannot be allocated: the CPU allocator's error is an "oom" result

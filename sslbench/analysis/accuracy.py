@@ -13,6 +13,10 @@ from sslbench.analysis.common import column
 from sslbench.records.constants import DEFAULT_PREDICTOR_HIDDEN, VARIANCE_ADDON_DEFAULTS
 
 ACCURACY_KEYS = ("regularizer", "dataset", "fraction", "backbone", "dim", "views", "batch", "epochs", "device")
+#: the CPU or GPU model of a run (:func:`sslbench.analysis.load_results`' ``device_name``, from the record's
+#: ``env.device_name``): the default grouping of :func:`accuracy_table` has it beside ``device`` (cpu / cuda), so
+#: that runs on two GPU models, or on two CPU models, are two rows, never one mean
+DEVICE_MODEL = "device_name"
 ACCURACY_METRICS = ("linear_top1", "knn_top1", "init_linear_top1", "init_knn_top1", "gain_linear", "gain_knn",
                     "train_time_s", "images_per_s")
 
@@ -80,13 +84,24 @@ def _short(v: Any) -> str:
     return str(v)
 
 
+def device_model(runs: pd.DataFrame) -> pd.Series:
+    """The CPU or GPU model of each run: ``device_name`` (the column :func:`sslbench.analysis.load_results` adds),
+    else the record's ``env.device_name``, ``env.cpu_model``, ``env.machine``, and ``case.device`` (cpu / cuda)
+    where the record names no model; None where it names nothing."""
+    name = column(runs, DEVICE_MODEL).astype(object).copy()
+    for fallback in ("env.device_name", "env.cpu_model", "env.machine", "case.device"):
+        name = name.where(name.notna(), column(runs, fallback))
+    return name
+
+
 def accuracy_table(df: pd.DataFrame, by: Sequence[str] | None = None,
                    metrics: Sequence[str] = ACCURACY_METRICS) -> pd.DataFrame:
     """Training runs (kind ``train``) grouped by configuration (``by``; default: regularizer, its variant
-    (:func:`run_variants`), dataset, fraction, backbone, dim, views, batch, epochs, device, those present), seeds
-    pooled: ``runs`` (all
-    statuses), ``ok`` (runs that finished), the mean of each metric over the ok runs and ``<metric>_std`` for
-    the linear and kNN accuracies (NaN for a single run)."""
+    (:func:`run_variants`), dataset, fraction, backbone, dim, views, batch, epochs, device, those present, and
+    ``device_name``, the CPU or GPU model (:func:`device_model`): runs on a GPU, on a CPU or on two models of
+    either are never pooled), seeds pooled: ``runs`` (all statuses), ``ok`` (runs that finished), the mean of
+    each metric over the ok runs and ``<metric>_std`` for the linear and kNN accuracies (NaN for a single run).
+    A key of ``by`` is the column of that name, else ``case.<key>``, else ``env.<key>``."""
     if "kind" not in df.columns:
         return pd.DataFrame()
     runs = df[df["kind"] == "train"].copy()
@@ -96,10 +111,13 @@ def accuracy_table(df: pd.DataFrame, by: Sequence[str] | None = None,
         by = [k for k in ACCURACY_KEYS if (k if k in runs.columns else f"case.{k}") in runs.columns]
         runs["variant"] = run_variants(runs)
         by = by[:1] + ["variant"] + by[1:]
+        runs[DEVICE_MODEL] = device_model(runs)
+        if DEVICE_MODEL not in by:
+            by = by + [DEVICE_MODEL]
     keys = []
     for k in by:
-        col = k if k in runs.columns else f"case.{k}"
-        if col not in runs.columns:
+        col = next((c for c in (k, f"case.{k}", f"env.{k}") if c in runs.columns), None)
+        if col is None:
             raise KeyError(f"accuracy_table: no column {k!r}")
         runs[k] = runs[col]
         keys.append(k)

@@ -10,9 +10,11 @@ configs of ``sslbench sweep`` under ``results/studies/configs/``, a few exact ch
   (``results/`` by default: the reference sweeps of ``results/sweeps/`` answer the cost claims, the study stores
   ``results/studies/<device>-<study>.jsonl`` the others) and prints one row per claim: the verdict, the figures
   behind it, the rule that decided it and the command that produces the data a verdict lacks.
-* ``sslbench report --run STUDY [--scale cpu|gpu]`` runs the study's exact checks and the missing cases of its
-  grids (through :mod:`sslbench.execution.sweep`, resumable) into ``results/studies/<device>-<study>.jsonl``, then
-  reports.
+* ``sslbench report --run STUDY [--scale cpu|gpu|gpu-1h]`` runs the study's exact checks and the missing cases of
+  its grids (through :mod:`sslbench.execution.sweep`, resumable) into ``results/studies/<device>-<study>.jsonl``,
+  then reports. ``gpu`` is the full GPU budget (``<study>-gpu*.toml``, 200 epochs, views 100), ``gpu-1h`` the same
+  arms in one GPU-hour at the assumed throughput of ``results/studies/README.md`` (``<study>-gpu-1h*.toml``, fewer
+  epochs); both write the same store, and the report keeps settings with different epochs apart.
 * ``sslbench report --list``: the studies, their commands and estimated cost.
 
 Verdicts (:data:`VERDICTS`): ``supported``, ``not supported``, ``inconclusive`` (the data exist but do not settle
@@ -38,7 +40,7 @@ import pandas as pd
 
 from sslbench.analysis import load_results
 from sslbench.analysis.claims import fft, gram, isoloss, sfrik, variance, views
-from sslbench.analysis.claims.common import STUDIES_DIR, VERDICTS, Study, Verdict, usable_records
+from sslbench.analysis.claims.common import SCALES, STUDIES_DIR, VERDICTS, Study, Verdict, usable_records
 from sslbench.records.constants import CHECK_KIND
 
 __all__ = ["VERDICTS", "CHECK_KIND", "STUDIES", "Study", "Verdict", "verdicts", "verdict_table", "format_verdicts",
@@ -55,6 +57,14 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "results" / "studies" / "conf
 #: the variance term
 _ADD_ON_ARMS = ("nopred", "nopred-var", "pred", "pred-var")
 
+
+def _one_hour(runs: int, epochs: int, projected: str) -> str:
+    """The cost note of a one-GPU-hour grid: its projection by ``benchmarks/project_studies.py`` at the assumed
+    throughput of results/studies/README.md (tests/test_report.py keeps the figures the script's)."""
+    return (f"{runs} runs of {epochs} epochs (CIFAR-10, ResNet-18): projected {projected} on one GPU at an ASSUMED "
+            "17 000 images/s (python benchmarks/project_studies.py --assume-images-per-s 17000)")
+
+
 STUDIES: dict[str, Study] = {s.name: s for s in (
     Study("fft", "FFT-relaxed Barlow Twins / VICReg", "Shigeto et al., CVPR 2023",
           "comparable downstream accuracy to Barlow Twins / VICReg, less memory and faster training when D is large; "
@@ -64,28 +74,37 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
           ["fft-gpu-exact.toml", "fft-gpu-permute-true.toml", "fft-gpu-permute-false.toml"],
           "9 runs of ~30 s, 9 of ~80 s and 6 of ~9 min (~70 min on one core), plus the scaling sweeps of "
           "results/sweeps",
-          "9 runs of ~1 h (CIFAR-10, ResNet-18, 200 epochs)", fft.verdict, ("permutation",)),
+          "9 runs of ~1 h (CIFAR-10, ResNet-18, 200 epochs)", fft.verdict, ("permutation",),
+          ["fft-gpu-1h-exact.toml", "fft-gpu-1h-permute-true.toml", "fft-gpu-1h-permute-false.toml"],
+          _one_hour(9, 100, "53.0 min")),
     Study("sfrik", "SFRIK", "Zheng et al. 2022",
           "cost O(N²·D) through the Gram matrix, memory O(N²); accuracy comparable to VICReg and uniformity; the "
           "degree-2 truncation penalises ‖EᵀE‖_F², an information-maximisation (covariance) regulariser",
           ["sfrik-cpu.toml"], ["sfrik-gpu.toml"], "9 runs of ~80 s (~12 min)",
-          "9 runs of ~1 h (CIFAR-10, ResNet-18, 200 epochs)", sfrik.verdict, ("degree2",)),
+          "9 runs of ~1 h (CIFAR-10, ResNet-18, 200 epochs)", sfrik.verdict, ("degree2",), ["sfrik-gpu-1h.toml"],
+          _one_hour(9, 100, "53.0 min")),
     Study("views", "Many augmentations, low-dimensional projectors", "Agrawal et al.",
           "more augmentations per sample improve sample efficiency (the same accuracy with up to 4× less pretraining "
           "data) and convergence; low-dimensional projectors (D = 128, lambd = 1/128) work when the orthogonality "
           "pressure is raised", ["views-cpu.toml", "views-cpu-d2048.toml", "views-cpu-vicreg.toml",
                                      "views-cpu-full-d128.toml", "views-cpu-full-d2048.toml"],
           ["views-gpu.toml", "views-gpu-d2048.toml"],
-          "10 runs of 10-60 s, 12 of 1-5 min and 4 of ~9 min (~70 min on one core)", "10 runs of 0.5-4 h (CIFAR-10, ResNet-18, 100 epochs)", views.verdict),
+          "10 runs of 10-60 s, 12 of 1-5 min and 4 of ~9 min (~70 min on one core)",
+          "10 runs of 0.5-4 h (CIFAR-10, ResNet-18, 100 epochs)", views.verdict,
+          gpu_1h=["views-gpu-1h.toml", "views-gpu-1h-d2048.toml", "views-gpu-1h-d128-seed1.toml"],
+          cost_gpu_1h=_one_hour(12, 50, "49.2 min")),
     Study("variance", "VICReg's variance term", "Bardes, Ponce, LeCun 2022",
           "the variance term prevents collapse, and stabilises other methods when added to them",
           ["variance-cpu-std25.toml", "variance-cpu-std0.toml"] + [f"variance-cpu-addon-{a}.toml" for a in _ADD_ON_ARMS],
           ["variance-gpu-std25.toml", "variance-gpu-std0.toml"] + [f"variance-gpu-addon-{a}.toml" for a in _ADD_ON_ARMS],
-          "12 runs of ~80 s (~16 min)", "8 runs of ~1 h (CIFAR-10, ResNet-18, 200 epochs)", variance.verdict),
+          "12 runs of ~80 s (~16 min)", "8 runs of ~1 h (CIFAR-10, ResNet-18, 200 epochs)", variance.verdict,
+          gpu_1h=["variance-gpu-1h-std25.toml", "variance-gpu-1h-std0.toml"]
+          + [f"variance-gpu-1h-addon-{a}.toml" for a in _ADD_ON_ARMS], cost_gpu_1h=_one_hour(10, 90, "54.0 min")),
     Study("isoloss", "IsoLoss vs DirectPred vs BYOL", "Halvagal, Laborieux, Zenke, NeurIPS 2023",
           "IsoLoss learns robustly where DirectPred/BYOL need tuning (e.g. without EMA); comparable accuracy",
           ["isoloss-cpu-ema.toml", "isoloss-cpu-noema.toml"], ["isoloss-gpu-ema.toml", "isoloss-gpu-noema.toml"],
-          "12 runs of ~80 s (~16 min)", "6 runs of ~1 h (CIFAR-10, ResNet-18, 200 epochs)", isoloss.verdict),
+          "12 runs of ~80 s (~16 min)", "6 runs of ~1 h (CIFAR-10, ResNet-18, 200 epochs)", isoloss.verdict,
+          gpu_1h=["isoloss-gpu-1h-ema.toml", "isoloss-gpu-1h-noema.toml"], cost_gpu_1h=_one_hour(12, 70, "53.1 min")),
     Study("gram", "The exact Gram form", "sslbench (regularizers.md §1)",
           "Σ_{k,l} C_kl² = ‖AAᵀ ⊙ BBᵀ‖_sum / N²: the same value at O(N²·D) time, O(N² + N·D) memory",
           [], [], "exact checks, ~20 s (speed-up from the scaling sweeps of results/sweeps)",
@@ -171,9 +190,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", nargs="+", choices=list(STUDIES) + ["all"], metavar="STUDY",
                         help="run the studies' exact checks and the missing cases of their grids into "
                              f"{STUDIES_DIR}/<device>-<study>.jsonl, then report")
-    parser.add_argument("--scale", choices=("cpu", "gpu"), default="cpu",
-                        help="with --run: the CPU-sized (minutes) or the GPU-sized setting. Default: cpu")
-    parser.add_argument("--dry-run", action="store_true", help="with --run: list the cases, run nothing")
+    parser.add_argument("--scale", choices=SCALES, default="cpu",
+                        help="with --run: cpu, the CPU-sized grids (minutes); gpu, the GPU-sized grids at the full "
+                             "budget (CIFAR-10, ResNet-18, 100-200 epochs: hours per study); gpu-1h, the same arms in "
+                             "about one GPU-hour per study (fewer epochs; at an assumed throughput, see "
+                             "results/studies/README.md). The GPU scales need CUDA. Default: cpu")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="with --run: list the cases, run nothing (a plan: no CUDA needed, whatever the scale)")
 
 
 def _list() -> str:
@@ -183,8 +206,10 @@ def _list() -> str:
         lines.append(f"    claim: {st.claim}")
         if st.checks:
             lines.append(f"    exact checks (no training): {', '.join(st.checks)}")
-        for scale, cost in (("cpu", st.cost_cpu), ("gpu", st.cost_gpu)):
-            lines.append(f"    {scale}: {st.command(scale)}    [{cost}]")
+        for scale in SCALES:
+            if scale == "gpu-1h" and not st.gpu_1h:  # a study without training grids has no one-hour grid
+                continue
+            lines.append(f"    {scale}: {st.command(scale)}    [{st.cost(scale)}]")
             for c in st.sweep_commands(scale):
                 lines.append(f"         = {c}")
     return "\n".join(lines)

@@ -30,8 +30,8 @@ from sslbench.regularizers.sfrik import mmd_uniform
 from sslbench.training.config import TrainConfig
 from sslbench.training.train import train
 
-__all__ = ["CHECKS", "check_gram_values", "check_gram_curves", "check_degree2", "check_permutation", "run_checks",
-           "run_study"]
+__all__ = ["CHECKS", "GPU_SCALES", "check_gram_values", "check_gram_curves", "check_degree2", "check_permutation",
+           "run_checks", "run_study"]
 
 
 def _rel(a, b) -> float:
@@ -190,17 +190,25 @@ def _shown(path: Path) -> Path:
         return path
 
 
+#: the scales of ``sslbench report --run`` whose grids train on the GPU: the full budget and the one-GPU-hour grids
+#: (both write the study's store of the GPU, ``<out_dir>/<gpu>-<name>.jsonl``)
+GPU_SCALES = ("gpu", "gpu-1h")
+
+
 def run_study(name: str, checks: Sequence[str], configs: Sequence[Path], *, scale: str = "cpu",
               dry_run: bool = False, out_dir: str | Path = "results/studies") -> int:
     """Run study ``name``: its exact checks ``checks`` and the missing cases of its sweep ``configs`` (resumable),
-    into ``<out_dir>/<device>-<name>.jsonl``. Returns the worst exit status of the sweeps; 2 when the study cannot
-    run here (a GPU scale without CUDA, a config missing)."""
-    device = "cuda" if scale == "gpu" else "cpu"
-    if scale == "gpu" and not torch.cuda.is_available() and not dry_run:
-        print("sslbench report: error: --scale gpu needs a CUDA device; none is available here. Run it on a "
+    into ``<out_dir>/<device>-<name>.jsonl`` (``scale``: cpu, or one of :data:`GPU_SCALES`, which the report picked
+    the configs of). Returns the worst exit status of the sweeps; 2 when the study cannot run here (a GPU scale
+    without CUDA, a config missing). A dry run (``dry_run``) prints the plan only, and needs no CUDA."""
+    device = "cuda" if scale in GPU_SCALES else "cpu"
+    no_cuda = device == "cuda" and not torch.cuda.is_available()
+    if no_cuda and not dry_run:
+        print(f"sslbench report: error: --scale {scale} needs a CUDA device; none is available here. Run it on a "
               "GPU machine, or use --scale cpu", file=sys.stderr)
         return 2
-    out = Path(out_dir) / f"{sweep.device_slug(device)}-{name}.jsonl"
+    # a dry run only plans, here too: the store is then the GPU's, whose name this machine cannot know
+    out = Path(out_dir) / f"{'<gpu>' if no_cuda else sweep.device_slug(device)}-{name}.jsonl"
     rc = 0
     if checks and dry_run:
         print(f"{name}: exact checks {', '.join(checks)} (no training) -> {out}")

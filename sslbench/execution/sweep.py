@@ -383,16 +383,39 @@ def _check_regularizers(names: list[str]) -> None:
         raise SweepError(f"unknown regularizer(s) {', '.join(unknown)}; available: {', '.join(available)}")
 
 
-def _resolve_devices(devices: list[str]) -> list[str]:
+def _resolve_devices(devices: list[str], plan_only: bool = False) -> list[str]:
+    """The devices of the grid, checked. ``plan_only`` (a dry run: it only plans, runs nothing) keeps a CUDA device
+    that this machine lacks (:func:`planned_without_cuda`); a real run refuses it."""
     out = []
     for d in devices:
         try:
             dev = bench.resolve_device(d)
         except (ValueError, RuntimeError) as exc:
-            raise SweepError(f"--device {d}: {exc}") from None
+            dev = _cuda_name(d) if plan_only else None
+            if dev is None:
+                raise SweepError(f"--device {d}: {exc}") from None
         if dev not in out:
             out.append(dev)
     return out
+
+
+def _cuda_name(device: str) -> str | None:
+    """``device`` as torch names it when it names a CUDA device (``cuda``, ``cuda:1``), else None."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        return None
+    return str(dev) if dev.type == "cuda" else None
+
+
+def planned_without_cuda(devices: list[str]) -> bool:
+    """Whether some of ``devices`` is a CUDA device and this machine has none: such a grid can be planned (a dry
+    run) but not run here."""
+    import torch
+
+    return any(str(d).startswith("cuda") for d in devices) and not torch.cuda.is_available()
 
 
 def _check_hparams_accepted(names: list[str], hparams: dict) -> None:
@@ -403,11 +426,11 @@ def _check_hparams_accepted(names: list[str], hparams: dict) -> None:
                              f"{', '.join(regularizers.hparam_names(names[0])[:4])} for {names[0]})")
 
 
-def _bench_cases(s: dict) -> list[dict]:
+def _bench_cases(s: dict, plan_only: bool = False) -> list[dict]:
     names = s["regularizers"] or regularizers.available()
     _check_regularizers(names)
     _check_hparams_accepted(names, s["hparams"])
-    devices = _resolve_devices(s["device"])
+    devices = _resolve_devices(s["device"], plan_only)
     cases = bench.iter_cases(names, s["dims"], s["batches"], s["views"], devices, s["dtypes"], s["algorithms"],
                              s["hparams"])
     # the hyper-parameters and algorithms are checked once per regularizer here, at the smallest D, so that a
@@ -429,7 +452,7 @@ def _bench_cases(s: dict) -> list[dict]:
     return cases
 
 
-def _train_cases(s: dict) -> list[dict]:
+def _train_cases(s: dict, plan_only: bool = False) -> list[dict]:
     from sslbench.training.config import TrainConfig
 
     names = s["regularizers"]
@@ -461,7 +484,7 @@ def _train_cases(s: dict) -> list[dict]:
     bad = [d for d in datasets if d not in DATASETS]
     if bad:
         raise SweepError(f"unknown data set(s) {', '.join(bad)}; choose from {', '.join(DATASETS)}")
-    devices = [d if d.startswith("cuda") else "cpu" for d in _resolve_devices(s["device"])]
+    devices = [d if d.startswith("cuda") else "cpu" for d in _resolve_devices(s["device"], plan_only)]
     fixed_in_case = {k: v for k, v in sorted(s["train_options"].items()) if k not in _TRAIN_NOT_IN_CASE}
     cases = []
     for name in names:
@@ -481,19 +504,24 @@ def _train_cases(s: dict) -> list[dict]:
             if fixed_in_case:  # nested: train's records use some of these names (projector) for other values
                 case["train_options"] = fixed_in_case
             cases.append(case)
-    # every case's configuration is checked before the first one runs
+    # every case's configuration is checked before the first one runs (a dry run's CUDA cases on a machine without
+    # CUDA: everything but the device, which a real run checks)
+    unchecked_device = plan_only and planned_without_cuda(devices)
     for case in cases:
         try:
-            train_config(case, s).resolved()
+            train_config({**case, "device": "cpu"} if unchecked_device else case, s).resolved()
         except (ValueError, TypeError) as exc:
             raise SweepError(f"training case {describe_train(case)}: {exc}") from None
     return cases
 
 
-def build_cases(settings: dict) -> list[dict]:
+def build_cases(settings: dict, plan_only: bool = False) -> list[dict]:
     """Every case of the grid, in order (bench: :func:`sslbench.execution.bench.iter_cases`'s). Raises :class:`SweepError`
-    for an unknown regularizer, data set or device, a hyper-parameter no regularizer takes, bad values."""
-    return _bench_cases(settings) if settings["kind"] == "bench" else _train_cases(settings)
+    for an unknown regularizer, data set or device, a hyper-parameter no regularizer takes, bad values.
+    ``plan_only`` (a dry run) accepts a CUDA device this machine lacks."""
+    if settings["kind"] == "bench":
+        return _bench_cases(settings, plan_only)
+    return _train_cases(settings, plan_only)
 
 
 def record_kind(settings: dict) -> str:
@@ -542,10 +570,13 @@ def device_slug(device: str = "cpu") -> str:
     return prefix + (slug or "unknown")
 
 
-def default_out(settings: dict, config_path: str | None) -> str:
+def default_out(settings: dict, config_path: str | None, plan_only: bool = False) -> str:
+    """``results/sweeps/<device>-<config or kind>.jsonl``; for a dry run (``plan_only``) of a CUDA grid on a machine
+    without CUDA the GPU's name is unknown: ``<gpu>`` stands for it."""
     name = Path(config_path).stem if config_path else settings["kind"]
-    devices = _resolve_devices(settings["device"])
-    return str(Path(DEFAULT_DIR) / f"{device_slug(devices[0])}-{name}.jsonl")
+    devices = _resolve_devices(settings["device"], plan_only)
+    slug = "<gpu>" if plan_only and planned_without_cuda(devices[:1]) else device_slug(devices[0])
+    return str(Path(DEFAULT_DIR) / f"{slug}-{name}.jsonl")
 
 
 def _duration(seconds: float | None) -> str:
@@ -885,12 +916,14 @@ class _Plan:
 
 
 def _settings_and_cases(args: argparse.Namespace) -> tuple[dict, list[dict], str]:
-    """The checked settings, the grid and the store of a command line. Raises :class:`SweepError`."""
+    """The checked settings, the grid and the store of a command line (a dry run only plans: a CUDA grid is planned
+    on a machine without CUDA too). Raises :class:`SweepError`."""
     args = _dict_args(args)
+    plan_only = bool(getattr(args, "dry_run", False))
     config = load_config(args.config) if getattr(args, "config", None) else {}
     s = resolve_settings(args, config)
-    cases = build_cases(s)
-    return s, cases, s["out"] or default_out(s, getattr(args, "config", None))
+    cases = build_cases(s, plan_only)
+    return s, cases, s["out"] or default_out(s, getattr(args, "config", None), plan_only)
 
 
 def _unique_cases(cases: list[dict], rkind: str, command: str) -> tuple[list[dict], list[str]]:
@@ -934,6 +967,8 @@ def _dry_run(plan: _Plan) -> int:
         print(f"{'done' if d else 'todo'}  {describe(plan.kind, c)}")
     print(f"{len(plan.cases)} case(s): {sum(plan.in_store)} already done in {plan.out}, {len(plan.todo)} to run"
           + ("" if plan.settings["resume"] else " (--no-resume: all of them)"))
+    if planned_without_cuda([c.get("device", "") for c in plan.cases]):
+        print("note: this machine has no CUDA device: the plan only; running these cases needs CUDA")
     return 0
 
 

@@ -63,6 +63,12 @@ class Verdict:
             raise ValueError(f"verdict={self.verdict!r}: choose one of {', '.join(VERDICTS)}")
 
 
+#: the scales of ``sslbench report --run STUDY --scale``: the CPU-sized grids (Fashion-MNIST, minutes), the GPU-sized
+#: grids at the full budget (CIFAR-10, ResNet-18, 200 epochs) and the GPU-sized grids of one GPU-hour (the same arms,
+#: fewer epochs; results/studies/README.md, "Projected GPU time of the claim studies")
+SCALES = ("cpu", "gpu", "gpu-1h")
+
+
 @dataclass
 class Study:
     name: str
@@ -75,17 +81,31 @@ class Study:
     cost_gpu: str
     verdict: Callable[[pd.DataFrame, "Study"], list[Verdict]] = field(repr=False, default=None)
     checks: tuple[str, ...] = ()  # names of the exact checks of this study (sslbench.execution.studies)
+    gpu_1h: list[str] = field(default_factory=list)  # the one-GPU-hour grids (<study>-gpu-1h*.toml)
+    cost_gpu_1h: str = ""
 
     def command(self, scale: str = "cpu") -> str:
-        return f"sslbench report --run {self.name}" + (" --scale gpu" if scale == "gpu" else "")
+        _check_scale(scale)
+        return f"sslbench report --run {self.name}" + (f" --scale {scale}" if scale != "cpu" else "")
 
     def configs(self, scale: str = "cpu") -> list[str]:
-        """The names of the sweep configs of ``scale`` (cpu or gpu)."""
-        return self.cpu if scale == "cpu" else self.gpu
+        """The names of the sweep configs of ``scale`` (:data:`SCALES`: cpu, gpu or gpu-1h)."""
+        _check_scale(scale)
+        return {"cpu": self.cpu, "gpu": self.gpu, "gpu-1h": self.gpu_1h}[scale]
+
+    def cost(self, scale: str = "cpu") -> str:
+        """The estimated cost of ``scale``'s grids."""
+        _check_scale(scale)
+        return {"cpu": self.cost_cpu, "gpu": self.cost_gpu, "gpu-1h": self.cost_gpu_1h}[scale]
 
     def sweep_commands(self, scale: str = "cpu", device: str = "<device>") -> list[str]:
         return [f"sslbench sweep --config results/studies/configs/{c} --out {STUDIES_DIR}/{device}-{self.name}.jsonl"
                 for c in self.configs(scale)]
+
+
+def _check_scale(scale: str) -> None:
+    if scale not in SCALES:
+        raise ValueError(f"scale={scale!r}: choose one of {', '.join(SCALES)}")
 
 
 # ==============================================================================================================
