@@ -697,7 +697,7 @@ def page_claims(df: pd.DataFrame) -> None:
         s = R.STUDIES[name]
         with st.expander(f"{name}: {s.title} ({s.paper})"):
             st.markdown(f"> {s.claim}")
-            st.code(f"{s.command('cpu')}   # {s.cost_cpu}\n{s.command('gpu')}   # {s.cost_gpu}", language="bash")
+            st.code("\n".join(f"{s.command(scale)}   # {s.cost(scale)}" for scale in s.scales()), language="bash")
 
 
 # ==============================================================================================================

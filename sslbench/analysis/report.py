@@ -206,9 +206,7 @@ def _list() -> str:
         lines.append(f"    claim: {st.claim}")
         if st.checks:
             lines.append(f"    exact checks (no training): {', '.join(st.checks)}")
-        for scale in SCALES:
-            if scale == "gpu-1h" and not st.gpu_1h:  # a study without training grids has no one-hour grid
-                continue
+        for scale in st.scales():
             lines.append(f"    {scale}: {st.command(scale)}    [{st.cost(scale)}]")
             for c in st.sweep_commands(scale):
                 lines.append(f"         = {c}")

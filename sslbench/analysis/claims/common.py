@@ -84,6 +84,11 @@ class Study:
     gpu_1h: list[str] = field(default_factory=list)  # the one-GPU-hour grids (<study>-gpu-1h*.toml)
     cost_gpu_1h: str = ""
 
+    def scales(self) -> tuple[str, ...]:
+        """The scales of :data:`SCALES` this study has: every one, but gpu-1h only with one-GPU-hour grids (a study
+        without training grids, e.g. gram, has none)."""
+        return tuple(s for s in SCALES if s != "gpu-1h" or self.gpu_1h)
+
     def command(self, scale: str = "cpu") -> str:
         _check_scale(scale)
         return f"sslbench report --run {self.name}" + (f" --scale {scale}" if scale != "cpu" else "")
