@@ -323,6 +323,17 @@ def test_the_one_hour_cost_notes_are_the_projection_scripts():
     assert f"{min(minutes):.0f}–{max(minutes):.0f} min per study at an *assumed* 17 000 images/s" in readme
 
 
+def test_the_studies_readme_runs_a_one_hour_grid_with_the_reports_command():
+    """results/studies/README.md ends with the command that runs a study's one-hour grid and reports it (not a loop
+    of sweeps by hand), naming exactly the studies that have such a grid."""
+    readme = (ROOT / "results" / "studies" / "README.md").read_text()
+    block = readme[readme.rindex("```bash"):]
+    one_hour = sorted(n for n, st in report.STUDIES.items() if st.gpu_1h)
+    assert "sslbench sweep" not in block
+    assert report.STUDIES[one_hour[0]].command("gpu-1h").replace(one_hour[0], "STUDY") in block
+    assert f"STUDY: {', '.join(one_hour[:-1])} or {one_hour[-1]}" in block
+
+
 def test_a_gpu_scale_without_cuda_is_refused_in_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(studies.torch.cuda, "is_available", lambda: False)
     for scale in ("gpu", "gpu-1h"):
