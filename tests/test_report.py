@@ -334,6 +334,15 @@ def test_the_studies_readme_runs_a_one_hour_grid_with_the_reports_command():
     assert f"STUDY: {', '.join(one_hour[:-1])} or {one_hour[-1]}" in block
 
 
+def test_each_one_hour_config_says_to_run_it_with_the_reports_command():
+    for st in report.STUDIES.values():
+        for name in st.gpu_1h:
+            text = (report.CONFIG_DIR / name).read_text()
+            comments = " ".join(line.lstrip("#").strip() for line in text.splitlines() if line.startswith("#"))
+            assert f"sslbench report --run {st.name} --scale gpu-1h" in comments, name
+            assert "<device>" not in text and "sslbench sweep" not in comments, name
+
+
 def test_a_gpu_scale_without_cuda_is_refused_in_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(studies.torch.cuda, "is_available", lambda: False)
     for scale in ("gpu", "gpu-1h"):
