@@ -343,6 +343,88 @@ def test_each_one_hour_config_says_to_run_it_with_the_reports_command():
             assert "<device>" not in text and "sslbench sweep" not in comments, name
 
 
+def _grid_seeds(study: str, scale: str) -> list[tuple[dict, int]]:
+    """[(an arm of the study's grid at ``scale``: a case without seed, epochs and device; its number of seeds)]."""
+    arms: dict[str, set] = {}
+    for name in report.STUDIES[study].configs(scale):
+        cfg = sweep.load_config(report.CONFIG_DIR / name)
+        cfg["device"] = ["cpu"]  # expanded without a GPU, as the sweep's dry run does
+        settings = sweep.resolve_settings(argparse.Namespace(**{o.key: None for o in sweep.OPTIONS}), cfg)
+        for c in sweep.build_cases(settings):
+            arm = {k: v for k, v in c.items() if k not in ("seed", "epochs", "device")}
+            arms.setdefault(json.dumps(arm, sort_keys=True), set()).add(c["seed"])
+    return [(json.loads(k), len(v)) for k, v in sorted(arms.items())]
+
+
+def test_the_gpu_regularizers_of_each_study_are_its_gpu_grids():
+    """Study.gpu_regularizers (what a "to settle" hint may send to a GPU grid) are the regularizers of the config
+    files of both GPU scales."""
+    for st in report.STUDIES.values():
+        if not st.gpu_1h:
+            continue
+        for scale in ("gpu", "gpu-1h"):
+            regs = {a["regularizer"] for a, _ in _grid_seeds(st.name, scale)}
+            assert regs == set(st.gpu_regularizers), (st.name, scale)
+
+
+def test_the_to_settle_hints_name_the_grids_with_the_seeds_their_rules_need():
+    """The seed counts behind the hints: "comparable" rules need >= 2 seeds per arm; the one-hour grids have them
+    wherever a hint sends to them, the full grids lack them for views' D = 128 vs 2048 and the add-on with a
+    predictor (common.ONE_SEED), and neither has them for the add-on arms without a predictor."""
+    def seeds(study, scale, keep):
+        found = [n for a, n in _grid_seeds(study, scale) if keep(a)]
+        assert found, (study, scale)
+        return min(found), max(found)
+
+    every = lambda a: True  # noqa: E731
+    for study in ("fft", "sfrik", "isoloss"):
+        assert seeds(study, "gpu-1h", every)[0] >= 2
+    assert seeds("fft", "gpu", every)[0] >= 2 and seeds("sfrik", "gpu", every)[0] >= 2
+    low_dim = lambda a: a["views"] == 2 and a["fraction"] == 1.0  # noqa: E731  D = 128 and D = 2048
+    assert {a["dim"] for a, _ in _grid_seeds("views", "gpu-1h") if low_dim(a)} == {128, 2048}
+    assert seeds("views", "gpu-1h", low_dim)[0] >= 2 and seeds("views", "gpu", low_dim) == (1, 1)
+    for pred, one_hour, full in ((True, 2, 1), (False, 1, 1)):
+        addon = lambda a: a["regularizer"] == "byol" and (a["train_options"]["predictor_hidden"] > 0) == pred  # noqa
+        assert seeds("variance", "gpu-1h", addon)[0] >= one_hour and seeds("variance", "gpu", addon)[1] == full
+        if one_hour == 1:
+            assert seeds("variance", "gpu-1h", addon)[1] == 1
+
+
+def test_to_settle_points_at_the_one_hour_grid_first_where_it_can(tmp_path):
+    views, fft_, variance = (report.STUDIES[n] for n in ("views", "fft", "variance"))
+    p = tmp_path / "t.jsonl"
+    _train(p, "barlow_twins_fft", 0, 80.0, hparams={"permute": True})
+    _train(p, "barlow_twins", 0, 80.5)
+    _train(p, "vicreg_fft", 0, 80.0, hparams={"permute": True})
+    _train(p, "vicreg", 0, 80.5)
+    bt, vic = sorted(_rows(_load(tmp_path), "fft", "downstream accuracy"), key=lambda v: "vicreg" in v.figures)
+    assert bt.verdict == vic.verdict == "inconclusive"  # one seed each
+    assert bt.command == "sslbench report --run fft --scale gpu-1h   # one GPU-hour; the full grid: --scale gpu"
+    assert vic.command == "# no GPU grid of study fft settles this: it trains no vicreg_fft, vicreg"
+    # views: D = 128 vs 2048 is "comparable": the full grid's one seed cannot settle it, the one-hour grid's two can
+    q = tmp_path / "views"
+    q.mkdir()
+    _views_run(q / "v.jsonl", 2, 1.0, 80.0)
+    _views_run(q / "v.jsonl", 2, 1.0, 79.5, dim=2048, lambd=0.0051)
+    low = _rows(_load(q), "views", "D = 128")[0]
+    assert low.command == (f"{views.command('gpu-1h')}   # one GPU-hour; the full grid (--scale gpu) cannot settle "
+                           f"this: {common.ONE_SEED}")
+    # variance add-on: with a predictor as views; without one, neither grid has a second seed
+    r = tmp_path / "variance"
+    r.mkdir()
+    for pred in (512, 0):
+        _train(r / "v.jsonl", "byol", 0, 80.0, predictor_hidden=pred, eff_rank=6.0, std=0.06)
+        _train(r / "v.jsonl", "byol", 0, 79.5, predictor_hidden=pred, eff_rank=6.0, std=0.06,
+               hparams={"variance_coeff": 1.0})
+    with_pred, without = sorted(_rows(_load(r), "variance", "adding the variance term"),
+                                key=lambda v: "no predictor" in v.figures)
+    assert with_pred.command.startswith(variance.command("gpu-1h") + "   # one GPU-hour; the full grid (--scale gpu)")
+    assert without.command == f"# no GPU grid of study variance settles this: {common.ONE_SEED}"
+    assert fft_.settle_command("barlow_twins", gpu_1h="x") == ("sslbench report --run fft --scale gpu   # the full "
+                                                               "grid; the one-GPU-hour grid (--scale gpu-1h) cannot "
+                                                               "settle this: x")
+
+
 def test_a_gpu_scale_without_cuda_is_refused_in_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(studies.torch.cuda, "is_available", lambda: False)
     for scale in ("gpu", "gpu-1h"):

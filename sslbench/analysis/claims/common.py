@@ -83,6 +83,8 @@ class Study:
     checks: tuple[str, ...] = ()  # names of the exact checks of this study (sslbench.execution.studies)
     gpu_1h: list[str] = field(default_factory=list)  # the one-GPU-hour grids (<study>-gpu-1h*.toml)
     cost_gpu_1h: str = ""
+    #: the regularizers the GPU grids (gpu and gpu-1h alike) train (tests/test_report.py checks the config files)
+    gpu_regularizers: tuple[str, ...] = ()
 
     def scales(self) -> tuple[str, ...]:
         """The scales of :data:`SCALES` this study has: every one, but gpu-1h only with one-GPU-hour grids (a study
@@ -92,6 +94,27 @@ class Study:
     def command(self, scale: str = "cpu") -> str:
         _check_scale(scale)
         return f"sslbench report --run {self.name}" + (f" --scale {scale}" if scale != "cpu" else "")
+
+    def settle_command(self, *regularizers: str, gpu: str = "", gpu_1h: str = "") -> str:
+        """The "to settle" hint of a training claim about the arms of ``regularizers``, one line that pastes as it is
+        (the notes are a shell comment): the one-GPU-hour grid first (the full grid's arms with the seeds the rules
+        need: results/studies/README.md, "Projected GPU time of the claim studies"), the full grid named after it.
+        ``gpu`` / ``gpu_1h``: why that grid cannot settle the claim, "" when it can (e.g. :data:`ONE_SEED`); a
+        regularizer outside :attr:`gpu_regularizers` is a reason for both (:func:`no_arm`). When neither grid can,
+        the line is only a comment saying why."""
+        if not self.gpu_1h:
+            return self.command("gpu")
+        missing = [r for r in regularizers if r not in self.gpu_regularizers]
+        if missing:
+            gpu = gpu_1h = no_arm(", ".join(missing))
+        if not gpu_1h:
+            full = f"the full grid (--scale gpu) cannot settle this: {gpu}" if gpu else "the full grid: --scale gpu"
+            return f"{self.command('gpu-1h')}   # one GPU-hour; {full}"
+        if not gpu:
+            return (f"{self.command('gpu')}   # the full grid; the one-GPU-hour grid (--scale gpu-1h) cannot settle "
+                    f"this: {gpu_1h}")
+        why = gpu if gpu == gpu_1h else f"--scale gpu-1h: {gpu_1h}; --scale gpu: {gpu}"
+        return f"# no GPU grid of study {self.name} settles this: {why}"
 
     def configs(self, scale: str = "cpu") -> list[str]:
         """The names of the sweep configs of ``scale`` (:data:`SCALES`: cpu, gpu or gpu-1h)."""
@@ -106,6 +129,15 @@ class Study:
     def sweep_commands(self, scale: str = "cpu", device: str = "<device>") -> list[str]:
         return [f"sslbench sweep --config results/studies/configs/{c} --out {STUDIES_DIR}/{device}-{self.name}.jsonl"
                 for c in self.configs(scale)]
+
+
+#: why a GPU grid cannot settle a "comparable" claim (:meth:`Study.settle_command`): one seed per arm
+ONE_SEED = "one seed per arm, and the rule needs 2 to say supported"
+
+
+def no_arm(regularizer: str) -> str:
+    """Why a GPU grid cannot settle a claim about ``regularizer``'s arms (:meth:`Study.settle_command`)."""
+    return f"it trains no {regularizer}"
 
 
 def _check_scale(scale: str) -> None:

@@ -140,7 +140,8 @@ def _fft_arms(g: pd.DataFrame, key: tuple, st: Study, claim: str, claim_p: str) 
         a, b = arm(gr), arm(ge)
         v, fig = comparable(a, b)
         out.append(Verdict(st.name, claim, v, f"{relaxed} {a.text()} vs {exact} {b.text()}{_coeff_text(gr)}: {fig}",
-                           RULE_COMPARABLE, "" if v != "inconclusive" else st.command("gpu"), setting_text(key)))
+                           RULE_COMPARABLE, "" if v != "inconclusive" else st.settle_command(relaxed, exact),
+                           setting_text(key)))
     for relaxed in ("barlow_twins_fft", "vicreg_fft"):
         g1 = g[(g["regularizer"] == relaxed) & g["_perm"]]
         g0 = g[(g["regularizer"] == relaxed) & ~g["_perm"]]
@@ -149,7 +150,7 @@ def _fft_arms(g: pd.DataFrame, key: tuple, st: Study, claim: str, claim_p: str) 
         a, b = arm(g1), arm(g0)
         v, fig = better(a, b)
         out.append(Verdict(st.name, claim_p + " [training]", v, f"{relaxed} permute {a.text()} vs no permute "
-                           f"{b.text()}: {fig}", RULE_BETTER, "" if v != "inconclusive" else st.command("gpu"),
+                           f"{b.text()}: {fig}", RULE_BETTER, "" if v != "inconclusive" else st.settle_command(relaxed),
                            setting_text(key)))
     return out
 

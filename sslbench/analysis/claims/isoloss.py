@@ -59,5 +59,5 @@ def verdict(df: pd.DataFrame, st: Study) -> list[Verdict]:
             figs.append(f"network at initialisation {num(floor.init, 4)}")
         v = _decide(res)
         out.append(Verdict(st.name, claim, v, "; ".join(figs), RULE, "" if v != "inconclusive" else
-                           st.command("gpu"), setting_text(key)))
+                           st.settle_command(*res), setting_text(key)))
     return out or [no_data(st, claim, RULE)]

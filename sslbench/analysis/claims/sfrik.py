@@ -81,7 +81,8 @@ def _accuracy(df: pd.DataFrame, st: Study) -> list[Verdict]:
         if vs:
             v = combine(vs)
             out.append(Verdict(st.name, claim, v, "; ".join(figs), RULE_COMPARABLE,
-                               "" if v == "supported" else st.command("gpu"), setting_text(key)))
+                               "" if v == "supported" else st.settle_command("sfrik", "vicreg", "uniformity"),
+                               setting_text(key)))
     return out or [no_data(st, claim, RULE_COMPARABLE)]
 
 

@@ -8,8 +8,8 @@ import math
 
 import pandas as pd
 
-from sslbench.analysis.claims.common import (RULE_COMPARABLE, SETTING, Study, Verdict, arm, comparable, groups,
-                                             no_data, num, setting_text, train_runs)
+from sslbench.analysis.claims.common import (ONE_SEED, RULE_COMPARABLE, SETTING, Study, Verdict, arm, comparable,
+                                             groups, no_arm, no_data, num, setting_text, train_runs)
 
 #: collapse: the variance term "prevents collapse" when effective rank and std of the normalised embeddings are
 #: both at least COLLAPSE_RATIO × those without it; "no effect" when both ratios are below NO_EFFECT_RATIO
@@ -65,7 +65,7 @@ def verdict(df: pd.DataFrame, st: Study) -> list[Verdict]:
                 la, lb = arm(g_on), arm(g_off)
                 figs.append(f"linear top-1 {la.text()} vs {lb.text()}")
                 out.append(Verdict(st.name, claim, v, f"{reg} std_coeff {num(g_on['_std'].iloc[0])} vs 0: "
-                                   + "; ".join(figs), rule, "" if v == "supported" else st.command("gpu"),
+                                   + "; ".join(figs), rule, "" if v == "supported" else st.settle_command(reg),
                                    setting_text(key)))
     if not out:
         out.append(no_data(st, claim, rule))
@@ -79,9 +79,22 @@ RULE_COLLAPSE = (f"arms where the method without the add-on collapsed (std of th
 RULE_ACCURACY = "arms where the method without the add-on did not collapse: " + RULE_COMPARABLE
 
 
-def _add_on_row(st: Study, key: tuple, what: str, coeff: float, on: pd.DataFrame, off: pd.DataFrame) -> Verdict:
+def _add_on_settle(st: Study, reg: str, ema: float, pred: float, claim: str) -> str:
+    """The "to settle" hint of an add-on row. The GPU grids' add-on arms are BYOL without EMA, with its predictor
+    (2 seeds in the one-hour grid, 1 in the full one) and without it (1 seed in both: the collapse rule reads
+    ratios); the accuracy rule needs 2 seeds per arm (tests/test_report.py checks the configs)."""
+    if reg != "byol" or ema != 0:
+        why = no_arm(f"{reg} with EMA {num(ema)}" if reg == "byol" else reg)
+        return st.settle_command(gpu=why, gpu_1h=why)
+    if claim == CLAIM_COLLAPSE:
+        return st.settle_command(reg)
+    return st.settle_command(reg, gpu=ONE_SEED, gpu_1h="" if pred > 0 else ONE_SEED)
+
+
+def _add_on_row(st: Study, key: tuple, what: str, coeff: float, on: pd.DataFrame, off: pd.DataFrame,
+                arm_of: tuple[str, float, float]) -> Verdict:
     """The row of one method's arms with (``on``) and without (``off``) the add-on: the collapse claim when the
-    method collapses without it, else the accuracy claim."""
+    method collapses without it, else the accuracy claim. ``arm_of``: (regularizer, EMA decay, predictor width)."""
     dim = float(key[SETTING.index("dim")] or math.nan)
     std_off = arm(off, "std_normalized")
     collapsed = std_off.n > 0 and std_off.mean < COLLAPSED_STD / math.sqrt(dim)
@@ -92,7 +105,7 @@ def _add_on_row(st: Study, key: tuple, what: str, coeff: float, on: pd.DataFrame
     claim, v, rule = ((CLAIM_COLLAPSE, collapse_v, RULE_COLLAPSE) if collapsed else
                       (CLAIM_ACCURACY, acc_v, RULE_ACCURACY))
     return Verdict(st.name, claim, v, f"{what}: variance_coeff {num(coeff)} vs 0: " + "; ".join(figs), rule,
-                   "" if v == "supported" else st.command("gpu"), setting_text(key))
+                   "" if v == "supported" else _add_on_settle(st, *arm_of, claim), setting_text(key))
 
 
 def _variance_add_on(runs: pd.DataFrame, st: Study) -> list[Verdict]:
@@ -110,7 +123,7 @@ def _variance_add_on(runs: pd.DataFrame, st: Study) -> list[Verdict]:
             for coeff in sorted(set(a["variance_addon"]) - {0.0}):
                 on = a[a["variance_addon"] == coeff]
                 if not off.empty and not on.empty:
-                    out.append(_add_on_row(st, key, what, coeff, on, off))
+                    out.append(_add_on_row(st, key, what, coeff, on, off, (reg, ema, pred)))
     if not any(v.claim == CLAIM_COLLAPSE for v in out):
         out.append(no_data(st, CLAIM_COLLAPSE, RULE_COLLAPSE, "no run of a collapsing method with and without the "
                            "add-on"))
