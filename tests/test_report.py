@@ -8,6 +8,7 @@ import argparse
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -442,7 +443,9 @@ def test_a_gpu_dry_run_without_cuda_prints_the_plan(tmp_path, monkeypatch, capsy
     cap = capsys.readouterr()
     todo = [line for line in cap.out.splitlines() if line.startswith("todo  ")]
     assert len(todo) == 9 and all(f" epochs={epochs} " in line and " cuda " in line for line in todo)
-    assert "9 case(s): 0 already done in results/studies/<gpu>-sfrik.jsonl, 9 to run" in cap.out
+    assert "9 case(s): 0 already done in results/studies/GPU_NAME-sfrik.jsonl, 9 to run" in cap.out
+    sweeps = [line for line in cap.out.splitlines() if line.startswith("$ sslbench sweep")]
+    assert len(sweeps) == 1 and re.fullmatch(r"\$ sslbench sweep [\w./ -]+", sweeps[0]), sweeps  # pastes as it is
     assert "running these cases needs CUDA" in cap.out and cap.err == ""
     assert not any(tmp_path.iterdir())  # a plan writes nothing
 

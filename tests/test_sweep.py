@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import os
 import signal
 import subprocess
@@ -263,7 +264,9 @@ def test_a_dry_run_plans_a_cuda_grid_without_cuda_and_a_real_run_refuses_it(tmp_
         assert [line.startswith("todo  ") and " cuda" in line for line in lines[:2]] == [True, True]
         assert lines[2].startswith("2 case(s): 0 already done in ") and lines[2].endswith(", 2 to run")
         assert lines[3:] == ["note: this machine has no CUDA device: the plan only; running these cases needs CUDA"]
-        assert ("<gpu>-" in lines[2]) == (not out) and cap.err == ""
+        assert ("GPU_NAME-" in lines[2]) == (not out) and cap.err == ""
+        store = lines[2].removeprefix("2 case(s): 0 already done in ").removesuffix(", 2 to run")
+        assert re.fullmatch(r"[\w./-]+", store), store  # pasted, the store stays one shell word (no < or >)
         # the real run keeps its one-line refusal, before any work
         assert _run(grid + out) == 2
         err = capsys.readouterr().err.strip().splitlines()

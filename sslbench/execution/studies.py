@@ -191,7 +191,7 @@ def _shown(path: Path) -> Path:
 
 
 #: the scales of ``sslbench report --run`` whose grids train on the GPU: the full budget and the one-GPU-hour grids
-#: (both write the study's store of the GPU, ``<out_dir>/<gpu>-<name>.jsonl``)
+#: (both write the study's store of the GPU, ``<out_dir>/<GPU name>-<name>.jsonl``)
 GPU_SCALES = ("gpu", "gpu-1h")
 
 
@@ -208,7 +208,7 @@ def run_study(name: str, checks: Sequence[str], configs: Sequence[Path], *, scal
               "GPU machine, or use --scale cpu", file=sys.stderr)
         return 2
     # a dry run only plans, here too: the store is then the GPU's, whose name this machine cannot know
-    out = Path(out_dir) / f"{'<gpu>' if no_cuda else sweep.device_slug(device)}-{name}.jsonl"
+    out = Path(out_dir) / f"{sweep.UNKNOWN_GPU if no_cuda else sweep.device_slug(device)}-{name}.jsonl"
     rc = 0
     if checks and dry_run:
         print(f"{name}: exact checks {', '.join(checks)} (no training) -> {out}")

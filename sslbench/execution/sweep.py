@@ -104,6 +104,9 @@ __all__ = [
 KINDS = ("bench", "train")
 #: the folder of the default stores: ``results/sweeps/<device>-<config name or kind>.jsonl``
 DEFAULT_DIR = "results/sweeps"
+#: what a dry run's store name shows for the GPU a machine without CUDA cannot name (a plain word: a pasted path
+#: stays one shell word, where ``<gpu>`` would be read as a redirection)
+UNKNOWN_GPU = "GPU_NAME"
 TRAIN_KIND = "train"
 
 
@@ -572,10 +575,10 @@ def device_slug(device: str = "cpu") -> str:
 
 def default_out(settings: dict, config_path: str | None, plan_only: bool = False) -> str:
     """``results/sweeps/<device>-<config or kind>.jsonl``; for a dry run (``plan_only``) of a CUDA grid on a machine
-    without CUDA the GPU's name is unknown: ``<gpu>`` stands for it."""
+    without CUDA the GPU's name is unknown: :data:`UNKNOWN_GPU` stands for it."""
     name = Path(config_path).stem if config_path else settings["kind"]
     devices = _resolve_devices(settings["device"], plan_only)
-    slug = "<gpu>" if plan_only and planned_without_cuda(devices[:1]) else device_slug(devices[0])
+    slug = UNKNOWN_GPU if plan_only and planned_without_cuda(devices[:1]) else device_slug(devices[0])
     return str(Path(DEFAULT_DIR) / f"{slug}-{name}.jsonl")
 
 
