@@ -58,11 +58,12 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "results" / "studies" / "conf
 _ADD_ON_ARMS = ("nopred", "nopred-var", "pred", "pred-var")
 
 
-def _one_hour(runs: int, epochs: int, projected: str) -> str:
-    """The cost note of a one-GPU-hour grid: its projection by ``benchmarks/project_studies.py`` at the assumed
-    throughput of results/studies/README.md (tests/test_report.py keeps the figures the script's)."""
-    return (f"{runs} runs of {epochs} epochs (CIFAR-10, ResNet-18): projected {projected} on one GPU at an ASSUMED "
-            "17 000 images/s (python benchmarks/project_studies.py --assume-images-per-s 17000)")
+def _gpu_cost(runs: int, epochs: int, per_run: str, projected: str) -> str:
+    """The cost note of a GPU grid (the full budget or one GPU-hour): its projection by
+    ``benchmarks/project_studies.py`` at the assumed throughput of results/studies/README.md, a per-run time and the
+    study's total (tests/test_report.py keeps the figures the script's)."""
+    return (f"{runs} runs of {epochs} epochs (CIFAR-10, ResNet-18): projected {per_run} each, {projected} in all, on "
+            "one GPU at an ASSUMED 17 000 images/s (python benchmarks/project_studies.py --assume-images-per-s 17000)")
 
 
 STUDIES: dict[str, Study] = {s.name: s for s in (
@@ -74,15 +75,15 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
           ["fft-gpu-exact.toml", "fft-gpu-permute-true.toml", "fft-gpu-permute-false.toml"],
           "9 runs of ~30 s, 9 of ~80 s and 6 of ~9 min (~70 min on one core), plus the scaling sweeps of "
           "results/sweeps",
-          "9 runs of ~1 h (CIFAR-10, ResNet-18, 200 epochs)", fft.verdict, ("permutation",),
+          _gpu_cost(9, 200, "10.8 min", "1 h 37 min"), fft.verdict, ("permutation",),
           ["fft-gpu-1h-exact.toml", "fft-gpu-1h-permute-true.toml", "fft-gpu-1h-permute-false.toml"],
-          _one_hour(9, 100, "53.0 min"), gpu_regularizers=("barlow_twins", "barlow_twins_fft")),
+          _gpu_cost(9, 100, "5.9 min", "53.0 min"), gpu_regularizers=("barlow_twins", "barlow_twins_fft")),
     Study("sfrik", "SFRIK", "Zheng et al. 2022",
           "cost O(N²·D) through the Gram matrix, memory O(N²); accuracy comparable to VICReg and uniformity; the "
           "degree-2 truncation penalises ‖EᵀE‖_F², an information-maximisation (covariance) regulariser",
           ["sfrik-cpu.toml"], ["sfrik-gpu.toml"], "9 runs of ~80 s (~12 min)",
-          "9 runs of ~1 h (CIFAR-10, ResNet-18, 200 epochs)", sfrik.verdict, ("degree2",), ["sfrik-gpu-1h.toml"],
-          _one_hour(9, 100, "53.0 min"), gpu_regularizers=("sfrik", "uniformity", "vicreg")),
+          _gpu_cost(9, 200, "10.8 min", "1 h 37 min"), sfrik.verdict, ("degree2",), ["sfrik-gpu-1h.toml"],
+          _gpu_cost(9, 100, "5.9 min", "53.0 min"), gpu_regularizers=("sfrik", "uniformity", "vicreg")),
     Study("views", "Many augmentations, low-dimensional projectors", "Agrawal et al.",
           "more augmentations per sample improve sample efficiency (the same accuracy with up to 4× less pretraining "
           "data) and convergence; low-dimensional projectors (D = 128, lambd = 1/128) work when the orthogonality "
@@ -90,22 +91,25 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
                                      "views-cpu-full-d128.toml", "views-cpu-full-d2048.toml"],
           ["views-gpu.toml", "views-gpu-d2048.toml"],
           "10 runs of 10-60 s, 12 of 1-5 min and 4 of ~9 min (~70 min on one core)",
-          "10 runs of 0.5-4 h (CIFAR-10, ResNet-18, 100 epochs)", views.verdict,
+          _gpu_cost(10, 100, "2.2 min–20.6 min", "1 h 15 min"), views.verdict,
           gpu_1h=["views-gpu-1h.toml", "views-gpu-1h-d2048.toml", "views-gpu-1h-d128-seed1.toml"],
-          cost_gpu_1h=_one_hour(12, 50, "49.2 min"), gpu_regularizers=("barlow_twins",)),
+          cost_gpu_1h=_gpu_cost(12, 50, "1.6 min–10.8 min", "49.2 min"),
+          gpu_regularizers=("barlow_twins",)),
     Study("variance", "VICReg's variance term", "Bardes, Ponce, LeCun 2022",
           "the variance term prevents collapse, and stabilises other methods when added to them",
           ["variance-cpu-std25.toml", "variance-cpu-std0.toml"] + [f"variance-cpu-addon-{a}.toml" for a in _ADD_ON_ARMS],
           ["variance-gpu-std25.toml", "variance-gpu-std0.toml"] + [f"variance-gpu-addon-{a}.toml" for a in _ADD_ON_ARMS],
-          "12 runs of ~80 s (~16 min)", "8 runs of ~1 h (CIFAR-10, ResNet-18, 200 epochs)", variance.verdict,
+          "12 runs of ~80 s (~16 min)", _gpu_cost(8, 200, "10.8 min", "1 h 26 min"), variance.verdict,
           gpu_1h=["variance-gpu-1h-std25.toml", "variance-gpu-1h-std0.toml"]
-          + [f"variance-gpu-1h-addon-{a}.toml" for a in _ADD_ON_ARMS], cost_gpu_1h=_one_hour(10, 90, "54.0 min"),
+          + [f"variance-gpu-1h-addon-{a}.toml" for a in _ADD_ON_ARMS],
+          cost_gpu_1h=_gpu_cost(10, 90, "5.4 min", "54.0 min"),
           gpu_regularizers=("vicreg", "byol")),
     Study("isoloss", "IsoLoss vs DirectPred vs BYOL", "Halvagal, Laborieux, Zenke, NeurIPS 2023",
           "IsoLoss learns robustly where DirectPred/BYOL need tuning (e.g. without EMA); comparable accuracy",
           ["isoloss-cpu-ema.toml", "isoloss-cpu-noema.toml"], ["isoloss-gpu-ema.toml", "isoloss-gpu-noema.toml"],
-          "12 runs of ~80 s (~16 min)", "6 runs of ~1 h (CIFAR-10, ResNet-18, 200 epochs)", isoloss.verdict,
-          gpu_1h=["isoloss-gpu-1h-ema.toml", "isoloss-gpu-1h-noema.toml"], cost_gpu_1h=_one_hour(12, 70, "53.1 min"),
+          "12 runs of ~80 s (~16 min)", _gpu_cost(6, 200, "10.8 min", "1 h 05 min"), isoloss.verdict,
+          gpu_1h=["isoloss-gpu-1h-ema.toml", "isoloss-gpu-1h-noema.toml"],
+          cost_gpu_1h=_gpu_cost(12, 70, "4.4 min", "53.1 min"),
           gpu_regularizers=("isoloss", "directpred", "byol")),
     Study("gram", "The exact Gram form", "sslbench (regularizers.md §1)",
           "Σ_{k,l} C_kl² = ‖AAᵀ ⊙ BBᵀ‖_sum / N²: the same value at O(N²·D) time, O(N² + N·D) memory",
