@@ -37,7 +37,7 @@ DEFAULT_LR_FOR = {("sgd", "vicreg"): 0.03, ("sgd", "vicreg_fft"): 0.03, ("adamw"
 DEFAULT_WEIGHT_DECAY = {"lars": 1e-6, "sgd": 5e-4, "adamw": 1e-4}
 #: the backbone when the config leaves it None, per data set (else "auto": sslbench.training.models.auto_backbone).
 #: A name of its own rather than a new meaning of "auto", so that records of "auto" keep theirs.
-DEFAULT_BACKBONE_FOR = {"fashion_mnist": "convnet_pool"}
+DEFAULT_BACKBONE_FOR = {"fashion_mnist": "convnet_pool_2x2"}
 #: the augmentation preset when the config leaves it None, per data set (else "auto"), named for the same reason
 DEFAULT_AUGMENT_FOR = {"fashion_mnist": "mnist_strong"}
 #: regularizers whose ``lambd`` defaults to 1/dim when ``hparams`` leaves it out (the Barlow Twins authors' 0.0051

@@ -34,6 +34,9 @@ BACKBONE_BLOCKS = {  # (width, stride, max-pool after) per block
     "convnet_pool_w256": ((32, 1, True), (64, 1, True), (256, 1, False)),
     "convnet_pool_p2": ((32, 1, True), (64, 1, True), (128, 1, False)),
 }
+#: the candidates that sslbench now has under another name (tests/test_config_defaults.py checks that each pair
+#: is the same network)
+SSLBENCH_NAMES = {"convnet_mp": "convnet_pool", "convnet_pool_p2": "convnet_pool_2x2"}
 #: the side of the final average pool (1: global average pooling)
 OUT_POOL = {"convnet_pool_p2": 2}
 AUGMENT_OVERRIDES = {

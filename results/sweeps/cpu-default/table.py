@@ -23,10 +23,14 @@ def _p90_images_per_s(run_id: str) -> float | None:
     return speeds[int(0.9 * len(speeds))] if speeds else None
 
 
+def _num(value, fmt: str = ".2f") -> str:
+    return "–" if value is None else format(value, fmt)
+
+
 def rows() -> list[str]:
-    out = ["| run | backbone | augment | optimizer, lr | projector (D), lambd | batch | epochs | linear % | kNN % "
-           "| init linear % | init kNN % | threads | train s | idle est. s | eval s |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    out = ["| run | status | backbone | augment | optimizer, lr | projector (D), lambd | batch | epochs | seed "
+           "| linear % | kNN % | init linear % | init kNN % | threads | train s | idle est. s | eval s |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for line in (HERE / "runs.jsonl").read_text().splitlines():
         r = json.loads(line)
         c, m = r["case"], r["metrics"]
@@ -34,10 +38,11 @@ def rows() -> list[str]:
         images = m.get("steps", 0) * c["batch"]
         idle = f"{images / p90:.0f}" if p90 else "–"
         out.append(
-            f"| `{r['id']}` | {c['backbone']} | {c['augment']} | {c['optimizer']} {c['lr']:g} | {c['projector']}, "
-            f"{c['hparams']['lambd']:.4g} | {c['batch']} | {c['epochs']} | {m['linear_top1']:.2f} | "
-            f"{m['knn_top1']:.2f} | {m['init_linear_top1']:.2f} | {m['init_knn_top1']:.2f} | "
-            f"{r['env'].get('threads', '?')} | {m['train_time_s']:.0f} | {idle} | {m['eval_time_s']:.0f} |")
+            f"| `{r['id']}` | {r['status']} | {c['backbone']} | {c['augment']} | {c['optimizer']} {c['lr']:g} | "
+            f"{c['projector']}, {c['hparams']['lambd']:.4g} | {c['batch']} | {c['epochs']} | {c['seed']} | "
+            f"{_num(m.get('linear_top1'))} | {_num(m.get('knn_top1'))} | {_num(m.get('init_linear_top1'))} | "
+            f"{_num(m.get('init_knn_top1'))} | {r['env'].get('threads', '?')} | {_num(m.get('train_time_s'), '.0f')} | "
+            f"{idle} | {_num(m.get('eval_time_s'), '.0f')} |")
     return out
 
 
