@@ -26,7 +26,7 @@ projects each case's training time on one GPU:
 Run from the repository root::
 
     python benchmarks/project_studies.py --assume-images-per-s 17000        # the target, as an assumption
-    python benchmarks/project_studies.py --throughput results/throughput/<gpu>-<time>.jsonl --md out.md
+    python benchmarks/project_studies.py --throughput results/throughput/GPU_NAME-TIME.jsonl --md out.md
     python benchmarks/project_studies.py --assume-images-per-s 17000 --per-config --recipes
 
 ``--recipes`` adds the CIFAR-10/100 and STL-10 recipes of docs/gpu-benchmarks.md; ``--per-config`` one row per
