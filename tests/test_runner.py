@@ -64,10 +64,69 @@ def test_an_interrupt_is_forwarded_once_as_sigint_and_kept_for_the_caller():
 
 
 def test_a_time_out_kills_the_child():
-    proc = FakeProc(first=subprocess.TimeoutExpired("child", 2.0))
-    status, message, interrupt = R._wait(proc, 2.0, 5.0, "--timeout 2 s")
+    proc = FakeProc(first=None, then_exits=False)  # never ends by itself
+    status, message, interrupt = R._wait(proc, 0.6, 5.0, "--timeout 2 s")
     assert status == "timeout" and message == "the case ran past --timeout 2 s and was killed"
     assert proc.killed and interrupt is None
+    assert proc.waits >= 2  # it waited in steps, looking for a swallowed stop signal in between
+
+
+def test_a_stop_signal_whose_exception_python_swallowed_still_stops_the_case():
+    """Python drops an exception raised in an at-fork hook or a __del__; the handler also notes the signal, and a
+    waiting case that finds it noted stops as if the exception had reached it."""
+    with R.sigterm_as_interrupt():
+        handler = signal.getsignal(signal.SIGTERM)
+        try:
+            handler(signal.SIGTERM, None)  # what runs inside logging's at-fork hook...
+        except KeyboardInterrupt:
+            pass  # ...which swallows the exception
+        proc = FakeProc(first=None, then_exits=False)
+        status, message, interrupt = R._wait(proc, 600.0, 0.1, "the limit")
+        assert status == "interrupted" and message == "interrupted by the user (SIGTERM)"
+        assert R.signal_of(interrupt) == signal.SIGTERM and proc.signals == [signal.SIGINT]
+    assert R._caught == []  # nothing carries over to a later block
+    proc = FakeProc(first=None)
+    assert R._wait(proc, 600.0, 0.1, "the limit") == (None, None, None)
+
+
+SIGNAL_DURING_FORK = """
+import os, signal, sys, time
+sys.path.insert(0, {root!r})
+from sslbench.execution import runner as R
+sent = []
+def during_fork():
+    if not sent:
+        sent.append(1)
+        os.kill(os.getpid(), signal.{sig})  # lands while Popen forks, as a scheduler's stop can
+os.register_at_fork(after_in_parent=during_fork)
+t0 = time.monotonic()
+try:
+    with R.sigterm_as_interrupt(), R.case_folder({tmp!r}) as folder:
+        r = R.run_child("tests.runner_child", "--sleep", {{"seconds": 600}}, folder, timeout_s=600, grace_s=30)
+    print(r.status, r.message, r.returncode, round(time.monotonic() - t0, 1))
+except KeyboardInterrupt as exc:
+    print("raised", R.signal_of(exc))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_a_stop_signal_during_the_childs_start_stops_it_without_a_traceback(tmp_path, sig):
+    """A SIGTERM (or Ctrl-C) that arrives while subprocess.Popen forks used to run its handler inside logging's
+    at-fork hook, where Python printed and dropped the exception: the sweep then waited on its endless case for
+    ever. The signals are now held back while the child starts; the case ends "interrupted" at once, the child
+    (whose mask is restored) stops on the forwarded SIGINT, and nothing is printed as a traceback."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = SIGNAL_DURING_FORK.format(root=root, sig=sig, tmp=str(tmp_path))
+    proc = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr
+    status, *rest = proc.stdout.split()
+    assert status == "interrupted", proc.stdout
+    how = "Ctrl-C" if sig == "SIGINT" else "SIGTERM"
+    assert f"interrupted by the user ({how})" in proc.stdout
+    returncode, seconds = int(rest[-2]), float(rest[-1])
+    assert returncode != KILL and seconds < 25  # it stopped on the forwarded SIGINT, not killed after the grace
 
 
 def test_sigterm_raises_an_interrupt_inside_the_block_only():

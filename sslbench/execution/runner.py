@@ -72,23 +72,40 @@ def signal_of(exc: BaseException) -> int:
     return getattr(exc, "signum", int(signal.SIGINT))
 
 
+#: the stop signals whose handler ran inside the current :func:`sigterm_as_interrupt` block. Python swallows an
+#: exception raised in an at-fork hook or a ``__del__`` ("Exception ignored in ..."): a SIGTERM or Ctrl-C that lands
+#: while ``subprocess.Popen`` forks runs its handler inside logging's at-fork hook, and the :class:`Interrupted` it
+#: raises is lost. :func:`run_child` looks here while it waits, so such a signal still stops the case.
+_caught: list[int] = []
+#: how often (s) a waiting :func:`run_child` looks for a stop signal whose exception was swallowed
+_POLL_S = 0.25
+
+
 @contextlib.contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """Within the block, SIGTERM raises :class:`Interrupted` (SIGTERM) like Ctrl-C raises ``KeyboardInterrupt``, so
     a stop from a scheduler or ``kill`` records the running case as "interrupted" and keeps the finished ones.
-    Only in the main thread (elsewhere signal handlers cannot be set: the block runs unchanged)."""
+    Both are also noted in :data:`_caught`, for :func:`run_child` to act on when Python swallowed the exception.
+    A SIGINT that is ignored (a background job of a shell) stays ignored. Only in the main thread (elsewhere
+    signal handlers cannot be set: the block runs unchanged)."""
     def raise_interrupted(signum, frame):
+        _caught.append(int(signum))
         raise Interrupted(signum)
 
     try:
-        previous = signal.signal(signal.SIGTERM, raise_interrupted)
+        previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, raise_interrupted)}
     except ValueError:  # not the main thread
         yield
         return
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, raise_interrupted)
+    _caught.clear()
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        _caught.clear()
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -203,6 +220,20 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
         pass
 
 
+def _child_setup(mask: set | None) -> Callable[[], None]:
+    """What the child runs between fork and exec on Linux: die with the parent, and take back the signal mask
+    the parent had before it blocked SIGINT/SIGTERM to start it (a mask survives exec)."""
+    def setup() -> None:  # pragma: no cover - runs in the child
+        _die_with_parent()
+        if mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    return setup
+
+
+#: the stop signals held back while a child starts (see :func:`run_child`)
+_STOPS = {signal.SIGINT, signal.SIGTERM}
+
+
 def child_environment(env_vars: dict | None = None) -> dict:
     """The parent's environment, with this sslbench first on ``PYTHONPATH``, unbuffered output, and ``env_vars``."""
     env = dict(os.environ)
@@ -231,15 +262,26 @@ def _tail(path: Path, n_chars: int = 3000) -> str:
         return ""
 
 
-def _wait(proc: subprocess.Popen, timeout_s: float, grace_s: float,
-          limit: str) -> tuple[str | None, str | None, BaseException | None]:
-    """Wait for the child: (status, message, interrupt) for a time-out or an interrupt, else (None, None, None)."""
+def _wait(proc: subprocess.Popen, timeout_s: float, grace_s: float, limit: str,
+          unmask: set | None = None) -> tuple[str | None, str | None, BaseException | None]:
+    """Wait for the child: (status, message, interrupt) for a time-out or an interrupt, else (None, None, None).
+    ``unmask``: the signal mask to restore first (a stop signal held back while the child started arrives here).
+    It waits in steps of :data:`_POLL_S`, looking each time for a stop signal whose exception Python swallowed."""
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
     try:
-        proc.wait(timeout=timeout_s)
-        return None, None, None
-    except subprocess.TimeoutExpired:
-        _kill(proc)
-        return "timeout", f"the case ran past {limit} and was killed", None
+        if unmask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, unmask)
+        while True:
+            if _caught:
+                raise Interrupted(_caught[-1])
+            step = _POLL_S if deadline is None else max(0.0, min(_POLL_S, deadline - time.monotonic()))
+            try:
+                proc.wait(timeout=step)
+                return None, None, None
+            except subprocess.TimeoutExpired:
+                if deadline is not None and time.monotonic() >= deadline:
+                    _kill(proc)
+                    return "timeout", f"the case ran past {limit} and was killed", None
     except KeyboardInterrupt as exc:
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(signal.SIGINT)
@@ -286,10 +328,20 @@ def run_child(module: str, flag: str, spec: dict, folder: str | os.PathLike, *, 
     oom_before = oom_counter()
     t0 = clock()
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                env=child_environment(env_vars), start_new_session=True,
-                                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
-        status, message, interrupt = _wait(proc, timeout_s, grace_s, limit or f"its time limit of {timeout_s:g} s")
+        # SIGINT/SIGTERM are held back while the child starts: a handler that ran during the fork would run inside
+        # an at-fork hook, where Python prints and drops its exception; they arrive once _wait can forward them
+        linux = sys.platform.startswith("linux") and hasattr(signal, "pthread_sigmask")
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS) if linux else None
+        try:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                    env=child_environment(env_vars), start_new_session=True,
+                                    preexec_fn=_child_setup(mask) if linux else None)
+        except BaseException:
+            if mask is not None:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            raise
+        status, message, interrupt = _wait(proc, timeout_s, grace_s, limit or f"its time limit of {timeout_s:g} s",
+                                           unmask=mask)
     wall = clock() - t0
     output = _tail(log_path)
     if status is None:
