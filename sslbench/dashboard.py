@@ -119,9 +119,19 @@ def serve(cmd: list[str], env: dict) -> int:
     before the launcher exits, so no server is left listening without its parent."""
     stops = [s for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None]
     previous = {s: signal.signal(s, _raise_stopped) for s in stops}
+    # the stop signals are held back while the server starts: a handler run during the fork would run inside an
+    # at-fork hook, where Python prints and drops its exception (and the launcher would then wait for ever); the
+    # server takes back the launcher's signal mask before it starts
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, *stops}) if hasattr(signal, "pthread_sigmask") \
+        else None
     proc = None
     try:
-        proc = subprocess.Popen(cmd, env=env)
+        try:
+            proc = subprocess.Popen(cmd, env=env, preexec_fn=None if mask is None else
+                                    (lambda: signal.pthread_sigmask(signal.SIG_SETMASK, mask)))
+        finally:
+            if mask is not None:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a stop held back arrives here
         return proc.wait()
     except (KeyboardInterrupt, _Stopped):
         if proc is not None:
