@@ -28,9 +28,9 @@ def _num(value, fmt: str = ".2f") -> str:
 
 
 def rows() -> list[str]:
-    out = ["| run | status | backbone | augment | optimizer, lr | projector (D), lambd | batch | epochs | seed "
+    out = ["| run | status | regularizer | backbone | augment | optimizer, lr | projector (D), lambd | batch | epochs | seed "
            "| linear % | kNN % | init linear % | init kNN % | threads | train s | idle est. s | eval s |",
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for line in (HERE / "runs.jsonl").read_text().splitlines():
         r = json.loads(line)
         c, m = r["case"], r["metrics"]
@@ -38,8 +38,8 @@ def rows() -> list[str]:
         images = m.get("steps", 0) * c["batch"]
         idle = f"{images / p90:.0f}" if p90 else "–"
         out.append(
-            f"| `{r['id']}` | {r['status']} | {c['backbone']} | {c['augment']} | {c['optimizer']} {c['lr']:g} | "
-            f"{c['projector']}, {c['hparams']['lambd']:.4g} | {c['batch']} | {c['epochs']} | {c['seed']} | "
+            f"| `{r['id']}` | {r['status']} | {c['regularizer']} | {c['backbone']} | {c['augment']} | {c['optimizer']} {c['lr']:g} | "
+            f"{c['projector']}, {_num(c['hparams'].get('lambd'), '.4g')} | {c['batch']} | {c['epochs']} | {c['seed']} | "
             f"{_num(m.get('linear_top1'))} | {_num(m.get('knn_top1'))} | {_num(m.get('init_linear_top1'))} | "
             f"{_num(m.get('init_knn_top1'))} | {r['env'].get('threads', '?')} | {_num(m.get('train_time_s'), '.0f')} | "
             f"{idle} | {_num(m.get('eval_time_s'), '.0f')} |")
