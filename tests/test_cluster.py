@@ -181,6 +181,42 @@ def test_a_worker_killed_mid_case_loses_nothing_and_duplicates_nothing(tmp_path)
     assert _claims(store) == []
 
 
+ENDLESS = ["--kind", "bench", "--regularizers", "barlow_twins", "--batches", "32", "--device", "cpu", "--isolate",
+           "always", "--warmup", "0", "--max-repeats", "1000000", "--min-time", "1e6", "--no-progress"]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie (exited, not yet reaped) is not running
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+@pytest.mark.slow
+def test_sigterm_to_a_local_sweep_stops_its_workers_and_records_their_cases_as_interrupted(tmp_path):
+    """SIGTERM (a scheduler's stop) to ``--executor local`` used to kill the launcher alone: its workers ran on
+    with nobody told. Now the workers are stopped, each records its running case as "interrupted", and the
+    launcher says so and exits 143."""
+    store = tmp_path / "s.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "sslbench", "sweep", *ENDLESS, "--dims", "16", "24", "--out",
+                             str(store), "--executor", "local", "--workers", "2"], cwd=tmp_path, env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    claims = _wait_for(lambda: len(_claims(store)) == 2 and _claims(store), proc=proc)  # both cases running
+    workers = sorted({c["pid"] for c in claims})
+    assert len(workers) == 2 and all(_alive(pid) for pid in workers)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 143, out + err
+    assert "interrupted (SIGTERM); the workers were stopped" in err and "Traceback" not in err, err
+    assert not any(_alive(pid) for pid in workers)
+    assert sorted(r["status"] for r in _records(store)) == ["interrupted", "interrupted"]
+    assert _claims(store) == []
+
+
 @pytest.mark.slow
 def test_two_sweeps_started_at_once_on_one_store_record_each_case_once(tmp_path):
     store = tmp_path / "s.jsonl"

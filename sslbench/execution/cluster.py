@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 from sslbench.execution import sweep
+from sslbench.execution.runner import INTERRUPT_GRACE_S, Interrupted, noted_stop, sigterm_as_interrupt, signal_of
 from sslbench.records import FINAL_STATUSES
 from sslbench.records.claims import read_claims, sidecar
 
@@ -182,38 +183,80 @@ def _todo_indices(plan: sweep._Plan) -> list[int]:
 
 
 def _submit_local(plan: sweep._Plan, todo: list[int]) -> int:
+    """Start the local workers and wait for them. Ctrl-C or SIGTERM (a scheduler's stop) of this process, even
+    while the workers are being started, stops them: each records its running case as "interrupted"."""
     params, s = _local_workers(plan)
     worker = CaseWorker(plan.command, s, plan.cases, plan.out)
     executor = submitit.LocalExecutor(folder=str(jobs_folder(plan.out) / "%j"))
     jobs = []
-    for k, p in enumerate(params):
-        executor.update_parameters(timeout_min=_LOCAL_TIMEOUT_MIN, **p)
-        rotated = todo[k * len(todo) // len(params):] + todo[:k * len(todo) // len(params)]
-        jobs.append(executor.submit(worker, rotated))
-    _save_jobs(plan.out, "local", jobs, [[plan.ids[i] for i in todo]] * len(jobs))
-    threads = f", {s['threads']} thread(s) per case" if s["threads"] and not _gpus(plan) else ""
-    print(f"{plan.name}: {len(todo)} case(s) to run on {len(jobs)} local worker(s){threads} -> {plan.out} "
-          f"(jobs {', '.join(j.job_id for j in jobs)}; logs in {jobs_folder(plan.out)})", flush=True)
-    return _wait_local(plan, jobs)
+    with sigterm_as_interrupt():
+        try:
+            for k, p in enumerate(params):
+                executor.update_parameters(timeout_min=_LOCAL_TIMEOUT_MIN, **p)
+                rotated = todo[k * len(todo) // len(params):] + todo[:k * len(todo) // len(params)]
+                jobs.append(executor.submit(worker, rotated))
+            _save_jobs(plan.out, "local", jobs, [[plan.ids[i] for i in todo]] * len(jobs))
+            threads = f", {s['threads']} thread(s) per case" if s["threads"] and not _gpus(plan) else ""
+            print(f"{plan.name}: {len(todo)} case(s) to run on {len(jobs)} local worker(s){threads} -> {plan.out} "
+                  f"(jobs {', '.join(j.job_id for j in jobs)}; logs in {jobs_folder(plan.out)})", flush=True)
+            _wait_all(jobs)
+        except KeyboardInterrupt as exc:
+            return _stop_local(plan, jobs, signal_of(exc))
+    return _results_local(plan, jobs)
 
 
-def _wait_local(plan: sweep._Plan, jobs) -> int:
-    worst = 0
-    try:
+def _wait_all(jobs) -> None:
+    """Wait until every job is done, looking every quarter second for a stop signal whose exception Python
+    swallowed (one that landed while a worker was being forked: see sslbench.execution.runner)."""
+    while not all(job.done() for job in jobs):
+        if noted_stop() is not None:
+            raise Interrupted(noted_stop())
+        time.sleep(0.25)
+
+
+def _stop_local(plan: sweep._Plan, jobs, signum: int) -> int:
+    """Stop the workers and wait for them. Each local job is a submitit controller process (its id is its pid)
+    that forwards SIGTERM to its worker, whose sweep records the running case as "interrupted" and ends; the
+    controller then ends too. (submitit's own cancel sends SIGINT, on which the controller prints a traceback and
+    SIGKILLs its worker a second later, cutting a training case's grace short.)"""
+    if not _workers_have_it(signum):
         for job in jobs:
             try:
-                code = job.result()
-            except Exception as exc:  # noqa: BLE001 - a worker killed or crashed: its claims are taken over
-                print(f"worker job {job.job_id} failed ({type(exc).__name__}); its cases are taken over on the "
-                      f"next run. Its last output:\n{_tail(job.paths.stderr)}", file=sys.stderr)
-                code = 1
-            worst = max(worst, code)
-    except KeyboardInterrupt:
-        for job in jobs:
-            job.cancel(check=False)
-        print(f"{plan.name}: interrupted; the workers were stopped (their running cases are recorded as "
-              "'interrupted'). To resume, run the same command again", file=sys.stderr)
-        return 130
+                os.kill(int(job.job_id), signal.SIGTERM)
+            except (ValueError, ProcessLookupError):
+                pass
+    deadline = time.monotonic() + INTERRUPT_GRACE_S + 30.0
+    while time.monotonic() < deadline and not all(job.done() for job in jobs):
+        time.sleep(0.25)
+    left = [job.job_id for job in jobs if not job.done()]
+    how = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+    print(f"{plan.name}: interrupted ({how}); the workers were stopped (their running cases are recorded as "
+          "'interrupted')" + (f", except job(s) {', '.join(left)}, still stopping" if left else "")
+          + ". To resume, run the same command again", file=sys.stderr, flush=True)
+    return 128 + signum
+
+
+def _workers_have_it(signum: int) -> bool:
+    """A Ctrl-C at the terminal reaches the whole foreground process group, the workers (which submitit starts in
+    this process's group) included: a second SIGINT would cut their grace short."""
+    if signum != signal.SIGINT:
+        return False
+    try:
+        return os.tcgetpgrp(sys.stdin.fileno()) == os.getpgrp()
+    except (OSError, ValueError):
+        return False
+
+
+def _results_local(plan: sweep._Plan, jobs) -> int:
+    worst = 0
+    for job in jobs:
+        try:
+            code = job.result()
+        except Exception as exc:  # noqa: BLE001 - a worker killed or crashed: its claims are taken over
+            print(f"worker job {job.job_id} failed ({type(exc).__name__}); its cases are taken over on the "
+                  f"next run. Its last output:\n{_tail(job.paths.stderr)}", file=sys.stderr)
+            code = 1
+        worst = max(worst, code)
     print(_counts_line(plan), flush=True)
     print(sweep.devices_line(plan), flush=True)
     return worst

@@ -48,6 +48,7 @@ __all__ = [
     "oom_kill_count",
     "run_child",
     "sigterm_as_interrupt",
+    "noted_stop",
     "signal_of",
 ]
 
@@ -79,6 +80,12 @@ def signal_of(exc: BaseException) -> int:
 _caught: list[int] = []
 #: how often (s) a waiting :func:`run_child` looks for a stop signal whose exception was swallowed
 _POLL_S = 0.25
+
+
+def noted_stop() -> int | None:
+    """The last stop signal noted inside the current :func:`sigterm_as_interrupt` block (None: none), for a
+    waiting loop to act on when Python swallowed its exception."""
+    return _caught[-1] if _caught else None
 
 
 @contextlib.contextmanager
@@ -272,8 +279,8 @@ def _wait(proc: subprocess.Popen, timeout_s: float, grace_s: float, limit: str,
         if unmask is not None:
             signal.pthread_sigmask(signal.SIG_SETMASK, unmask)
         while True:
-            if _caught:
-                raise Interrupted(_caught[-1])
+            if noted_stop() is not None:
+                raise Interrupted(noted_stop())
             step = _POLL_S if deadline is None else max(0.0, min(_POLL_S, deadline - time.monotonic()))
             try:
                 proc.wait(timeout=step)
