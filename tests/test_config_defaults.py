@@ -83,35 +83,21 @@ def _candidates_module():
     return module
 
 
-def test_the_sweeps_convnet_mp_is_the_convnet_pool_backbone():
-    """The sweep ran the pooled convnet under the candidate name ``convnet_mp`` (results/sweeps/cpu-default/
-    candidates.py); ``convnet_pool`` must be the same network: same layers (the state dict loads strictly both
-    ways), same initialisation rule, same outputs."""
+@pytest.mark.parametrize("candidate", ["convnet_mp", "convnet_pool_p2"])
+def test_each_swept_candidate_is_the_sslbench_backbone_of_its_new_name(candidate):
+    """The sweep ran the pooled convnets under candidate names (results/sweeps/cpu-default/candidates.py);
+    ``SSLBENCH_NAMES`` maps each to the sslbench backbone that must be the same network: same initial weights for
+    the same seed, the state dict loads strictly, same outputs (128-d for ``convnet_pool``, 512-d for the 2×2
+    pool)."""
     candidates = _candidates_module()
+    name = candidates.SSLBENCH_NAMES[candidate]
     torch.manual_seed(0)
-    swept = candidates.BlockNet(1, candidates.BACKBONE_BLOCKS["convnet_mp"])
+    swept = candidates.BlockNet(1, candidates.BACKBONE_BLOCKS[candidate], candidates.OUT_POOL.get(candidate, 1))
     torch.manual_seed(0)
-    ours = build_backbone("convnet_pool", 1, 28)
+    ours = build_backbone(name, 1, 28)
+    assert swept.out_dim == ours.out_dim == {"convnet_pool": 128, "convnet_pool_2x2": 512}[name]
     for a, b in zip(swept.state_dict().values(), ours.state_dict().values()):
         assert torch.equal(a, b)  # the same seed gives the same initial weights
-    ours.load_state_dict(swept.state_dict(), strict=True)
-    x = torch.randn(3, 1, 28, 28)
-    swept.eval(), ours.eval()
-    with torch.no_grad():
-        torch.testing.assert_close(ours(x), swept(x))
-
-
-def test_the_sweeps_convnet_pool_p2_is_the_convnet_pool_2x2_backbone():
-    """The sweep ran the 2×2-pooled convnet under the candidate name ``convnet_pool_p2``; ``convnet_pool_2x2`` must
-    be the same network: same initial weights for the same seed, strict state-dict load, same 512-d outputs."""
-    candidates = _candidates_module()
-    torch.manual_seed(0)
-    swept = candidates.BlockNet(1, candidates.BACKBONE_BLOCKS["convnet_pool_p2"], candidates.OUT_POOL["convnet_pool_p2"])
-    torch.manual_seed(0)
-    ours = build_backbone("convnet_pool_2x2", 1, 28)
-    assert swept.out_dim == ours.out_dim == 512
-    for a, b in zip(swept.state_dict().values(), ours.state_dict().values()):
-        assert torch.equal(a, b)
     ours.load_state_dict(swept.state_dict(), strict=True)
     x = torch.randn(3, 1, 28, 28)
     swept.eval(), ours.eval()
