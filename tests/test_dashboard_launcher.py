@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fork_signal import run_with_a_signal_during_fork
+
 ROOT = Path(__file__).resolve().parent.parent
 
 FAKE_MAIN = """
@@ -73,17 +75,8 @@ def test_a_stop_signal_to_the_launcher_stops_its_server(tmp_path, sig):
             os.kill(int(pid_file.read_text()), signal.SIGKILL)
 
 
-SIGNAL_DURING_FORK = """
-import os, signal, sys, time
-sys.path.insert(0, {root!r})
+DURING_FORK_BODY = """
 from sslbench import dashboard
-sent = []
-def during_fork():
-    if not sent:
-        sent.append(1)
-        os.kill(os.getpid(), signal.{sig})  # lands while Popen forks the server
-os.register_at_fork(after_in_parent=during_fork)
-t0 = time.monotonic()
 code = dashboard.serve([sys.executable, "-c", "import time; time.sleep(600)"], dict(os.environ))
 print(code, round(time.monotonic() - t0, 1))
 """
@@ -94,9 +87,7 @@ print(code, round(time.monotonic() - t0, 1))
 def test_a_stop_signal_while_the_server_starts_stops_it_without_a_traceback(tmp_path, sig):
     """A stop signal that lands while the server is forked used to run its handler inside logging's at-fork hook,
     where Python prints and drops the exception: the launcher then waited on its server for ever."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    proc = subprocess.run([sys.executable, "-c", SIGNAL_DURING_FORK.format(root=root, sig=sig)], cwd=root,
-                          capture_output=True, text=True, timeout=120)
+    proc = run_with_a_signal_during_fork(sig, DURING_FORK_BODY)
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr
     code, seconds = proc.stdout.split()

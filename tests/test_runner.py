@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from sslbench.execution import runner as R
+from tests.fork_signal import run_with_a_signal_during_fork
 
 KILL = -int(signal.SIGKILL)
 
@@ -89,17 +90,8 @@ def test_a_stop_signal_whose_exception_python_swallowed_still_stops_the_case():
     assert R._wait(proc, 600.0, 0.1, "the limit") == (None, None, None)
 
 
-SIGNAL_DURING_FORK = """
-import os, signal, sys, time
-sys.path.insert(0, {root!r})
+DURING_FORK_BODY = """
 from sslbench.execution import runner as R
-sent = []
-def during_fork():
-    if not sent:
-        sent.append(1)
-        os.kill(os.getpid(), signal.{sig})  # lands while Popen forks, as a scheduler's stop can
-os.register_at_fork(after_in_parent=during_fork)
-t0 = time.monotonic()
 try:
     with R.sigterm_as_interrupt(), R.case_folder({tmp!r}) as folder:
         r = R.run_child("tests.runner_child", "--sleep", {{"seconds": 600}}, folder, timeout_s=600, grace_s=30)
@@ -116,9 +108,7 @@ def test_a_stop_signal_during_the_childs_start_stops_it_without_a_traceback(tmp_
     at-fork hook, where Python printed and dropped the exception: the sweep then waited on its endless case for
     ever. The signals are now held back while the child starts; the case ends "interrupted" at once, the child
     (whose mask is restored) stops on the forwarded SIGINT, and nothing is printed as a traceback."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    script = SIGNAL_DURING_FORK.format(root=root, sig=sig, tmp=str(tmp_path))
-    proc = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, timeout=120)
+    proc = run_with_a_signal_during_fork(sig, DURING_FORK_BODY.format(tmp=str(tmp_path)))
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr, proc.stderr
     status, *rest = proc.stdout.split()
