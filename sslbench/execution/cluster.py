@@ -32,7 +32,8 @@ import time
 from pathlib import Path
 
 from sslbench.execution import sweep
-from sslbench.execution.runner import INTERRUPT_GRACE_S, Interrupted, noted_stop, sigterm_as_interrupt, signal_of
+from sslbench.execution.runner import (INTERRUPT_GRACE_S, Interrupted, noted_stop, sigterm_as_interrupt, signal_of,
+                                       stop_name)
 from sslbench.records import FINAL_STATUSES
 from sslbench.records.claims import read_claims, sidecar
 
@@ -229,7 +230,7 @@ def _stop_local(plan: sweep._Plan, jobs, signum: int) -> int:
     while time.monotonic() < deadline and not all(job.done() for job in jobs):
         time.sleep(0.25)
     left = [job.job_id for job in jobs if not job.done()]
-    how = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+    how = stop_name(signum)
     print(f"{plan.name}: interrupted ({how}); the workers were stopped (their running cases are recorded as "
           "'interrupted')" + (f", except job(s) {', '.join(left)}, still stopping" if left else "")
           + ". To resume, run the same command again", file=sys.stderr, flush=True)

@@ -49,6 +49,7 @@ __all__ = [
     "run_child",
     "sigterm_as_interrupt",
     "noted_stop",
+    "stop_name",
     "signal_of",
 ]
 
@@ -80,6 +81,11 @@ def signal_of(exc: BaseException) -> int:
 _caught: list[int] = []
 #: how often (s) a waiting :func:`run_child` looks for a stop signal whose exception was swallowed
 _POLL_S = 0.25
+
+
+def stop_name(signum: int) -> str:
+    """How a stop signal is named to the user: "Ctrl-C" for SIGINT, else the signal's name ("SIGTERM")."""
+    return "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
 
 
 def noted_stop() -> int | None:
@@ -296,8 +302,7 @@ def _wait(proc: subprocess.Popen, timeout_s: float, grace_s: float, limit: str,
             proc.wait(timeout=grace_s)
         except (subprocess.TimeoutExpired, KeyboardInterrupt):
             _kill(proc)
-        how = "Ctrl-C" if signal_of(exc) == signal.SIGINT else signal.Signals(signal_of(exc)).name
-        return "interrupted", f"interrupted by the user ({how})", exc
+        return "interrupted", f"interrupted by the user ({stop_name(signal_of(exc))})", exc
     except BaseException:
         _kill(proc)
         raise

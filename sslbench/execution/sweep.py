@@ -79,7 +79,8 @@ from typing import Any
 from sslbench import regularizers
 from sslbench.execution import bench
 from sslbench.execution.environment import environment
-from sslbench.execution.runner import case_folder, clean_stale_case_folders, run_child, sigterm_as_interrupt, signal_of
+from sslbench.execution.runner import (case_folder, clean_stale_case_folders, run_child, sigterm_as_interrupt,
+                                       signal_of, stop_name)
 from sslbench.records import FINAL_STATUSES, case_id, make_record, read_records
 from sslbench.records.claims import read_claims, tidy, try_claim
 from sslbench.records.paths import OutputPathError, append_record_safely, check_store_path
@@ -1105,7 +1106,7 @@ def _interrupted(run: _Run, exc: BaseException) -> int:
     plan = run.plan
     run.progress.close()
     signum = signal_of(exc)
-    how = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+    how = stop_name(signum)
     if run.current is not None:
         rkind = record_kind(plan.settings)
         rec = make_record(rkind, run.current, {}, "interrupted", env=plan.env, message=f"interrupted by the user "
