@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from sslbench.records.files import write_atomically
 from sslbench.training.config import TrainInputError
 
 __all__ = ["FORMAT", "CheckpointError", "save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state"]
@@ -35,21 +36,12 @@ class CheckpointError(TrainInputError):
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
     """``torch.save`` to a temporary file beside ``path``, fsync, then an atomic rename (a crash leaves either
-    the old checkpoint or the new one, never half a file)."""
+    the old checkpoint or the new one, never half a file). The temporary file is created with ``O_EXCL`` under an
+    unpredictable name and a link planted at ``path`` is replaced, never written through
+    (:func:`sslbench.records.files.write_atomically`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    with contextlib.suppress(OSError):
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    write_atomically(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
