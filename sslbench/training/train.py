@@ -139,6 +139,7 @@ from sslbench.records.files import fresh_file, read_own_text
 from sslbench.training.checkpoint import (  # noqa: F401 - re-exported
     FORMAT,
     CheckpointError,
+    check_progress,
     load_checkpoint,
     rng_state,
     save_checkpoint,
@@ -718,9 +719,11 @@ def resume(run: Run, path: Path) -> RunState:
     the state it was saved with. A file that is not a checkpoint of this case is a :class:`CheckpointError`."""
     ckpt = load_checkpoint(path)
     if ckpt["case"] != run.case:
-        diff = sorted(k for k in set(run.case) | set(ckpt["case"]) if run.case.get(k) != ckpt["case"].get(k))
+        other = ckpt["case"] if isinstance(ckpt["case"], dict) else {}
+        diff = sorted(str(k) for k in set(run.case) | set(other) if run.case.get(k) != other.get(k))
         raise CheckpointError(f"checkpoint {path} is for another case (differs in {', '.join(diff)}); "
                               "resume with the same settings or start afresh without --resume")
+    check_progress(path, ckpt, run.total_steps)
     try:
         run.model.load_state_dict(ckpt["model"])
         if run.target is not None:
