@@ -94,6 +94,25 @@ def _cases(tmp):
         ("demo unknown regularizer", ["demo", "--regularizer", "nope"], "invalid choice"),
         ("demo unknown dataset", ["demo", "--dataset", "no_such_data", "--skip-bench",
                                   "--out-dir", str(tmp / "demo")], "no_such_data"),
+        # ------------------------------------------------------------------ bench inputs (issue 18 item 11)
+        ("bench dims beyond memory", [*BENCH[:2], "barlow_twins", "--dims", "10000000000000", "--out", store],
+         "memory"),
+        ("bench dims past int64", [*BENCH[:2], "barlow_twins", "--dims", str(10**24), "--dry-run", "--out", store],
+         "memory"),
+        ("bench directpred D=10**6 dry run", ["bench", "--regularizers", "directpred", "--dims", "1000000",
+                                              "--batches", "4", "--dry-run", "--out", store], "memory"),
+        ("bench device meta", [*BENCH, "--device", "meta", "--out", store], "meta"),
+        ("bench device mps", [*BENCH, "--device", "mps", "--out", store], "mps"),
+        ("bench device xla", [*BENCH, "--device", "xla", "--out", store], "xla"),
+        ("bench device cpu:1", [*BENCH, "--device", "cpu:1", "--dry-run", "--out", store], "cpu:1"),
+        ("bench grid over 10000 cases", ["bench", "--dims", *map(str, range(2, 202)), "--batches",
+                                         *map(str, range(2, 62)), "--out", store], "--yes"),
+        ("sweep bench device xla", [*SWEEP, "--kind", "bench", "--device", "xla", "--out", store], "xla"),
+        ("sweep bench dims beyond memory", [*SWEEP[:3], "--kind", "bench", "--dims", "10000000000000",
+                                            "--out", store], "memory"),
+        ("sweep bench grid over 10000 cases", [*SWEEP[:3], "--kind", "bench", "--dims", *map(str, range(2, 202)),
+                                               "--batches", *map(str, range(2, 62)), "--dry-run"], "--yes"),
+        ("sweep train device meta", ["sweep", "--kind", "train", "--device", "meta", "--dry-run"], "meta"),
     ]
 
 

@@ -38,6 +38,8 @@ from __future__ import annotations
 import argparse
 import gc
 import itertools
+import os
+import re
 from typing import Any, Callable, Iterable
 
 import torch
@@ -70,8 +72,15 @@ _DIM_HPARAMS = ("dim",)
 # --------------------------------------------------------------------------------------------------------------
 # One case: inputs, module, step
 # --------------------------------------------------------------------------------------------------------------
+#: the devices a case may name, as ``sslbench train`` allows them (meta, mps, xla, cpu:1 ... are refused)
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
 def resolve_device(device: str) -> str:
-    """"auto" → "cuda" when CUDA is available, else "cpu"; other names are checked."""
+    """"auto" → "cuda" when CUDA is available, else "cpu"; other names are checked: cpu, cuda or cuda:N only
+    (ValueError otherwise)."""
+    if not isinstance(device, str) or not DEVICE_PATTERN.fullmatch(device):
+        raise ValueError(f"device={device!r} is not allowed; choose auto, cpu, cuda or cuda:N (as sslbench train)")
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(device)
@@ -127,6 +136,47 @@ def make_regularizer(name: str, dim: int, *, algorithm: str | None = None, hpara
         if key not in hp and accepts(name, key):
             hp[key] = dim
     return regularizers.create(name, **hp).to(device)
+
+
+def state_bytes(name: str, dim: int, *, algorithm: str | None = None, hparams: dict | None = None) -> int | None:
+    """Bytes of the regularizer's parameters and buffers at embedding size ``dim`` (DirectPred's D×D predictor
+    and F, ...), counted on the meta device: nothing is allocated, whatever ``dim``. None when even the meta
+    tensors cannot be made (a size past int64). Raises what the constructor raises for bad hyper-parameters."""
+    try:
+        with torch.device("meta"):
+            reg = make_regularizer(name, dim, algorithm=algorithm, hparams=hparams, device="meta")
+    except (OverflowError, RuntimeError) as exc:
+        if "overflow" in str(exc).lower() or isinstance(exc, OverflowError):
+            return None
+        raise
+    except TypeError as exc:
+        if "Overflow" in str(exc):
+            return None
+        raise
+    return sum(t.numel() * t.element_size() for t in itertools.chain(reg.parameters(), reg.buffers()))
+
+
+def case_bytes(case: dict, state: int | None) -> int | None:
+    """A lower bound of a case's memory: its inputs and their gradients (V × N × D values each; the targets too for
+    the asymmetric regularizers) plus the regularizer's state (:func:`state_bytes`); None for an unknowable one."""
+    if state is None:
+        return None
+    values = case["views"] * case["batch"] * case["dim"] * (2 if is_symmetric(case["regularizer"]) else 3)
+    return values * DTYPES[case["dtype"]].itemsize + state
+
+
+def device_memory(device: str) -> int | None:
+    """Bytes of memory of ``device``: the machine's physical memory for the CPU, the GPU's for CUDA (None when
+    unknown, e.g. a CUDA device planned on a machine without one)."""
+    if device == "cpu":
+        try:
+            return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            return None
+    if device.startswith("cuda") and torch.cuda.is_available():
+        index = torch.device(device).index
+        return torch.cuda.get_device_properties(0 if index is None else index).total_memory
+    return None
 
 
 def make_step(
@@ -283,6 +333,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     o.add_argument("--no-resume", dest="resume", action="store_false",
                    help="measure every case again, even those already in --out")
     o.add_argument("--dry-run", action="store_true", help="print the cases and exit")
+    o.add_argument("--yes", action="store_true", help="plan or run a grid of more than 10,000 cases (refused without it)")
 
 
 def _human_bytes(n: int | None) -> str:
@@ -331,7 +382,7 @@ def sweep_arguments(args: argparse.Namespace) -> argparse.Namespace:
         batches=args.batches, views=args.views, device=args.device, dtypes=args.dtypes, hparams=args.hparam or None,
         warmup=args.warmup, repeats=args.repeats, min_time=args.min_time, max_repeats=args.max_repeats,
         threads=args.threads, isolate=args.isolate, seed=args.seed, timeout=args.timeout, out=args.out or DEFAULT_OUT,
-        resume=args.resume, progress=False, dry_run=args.dry_run)
+        resume=args.resume, progress=False, dry_run=args.dry_run, yes=getattr(args, "yes", False))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,8 +13,8 @@ string in it (a regularizer name, a message, a host, a device name) may hold mar
 * :func:`markdown_text` — for ``st.markdown`` and other Markdown prose: one line, HTML escaped and Markdown's
   punctuation backslash-escaped, so that a name is shown as typed and never becomes a link, emphasis or maths.
 * :func:`plotly_text` — for plotly trace names, labels and hover templates: one line, ``<`` ``>`` ``&`` as
-  entities (plotly renders a subset of HTML: ``<a href>``, ``<b>``, ``<br>``) and ``%`` as ``&#37;`` so that
-  ``%{x}`` in a name is shown as typed rather than filled in by the hover template.
+  entities (plotly renders a subset of HTML: ``<a href>``, ``<b>``, ``<br>``) and the ``%`` of ``%{`` as ``&#37;``
+  so that ``%{x}`` in a name is shown as typed rather than filled in by the hover template.
 """
 
 from __future__ import annotations
@@ -65,8 +65,9 @@ def markdown_text(text) -> str:
 
 
 def plotly_text(text) -> str:
-    """``text`` for a plotly trace name, label or hover template: one line, ``<>&`` and ``%`` as entities."""
-    return html.escape(one_line(text), quote=False).replace("%", "&#37;")
+    """``text`` for a plotly trace name, label or hover template: one line, ``<>&`` and the ``%`` of ``%{`` as
+    entities."""
+    return html.escape(one_line(text), quote=False).replace("%{", "&#37;{")
 
 
 class _TerminalWriter(io.TextIOBase):
