@@ -78,7 +78,7 @@ from typing import Any
 
 from sslbench import regularizers
 from sslbench.execution import bench
-from sslbench.execution.environment import environment
+from sslbench.probe.environment import environment
 from sslbench.execution.runner import (case_folder, clean_stale_case_folders, run_child, sigterm_as_interrupt,
                                        signal_of, stop_name)
 from sslbench.records import FINAL_STATUSES, case_id, make_record, read_records
