@@ -223,7 +223,6 @@ def test_every_import_points_down(owner):
     assert not broken, "imports against the direction of the house:\n" + "\n".join(broken)
 
 
-@pytest.mark.xfail(strict=True, reason="bench <-> sweep <-> cluster (issue 19 item 3)")
 def test_no_import_cycle_between_modules():
     cycles = import_cycles(ROOT)
     assert not cycles, "import cycles (lazy imports counted):\n" + "\n".join(cycles)
