@@ -3,6 +3,7 @@ default, type, choices, help), so that the two cannot drift apart."""
 
 import argparse
 import dataclasses
+import functools
 
 import pytest
 
@@ -109,3 +110,44 @@ def test_unknown_regularizer_is_one_line(capsys):
     assert T.run(_parser().parse_args(["--regularizer", "nope", "--out", "none"])) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "nope" in err[0] and "barlow_twins" in err[0]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The regularizer is built once per run (it was built three times before step 0: to check --hp, to check the
+# hyper-parameters against dim, and for the run)
+# ----------------------------------------------------------------------------------------------------------------
+TINY_ARGV = ["--dataset", "synthetic", "--data-option", "num_samples=32", "--data-option", "channels=1",
+             "--data-option", "height=12", "--data-option", "width=12", "--data-option", "num_classes=4",
+             "--backbone", "convnet", "--projector", "16", "--dim", "8", "--batch-size", "16", "--epochs", "1",
+             "--max-steps", "1", "--augment", "none", "--device", "cpu", "--no-eval", "--no-eval-init",
+             "--no-progress", "--quiet"]
+
+
+@pytest.mark.parametrize("name", ["barlow_twins", "directpred"])
+def test_sslbench_train_builds_the_regularizer_once(tmp_path, monkeypatch, name):
+    from sslbench import regularizers
+
+    cls = regularizers.get_class(name)
+    built = []
+    original = cls.__init__
+
+    @functools.wraps(original)  # the same signature: the registry reads the hyper-parameters from it
+    def counting_init(self, *a, **kw):
+        built.append(self)
+        original(self, *a, **kw)
+
+    monkeypatch.setattr(cls, "__init__", counting_init)
+    steps = []
+    monkeypatch.setattr(T, "train_steps", lambda run, state, log, on_step: steps.append(run.reg))
+    args = _parser().parse_args([*TINY_ARGV, "--regularizer", name, "--out", str(tmp_path / "t.jsonl"),
+                                 "--log-dir", str(tmp_path / "runs"), "--checkpoint-dir", "none"])
+    assert T.run(args) in (0, 1)
+    assert len(built) == 1 and steps == built  # the one built is the one the steps use
+
+
+def test_the_check_on_meta_tensors_leaves_the_runs_regularizer_untouched():
+    """DirectPred creates its correlation matrix on its first call: the check's call (on meta tensors) must not
+    leave the run's instance with a matrix on the meta device."""
+    cfg, reg = C.TrainConfig(regularizer="directpred", ema_tau=0.9, dataset="digits", dim=8).resolved_with_regularizer()
+    assert reg.F is None and int(reg.num_updates) == 0 and reg.num_updates.device.type == "cpu"
+    assert cfg == C.TrainConfig(regularizer="directpred", ema_tau=0.9, dataset="digits", dim=8).resolved()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import copy
 import dataclasses
 import typing
 import math
@@ -193,6 +194,11 @@ class TrainConfig:
 
         Raises ``ValueError`` naming the field and what it allows.
         """
+        return self.resolved_with_regularizer()[0]
+
+    def resolved_with_regularizer(self) -> tuple["TrainConfig", "regularizers.Regularizer"]:
+        """:meth:`resolved` and the regularizer built to check the hyper-parameters, which the run then uses: a
+        run builds its regularizer once (a constructor may be slow, or another package's)."""
         c = dataclasses.replace(self, hparams=dict(self.hparams), data_options=dict(self.data_options))
         _check(c.regularizer in regularizers.available(),
                f"regularizer={c.regularizer!r} is unknown; available: {', '.join(regularizers.available())}")
@@ -251,8 +257,7 @@ class TrainConfig:
         if c.regularizer in LAMBD_ONE_OVER_DIM and "lambd" not in c.hparams:
             c.hparams["lambd"] = 1.0 / c.dim
         _check_names(c)
-        _check_regularizer_dim(c)
-        return c
+        return c, _checked_regularizer(c)
 
     def full_projector_spec(self) -> str:
         """The projector's width spec including the output width ``dim``, e.g. ``"512-128"``."""
@@ -285,9 +290,11 @@ def _check_names(c: TrainConfig) -> None:
            f"device={c.device!r}: CUDA is not available here (torch {torch.__version__}); use --device cpu or auto")
 
 
-def _check_regularizer_dim(c: TrainConfig) -> None:
-    """The hyper-parameters the regularizer checks at call time (``block_size <= dim``, ...): one call on meta
-    tensors of the run's shape (no memory, no arithmetic; the global RNG is left as it was)."""
+def _checked_regularizer(c: TrainConfig) -> "regularizers.Regularizer":
+    """The run's regularizer, built here once (values checked by its constructor), and the hyper-parameters it
+    checks at call time (``block_size <= dim``, ...): one call on meta tensors of the run's shape (no memory, no
+    arithmetic; the global RNG is left as it was). The call goes to a copy, as a call may create or update state
+    (DirectPred's correlation matrix) that the run's own instance must not start with."""
     import torch
 
     try:
@@ -296,12 +303,14 @@ def _check_regularizer_dim(c: TrainConfig) -> None:
         raise TrainInputError(f"{c.regularizer}: {exc}") from None
     z = torch.empty(c.views, min(c.batch_size, 64), c.dim, device="meta")
     try:
+        probe = copy.deepcopy(reg)
         with torch.random.fork_rng(devices=[]), torch.no_grad():
-            reg(z) if reg.symmetric else reg(z, z)
+            probe(z) if probe.symmetric else probe(z, z)
     except (ValueError, TypeError) as exc:
         raise TrainInputError(f"{c.regularizer} with dim={c.dim}: {exc}") from None
     except Exception:  # noqa: BLE001 - an operation meta tensors lack: left to the run itself
         pass
+    return reg
 
 
 def _real(x) -> bool:

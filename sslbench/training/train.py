@@ -446,12 +446,12 @@ def train(cfg: TrainConfig, *, make_views: Callable | None = None,
     ``on_step(StepInfo)`` is called after every optimiser step. Bad inputs raise :class:`TrainInputError`
     (one line) before any work.
     """
-    cfg = cfg.resolved()
+    cfg, reg = cfg.resolved_with_regularizer()  # the regularizer is built once, here
     check_outputs(cfg)
     rank, world, local_rank, created_group = setup_distributed(cfg.device)
     try:
         device = resolve_device(cfg.device, local_rank)
-        run = set_up(cfg, rank, world, device, make_views)
+        run = set_up(cfg, rank, world, device, make_views, reg=reg)
         with claim_run(run):
             ckpt_path = checkpoint_to_resume(run)
             state = resume(run, ckpt_path) if ckpt_path is not None else RunState()
@@ -569,9 +569,11 @@ class RunState:
 
 
 # ------------------------------------------------------------------------------------------------------ set-up
-def set_up(cfg: TrainConfig, rank: int, world: int, device: torch.device, make_views: Callable | None = None) -> Run:
+def set_up(cfg: TrainConfig, rank: int, world: int, device: torch.device, make_views: Callable | None = None, *,
+           reg: regularizers.Regularizer | None = None) -> Run:
     """Data, views, model, EMA target and optimiser, in the order that fixes the initial weights (the seed is
-    set just before the networks are built), and the run's case and id."""
+    set just before the networks are built), and the run's case and id. ``reg``: the regularizer that
+    :meth:`TrainConfig.resolved_with_regularizer` built (else built here)."""
     from sslbench.records import case_id
     from sslbench.training.augment import build_augment
 
@@ -579,7 +581,7 @@ def set_up(cfg: TrainConfig, rank: int, world: int, device: torch.device, make_v
            f"batch_size={cfg.batch_size} must be divisible by the world size {world} (it is the global batch)")
     amp = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
     _check(not (amp and device.type != "cuda"), "amp='bf16' needs a CUDA device; use amp='off' (or auto) on the CPU")
-    reg = regularizers.create(cfg.regularizer, **cfg.hparams).to(device)
+    reg = (regularizers.create(cfg.regularizer, **cfg.hparams) if reg is None else reg).to(device)
     data = load_pretraining_data(cfg)
     steps_per_epoch = len(data.images) // cfg.batch_size
     total_steps = cfg.epochs * steps_per_epoch if cfg.max_steps is None else \
