@@ -43,6 +43,8 @@ from typing import Any, Callable, Iterable
 import torch
 
 from sslbench import regularizers
+from sslbench.devices import HELP as DEVICE_HELP
+from sslbench.devices import resolve_device  # noqa: F401 - re-exported: the rules of --device
 from sslbench.execution.measure import Measurement, is_oom_error, measure, measure_in_subprocess
 
 __all__ = [
@@ -70,16 +72,6 @@ _DIM_HPARAMS = ("dim",)
 # --------------------------------------------------------------------------------------------------------------
 # One case: inputs, module, step
 # --------------------------------------------------------------------------------------------------------------
-def resolve_device(device: str) -> str:
-    """"auto" → "cuda" when CUDA is available, else "cpu"; other names are checked."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r}: CUDA is not available here; use --device cpu (or auto)")
-    return str(dev)
-
-
 def accepts(name: str, hparam: str) -> bool:
     """Whether regularizer ``name`` has the hyper-parameter ``hparam`` (False when its module does not import)."""
     try:
@@ -258,7 +250,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--batches", nargs="+", type=int, default=[256], metavar="N", help="samples per view N (default: 256)")
     g.add_argument("--views", nargs="+", type=int, default=[2], metavar="V", help="numbers of views V (default: 2)")
     g.add_argument("--device", nargs="+", default=["auto"], metavar="DEV",
-                   help="devices: auto (cuda if available, else cpu), cpu, cuda, cuda:1 ...")
+                   help="devices: " + DEVICE_HELP)
     g.add_argument("--dtypes", nargs="+", default=["float32"], choices=list(DTYPES), help="input dtypes (default: float32; the losses compute in float32 or float64)")
     g.add_argument("--algorithms", nargs="+", default=None, metavar="ALGO",
                    help="for regularizers with an 'algorithm' hyper-parameter: auto, cross_correlation, gram "

@@ -77,6 +77,8 @@ from pathlib import Path
 from typing import Any
 
 from sslbench import regularizers
+from sslbench.devices import HELP as DEVICE_HELP
+from sslbench.devices import DeviceError, check_name, cuda_available, is_cuda, resolve_device
 from sslbench.execution import bench
 from sslbench.execution.environment import environment
 from sslbench.execution.runner import (case_folder, clean_stale_case_folders, run_child, sigterm_as_interrupt,
@@ -166,7 +168,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("epochs", _T, int, many=True, metavar="E", default={"train": [8]}, minimum=1,
            help="training epochs. Default: 8"),
     Option("device", _BOTH, str, many=True, metavar="DEV", default={"bench": ["auto"], "train": ["auto"]},
-           help="devices: auto (cuda if available, else cpu), cpu, cuda, cuda:1 ... Default: auto"),
+           help="devices: " + DEVICE_HELP + ". Default: auto"),
     Option("dtypes", _B, str, many=True, metavar="DTYPE", default={"bench": ["float32"]}, choices=tuple(bench.DTYPES),
            help="input dtypes. Default: float32"),
     Option("hparams", _BOTH, dict,
@@ -393,33 +395,20 @@ def _resolve_devices(devices: list[str], plan_only: bool = False) -> list[str]:
     out = []
     for d in devices:
         try:
-            dev = bench.resolve_device(d)
-        except (ValueError, RuntimeError) as exc:
-            dev = _cuda_name(d) if plan_only else None
-            if dev is None:
+            dev = resolve_device(d)
+        except DeviceError as exc:
+            if not (plan_only and is_cuda(d)):  # a plan for a GPU machine names its CUDA devices
                 raise SweepError(f"--device {d}: {exc}") from None
+            dev = check_name(d)
         if dev not in out:
             out.append(dev)
     return out
 
 
-def _cuda_name(device: str) -> str | None:
-    """``device`` as torch names it when it names a CUDA device (``cuda``, ``cuda:1``), else None."""
-    import torch
-
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError, TypeError):
-        return None
-    return str(dev) if dev.type == "cuda" else None
-
-
 def planned_without_cuda(devices: list[str]) -> bool:
     """Whether some of ``devices`` is a CUDA device and this machine has none: such a grid can be planned (a dry
     run) but not run here."""
-    import torch
-
-    return any(str(d).startswith("cuda") for d in devices) and not torch.cuda.is_available()
+    return any(str(d).startswith("cuda") for d in devices) and not cuda_available()
 
 
 def _check_hparams_accepted(names: list[str], hparams: dict) -> None:

@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from sslbench import regularizers
+from sslbench import devices, regularizers
 from sslbench.records.constants import DEFAULT_PREDICTOR_HIDDEN
 
 KIND = "train"
@@ -47,7 +47,7 @@ DEFAULT_AUGMENT_FOR = {"fashion_mnist": "mnist_strong"}
 #: was tuned for D = 8192; lambd ≈ 1/D is the usual choice at small D, and the one the CPU-default sweep measured)
 LAMBD_ONE_OVER_DIM = ("barlow_twins",)
 AMP_MODES = ("auto", "bf16", "off")
-DEVICES = ("auto", "cpu", "cuda")
+DEVICES = devices.NAMES  # and cuda:N (sslbench.devices)
 #: datasets larger than this stay in host memory and are copied per batch (else they are moved to the device)
 MAX_DEVICE_DATA_BYTES = 4 * 2**30
 
@@ -206,8 +206,7 @@ class TrainConfig:
                f"hparams must be a dict of hyper-parameter names to values, got {c.hparams!r}")
         _choice("optimizer", c.optimizer, OPTIMIZERS)
         _choice("amp", c.amp, AMP_MODES)
-        _check(c.device in DEVICES or c.device.startswith("cuda:"),
-               f"device={c.device!r} is not allowed; choose auto, cpu, cuda or cuda:N")
+        _check_device(c.device, available=False)
         for name in ("dim", "views", "epochs", "batch_size", "log_every", "eval_batch_size", "knn_k"):
             _int(name, getattr(c, name), 1)
         _int("predictor_hidden", c.predictor_hidden, 0)
@@ -271,8 +270,6 @@ def _check(ok: bool, message: str) -> None:
 
 def _check_names(c: TrainConfig) -> None:
     """The data set and its options, the backbone, the augmentation preset and the device exist here."""
-    import torch
-
     from sslbench.training.augment import BACKENDS, PRESETS
     from sslbench.training.data import DATASET_OPTIONS, DATASETS
     from sslbench.training.models import BACKBONES
@@ -286,8 +283,15 @@ def _check_names(c: TrainConfig) -> None:
     _choice("augment_backend", c.augment_backend, BACKENDS)
     _check(isinstance(c.compile, bool) and isinstance(c.compile_cuda, bool),
            f"compile={c.compile!r} and compile_cuda={c.compile_cuda!r} must be True or False")
-    _check(not c.device.startswith("cuda") or torch.cuda.is_available(),
-           f"device={c.device!r}: CUDA is not available here (torch {torch.__version__}); use --device cpu or auto")
+    _check_device(c.device, available=True)
+
+
+def _check_device(name: str, *, available: bool) -> None:
+    """The device's name is allowed (and, ``available``, this machine has it): :mod:`sslbench.devices`' rules."""
+    try:
+        devices.resolve_device(name) if available else devices.check_name(name)
+    except devices.DeviceError as exc:
+        raise TrainInputError(str(exc)) from None
 
 
 def _checked_regularizer(c: TrainConfig) -> "regularizers.Regularizer":
