@@ -22,7 +22,7 @@ was interrupted resumes where it stopped: cases with a final status measured on 
 torch version, threads) are skipped; ``--no-resume`` re-measures.
 
 The command is a front end of the sweep's loop (:func:`sslbench.execution.sweep.execute`, ``sslbench sweep --kind
-bench`` with these options): the settings (regularizer names, ``--hparam`` names and values, sizes) and ``--out``
+bench`` with these options): the settings (regularizer names, ``--hp`` names and values, sizes) and ``--out``
 are checked before any case runs, bad input is one line and exit status 2, and the two commands' stores are
 interchangeable.
 
@@ -231,12 +231,12 @@ def run_case(case: dict, *, isolate: bool, warmup: int = 2, repeats: int | None 
 # Command line
 # --------------------------------------------------------------------------------------------------------------
 def _hparam(text: str) -> tuple[str, Any]:
-    """``--hparam NAME=VALUE``, read as ``sslbench train --hp`` and ``sslbench sweep --hparam`` read it (one parser:
+    """``--hp NAME=VALUE`` (alias ``--hparam``), read as ``sslbench train`` and ``sslbench sweep`` read it (one parser:
     :func:`sslbench.training.config.parse_hparam`: numbers, 1/128, true/false, none, tuples 1,40,40, strings)."""
     from sslbench.training.config import parse_hparam
 
     try:
-        return parse_hparam(text, "--hparam")
+        return parse_hparam(text, "--hp")
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -255,7 +255,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--algorithms", nargs="+", default=None, metavar="ALGO",
                    help="for regularizers with an 'algorithm' hyper-parameter: auto, cross_correlation, gram "
                         "(default: each one's default)")
-    g.add_argument("--hparam", action="append", type=_hparam, default=[], metavar="NAME=VALUE",
+    g.add_argument("--hp", "--hparam", dest="hparam", action="append", type=_hparam, default=[],
+                   metavar="NAME=VALUE",
                    help="hyper-parameter given to every regularizer that accepts it (repeatable; values as sslbench "
                         "train --hp: numbers, 1/128, true/false, none, tuples 1,40,40, strings); a name no regularizer "
                         "of the grid takes, or a value one refuses, stops the command before any case runs")

@@ -295,12 +295,14 @@ def _parse_toml(text: str) -> Any:
 # ==============================================================================================================
 # Settings: command line over config file over defaults, checked
 # ==============================================================================================================
-_DICT_FLAGS = {"hparams": "--hparam", "train_options": "--train-option", "data_options": "--data-option",
+_DICT_FLAGS = {"hparams": "--hp", "train_options": "--train-option", "data_options": "--data-option",
                "slurm_options": "--slurm-option"}
+#: other spellings of those flags: --hparam, bench's and sweep's name before train's --hp became the one name
+_DICT_ALIASES = {"hparams": ("--hparam",)}
 
 
 def _flag(opt: Option) -> str:
-    """The command-line flag of an option (``--hparam`` for ``hparams``, ...)."""
+    """The command-line flag of an option (``--hp`` for ``hparams``, ...)."""
     return _DICT_FLAGS.get(opt.key, opt.flag)
 
 
@@ -414,7 +416,7 @@ def planned_without_cuda(devices: list[str]) -> bool:
 def _check_hparams_accepted(names: list[str], hparams: dict) -> None:
     for key in hparams:
         if not any(bench.accepts(n, key) for n in names):
-            raise SweepError(f"--hparam {key}: none of the regularizers of the grid ({', '.join(names)}) has "
+            raise SweepError(f"{_DICT_FLAGS['hparams']} {key}: none of the regularizers of the grid ({', '.join(names)}) has "
                              f"a hyper-parameter {key!r}; check the spelling (e.g. "
                              f"{', '.join(regularizers.hparam_names(names[0])[:4])} for {names[0]})")
 
@@ -809,7 +811,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         g = (groups["cluster"] if opt.key in CLUSTER_KEYS else groups["grid"] if grid
              else groups["bench"] if opt.kinds == _B else groups["other"])
         if opt.item is dict:
-            g.add_argument(_DICT_FLAGS[opt.key], dest=opt.key, action="append",
+            g.add_argument(_DICT_FLAGS[opt.key], *_DICT_ALIASES.get(opt.key, ()), dest=opt.key, action="append",
                            type=_raw_name_value if opt.key in ("train_options", "slurm_options") else _name_value,
                            default=None, metavar="NAME=VALUE", help=opt.help + kinds)
         elif opt.item is bool:
