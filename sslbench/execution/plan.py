@@ -63,9 +63,9 @@ TRAIN_KIND = "train"
 def planned_without_cuda(devices: list[str]) -> bool:
     """Whether some of ``devices`` is a CUDA device and this machine has none: such a grid can be planned (a dry
     run) but not run here."""
-    import torch
+    from sslbench.devices import cuda_available
 
-    return any(str(d).startswith("cuda") for d in devices) and not torch.cuda.is_available()
+    return any(str(d).startswith("cuda") for d in devices) and not cuda_available()
 
 
 def record_kind(settings: dict) -> str:
