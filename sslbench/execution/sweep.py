@@ -381,10 +381,21 @@ def resolve_settings(args: argparse.Namespace, config: dict | None = None) -> di
 # The grid
 # ==============================================================================================================
 def _check_regularizers(names: list[str]) -> None:
+    """Each name is a built-in, a plugin's entry-point name or ``package.module:Class`` that imports (a plugin
+    that does not is its one line; a built-in whose module is broken records the error in its cases)."""
     available = regularizers.available()
-    unknown = [n for n in names if n not in available]
+    unknown = [n for n in names if n not in available and not regularizers._plugins.is_module_spec(n)
+               and n not in regularizers.available(plugins=True)]
     if unknown:
-        raise SweepError(f"unknown regularizer(s) {', '.join(unknown)}; available: {', '.join(available)}")
+        raise SweepError(f"unknown regularizer(s) {', '.join(unknown)}; available: {', '.join(available)} "
+                         f"(or a plugin: an entry-point name or package.module:Class; `sslbench regularizers` "
+                         f"lists them)")
+    for n in names:
+        if not regularizers.is_builtin(n):
+            try:
+                regularizers.check_spec(n)
+            except regularizers.RegularizerSpecError as exc:
+                raise SweepError(str(exc)) from None
 
 
 def _resolve_devices(devices: list[str], plan_only: bool = False) -> list[str]:
@@ -681,7 +692,9 @@ def _run_bench_case(case: dict, s: dict, env: dict, clock=time.perf_counter) -> 
                        max_repeats=s["max_repeats"], timeout_s=s["timeout"], threads=s["threads"], seed=s["seed"])
     wall = clock() - t0
     # the extras of sslbench bench's records, so that the two commands' stores are interchangeable
-    rec = m.to_record(bench.KIND, case, env=env, extra={"isolated": isolate, "seed": s["seed"], "wall_s": wall})
+    rec = m.to_record(bench.KIND, case, env=env, extra={"isolated": isolate, "seed": s["seed"], "wall_s": wall,
+                                                        "regularizer_source": regularizers.source_record(
+                                                            case["regularizer"])})
     return _Outcome(rec, wall)
 
 
@@ -707,7 +720,8 @@ def _train_record_of(child, case: dict, store: str, env: dict, timeout: float) -
                                     f"{child.last_line}")
     metrics = {"timeout_s": timeout} if status == "timeout" else {}
     return make_record(TRAIN_KIND, case, metrics, status, env=env, message=message,
-                       extra={"output": child.output, "returncode": child.returncode})
+                       extra={"output": child.output, "returncode": child.returncode,
+                              "regularizer_source": regularizers.source_record(case["regularizer"])})
 
 
 def _run_train_case(case: dict, s: dict, env: dict, *, resume: bool, sweep_id: str) -> _Outcome:

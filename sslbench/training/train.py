@@ -146,6 +146,7 @@ from sslbench.training.checkpoint import (  # noqa: F401 - re-exported
 from sslbench.training.config import (  # noqa: F401 - re-exported: the loop's configuration
     KIND,
     PREDICTOR_REGULARIZERS,
+    needs_predictor,
     DEFAULT_EMA_TAU,
     OPTIMIZERS,
     DEFAULT_LR,
@@ -641,7 +642,7 @@ def build_networks(cfg: TrainConfig, image_shape: tuple, world: int, device: tor
     backbone = build_backbone(cfg.backbone, image_shape[0], image_shape[1])
     projector = Projector(backbone.out_dim, cfg.full_projector_spec())
     predictor = Predictor(projector.out_dim, cfg.predictor_hidden) \
-        if cfg.regularizer in PREDICTOR_REGULARIZERS and cfg.predictor_hidden > 0 else None
+        if needs_predictor(cfg.regularizer) and cfg.predictor_hidden > 0 else None
     model = SSLModel(backbone, projector, predictor)
     init_state = {k: v.detach().clone().cpu() for k, v in _Embedder(model).state_dict().items()}
     if world > 1:
@@ -682,7 +683,7 @@ def run_case(cfg: TrainConfig, reg: nn.Module, device: torch.device, world: int,
     backend = resolve_backend(cfg.augment_backend)
     if backend != "kornia":  # the views differ with the backend; kornia's runs keep their earlier ids
         case["augment_backend"] = backend
-    if cfg.regularizer in PREDICTOR_REGULARIZERS:
+    if needs_predictor(cfg.regularizer):
         case["predictor_hidden"] = cfg.predictor_hidden
     if cfg.grad_clip is not None:  # only when set: the ids of earlier runs stay the same
         case["grad_clip"] = cfg.grad_clip
@@ -1100,6 +1101,7 @@ def _make_record(run: Run, metrics: dict, status: str, message: str | None, extr
     from sslbench.execution.measure import environment
     from sslbench.records import make_record
 
+    extra = {**extra, "regularizer_source": regularizers.source_record(run.cfg.regularizer)}
     return make_record(KIND, run.case, metrics, status, env=environment() if env is None else env, message=message,
                        extra=extra)
 
@@ -1135,7 +1137,9 @@ def _none_or_str(text: str) -> str | None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = TrainConfig()
     g = parser.add_argument_group("what to pretrain")
-    g.add_argument("--regularizer", default=d.regularizer, choices=regularizers.available())
+    g.add_argument("--regularizer", default=d.regularizer, metavar="SPEC",
+                   help=f"a built-in ({', '.join(regularizers.available())}), a plugin's entry-point name or "
+                        f"package.module:Class (`sslbench regularizers` lists them; default {d.regularizer})")
     g.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE",
                    help="a regularizer hyper-parameter, repeatable: --hp lambd=0.0078 --hp algorithm=gram "
                         "(ints, floats, 1/128, true/false, none, tuples 1,40,40, strings)")
