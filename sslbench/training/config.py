@@ -140,7 +140,10 @@ class TrainConfig:
         try:
             cls = regularizers.get_class(c.regularizer)  # a built-in name, an entry point or package.module:Class
         except regularizers.RegularizerSpecError as exc:
-            raise TrainInputError(f"regularizer={c.regularizer!r}: {exc}") from None
+            text = str(exc)  # one line naming the spec (a plugin's: its source and the import error)
+            if text.startswith("unknown regularizer"):  # "unknown regularizer 'x'; available: ..."
+                text = f"regularizer={c.regularizer!r} is unknown; " + text.split("; ", 1)[-1]
+            raise TrainInputError(text) from None
         _check(isinstance(c.hparams, dict) and all(isinstance(k, str) for k in c.hparams),
                f"hparams must be a dict of hyper-parameter names to values, got {c.hparams!r}")
         _choice("optimizer", c.optimizer, OPTIMIZERS)
