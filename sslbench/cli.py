@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str | None, str]] = {
     "analyze": ("sslbench.analysis.analyze", "dashboard",
                 "scaling exponents, crossovers, accuracy and regression tables of the results"),
     "dashboard": ("sslbench.dashboard", "dashboard", "launch the Streamlit dashboard on localhost"),
+    "regularizers": ("sslbench.execution.listing", None,
+                     "list the built-in regularizers and the plugins found (entry points), with where each came from"),
 }
 #: the third-party packages each extra (or the base install) provides, to name the missing one
 _PROVIDED_BY = {"torch": None, "numpy": None, "psutil": None, "tqdm": None,
