@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     failed = [t for t, rows in tables.items() if any(r.status == contract.FAIL for r in rows)]
     warned = sum(r.status == contract.WARN for rows in tables.values() for r in rows)
     if failed:
-        print(f"FAIL: {', '.join(failed)} break the contract", file=sys.stderr)
+        print(f"FAIL: {', '.join(failed)} (a row failed)", file=sys.stderr)
         return 1
     print(f"all {len(subjects)} pass" + (f" ({warned} warning(s))" if warned else ""))
     return 0

@@ -93,13 +93,21 @@ def _create(spec: str, hparams: dict):
     """``regularizers.create(spec, **hparams)``; any failure (unknown name, broken plugin, bad value) is a
     :class:`SpecError` with one line."""
     try:
-        if spec not in regularizers.available() and ":" in spec:  # TODO(h-plugins): create() resolves specs
-            import importlib
-            module, _, cls = spec.partition(":")
-            return getattr(importlib.import_module(module), cls)(**hparams)
-        return regularizers.create(spec, **hparams)
-    except Exception as exc:  # noqa: BLE001 - a plugin's import may raise anything: one line naming it
+        module = regularizers.create(spec, **hparams)
+    except ValueError as exc:  # unknown name, broken plugin (RegularizerSpecError), bad hyper-parameter
+        text = " ".join(str(exc).split())
+        raise SpecError(text if spec in text else f"{spec}: {text}") from None
+    except Exception as exc:  # noqa: BLE001 - a plugin's __init__ may raise anything: one line naming it
         raise SpecError(f"{spec}: {_one_line(exc)}") from None
+    if not isinstance(module, torch.nn.Module):
+        raise SpecError(f"{spec}: create() returned a {type(module).__name__}, not a torch.nn.Module")
+    return module
+
+
+def _inner(module):
+    """The plain module inside the adapter of :mod:`sslbench.regularizers` (``.module``), else ``module``."""
+    inner = getattr(module, "module", None)
+    return inner if isinstance(inner, torch.nn.Module) else module
 
 
 @dataclass
@@ -115,6 +123,9 @@ class Subject:
     def __post_init__(self):
         self.hparams = dict(self.hparams)
         module = _create(self.spec, self.hparams)
+        # a plugin's class, resolved once: create() looks its entry point up in the metadata on every call, and the
+        # checks build hundreds of modules (gradcheck builds one per evaluation)
+        self._cls = None if regularizers.is_builtin(self.spec) else type(module)
         self.symmetric = bool(getattr(module, "symmetric", True))
         self.accepted = _accepted_hparams(self.spec, module)
         self.max_views = None if not self.symmetric else _max_views(module)
@@ -128,7 +139,7 @@ class Subject:
         hp = {**self.hparams, **extra}
         if "generator" in self.accepted and "generator" not in self.hparams:
             hp["generator"] = torch.Generator().manual_seed(seed)
-        return _create(self.spec, hp)
+        return _create(self.spec, hp) if self._cls is None else self._cls(**hp)
 
     def accepts_views(self, views: int) -> bool:
         return self.max_views is None or views <= self.max_views
@@ -190,17 +201,14 @@ def _accepted_hparams(spec: str, module) -> list[str]:
     try:
         return list(regularizers.hparam_names(spec))
     except Exception:  # noqa: BLE001 - the hyper-parameters of the class itself
-        inner = getattr(module, "module", module)
-        params = inspect.signature(type(inner).__init__).parameters.values()
+        params = inspect.signature(type(_inner(module)).__init__).parameters.values()
         return [p.name for p in params if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
 
 
 def _max_views(module) -> int | None:
     """How many views ``forward`` takes: None (any number) for ``*views``, else its positional parameters. An
     adapter around a plain module (``.module``) is looked through."""
-    inner = getattr(module, "module", None)
-    target = inner if isinstance(inner, torch.nn.Module) else module
-    params = list(inspect.signature(target.forward).parameters.values())
+    params = list(inspect.signature(_inner(module).forward).parameters.values())
     if any(p.kind is p.VAR_POSITIONAL for p in params):
         return None
     return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
@@ -354,7 +362,7 @@ def check_inputs_unchanged(subject: Subject) -> Row:
 
 def check_gradcheck(subject: Subject) -> Row:
     name = "gradcheck float64"
-    if getattr(subject.build(0), "surrogate_gradient", False):
+    if getattr(_inner(subject.build(0)), "surrogate_gradient", False):
         return Row(name, PASS, "not applicable: the class declares surrogate_gradient (by design its gradient is not "
                                "the derivative of its value)")
     warm = subject.build(0).double().train()
@@ -658,7 +666,7 @@ def distributed_row(case: DistributedCase, ranks: list[dict], world_size: int = 
     torch.manual_seed(case.seed)
     loss, terms = subject.call(reg, full)
     loss.backward()
-    single_grad = subject.grad(full)
+    loss, single_grad = loss.detach(), subject.grad(full)
     mean = sum(r["loss"] for r in ranks) / world_size
     if not _close(mean, loss.detach()):
         h = case.n // world_size
