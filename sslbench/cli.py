@@ -18,6 +18,8 @@ COMMANDS: dict[str, tuple[str, str | None, str]] = {
     "bench": ("sslbench.execution.bench_command", None, "micro-benchmark regularizers' forward+backward time and memory"),
     "sweep": ("sslbench.execution.sweep", None,
               "a resumable grid of bench or train cases appended to a JSON-lines store"),
+    "check": ("sslbench.execution.check", None,
+              "the regularizer contract (dtypes, gradcheck, state, bad input, 2-rank DDP gradients) on SPEC..."),
     "report": ("sslbench.analysis.report", "dashboard", "tables and verdicts from the results store"),
     "analyze": ("sslbench.analysis.analyze", "dashboard",
                 "scaling exponents, crossovers, accuracy and regression tables of the results"),
