@@ -127,8 +127,7 @@ def serve(cmd: list[str], env: dict) -> int:
     proc = None
     try:
         try:
-            proc = subprocess.Popen(cmd, env=env, preexec_fn=None if mask is None else
-                                    (lambda: signal.pthread_sigmask(signal.SIG_SETMASK, mask)))
+            proc = subprocess.Popen(cmd, env=env, preexec_fn=None if mask is None else _server_setup(mask))
         finally:
             if mask is not None:
                 signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a stop held back arrives here
@@ -140,6 +139,20 @@ def serve(cmd: list[str], env: dict) -> int:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def _server_setup(mask: set):
+    """What the server runs between fork and exec: die with the launcher (``PR_SET_PDEATHSIG``, the runner's
+    mechanism: a ``kill -9`` of the launcher must not leave a server on the port serving the old folder), and take
+    back the launcher's signal mask."""
+    from sslbench.execution.runner import die_with_parent  # the standard library only: no torch
+
+    launcher = os.getpid()
+
+    def setup() -> None:  # pragma: no cover - runs in the child
+        die_with_parent(signal.SIGTERM, parent=launcher)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    return setup
 
 
 def stop_process(proc: subprocess.Popen, grace_s: float = 10.0) -> None:

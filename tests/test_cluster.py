@@ -10,6 +10,7 @@ resumes from its checkpoint."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -324,3 +325,28 @@ def test_a_timed_out_slurm_task_is_requeued_and_its_training_case_resumes_from_i
     (rec,) = _records(store)
     assert rec["status"] == "ok" and rec["metrics"]["steps"] == 400
     assert 0 < rec["extra"]["resumed_from_step"] < 400  # the requeued task resumed, it did not start over
+
+
+@pytest.mark.slow
+def test_kill_9_of_a_local_sweep_launcher_stops_its_controllers_and_workers(tmp_path):
+    """``kill -9`` of ``--executor local``'s launcher runs none of its handlers: its submitit controllers used to
+    run the rest of the grid unwatched. They now get SIGTERM when it dies (PR_SET_PDEATHSIG) and pass it to their
+    workers, which record their running cases as interrupted; no process of the sweep is left."""
+    import psutil
+
+    store = tmp_path / "s.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "sslbench", "sweep", *ENDLESS, "--dims", "16", "24", "--out",
+                             str(store), "--executor", "local", "--workers", "2"], cwd=tmp_path, env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _wait_for(lambda: len(_claims(store)) == 2, proc=proc)  # both workers are running a case
+        tree = psutil.Process(proc.pid).children(recursive=True)
+        pids = [p.pid for p in tree]
+        assert len(pids) >= 4, tree  # two controllers, two workers (and their cases' processes)
+        proc.kill()
+        proc.wait(timeout=60)
+        _wait_for(lambda: not any(_alive(pid) for pid in pids), timeout=120)
+        _wait_for(lambda: sorted(r["status"] for r in _records(store)) == ["interrupted", "interrupted"], timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of the sweep's session

@@ -110,3 +110,24 @@ def test_results_the_pages_cannot_read_are_reported_before_serving(tmp_path, mon
                        "float); fix or move that file")
     monkeypatch.undo()
     assert dashboard.check_results(str(results), None) is None
+
+
+@pytest.mark.slow
+def test_kill_9_of_the_launcher_stops_its_server(tmp_path):
+    """``kill -9`` of the launcher runs none of its handlers: its server used to keep serving the old folder on the
+    port. The server now dies with it (PR_SET_PDEATHSIG, as the runner's cases)."""
+    pytest.importorskip("plotly")
+    proc, pid_file = _launcher(tmp_path, tmp_path / "no-results-yet")
+    server = None
+    try:
+        _wait_for(pid_file.exists, "the server to start")
+        server = int(pid_file.read_text())
+        assert _alive(server)
+        proc.kill()
+        proc.wait(timeout=60)
+        _wait_for(lambda: not _alive(server), "the server to die with its launcher", limit_s=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if server is not None and _alive(server):
+            os.kill(server, signal.SIGKILL)

@@ -20,6 +20,7 @@ resume are the inline ones. The submitit folder and the list of submitted jobs a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -95,8 +96,11 @@ class CaseWorker(Checkpointable):
         self.command, self.settings, self.cases, self.out = command, settings, cases, out
 
     def __call__(self, indices: list[int]) -> int:
-        from sslbench.execution.runner import clean_stale_case_folders
+        from sslbench.execution.runner import clean_stale_case_folders, die_with_parent
 
+        if os.environ.get("SUBMITIT_EXECUTOR") == "local" and os.environ.get("SUBMITIT_LOCAL_JOB_ID", "").isdigit():
+            # a local worker stops (SIGTERM: its running case is recorded as interrupted) when its controller dies
+            die_with_parent(signal.SIGTERM, parent=int(os.environ["SUBMITIT_LOCAL_JOB_ID"]))
         clean_stale_case_folders()
         plan = make_plan(self.command, self.settings, [self.cases[i] for i in indices], self.out)
         return run_plan(plan)
@@ -197,7 +201,8 @@ def _submit_local(plan: Plan, todo: list[int]) -> int:
             for k, p in enumerate(params):
                 executor.update_parameters(timeout_min=_LOCAL_TIMEOUT_MIN, **p)
                 rotated = todo[k * len(todo) // len(params):] + todo[:k * len(todo) // len(params)]
-                jobs.append(executor.submit(worker, rotated))
+                with _controllers_die_with_this_process():
+                    jobs.append(executor.submit(worker, rotated))
             _save_jobs(plan.out, "local", jobs, [[plan.ids[i] for i in todo]] * len(jobs))
             threads = f", {s['threads']} thread(s) per case" if s["threads"] and not _gpus(plan) else ""
             print(f"{plan.name}: {len(todo)} case(s) to run on {len(jobs)} local worker(s){threads} -> {plan.out} "
@@ -206,6 +211,37 @@ def _submit_local(plan: Plan, todo: list[int]) -> int:
         except KeyboardInterrupt as exc:
             return _stop_local(plan, jobs, signal_of(exc))
     return _results_local(plan, jobs)
+
+
+@contextlib.contextmanager
+def _controllers_die_with_this_process():
+    """While active, the controllers submitit's LocalExecutor starts get SIGTERM when this launcher dies, even by
+    ``kill -9`` (``PR_SET_PDEATHSIG``, as the runner's cases): a controller forwards it to its worker, which records
+    its running case as interrupted and ends, rather than running the rest of the grid unwatched. submitit starts
+    them with ``subprocess.Popen`` and has no hook for it, so its module sees a Popen that adds the set-up."""
+    from submitit.local import local
+
+    from sslbench.execution.runner import die_with_parent
+
+    launcher, real = os.getpid(), local.subprocess
+
+    def setup() -> None:  # pragma: no cover - runs in the child
+        die_with_parent(signal.SIGTERM, parent=launcher)
+
+    class _Subprocess:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        @staticmethod
+        def Popen(*args, **kwargs):  # noqa: N802 - subprocess's name
+            kwargs.setdefault("preexec_fn", setup)
+            return real.Popen(*args, **kwargs)
+
+    local.subprocess = _Subprocess()
+    try:
+        yield
+    finally:
+        local.subprocess = real
 
 
 def _wait_all(jobs) -> None:
