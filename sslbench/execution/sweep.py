@@ -425,7 +425,7 @@ def _bench_cases(s: dict, plan_only: bool = False) -> list[dict]:
     # the hyper-parameters and algorithms are checked once per regularizer and D here, on the meta device (nothing
     # is allocated, even for DirectPred's D×D state), so that a typo stops the sweep before it starts rather than
     # filling the store with errors; and a case whose inputs and state alone exceed the device's memory is refused
-    states: dict[tuple, int | None] = {}
+    states: dict[tuple, int | None] = {}  # -1: the regularizer does not import (its cases record the error)
     memory = {d: bench.device_memory(d) for d in devices}
     for c in cases:
         key = (c["regularizer"], c.get("algorithm"), json.dumps(c.get("hparams"), sort_keys=True), c["dim"])
@@ -437,8 +437,9 @@ def _bench_cases(s: dict, plan_only: bool = False) -> list[dict]:
                 what = f" algorithm={c['algorithm']}" if c.get("algorithm") else ""
                 raise SweepError(f"{c['regularizer']}{what} with hparams {c.get('hparams') or {}}: {exc}") from None
             except ImportError:  # a registered regularizer whose module is broken: its cases record the error
-                states[key] = 0
-        _check_case_memory(c, bench.case_bytes(c, states[key]), memory[c["device"]])
+                states[key] = -1
+        if states[key] != -1:
+            _check_case_memory(c, bench.case_bytes(c, states[key]), memory[c["device"]])
     return cases
 
 
