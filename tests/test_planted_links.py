@@ -90,3 +90,23 @@ def test_a_failed_checkpoint_write_leaves_the_old_one_and_no_temporary(tmp_path)
     with pytest.raises(RuntimeError):
         save_checkpoint(path, {"format": 2, "step": 2, "x": Boom()})
     assert torch.load(path, weights_only=True)["step"] == 1 and sorted(os.listdir(tmp_path)) == ["run.pt"]
+
+
+def test_the_fallback_of_an_unwritable_store_is_not_appended_through_a_planted_link(tmp_path, monkeypatch, capsys):
+    """``unsaved-<record id>.jsonl`` (where a record goes when its store cannot be written) has a guessable name."""
+    from sslbench.records import paths, store
+
+    real = store.append_record
+
+    def disk_full(path, record):
+        if Path(path).name == "r.jsonl":
+            raise OSError(28, "No space left on device")
+        real(path, record)
+
+    monkeypatch.setattr(store, "append_record", disk_full)
+    monkeypatch.chdir(tmp_path)
+    logs, victim = tmp_path / "logs", _victim(tmp_path)
+    _plant("symlink", logs / "unsaved-abc.jsonl", victim)
+    where = paths.append_record_safely(tmp_path / "r.jsonl", {"id": "abc", "x": 1}, fallback_dirs=[logs])
+    assert victim.read_bytes() == PRECIOUS
+    assert where == str(Path(".") / "unsaved-abc.jsonl") and (tmp_path / "unsaved-abc.jsonl").exists()

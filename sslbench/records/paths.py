@@ -88,6 +88,15 @@ def check_store_path(path: str | os.PathLike, flag: str = "--out") -> Path:
     return p
 
 
+def _planted(path: Path) -> bool:
+    """Whether ``path`` is a symlink, or a file with other hard links: not a file of our own to append to."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return os.path.islink(path) or st.st_nlink > 1
+
+
 def append_record_safely(path: str | os.PathLike, record: dict, *, fallback_dirs=()) -> str:
     """Append ``record`` to the store ``path``; if that fails, write it to ``<dir>/unsaved-<id>.jsonl`` in the
     first of ``fallback_dirs`` (then the working folder) that takes it, or else print it whole on stdout.
@@ -104,6 +113,8 @@ def append_record_safely(path: str | os.PathLike, record: dict, *, fallback_dirs
         if folder is None:
             continue
         target = Path(folder) / name
+        if _planted(target):  # a guessable name (the record's id): never append through a link found there
+            continue
         try:
             store.append_record(target, record)
         except OSError:
