@@ -21,6 +21,7 @@ from sslbench.records import read_records
 from sslbench.training import train as T
 from sslbench.training.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 
+
 def _cfg(tmp_path, **kw):
     return tiny_config(tmp_path, **kw).resolved()
 

@@ -26,6 +26,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from sslbench.records.text import one_line
+
 TITLES = {
     "inventory": "Records",
     "scaling_dim": "Scaling exponents in D (y ∝ D^alpha; log-log least squares)",
@@ -92,11 +94,11 @@ def run(args: argparse.Namespace) -> int:
         tables = A.summary(df, threshold=args.threshold, min_points=args.min_points, dim_min=args.dim_min,
                            tables=args.tables) if not df.empty else {}
     except Exception as exc:  # noqa: BLE001 -- one line naming the problem, never a traceback
-        print(f"sslbench analyze: could not analyze the results in {root} ({type(exc).__name__}: {exc}); the "
+        print(f"sslbench analyze: could not analyze the results in {root} ({type(exc).__name__}: {one_line(exc)}); the "
               "file at fault can be moved aside and the command rerun", file=sys.stderr)
         return 1
     for w in caught:
-        print(f"warning: {w.message}", file=sys.stderr)
+        print(f"warning: {one_line(w.message)}", file=sys.stderr)  # may quote the store
     if df.empty:
         print(A.HOW_TO_PRODUCE_RESULTS.format(root=root), file=sys.stderr)
         return 1

@@ -14,6 +14,7 @@ from sslbench.analysis.regressions import regressions
 from sslbench.analysis.scaling import crossover_table, scaling_table
 from sslbench.records.text import markdown_cell, one_line, terminal
 
+
 def inventory(df: pd.DataFrame) -> pd.DataFrame:
     """How many records of each source type, kind, device and status."""
     if df.empty:
