@@ -15,7 +15,7 @@ COMMANDS: dict[str, tuple[str, str | None, str]] = {
     "demo": ("sslbench.demo", None, "the main job on the embedded default data (what `make demo` runs)"),
     "train": ("sslbench.training.train", None,
               "pretrain a backbone with one regularizer and evaluate it (linear probe, kNN)"),
-    "bench": ("sslbench.execution.bench", None, "micro-benchmark regularizers' forward+backward time and memory"),
+    "bench": ("sslbench.execution.bench_command", None, "micro-benchmark regularizers' forward+backward time and memory"),
     "sweep": ("sslbench.execution.sweep", None,
               "a resumable grid of bench or train cases appended to a JSON-lines store"),
     "report": ("sslbench.analysis.report", "dashboard", "tables and verdicts from the results store"),

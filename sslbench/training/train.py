@@ -376,7 +376,7 @@ def _memory(device: torch.device) -> dict:
     if device.type == "cuda":
         return {"memory_bytes": torch.cuda.memory_allocated(device),
                 "peak_memory_bytes": torch.cuda.max_memory_allocated(device)}
-    from sslbench.execution.measure import RssTracker
+    from sslbench.probe.memory import RssTracker
 
     return {"memory_bytes": RssTracker().current()}
 
@@ -384,7 +384,7 @@ def _memory(device: torch.device) -> dict:
 def _peak_memory(device: torch.device) -> int | None:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device)
-    from sslbench.execution.measure import RssTracker
+    from sslbench.probe.memory import RssTracker
 
     return RssTracker().peak()
 
@@ -891,7 +891,7 @@ def step_or_fall_back(run: Run, state: RunState, images: Tensor):
     draws)."""
     if run.eager_net is None or state.step > (state.resumed_from or 0):
         return one_step(run, state, images)
-    from sslbench.execution.measure import is_oom_error
+    from sslbench.probe.memory import is_oom_error
 
     try:
         return one_step(run, state, images)
@@ -1007,7 +1007,7 @@ def _checkpoint_and_evaluate(run: Run, state: RunState, log: _Log, clock: _Clock
 def _stopped_by(run: Run, state: RunState, log: _Log, exc: Exception, bar) -> None:
     """An exception in the loop: a divergence (a linear-algebra failure on a NaN/Inf state) or an out-of-memory
     error end the run as a result; anything else is logged, recorded as ``error`` and raised again."""
-    from sslbench.execution.measure import is_oom_error
+    from sslbench.probe.memory import is_oom_error
 
     if diverged_in_linalg(exc, run):
         lr = run.lr(min(state.step, run.total_steps - 1))
@@ -1101,7 +1101,7 @@ def build_record(run: Run, state: RunState, metrics: dict, log_path: Path | None
 
 def _make_record(run: Run, metrics: dict, status: str, message: str | None, extra: dict, *,
                  env: dict | None = None) -> dict:
-    from sslbench.execution.measure import environment
+    from sslbench.probe.environment import environment
     from sslbench.records import make_record
 
     return make_record(KIND, run.case, metrics, status, env=environment() if env is None else env, message=message,
