@@ -142,7 +142,7 @@ class TrainConfig:
                                "online network under stop-gradient is the target)")
     # --- runtime ----------------------------------------------------------------------------------------------
     seed: int = option(0, group=_RUNTIME)
-    device: str = option("auto", group=_RUNTIME, help="auto, cpu, cuda, cuda:N")
+    device: str = option("auto", group=_RUNTIME, help=devices.HELP)  # sslbench.devices: the rules
     amp: str = option(  # auto: bf16 autocast on CUDA, float32 on the CPU
         "auto", group=_RUNTIME, nargs="?", const="bf16", choices=AMP_MODES,
         help="auto (bf16 autocast on CUDA, float32 on the CPU), bf16, off; --amp alone means bf16")
