@@ -372,10 +372,21 @@ def resolve_settings(args: argparse.Namespace, config: dict | None = None) -> di
 # The grid
 # ==============================================================================================================
 def _check_regularizers(names: list[str]) -> None:
+    """Each name is a built-in, a plugin's entry-point name or ``package.module:Class`` that imports (a plugin
+    that does not is its one line; a built-in whose module is broken records the error in its cases)."""
     available = regularizers.available()
-    unknown = [n for n in names if n not in available]
+    unknown = [n for n in names if n not in available and not regularizers._plugins.is_module_spec(n)
+               and n not in regularizers.available(plugins=True)]
     if unknown:
-        raise SweepError(f"unknown regularizer(s) {', '.join(unknown)}; available: {', '.join(available)}")
+        raise SweepError(f"unknown regularizer(s) {', '.join(unknown)}; available: {', '.join(available)} "
+                         f"(or a plugin: an entry-point name or package.module:Class; `sslbench regularizers` "
+                         f"lists them)")
+    for n in names:
+        if not regularizers.is_builtin(n):
+            try:
+                regularizers.check_spec(n)
+            except regularizers.RegularizerSpecError as exc:
+                raise SweepError(str(exc)) from None
 
 
 def _resolve_devices(devices: list[str], plan_only: bool = False) -> list[str]:

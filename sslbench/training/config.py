@@ -22,8 +22,22 @@ from sslbench import devices, regularizers
 from sslbench.records.constants import DEFAULT_PREDICTOR_HIDDEN
 
 KIND = "train"
-#: regularizers whose online branch ends in a learned predictor
-PREDICTOR_REGULARIZERS = ("byol",)
+
+
+def needs_predictor(spec: str) -> bool:
+    """Whether the regularizer ``spec``'s online branch ends in a learned predictor (its class's
+    ``needs_predictor``; a plugin may set it too)."""
+    return bool(getattr(regularizers.get_class(spec), "needs_predictor", False))
+
+
+def default_lr_for() -> dict[tuple[str, str], float]:
+    """The exceptions to :data:`DEFAULT_LR` per (optimizer, regularizer), from the built-ins' ``default_lr``."""
+    return {(opt, name): lr for name in regularizers.where("default_lr")
+            for opt, lr in regularizers.get_class(name).default_lr.items()}
+
+
+#: regularizers whose online branch ends in a learned predictor (derived from the registry: ``needs_predictor``)
+PREDICTOR_REGULARIZERS = tuple(regularizers.where("needs_predictor"))
 #: the EMA decay of the target network for the asymmetric regularizers when ``ema_tau`` is None (the CIFAR
 #: configs of fmi-basel/implicit-var-reg: τ_base 0.99 → 1.0)
 DEFAULT_EMA_TAU = 0.99
@@ -35,8 +49,8 @@ DEFAULT_LR = {"lars": 3.0, "sgd": 0.1, "adamw": 2e-3}
 #: diverged at step 127 (lr 0.054, mid warm-up) on another, and 5 of 8 short sweep runs at 0.1 diverged; at 0.03
 #: none did (results/sweeps/README.md). With AdamW, VICReg keeps the 1e-3 that the earlier optimiser sweep measured
 #: stable (84.4 % at 10 epochs, train.py's module docstring); 2e-3 was measured for Barlow Twins only.
-DEFAULT_LR_FOR = {("sgd", "vicreg"): 0.03, ("sgd", "vicreg_fft"): 0.03, ("adamw", "vicreg"): 1e-3,
-                  ("adamw", "vicreg_fft"): 1e-3}
+#: (derived from the registry: each class's ``default_lr``; :func:`default_lr_for`)
+DEFAULT_LR_FOR = default_lr_for()
 DEFAULT_WEIGHT_DECAY = {"lars": 1e-6, "sgd": 5e-4, "adamw": 1e-4}
 #: the backbone when the config leaves it None, per data set (else "auto": sslbench.training.models.auto_backbone).
 #: A name of its own rather than a new meaning of "auto", so that records of "auto" keep theirs.
@@ -45,7 +59,8 @@ DEFAULT_BACKBONE_FOR = {"fashion_mnist": "convnet_pool_2x2"}
 DEFAULT_AUGMENT_FOR = {"fashion_mnist": "mnist_strong"}
 #: regularizers whose ``lambd`` defaults to 1/dim when ``hparams`` leaves it out (the Barlow Twins authors' 0.0051
 #: was tuned for D = 8192; lambd ≈ 1/D is the usual choice at small D, and the one the CPU-default sweep measured)
-LAMBD_ONE_OVER_DIM = ("barlow_twins",)
+#: (derived from the registry: ``lambd_one_over_dim``)
+LAMBD_ONE_OVER_DIM = tuple(regularizers.where("lambd_one_over_dim"))
 AMP_MODES = ("auto", "bf16", "off")
 DEVICES = devices.NAMES  # and cuda:N (sslbench.devices)
 #: datasets larger than this stay in host memory and are copied per batch (else they are moved to the device)
@@ -88,8 +103,10 @@ class TrainConfig:
 
     # --- what to pretrain -------------------------------------------------------------------------------------
     # (no choices: a name is checked by resolved() against the registry, which also takes specs of other packages)
-    regularizer: str = option("barlow_twins", group=_WHAT, metavar="NAME",
-                              help=lambda: "the regularizer: " + ", ".join(regularizers.available()))
+    regularizer: str = option("barlow_twins", group=_WHAT, metavar="SPEC",
+                              help=lambda: f"a built-in ({', '.join(regularizers.available())}), a plugin's "
+                                           "entry-point name or package.module:Class (`sslbench regularizers` "
+                                           "lists them)")
     hparams: dict = option(  # passed to sslbench.regularizers.create
         default_factory=dict, group=_WHAT, flags=("--hp", "--hparam"), metavar="NAME=VALUE",
         help="a regularizer hyper-parameter, repeatable: --hp lambd=0.0078 --hp algorithm=gram "
@@ -200,8 +217,13 @@ class TrainConfig:
         """:meth:`resolved` and the regularizer built to check the hyper-parameters, which the run then uses: a
         run builds its regularizer once (a constructor may be slow, or another package's)."""
         c = dataclasses.replace(self, hparams=dict(self.hparams), data_options=dict(self.data_options))
-        _check(c.regularizer in regularizers.available(),
-               f"regularizer={c.regularizer!r} is unknown; available: {', '.join(regularizers.available())}")
+        try:
+            cls = regularizers.get_class(c.regularizer)  # a built-in name, an entry point or package.module:Class
+        except regularizers.RegularizerSpecError as exc:
+            text = str(exc)  # one line naming the spec (a plugin's: its source and the import error)
+            if text.startswith("unknown regularizer"):  # "unknown regularizer 'x'; available: ..."
+                text = f"regularizer={c.regularizer!r} is unknown; " + text.split("; ", 1)[-1]
+            raise TrainInputError(text) from None
         _check(isinstance(c.hparams, dict) and all(isinstance(k, str) for k in c.hparams),
                f"hparams must be a dict of hyper-parameter names to values, got {c.hparams!r}")
         _choice("optimizer", c.optimizer, OPTIMIZERS)
@@ -231,19 +253,20 @@ class TrainConfig:
                                                     for p in c.projector.split("-") if c.projector.strip()),
                f"projector={c.projector!r} must be hidden widths like '2048-2048' (or '' for one linear layer)")
         if c.lr is None:
-            c.lr = DEFAULT_LR_FOR.get((c.optimizer, c.regularizer), DEFAULT_LR[c.optimizer])
+            c.lr = (getattr(cls, "default_lr", None) or {}).get(c.optimizer, DEFAULT_LR[c.optimizer])
         if c.weight_decay is None:
             c.weight_decay = DEFAULT_WEIGHT_DECAY[c.optimizer]
         _check(_real(c.lr) and c.lr > 0, f"lr={c.lr!r} must be > 0")
         _check(_real(c.weight_decay) and c.weight_decay >= 0, f"weight_decay={c.weight_decay!r} must be >= 0")
         if c.probe_lr is not None:
             _check(_real(c.probe_lr) and c.probe_lr > 0, f"probe_lr={c.probe_lr!r} must be > 0")
-        symmetric = regularizers.get_class(c.regularizer).symmetric
+        symmetric = getattr(cls, "symmetric", True)
         if c.ema_tau is None:
             c.ema_tau = 0.0 if symmetric else DEFAULT_EMA_TAU
         _check(_real(c.ema_tau) and 0 <= c.ema_tau < 1, f"ema_tau={c.ema_tau!r} must be in [0, 1)")
         _check(not (symmetric and c.ema_tau > 0),
-               f"ema_tau={c.ema_tau} applies to the asymmetric regularizers (byol, directpred, isoloss); "
+               f"ema_tau={c.ema_tau} applies to the asymmetric regularizers "
+               f"({', '.join(n for n in regularizers.available() if n not in regularizers.where('symmetric'))}); "
                f"{c.regularizer} is symmetric and takes one set of views: leave ema_tau unset")
         if c.dataset is None:
             from sslbench.training.data import default_dataset
@@ -253,7 +276,7 @@ class TrainConfig:
             c.backbone = DEFAULT_BACKBONE_FOR.get(c.dataset, "auto")
         if c.augment is None:
             c.augment = DEFAULT_AUGMENT_FOR.get(c.dataset, "auto")
-        if c.regularizer in LAMBD_ONE_OVER_DIM and "lambd" not in c.hparams:
+        if getattr(cls, "lambd_one_over_dim", False) and "lambd" not in c.hparams:
             c.hparams["lambd"] = 1.0 / c.dim
         _check_names(c)
         return c, _checked_regularizer(c)

@@ -146,6 +146,7 @@ from sslbench.training.checkpoint import (  # noqa: F401 - re-exported
 from sslbench.training.config import (  # noqa: F401 - re-exported: the loop's configuration
     KIND,
     PREDICTOR_REGULARIZERS,
+    needs_predictor,
     DEFAULT_EMA_TAU,
     OPTIMIZERS,
     DEFAULT_LR,
@@ -645,7 +646,7 @@ def build_networks(cfg: TrainConfig, image_shape: tuple, world: int, device: tor
     backbone = build_backbone(cfg.backbone, image_shape[0], image_shape[1])
     projector = Projector(backbone.out_dim, cfg.full_projector_spec())
     predictor = Predictor(projector.out_dim, cfg.predictor_hidden) \
-        if cfg.regularizer in PREDICTOR_REGULARIZERS and cfg.predictor_hidden > 0 else None
+        if needs_predictor(cfg.regularizer) and cfg.predictor_hidden > 0 else None
     model = SSLModel(backbone, projector, predictor)
     init_state = {k: v.detach().clone().cpu() for k, v in _Embedder(model).state_dict().items()}
     if world > 1:
@@ -686,7 +687,7 @@ def run_case(cfg: TrainConfig, reg: nn.Module, device: torch.device, world: int,
     backend = resolve_backend(cfg.augment_backend)
     if backend != "kornia":  # the views differ with the backend; kornia's runs keep their earlier ids
         case["augment_backend"] = backend
-    if cfg.regularizer in PREDICTOR_REGULARIZERS:
+    if needs_predictor(cfg.regularizer):
         case["predictor_hidden"] = cfg.predictor_hidden
     if cfg.grad_clip is not None:  # only when set: the ids of earlier runs stay the same
         case["grad_clip"] = cfg.grad_clip
@@ -1104,6 +1105,7 @@ def _make_record(run: Run, metrics: dict, status: str, message: str | None, extr
     from sslbench.probe.environment import environment
     from sslbench.records import make_record
 
+    extra = {**extra, "regularizer_source": regularizers.source_record(run.cfg.regularizer)}
     return make_record(KIND, run.case, metrics, status, env=environment() if env is None else env, message=message,
                        extra=extra)
 
