@@ -1,11 +1,16 @@
-"""The configuration of one training run (:class:`TrainConfig`), its validation, the documented defaults, and the
-parser of ``NAME=VALUE`` options (``--hp``, ``--data-option``) that ``train``, ``bench`` and ``sweep`` share.
+"""The configuration of one training run (:class:`TrainConfig`), its validation, the documented defaults, the
+command line of ``sslbench train``, and the parser of ``NAME=VALUE`` options (``--hp``, ``--data-option``) that
+``train``, ``bench`` and ``sweep`` share.
+
+Each option is defined once, as a field: :func:`option` gives the field its default and its flag, help, choices
+and metavar, and :func:`add_arguments` generates ``sslbench train``'s parser from the fields (one option per field).
 
 Validation happens here, once, before any work: :meth:`TrainConfig.resolved` checks every field (names of the
-regularizer, data set and its options, backbone, augmentation, device; numbers; the regularizer's
-hyper-parameters against ``dim``, by a call on shape-only "meta" tensors), and :func:`check_outputs` the output
-paths. Both raise :class:`TrainInputError`, whose message is the one line ``sslbench train`` prints before its
-exit status 2."""
+regularizer, data set and its options, backbone, augmentation, device (:mod:`sslbench.devices`); numbers; the
+regularizer's hyper-parameters, by building it, and against ``dim``, by a call on shape-only "meta" tensors), and
+:func:`check_outputs` the output paths. Both raise :class:`TrainInputError`, whose message is the one line
+``sslbench train`` prints before its exit status 2. :meth:`TrainConfig.resolved_with_regularizer` also returns the
+regularizer it built, so that a run builds it once."""
 
 from __future__ import annotations
 
