@@ -333,9 +333,12 @@ def _checked_regularizer(c: TrainConfig) -> "regularizers.Regularizer":
         reg = regularizers.create(c.regularizer, **c.hparams)
     except (ValueError, TypeError) as exc:
         raise TrainInputError(f"{c.regularizer}: {exc}") from None
-    z = torch.empty(c.views, min(c.batch_size, 64), c.dim, device="meta")
     try:
         probe = copy.deepcopy(reg)
+    except Exception:  # noqa: BLE001 - a module that cannot be copied (a plugin holding a lock): left to the run
+        return reg
+    z = torch.empty(c.views, min(c.batch_size, 64), c.dim, device="meta")
+    try:
         with torch.random.fork_rng(devices=[]), torch.no_grad():
             probe(z) if probe.symmetric else probe(z, z)
     except (ValueError, TypeError) as exc:
