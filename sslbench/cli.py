@@ -18,10 +18,16 @@ COMMANDS: dict[str, tuple[str, str | None, str]] = {
     "bench": ("sslbench.execution.bench_command", None, "micro-benchmark regularizers' forward+backward time and memory"),
     "sweep": ("sslbench.execution.sweep", None,
               "a resumable grid of bench or train cases appended to a JSON-lines store"),
+    "check": ("sslbench.execution.check", None,
+              "the regularizer contract (dtypes, gradcheck, state, bad input, 2-rank DDP gradients) on SPEC..."),
     "report": ("sslbench.analysis.report", "dashboard", "tables and verdicts from the results store"),
     "analyze": ("sslbench.analysis.analyze", "dashboard",
                 "scaling exponents, crossovers, accuracy and regression tables of the results"),
     "dashboard": ("sslbench.dashboard", "dashboard", "launch the Streamlit dashboard on localhost"),
+    "regularizers": ("sslbench.execution.listing", None,
+                     "list the built-in regularizers and the plugins found (entry points), with where each came from"),
+    "asv-init": ("sslbench.execution.asv_suite", None,
+                 "write asv.conf.json and a benchmark file into your repository to catch regressions of your loss"),
 }
 #: the third-party packages each extra (or the base install) provides, to name the missing one
 _PROVIDED_BY = {"torch": None, "numpy": None, "psutil": None, "tqdm": None,
