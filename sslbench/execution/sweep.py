@@ -72,10 +72,19 @@ from typing import Any
 
 from sslbench import regularizers
 from sslbench.devices import HELP as DEVICE_HELP
-from sslbench.devices import DeviceError, check_name, cuda_available, is_cuda, resolve_device
+from sslbench.devices import DeviceError, check_name, is_cuda, resolve_device
 from sslbench.execution import bench
-from sslbench.execution.plan import (TRAIN_KIND, EtaEstimator, SweepError, describe_train, dry_run,  # noqa: F401
-                                     make_plan, planned_without_cuda, run_plan, train_config)
+from sslbench.execution.plan import (  # noqa: F401
+    TRAIN_KIND,
+    EtaEstimator,
+    SweepError,
+    describe_train,
+    dry_run,
+    make_plan,
+    planned_without_cuda,
+    run_plan,
+    train_config,
+)
 from sslbench.execution.runner import clean_stale_case_folders
 from sslbench.probe.environment import environment
 from sslbench.records.paths import OutputPathError, check_store_path
