@@ -759,3 +759,16 @@ def test_one_bad_record_does_not_take_the_report_down(tmp_path, capsys):
     assert "[SUPPORTED] loss time grows" in cap.out
     assert "[SUPPORTED] the variance term prevents collapse" in cap.out and "(2 seeds)" in cap.out
     assert "[SUPPORTED] the Gram form gives the same training curves" in cap.out
+
+
+@pytest.mark.slow
+def test_sweep_study_without_pandas_names_the_extra_in_one_line(tmp_path):
+    """--study reads the study registry of the analysis side (pandas): without it, one line naming the extra."""
+    code = ("import sys; sys.modules['pandas'] = None\n"
+            "from sslbench.cli import main\n"
+            "sys.exit(main(['sweep', '--study', 'gram', '--dry-run']))")
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert r.returncode == 2 and r.stdout == "", r.stderr
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and "'pandas'" in err[0] and "sslbench[dashboard]" in err[0], r.stderr
