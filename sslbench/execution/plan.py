@@ -29,12 +29,12 @@ from dataclasses import dataclass, field
 
 from sslbench import regularizers
 from sslbench.execution import bench
-from sslbench.execution.runner import (case_folder, run_child, sigterm_as_interrupt, signal_of, stop_name)
+from sslbench.execution.runner import case_folder, run_child, signal_of, sigterm_as_interrupt, stop_name
+from sslbench.probe.environment import environment
 from sslbench.records import FINAL_STATUSES, case_id, make_record, read_records
 from sslbench.records.claims import read_claims, tidy, try_claim
 from sslbench.records.paths import append_record_safely
 from sslbench.records.store import store_size
-from sslbench.probe.environment import environment
 
 __all__ = [
     "SweepError",
