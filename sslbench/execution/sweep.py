@@ -82,7 +82,7 @@ from sslbench.execution.environment import environment
 from sslbench.execution.runner import (case_folder, clean_stale_case_folders, run_child, sigterm_as_interrupt,
                                        signal_of, stop_name)
 from sslbench.records import FINAL_STATUSES, case_id, make_record, read_records
-from sslbench.records.claims import read_claims, tidy, try_claim
+from sslbench.records.claims import SidecarError, check_folder, check_sidecar, read_claims, sidecar, tidy, try_claim
 from sslbench.records.paths import OutputPathError, append_record_safely, check_store_path
 from sslbench.records.store import store_size
 
@@ -1170,14 +1170,29 @@ def devices_line(plan: _Plan) -> str:
             "comparable, compare them per device (the dashboard's Device filter, analyze's device_name column)")
 
 
+def _check_watched_store(out: str) -> None:
+    """``--status`` / ``--cancel`` read the store and its sweep folder and write nothing (a read-only store is
+    fine, a mistyped path creates no folder). Raises :class:`SweepError` or :class:`SidecarError`."""
+    if os.path.isdir(out):
+        raise SweepError(f"--out {out}: this is a folder; name the store file, e.g. {os.path.join(out, 'results.jsonl')}")
+    has_sidecar = check_folder(sidecar(out), "the sweep folder", "--out", out, write=False)
+    if not os.path.exists(out) and not has_sidecar:
+        raise SweepError(f"--out {out}: no such store and no sweep folder beside it; check the path (--status and "
+                         "--cancel read a store, they create nothing)")
+
+
 def execute(args: argparse.Namespace, command: str = "sweep") -> int:
     """The loop of ``sslbench sweep`` and ``sslbench bench``: settings checked and ``--out`` checked before any
     work, then the dry run or the cases. ``command`` names the command in the messages."""
+    watching = bool(getattr(args, "status", False) or getattr(args, "cancel", False))
     try:
         s, cases, out = _settings_and_cases(args)
-        if not args.dry_run:
+        if watching:
+            _check_watched_store(out)
+        elif not args.dry_run:
             check_store_path(out, "--out")
-    except (SweepError, OutputPathError) as exc:
+            check_sidecar(out, "--out")
+    except (SweepError, OutputPathError, SidecarError) as exc:
         print(f"sslbench {command}: error: {exc}", file=sys.stderr)
         return 2
     plan = _plan(command, s, cases, out)
