@@ -480,13 +480,13 @@ class _Status:
 def _classify(plan: sweep._Plan) -> _Status:
     latest: dict[str, dict] = {}
     for r in sweep.grid_records(plan):
-        sid = sweep.sweep_id_of(r)
+        sid = plan.sid_of(r)
         if r.get("status") in FINAL_STATUSES or latest.get(sid, {}).get("status") not in FINAL_STATUSES:
             latest[sid] = r
     claims, jobs = read_claims(plan.out), _job_states(plan.out)
     st = _Status([], [], [], [])
     for sid in plan.ids:
-        rec, claim, job = latest.get(sid), claims.get(sid), jobs.get(sid)
+        rec, claim, job = latest.get(sid), claims.get(plan.claim_key(sid)), jobs.get(sid)
         if rec is not None and rec["status"] in FINAL_STATUSES:
             st.done.append(sid)
         elif claim is not None and not claim["stale"]:
