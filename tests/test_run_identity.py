@@ -10,6 +10,7 @@ import os
 import pytest
 
 from sslbench import cli
+from sslbench.execution import plan as plan_module
 from sslbench.execution import sweep
 from sslbench.records import read_records
 from sslbench.records.claims import read_claims, try_claim
@@ -30,22 +31,22 @@ def _one_thread(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
 
 
-def _plan(store) -> sweep._Plan:
+def _plan(store) -> plan_module.Plan:
     import argparse
 
     p = argparse.ArgumentParser()
     sweep.add_arguments(p)
     s, cases, out = sweep._settings_and_cases(p.parse_args([*SWEEP[1:], "--out", str(store)]))
-    return sweep._plan("sweep", s, cases, out)
+    return plan_module.make_plan("sweep", s, cases, out)
 
 
-def _train_run_id(plan: sweep._Plan) -> str:
+def _train_run_id(plan: plan_module.Plan) -> str:
     """The id train's own set-up gives the grid's one case (data loaded, networks built)."""
     import torch
 
     from sslbench.training import train as T
 
-    cfg = sweep.train_config(plan.cases[0], plan.settings).resolved()
+    cfg = plan_module.train_config(plan.cases[0], plan.settings).resolved()
     return T.set_up(cfg, 0, 1, torch.device("cpu")).run_id
 
 
