@@ -205,8 +205,9 @@ def _save_jobs(out: str, executor: str, jobs, case_ids: list[list[str]]) -> None
     with open(out, "a+b") as lock, locked(lock, exclusive=True):
         kept = [sub for sub in saved_jobs(out, quiet=True)
                 if sub["executor"] != "local" or any(_controller(out, sub, job) for job in sub["jobs"])]
-        tmp = path.with_name(f".jobs-{socket.gethostname()}-{os.getpid()}.tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
+        tmp = path.with_name(f".jobs-{os.getpid()}-{os.urandom(4).hex()}.tmp")  # a fresh file: O_EXCL, no link
+        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0), 0o666)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.writelines(json.dumps(sub) + "\n" for sub in [*kept, line])
         os.replace(tmp, path)
 

@@ -175,11 +175,13 @@ def _server_now(folder: Path) -> float:
     it directly where the folder cannot be written: ``sweep --status`` on a read-only store creates nothing)."""
     if not os.access(folder, os.W_OK | os.X_OK):
         return time.time()
-    probe = folder / f".clock-{socket.gethostname()}-{os.getpid()}"
+    probe = folder / f".clock-{socket.gethostname()}-{os.getpid()}-{os.urandom(4).hex()}"
     try:
-        probe.touch()
-        os.utime(probe, None)
-        return probe.stat().st_mtime
+        os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0), 0o600))
+    except OSError:
+        return time.time()
+    try:
+        return os.lstat(probe).st_mtime
     except OSError:
         return time.time()
     finally:
