@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from sslbench import cli
-from sslbench.records import claims
+from sslbench.records import claims, read_records
 
 pytest.importorskip("submitit")
 from sslbench.execution import cluster  # noqa: E402
@@ -164,6 +164,44 @@ def test_a_new_submission_prunes_the_gone_controllers_and_unreadable_lines_from_
     finally:
         for p in (bystander, ours):
             p.kill()
+            p.wait()
+
+
+ENDLESS = ["sweep", "--kind", "bench", "--regularizers", "barlow_twins", "--dims", "16", "--batches", "32",
+           "--device", "cpu", "--isolate", "always", "--warmup", "0", "--max-repeats", "1000000", "--min-time", "1e6",
+           "--no-progress"]
+
+
+@pytest.mark.slow
+def test_cancel_stops_a_real_local_sweep_and_spares_a_bystander_listed_beside_it(tmp_path):
+    store = tmp_path / "s.jsonl"
+    launcher = subprocess.Popen([sys.executable, "-m", "sslbench", *ENDLESS, "--out", str(store), "--executor",
+                                 "local", "--workers", "1"], cwd=tmp_path, env=_env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    bystander = subprocess.Popen(["sleep", "300"])
+    try:
+        deadline = time.time() + 300
+        while not claims.read_claims(store) and time.time() < deadline and launcher.poll() is None:
+            time.sleep(0.5)
+        assert claims.read_claims(store), launcher.communicate(timeout=60)
+        jobs = cluster._jobs_file(str(store))
+        with open(jobs, "a") as f:  # someone's line naming an unrelated process, with its own start time
+            f.write(_jobs_line(bystander.pid, claims._pid_start(bystander.pid)) + "\n")
+        argv = [sys.executable, "-m", "sslbench", *ENDLESS, "--out", str(store)]
+        status = subprocess.run([*argv, "--status"], cwd=tmp_path, env=_env(), capture_output=True, text=True,
+                                timeout=300)
+        assert "1 running" in status.stdout and "jobs: 1 FINISHED, 1 RUNNING" in status.stdout, status.stdout
+        cancel = subprocess.run([*argv, "--cancel"], cwd=tmp_path, env=_env(), capture_output=True, text=True,
+                                timeout=300)
+        assert "cancelled 1 job(s)" in cancel.stdout, cancel.stdout + cancel.stderr
+        out, err = launcher.communicate(timeout=300)
+        assert "Traceback" not in err, err
+        assert [r["status"] for r in read_records(store)] == ["interrupted"]
+        assert _alive(bystander.pid)
+    finally:
+        for p in (launcher, bystander):
+            if p.poll() is None:
+                p.kill()
             p.wait()
 
 
