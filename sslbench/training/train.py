@@ -702,9 +702,8 @@ def planned_run_id(cfg: TrainConfig, world: int = 1, device: str | None = None) 
     networks (only the regularizer, whose hyper-parameters with their defaults are part of the id). A sweep names
     the claim of its training case by it and counts a record of this id as the case done, so ``sslbench train``
     and a sweep case of one configuration are one run: one claim, one record, never a seed pooled twice."""
-    from sslbench.records import case_id
-
     from sslbench.devices import cuda_available
+    from sslbench.records import case_id
 
     cfg, reg = cfg.resolved_with_regularizer()
     name = device or cfg.device  # ``device``: the run's device where cfg was resolved on another (a plan only)
