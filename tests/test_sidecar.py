@@ -391,3 +391,19 @@ def test_status_and_cancel_of_a_read_only_store(tmp_path, capsys, monkeypatch):
     finally:
         for p in (claims.claims_dir(store), claims.sidecar(store), store.parent):
             p.chmod(0o755)
+
+
+def test_status_of_an_unreadable_store_is_one_line(tmp_path, capsys, monkeypatch):
+    store = tmp_path / "s.jsonl"
+    store.write_text("{}\n")
+    if os.geteuid() != 0:
+        store.chmod(0o000)
+    else:  # root reads anything: the permission check is told so
+        real_access = os.access
+        monkeypatch.setattr(os, "access", lambda path, mode, **kw: (Path(path) != store or not mode & os.R_OK)
+                            and real_access(path, mode, **kw))
+    try:
+        code, out, err = _cli([*SWEEP, "--out", str(store), "--status"], capsys)
+        assert code == 2 and "cannot be read by you" in err and len(err.strip().splitlines()) == 1, err
+    finally:
+        store.chmod(0o644)

@@ -656,6 +656,8 @@ def _check_watched_store(out: str) -> None:
     if not os.path.exists(out) and not has_sidecar:
         raise SweepError(f"--out {out}: no such store and no sweep folder beside it; check the path (--status and "
                          "--cancel read a store, they create nothing)")
+    if os.path.exists(out) and not os.access(out, os.R_OK):
+        raise SweepError(f"--out {out}: the store cannot be read by you; ask its owner for read access (chmod g+r)")
 
 
 def execute(args: argparse.Namespace, command: str = "sweep") -> int:
