@@ -87,6 +87,7 @@ from sslbench.execution.plan import (  # noqa: F401
 )
 from sslbench.execution.runner import clean_stale_case_folders
 from sslbench.probe.environment import environment
+from sslbench.records.claims import SidecarError, check_folder, check_sidecar, sidecar
 from sslbench.records.paths import OutputPathError, check_store_path
 
 __all__ = [
@@ -664,14 +665,31 @@ def _settings_and_cases(args: argparse.Namespace) -> tuple[dict, list[dict], str
     return s, cases, s["out"] or default_out(s, getattr(args, "config", None), plan_only)
 
 
+def _check_watched_store(out: str) -> None:
+    """``--status`` / ``--cancel`` read the store and its sweep folder and write nothing (a read-only store is
+    fine, a mistyped path creates no folder). Raises :class:`SweepError` or :class:`SidecarError`."""
+    if os.path.isdir(out):
+        raise SweepError(f"--out {out}: this is a folder; name the store file, e.g. {os.path.join(out, 'results.jsonl')}")
+    has_sidecar = check_folder(sidecar(out), "the sweep folder", "--out", out, write=False)
+    if not os.path.exists(out) and not has_sidecar:
+        raise SweepError(f"--out {out}: no such store and no sweep folder beside it; check the path (--status and "
+                         "--cancel read a store, they create nothing)")
+    if os.path.exists(out) and not os.access(out, os.R_OK):
+        raise SweepError(f"--out {out}: the store cannot be read by you; ask its owner for read access (chmod g+r)")
+
+
 def execute(args: argparse.Namespace, command: str = "sweep") -> int:
     """The loop of ``sslbench sweep`` and ``sslbench bench``: settings checked and ``--out`` checked before any
     work, then the dry run or the cases. ``command`` names the command in the messages."""
+    watching = bool(getattr(args, "status", False) or getattr(args, "cancel", False))
     try:
         s, cases, out = _settings_and_cases(args)
-        if not args.dry_run:
+        if watching:
+            _check_watched_store(out)
+        elif not args.dry_run:
             check_store_path(out, "--out")
-    except (SweepError, OutputPathError) as exc:
+            check_sidecar(out, "--out")
+    except (SweepError, OutputPathError, SidecarError) as exc:
         print(f"sslbench {command}: error: {exc}", file=sys.stderr)
         return 2
     plan = make_plan(command, s, cases, out)

@@ -364,16 +364,18 @@ def _choice(name: str, value, choices) -> None:
 def check_outputs(cfg: TrainConfig) -> None:
     """The record store, the log folder and the checkpoint folder can be written (folders are created), so that a
     bad path costs a second, not a finished run. Raises :class:`TrainInputError`."""
+    from sslbench.records.claims import SidecarError, check_sidecar
     from sslbench.records.paths import OutputPathError, check_output_dir, check_store_path
 
     try:
         if cfg.out:
             check_store_path(cfg.out, "--out")
+            check_sidecar(cfg.out, "--out")  # the run's claim lives there (sslbench.training.train.claim_run)
         if cfg.log_dir:
             check_output_dir(cfg.log_dir, "--log-dir")
         if cfg.checkpoint_dir:
             check_output_dir(cfg.checkpoint_dir, "--checkpoint-dir")
-    except OutputPathError as exc:
+    except (OutputPathError, SidecarError) as exc:
         raise TrainInputError(str(exc)) from None
 
 
