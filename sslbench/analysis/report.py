@@ -44,6 +44,7 @@ from sslbench.analysis import load_results
 from sslbench.analysis.claims import fft, gram, isoloss, sfrik, variance, views
 from sslbench.analysis.claims.common import VERDICTS, Study, Verdict, usable_records
 from sslbench.records.constants import CHECK_KIND
+from sslbench.records.text import markdown_cell, one_line, terminal
 
 __all__ = ["VERDICTS", "CHECK_KIND", "STUDIES", "Study", "Verdict", "verdicts", "verdict_table", "format_verdicts",
            "add_arguments", "run"]
@@ -146,15 +147,21 @@ def verdict_table(rows: Sequence[Verdict]) -> pd.DataFrame:
 
 
 def _md(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    """A table cell from the store's strings: one line, HTML and ``|`` escaped (:mod:`sslbench.records.text`)."""
+    return markdown_cell(text)
+
+
+def _code(text: str) -> str:
+    """A command shown in a code span, where HTML is not read: one line, no backtick, ``|`` escaped."""
+    return one_line(text).replace("`", "'").replace("|", "\\|")
 
 
 def format_verdicts(rows: Sequence[Verdict], fmt: str = "text") -> str:
     if fmt == "markdown":
         lines = ["| study | claim | verdict | setting | figures | to settle |", "|---|---|---|---|---|---|"]
         for r in rows:
-            lines.append(f"| {r.study} | {_md(r.claim)} | **{r.verdict}** | {_md(r.setting)} | {_md(r.figures)} | "
-                         f"{'`' + _md(r.command) + '`' if r.command else ''} |")
+            lines.append(f"| {_md(r.study)} | {_md(r.claim)} | **{r.verdict}** | {_md(r.setting)} | {_md(r.figures)} | "
+                         f"{'`' + _code(r.command) + '`' if r.command else ''} |")
         # in study order, then in the order the rows first state them (a set's order changes between processes)
         rules = list(dict.fromkeys((r.study, r.rule) for r in rows if r.rule))
         rules.sort(key=lambda t: list(STUDIES).index(t[0]) if t[0] in STUDIES else 99)
@@ -182,7 +189,7 @@ def format_verdicts(rows: Sequence[Verdict], fmt: str = "text") -> str:
     counts = {v: sum(r.verdict == v for r in rows) for v in VERDICTS}
     lines.append("")
     lines.append("verdicts: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-    return "\n".join(lines).lstrip("\n")
+    return terminal("\n".join(lines).lstrip("\n"))  # for a terminal: no escape sequences from the store
 
 
 # ==============================================================================================================
@@ -233,7 +240,7 @@ def run(args: argparse.Namespace) -> int:
         df = load_results(root)
         rows = verdicts(df, args.study)  # a record a rule cannot read is skipped with a warning naming it
     for w in caught:
-        print(f"sslbench report: warning: {w.message}", file=sys.stderr)
+        print(f"sslbench report: warning: {one_line(w.message)}", file=sys.stderr)
     if df.empty:
         print(f"sslbench report: no records under {root}: every claim is 'no data'. Produce them with "
               f"`sslbench sweep --study NAME` (see `sslbench report --list`) or point --results at another "

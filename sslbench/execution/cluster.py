@@ -45,6 +45,7 @@ from sslbench.execution.runner import (INTERRUPT_GRACE_S, Interrupted, noted_sto
 from sslbench.records import FINAL_STATUSES
 from sslbench.records.claims import PID_MAX, SidecarError, check_folder, pid_start, read_claims, sidecar
 from sslbench.records.store import locked
+from sslbench.records.text import terminal_stdout
 
 try:
     import submitit
@@ -559,6 +560,9 @@ def cancel(plan: Plan) -> int:
 def main(plan: Plan, action: str = "run") -> int:
     """``action`` "status", "cancel" or "run" (the executor's run); bad input is one line and exit status 2."""
     try:
+        if action == "status":  # its lines quote the store and the claims: no terminal escapes from there
+            with terminal_stdout():
+                return status(plan)
         return {"status": status, "cancel": cancel, "run": submit}[action](plan)
     except ClusterError as exc:
         print(f"sslbench {plan.command}: error: {exc}", file=sys.stderr)

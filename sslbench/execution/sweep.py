@@ -432,23 +432,66 @@ def _bench_cases(s: dict, plan_only: bool = False) -> list[dict]:
     devices = _resolve_devices(s["device"], plan_only)
     cases = bench.iter_cases(names, s["dims"], s["batches"], s["views"], devices, s["dtypes"], s["algorithms"],
                              s["hparams"])
-    # the hyper-parameters and algorithms are checked once per regularizer here, at the smallest D, so that a
-    # typo stops the sweep before it starts rather than filling the store with errors
-    seen = set()
+    # the hyper-parameters and algorithms are checked once per regularizer and D here, on the meta device (nothing
+    # is allocated, even for DirectPred's D×D state), so that a typo stops the sweep before it starts rather than
+    # filling the store with errors; and a case whose inputs and state alone exceed the device's memory is refused
+    states: dict[tuple, int | None] = {}
+    memory = {d: bench.device_memory(d) for d in devices}
     for c in cases:
-        key = (c["regularizer"], c.get("algorithm"), json.dumps(c.get("hparams"), sort_keys=True))
-        if key in seen:
-            continue
-        seen.add(key)
-        try:
-            bench.make_regularizer(c["regularizer"], min(s["dims"]), algorithm=c.get("algorithm"),
-                                   hparams=c.get("hparams"))
-        except (ValueError, TypeError) as exc:
-            what = f" algorithm={c['algorithm']}" if c.get("algorithm") else ""
-            raise SweepError(f"{c['regularizer']}{what} with hparams {c.get('hparams') or {}}: {exc}") from None
-        except ImportError:  # a registered regularizer whose module is broken: its cases record the error
-            continue
+        key = (c["regularizer"], c.get("algorithm"), json.dumps(c.get("hparams"), sort_keys=True), c["dim"])
+        if key not in states:
+            try:
+                states[key] = bench.state_bytes(c["regularizer"], c["dim"], algorithm=c.get("algorithm"),
+                                                hparams=c.get("hparams"))
+            except (ValueError, TypeError) as exc:
+                what = f" algorithm={c['algorithm']}" if c.get("algorithm") else ""
+                raise SweepError(f"{c['regularizer']}{what} with hparams {c.get('hparams') or {}}: {exc}") from None
+            except ImportError:  # a registered regularizer whose module is broken: its cases record the error
+                states[key] = 0
+        _check_case_memory(c, bench.case_bytes(c, states[key]), memory[c["device"]])
     return cases
+
+
+def _check_case_memory(case: dict, need: int | None, memory: int | None) -> None:
+    """Refuse a case that cannot fit: its inputs, their gradients and the regularizer's state alone (a lower
+    bound, :func:`sslbench.execution.bench.case_bytes`) exceed the memory of its device."""
+    if memory is None or (need is not None and need <= memory):
+        return
+    amount = "more than 2^63 bytes" if need is None else f"at least {_gib(need)}"
+    raise SweepError(f"case {bench.describe(case)} needs {amount} (its inputs, their gradients and the "
+                     f"regularizer's state), more than the {_gib(memory)} of memory of {case['device']}; choose "
+                     "smaller --dims / --batches / --views")
+
+
+def _gib(n: int) -> str:
+    if n < 2**40:
+        return f"{n / 2**30:.1f} GiB"
+    return f"{n / 2**40:,.0f} TiB" if n < 2**60 else f"{n / 2**40:.2e} TiB"
+
+
+#: a grid larger than this asks for --yes (a typo such as --dims 1 2 ... 100000 would queue days of work)
+MAX_CASES_WITHOUT_YES = 10_000
+
+
+def grid_size(s: dict) -> int:
+    """The number of cases of the grid of settings ``s``, counted from its axes before any case is built."""
+    names = s["regularizers"] or (regularizers.available() if s["kind"] == "bench" else [])
+    if s["kind"] == "bench":
+        per_name = sum(len(s["algorithms"]) if s["algorithms"] and bench.accepts(n, "algorithm") else 1
+                       for n in names)
+        axes = ("dims", "batches", "views", "device", "dtypes")
+    else:
+        per_name = len(names) * len(s["datasets"] or [None])
+        axes = ("dims", "views", "fractions", "seeds", "epochs", "batches", "device")
+    return math.prod([per_name] + [len(s[a]) for a in axes])
+
+
+def check_grid_size(s: dict, yes: bool) -> None:
+    """A grid of more than :data:`MAX_CASES_WITHOUT_YES` cases runs only with ``--yes``."""
+    n = grid_size(s)
+    if n > MAX_CASES_WITHOUT_YES and not yes:
+        raise SweepError(f"the grid has {n:,} cases (more than {MAX_CASES_WITHOUT_YES:,}); check the lists of values "
+                         "(--dims, --batches, ...), or add --yes to plan or run them all")
 
 
 def _train_cases(s: dict, plan_only: bool = False) -> list[dict]:
@@ -620,6 +663,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                 kw.update(nargs="+", metavar=opt.metavar or opt.key.upper())
             g.add_argument(opt.flag, **kw)
     parser.add_argument("--dry-run", action="store_true", help="list the cases, which are already done, and exit")
+    parser.add_argument("--yes", action="store_true",
+                        help=f"plan or run a grid of more than {MAX_CASES_WITHOUT_YES:,} cases (refused without it)")
     watch = groups["cluster"].add_mutually_exclusive_group()
     watch.add_argument("--status", action="store_true", help="with the sweep's grid and store: how many cases are "
                        "pending, running (job, host), done, failed (with the end of their output), and exit")
@@ -661,6 +706,7 @@ def _settings_and_cases(args: argparse.Namespace) -> tuple[dict, list[dict], str
     plan_only = bool(getattr(args, "dry_run", False))
     config = load_config(args.config) if getattr(args, "config", None) else {}
     s = resolve_settings(args, config)
+    check_grid_size(s, bool(getattr(args, "yes", False)))
     cases = build_cases(s, plan_only)
     return s, cases, s["out"] or default_out(s, getattr(args, "config", None), plan_only)
 
