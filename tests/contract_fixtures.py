@@ -21,3 +21,14 @@ class NoGather(ToyDecorrelation):
 
 
 NotALoss = "a string, not a class"
+
+
+class FailsUnderDDP(ToyDecorrelation):
+    """Raises on rank 1 only: rank 0 then waits in its gather until the other process is gone."""
+
+    def gather(self, z):
+        import torch.distributed as dist
+
+        if dist.is_initialized() and dist.get_rank() == 1:
+            raise RuntimeError("this loss does not support torch.distributed")
+        return super().gather(z)

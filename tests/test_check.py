@@ -170,3 +170,13 @@ def test_the_example_plugin_installs_and_is_checked_by_entry_point_name(tmp_path
     suite = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
                            capture_output=True, text=True, env=env, cwd=EXAMPLE)
     assert suite.returncode == 0 and "2 passed" in suite.stdout, suite.stdout + suite.stderr
+
+
+@pytest.mark.slow
+def test_an_error_on_one_rank_fails_that_row_and_the_next_spec_still_runs():
+    """The failing loss shares the first pair of processes; the fixed one, left out after the error, runs on a
+    fresh pair."""
+    rows = contract.distributed_rows([contract.Subject("contract_fixtures:FailsUnderDDP"), contract.Subject(FIXED)])
+    assert rows[0].status == contract.FAIL
+    assert "rank 1: RuntimeError: this loss does not support torch.distributed" in rows[0].why
+    assert rows[1].status == contract.PASS, rows[1]

@@ -638,11 +638,27 @@ def run_distributed(cases: list[DistributedCase], world_size: int = WORLD_SIZE,
                     why = f"timed out after {timeout:.0f} s"
                 per_rank.append([{"error": f"rank {rank}: {why}"[:200]}])
             log.close()
-    out = []
-    for c in range(len(cases)):
-        out.append([res[c] if c < len(res) else {"error": next((r["error"] for r in res if "error" in r),
-                                                                "not run: an earlier case failed")}
-                    for res in per_rank])
+    return _per_case(per_rank, len(cases))
+
+
+def _per_case(per_rank: list[list[dict]], count: int) -> list[list[dict]]:
+    """Each case's results on every rank. The first case with an error (or a rank that stopped) keeps it; every
+    later case is ``{"not_run": True}`` on every rank: after an error the ranks' collectives are out of step, so
+    what they computed later cannot be trusted (:func:`distributed_rows` runs those cases again)."""
+    out, failed = [], False
+    for c in range(count):
+        entries = [res[c] if c < len(res) else None for res in per_rank]
+        if failed or all(e is None for e in entries):
+            out.append([{"not_run": True} for _ in per_rank])
+            continue
+        # the cause first: the other rank's error is gloo's "connection reset" once the failing rank has left
+        errors = sorted((e["error"] for e in entries if e is not None and "error" in e), key=lambda t: "gloo" in t)
+        stopped = [r for r, e in enumerate(entries) if e is None]
+        if errors or stopped:
+            failed = True
+            why = errors[0] if errors else f"rank {stopped[0]} stopped before this case"
+            entries = [{"error": why} for _ in per_rank]
+        out.append(entries)
     return out
 
 
@@ -657,6 +673,8 @@ def distributed_row(case: DistributedCase, ranks: list[dict], world_size: int = 
     """Compare the ranks' results with the single-process call on the concatenated batch."""
     name = "distributed (2 gloo ranks)" if world_size == 2 else f"distributed ({world_size} gloo ranks)"
     where = f"V={case.views}" + (f", scale {case.scale:g}" if case.scale != 1 else "")
+    if any("not_run" in r for r in ranks):
+        return Row(name, FAIL, f"{where}: not run (an earlier case failed on the same processes)")
     errors = [r["error"] for r in ranks if "error" in r]
     if errors:
         return Row(name, FAIL, f"{where}: {errors[0]}")
@@ -728,14 +746,27 @@ def distributed_cases(subject: Subject, seed: int = 20) -> list[DistributedCase]
     return [DistributedCase(subject.spec, hp, views=v, seed=seed + v) for v in (2, 3) if subject.accepts_views(v)]
 
 
-def distributed_rows(subjects: list[Subject], world_size: int = WORLD_SIZE) -> list[Row]:
-    """One distributed row per subject (the worst of its cases), every case on one pair of processes."""
+def _results_of(subjects: list[Subject], world_size: int) -> list[list[list[dict]]]:
+    """Per subject, its cases' results: every case on one pair of processes, then the subjects left out by another's
+    error (``not_run``) once more on a fresh pair."""
     per_subject = [distributed_cases(s) for s in subjects]
-    flat = [c for cases in per_subject for c in cases]
-    results = iter(run_distributed(flat, world_size))
+    flat = iter(run_distributed([c for cases in per_subject for c in cases], world_size))
+    results = [[next(flat) for _ in cases] for cases in per_subject]
+    again = [i for i, res in enumerate(results)
+             if any("not_run" in r[0] for r in res) and not any("error" in r[0] for r in res)]
+    if again and len(again) < len(subjects):
+        for i, res in zip(again, _results_of([subjects[i] for i in again], world_size)):
+            results[i] = res
+    return results
+
+
+def distributed_rows(subjects: list[Subject], world_size: int = WORLD_SIZE) -> list[Row]:
+    """One distributed row per subject (the worst of its cases), every case on one pair of processes (a
+    subject left out by another's error runs again on a fresh pair)."""
     rows = []
-    for cases in per_subject:
-        case_rows = [distributed_row(c, next(results), world_size) for c in cases]
+    for subject, results in zip(subjects, _results_of(subjects, world_size)):
+        cases = distributed_cases(subject)
+        case_rows = [distributed_row(c, res, world_size) for c, res in zip(cases, results)]
         failed = [r for r in case_rows if r.status != PASS]
         if failed:
             rows.append(failed[0])
