@@ -180,3 +180,14 @@ def test_an_error_on_one_rank_fails_that_row_and_the_next_spec_still_runs():
     assert rows[0].status == contract.FAIL
     assert "rank 1: RuntimeError: this loss does not support torch.distributed" in rows[0].why
     assert rows[1].status == contract.PASS, rows[1]
+
+
+def test_the_checks_leave_the_global_rng_and_threads_as_they_were():
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.manual_seed(1234)
+    expected = torch.rand(3)
+    torch.manual_seed(1234)
+    contract.local_rows(contract.Subject(FIXED))
+    assert torch.equal(torch.rand(3), expected) and torch.get_num_threads() == threads

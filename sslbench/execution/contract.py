@@ -502,13 +502,15 @@ LOCAL_CHECKS: dict[str, Callable[[Subject], Row]] = {
 
 
 @contextlib.contextmanager
-def _one_thread():
-    """torch on one thread for the duration: the checks use tiny tensors, where a busy machine's thread pool costs
-    40× the computation (torch.batch_norm at N=6: 80 ms on 2 busy cores, 2 ms on one thread)."""
+def _isolated():
+    """torch on one thread, and the global RNG restored afterwards (the checks seed it; a user's test suite keeps
+    its own stream). One thread: the checks use tiny tensors, where a busy machine's thread pool costs 40× the
+    computation (torch.batch_norm at N=6: 80 ms on 2 busy cores, 2 ms on one thread)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        yield
+        with torch.random.fork_rng(devices=[]):
+            yield
     finally:
         torch.set_num_threads(threads)
 
@@ -516,7 +518,7 @@ def _one_thread():
 def run_check(check: Callable[[Subject], Row], subject: Subject, key: str) -> Row:
     """One local check, on one thread; an exception it did not expect is a FAIL row naming it."""
     try:
-        with _one_thread():
+        with _isolated():
             return check(subject)
     except Exception as exc:  # noqa: BLE001 - the user's code raised where the contract expects a result
         return Row(key, FAIL, f"raised {_one_line(exc)}"[:160])
@@ -766,7 +768,8 @@ def distributed_rows(subjects: list[Subject], world_size: int = WORLD_SIZE) -> l
     rows = []
     for subject, results in zip(subjects, _results_of(subjects, world_size)):
         cases = distributed_cases(subject)
-        case_rows = [distributed_row(c, res, world_size) for c, res in zip(cases, results)]
+        with _isolated():
+            case_rows = [distributed_row(c, res, world_size) for c, res in zip(cases, results)]
         failed = [r for r in case_rows if r.status != PASS]
         if failed:
             rows.append(failed[0])
