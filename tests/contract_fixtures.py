@@ -32,3 +32,10 @@ class FailsUnderDDP(ToyDecorrelation):
         if dist.is_initialized() and dist.get_rank() == 1:
             raise RuntimeError("this loss does not support torch.distributed")
         return super().gather(z)
+
+
+class TwoViews(ToyDecorrelation):
+    """``forward(z1, z2)``: two views only (the V = 3 row does not apply)."""
+
+    def forward(self, z1, z2):
+        return super().forward(z1, z2)

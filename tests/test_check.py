@@ -191,3 +191,11 @@ def test_the_checks_leave_the_global_rng_and_threads_as_they_were():
     torch.manual_seed(1234)
     contract.local_rows(contract.Subject(FIXED))
     assert torch.equal(torch.rand(3), expected) and torch.get_num_threads() == threads
+
+
+def test_a_two_view_loss_is_not_called_with_three():
+    subject = contract.Subject("contract_fixtures:TwoViews")
+    assert subject.max_views == 2 and [c.views for c in contract.distributed_cases(subject)] == [2]
+    rows = {r.property: r for r in contract.local_rows(subject)}
+    assert rows["V=3 views"].status == contract.PASS and "not applicable: forward takes 2 views" in rows["V=3 views"].why
+    assert all(r.status == contract.PASS for r in rows.values()), rows
