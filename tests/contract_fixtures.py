@@ -39,3 +39,10 @@ class TwoViews(ToyDecorrelation):
 
     def forward(self, z1, z2):
         return super().forward(z1, z2)
+
+
+class Float32Only(ToyDecorrelation):
+    """Computes in float32 whatever the input (float64 included)."""
+
+    def forward(self, *views):
+        return super().forward(*[z.float() for z in views])

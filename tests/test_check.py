@@ -20,6 +20,7 @@ FIXED = "sslbench_toy.losses:ToyDecorrelation"
 BUGGY = "sslbench_toy.losses:PlainGatherDecorrelation"
 NO_CHECKS = "contract_fixtures:NoChecks"
 NO_GATHER = "contract_fixtures:NoGather"
+FLOAT32 = "contract_fixtures:Float32Only"
 DIST = "distributed (2 gloo ranks)"
 BAD_INPUT = ["bad input: mismatched shapes", "bad input: N < 2", "bad input: NaN"]
 
@@ -51,10 +52,10 @@ def tables(text):
 
 @pytest.fixture(scope="module")
 def four(tmp_path_factory):
-    """One `sslbench check` of the four losses (one pair of gloo processes for all)."""
+    """One `sslbench check` of the four losses and a float32-only one (one pair of gloo processes for all)."""
     sys.path[:0] = [str(EXAMPLE / "src")]
     try:
-        rc, out, err = run_cli(FIXED, BUGGY, NO_CHECKS, NO_GATHER)
+        rc, out, err = run_cli(FIXED, BUGGY, NO_CHECKS, NO_GATHER, FLOAT32)
     finally:
         sys.path.remove(str(EXAMPLE / "src"))
     return rc, out, err, tables(out)
@@ -199,3 +200,15 @@ def test_a_two_view_loss_is_not_called_with_three():
     rows = {r.property: r for r in contract.local_rows(subject)}
     assert rows["V=3 views"].status == contract.PASS and "not applicable: forward takes 2 views" in rows["V=3 views"].why
     assert all(r.status == contract.PASS for r in rows.values()), rows
+
+
+@pytest.mark.slow
+def test_a_float32_loss_meets_the_distributed_contract_within_float32_rounding(four):
+    assert four[3][FLOAT32][DIST][0] == "pass", four[3][FLOAT32][DIST]
+
+
+def test_a_float32_only_loss_warns_on_float64_and_gradcheck():
+    rows = {r.property: r for r in contract.local_rows(contract.Subject("contract_fixtures:Float32Only"))}
+    assert {p for p, r in rows.items() if r.status != contract.PASS} == {"dtype float64", "gradcheck float64"}
+    assert rows["dtype float64"].status == contract.WARN and "torch.float32" in rows["dtype float64"].why
+    assert rows["gradcheck float64"].status == contract.WARN and "not run" in rows["gradcheck float64"].why
