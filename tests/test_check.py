@@ -198,7 +198,8 @@ def test_a_two_view_loss_is_not_called_with_three():
     subject = contract.Subject("contract_fixtures:TwoViews")
     assert subject.max_views == 2 and [c.views for c in contract.distributed_cases(subject)] == [2]
     rows = {r.property: r for r in contract.local_rows(subject)}
-    assert rows["V=3 views"].status == contract.PASS and "not applicable: forward takes 2 views" in rows["V=3 views"].why
+    views = rows["V=3 views"]
+    assert views.status == contract.PASS and "not applicable: forward takes 2 views" in views.why
     assert all(r.status == contract.PASS for r in rows.values()), rows
 
 
