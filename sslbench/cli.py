@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str | None, str]] = {
     "dashboard": ("sslbench.dashboard", "dashboard", "launch the Streamlit dashboard on localhost"),
     "regularizers": ("sslbench.execution.listing", None,
                      "list the built-in regularizers and the plugins found (entry points), with where each came from"),
+    "asv-init": ("sslbench.execution.asv_suite", None,
+                 "write asv.conf.json and a benchmark file into your repository to catch regressions of your loss"),
 }
 #: the third-party packages each extra (or the base install) provides, to name the missing one
 _PROVIDED_BY = {"torch": None, "numpy": None, "psutil": None, "tqdm": None,

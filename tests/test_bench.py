@@ -178,7 +178,9 @@ GRID = ["--regularizers", "barlow_twins", "--dims", "16", "--batches", "32", "--
 
 
 @pytest.mark.parametrize("argv, expected", [
-    (["--hparam", "no_such=1"], "--hparam no_such: none of the regularizers of the grid (barlow_twins)"),
+    (["--hp", "no_such=1"], "--hp no_such: none of the regularizers of the grid (barlow_twins)"),
+    (["--hparam", "no_such=1"], "--hp no_such: none of the regularizers of the grid (barlow_twins)"),  # the alias
+    (["--hp", "lambd=1", "--hparam", "lambd=2"], "lambd is given twice"),  # one option, two spellings
     (["--hparam", "lambd=-1"], "lambd=-1 must be >= 0"),
     (["--hparam", "lambd=abc"], "lambd='abc'"),
     (["--hparam", "lambd=1", "--hparam", "lambd=2"], "lambd is given twice"),

@@ -4,6 +4,7 @@ sys.path, which is all importlib.metadata needs), ``module:Class`` specs of modu
 
 from __future__ import annotations
 
+import re
 import subprocess
 import textwrap
 
@@ -186,7 +187,7 @@ def test_a_forward_that_returns_no_scalar_is_a_clear_error(site):
                r"import: ModuleNotFoundError: No module named 'toyplug_missing'$"),
     ("toyplug.losses:Nope", r"^regularizer plugin toyplug.losses:Nope failed to import: AttributeError: .*Nope"),
     ("toyplug.losses:not_a_class", r"is a function, not a torch.nn.Module subclass"),
-    ("no_such_name", r"^unknown regularizer 'no_such_name'; available: barlow_twins, .*; plugins: cos, mse, broken"),
+    ("no_such_name", r"^unknown regularizer 'no_such_name'; available: barlow_twins, .*; plugins: (.*, )?cos, mse, broken"),
 ])
 def test_bad_specs_are_one_line_and_hide_nothing(site, spec, match):
     with pytest.raises(RegularizerSpecError, match=match) as info:
@@ -211,7 +212,9 @@ def test_plugins_and_the_listing_command(site, capsys):
     assert "entry point" in lines["cos"] and "toyplug 1.2.0" in lines["cos"] and "(plain nn.Module, adapted)" in \
         lines["cos"]
     assert "BROKEN: regularizer plugin broken" in lines["broken"]
-    assert "10 built-in, 4 from entry points (sslbench.regularizers), 1 broken" in out
+    # other plugins installed in this environment (examples/plugin in CI) add to the counts
+    found = re.search(r"(\d+) built-in, (\d+) from entry points \(sslbench.regularizers\), (\d+) broken", out)
+    assert found and int(found[1]) == len(regularizers.available()) and int(found[2]) >= 4 and int(found[3]) >= 1
 
 
 def _git(cwd, *args):

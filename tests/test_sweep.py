@@ -134,7 +134,8 @@ def test_unknown_config_key_is_an_error_that_lists_the_allowed_keys(tmp_path, ca
     ([], {"dims": []}, "config key dims is empty"),
     ([], {"dims": [16, "32"]}, "config key dims[1]='32' must be an integer"),
     (["--dims", "1"], None, "--dims=1 must be >= 2"),
-    (["--hparam", "lambdd=0.1", "--regularizers", "barlow_twins"], None, "--hparam lambdd: none of the regularizers"),
+    (["--hp", "lambdd=0.1", "--regularizers", "barlow_twins"], None, "--hp lambdd: none of the regularizers"),
+    (["--hparam", "lambdd=0.1", "--regularizers", "barlow_twins"], None, "--hp lambdd: none of the regularizers"),
     (["--kind", "train", "--fractions", "0.5", "1.5", "--datasets", "synthetic"], None, "outside (0, 1]"),
     (["--kind", "train", "--fractions", "0"], None, "outside (0, 1]"),
     (["--fractions", "0.5"], None, "--fractions applies to --kind train only"),
@@ -494,3 +495,13 @@ def test_a_training_case_past_its_timeout_is_killed_and_recorded_as_timeout(tmp_
     capsys.readouterr()
     assert _run(argv + ["--dry-run"]) == 0
     assert "1 case(s): 0 already done" in capsys.readouterr().out  # retried on the next run
+
+
+@pytest.mark.parametrize("flag", ["--hp", "--hparam"])
+def test_hp_is_the_flag_and_hparam_its_alias(flag):
+    """One name for hyper-parameters in train, bench and sweep: --hp (the docs' spelling), --hparam kept as an alias."""
+    args = sweep._dict_args(_parser().parse_args([flag, "lambd=1/64", flag, "eps=1e-5"]))
+    assert sweep.resolve_settings(args)["hparams"] == {"lambd": 1 / 64, "eps": 1e-5}
+    b = argparse.ArgumentParser()
+    bench_command.add_arguments(b)
+    assert b.parse_args([flag, "lambd=1/64"]).hparam == [("lambd", 1 / 64)]

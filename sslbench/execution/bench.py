@@ -37,6 +37,7 @@ from typing import Any, Callable, Iterable
 import torch
 
 from sslbench import regularizers
+from sslbench.devices import resolve_device  # noqa: F401 - re-exported: the rules of --device
 from sslbench.execution.measure import Measurement, is_oom_error, measure, measure_in_subprocess
 
 __all__ = [
@@ -62,16 +63,6 @@ _DIM_HPARAMS = ("dim",)
 # --------------------------------------------------------------------------------------------------------------
 # One case: inputs, module, step
 # --------------------------------------------------------------------------------------------------------------
-def resolve_device(device: str) -> str:
-    """"auto" → "cuda" when CUDA is available, else "cpu"; other names are checked."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r}: CUDA is not available here; use --device cpu (or auto)")
-    return str(dev)
-
-
 def accepts(name: str, hparam: str) -> bool:
     """Whether regularizer ``name`` has the hyper-parameter ``hparam`` (False when its module does not import)."""
     try:

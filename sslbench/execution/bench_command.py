@@ -1,6 +1,6 @@
 """``sslbench bench``: the thin command over the case library :mod:`sslbench.execution.bench` (the cases, the
 step that is measured, their validation) and the sweep's loop (``sslbench sweep --kind bench`` with these options,
-:func:`sslbench.execution.sweep.execute`): the settings (regularizer names, ``--hparam`` names and values, sizes) and
+:func:`sslbench.execution.sweep.execute`): the settings (regularizer names, ``--hp`` names and values, sizes) and
 ``--out`` are checked before any case runs, bad input is one line and exit status 2, and the two commands' stores
 are interchangeable.
 
@@ -17,6 +17,7 @@ import argparse
 from typing import Any
 
 from sslbench import regularizers
+from sslbench.devices import HELP as DEVICE_HELP
 from sslbench.execution import sweep
 from sslbench.execution.bench import DEFAULT_OUT, DTYPES
 
@@ -24,12 +25,12 @@ __all__ = ["add_arguments", "sweep_arguments", "run"]
 
 
 def _hparam(text: str) -> tuple[str, Any]:
-    """``--hparam NAME=VALUE``, read as ``sslbench train --hp`` and ``sslbench sweep --hparam`` read it (one parser:
+    """``--hp NAME=VALUE`` (alias ``--hparam``), read as ``sslbench train`` and ``sslbench sweep`` read it (one parser:
     :func:`sslbench.training.config.parse_hparam`: numbers, 1/128, true/false, none, tuples 1,40,40, strings)."""
     from sslbench.training.config import parse_hparam
 
     try:
-        return parse_hparam(text, "--hparam")
+        return parse_hparam(text, "--hp")
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -43,12 +44,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--batches", nargs="+", type=int, default=[256], metavar="N", help="samples per view N (default: 256)")
     g.add_argument("--views", nargs="+", type=int, default=[2], metavar="V", help="numbers of views V (default: 2)")
     g.add_argument("--device", nargs="+", default=["auto"], metavar="DEV",
-                   help="devices: auto (cuda if available, else cpu), cpu, cuda, cuda:1 ...")
+                   help="devices: " + DEVICE_HELP)
     g.add_argument("--dtypes", nargs="+", default=["float32"], choices=list(DTYPES), help="input dtypes (default: float32; the losses compute in float32 or float64)")
     g.add_argument("--algorithms", nargs="+", default=None, metavar="ALGO",
                    help="for regularizers with an 'algorithm' hyper-parameter: auto, cross_correlation, gram "
                         "(default: each one's default)")
-    g.add_argument("--hparam", action="append", type=_hparam, default=[], metavar="NAME=VALUE",
+    g.add_argument("--hp", "--hparam", dest="hparam", action="append", type=_hparam, default=[],
+                   metavar="NAME=VALUE",
                    help="hyper-parameter given to every regularizer that accepts it (repeatable; values as sslbench "
                         "train --hp: numbers, 1/128, true/false, none, tuples 1,40,40, strings); a name no regularizer "
                         "of the grid takes, or a value one refuses, stops the command before any case runs")

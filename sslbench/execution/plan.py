@@ -27,6 +27,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 
+from sslbench import regularizers
 from sslbench.execution import bench
 from sslbench.execution.runner import (case_folder, run_child, sigterm_as_interrupt, signal_of, stop_name)
 from sslbench.records import FINAL_STATUSES, case_id, make_record, read_records
@@ -63,9 +64,9 @@ TRAIN_KIND = "train"
 def planned_without_cuda(devices: list[str]) -> bool:
     """Whether some of ``devices`` is a CUDA device and this machine has none: such a grid can be planned (a dry
     run) but not run here."""
-    import torch
+    from sslbench.devices import cuda_available
 
-    return any(str(d).startswith("cuda") for d in devices) and not torch.cuda.is_available()
+    return any(str(d).startswith("cuda") for d in devices) and not cuda_available()
 
 
 def record_kind(settings: dict) -> str:
@@ -197,7 +198,9 @@ def _run_bench_case(case: dict, s: dict, env: dict, clock=time.perf_counter) -> 
                        max_repeats=s["max_repeats"], timeout_s=s["timeout"], threads=s["threads"], seed=s["seed"])
     wall = clock() - t0
     # the extras of sslbench bench's records, so that the two commands' stores are interchangeable
-    rec = m.to_record(bench.KIND, case, env=env, extra={"isolated": isolate, "seed": s["seed"], "wall_s": wall})
+    rec = m.to_record(bench.KIND, case, env=env, extra={"isolated": isolate, "seed": s["seed"], "wall_s": wall,
+                                                        "regularizer_source": regularizers.source_record(
+                                                            case["regularizer"])})
     return _Outcome(rec, wall)
 
 
@@ -223,7 +226,8 @@ def _train_record_of(child, case: dict, store: str, env: dict, timeout: float) -
                                     f"{child.last_line}")
     metrics = {"timeout_s": timeout} if status == "timeout" else {}
     return make_record(TRAIN_KIND, case, metrics, status, env=env, message=message,
-                       extra={"output": child.output, "returncode": child.returncode})
+                       extra={"output": child.output, "returncode": child.returncode,
+                              "regularizer_source": regularizers.source_record(case["regularizer"])})
 
 
 def _run_train_case(case: dict, s: dict, env: dict, *, resume: bool, sweep_id: str) -> _Outcome:

@@ -71,6 +71,8 @@ from pathlib import Path
 from typing import Any
 
 from sslbench import regularizers
+from sslbench.devices import HELP as DEVICE_HELP
+from sslbench.devices import DeviceError, check_name, cuda_available, is_cuda, resolve_device
 from sslbench.execution import bench
 from sslbench.execution.plan import (TRAIN_KIND, EtaEstimator, SweepError, describe_train, dry_run,  # noqa: F401
                                      make_plan, planned_without_cuda, run_plan, train_config)
@@ -153,7 +155,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("epochs", _T, int, many=True, metavar="E", default={"train": [8]}, minimum=1,
            help="training epochs. Default: 8"),
     Option("device", _BOTH, str, many=True, metavar="DEV", default={"bench": ["auto"], "train": ["auto"]},
-           help="devices: auto (cuda if available, else cpu), cpu, cuda, cuda:1 ... Default: auto"),
+           help="devices: " + DEVICE_HELP + ". Default: auto"),
     Option("dtypes", _B, str, many=True, metavar="DTYPE", default={"bench": ["float32"]}, choices=tuple(bench.DTYPES),
            help="input dtypes. Default: float32"),
     Option("hparams", _BOTH, dict,
@@ -280,12 +282,14 @@ def _parse_toml(text: str) -> Any:
 # ==============================================================================================================
 # Settings: command line over config file over defaults, checked
 # ==============================================================================================================
-_DICT_FLAGS = {"hparams": "--hparam", "train_options": "--train-option", "data_options": "--data-option",
+_DICT_FLAGS = {"hparams": "--hp", "train_options": "--train-option", "data_options": "--data-option",
                "slurm_options": "--slurm-option"}
+#: other spellings of those flags: --hparam, bench's and sweep's name before train's --hp became the one name
+_DICT_ALIASES = {"hparams": ("--hparam",)}
 
 
 def _flag(opt: Option) -> str:
-    """The command-line flag of an option (``--hparam`` for ``hparams``, ...)."""
+    """The command-line flag of an option (``--hp`` for ``hparams``, ...)."""
     return _DICT_FLAGS.get(opt.key, opt.flag)
 
 
@@ -368,10 +372,21 @@ def resolve_settings(args: argparse.Namespace, config: dict | None = None) -> di
 # The grid
 # ==============================================================================================================
 def _check_regularizers(names: list[str]) -> None:
+    """Each name is a built-in, a plugin's entry-point name or ``package.module:Class`` that imports (a plugin
+    that does not is its one line; a built-in whose module is broken records the error in its cases)."""
     available = regularizers.available()
-    unknown = [n for n in names if n not in available]
+    unknown = [n for n in names if n not in available and not regularizers._plugins.is_module_spec(n)
+               and n not in regularizers.available(plugins=True)]
     if unknown:
-        raise SweepError(f"unknown regularizer(s) {', '.join(unknown)}; available: {', '.join(available)}")
+        raise SweepError(f"unknown regularizer(s) {', '.join(unknown)}; available: {', '.join(available)} "
+                         f"(or a plugin: an entry-point name or package.module:Class; `sslbench regularizers` "
+                         f"lists them)")
+    for n in names:
+        if not regularizers.is_builtin(n):
+            try:
+                regularizers.check_spec(n)
+            except regularizers.RegularizerSpecError as exc:
+                raise SweepError(str(exc)) from None
 
 
 def _resolve_devices(devices: list[str], plan_only: bool = False) -> list[str]:
@@ -380,31 +395,22 @@ def _resolve_devices(devices: list[str], plan_only: bool = False) -> list[str]:
     out = []
     for d in devices:
         try:
-            dev = bench.resolve_device(d)
-        except (ValueError, RuntimeError) as exc:
-            dev = _cuda_name(d) if plan_only else None
-            if dev is None:
+            dev = resolve_device(d)
+        except DeviceError as exc:
+            if not (plan_only and is_cuda(d)):  # a plan for a GPU machine names its CUDA devices
                 raise SweepError(f"--device {d}: {exc}") from None
+            dev = check_name(d)
         if dev not in out:
             out.append(dev)
     return out
 
 
-def _cuda_name(device: str) -> str | None:
-    """``device`` as torch names it when it names a CUDA device (``cuda``, ``cuda:1``), else None."""
-    import torch
-
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError, TypeError):
-        return None
-    return str(dev) if dev.type == "cuda" else None
 
 
 def _check_hparams_accepted(names: list[str], hparams: dict) -> None:
     for key in hparams:
         if not any(bench.accepts(n, key) for n in names):
-            raise SweepError(f"--hparam {key}: none of the regularizers of the grid ({', '.join(names)}) has "
+            raise SweepError(f"{_DICT_FLAGS['hparams']} {key}: none of the regularizers of the grid ({', '.join(names)}) has "
                              f"a hyper-parameter {key!r}; check the spelling (e.g. "
                              f"{', '.join(regularizers.hparam_names(names[0])[:4])} for {names[0]})")
 
@@ -584,7 +590,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         g = (groups["cluster"] if opt.key in CLUSTER_KEYS else groups["grid"] if grid
              else groups["bench"] if opt.kinds == _B else groups["other"])
         if opt.item is dict:
-            g.add_argument(_DICT_FLAGS[opt.key], dest=opt.key, action="append",
+            g.add_argument(_DICT_FLAGS[opt.key], *_DICT_ALIASES.get(opt.key, ()), dest=opt.key, action="append",
                            type=_raw_name_value if opt.key in ("train_options", "slurm_options") else _name_value,
                            default=None, metavar="NAME=VALUE", help=opt.help + kinds)
         elif opt.item is bool:

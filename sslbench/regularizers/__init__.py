@@ -31,7 +31,8 @@ from ._plugins import ENTRY_POINT_GROUP, RegularizerSpecError
 from .variance import ADD_ON_DEFAULTS, EXCLUDED, VarianceAddOn
 
 __all__ = ["available", "create", "get_class", "hparam_names", "hparam_defaults", "provenance", "plugins",
-           "check_spec", "is_builtin", "Regularizer", "RegularizerOutput", "RegularizerSpecError", "ENTRY_POINT_GROUP"]
+           "check_spec", "is_builtin", "where", "source_record", "Regularizer", "RegularizerOutput", "RegularizerSpecError",
+           "ENTRY_POINT_GROUP"]
 
 # name -> "module:Class" (imported lazily, so one broken module cannot hide the others)
 _REGISTRY: dict[str, str] = {
@@ -90,6 +91,20 @@ def get_class(name: str) -> type[Regularizer]:
     return _plugins.load_class(name, ep)
 
 
+def where(attribute: str) -> list[str]:
+    """The built-in names whose class sets ``attribute`` true (``needs_predictor``, ``lambd_one_over_dim``,
+    ``eigendecomposes``, ``asv_accuracy``, ... of :class:`Regularizer`), in registry order: the lists the rest of
+    sslbench derives from the registry rather than writing out (a module that fails to import is left out)."""
+    out = []
+    for name in _REGISTRY:
+        try:
+            if getattr(get_class(name), attribute, False):
+                out.append(name)
+        except ImportError:
+            continue
+    return out
+
+
 def is_builtin(name: str) -> bool:
     return name in _REGISTRY
 
@@ -112,6 +127,14 @@ def provenance(spec: str) -> dict:
     tree, so that results from the commits of the user's repository can be compared; None for built-ins, whose
     commit is the record's ``env``)."""
     return dict(_source(spec))
+
+
+def source_record(spec: str) -> dict:
+    """:func:`provenance` for a record: never raises (a spec that does not load gives ``{spec, error}``)."""
+    try:
+        return provenance(spec)
+    except Exception as exc:  # noqa: BLE001 - a record of a failing case is still written
+        return {"spec": spec, "error": f"{type(exc).__name__}: {exc}"}
 
 
 def plugins() -> list[dict]:

@@ -46,6 +46,8 @@ from ._common import Regularizer, RegularizerOutput
 __all__ = ["ENTRY_POINT_GROUP", "RegularizerSpecError", "entry_points", "is_module_spec", "load_class",
            "adapter_class", "source_of", "git_state", "label"]
 
+#: the class attributes of Regularizer that a plain module may declare too (the adapter copies them)
+DECLARED = ("needs_predictor", "lambd_one_over_dim", "default_lr", "eigendecomposes", "asv_accuracy")
 #: the entry-point group a package declares its regularizers in
 ENTRY_POINT_GROUP = "sslbench.regularizers"
 
@@ -207,7 +209,7 @@ def _add_prefix(module, state_dict, prefix, local_metadata, strict, missing_keys
 @functools.lru_cache(maxsize=None)
 def adapter_class(cls: type[torch.nn.Module]) -> type[ModuleRegularizer]:
     """The :class:`ModuleRegularizer` subclass of ``cls`` (one per class): its ``__init__`` has ``cls``'s signature
-    (the hyper-parameters), ``symmetric`` and ``needs_predictor`` are ``cls``'s when it sets them."""
+    (the hyper-parameters); ``symmetric`` and the attributes :data:`DECLARED` are ``cls``'s when it sets them."""
 
     def __init__(self, *args, **hparams):
         if args:
@@ -221,8 +223,9 @@ def adapter_class(cls: type[torch.nn.Module]) -> type[ModuleRegularizer]:
     __init__.__signature__ = sig
     attrs = {"wrapped": cls, "__init__": __init__, "__module__": cls.__module__, "__qualname__": cls.__qualname__,
              "__doc__": cls.__doc__, "symmetric": bool(getattr(cls, "symmetric", True))}
-    if hasattr(cls, "needs_predictor"):
-        attrs["needs_predictor"] = bool(cls.needs_predictor)
+    for name in DECLARED:
+        if hasattr(cls, name):
+            attrs[name] = getattr(cls, name)
     return type(cls.__name__, (ModuleRegularizer,), attrs)
 
 
