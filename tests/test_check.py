@@ -5,6 +5,7 @@ input checks and one that never gathers. The built-ins' rows are tests/test_conf
 import contextlib
 import io
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -153,9 +154,10 @@ def test_a_class_that_changes_its_input_fails_that_row(monkeypatch):
 def test_the_example_plugin_installs_and_is_checked_by_entry_point_name(tmp_path):
     """pip installs examples/plugin (no download: --no-deps --no-build-isolation) into a folder of its own; its
     entry point is then found by name, and its own test suite (assert_contract) passes."""
-    target = tmp_path / "site"
+    target, source = tmp_path / "site", tmp_path / "plugin"  # a copy: the build writes beside the sources
+    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                          "--no-index", "--target", str(target), str(EXAMPLE)], capture_output=True, text=True)
+                          "--no-index", "--target", str(target), str(source)], capture_output=True, text=True)
     assert pip.returncode == 0, pip.stderr
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(target)])}
     check = subprocess.run([sys.executable, "-m", "sslbench", "check", "toy_decorrelation", FIXED,
@@ -169,7 +171,7 @@ def test_the_example_plugin_installs_and_is_checked_by_entry_point_name(tmp_path
     assert buggy[DIST][1].startswith("V=2: gradient is 1/2 of what DDP needs")
     assert check.returncode == 1
     suite = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
-                           capture_output=True, text=True, env=env, cwd=EXAMPLE)
+                           capture_output=True, text=True, env=env, cwd=source)
     assert suite.returncode == 0 and "2 passed" in suite.stdout, suite.stdout + suite.stderr
 
 
