@@ -33,7 +33,7 @@ Run from the repository root::
 
 Each measurement becomes one ``kind="train_throughput"`` record (appended as soon as it is measured) in
 ``--out``; the Markdown table goes to stdout and beside the records. This file is a script, not an asv benchmark:
-it defines no ``time_``/``peakmem_``/``track_`` names (``benchmarks/bench_throughput.py`` is the asv entry).
+it defines no ``time_``/``peakmem_``/``track_`` names (``benchmarks/asv_suite/bench_throughput.py`` is the asv entry).
 """
 
 from __future__ import annotations
