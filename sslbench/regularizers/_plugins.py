@@ -73,7 +73,12 @@ def label(spec: str) -> str:
 def entry_points() -> dict[str, md.EntryPoint]:
     """The entry points of the group ``sslbench.regularizers`` on today's ``sys.path``, by name (the first one
     found wins, as importlib.metadata orders distributions by ``sys.path``). Reads metadata only: nothing is
-    imported."""
+    imported. Scanning every distribution takes tens of milliseconds, so the answer is kept per ``sys.path``."""
+    return dict(_entry_points(tuple(sys.path)))
+
+
+@functools.lru_cache(maxsize=8)
+def _entry_points(path: tuple) -> dict[str, md.EntryPoint]:
     found: dict[str, md.EntryPoint] = {}
     try:
         eps = md.entry_points(group=ENTRY_POINT_GROUP)
@@ -131,17 +136,21 @@ def load_class(spec: str, ep: md.EntryPoint | None = None) -> type[Regularizer]:
     :class:`Regularizer` subclass as it is, a plain ``torch.nn.Module`` wrapped by :func:`adapter_class`.
 
     Raises :class:`RegularizerSpecError` (one line naming the spec, its source and the error)."""
-    where = spec if ep is None else f"{spec} (entry point {ep.value}" + (
-        f" of {_dist_of(ep)[0]} {_dist_of(ep)[1]})" if _dist_of(ep)[0] else ")")
+    def where() -> str:  # only on failure: reading a distribution's metadata takes milliseconds
+        if ep is None:
+            return spec
+        dist, version = _dist_of(ep)
+        return f"{spec} (entry point {ep.value}" + (f" of {dist} {version})" if dist else ")")
+
     value = spec if ep is None else ep.value
     try:
         obj = _resolve(value)
     except RegularizerSpecError:
         raise
     except Exception as exc:  # noqa: BLE001 - any failure of a plugin's import is one line, never a traceback
-        raise RegularizerSpecError(f"regularizer plugin {where} failed to import: {_one_line(exc)}") from None
+        raise RegularizerSpecError(f"regularizer plugin {where()} failed to import: {_one_line(exc)}") from None
     if not (inspect.isclass(obj) and issubclass(obj, torch.nn.Module)):
-        raise RegularizerSpecError(f"regularizer plugin {where}: {value} is a {type(obj).__name__}, not a "
+        raise RegularizerSpecError(f"regularizer plugin {where()}: {value} is a {type(obj).__name__}, not a "
                                    f"torch.nn.Module subclass (a Regularizer, or a module whose forward(z1, z2) "
                                    f"returns a 0-dim loss)")
     return obj if issubclass(obj, Regularizer) else adapter_class(obj)
