@@ -270,12 +270,25 @@ def _source_tree(module_name: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=8)
+def _packages_distributions(path: tuple) -> dict:
+    try:
+        return md.packages_distributions()  # reads every distribution's file list: once per sys.path
+    except Exception:  # noqa: BLE001 - broken metadata: no distribution named
+        return {}
+
+
 def _dist_of_module(module_name: str) -> tuple[str | None, str | None]:
+    """The installed distribution providing ``module_name``'s top-level package (the distribution named like the
+    package is tried first, which spares reading every distribution's file list)."""
     top = module_name.split(".")[0]
     try:
-        names = md.packages_distributions().get(top) or []
-    except Exception:  # noqa: BLE001
-        names = []
+        dist = md.distribution(top)
+        if top in (dist.read_text("top_level.txt") or top).split() or dist.metadata["Name"] == top:
+            return dist.metadata["Name"], dist.version
+    except Exception:  # noqa: BLE001 - not installed under that name, or metadata without a name
+        pass
+    names = _packages_distributions(tuple(sys.path)).get(top) or []
     for name in names:
         try:
             return name, md.version(name)
