@@ -104,7 +104,8 @@ def _dist_of(ep: md.EntryPoint) -> tuple[str | None, str | None]:
 # --------------------------------------------------------------------------------------------------------------
 def _import(module: str):
     """``importlib.import_module``, then once more with the working directory on ``sys.path`` (as ``python -m``
-    has it) when the top-level package was not found."""
+    has it) when the top-level package was not found; the working directory then also goes on ``PYTHONPATH``
+    for the child processes."""
     try:
         return importlib.import_module(module)
     except ModuleNotFoundError as exc:
@@ -113,6 +114,8 @@ def _import(module: str):
         if exc.name != top or any(os.path.abspath(p or ".") == cwd for p in sys.path):
             raise
         sys.path.append(cwd)
+        # the processes sslbench starts (a sweep's training runs, in folders of their own) find it too
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), cwd) if p)
         return importlib.import_module(module)
 
 
