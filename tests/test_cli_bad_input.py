@@ -97,6 +97,11 @@ def _cases(tmp):
         ("demo unknown regularizer", ["demo", "--regularizer", "nope"], "invalid choice"),
         ("demo unknown dataset", ["demo", "--dataset", "no_such_data", "--skip-bench",
                                   "--out-dir", str(tmp / "demo")], "no_such_data"),
+        # ------------------------------------------------------------------ check
+        ("check unknown regularizer", ["check", "nope"], "nope"),
+        ("check plugin that fails to import", ["check", "no_such_package.losses:Loss"], "no_such_package"),
+        ("check out-of-range hyper-parameter", ["check", "barlow_twins", "--hp", "lambd=-1"], "lambd"),
+        ("check no spec", ["check"], "SPEC"),
     ]
 
 
