@@ -127,3 +127,16 @@ def test_analyze_labels_the_plugin_series_by_its_spec(plugin, tmp_path, capsys):
     (results / "old.jsonl").write_text(__import__("json").dumps(old) + "\n")
     frame = load_results(results)
     assert len(frame) == 7 and frame["regularizer_source.kind"].isna().sum() == 1
+
+
+def test_an_interrupted_case_of_a_plugin_names_its_source(plugin, tmp_path, monkeypatch):
+    from sslbench.execution import bench as B
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(B, "run_case", interrupt)
+    store = tmp_path / "b.jsonl"
+    assert _bench(store, "toycos") == 130
+    (rec,) = read_records(store)
+    assert rec["status"] == "interrupted" and rec["extra"]["regularizer_source"]["distribution"] == "toyside"
