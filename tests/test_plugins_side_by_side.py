@@ -11,7 +11,6 @@ import pytest
 
 from sslbench import cli, regularizers
 from sslbench.records import read_records
-
 from test_plugins import PLAIN, _write_dist
 
 SPEC = "toyside.losses:CosLoss"
@@ -115,7 +114,8 @@ def test_analyze_labels_the_plugin_series_by_its_spec(plugin, tmp_path, capsys):
     assert labels == {"barlow_twins", "toycos"}, out  # one fitted series each, the plugin's under its own name
     # the tidy table carries where each came from: a plugin's results compared across its own repository's commits
     from sslbench.analysis.load import load_results
-    from sslbench.records import make_record, read_records as read
+    from sslbench.records import make_record
+    from sslbench.records import read_records as read
 
     frame = load_results(results)
     plugin_rows = frame[frame["regularizer"] == "toycos"]
