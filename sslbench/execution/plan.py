@@ -564,7 +564,8 @@ def _interrupted(run: _Run, exc: BaseException) -> int:
     if run.current is not None:
         rkind = record_kind(plan.settings)
         rec = make_record(rkind, run.current, {}, "interrupted", env=plan.env, message=f"interrupted by the user "
-                          f"({how})")
+                          f"({how})", extra={"regularizer_source": regularizers.source_record(
+                              run.current["regularizer"])} if run.current.get("regularizer") else None)
         if plan.kind == "train":
             rec["extra"]["sweep"] = {"id": case_id(rkind, run.current), "case": run.current, "wall_s": None}
         _store(plan, rec)
