@@ -689,7 +689,7 @@ def page_claims(df: pd.DataFrame) -> None:
     st.title("Claims of the seed papers")
     st.caption("One row per claim: the verdict (supported / not supported / inconclusive / no data), the figures "
                "behind it and the rule that decided it, computed from the records of this results folder. "
-               "`sslbench report` prints the same table; `sslbench report --run STUDY` produces missing data.")
+               "`sslbench report` prints the same table; `sslbench sweep --study NAME` produces missing data.")
     c1, c2 = st.columns(2)
     studies = c1.multiselect("Studies", list(R.STUDIES), default=list(R.STUDIES), key="claims_studies")
     verdicts = c2.multiselect("Verdicts", list(R.VERDICTS), default=list(R.VERDICTS), key="claims_verdicts")

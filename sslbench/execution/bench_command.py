@@ -37,8 +37,9 @@ def _hparam(text: str) -> tuple[str, Any]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("grid")
-    g.add_argument("--regularizers", nargs="+", default=None, metavar="NAME",
-                   help="regularizers to measure (default: all registered: %(choices)s)".replace(
+    g.add_argument("--regularizers", nargs="+", default=None, metavar="SPEC",
+                   help="regularizers to measure: built-in names, plugins' entry-point names or package.module:Class "
+                        "(`sslbench regularizers` lists them; default: all built-ins: %(choices)s)".replace(
                        "%(choices)s", ", ".join(regularizers.available())))
     g.add_argument("--dims", nargs="+", type=int, default=[128, 512, 2048], metavar="D", help="embedding sizes D (default: 128 512 2048)")
     g.add_argument("--batches", nargs="+", type=int, default=[256], metavar="N", help="samples per view N (default: 256)")

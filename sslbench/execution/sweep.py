@@ -72,12 +72,22 @@ from typing import Any
 
 from sslbench import regularizers
 from sslbench.devices import HELP as DEVICE_HELP
-from sslbench.devices import DeviceError, check_name, cuda_available, is_cuda, resolve_device
+from sslbench.devices import DeviceError, check_name, is_cuda, resolve_device
 from sslbench.execution import bench
-from sslbench.execution.plan import (TRAIN_KIND, EtaEstimator, SweepError, describe_train, dry_run,  # noqa: F401
-                                     make_plan, planned_without_cuda, run_plan, train_config)
+from sslbench.execution.plan import (  # noqa: F401
+    TRAIN_KIND,
+    EtaEstimator,
+    SweepError,
+    describe_train,
+    dry_run,
+    make_plan,
+    planned_without_cuda,
+    run_plan,
+    train_config,
+)
 from sslbench.execution.runner import clean_stale_case_folders
 from sslbench.probe.environment import environment
+from sslbench.records.claims import SidecarError, check_folder, check_sidecar, sidecar
 from sslbench.records.paths import OutputPathError, check_store_path
 
 __all__ = [
@@ -661,6 +671,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        "pending, running (job, host), done, failed (with the end of their output), and exit")
     watch.add_argument("--cancel", action="store_true", help="cancel the sweep's submitted jobs (local or slurm) "
                        "and exit")
+    study = parser.add_argument_group("claim studies (sslbench report --list)")
+    study.add_argument("--study", nargs="+", metavar="NAME", help="run these claim studies (or all): each one's exact "
+                       "checks and the missing cases of its grids at --scale into results/studies/<device>-<study>"
+                       ".jsonl (resumable; --executor, --dry-run, --status and --cancel apply); then sslbench report "
+                       "reads them")
+    study.add_argument("--scale", default=None, metavar="SCALE", help="with --study: cpu, the CPU-sized grids "
+                       "(minutes); gpu, the GPU-sized grids at the full budget (CIFAR-10, ResNet-18, 100-200 epochs: "
+                       "hours per study); gpu-1h, the same arms in about one GPU-hour per study (fewer epochs; at an "
+                       "assumed throughput, see results/studies/README.md). The GPU scales need CUDA. Default: cpu")
 
 
 def _dict_args(args: argparse.Namespace) -> argparse.Namespace:
@@ -693,14 +712,31 @@ def _settings_and_cases(args: argparse.Namespace) -> tuple[dict, list[dict], str
     return s, cases, s["out"] or default_out(s, getattr(args, "config", None), plan_only)
 
 
+def _check_watched_store(out: str) -> None:
+    """``--status`` / ``--cancel`` read the store and its sweep folder and write nothing (a read-only store is
+    fine, a mistyped path creates no folder). Raises :class:`SweepError` or :class:`SidecarError`."""
+    if os.path.isdir(out):
+        raise SweepError(f"--out {out}: this is a folder; name the store file, e.g. {os.path.join(out, 'results.jsonl')}")
+    has_sidecar = check_folder(sidecar(out), "the sweep folder", "--out", out, write=False)
+    if not os.path.exists(out) and not has_sidecar:
+        raise SweepError(f"--out {out}: no such store and no sweep folder beside it; check the path (--status and "
+                         "--cancel read a store, they create nothing)")
+    if os.path.exists(out) and not os.access(out, os.R_OK):
+        raise SweepError(f"--out {out}: the store cannot be read by you; ask its owner for read access (chmod g+r)")
+
+
 def execute(args: argparse.Namespace, command: str = "sweep") -> int:
     """The loop of ``sslbench sweep`` and ``sslbench bench``: settings checked and ``--out`` checked before any
     work, then the dry run or the cases. ``command`` names the command in the messages."""
+    watching = bool(getattr(args, "status", False) or getattr(args, "cancel", False))
     try:
         s, cases, out = _settings_and_cases(args)
-        if not args.dry_run:
+        if watching:
+            _check_watched_store(out)
+        elif not args.dry_run:
             check_store_path(out, "--out")
-    except (SweepError, OutputPathError) as exc:
+            check_sidecar(out, "--out")
+    except (SweepError, OutputPathError, SidecarError) as exc:
         print(f"sslbench {command}: error: {exc}", file=sys.stderr)
         return 2
     plan = make_plan(command, s, cases, out)
@@ -715,9 +751,64 @@ def execute(args: argparse.Namespace, command: str = "sweep") -> int:
     return run_plan(plan)
 
 
+def run_studies(args: argparse.Namespace) -> int:
+    """``sslbench sweep --study NAME... --scale S``: each study's exact checks, then the missing cases of each of its
+    configs, through :func:`execute` with the command line's own options (``--executor``, ``--dry-run``,
+    ``--status``, ``--cancel``, ...) and the config and store of the study in place of ``--config`` / ``--out``."""
+    from sslbench.execution import studies  # the torch side of the claims, only for --study
+
+    try:
+        if args.config or args.out:
+            raise SweepError("--study picks the configs and the store (results/studies/<device>-<study>.jsonl); "
+                             f"drop {'--config' if args.config else '--out'}")
+        runs = studies.study_runs(args.study, args.scale or "cpu")
+    except (SweepError, studies.StudyError) as exc:
+        print(f"sslbench sweep: error: {exc}", file=sys.stderr)
+        return 2
+    watch = args.status or args.cancel
+    device = "cuda" if args.scale in studies.GPU_SCALES else "cpu"
+    no_cuda = planned_without_cuda([device])
+    if no_cuda and not (args.dry_run or watch):
+        print(f"sslbench sweep: error: --scale {args.scale} needs a CUDA device; none is available here. Run it on "
+              "a GPU machine (inline, or --executor local / slurm from there), or use --scale cpu", file=sys.stderr)
+        return 2
+    rc = 0
+    for st in runs:
+        # a dry run only plans: the store of a GPU scale is then the GPU's, whose name this machine cannot know
+        out = Path(st.out_dir) / f"{UNKNOWN_GPU if no_cuda else device_slug(device)}-{st.name}.jsonl"
+        if st.checks and args.dry_run:
+            print(f"{st.name}: exact checks {', '.join(st.checks)} (no training) -> {out}")
+        elif st.checks and not watch:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            studies.run_checks(st.name, st.checks, out)
+        for config in st.configs:
+            print(f"$ sslbench sweep --config {_shown(config)} --out {out}", flush=True)
+            one = argparse.Namespace(**{**vars(args), "study": None, "config": str(_shown(config)), "out": str(out),
+                                        "progress": bool(args.progress)})
+            rc = max(rc, execute(one, "sweep"))
+            if rc in (2, 130, 143):
+                return rc
+    if not (args.dry_run or watch):
+        print(f"then: sslbench report --study {' '.join(st.name for st in runs)}", flush=True)
+    return rc
+
+
+def _shown(path: Path) -> Path:
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
+
+
 def run(args: argparse.Namespace) -> int:
     """``sslbench sweep``: 0 every case recorded (none an "error"), 1 some errors, 2 bad input, 130 interrupted
     (Ctrl-C), 143 stopped by SIGTERM."""
+    if getattr(args, "study", None):
+        return run_studies(args)
+    if getattr(args, "scale", None):
+        print(f"sslbench sweep: error: --scale {args.scale} applies to the claim studies: add --study NAME (sslbench "
+              "report --list names them)", file=sys.stderr)
+        return 2
     return execute(args, "sweep")
 
 

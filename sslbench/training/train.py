@@ -479,8 +479,9 @@ def train(cfg: TrainConfig, *, make_views: Callable | None = None,
 def claim_run(run: "Run"):
     """Hold the run's claim (``run-<id>`` in the store's claims, :mod:`sslbench.records.claims`) while it trains, so
     that two identical runs on one store do not share a log and a checkpoint: the second is refused in one line.
-    A claim whose owner died is taken over. Single-process runs with a store only (a torchrun job's ranks would
-    wait on a refused rank 0; a sweep's own claim has another name)."""
+    A sweep's training case claims the same name on its store (:func:`planned_run_id`), so ``sslbench train`` and a
+    sweep case of one configuration refuse one another too. A claim whose owner died is taken over.
+    Single-process runs with a store only (a torchrun job's ranks would wait on a refused rank 0)."""
     from sslbench.records.claims import read_claims, tidy, try_claim
 
     cfg = run.cfg
@@ -695,6 +696,21 @@ def run_case(cfg: TrainConfig, reg: nn.Module, device: torch.device, world: int,
     if cfg.data_options:
         case["data_options"] = dict(cfg.data_options)
     return case
+
+
+def planned_run_id(cfg: TrainConfig, world: int = 1, device: str | None = None) -> str:
+    """The run id :func:`train` gives ``cfg`` in a world of ``world`` processes, without loading data or building
+    networks (only the regularizer, whose hyper-parameters with their defaults are part of the id). A sweep names
+    the claim of its training case by it and counts a record of this id as the case done, so ``sslbench train``
+    and a sweep case of one configuration are one run: one claim, one record, never a seed pooled twice."""
+    from sslbench.devices import cuda_available
+    from sslbench.records import case_id
+
+    cfg, reg = cfg.resolved_with_regularizer()
+    name = device or cfg.device  # ``device``: the run's device where cfg was resolved on another (a plan only)
+    dev = torch.device(("cuda" if cuda_available() else "cpu") if name == "auto" else name)
+    amp = cfg.amp == "bf16" or (cfg.amp == "auto" and dev.type == "cuda")  # as set_up decides
+    return case_id(KIND, run_case(cfg, reg, dev, world, amp))
 
 
 # ------------------------------------------------------------------------------------------------------ resume
