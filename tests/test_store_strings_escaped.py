@@ -42,6 +42,7 @@ def test_the_sanitisers_are_torch_free_and_each_removes_what_its_target_reads():
     assert T.terminal("a\x1b[31mred\x1b[0m\x1bPdcs\x1b\\ b\x9b2J\u202eevil\x00") == "ared bevil"
     assert T.one_line(HOSTILE) == "<script>alert(1)</script> row2 %{x} |end"
     assert T.markdown_cell(HOSTILE) == "&lt;script&gt;alert(1)&lt;/script&gt; row2 %{x} \\|end"
+    assert T.markdown_cell("ends in a backslash\\|x") == "ends in a backslash\\\\\\|x"  # both escaped
     assert T.plotly_text(HOSTILE) == "&lt;script&gt;alert(1)&lt;/script&gt; row2 &#37;{x} |end"
     md = T.markdown_text("[click](javascript:x) *b* <i>")
     assert md == "\\[click\\]\\(javascript:x\\) \\*b\\* &lt;i&gt;"

@@ -9,7 +9,7 @@ string in it (a regularizer name, a message, a host, a device name) may hold mar
   then neither retitle the terminal (``ESC ]0;title BEL``) nor erase it (``ESC [2J``).
 * :func:`one_line` — :func:`terminal`, then newlines, tabs and carriage returns collapsed to single spaces.
 * :func:`markdown_cell` — for a cell of a Markdown table: one line, HTML escaped (``<script>`` is shown, not run),
-  ``|`` escaped.
+  ``\\`` and ``|`` escaped.
 * :func:`markdown_text` — for ``st.markdown`` and other Markdown prose: one line, HTML escaped and Markdown's
   punctuation backslash-escaped, so that a name is shown as typed and never becomes a link, emphasis or maths.
 * :func:`plotly_text` — for plotly trace names, labels and hover templates: one line, ``<`` ``>`` ``&`` as
@@ -55,8 +55,9 @@ def one_line(text) -> str:
 
 
 def markdown_cell(text) -> str:
-    """``text`` as one cell of a Markdown table: one line, HTML escaped, ``|`` escaped."""
-    return html.escape(one_line(text), quote=False).replace("|", "\\|")
+    """``text`` as one cell of a Markdown table: one line, HTML escaped, ``\\`` and ``|`` escaped (a trailing
+    backslash in the store cannot unescape the cell's end)."""
+    return html.escape(one_line(text), quote=False).replace("\\", "\\\\").replace("|", "\\|")
 
 
 def markdown_text(text) -> str:
