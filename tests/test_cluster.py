@@ -346,7 +346,30 @@ def test_kill_9_of_a_local_sweep_launcher_stops_its_controllers_and_workers(tmp_
         proc.kill()
         proc.wait(timeout=60)
         _wait_for(lambda: not any(_alive(pid) for pid in pids), timeout=120)
-        _wait_for(lambda: sorted(r["status"] for r in _records(store)) == ["interrupted", "interrupted"], timeout=60)
+        _wait_for(lambda: sorted(r["status"] for r in _records(store)) == ["interrupted", "interrupted"], timeout=300)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)  # whatever is left of the sweep's session
+
+
+@pytest.mark.slow
+def test_a_local_worker_stops_when_its_controller_is_killed(tmp_path):
+    """A submitit controller killed by ``kill -9`` cannot pass anything on: its worker, re-parented, used to run
+    the rest of its cases unwatched. The worker now gets SIGTERM when its controller dies (PR_SET_PDEATHSIG)."""
+    import psutil
+
+    store = tmp_path / "s.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "sslbench", "sweep", *ENDLESS, "--dims", "16", "--out",
+                             str(store), "--executor", "local", "--workers", "1"], cwd=tmp_path, env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        (claim,) = _wait_for(lambda: _claims(store), proc=proc)
+        worker = psutil.Process(claim["pid"])
+        controller = worker.parent()
+        assert "submitit.local._local" in " ".join(controller.cmdline())
+        controller.kill()
+        _wait_for(lambda: not _alive(worker.pid), timeout=120)
+        _wait_for(lambda: [r["status"] for r in _records(store)] == ["interrupted"], timeout=300)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)

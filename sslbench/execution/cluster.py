@@ -106,7 +106,8 @@ class CaseWorker(Checkpointable):
     def __call__(self, indices: list[int]) -> int:
         from sslbench.execution.runner import clean_stale_case_folders, die_with_parent
 
-        if os.environ.get("SUBMITIT_EXECUTOR") == "local" and os.environ.get("SUBMITIT_LOCAL_JOB_ID", "").isdigit():
+        if (os.environ.get("SUBMITIT_EXECUTOR") == "local" and not os.environ.get("SUBMITIT_LOCAL_WITH_SHELL")
+                and os.environ.get("SUBMITIT_LOCAL_JOB_ID", "").isdigit()):  # the job id is the controller's pid
             # a local worker stops (SIGTERM: its running case is recorded as interrupted) when its controller dies
             die_with_parent(signal.SIGTERM, parent=int(os.environ["SUBMITIT_LOCAL_JOB_ID"]))
         clean_stale_case_folders()
