@@ -21,7 +21,7 @@ from sslbench.analysis import SCALING_KINDS, scaling_table
 from sslbench.records.constants import CHECK_KIND, DEFAULT_PREDICTOR_HIDDEN, DEFAULT_WARMUP_EPOCHS
 
 VERDICTS = ("supported", "not supported", "inconclusive", "no data")
-#: where ``sslbench report --run`` writes a study's records: ``<STUDIES_DIR>/<device>-<study>.jsonl``
+#: where ``sslbench sweep --study`` writes a study's records: ``<STUDIES_DIR>/<device>-<study>.jsonl``
 STUDIES_DIR = "results/studies"
 
 # ---- the shared thresholds (printed with every verdict) ------------------------------------------------------
@@ -63,7 +63,7 @@ class Verdict:
             raise ValueError(f"verdict={self.verdict!r}: choose one of {', '.join(VERDICTS)}")
 
 
-#: the scales of ``sslbench report --run STUDY --scale``: the CPU-sized grids (Fashion-MNIST, minutes), the GPU-sized
+#: the scales of ``sslbench sweep --study NAME --scale``: the CPU-sized grids (Fashion-MNIST, minutes), the GPU-sized
 #: grids at the full budget (CIFAR-10, ResNet-18, 200 epochs) and the GPU-sized grids of one GPU-hour (the same arms,
 #: fewer epochs; results/studies/README.md, "Projected GPU time of the claim studies")
 SCALES = ("cpu", "gpu", "gpu-1h")
@@ -93,7 +93,7 @@ class Study:
 
     def command(self, scale: str = "cpu") -> str:
         _check_scale(scale)
-        return f"sslbench report --run {self.name}" + (f" --scale {scale}" if scale != "cpu" else "")
+        return f"sslbench sweep --study {self.name}" + (f" --scale {scale}" if scale != "cpu" else "")
 
     def settle_command(self, *regularizers: str, gpu: str = "", gpu_1h: str = "") -> str:
         """The "to settle" hint of a training claim about the arms of ``regularizers``, one line that pastes as it is
