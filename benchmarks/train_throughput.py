@@ -234,13 +234,12 @@ def run_sslbench(case: Case, device: torch.device) -> dict:
 
 def run_peer(case: Case, device: torch.device) -> dict:
     """The peer-style loop on the case; its phase times, the workers' augmentation time and what it ran with."""
+    from benchmarks.peer_loop import build_loader, endless
     from sslbench import regularizers
     from sslbench.training.augment import preset_config
     from sslbench.training.data import load_dataset
     from sslbench.training.optim import build_optimizer
     from sslbench.training.train import build_networks
-
-    from benchmarks.peer_loop import build_loader, endless
 
     cfg = case.train_config(device, compile=False).resolved()
     reg = regularizers.create(cfg.regularizer, **cfg.hparams).to(device)

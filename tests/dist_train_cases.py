@@ -4,7 +4,6 @@ import torch
 
 from sslbench.training import train as T
 
-
 #: a tiny run on synthetic data (48 images of 1x12x12, 3 steps per epoch): the loop's tests train this
 TINY = dict(dataset="synthetic", data_options={"num_samples": 48, "channels": 1, "height": 12, "width": 12,
                                                "num_classes": 4},

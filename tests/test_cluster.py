@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from sslbench.execution import plan, sweep
-from sslbench.records import FINAL_STATUSES, append_record, read_records
+from sslbench.records import append_record, read_records
 
 pytest.importorskip("submitit")
 from sslbench.execution import cluster  # noqa: E402

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from distributed_harness import run_ranks
 from dist_common_cases import standardize_and_gather
+from distributed_harness import run_ranks
 from sslbench.regularizers import _common as C
 
 

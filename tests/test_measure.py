@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from sslbench.execution import measure as M
-from sslbench.regularizers import RegularizerOutput
 from sslbench.records import FINAL_STATUSES, RECORD_KEYS, STATUSES
+from sslbench.regularizers import RegularizerOutput
 
 MiB = 2**20
 THIS = __name__  # the children import the step factories below from this module

@@ -15,8 +15,7 @@ import time
 
 import pytest
 
-from sslbench.records import append_record, make_record, read_records
-from sslbench.records import claims
+from sslbench.records import append_record, claims, make_record, read_records
 from sslbench.records.store import store_size
 
 

@@ -14,10 +14,10 @@ import pytest
 import torch
 from torch import nn
 
-from distributed_harness import run_ranks
 from dist_train_cases import TINY, deterministic_views, tiny_config
-from sslbench.training import train as T
+from distributed_harness import run_ranks
 from sslbench.records import read_records
+from sslbench.training import train as T
 
 
 # ==============================================================================================================

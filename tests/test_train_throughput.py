@@ -18,7 +18,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import gpu_e2e, train_throughput as tt  # noqa: E402
+from benchmarks import gpu_e2e  # noqa: E402
+from benchmarks import train_throughput as tt
 from benchmarks.peer_loop import PeerViews, PilViews, collate_views  # noqa: E402
 from sslbench.records import make_record, read_records  # noqa: E402
 from sslbench.training.augment import preset_config  # noqa: E402

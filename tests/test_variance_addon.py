@@ -10,7 +10,6 @@ import torch
 from sslbench import regularizers
 from sslbench.regularizers.variance import VarianceAddOn, variance_hinge
 
-
 DT = torch.float64
 SYMMETRIC = [n for n in regularizers.available() if n not in ("vicreg", "vicreg_fft", "byol", "directpred", "isoloss")]
 

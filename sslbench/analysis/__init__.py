@@ -14,14 +14,32 @@ accuracy and regression tables, and the data behind each dashboard page.
 Imports pandas and numpy but neither torch nor any sslbench module that does (``tests/test_layout.py``).
 """
 
-from sslbench.analysis.accuracy import (ACCURACY_KEYS, ACCURACY_METRICS, VARIANT_KEYS, accuracy_table,
-                                        run_variants)
+from sslbench.analysis.accuracy import ACCURACY_KEYS, ACCURACY_METRICS, VARIANT_KEYS, accuracy_table, run_variants
 from sslbench.analysis.common import column, fmt_number
-from sslbench.analysis.load import (DERIVED_COLUMNS, HOW_TO_PRODUCE_RESULTS, SCALING_KINDS, X_COLUMNS, Y_COLUMNS,
-                                    find_run_logs, load_results, load_run_logs, results_stamp)
+from sslbench.analysis.load import (
+    DERIVED_COLUMNS,
+    HOW_TO_PRODUCE_RESULTS,
+    SCALING_KINDS,
+    X_COLUMNS,
+    Y_COLUMNS,
+    find_run_logs,
+    load_results,
+    load_run_logs,
+    results_stamp,
+)
 from sslbench.analysis.regressions import regressions
-from sslbench.analysis.scaling import (OTHER_AXES, Crossover, PowerLaw, crossover, crossover_table, crossovers,
-                                       fit_power_law, fit_scaling, ok_points, scaling_table)
+from sslbench.analysis.scaling import (
+    OTHER_AXES,
+    Crossover,
+    PowerLaw,
+    crossover,
+    crossover_table,
+    crossovers,
+    fit_power_law,
+    fit_scaling,
+    ok_points,
+    scaling_table,
+)
 from sslbench.analysis.tables import SUMMARY_TABLES, format_table, inventory, summary
 
 __all__ = [

@@ -10,8 +10,7 @@ from typing import Any, Sequence
 import pandas as pd
 
 from sslbench.analysis.common import column
-from sslbench.records.constants import DEFAULT_PREDICTOR_HIDDEN, UNNAMED_PREDICTOR_REGULARIZERS, \
-    VARIANCE_ADDON_DEFAULTS
+from sslbench.records.constants import DEFAULT_PREDICTOR_HIDDEN, UNNAMED_PREDICTOR_REGULARIZERS, VARIANCE_ADDON_DEFAULTS
 
 ACCURACY_KEYS = ("regularizer", "dataset", "fraction", "backbone", "dim", "views", "batch", "epochs", "device")
 #: the CPU or GPU model of a run (:func:`sslbench.analysis.load_results`' ``device_name``, from the record's

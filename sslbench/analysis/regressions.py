@@ -9,6 +9,7 @@ import pandas as pd
 
 from sslbench.analysis.common import column, fmt_number
 
+
 def _higher_is_better(unit: Any, benchmark: Any) -> bool:
     return unit == "%" or (isinstance(benchmark, str) and any(w in benchmark for w in ("accuracy", "top1")))
 

@@ -13,6 +13,7 @@ import pandas as pd
 from sslbench.analysis.common import fmt_number
 from sslbench.analysis.load import SCALING_KINDS
 
+
 @dataclass(frozen=True)
 class PowerLaw:
     """``y = prefactor * x ** exponent``, fitted by least squares on log-log axes."""

@@ -41,8 +41,14 @@ import time
 from pathlib import Path
 
 from sslbench.execution.plan import Plan, SweepError, describe, devices_line, grid_records, make_plan, run_plan
-from sslbench.execution.runner import (INTERRUPT_GRACE_S, Interrupted, noted_stop, sigterm_as_interrupt, signal_of,
-                                       stop_name)
+from sslbench.execution.runner import (
+    INTERRUPT_GRACE_S,
+    Interrupted,
+    noted_stop,
+    signal_of,
+    sigterm_as_interrupt,
+    stop_name,
+)
 from sslbench.records import FINAL_STATUSES
 from sslbench.records.claims import PID_MAX, SidecarError, check_folder, pid_start, read_claims, sidecar
 from sslbench.records.store import locked

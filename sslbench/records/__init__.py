@@ -8,8 +8,18 @@ into :func:`make_record`, and the dashboard reads records without torch.
 """
 
 from sslbench.records.readers import read_asv_results, read_pytest_benchmark, to_dataframe
-from sslbench.records.schema import (FINAL_STATUSES, RECORD_KEYS, SCHEMA_VERSION, STATUSES, _plain, case_id,  # noqa: F401
-                                     clamp_numbers, make_record, unusable_reason, upgrade_record)
+from sslbench.records.schema import (  # noqa: F401
+                                     FINAL_STATUSES,
+                                     RECORD_KEYS,
+                                     SCHEMA_VERSION,
+                                     STATUSES,
+                                     _plain,
+                                     case_id,
+                                     clamp_numbers,
+                                     make_record,
+                                     unusable_reason,
+                                     upgrade_record,
+)
 from sslbench.records.store import append_record, completed_ids, read_records
 
 __all__ = [

@@ -68,8 +68,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._asymmetric import AsymmetricRegularizer, EigenPredictor, check_tau, cosine_loss, eigen_predictor, \
-    ema_update_, ordered_pairs
+from ._asymmetric import (
+    AsymmetricRegularizer,
+    EigenPredictor,
+    check_tau,
+    cosine_loss,
+    eigen_predictor,
+    ema_update_,
+    ordered_pairs,
+)
 from ._common import RegularizerOutput, all_reduce_sum, check_int, check_nonnegative, global_batch_size
 
 __all__ = ["DirectPred"]

@@ -18,8 +18,8 @@ import argparse
 import ast
 import copy
 import dataclasses
-import typing
 import math
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 

@@ -8,8 +8,20 @@ import math
 
 import pandas as pd
 
-from sslbench.analysis.claims.common import (ACC_POINTS, ACC_STDS, Study, Verdict, arm, as_published, groups,
-                                             margin, no_data, num, setting_text, train_runs)
+from sslbench.analysis.claims.common import (
+    ACC_POINTS,
+    ACC_STDS,
+    Study,
+    Verdict,
+    arm,
+    as_published,
+    groups,
+    margin,
+    no_data,
+    num,
+    setting_text,
+    train_runs,
+)
 
 METHODS = ("isoloss", "directpred", "byol")
 RULE = ("for each method: drop in linear top-1 from EMA (tau > 0) to none (tau = 0), counted beyond "

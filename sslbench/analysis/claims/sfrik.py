@@ -8,11 +8,31 @@ import math
 
 import pandas as pd
 
-from sslbench.analysis.claims.common import (FIT_D_MIN, LINEAR_ALPHA_HI, LINEAR_ALPHA_LO, MEMORY_R2_MIN,
-                                             QUADRATIC_ALPHA_MIN, RULE_COMPARABLE, Study, Verdict, arm,
-                                             as_published, check_verdict, combine, comparable, default_variance,
-                                             device_short, fit_rows, groups, int_text, no_data, num, scaling,
-                                             setting_text, train_runs)
+from sslbench.analysis.claims.common import (
+    FIT_D_MIN,
+    LINEAR_ALPHA_HI,
+    LINEAR_ALPHA_LO,
+    MEMORY_R2_MIN,
+    QUADRATIC_ALPHA_MIN,
+    RULE_COMPARABLE,
+    Study,
+    Verdict,
+    arm,
+    as_published,
+    check_verdict,
+    combine,
+    comparable,
+    default_variance,
+    device_short,
+    fit_rows,
+    groups,
+    int_text,
+    no_data,
+    num,
+    scaling,
+    setting_text,
+    train_runs,
+)
 
 #: degree-2 truncation vs covariance penalty: affine fit R² and slope against the derived D/(D−1)·w₂
 AFFINE_R2_MIN = 0.9999

@@ -10,10 +10,30 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from sslbench.analysis.claims.common import (ONE_SEED, RULE_BETTER, RULE_COMPARABLE, SETTING, Study, Verdict, arm,
-                                             as_published, below_floor, better, combine, comparable,
-                                             device_short, int_text, isnan, margin, no_data, num, setting_key,
-                                             setting_text, train_runs, warmup_text)
+from sslbench.analysis.claims.common import (
+    ONE_SEED,
+    RULE_BETTER,
+    RULE_COMPARABLE,
+    SETTING,
+    Study,
+    Verdict,
+    arm,
+    as_published,
+    below_floor,
+    better,
+    combine,
+    comparable,
+    device_short,
+    int_text,
+    isnan,
+    margin,
+    no_data,
+    num,
+    setting_key,
+    setting_text,
+    train_runs,
+    warmup_text,
+)
 
 
 def _better_pairs(acc: dict, pairs: list, labels: Callable) -> tuple[list[str], list[str]]:
