@@ -320,8 +320,8 @@ def check_autocast(subject: Subject) -> Row:
             and set(got_terms) == set(expected_terms)
             and all(_close(got_terms[k], expected_terms[k]) for k in expected_terms))
     if not same or res.dtype != torch.float32:
-        return Row(name, WARN, f"finite, but it computes in bfloat16 under autocast ({float(got):.6g} vs "
-                               f"{float(expected):.6g} without): wrap the loss in torch.autocast(..., enabled=False)")
+        return Row(name, WARN, f"finite, but it computes in bfloat16 under autocast ({float(got.detach()):.6g} vs "
+                               f"{float(expected.detach()):.6g} without): wrap the loss in torch.autocast(..., enabled=False)")
     return Row(name, PASS, "loss, terms and gradients equal those computed without autocast; bfloat16 embeddings "
                            "give a finite float32 loss")
 
