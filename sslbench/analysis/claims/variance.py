@@ -8,8 +8,8 @@ import math
 
 import pandas as pd
 
-from sslbench.analysis.claims.common import (ONE_SEED, RULE_COMPARABLE, SETTING, Study, Verdict, arm, comparable,
-                                             groups, no_arm, no_data, num, setting_text, train_runs)
+from sslbench.analysis.claims.common import (ONE_SEED, SETTING, Study, Verdict, arm, comparable, groups, no_arm,
+                                             no_data, num, rule_comparable, settle_note, setting_text, train_runs)
 
 #: collapse: the variance term "prevents collapse" when effective rank and std of the normalised embeddings are
 #: both at least COLLAPSE_RATIO × those without it; "no effect" when both ratios are below NO_EFFECT_RATIO
@@ -18,6 +18,10 @@ NO_EFFECT_RATIO = 1.1
 #: a run "collapsed" when the mean per-feature std of its L2-normalised embeddings is below this / √D (a
 #: spread-out embedding has about 1/√D; SimSiam without its predictor measured 0.08/√D at D = 128)
 COLLAPSED_STD = 0.25
+#: the add-on keeps the accuracy: the margin of its equivalence test, points of linear top-1 (set 2026-12-05 before
+#: the AdamW-recipe runs; common.ACC_MARGIN says why)
+LINEAR_MARGIN = 1.0
+RULE_COMPARABLE = rule_comparable(LINEAR_MARGIN)
 
 COLLAPSE_RULE = (f"prevents collapse = the effective rank of the backbone's representation with the term ≥ "
                  f"{COLLAPSE_RATIO}× that without it, or the effective rank and the std of the normalised embeddings "
@@ -63,7 +67,7 @@ def verdict(df: pd.DataFrame, st: Study) -> list[Verdict]:
                     continue
                 v, figs = _collapse(g_on, g_off)
                 la, lb = arm(g_on), arm(g_off)
-                figs.append(f"linear top-1 {la.text()} vs {lb.text()}")
+                figs.append(f"linear top-1 {la.text()} vs {lb.text()}: {comparable(la, lb, LINEAR_MARGIN).figures}")
                 out.append(Verdict(st.name, claim, v, f"{reg} std_coeff {num(g_on['_std'].iloc[0])} vs 0: "
                                    + "; ".join(figs), rule, "" if v == "supported" else st.settle_command(reg),
                                    setting_text(key)))
@@ -100,12 +104,13 @@ def _add_on_row(st: Study, key: tuple, what: str, coeff: float, on: pd.DataFrame
     collapsed = std_off.n > 0 and std_off.mean < COLLAPSED_STD / math.sqrt(dim)
     collapse_v, figs = _collapse(on, off)
     la, lb = arm(on), arm(off)
-    acc_v, acc_fig = comparable(la, lb)
-    figs.append(f"linear top-1 {la.text()} vs {lb.text()}: {acc_fig}")
+    acc = comparable(la, lb, LINEAR_MARGIN)
+    figs.append(f"linear top-1 {la.text()} vs {lb.text()}: {acc.figures}" + ("" if collapsed else settle_note(acc)))
     claim, v, rule = ((CLAIM_COLLAPSE, collapse_v, RULE_COLLAPSE) if collapsed else
-                      (CLAIM_ACCURACY, acc_v, RULE_ACCURACY))
+                      (CLAIM_ACCURACY, acc.verdict, RULE_ACCURACY))
+    hint = "" if v == "supported" else _add_on_settle(st, *arm_of, claim)
     return Verdict(st.name, claim, v, f"{what}: variance_coeff {num(coeff)} vs 0: " + "; ".join(figs), rule,
-                   "" if v == "supported" else _add_on_settle(st, *arm_of, claim), setting_text(key))
+                   hint if collapsed else st.with_cpu(acc, key, hint), setting_text(key))
 
 
 def _variance_add_on(runs: pd.DataFrame, st: Study) -> list[Verdict]:
