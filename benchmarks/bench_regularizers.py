@@ -7,7 +7,8 @@
 * :class:`CudaMemory` — ``track_`` benchmarks (unit bytes) of ``max_memory_allocated``, ``max_memory_reserved``
   and NVML's device-level peak; skipped without CUDA.
 * :class:`DownstreamAccuracy` — ``track_`` of the kNN and linear-probe top-1 accuracy (unit %) after a short
-  pre-training run (``sslbench.training.train``) on the embedded ``digits`` data; ``setup_cache`` runs the trainings once.
+  pre-training run (``sslbench.training.train``) on the embedded ``digits`` data, for the regularizers whose class
+  sets ``asv_accuracy`` (:func:`accuracy_names`); ``setup_cache`` runs the trainings once.
   Skipped for commits without ``sslbench.training.train`` (or the older ``sslbench.train``).
 
 Environment variables (read at import; keep them the same for runs you compare):
@@ -60,6 +61,19 @@ def _device() -> str:
     return device
 
 
+#: the fall-back for commits whose registry cannot say (no ``regularizers.where``): the list as it was then
+_ACCURACY_BEFORE_WHERE = ["barlow_twins", "vicreg", "barlow_twins_fft", "sfrik"]
+
+
+def accuracy_names() -> list[str]:
+    """The regularizers DownstreamAccuracy trains: those whose class sets ``asv_accuracy`` (the registry decides:
+    ``regularizers.where``); an older commit without that API keeps the list it had."""
+    where = getattr(regularizers, "where", None)
+    return list(where("asv_accuracy")) if where is not None else list(_ACCURACY_BEFORE_WHERE)
+
+
+#: every built-in of the registry (sslbench's own suite; a plugin is measured in its own repository:
+#: ``sslbench asv-init``, sslbench.execution.asv_suite)
 NAMES = list(regularizers.available())
 DIMS = [128, 512, 2048]
 BATCHES = [128, 512]
@@ -69,6 +83,18 @@ VIEWS = [2, 4]
 def _accepted(name: str) -> list[str]:
     cls = regularizers.get_class(name)
     return [p.name for p in inspect.signature(cls.__init__).parameters.values() if p.name != "self"]
+
+
+def _with_algorithm() -> list[str]:
+    """The registered regularizers with a primal/dual ``algorithm`` keyword."""
+    out = []
+    for name in NAMES:
+        try:
+            if "algorithm" in _accepted(name):
+                out.append(name)
+        except Exception:  # noqa: BLE001 - a module that does not import in this commit
+            continue
+    return out
 
 
 def _build(name: str, dim: int, batch: int, views: int, device: str | None = None, **hparams):
@@ -127,8 +153,9 @@ class ForwardBackward:
 class Algorithms:
     """Primal (D×D cross-correlation) vs dual (N×N Gram) form of the same loss, at shapes around the crossover."""
 
-    # the regularizers whose spec has the choice (fixed, so that results stay comparable across commits)
-    params = [["barlow_twins", "vicreg"], ["cross_correlation", "gram"], [256, 2048], [128, 1024]]
+    # the regularizers whose class has the choice (an ``algorithm`` keyword; read from the signature, which every
+    # commit has)
+    params = [_with_algorithm(), ["cross_correlation", "gram"], [256, 2048], [128, 1024]]
     param_names = ["regularizer", "algorithm", "dim", "batch"]
     timeout = 180
     sample_time = 0.05
@@ -197,7 +224,7 @@ class DownstreamAccuracy:
     (``sslbench.training.train.train``) with each regularizer. ``setup_cache`` runs the trainings once (in one process)
     and both ``track_`` benchmarks read their records."""
 
-    params = [["barlow_twins", "vicreg", "barlow_twins_fft", "sfrik"]]
+    params = [accuracy_names()]
     param_names = ["regularizer"]
     unit = "%"
     timeout = 900

@@ -175,9 +175,10 @@ def run_config(args, profile: Profile, regularizer: str, **overrides):
 
 def calibrate(cfg, warmup: int, steps: int) -> float:
     """Images/s of the loop on ``cfg`` over ``steps`` steps after ``warmup`` (compilation and warm-up excluded)."""
+    from sslbench.devices import resolve_device
     from sslbench.training.train import train
 
-    cuda = cfg.device != "cpu" and torch.cuda.is_available()
+    cuda = resolve_device(cfg.device).startswith("cuda")
     marks: list[float] = []
 
     def on_step(info) -> None:
@@ -470,9 +471,12 @@ def _driver_main(args, profile: Profile) -> int:
 
     plan = Plan(profile, profile.total_s, len(args.regularizers), args.budget_s)
     say_ = lambda text: say(plan.start, text)  # noqa: E731 - plan.start is a perf_counter reading
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputProblem("no CUDA device here; run with --smoke (CPU) or on a GPU machine")
-    device = torch.device(args.device if args.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu")
+    from sslbench.devices import DeviceError, resolve_device
+
+    try:
+        device = torch.device(resolve_device(args.device))
+    except DeviceError as exc:
+        raise InputProblem(f"{exc}; or run with --smoke (CPU) or on a GPU machine") from None
     args.device = str(device)
     args.results_dir = Path(args.results)
     args.results_dir.mkdir(parents=True, exist_ok=True)

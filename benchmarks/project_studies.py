@@ -128,14 +128,13 @@ class Case:
 def _cases_of_settings(settings: dict) -> list[dict]:
     """The sweep's cases of ``settings``. Without CUDA here, a CUDA grid is expanded on the CPU and each case is
     given back its CUDA device (the grid is the same; only the device check needs a GPU)."""
-    import torch
-
+    from sslbench.devices import check_name, cuda_available, is_cuda
     from sslbench.execution import sweep
 
     devices = settings["device"]
-    if torch.cuda.is_available() or not any(d == "auto" or d.startswith("cuda") for d in devices):
+    if cuda_available() or not any(d == "auto" or is_cuda(d) for d in devices):
         return sweep.build_cases(settings)
-    names = list(dict.fromkeys("cuda" if d == "auto" else str(torch.device(d)) for d in devices))
+    names = list(dict.fromkeys("cuda" if d == "auto" else check_name(d) for d in devices))
     on_cpu = sweep.build_cases({**settings, "device": ["cpu"]})
     return [{**c, "device": dev} for c in on_cpu for dev in names]
 

@@ -5,11 +5,13 @@ measured in ONE run so that the ratios are not skewed by the load of a shared ma
 the CPU each case runs in a fresh process (``sslbench.execution.measure.measure_in_subprocess``): its peak resident memory is
 its own. On CUDA each case runs in this process with the allocator's peak statistics reset (CUDA events; NVML).
 
-The contenders: ``official_barlow_twins`` / ``official_vicreg`` (``benchmarks/official.py``: the papers' code,
-step for step), ``barlow_twins`` and ``vicreg`` with ``algorithm="auto"`` (what a user gets) and with
-``"cross_correlation"`` (the primal form, to show what the dual buys), the FFT pair, ``sfrik``, ``uniformity``,
-``simclr``, ``byol``, ``directpred`` and ``isoloss``. ``directpred``/``isoloss`` hold a D × D predictor and
-eigendecompose it (O(D³)); above ``--max-dim-eigh`` they are skipped on the CPU (listed as such).
+The contenders (derived from the registry, :func:`contenders`): ``official_barlow_twins`` / ``official_vicreg``
+(``benchmarks/official.py``: the papers' code, step for step, measured through the plugin path as the specs
+``benchmarks.official:OfficialBarlowTwins`` / ``:OfficialVICReg``), then every built-in; those with an ``algorithm``
+choice (``barlow_twins``, ``vicreg``) twice, with ``"auto"`` (what a user gets) and ``"cross_correlation"`` (the
+primal form, to show what the dual buys). Those that eigendecompose a D × D predictor each step (O(D³):
+``eigendecomposes`` on the class) are skipped above ``--max-dim-eigh`` on the CPU (listed as such).
+``--contenders`` also takes any regularizer spec: a plugin's entry-point name or ``package.module:Class``.
 
 Memory column: on the CPU the peak resident set growth during the timed steps (``peak_rss_delta_bytes``: peak RSS
 minus the RSS after set-up, so the inputs and the module are not counted); on CUDA ``max_memory_allocated`` minus
@@ -19,6 +21,7 @@ Run from the repository root (it prints the table as it goes and writes it, in M
 
     python benchmarks/side_by_side.py                        # N=256, D=512..16384, every contender
     python benchmarks/side_by_side.py --dims 1024 8192 --contenders official_barlow_twins barlow_twins
+    python benchmarks/side_by_side.py --dims 1024 --contenders barlow_twins mypkg.losses:MyLoss
 
 This file is a script, not an asv benchmark: it defines no ``time_``/``peakmem_``/``track_`` names.
 """
@@ -38,66 +41,50 @@ if str(ROOT) not in sys.path:  # `python benchmarks/side_by_side.py` puts benchm
 
 import torch  # noqa: E402
 
-from sslbench.execution.bench import make_step, resolve_device  # noqa: E402
+from sslbench import regularizers  # noqa: E402
+from sslbench.execution.bench import accepts, make_step, resolve_device  # noqa: E402
 from sslbench.execution.measure import Measurement, environment, measure, measure_in_subprocess  # noqa: E402
 from sslbench.records import append_record  # noqa: E402
 
 KIND = "side_by_side"
 DEFAULT_DIMS = [512, 1024, 2048, 4096, 8192, 16384]
-# (label, regularizer or official name, algorithm)
-CONTENDERS: dict[str, tuple[str, str | None]] = {
-    "official_barlow_twins": ("official_barlow_twins", None),
-    "official_vicreg": ("official_vicreg", None),
-    "barlow_twins": ("barlow_twins", "auto"),
-    "barlow_twins[cross_correlation]": ("barlow_twins", "cross_correlation"),
-    "vicreg": ("vicreg", "auto"),
-    "vicreg[cross_correlation]": ("vicreg", "cross_correlation"),
-    "barlow_twins_fft": ("barlow_twins_fft", None),
-    "vicreg_fft": ("vicreg_fft", None),
-    "sfrik": ("sfrik", None),
-    "uniformity": ("uniformity", None),
-    "simclr": ("simclr", None),
-    "byol": ("byol", None),
-    "directpred": ("directpred", None),
-    "isoloss": ("isoloss", None),
-}
-EIGH = ("directpred", "isoloss")
+#: the official transcriptions go through the plugin path (``package.module:Class`` specs, plain ``nn.Module``
+#: losses), as a user's own loss does: code that sslbench did not write for its registry
+OFFICIAL_SPECS = {"official_barlow_twins": "benchmarks.official:OfficialBarlowTwins",
+                  "official_vicreg": "benchmarks.official:OfficialVICReg"}
+
+
+def contenders() -> dict[str, tuple[str, str | None]]:
+    """label -> (spec, algorithm): the official ones, then every built-in of the registry (those with an
+    ``algorithm`` choice twice: ``auto`` and the primal ``cross_correlation``)."""
+    out: dict[str, tuple[str, str | None]] = {label: (spec, None) for label, spec in OFFICIAL_SPECS.items()}
+    for name in regularizers.available():
+        if accepts(name, "algorithm"):
+            out[name] = (name, "auto")
+            out[f"{name}[cross_correlation]"] = (name, "cross_correlation")
+        else:
+            out[name] = (name, None)
+    return out
+
+
+CONTENDERS = contenders()
+#: the contenders that eigendecompose a D × D matrix each step (derived from the registry)
+EIGH = tuple(regularizers.where("eigendecomposes"))
 # which official formulation each contender is compared with
 BASELINE = {"barlow_twins": "official_barlow_twins", "barlow_twins_fft": "official_barlow_twins",
             "vicreg": "official_vicreg", "vicreg_fft": "official_vicreg"}
 
 
-def official_step(name: str, dim: int, batch: int, device: str = "cpu", seed: int = 0):
-    """Set-up (untimed) of one official case; returns its step, forward + backward. Module-level with JSON
-    arguments so that ``measure_in_subprocess`` can call it as ``benchmarks.side_by_side:official_step``."""
-    from benchmarks.official import OFFICIAL
-
-    device = resolve_device(device)
-    loss_fn = OFFICIAL[name](dim).to(device)
-    g = torch.Generator().manual_seed(seed)
-    z1, z2 = (torch.randn(batch, dim, generator=g).to(device).requires_grad_(True) for _ in range(2))
-
-    def step() -> torch.Tensor:
-        z1.grad = z2.grad = None
-        loss = loss_fn(z1, z2)
-        loss.backward()
-        return loss.detach()
-
-    return step
-
-
 def run_one(label: str, dim: int, batch: int, device: str, *, isolate: bool, timeout_s: float, **mkw) -> Measurement:
-    name, algo = CONTENDERS[label]
-    if name.startswith("official_"):
-        target, kwargs = "benchmarks.side_by_side:official_step", {"name": name, "dim": dim, "batch": batch,
-                                                                 "device": device}
-    else:
-        target, kwargs = "sslbench.execution.bench:make_step", {"regularizer": name, "dim": dim, "batch": batch, "views": 2,
-                                                      "device": device, "algorithm": algo}
+    """One contender (a label of :data:`CONTENDERS`, or any regularizer spec: a plugin is measured the same way)
+    through ``sslbench.execution.bench:make_step``."""
+    name, algo = CONTENDERS.get(label, (label, None))
+    kwargs = {"regularizer": name, "dim": dim, "batch": batch, "views": 2, "device": device, "algorithm": algo}
     if isolate:
-        return measure_in_subprocess(target, kwargs, device=device, timeout_s=timeout_s, **mkw)
+        return measure_in_subprocess("sslbench.execution.bench:make_step", kwargs, device=device,
+                                     timeout_s=timeout_s, **mkw)
     try:
-        step = official_step(**kwargs) if name.startswith("official_") else make_step(**kwargs)
+        step = make_step(**kwargs)
         return measure(step, device=device, **mkw)
     except Exception as exc:  # noqa: BLE001 - a case that cannot be built is a result
         from sslbench.execution.measure import is_oom_error
@@ -134,7 +121,7 @@ def table(results: dict[tuple[str, int], Measurement], labels: list[str], dims: 
                 continue
             t = m.metrics["time_median_s"]
             mem = memory_of(m)
-            base = BASELINE.get(CONTENDERS[label][0])
+            base = BASELINE.get(CONTENDERS.get(label, (label,))[0])
             ref = results.get((base, d)) if base else None
             speed = memf = ""
             if ref is not None and ref.status == "ok":
@@ -152,7 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dims", nargs="+", type=int, default=DEFAULT_DIMS)
     p.add_argument("--batch", type=int, default=256)
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda")
-    p.add_argument("--contenders", nargs="+", default=list(CONTENDERS), choices=list(CONTENDERS), metavar="NAME")
+    p.add_argument("--contenders", nargs="+", default=list(CONTENDERS), metavar="NAME",
+                   help=f"labels ({', '.join(CONTENDERS)}) or any regularizer spec, e.g. a plugin's "
+                        f"package.module:Class (default: every label)")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--min-repeats", type=int, default=3)
     p.add_argument("--min-time", type=float, default=1.0, help="seconds of timed steps per case (at least)")
@@ -161,6 +150,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="largest D for directpred/isoloss (default: 4096 on the CPU, no limit on CUDA)")
     p.add_argument("--out-dir", default=str(ROOT / "results" / "side_by_side"))
     args = p.parse_args(argv)
+    for label in args.contenders:
+        if label not in CONTENDERS:
+            try:
+                regularizers.check_spec(label)
+            except ValueError as exc:
+                p.error(f"--contenders {label}: {exc}")
 
     device = resolve_device(args.device)
     cuda = device.startswith("cuda")
@@ -177,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[tuple[str, int], Measurement] = {}
     for d in args.dims:
         for label in args.contenders:
-            name = CONTENDERS[label][0]
+            name = CONTENDERS.get(label, (label,))[0]
             case = {"contender": label, "dim": d, "batch": args.batch, "views": 2, "device": device,
                     "dtype": "float32"}
             if name in EIGH and max_eigh is not None and d > max_eigh:
@@ -185,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             m = run_one(label, d, args.batch, device, isolate=not cuda, timeout_s=args.timeout, **mkw)
             results[(label, d)] = m
-            append_record(jsonl, m.to_record(KIND, case, env=env))
+            append_record(jsonl, m.to_record(KIND, case, env=env, extra={
+                "regularizer_source": regularizers.source_record(name)}))
             if m.ok:
                 print(f"  D={d:>5} {label:<32} {m.metrics['time_median_s'] * 1e3:>10.2f} ms  "
                       f"{mib(memory_of(m)):>8} MiB", flush=True)

@@ -13,6 +13,7 @@ import torch
 
 from sslbench import cli
 from sslbench.execution import bench as B
+from sslbench.execution import bench_command as BC
 from sslbench import regularizers
 from sslbench.records import append_record, read_records
 
@@ -139,12 +140,12 @@ def test_command_dry_run_and_bad_names(capsys, tmp_path):
 
 
 def test_hparam_flag_reads_values_as_train_and_sweep_do():
-    assert B._hparam("lambd=1/128") == ("lambd", 1 / 128)
-    assert B._hparam("weights=1,40,40") == ("weights", (1, 40, 40))
-    assert B._hparam("permute=false") == ("permute", False)
-    assert B._hparam("algorithm=gram") == ("algorithm", "gram")
+    assert BC._hparam("lambd=1/128") == ("lambd", 1 / 128)
+    assert BC._hparam("weights=1,40,40") == ("weights", (1, 40, 40))
+    assert BC._hparam("permute=false") == ("permute", False)
+    assert BC._hparam("algorithm=gram") == ("algorithm", "gram")
     with pytest.raises(argparse.ArgumentTypeError, match="NAME=VALUE"):
-        B._hparam("lambd")
+        BC._hparam("lambd")
 
 
 def test_command_records_an_interrupted_case(tmp_path, monkeypatch):
@@ -177,7 +178,9 @@ GRID = ["--regularizers", "barlow_twins", "--dims", "16", "--batches", "32", "--
 
 
 @pytest.mark.parametrize("argv, expected", [
-    (["--hparam", "no_such=1"], "--hparam no_such: none of the regularizers of the grid (barlow_twins)"),
+    (["--hp", "no_such=1"], "--hp no_such: none of the regularizers of the grid (barlow_twins)"),
+    (["--hparam", "no_such=1"], "--hp no_such: none of the regularizers of the grid (barlow_twins)"),  # the alias
+    (["--hp", "lambd=1", "--hparam", "lambd=2"], "lambd is given twice"),  # one option, two spellings
     (["--hparam", "lambd=-1"], "lambd=-1 must be >= 0"),
     (["--hparam", "lambd=abc"], "lambd='abc'"),
     (["--hparam", "lambd=1", "--hparam", "lambd=2"], "lambd is given twice"),
@@ -197,7 +200,7 @@ def test_bad_input_is_refused_before_any_case_runs(tmp_path, monkeypatch, capsys
 
 def test_a_bad_sfrik_weights_value_is_explained_in_the_form_the_help_shows(tmp_path, capsys):
     parser = argparse.ArgumentParser()
-    B.add_arguments(parser)
+    BC.add_arguments(parser)
     help_text = " ".join(parser.format_help().split())
     assert "tuples 1,40,40" in help_text
     assert _bench(["--regularizers", "sfrik", "--dims", "16", "--batches", "32", "--device", "cpu",

@@ -65,11 +65,14 @@ def _cases(tmp):
         ("train resume from a missing file", [*TRAIN, "--out", store, "--resume", str(tmp / "missing.pt")],
          "missing.pt"),
         ("train epochs not a number", [*TRAIN[:1], "--epochs", "many"], "invalid int"),
+        ("train plugin that fails to import", [*TRAIN, "--regularizer", "no_such_pkg.losses:Loss"], "no_such_pkg"),
         # ------------------------------------------------------------------ bench
         ("bench unknown hparam", [*BENCH, "--hparam", "no_such=1", "--out", store], "no_such"),
         ("bench invalid hparam value", [*BENCH, "--hparam", "lambd=-1", "--out", store], "lambd"),
         ("bench unknown regularizer", ["bench", "--regularizers", "nope", "--dims", "16", "--out", store], "nope"),
         ("bench zero dim", ["bench", "--regularizers", "barlow_twins", "--dims", "0", "--out", store], "0"),
+        ("bench plugin that fails to import", ["bench", "--regularizers", "no_such_pkg.losses:Loss", "--dims", "16",
+                                               "--out", store], "no_such_pkg"),
         ("bench negative batch", ["bench", "--regularizers", "barlow_twins", "--dims", "16", "--batches", "-5",
                                   "--out", store], "-5"),
         ("bench cuda without cuda", [*BENCH, "--device", "cuda", "--out", store], "cuda"),
@@ -94,6 +97,11 @@ def _cases(tmp):
         ("demo unknown regularizer", ["demo", "--regularizer", "nope"], "invalid choice"),
         ("demo unknown dataset", ["demo", "--dataset", "no_such_data", "--skip-bench",
                                   "--out-dir", str(tmp / "demo")], "no_such_data"),
+        # ------------------------------------------------------------------ check
+        ("check unknown regularizer", ["check", "nope"], "nope"),
+        ("check plugin that fails to import", ["check", "no_such_package.losses:Loss"], "no_such_package"),
+        ("check out-of-range hyper-parameter", ["check", "barlow_twins", "--hp", "lambd=-1"], "lambd"),
+        ("check no spec", ["check"], "SPEC"),
     ]
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from sslbench.execution import sweep
+from sslbench.execution import plan, sweep
 from sslbench.records import FINAL_STATUSES, append_record, read_records
 
 pytest.importorskip("submitit")
@@ -64,7 +64,7 @@ def _by_case(path) -> dict[str, list[str]]:
     """{sweep case id: [statuses of its records, in order]}"""
     out: dict[str, list[str]] = {}
     for r in _records(path):
-        out.setdefault(sweep.sweep_id_of(r), []).append(r["status"])
+        out.setdefault(plan.sweep_id_of(r), []).append(r["status"])
     return out
 
 

@@ -1,19 +1,20 @@
 """What EVERY registered regularizer must do, parametrised over ``regularizers.available()``: its module imports
-(a missing one fails, never skips), the dtype policy and autocast, bad input, hyper-parameter validation and the
-``hparam_defaults`` round trip, the state dict, finite gradients, and the distributed contract with 2 real gloo
-processes. A new regularizer is covered by adding its registry line; ``VARIANTS`` may list hyper-parameters that
-select its other code paths, and ``BAD_HPARAMS`` its own boundary values. Formula references, gradchecks and
-module-specific behaviour stay in the per-regularizer test files."""
+(a missing one fails, never skips), hyper-parameter validation and the ``hparam_defaults`` round trip, sslbench's
+own input messages, and every row of the regularizer contract that ``sslbench check`` runs on a user's class
+(:mod:`sslbench.execution.contract`: the dtype policy and autocast, V = 3 views, inputs left unchanged, gradcheck,
+the same result for the same seed, the state dict, bad input, and the distributed contract with 2 real gloo
+processes). One contract: the rows are the contract module's checks, run here with the built-ins' VARIANTS. A new
+regularizer is covered by adding its registry line; ``VARIANTS`` may list hyper-parameters that select its other
+code paths, and ``BAD_HPARAMS`` its own boundary values. Formula references and module-specific behaviour stay in
+the per-regularizer test files."""
 
-import io
 import math
 
 import pytest
 import torch
 
-from dist_common_cases import build, conformance_rank, make_inputs
-from distributed_harness import run_ranks
 from sslbench import regularizers
+from sslbench.execution import contract
 from sslbench.regularizers import Regularizer
 
 NAMES = regularizers.available()
@@ -41,9 +42,14 @@ CASE_IDS = [f"{name}-{i}" for i, (name, _) in enumerate(CASES)]
 # per-rank means whose mean over ranks is the single-process value)
 GLOBAL_TERMS = {"on_diagonal", "off_diagonal", "variance", "covariance", "variance_addon"}
 GLOBAL_TERM_NAMES = {"barlow_twins", "vicreg"}
-N, D = 8, 7
-DTYPES = [(torch.float16, torch.float32), (torch.bfloat16, torch.float32), (torch.float32, torch.float32),
-          (torch.float64, torch.float64)]
+N, D = contract.N, contract.D
+
+
+def make_inputs(name, views, n, d, seed):
+    """The arguments of one float64 call: ``(Z,)`` with Z (V, N, D) for a symmetric regularizer, ``(online,
+    target)`` for an asymmetric one (the contract's correlated views)."""
+    count = 1 if regularizers.get_class(name).symmetric else 2
+    return tuple(contract.correlated_views(views, n, d, seed + k) for k in range(count))
 
 
 def state_of(reg):
@@ -83,64 +89,16 @@ def test_a_registered_module_that_is_missing_fails(monkeypatch):
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Dtype policy and autocast
+# The contract's local rows (sslbench check), every case
 # --------------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("dtype, expected", DTYPES)
+@pytest.mark.parametrize("check", list(contract.LOCAL_CHECKS))
 @pytest.mark.parametrize("name, hp", CASES, ids=CASE_IDS)
-def test_dtype_policy(name, hp, dtype, expected):
-    """Half and float32 inputs give a float32 loss and terms, float64 stays float64; the value is the loss of the
-    rounded inputs in the compute dtype; gradients reach the input in its own dtype, finite; buffers created at the
-    first call are in the compute dtype."""
-    inputs = [x.to(dtype) for x in make_inputs(name, 2, 12, D, seed=1, dtype=torch.float32)]
-    inputs[0].requires_grad_(True)
-    reg = build(name, hp)
-    before = set(reg.state_dict())
-    out = reg(*inputs)
-    assert out.loss.dtype == expected and out.loss.dim() == 0
-    assert all(t.dtype == expected for t in out.terms.values())
-    out.loss.backward()
-    assert inputs[0].grad.dtype == dtype and bool(torch.isfinite(inputs[0].grad).all())
-    ref = build(name, hp)(*[x.detach().to(expected) for x in inputs])
-    torch.testing.assert_close(out.loss, ref.loss)
-    for key, value in reg.state_dict().items():
-        if key not in before and value.is_floating_point():
-            assert value.dtype == expected, key
-
-
-@pytest.mark.parametrize("name, hp", CASES, ids=CASE_IDS)
-def test_autocast_computes_in_full_precision(name, hp):
-    """A loss called under torch.autocast(bfloat16) gives the loss, terms and gradients computed without it, in
-    float32;
-    embeddings produced under autocast (bfloat16) give a finite float32 loss."""
-    inputs = make_inputs(name, 3, 20, D, seed=9, dtype=torch.float32)
-    plain_in = [x.clone().requires_grad_(i == 0) for i, x in enumerate(inputs)]
-    expected = build(name, hp, seed=3)(*plain_in)
-    expected.loss.backward()
-    ac_in = [x.clone().requires_grad_(i == 0) for i, x in enumerate(inputs)]
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        got = build(name, hp, seed=3)(*ac_in)
-    got.loss.backward()  # outside the context, as torch.amp recommends
-    assert got.loss.dtype == torch.float32
-    torch.testing.assert_close(got.loss, expected.loss)
-    for k in expected.terms:
-        torch.testing.assert_close(got.terms[k], expected.terms[k])
-    torch.testing.assert_close(ac_in[0].grad, plain_in[0].grad)
-    lin = torch.nn.Linear(D, D)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        emb = [lin(x) for x in inputs]
-        assert emb[0].dtype == torch.bfloat16
-        res = build(name, hp, seed=3)(*emb)
-    assert res.loss.dtype == torch.float32 and bool(torch.isfinite(res.loss))
-
-
-@pytest.mark.parametrize("name, hp", CASES, ids=CASE_IDS)
-def test_gradients_are_finite_and_reach_every_view(name, hp):
-    inputs = make_inputs(name, 3, N, D, seed=5)
-    inputs[0].requires_grad_(True)
-    build(name, hp)(*inputs).loss.backward()
-    grad = inputs[0].grad
-    assert bool(torch.isfinite(grad).all())
-    assert all(float(g.abs().sum()) > 0 for g in grad)  # every view of the first input gets a gradient
+def test_contract(name, hp, check):
+    """The dtype policy (float32 loss for half inputs, float64 kept, equal to the loss of the rounded inputs), the
+    same under autocast, V = 3 with gradients to every view, inputs unchanged, gradcheck, seeds, the state dict
+    round trip and bad input: every row passes."""
+    row = contract.run_check(contract.LOCAL_CHECKS[check], contract.Subject(name, hp), check)
+    assert row.status == contract.PASS, str(row)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -279,66 +237,35 @@ def test_create_records_every_hyper_parameter(name, hp):
 
 
 # --------------------------------------------------------------------------------------------------------------
-# State dict
-# --------------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name, hp", CASES, ids=CASE_IDS)
-def test_state_dict_round_trip(name, hp):
-    """The state dict holds tensors only (it loads with weights_only=True) and restores the state: a fresh module
-    loaded from it (lazily created buffers included) continues exactly like the original."""
-    reg = build(name, hp).double().train()
-    for seed in (10, 11):
-        reg(*make_inputs(name, 2, N, D, seed))
-    buffer = io.BytesIO()
-    torch.save(reg.state_dict(), buffer)
-    buffer.seek(0)
-    fresh = build(name, hp).double()
-    fresh.load_state_dict(torch.load(buffer, weights_only=True))
-    assert_states_equal(state_of(fresh), state_of(reg))
-    for module in (reg, fresh):
-        if getattr(module, "generator", None) is not None:
-            module.generator.manual_seed(5)
-    nxt = make_inputs(name, 2, N, D, 12)
-    torch.testing.assert_close(fresh(*nxt).loss, reg(*nxt).loss)
-    assert_states_equal(state_of(fresh), state_of(reg))
-    torch.testing.assert_close(fresh.eval()(*nxt).loss, reg.eval()(*nxt).loss)
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Distributed contract (2 real gloo processes, every case in one spawn)
+# The contract's distributed row (2 real gloo processes, every case on one pair)
 # --------------------------------------------------------------------------------------------------------------
 # embeddings large enough for the overflow guards to rescale (differently on each rank but for the all-reduce)
-EXTREME_SCALE_CASES = [(name, dict(algorithm=a), 2, 90, N, D, scale) for a in ("cross_correlation", "gram")
+EXTREME_SCALE_CASES = [contract.DistributedCase(name, (("algorithm", a),), 2, 90, N, D, scale)
+                       for a in ("cross_correlation", "gram")
                        for name, scale in (("barlow_twins", 1e30), ("vicreg", 1e8))] + [
-    ("sfrik", {}, 2, 91, N, D, 1e30), ("barlow_twins_fft", dict(block_size=3), 2, 92, N, D, 1e30)]
+    contract.DistributedCase("sfrik", (), 2, 91, N, D, 1e30),
+    contract.DistributedCase("barlow_twins_fft", (("block_size", 3),), 2, 92, N, D, 1e30)]
 
 
 @pytest.mark.slow
 @pytest.mark.distributed
 def test_distributed_contract():
-    """The mean over ranks of the losses (and terms) is the single-process loss on the concatenated batch; each
-    rank's gradient w.r.t. its rows is world_size × the single-process one; global-batch terms and every buffer
-    (DirectPred's F) are identical on every rank; a random draw (FFT permutation) follows rank 0."""
-    world, gen_seeds = 2, (11, 99)
-    cases = [(name, hp, views, 20 + i, N, D, 1.0) for i, (name, hp) in enumerate(CASES) for views in (2, 3)]
-    cases += EXTREME_SCALE_CASES
-    results = run_ranks(conformance_rank, world, cases, gen_seeds)
-    h = N // world
-    for c, (name, hp, views, seed, n, d, scale) in enumerate(cases):
-        msg = f"{name} {hp} V={views} scale={scale}"
-        inputs = [x * scale for x in make_inputs(name, views, n, d, seed)]
-        inputs[0].requires_grad_(True)
-        reg = build(name, hp, seed=gen_seeds[0]).double().train()
-        single = reg(*inputs)
-        single.loss.backward()
-        ranks = [results[r][c] for r in range(world)]
-        torch.testing.assert_close(sum(r["loss"] for r in ranks) / world, single.loss.detach(), msg=msg)
+    """The contract's distributed row for every case, V = 2 and 3: the mean over ranks of the losses (and terms) is
+    the single-process loss on the concatenated batch; each rank's gradient w.r.t. its rows is world_size × the
+    single-process one; every buffer (DirectPred's F) equals the single-process one on every rank; a random draw
+    (FFT permutation, the ranks' generators seeded differently) follows rank 0. Beyond the contract: global-batch
+    terms hold the single-process value on every rank."""
+    cases = [contract.DistributedCase(name, tuple(hp.items()), views, 20 + i, N, D, 1.0)
+             for i, (name, hp) in enumerate(CASES) for views in (2, 3)] + EXTREME_SCALE_CASES
+    results = contract.run_distributed(cases)
+    for case, ranks in zip(cases, results):
+        row = contract.distributed_row(case, ranks)
+        assert row.status == contract.PASS, f"{case}: {row}"
+        subject = case.subject()
+        full = subject.args(case.views, case.n, case.d, case.seed, scale=case.scale)
+        single = subject.build(case.gen_seeds[0]).double().train()(*full)
         for k, v in single.terms.items():
-            torch.testing.assert_close(sum(r["terms"][k] for r in ranks) / world, v.detach(), msg=f"{msg} {k}")
-            if k in GLOBAL_TERMS and (name in GLOBAL_TERM_NAMES or k == "variance_addon"):
+            if k in GLOBAL_TERMS and (case.spec in GLOBAL_TERM_NAMES or k == "variance_addon"):
                 for r in ranks:
-                    torch.testing.assert_close(r["terms"][k], v.detach(), msg=f"{msg} {k} on every rank")
-        for r, res in enumerate(ranks):
-            torch.testing.assert_close(res["grad"], world * inputs[0].grad[:, r * h:(r + 1) * h],
-                                       msg=f"{msg} rank {r}")
-            assert_states_equal(res["state"], state_of(reg), msg=f"{msg} rank {r} state")
-    assert not math.isnan(sum(float(r["loss"]) for res in results for r in res))
+                    torch.testing.assert_close(r["terms"][k], v.detach(), msg=f"{case} {k} on every rank")
+    assert not math.isnan(sum(float(r["loss"]) for ranks in results for r in ranks))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from sslbench.execution import bench, sweep
+from sslbench.execution import bench, bench_command, plan, sweep
 from sslbench.records import FINAL_STATUSES, case_id, read_records
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,8 +36,8 @@ def _run(argv: list[str]) -> int:
 
 def _bench(argv: list[str]) -> int:
     p = argparse.ArgumentParser()
-    bench.add_arguments(p)
-    return bench.run(p.parse_args(argv))
+    bench_command.add_arguments(p)
+    return bench_command.run(p.parse_args(argv))
 
 
 def _records(path) -> list[dict]:
@@ -134,7 +134,8 @@ def test_unknown_config_key_is_an_error_that_lists_the_allowed_keys(tmp_path, ca
     ([], {"dims": []}, "config key dims is empty"),
     ([], {"dims": [16, "32"]}, "config key dims[1]='32' must be an integer"),
     (["--dims", "1"], None, "--dims=1 must be >= 2"),
-    (["--hparam", "lambdd=0.1", "--regularizers", "barlow_twins"], None, "--hparam lambdd: none of the regularizers"),
+    (["--hp", "lambdd=0.1", "--regularizers", "barlow_twins"], None, "--hp lambdd: none of the regularizers"),
+    (["--hparam", "lambdd=0.1", "--regularizers", "barlow_twins"], None, "--hp lambdd: none of the regularizers"),
     (["--kind", "train", "--fractions", "0.5", "1.5", "--datasets", "synthetic"], None, "outside (0, 1]"),
     (["--kind", "train", "--fractions", "0"], None, "outside (0, 1]"),
     (["--fractions", "0.5"], None, "--fractions applies to --kind train only"),
@@ -161,7 +162,7 @@ def test_a_bad_out_is_refused_in_one_line_before_any_work(tmp_path, capsys, monk
     readme.write_text("# notes\nnot a store\n")
     out = {"folder": tmp_path, "below_a_file": readme / "s.jsonl", "readme": readme}[make_out]
     ran = []
-    monkeypatch.setattr(sweep, "_run_bench_case", lambda *a, **k: ran.append(a))
+    monkeypatch.setattr(plan, "_run_bench_case", lambda *a, **k: ran.append(a))
     argv = ["--regularizers", "simclr", "--dims", "4", "--batches", "8", "--device", "cpu", "--out", str(out)]
     rc = _run(["--kind", "bench"] + argv) if command == "sweep" else _bench(argv)
     err = capsys.readouterr().err
@@ -293,8 +294,8 @@ def test_out_of_memory_is_a_record_and_the_sweep_goes_on(tmp_path, capsys):
 def test_a_store_of_sslbench_bench_resumes_under_sweep_and_records_are_the_same(tmp_path, capsys):
     store = tmp_path / "s.jsonl"
     bargs = argparse.ArgumentParser()
-    bench.add_arguments(bargs)
-    assert bench.run(bargs.parse_args(["--regularizers", "simclr", "--dims", "4", "--batches", "8", "--device", "cpu",
+    bench_command.add_arguments(bargs)
+    assert bench_command.run(bargs.parse_args(["--regularizers", "simclr", "--dims", "4", "--batches", "8", "--device", "cpu",
                                        "--isolate", "never", "--warmup", "0", "--repeats", "2", "--out",
                                        str(store)])) == 0
     capsys.readouterr()
@@ -494,3 +495,13 @@ def test_a_training_case_past_its_timeout_is_killed_and_recorded_as_timeout(tmp_
     capsys.readouterr()
     assert _run(argv + ["--dry-run"]) == 0
     assert "1 case(s): 0 already done" in capsys.readouterr().out  # retried on the next run
+
+
+@pytest.mark.parametrize("flag", ["--hp", "--hparam"])
+def test_hp_is_the_flag_and_hparam_its_alias(flag):
+    """One name for hyper-parameters in train, bench and sweep: --hp (the docs' spelling), --hparam kept as an alias."""
+    args = sweep._dict_args(_parser().parse_args([flag, "lambd=1/64", flag, "eps=1e-5"]))
+    assert sweep.resolve_settings(args)["hparams"] == {"lambd": 1 / 64, "eps": 1e-5}
+    b = argparse.ArgumentParser()
+    bench_command.add_arguments(b)
+    assert b.parse_args([flag, "lambd=1/64"]).hparam == [("lambd", 1 / 64)]

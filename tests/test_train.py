@@ -249,8 +249,10 @@ def test_cli_hp_errors_name_the_problem(capsys):
     assert T.run(args) == 2
     assert "not a hyper-parameter of vicreg" in capsys.readouterr().err
     args = _parser().parse_args(["--regularizer", "barlow_twins", "--hp", "lambd=-1"])
-    with pytest.raises(ValueError, match="lambd"):
-        T.config_from_args(args)
+    with pytest.raises(ValueError, match="lambd"):  # values: where the regularizer is built, before any work
+        T.config_from_args(args).resolved()
+    assert T.run(args) == 2
+    assert "lambd=-1 must be >= 0" in capsys.readouterr().err
     args = _parser().parse_args(["--hp", "oops"])
     assert T.run(args) == 2
     assert "NAME=VALUE" in capsys.readouterr().err

@@ -10,7 +10,8 @@ from typing import Any, Sequence
 import pandas as pd
 
 from sslbench.analysis.common import column
-from sslbench.records.constants import DEFAULT_PREDICTOR_HIDDEN, VARIANCE_ADDON_DEFAULTS
+from sslbench.records.constants import DEFAULT_PREDICTOR_HIDDEN, UNNAMED_PREDICTOR_REGULARIZERS, \
+    VARIANCE_ADDON_DEFAULTS
 
 ACCURACY_KEYS = ("regularizer", "dataset", "fraction", "backbone", "dim", "views", "batch", "epochs", "device")
 #: the CPU or GPU model of a run (:func:`sslbench.analysis.load_results`' ``device_name``, from the record's
@@ -47,7 +48,7 @@ def run_variants(runs: pd.DataFrame) -> pd.Series:
     (failure records written by ``sslbench sweep`` carry only the sweep's) does not split it off, except those
     whose absence has a meaning (the variance add-on off); an absent training setting is a value of its own
     (``grad_clip`` is recorded only when set), but byol's predictor width defaults to TrainConfig's in records
-    from before it was recorded."""
+    from before it was recorded (:data:`~sslbench.records.constants.UNNAMED_PREDICTOR_REGULARIZERS`)."""
     if runs.empty:
         return pd.Series([], index=runs.index, dtype=object)
     reg = column(runs, "case.regularizer").astype(str)
@@ -55,7 +56,7 @@ def run_variants(runs: pd.DataFrame) -> pd.Series:
     settings = []
     for i, idx in enumerate(runs.index):
         d = {**_ABSENT_MEANS, **{f"hp:{k}": v for k, v in hps[i].items()}}
-        if reg.iloc[i] == "byol":
+        if reg.iloc[i] in UNNAMED_PREDICTOR_REGULARIZERS:  # overridden below where the record names it
             d["predictor_hidden"] = DEFAULT_PREDICTOR_HIDDEN
         for k in VARIANT_KEYS:
             v = runs.at[idx, f"case.{k}"] if f"case.{k}" in runs.columns else None

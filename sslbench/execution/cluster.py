@@ -13,7 +13,7 @@ sslbench grows no scheduler of its own: it hands its cases to submitit (pip inst
   ``Checkpointable``): its training child is first asked to stop (SIGINT: it checkpoints after its current
   step), and the requeued task resumes from that checkpoint (``resume="auto"``); a bench case simply runs again.
 
-Every worker runs the inline loop of :mod:`sslbench.execution.sweep` on its cases, so records, statuses and
+Every worker runs the inline loop (:func:`sslbench.execution.plan.run_plan`) on its cases, so records, statuses and
 resume are the inline ones. The submitit folder and the list of submitted jobs are kept beside the store, in
 ``<store>.sweep/`` (``jobs/``, ``jobs.txt``), next to the claims.
 """
@@ -31,7 +31,8 @@ import sys
 import time
 from pathlib import Path
 
-from sslbench.execution import sweep
+from sslbench.execution.plan import (Plan, SweepError, describe, devices_line, grid_records, make_plan, run_plan,
+                                    sweep_id_of)
 from sslbench.execution.runner import (INTERRUPT_GRACE_S, Interrupted, noted_stop, sigterm_as_interrupt, signal_of,
                                        stop_name)
 from sslbench.records import FINAL_STATUSES
@@ -51,7 +52,7 @@ _LOCAL_TIMEOUT_MIN = 60 * 24 * 365
 _TAIL_LINES = 5
 
 
-class ClusterError(sweep.SweepError):
+class ClusterError(SweepError):
     """Bad input for an executor (a missing submitit or sbatch, a bad --slurm-time): one line, exit 2."""
 
 
@@ -96,8 +97,8 @@ class CaseWorker(Checkpointable):
         from sslbench.execution.runner import clean_stale_case_folders
 
         clean_stale_case_folders()
-        plan = sweep._plan(self.command, self.settings, [self.cases[i] for i in indices], self.out)
-        return sweep._run_plan(plan)
+        plan = make_plan(self.command, self.settings, [self.cases[i] for i in indices], self.out)
+        return run_plan(plan)
 
     def checkpoint(self, *args, **kwargs):
         """Before submitit requeues this task (time-out, preemption): ask the running case's process to stop
@@ -128,20 +129,20 @@ def _need_submitit() -> None:
                            "(or pip install submitit), or use --executor inline")
 
 
-def _gpus(plan: sweep._Plan) -> int:
+def _gpus(plan: Plan) -> int:
     """GPUs visible here when the grid runs on CUDA, else 0."""
     on_cuda = any(str(c.get("device", "")).startswith("cuda") for c in plan.cases)
     return int(plan.env.get("device_count") or 0) if on_cuda else 0
 
 
-def _gpus_per_case(plan: sweep._Plan) -> int:
+def _gpus_per_case(plan: Plan) -> int:
     g = plan.settings.get("gpus_per_case")
     if g is not None:
         return g
     return 1 if any(str(c.get("device", "")).startswith("cuda") for c in plan.cases) else 0
 
 
-def _local_workers(plan: sweep._Plan) -> tuple[list[dict], dict]:
+def _local_workers(plan: Plan) -> tuple[list[dict], dict]:
     """The parameters of each local worker (its GPUs) and the settings they run with (threads)."""
     s = dict(plan.settings)
     gpus, per_case = _gpus(plan), _gpus_per_case(plan)
@@ -179,11 +180,11 @@ def saved_jobs(out: str) -> list[dict]:
     return [json.loads(ln) for ln in lines if ln.strip()]
 
 
-def _todo_indices(plan: sweep._Plan) -> list[int]:
+def _todo_indices(plan: Plan) -> list[int]:
     return [i for i, d in enumerate(plan.done) if not d]
 
 
-def _submit_local(plan: sweep._Plan, todo: list[int]) -> int:
+def _submit_local(plan: Plan, todo: list[int]) -> int:
     """Start the local workers and wait for them. Ctrl-C or SIGTERM (a scheduler's stop) of this process, even
     while the workers are being started, stops them: each records its running case as "interrupted"."""
     params, s = _local_workers(plan)
@@ -215,7 +216,7 @@ def _wait_all(jobs) -> None:
         time.sleep(0.25)
 
 
-def _stop_local(plan: sweep._Plan, jobs, signum: int) -> int:
+def _stop_local(plan: Plan, jobs, signum: int) -> int:
     """Stop the workers and wait for them. Each local job is a submitit controller process (its id is its pid)
     that forwards SIGTERM to its worker, whose sweep records the running case as "interrupted" and ends; the
     controller then ends too. (submitit's own cancel sends SIGINT, on which the controller prints a traceback and
@@ -248,7 +249,7 @@ def _workers_have_it(signum: int) -> bool:
         return False
 
 
-def _results_local(plan: sweep._Plan, jobs) -> int:
+def _results_local(plan: Plan, jobs) -> int:
     worst = 0
     for job in jobs:
         try:
@@ -259,11 +260,11 @@ def _results_local(plan: sweep._Plan, jobs) -> int:
             code = 1
         worst = max(worst, code)
     print(_counts_line(plan), flush=True)
-    print(sweep.devices_line(plan), flush=True)
+    print(devices_line(plan), flush=True)
     return worst
 
 
-def _slurm_executor(plan: sweep._Plan, n: int):
+def _slurm_executor(plan: Plan, n: int):
     s = plan.settings
     minutes = slurm_minutes(s["slurm_time"])
     if shutil.which("sbatch") is None:
@@ -279,7 +280,7 @@ def _slurm_executor(plan: sweep._Plan, n: int):
     return executor
 
 
-def _submit_slurm(plan: sweep._Plan, todo: list[int]) -> int:
+def _submit_slurm(plan: Plan, todo: list[int]) -> int:
     executor = _slurm_executor(plan, len(todo))
     worker = CaseWorker(plan.command, plan.settings, plan.cases, plan.out)
     jobs = executor.map_array(worker, [[i] for i in todo])
@@ -290,7 +291,7 @@ def _submit_slurm(plan: sweep._Plan, todo: list[int]) -> int:
     return 0
 
 
-def submit(plan: sweep._Plan) -> int:
+def submit(plan: Plan) -> int:
     """Run (local) or submit (slurm) the plan's cases to do."""
     _need_submitit()
     todo = _todo_indices(plan)
@@ -364,10 +365,10 @@ class _Status:
     pending: list[str]
 
 
-def _classify(plan: sweep._Plan) -> _Status:
+def _classify(plan: Plan) -> _Status:
     latest: dict[str, dict] = {}
-    for r in sweep.grid_records(plan):
-        sid = sweep.sweep_id_of(r)
+    for r in grid_records(plan):
+        sid = sweep_id_of(r)
         if r.get("status") in FINAL_STATUSES or latest.get(sid, {}).get("status") not in FINAL_STATUSES:
             latest[sid] = r
     claims, jobs = read_claims(plan.out), _job_states(plan.out)
@@ -388,13 +389,13 @@ def _classify(plan: sweep._Plan) -> _Status:
 _FAILED_STATES = {"FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE"}
 
 
-def _counts_line(plan: sweep._Plan) -> str:
+def _counts_line(plan: Plan) -> str:
     st = _classify(plan)
     return (f"{len(plan.ids)} case(s) in {plan.out}: {len(st.done)} done, {len(st.running)} running, "
             f"{len(st.failed)} failed, {len(st.pending)} pending")
 
 
-def status(plan: sweep._Plan) -> int:
+def status(plan: Plan) -> int:
     """Print the counts of pending, running, done and failed cases, who runs what, and why cases failed."""
     st = _classify(plan)
     by_id = dict(zip(plan.ids, plan.cases))
@@ -402,12 +403,12 @@ def status(plan: sweep._Plan) -> int:
           f"{len(st.failed)} failed, {len(st.pending)} pending")
     for sid, claim in st.running:
         job = f"job {claim['job']}, " if claim.get("job") else ""
-        print(f"  running  {sweep.describe(plan.kind, by_id[sid])}  ({job}host {claim.get('host')}, pid "
+        print(f"  running  {describe(plan.kind, by_id[sid])}  ({job}host {claim.get('host')}, pid "
               f"{claim.get('pid')}, heartbeat {claim['age_s']:.0f} s ago)")
     for sid, rec, job in st.failed:
         what = (f"{rec['status']}: {rec.get('message') or ''}" if rec is not None
                 else f"job {job[0]} {job[1]} without a record" if job is not None else "its runner died")
-        print(f"  failed   {sweep.describe(plan.kind, by_id[sid])}  ({what.strip()})")
+        print(f"  failed   {describe(plan.kind, by_id[sid])}  ({what.strip()})")
         output = (rec or {}).get("extra", {}).get("output") if rec is not None else None
         tail = _text_tail(output) if output else (_tail(job[2]) if job is not None and job[2] else "")
         if tail:
@@ -417,11 +418,11 @@ def status(plan: sweep._Plan) -> int:
         states[state] = states.get(state, 0) + 1
     if states:
         print("jobs: " + ", ".join(f"{n} {s}" for s, n in sorted(states.items())))
-    print(sweep.devices_line(plan))
+    print(devices_line(plan))
     return 0
 
 
-def cancel(plan: sweep._Plan) -> int:
+def cancel(plan: Plan) -> int:
     """Cancel every job submitted for this store (scancel for SLURM, SIGTERM for local workers)."""
     n = 0
     for sub in saved_jobs(plan.out):
@@ -437,7 +438,7 @@ def cancel(plan: sweep._Plan) -> int:
     return 0
 
 
-def main(plan: sweep._Plan, action: str = "run") -> int:
+def main(plan: Plan, action: str = "run") -> int:
     """``action`` "status", "cancel" or "run" (the executor's run); bad input is one line and exit status 2."""
     try:
         return {"status": status, "cancel": cancel, "run": submit}[action](plan)

@@ -31,9 +31,10 @@ The CUDA calls go through a :class:`CudaBackend` object and NVML through a reade
 the GPU branch (warm-up excluded, events, reset/read order, the sampler thread, OOM handling) is tested without
 a GPU by injecting fakes (``tests/test_measure.py``).
 
-The environment fingerprint lives in :mod:`sslbench.execution.environment` (``environment`` is re-exported
-here); the child process of :func:`measure_in_subprocess` is started by :mod:`sslbench.execution.runner`.
-``python -m sslbench.execution.environment`` prints :func:`environment` as JSON.
+The environment fingerprint lives in :mod:`sslbench.probe.environment` and the resident-memory tracker and OOM
+test in :mod:`sslbench.probe.memory`, below both training and execution (``environment``, ``RssTracker`` and
+``is_oom_error`` are re-exported here); the child process of :func:`measure_in_subprocess` is started by
+:mod:`sslbench.execution.runner`. ``python -m sslbench.probe.environment`` prints :func:`environment` as JSON.
 """
 
 from __future__ import annotations
@@ -54,8 +55,9 @@ from typing import Any, Callable
 
 import torch
 
-from sslbench.execution.environment import environment, nvml_module
 from sslbench.execution.runner import case_folder, run_child
+from sslbench.probe.environment import environment, nvml_module
+from sslbench.probe.memory import RssTracker, _proc_status_bytes, _ru_maxrss_bytes, is_oom_error
 
 __all__ = [
     "environment",
@@ -226,83 +228,9 @@ class NvmlSampler:
         self.stop()
 
 
-def _proc_status_bytes(key: str) -> int | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def _ru_maxrss_bytes() -> int | None:
-    try:
-        import resource
-
-        v = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return int(v) if sys.platform == "darwin" else int(v) * 1024
-    except (ImportError, OSError):
-        return None
-
-
-class RssTracker:
-    """Resident memory of this process: current (``VmRSS``) and peak (``VmHWM``, or ``ru_maxrss``).
-
-    :meth:`reset` resets the peak to the current size where Linux allows it (writing ``5`` to
-    ``/proc/self/clear_refs``) and says whether it could; otherwise the peak is the process's lifetime peak.
-    """
-
-    def current(self) -> int | None:
-        rss = _proc_status_bytes("VmRSS")
-        if rss is None:
-            try:
-                import psutil
-
-                rss = int(psutil.Process().memory_info().rss)
-            except Exception:  # noqa: BLE001
-                rss = None
-        return rss
-
-    def peak(self) -> int | None:
-        hwm = _proc_status_bytes("VmHWM")
-        return hwm if hwm is not None else _ru_maxrss_bytes()
-
-    def reset(self) -> bool:
-        try:
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")
-            return True
-        except OSError:
-            return False
-
-
 # --------------------------------------------------------------------------------------------------------------
 # Outcome classification
 # --------------------------------------------------------------------------------------------------------------
-def _oom_types() -> tuple[type, ...]:
-    types: list[type] = [MemoryError]
-    for t in (getattr(torch, "OutOfMemoryError", None), getattr(torch.cuda, "OutOfMemoryError", None)):
-        if isinstance(t, type):
-            types.append(t)
-    return tuple(types)
-
-
-_OOM_PHRASES = ("out of memory", "can't allocate memory", "cannot allocate memory", "failed to allocate memory")
-
-
-def is_oom_error(exc: BaseException) -> bool:
-    """True for out-of-memory errors: ``torch.OutOfMemoryError`` (CUDA), ``MemoryError``, and runtime errors of
-    the CPU allocator ("DefaultCPUAllocator: can't allocate memory") or of cuBLAS/cuFFT ("out of memory")."""
-    if isinstance(exc, _oom_types()):
-        return True
-    if isinstance(exc, RuntimeError):
-        text = str(exc).lower()
-        return any(p in text for p in _OOM_PHRASES)
-    return False
-
-
 def is_finite_output(out: Any) -> bool:
     """Whether a step's return value is free of NaN/Inf: tensors, numbers, objects with ``.loss`` (a
     RegularizerOutput), dicts, lists and tuples of these; anything else (None included) counts as finite."""
@@ -691,5 +619,5 @@ def _worker(spec_path: str) -> int:
 if __name__ == "__main__":  # a measurement's child process (measure_in_subprocess starts it)
     if len(sys.argv) != 3 or sys.argv[1] != "--worker":
         sys.exit("python -m sslbench.execution.measure runs one measurement for measure_in_subprocess; "
-                 "the environment is printed by python -m sslbench.execution.environment")
+                 "the environment is printed by python -m sslbench.probe.environment")
     sys.exit(_worker(sys.argv[2]))

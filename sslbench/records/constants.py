@@ -7,6 +7,11 @@ A test (``tests/test_layout.py``) checks each against the torch side's own defin
 #: the width of byol's predictor when ``TrainConfig.predictor_hidden`` is left at its default (records from before
 #: 2026-11-28 do not name it)
 DEFAULT_PREDICTOR_HIDDEN = 512
+#: the regularizers with a learned predictor whose records from before 2026-11-28 do not name its width (it was
+#: DEFAULT_PREDICTOR_HIDDEN). A fact about those old records, frozen: records written since carry
+#: ``case.predictor_hidden`` for every regularizer whose class sets ``needs_predictor`` (the registry decides,
+#: sslbench.training.config.needs_predictor), so a new regularizer never joins this tuple.
+UNNAMED_PREDICTOR_REGULARIZERS = ("byol",)
 
 #: ``TrainConfig.warmup_epochs`` left at its default: the report leaves it out of a setting's description
 DEFAULT_WARMUP_EPOCHS = 1.0

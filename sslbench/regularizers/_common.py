@@ -375,6 +375,19 @@ class Regularizer(torch.nn.Module):
 
     #: ``True`` for regularizers called on views; the asymmetric ones (byol, directpred, isoloss) set ``False``
     symmetric: bool = True
+    # What the rest of sslbench derives its lists from (a new regularizer sets these in its own class, and the
+    # training defaults, the side-by-side script and the asv suite pick it up; a plugin may set them too):
+    #: the online branch ends in a learned predictor network (sslbench.training.models.Predictor): byol
+    needs_predictor: bool = False
+    #: ``lambd`` defaults to 1/dim in training when the hyper-parameters leave it out (barlow_twins)
+    lambd_one_over_dim: bool = False
+    #: the training learning rate per optimizer when the config leaves it None, where this loss needs its own
+    #: (VICReg's coefficients 25/25/1 are at the edge of stability at SGD's 0.1); else the optimizer's default
+    default_lr: dict = {}
+    #: holds a D × D matrix it eigendecomposes each step (O(D³)): benchmarks skip it above a size on the CPU
+    eigendecomposes: bool = False
+    #: measured by the asv suite's DownstreamAccuracy (one short training run per commit: kept to a few)
+    asv_accuracy: bool = False
 
     def __init__(self, *, multiview: str = "pairs", check_finite: bool = False):
         super().__init__()

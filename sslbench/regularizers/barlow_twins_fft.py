@@ -99,6 +99,8 @@ class BarlowTwinsFFT(FFTRelaxedRegularizer):
         check_finite: raise on NaN/Inf inputs.
     """
 
+    asv_accuracy = True
+
     def __init__(
         self,
         *,

@@ -41,6 +41,8 @@ __all__ = ["BYOL"]
 class BYOL(AsymmetricRegularizer):
     """L = Σ_{i≠j} mean_n (2 − 2·cos(p_i, [z_t_j])); ``reg(predictions, target_projections)``."""
 
+    needs_predictor = True
+
     def __init__(self, *, check_finite: bool = False):
         super().__init__(check_finite=check_finite)
 

@@ -78,6 +78,8 @@ __all__ = ["DirectPred"]
 class DirectPred(AsymmetricRegularizer):
     """BYOL's loss with the closed-form predictor W_p = U diag(s^α) Uᵀ from the EMA correlation matrix F."""
 
+    eigendecomposes = True
+
     def __init__(
         self,
         *,

@@ -164,6 +164,8 @@ class SFRIK(Regularizer):
         check_finite: raise ``ValueError`` on NaN/Inf inputs.
     """
 
+    asv_accuracy = True
+
     def __init__(
         self,
         *,

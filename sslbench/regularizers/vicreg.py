@@ -119,6 +119,9 @@ class VICReg(Regularizer):
         check_finite: raise ``ValueError`` on NaN/Inf inputs.
     """
 
+    default_lr = {"sgd": 0.03, "adamw": 1e-3}  # see Regularizer.default_lr
+    asv_accuracy = True
+
     def __init__(
         self,
         *,

@@ -101,6 +101,8 @@ class VICRegFFT(FFTRelaxedRegularizer):
         check_finite: raise on NaN/Inf inputs.
     """
 
+    default_lr = {"sgd": 0.03, "adamw": 1e-3}  # as VICReg's
+
     def __init__(
         self,
         *,

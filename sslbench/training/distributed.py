@@ -11,6 +11,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from sslbench.devices import resolve_device as resolve_name
 from sslbench.regularizers._common import all_reduce_sum, is_distributed
 
 __all__ = ["GlobalBatchNorm", "convert_sync_batchnorm", "setup_distributed", "resolve_device", "is_distributed",
@@ -98,7 +99,7 @@ def setup_distributed(device_name: str) -> tuple[int, int, int, bool]:
     if world <= 1:
         return 0, 1, 0, False
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    cuda = device_name != "cpu" and torch.cuda.is_available()
+    cuda = resolve_name(device_name).startswith("cuda")
     if cuda:
         torch.cuda.set_device(local_rank % torch.cuda.device_count())
     dist.init_process_group("nccl" if cuda else "gloo")
@@ -106,13 +107,11 @@ def setup_distributed(device_name: str) -> tuple[int, int, int, bool]:
 
 
 def resolve_device(name: str, local_rank: int) -> torch.device:
-    """The device of this rank: ``auto`` is CUDA when available; ``cuda`` without an index is the local rank's GPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    """The device of this rank: ``name`` by :func:`sslbench.devices.resolve_device`'s rules (``auto`` is CUDA when
+    available; a name this machine lacks is a ``ValueError``), and ``cuda`` without an index is the local rank's
+    GPU."""
+    device = torch.device(resolve_name(name))
     if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device={name!r}: CUDA is not available here; use --device cpu (or auto)")
         if device.index is None:
             device = torch.device("cuda", local_rank % torch.cuda.device_count())
         torch.cuda.set_device(device)

@@ -146,6 +146,7 @@ from sslbench.training.checkpoint import (  # noqa: F401 - re-exported
 from sslbench.training.config import (  # noqa: F401 - re-exported: the loop's configuration
     KIND,
     PREDICTOR_REGULARIZERS,
+    needs_predictor,
     DEFAULT_EMA_TAU,
     OPTIMIZERS,
     DEFAULT_LR,
@@ -156,7 +157,9 @@ from sslbench.training.config import (  # noqa: F401 - re-exported: the loop's c
     MAX_DEVICE_DATA_BYTES,
     TrainConfig,
     TrainInputError,
+    add_arguments,
     check_outputs,
+    config_from_args,
     parse_hparam,
     parse_hparams,
     _check,
@@ -374,7 +377,7 @@ def _memory(device: torch.device) -> dict:
     if device.type == "cuda":
         return {"memory_bytes": torch.cuda.memory_allocated(device),
                 "peak_memory_bytes": torch.cuda.max_memory_allocated(device)}
-    from sslbench.execution.measure import RssTracker
+    from sslbench.probe.memory import RssTracker
 
     return {"memory_bytes": RssTracker().current()}
 
@@ -382,7 +385,7 @@ def _memory(device: torch.device) -> dict:
 def _peak_memory(device: torch.device) -> int | None:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device)
-    from sslbench.execution.measure import RssTracker
+    from sslbench.probe.memory import RssTracker
 
     return RssTracker().peak()
 
@@ -444,12 +447,12 @@ def train(cfg: TrainConfig, *, make_views: Callable | None = None,
     ``on_step(StepInfo)`` is called after every optimiser step. Bad inputs raise :class:`TrainInputError`
     (one line) before any work.
     """
-    cfg = cfg.resolved()
+    cfg, reg = cfg.resolved_with_regularizer()  # the regularizer is built once, here
     check_outputs(cfg)
     rank, world, local_rank, created_group = setup_distributed(cfg.device)
     try:
         device = resolve_device(cfg.device, local_rank)
-        run = set_up(cfg, rank, world, device, make_views)
+        run = set_up(cfg, rank, world, device, make_views, reg=reg)
         with claim_run(run):
             ckpt_path = checkpoint_to_resume(run)
             state = resume(run, ckpt_path) if ckpt_path is not None else RunState()
@@ -567,9 +570,11 @@ class RunState:
 
 
 # ------------------------------------------------------------------------------------------------------ set-up
-def set_up(cfg: TrainConfig, rank: int, world: int, device: torch.device, make_views: Callable | None = None) -> Run:
+def set_up(cfg: TrainConfig, rank: int, world: int, device: torch.device, make_views: Callable | None = None, *,
+           reg: regularizers.Regularizer | None = None) -> Run:
     """Data, views, model, EMA target and optimiser, in the order that fixes the initial weights (the seed is
-    set just before the networks are built), and the run's case and id."""
+    set just before the networks are built), and the run's case and id. ``reg``: the regularizer that
+    :meth:`TrainConfig.resolved_with_regularizer` built (else built here)."""
     from sslbench.records import case_id
     from sslbench.training.augment import build_augment
 
@@ -577,7 +582,7 @@ def set_up(cfg: TrainConfig, rank: int, world: int, device: torch.device, make_v
            f"batch_size={cfg.batch_size} must be divisible by the world size {world} (it is the global batch)")
     amp = cfg.amp == "bf16" or (cfg.amp == "auto" and device.type == "cuda")
     _check(not (amp and device.type != "cuda"), "amp='bf16' needs a CUDA device; use amp='off' (or auto) on the CPU")
-    reg = regularizers.create(cfg.regularizer, **cfg.hparams).to(device)
+    reg = (regularizers.create(cfg.regularizer, **cfg.hparams) if reg is None else reg).to(device)
     data = load_pretraining_data(cfg)
     steps_per_epoch = len(data.images) // cfg.batch_size
     total_steps = cfg.epochs * steps_per_epoch if cfg.max_steps is None else \
@@ -641,7 +646,7 @@ def build_networks(cfg: TrainConfig, image_shape: tuple, world: int, device: tor
     backbone = build_backbone(cfg.backbone, image_shape[0], image_shape[1])
     projector = Projector(backbone.out_dim, cfg.full_projector_spec())
     predictor = Predictor(projector.out_dim, cfg.predictor_hidden) \
-        if cfg.regularizer in PREDICTOR_REGULARIZERS and cfg.predictor_hidden > 0 else None
+        if needs_predictor(cfg.regularizer) and cfg.predictor_hidden > 0 else None
     model = SSLModel(backbone, projector, predictor)
     init_state = {k: v.detach().clone().cpu() for k, v in _Embedder(model).state_dict().items()}
     if world > 1:
@@ -682,7 +687,7 @@ def run_case(cfg: TrainConfig, reg: nn.Module, device: torch.device, world: int,
     backend = resolve_backend(cfg.augment_backend)
     if backend != "kornia":  # the views differ with the backend; kornia's runs keep their earlier ids
         case["augment_backend"] = backend
-    if cfg.regularizer in PREDICTOR_REGULARIZERS:
+    if needs_predictor(cfg.regularizer):
         case["predictor_hidden"] = cfg.predictor_hidden
     if cfg.grad_clip is not None:  # only when set: the ids of earlier runs stay the same
         case["grad_clip"] = cfg.grad_clip
@@ -887,7 +892,7 @@ def step_or_fall_back(run: Run, state: RunState, images: Tensor):
     draws)."""
     if run.eager_net is None or state.step > (state.resumed_from or 0):
         return one_step(run, state, images)
-    from sslbench.execution.measure import is_oom_error
+    from sslbench.probe.memory import is_oom_error
 
     try:
         return one_step(run, state, images)
@@ -1003,7 +1008,7 @@ def _checkpoint_and_evaluate(run: Run, state: RunState, log: _Log, clock: _Clock
 def _stopped_by(run: Run, state: RunState, log: _Log, exc: Exception, bar) -> None:
     """An exception in the loop: a divergence (a linear-algebra failure on a NaN/Inf state) or an out-of-memory
     error end the run as a result; anything else is logged, recorded as ``error`` and raised again."""
-    from sslbench.execution.measure import is_oom_error
+    from sslbench.probe.memory import is_oom_error
 
     if diverged_in_linalg(exc, run):
         lr = run.lr(min(state.step, run.total_steps - 1))
@@ -1097,9 +1102,10 @@ def build_record(run: Run, state: RunState, metrics: dict, log_path: Path | None
 
 def _make_record(run: Run, metrics: dict, status: str, message: str | None, extra: dict, *,
                  env: dict | None = None) -> dict:
-    from sslbench.execution.measure import environment
+    from sslbench.probe.environment import environment
     from sslbench.records import make_record
 
+    extra = {**extra, "regularizer_source": regularizers.source_record(run.cfg.regularizer)}
     return make_record(KIND, run.case, metrics, status, env=environment() if env is None else env, message=message,
                        extra=extra)
 
@@ -1128,109 +1134,6 @@ def _summary(record: dict) -> str:
 # ==============================================================================================================
 # Command line
 # ==============================================================================================================
-def _none_or_str(text: str) -> str | None:
-    return None if text.lower() in ("", "none", "off") else text
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    d = TrainConfig()
-    g = parser.add_argument_group("what to pretrain")
-    g.add_argument("--regularizer", default=d.regularizer, choices=regularizers.available())
-    g.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE",
-                   help="a regularizer hyper-parameter, repeatable: --hp lambd=0.0078 --hp algorithm=gram "
-                        "(ints, floats, 1/128, true/false, none, tuples 1,40,40, strings)")
-    g.add_argument("--dataset", default=None, help="fashion_mnist, digits, cifar10, cifar100, stl10, folder, "
-                                                   "synthetic (default: fashion_mnist if found, else digits)")
-    g.add_argument("--data-root", default=None)
-    g.add_argument("--data-option", action="append", default=[], metavar="NAME=VALUE",
-                   help="an option of the data set, repeatable (synthetic: num_samples, channels, height, width, "
-                        "num_classes, data_seed; folder: image_size)")
-    g.add_argument("--fraction", type=float, default=d.fraction, help="fraction of the training split")
-    g.add_argument("--pretrain-split", default=d.pretrain_split, help="train (default) or unlabeled (STL-10)")
-    g.add_argument("--backbone", default=d.backbone,
-                   help="auto, convnet, convnet_pool, convnet_pool_2x2, resnet18_cifar, resnet18 (default: per data set, "
-                        "convnet_pool_2x2 on Fashion-MNIST, else auto)")
-    g.add_argument("--projector", default=d.projector,
-                   help="hidden widths of the projector, e.g. 2048-2048 ('' for one linear layer)")
-    g.add_argument("--dim", type=int, default=d.dim, help="projector output width D")
-    g.add_argument("--predictor-hidden", type=int, default=d.predictor_hidden,
-                   help="byol's predictor width (0: no predictor; with --ema-tau 0 that is SimSiam without its "
-                        "predictor, which collapses)")
-    g.add_argument("--views", type=int, default=d.views)
-    g.add_argument("--augment", default=d.augment, help="augmentation preset")
-    g.add_argument("--augment-backend", default=d.augment_backend, choices=("auto", "torch", "kornia"),
-                   help="who applies the random ops: torch (batched tensor ops, the default: auto) or kornia")
-    g = parser.add_argument_group("optimisation")
-    g.add_argument("--epochs", type=int, default=d.epochs)
-    g.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch size")
-    g.add_argument("--optimizer", default=d.optimizer, choices=OPTIMIZERS)
-    g.add_argument("--lr", type=float, default=None,
-                   help="peak learning rate (default: " + ", ".join(f"{k} {v}" for k, v in DEFAULT_LR.items())
-                   + "; " + ", ".join(f"{o} {r} {v}" for (o, r), v in DEFAULT_LR_FOR.items()) + ")")
-    g.add_argument("--weight-decay", type=float, default=None,
-                   help="default: " + ", ".join(f"{k} {v}" for k, v in DEFAULT_WEIGHT_DECAY.items()))
-    g.add_argument("--momentum", type=float, default=d.momentum)
-    g.add_argument("--grad-clip", type=float, default=d.grad_clip, metavar="NORM",
-                   help="clip the global gradient norm to NORM (default: no clipping); the step log gets grad_norm")
-    g.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs)
-    g.add_argument("--final-lr-ratio", type=float, default=d.final_lr_ratio)
-    g.add_argument("--max-steps", type=int, default=None)
-    g.add_argument("--ema-tau", type=float, default=None,
-                   help=f"byol/directpred/isoloss: EMA target decay (default {DEFAULT_EMA_TAU}; 0: the online "
-                        "network under stop-gradient is the target)")
-    g = parser.add_argument_group("runtime")
-    g.add_argument("--seed", type=int, default=d.seed)
-    g.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:N")
-    g.add_argument("--amp", nargs="?", const="bf16", default=d.amp, choices=AMP_MODES,
-                   help="auto (bf16 autocast on CUDA, float32 on the CPU), bf16, off; --amp alone means bf16")
-    g.add_argument("--compile", action="store_true",
-                   help="torch.compile the model here too (on CUDA it is compiled unless --no-compile-cuda)")
-    g.add_argument("--no-compile-cuda", dest="compile_cuda", action="store_false",
-                   help="do not torch.compile the model on CUDA (saves the compile time of short runs)")
-    g = parser.add_argument_group("evaluation")
-    g.add_argument("--no-eval", dest="eval", action="store_false", help="skip the linear probe and kNN")
-    g.add_argument("--no-eval-init", dest="eval_init", action="store_false",
-                   help="skip the evaluation of the network at initialisation")
-    g.add_argument("--eval-every", type=int, default=d.eval_every, help="epochs between kNN evaluations")
-    g.add_argument("--knn-k", type=int, default=d.knn_k)
-    g.add_argument("--probe-epochs", type=int, default=None)
-    g.add_argument("--probe-lr", type=float, default=None)
-    g.add_argument("--eval-batch-size", type=int, default=d.eval_batch_size)
-    g = parser.add_argument_group("outputs")
-    g.add_argument("--out", type=_none_or_str, default=d.out, help="record store (JSON lines; 'none' for none)")
-    g.add_argument("--log-dir", type=_none_or_str, default=d.log_dir, help="per-run logs ('none' for none)")
-    g.add_argument("--log-every", type=int, default=d.log_every, help="steps between log lines")
-    g.add_argument("--checkpoint-dir", type=_none_or_str, default=d.checkpoint_dir, help="'none' for none")
-    g.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
-                   help="steps between checkpoints (0: every epoch)")
-    g.add_argument("--resume", nargs="?", const="auto", default=None, metavar="PATH",
-                   help="continue from a checkpoint: PATH, or alone the run's own in --checkpoint-dir")
-    g.add_argument("--progress", dest="progress", action="store_true", default=None, help="force the progress bar")
-    g.add_argument("--no-progress", dest="progress", action="store_false")
-    g.add_argument("--quiet", dest="verbose", action="store_false")
-
-
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The :class:`TrainConfig` of parsed command-line arguments (``--hp`` parsed and checked); a bad value is a
-    :class:`TrainInputError`."""
-    try:
-        hparams = parse_hparams(args.hp)
-        data_options = parse_hparams(getattr(args, "data_option", []), "--data-option")
-        names = regularizers.hparam_names(args.regularizer)
-        unknown = sorted(set(hparams) - set(names))
-        _check(not unknown, f"--hp {', '.join(unknown)}: not a hyper-parameter of {args.regularizer}; "
-                            f"accepted: {', '.join(names)}")
-    except (ValueError, TypeError) as exc:
-        raise TrainInputError(str(exc)) from None
-    try:
-        regularizers.create(args.regularizer, **hparams)  # values checked before any work
-    except (ValueError, TypeError) as exc:
-        raise TrainInputError(f"--hp for {args.regularizer}: {exc}") from None
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    values = {k: v for k, v in vars(args).items() if k in fields and k not in ("hparams", "data_options")}
-    return TrainConfig(hparams=hparams, data_options=data_options, **values)
-
-
 def run(args: argparse.Namespace) -> int:
     """``sslbench train``: 0 when the run finished (or had finished: ``--resume``), 1 diverged / out of memory,
     130 interrupted, 2 bad input (arguments, data set, output paths, checkpoint: one line, before any work)."""

@@ -5,7 +5,8 @@ and memory, the NVIDIA driver and its CUDA version (NVML), CPU model and core co
 memory, hostname, Python and platform. The records (``sslbench.records.make_record(..., env=...)``) take it as
 an argument; they never import it.
 
-``python -m sslbench.execution.environment`` prints it as JSON.
+Below both :mod:`sslbench.training` (the loop stamps its record with it) and :mod:`sslbench.execution`.
+``python -m sslbench.probe.environment`` prints it as JSON.
 """
 
 from __future__ import annotations
