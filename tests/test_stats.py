@@ -113,11 +113,13 @@ def test_tost_agrees_with_the_90_percent_interval():
         assert (stats.tost(stats.welch(a, b), margin) < 0.05) == inside
 
 
-def _seeds_by_formula(diff, sd, boundary, level, power=0.8, paired=False):
-    """The smallest n ≥ 2 with (t_level + t_power)·se(n) ≤ |Δ − b|, with scipy's quantiles."""
+def _seeds_by_formula(diff, sd, boundary, level, power=0.8, paired=False, var=None):
+    """The smallest n ≥ 2 with (t_level + t_power)·se(n) ≤ |Δ − b|, with scipy's quantiles; ``var``: the two arms'
+    variances (Welch with unequal ones), else both sd²."""
+    va, vb = var or (sd * sd, sd * sd)
     for n in range(2, 101):
-        df = n - 1 if paired else 2 * n - 2
-        se = sd / math.sqrt(n) if paired else sd * math.sqrt(2 / n)
+        df = n - 1 if paired else (va + vb) ** 2 * (n - 1) / (va * va + vb * vb)
+        se = sd / math.sqrt(n) if paired else math.sqrt((va + vb) / n)
         if (scipy_stats.t.ppf(level, df) + scipy_stats.t.ppf(power, df)) * se <= abs(diff - boundary):
             return n
     return None
@@ -125,8 +127,10 @@ def _seeds_by_formula(diff, sd, boundary, level, power=0.8, paired=False):
 
 def test_seeds_to_settle_against_the_formula_with_scipys_quantiles():
     c = stats.welch([89.5, 89.2, 89.7], [88.1, 88.6, 87.9])
-    assert stats.seeds_to_settle(c, 1.0) == _seeds_by_formula(c.diff, c.sd, 1.0, 0.975)
-    assert stats.seeds_to_settle(c, 1.0, one_sided=True) == _seeds_by_formula(c.diff, c.sd, 1.0, 0.95)
+    var = (c.var_test, c.var_ref)
+    assert var == (pytest.approx(0.38 / 6), pytest.approx(0.26 / 2))  # squared deviations / (n − 1), by hand
+    assert stats.seeds_to_settle(c, 1.0) == _seeds_by_formula(c.diff, c.sd, 1.0, 0.975, var=var)
+    assert stats.seeds_to_settle(c, 1.0, one_sided=True) == _seeds_by_formula(c.diff, c.sd, 1.0, 0.95, var=var)
     p = stats.paired([3, 5, 7], [1, 4, 4])
     assert stats.seeds_to_settle(p, 0.0) == _seeds_by_formula(2.0, 1.0, 0.0, 0.975, paired=True)
 
@@ -138,6 +142,11 @@ def test_seeds_to_settle_by_hand_and_its_limits():
     assert stats.seeds_to_settle(c, 0.0) == 4
     assert stats.seeds_to_settle(stats.Comparison(1.0, 0.0, 2.0, 0.5, 4.0, 3, 3, "Welch", 1.0), 1.0) is None
     assert stats.seeds_to_settle(stats.Comparison(1.0, 0.9, 1.1, 0.05, 4.0, 3, 3, "Welch", 1.0), 0.99) is None
+    # unequal spreads: Welch's degrees of freedom at n seeds, not 2n − 2; two seeds of D = 128 (84.49, 84.69) against
+    # two of D = 2048 (75.33, 77.59): Δ = +8.13 with an interval from −5.8 to +22.0, not settled with 2 seeds each
+    c = stats.welch([84.49, 84.69], [75.33, 77.59])
+    assert c.lo < 1.0 and stats.seeds_to_settle(c, 1.0) == _seeds_by_formula(c.diff, c.sd, 1.0, 0.975,
+                                                                            var=(c.var_test, c.var_ref)) > 2
     # more spread needs more seeds
     wide = stats.Comparison(3.0, 0.0, 6.0, 0.8, 4.0, 3, 3, "Welch", 2.0)
     assert stats.seeds_to_settle(wide, 0.0) > 4

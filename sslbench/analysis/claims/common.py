@@ -443,7 +443,12 @@ def comparable(test: Arm, ref: Arm, margin: float = ACC_MARGIN) -> Decision:
         n = stats.seeds_to_settle(c, math.copysign(margin, c.diff), one_sided=True)
     else:  # outside ±margin: showing it beyond (below: not supported; above: better, so no loss)
         n = stats.seeds_to_settle(c, math.copysign(margin, c.diff))
-    return Decision("inconclusive", fig, c, n, min(test.n, ref.n))
+    return Decision("inconclusive", fig, c, _more(n, test, ref), min(test.n, ref.n))
+
+
+def _more(n: int | None, test: Arm, ref: Arm) -> int | None:
+    """``n`` seeds per arm, but more than the arms have (an unsettled comparison needs at least one more)."""
+    return None if n is None else max(n, min(test.n, ref.n) + 1)
 
 
 def better(test: Arm, ref: Arm, margin: float = ACC_MARGIN) -> Decision:
@@ -456,7 +461,7 @@ def better(test: Arm, ref: Arm, margin: float = ACC_MARGIN) -> Decision:
         return Decision("supported", fig, c)
     if c.hi < margin:
         return Decision("not supported", fig, c)
-    return Decision("inconclusive", fig, c, stats.seeds_to_settle(c, margin), min(test.n, ref.n))
+    return Decision("inconclusive", fig, c, _more(stats.seeds_to_settle(c, margin), test, ref), min(test.n, ref.n))
 
 
 def settle_text(d: Decision) -> str:

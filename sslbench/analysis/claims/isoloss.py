@@ -37,7 +37,8 @@ def _drop(off, on) -> tuple[bool | None, stats.Comparison | None, int | None]:
         return True, c, None
     if c.lo > -LINEAR_MARGIN:
         return False, c, None
-    return None, c, stats.seeds_to_settle(c, -LINEAR_MARGIN)
+    n = stats.seeds_to_settle(c, -LINEAR_MARGIN)
+    return None, c, None if n is None else max(n, min(off.n, on.n) + 1)
 
 
 def _drops(g: pd.DataFrame) -> tuple[dict, list[str], dict]:

@@ -9,8 +9,9 @@
   p < α, which is the (1 − 2α) interval lying inside (−margin, margin).
 * :func:`seeds_to_settle`: the seeds per arm that would settle a comparison against a boundary b (a margin, ±margin
   or 0) at the observed difference and spread, with 80 % power: the smallest n with
-  (t_{1−α', 2n−2} + t_{power, 2n−2}) · s·√(2/n) ≤ |Δ − b| (s: the pooled seed std; α' = α/2 for an interval's
-  end, α for one of TOST's one-sided tests).
+  (t_{1−α', ν(n)} + t_{power, ν(n)}) · se(n) ≤ |Δ − b|, where for Welch se(n) = √((s_a² + s_b²)/n) and
+  ν(n) = (s_a² + s_b²)²·(n − 1)/(s_a⁴ + s_b⁴) (the observed seed variances, n seeds in each arm; 2n − 2 when they are
+  equal), paired se(n) = s_d/√n and ν = n − 1; α' = α/2 for an interval's end, α for one of TOST's one-sided tests.
 
 Student's t distribution is computed here (:func:`t_cdf`, :func:`t_ppf`) through the regularized incomplete beta
 function, I_x(a, b) by its continued fraction (Numerical Recipes §6.4, modified Lentz): for ν degrees of freedom,
@@ -128,6 +129,8 @@ class Comparison:
     method: str
     sd: float
     alpha: float = ALPHA
+    var_test: float = math.nan  # Welch: each arm's seed variance (the power calculation scales them)
+    var_ref: float = math.nan
 
     @property
     def has_interval(self) -> bool:
@@ -168,10 +171,10 @@ def welch(test: Sequence[float], ref: Sequence[float], alpha: float = ALPHA) -> 
     se = math.sqrt(qa + qb)
     sd = math.sqrt(((len(a) - 1) * va + (len(b) - 1) * vb) / (len(a) + len(b) - 2))
     if se == 0.0:  # identical values in each arm: no spread, the interval is the point
-        return Comparison(d, d, d, 0.0, float(len(a) + len(b) - 2), len(a), len(b), "Welch", 0.0, alpha)
+        return Comparison(d, d, d, 0.0, float(len(a) + len(b) - 2), len(a), len(b), "Welch", 0.0, alpha, va, vb)
     df = (qa + qb) ** 2 / (qa ** 2 / (len(a) - 1) + qb ** 2 / (len(b) - 1))
     h = t_ppf(1 - alpha / 2, df) * se
-    return Comparison(d, d - h, d + h, se, df, len(a), len(b), "Welch", sd, alpha)
+    return Comparison(d, d - h, d + h, se, df, len(a), len(b), "Welch", sd, alpha, va, vb)
 
 
 def paired(test: Sequence[float], ref: Sequence[float], alpha: float = ALPHA) -> Comparison:
@@ -223,9 +226,13 @@ def seeds_to_settle(c: Comparison, boundary: float, one_sided: bool = False, pow
         return 2 if gap > 0 else None
     level = 1 - c.alpha if one_sided else 1 - c.alpha / 2
     paired_ = c.method == "paired"
+    va, vb = (c.var_test, c.var_ref) if math.isfinite(c.var_test) and math.isfinite(c.var_ref) else (c.sd ** 2,) * 2
     for n in range(2, max_seeds + 1):
-        df = n - 1 if paired_ else 2 * n - 2
-        se = c.sd / math.sqrt(n) if paired_ else c.sd * math.sqrt(2.0 / n)
+        if paired_:
+            df, se = n - 1, c.sd / math.sqrt(n)
+        else:
+            df = (va + vb) ** 2 * (n - 1) / (va ** 2 + vb ** 2)
+            se = math.sqrt((va + vb) / n)
         if (t_ppf(level, df) + t_ppf(power, df)) * se <= gap:
             return n
     return None
