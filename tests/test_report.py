@@ -778,6 +778,10 @@ def test_the_earlier_sgd_setting_is_shown_apart_and_its_claims_are_pending(tmp_p
     assert report.is_earlier(old) and old.setting.endswith("sgd CPU" + common.EARLIER)
     assert old.verdict == "supported"  # the same rules; shown, not counted
     assert pending.verdict == "no data" and "pending" in pending.figures and not report.is_earlier(pending)
+    assert "(0 run(s) of the study's grid recorded)" in pending.figures
+    _train(tmp_path / "cpu-fixture-fft-cpu2.jsonl", "barlow_twins", 0, 89.0)  # one arm of the new grid: still pending
+    [pending] = [r for r in _lin(_rows(_load(tmp_path), "fft", "downstream accuracy")) if r.verdict == "no data"]
+    assert "(1 run(s) of the study's grid recorded)" in pending.figures
     assert pending.command == "STUDIES=fft bash results/studies/run-cpu2.sh"
     text = report.format_verdicts(report.verdicts(_load(tmp_path), ["fft"]))
     last = text.splitlines()[-1]

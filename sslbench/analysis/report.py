@@ -144,7 +144,7 @@ def verdicts(df: pd.DataFrame | None, studies: Sequence[str] | None = None) -> l
     for name in studies or list(STUDIES):
         st = STUDIES[name]
         try:
-            out += _with_pending(st, st.verdict(df, st))
+            out += _with_pending(st, st.verdict(df, st), df)
         except (KeyError, ValueError, TypeError) as exc:  # a malformed store must not hide the other studies
             out.append(Verdict(name, st.title, "inconclusive", f"could not evaluate: {type(exc).__name__}: {exc}",
                                "", st.command()))
@@ -157,7 +157,15 @@ def is_earlier(row: Verdict) -> bool:
     return EARLIER in row.setting
 
 
-def _with_pending(st: Study, rows: list[Verdict]) -> list[Verdict]:
+def _recipe_runs(df: pd.DataFrame | None, study: str) -> int:
+    """The finished (ok) training runs in the study's AdamW-recipe store (``<device>-<study>-cpu2.jsonl``)."""
+    if df is None or df.empty or "source" not in df.columns or "kind" not in df.columns:
+        return 0
+    mine = df["source"].astype(str).str.endswith(f"-{study}-cpu2.jsonl")
+    return int((mine & (df["kind"] == "train") & (df["status"] == "ok")).sum())
+
+
+def _with_pending(st: Study, rows: list[Verdict], df: pd.DataFrame | None = None) -> list[Verdict]:
     """``rows`` with the earlier setting's inconclusive rows pointing at the AdamW-recipe grid that supersedes them,
     and, for each claim that has rows of the earlier setting only, a "no data" row saying that its AdamW-recipe arms
     are pending (run by ``results/studies/run-cpu2.sh``)."""
@@ -170,13 +178,15 @@ def _with_pending(st: Study, rows: list[Verdict]) -> list[Verdict]:
                         r.setting)
         out.append(r)
     claims = dict.fromkeys(r.claim for r in rows)
+    done = _recipe_runs(df, st.name)
     for claim in claims:
         mine = [r for r in rows if r.claim == claim]
         if any(is_earlier(r) for r in mine) and all(is_earlier(r) or r.verdict == "no data" for r in mine) \
                 and not any(r.verdict == "no data" for r in mine):
             rule = next(r.rule for r in mine)
-            out.append(Verdict(st.name, claim, "no data", "pending: the AdamW-recipe arms (results/studies/configs/"
-                               f"{st.name}-cpu2*.toml) have no records yet", rule, run, "AdamW recipe, CPU"))
+            out.append(Verdict(st.name, claim, "no data", "pending: the AdamW-recipe arms of this claim "
+                               f"(results/studies/configs/{st.name}-cpu2*.toml) have no records yet ({done} run(s) of "
+                               f"the study's grid recorded)", rule, run, "AdamW recipe, CPU"))
     return out
 
 
