@@ -520,7 +520,8 @@ def _views_run(path, v, frac, lin, *, dim=128, lambd=1 / 128, seed=0, reg="barlo
     case = {"regularizer": reg, "hparams": {"lambd": lambd} if lambd else {"std_coeff": 25.0}, "dataset": "fashion_mnist",
             "fraction": frac, "dim": dim, "projector": f"512-{dim}", "views": v, "batch": 256, "epochs": 1,
             "seed": seed, "backbone": "auto", "optimizer": "adamw", "lr": 0.1, "device": "cpu", "ema_tau": 0.0}
-    append_record(path, make_record("train", case, {"linear_top1": lin, "init_linear_top1": 50.0}, env=ENV))
+    metrics = {"linear_top1": lin, "knn_top1": lin - 10, "init_linear_top1": 50.0}
+    append_record(path, make_record("train", case, metrics, env=ENV))
 
 
 def test_views_verdicts_for_a_regularizer_without_lambd(tmp_path):
@@ -549,6 +550,10 @@ def test_views_verdicts_on_a_known_grid(tmp_path):
     assert _rows(df, "views", "more views at fixed compute")[0].verdict == "supported"  # V=8 at 0.25 vs V=2 at 1
     low = _rows(df, "views", "D = 128")[0]
     assert low.verdict == "inconclusive" and "Δ = +0.60 (no interval" in low.figures  # one seed of D = 2048
+    # the paper quotes kNN too: every views claim has a kNN row with its own margin
+    for claim in ("more views improve", "more views reach", "more views at fixed", "D = 128"):
+        knn = [r for r in _rows(df, "views", claim) if r.claim.endswith("[kNN]")]
+        assert len(knn) == 1 and "margin 2" in knn[0].figures, claim
 
 
 # ---- the layout: every study's rules in its claims module, the analysis side without torch ---------------------

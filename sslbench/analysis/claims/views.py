@@ -148,13 +148,16 @@ def _low_dim(runs: pd.DataFrame, st: Study) -> list[Verdict]:
         a_rows, b_rows = same(low), same(high)
         if b_rows.empty:
             continue
-        a, b = arm(a_rows), arm(b_rows)
-        d = comparable(a, b, LINEAR_MARGIN)
         key = setting_key(lo_row)
-        out.append(Verdict(st.name, CLAIM_LOW_DIM, d.verdict, f"D=128 lambd 1/128 {a.text()} vs D=2048 lambd "
-                           f"{num(b_rows['hp'].iloc[0].get('lambd'))} {b.text()}: {d.figures}" + settle_note(d),
-                           RULE_COMPARABLE, st.settle(d, key, "barlow_twins", gpu=ONE_SEED),
-                           setting_text(key).replace("D=128 ", "")))
+        for metric, margin, suffix, what in METRICS:
+            a, b = arm(a_rows, metric), arm(b_rows, metric)
+            if metric != "linear_top1" and (a.n == 0 or b.n == 0):
+                continue  # records without the metric
+            d = comparable(a, b, margin)
+            out.append(Verdict(st.name, CLAIM_LOW_DIM + suffix, d.verdict, f"D=128 lambd 1/128 {a.text()} vs D=2048 "
+                               f"lambd {num(b_rows['hp'].iloc[0].get('lambd'))} {b.text()}: {d.figures}"
+                               + settle_note(d), rule_comparable(margin, what),
+                               st.settle(d, key, "barlow_twins", gpu=ONE_SEED), setting_text(key).replace("D=128 ", "")))
     return out
 
 
