@@ -107,7 +107,8 @@ def _train(path, reg, seed, lin, *, hparams=None, ema_tau=0.0, status="ok", eff_
     case = {"regularizer": reg, "hparams": hparams or {}, "dataset": "fashion_mnist", "fraction": 0.1, "dim": dim,
             "projector": f"512-{dim}", "views": 2, "batch": 256, "epochs": 1, "seed": seed, "backbone": "auto",
             "optimizer": "adamw", "lr": 0.1, "device": "cpu", "ema_tau": ema_tau, "warmup_epochs": 0.2, **extra}
-    metrics = {} if status != "ok" else {"linear_top1": lin, "knn_top1": lin - 10 if knn is None else knn, "effective_rank": eff_rank,
+    metrics = {} if status != "ok" else {"linear_top1": lin, "knn_top1": lin - 10 if knn is None else knn,
+                                         "effective_rank": eff_rank,
                                          "std_normalized": std, **({"init_linear_top1": init} if init else {}),
                                          **({"backbone_effective_rank": backbone_rank} if backbone_rank else {})}
     append_record(path, make_record("train", case, metrics, status, env=ENV))

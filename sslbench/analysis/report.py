@@ -90,7 +90,8 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
           _cpu_cost(15, "2.4 min", 36) + ", plus the scaling sweeps of results/sweeps",
           _gpu_cost(9, 200, "10.8 min", "1 h 37 min"), fft.verdict, ("permutation",),
           ["fft-gpu-1h-exact.toml", "fft-gpu-1h-permute-true.toml", "fft-gpu-1h-permute-false.toml"],
-          _gpu_cost(9, 100, "5.9 min", "53.0 min"), gpu_regularizers=("barlow_twins", "barlow_twins_fft"), cpu_seed_min=12,
+          _gpu_cost(9, 100, "5.9 min", "53.0 min"), gpu_regularizers=("barlow_twins", "barlow_twins_fft"),
+          cpu_seed_min=12,
           cpu_earlier=_earlier("fft")),
     Study("sfrik", "SFRIK", "Zheng et al. 2022",
           "cost O(N²·D) through the Gram matrix, memory O(N²); accuracy comparable to VICReg and uniformity; the "

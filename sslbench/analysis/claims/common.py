@@ -155,7 +155,7 @@ class Study:
         return self.with_cpu(d, key, self.settle_command(*regularizers, gpu=gpu, gpu_1h=gpu_1h))
 
     def with_cpu(self, d: "Decision", key: tuple, gpu_cmd: str) -> str:
-        """``gpu_cmd`` preceded, in the AdamW-recipe CPU setting and for an inconclusive ``d``, by :meth:`settle_cpu`."""
+        """``gpu_cmd``, preceded by :meth:`settle_cpu` in the AdamW-recipe CPU setting for an inconclusive ``d``."""
         if d.verdict != "inconclusive" or not recipe_cpu(key):
             return gpu_cmd
         return f"{self.settle_cpu(d)}   | GPU: {gpu_cmd}"

@@ -109,6 +109,9 @@ def _more_views(st: Study, reg: str, setting: str, key: tuple, vs: list, fr: lis
         acc = accs[metric]
         if not acc:
             continue
+        def settle(d: Decision) -> str:  # both GPU grids train one seed per arm: the rules need two
+            return st.settle(d, key, reg, gpu=ONE_SEED, gpu_1h=ONE_SEED)
+
         vmax = max(vs)
         # equal data
         ds, figs = _better_pairs(acc, [((vmax, f), (2, f)) for f in fr if (2, f) in acc and (vmax, f) in acc],
@@ -116,12 +119,12 @@ def _more_views(st: Study, reg: str, setting: str, key: tuple, vs: list, fr: lis
         if ds:
             d = combine_decisions(ds)
             out.append(Verdict(st.name, CLAIMS[0] + suffix, d.verdict, "; ".join(figs) + below_floor(*acc.values())
-                               + settle_note(d), rule_better(margin, what), st.settle(d, key, reg, gpu=ONE_SEED, gpu_1h=ONE_SEED), setting))
+                               + settle_note(d), rule_better(margin, what), settle(d), setting))
         less = _less_data(vs, fr, acc, margin)
         if less:
             d, fig = less
             out.append(Verdict(st.name, CLAIMS[1] + suffix, d.verdict, fig + settle_note(d),
-                               rule_comparable(margin, what) + LESS_DATA_NOTE, st.settle(d, key, reg, gpu=ONE_SEED, gpu_1h=ONE_SEED), setting))
+                               rule_comparable(margin, what) + LESS_DATA_NOTE, settle(d), setting))
         # fixed compute: V·fraction constant
         pairs = [((v, f), (2, f2)) for (v2, f2) in acc if v2 == 2 for (v, f) in acc
                  if v > 2 and abs(v * f - 2 * f2) < 1e-9]
@@ -130,7 +133,7 @@ def _more_views(st: Study, reg: str, setting: str, key: tuple, vs: list, fr: lis
         if ds:
             d = combine_decisions(ds)
             out.append(Verdict(st.name, CLAIMS[2] + suffix, d.verdict, "; ".join(figs) + below_floor(*acc.values())
-                               + settle_note(d), rule_better(margin, what), st.settle(d, key, reg, gpu=ONE_SEED, gpu_1h=ONE_SEED), setting))
+                               + settle_note(d), rule_better(margin, what), settle(d), setting))
     return out
 
 
@@ -157,7 +160,8 @@ def _low_dim(runs: pd.DataFrame, st: Study) -> list[Verdict]:
             out.append(Verdict(st.name, CLAIM_LOW_DIM + suffix, d.verdict, f"D=128 lambd 1/128 {a.text()} vs D=2048 "
                                f"lambd {num(b_rows['hp'].iloc[0].get('lambd'))} {b.text()}: {d.figures}"
                                + settle_note(d), rule_comparable(margin, what),
-                               st.settle(d, key, "barlow_twins", gpu=ONE_SEED), setting_text(key).replace("D=128 ", "")))
+                               st.settle(d, key, "barlow_twins", gpu=ONE_SEED),
+                               setting_text(key).replace("D=128 ", "")))
     return out
 
 
