@@ -7,7 +7,7 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 
-.PHONY: venv demo test bench asv-quick dashboard clean
+.PHONY: venv demo test lint docs bench asv-quick dashboard clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,14 @@ demo: venv
 test: venv
 	$(PY) -m pytest -q
 
+# ruff: pyflakes errors and import order ([tool.ruff] in pyproject.toml); `ruff check --fix .` repairs most
+lint: venv
+	$(VENV)/bin/ruff check .
+
+# the docs/ pages as a site (mkdocs.yml); --strict fails on a broken link or anchor
+docs: venv
+	$(VENV)/bin/mkdocs build --strict
+
 bench: venv
 	$(PY) benchmarks/side_by_side.py
 
@@ -35,4 +43,4 @@ dashboard: venv
 	$(PY) -m sslbench dashboard
 
 clean:
-	rm -rf $(VENV) .asv .pytest_cache
+	rm -rf $(VENV) .asv .pytest_cache .ruff_cache site

@@ -228,7 +228,6 @@ def run_sslbench(case: Case, device: torch.device) -> dict:
             h.remove()
     if record["status"] != "ok":
         raise LoopStopped(record["status"], record.get("message"))
-    resolved = record["extra"]["config"]
     return {**phase_times(marks, max(case.warmup, 2), SSLBENCH_PHASES, clock),
             "_case": {"compile": record["extra"].get("compiled"), "amp": record["case"].get("amp"), "augment": PRESET}}
 

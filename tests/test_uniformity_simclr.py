@@ -159,7 +159,7 @@ def test_simclr_two_views_matches_nt_xent(n, d, tau):
     # the official (SFRIK) form via cross-entropy on [positive, negatives] logits agrees too
     u = torch.nn.functional.normalize(torch.cat([za, zb]), dim=1)
     sim = u @ u.T / tau
-    logits, labels = [], []
+    logits = []
     for i in range(2 * n):
         p = (i + n) % (2 * n)
         negatives = [k for k in range(2 * n) if k not in (i, p)]

@@ -32,7 +32,7 @@ C_kk come from one kernel (``correlation_stats``):
 
 Both kernels have hand-written backward passes (one matmul per operand), twice differentiable.
 Speed and peak memory against the official formulation (``benchmarks/official.py``) are measured, not quoted
-here: see the README's "Side by side with the official formulations" tables and ``results/side_by_side/``,
+here: see docs/regularizers.md, "Side by side with the official formulations", and ``results/side_by_side/``,
 produced by ``python benchmarks/side_by_side.py`` (``make bench``) on the CPU and the GPU.
 
 Shapes and dtypes

@@ -50,7 +50,7 @@ continues from the kept F. ``check_finite=True`` instead rejects NaN/Inf embeddi
 
 Precision and cost: F and its eigendecomposition stay in F's dtype (float32 unless created from float64
 inputs or converted); W_p is cast to the compute dtype. ``eigh`` costs O(D³) per view and step and syncs
-the host on CUDA; it becomes the dominant cost of a step at large D (the README's side-by-side section gives the
+the host on CUDA; it becomes the dominant cost of a step at large D (docs/regularizers.md, "Side by side", gives the
 measured time per step, from ``python benchmarks/side_by_side.py``).
 
 Differences from the official code

@@ -2,7 +2,7 @@
 
 Bardes, Ponce, LeCun, *VICReg*, ICLR 2022, arXiv:2105.04906, section 4.5: the variance term added to other
 methods (BYOL, SimSiam) "stabilises" them and prevents their collapse when their own mechanism (predictor,
-stop-gradient) is weakened. The sslbench regularizer spec (regularizers.md) §7 asks for it as an add-on to every
+stop-gradient) is weakened. docs/regularizers.md §7 asks for it as an add-on to every
 regularizer.
 
 Formula

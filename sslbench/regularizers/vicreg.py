@@ -30,7 +30,7 @@ diagonal (the variances) of every view come from one kernel call (``correlation_
 
 Both kernels have hand-written backward passes (one matmul per view), twice differentiable.
 Speed and peak memory against the official formulation (``benchmarks/official.py``) are measured, not quoted
-here: see the README's "Side by side with the official formulations" tables and ``results/side_by_side/``,
+here: see docs/regularizers.md, "Side by side with the official formulations", and ``results/side_by_side/``,
 produced by ``python benchmarks/side_by_side.py`` (``make bench``) on the CPU and the GPU.
 
 Shapes and dtypes

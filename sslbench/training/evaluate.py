@@ -15,7 +15,7 @@ Which protocol the papers report
   discrimination", §3.4): ℓ2-normalise the features, take the k training samples with the largest cosine
   similarity s_i, give each the weight exp(s_i/T) and predict the class with the largest summed weight. InstDisc's
   code (zhirongw/lemniscate.pytorch) uses k = 200 and its NCE temperature as T: 0.07 in ``main.py`` (ImageNet),
-  0.1 in ``cifar.py``; lightly's benchmarks (the kNN figures quoted in the regularizer spec, regularizers.md) use
+  0.1 in ``cifar.py``; lightly's benchmarks use
   k = 200, T = 0.1, the defaults here; solo-learn's ``WeightedKNNClassifier`` defaults to k = 20, T = 0.07 (and
   its kNN script sweeps k and T). The weights are computed as exp((s_i − max_j s_j)/T), the same ranking without
   overflow for small T; ties go to the lowest class index; k larger than the training set is clamped to it
