@@ -17,11 +17,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from sslbench.analysis import report
+from sslbench.analysis import load_results, report
 from sslbench.analysis.claims import common, fft, gram, sfrik
-from sslbench.execution import studies, sweep
-from sslbench.analysis import load_results
 from sslbench.cli import main
+from sslbench.execution import studies, sweep
 from sslbench.records import append_record, make_record
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -40,8 +40,16 @@ import pandas as pd
 
 from sslbench.analysis import load_results
 from sslbench.analysis.claims import fft, gram, isoloss, sfrik, variance, views
-from sslbench.analysis.claims.common import (CPU_SCRIPT, EARLIER, SCALES, STUDIES_DIR, VERDICTS, Study, Verdict,
-                                             usable_records)
+from sslbench.analysis.claims.common import (
+    CPU_SCRIPT,
+    EARLIER,
+    SCALES,
+    STUDIES_DIR,
+    VERDICTS,
+    Study,
+    Verdict,
+    usable_records,
+)
 from sslbench.records.constants import CHECK_KIND
 
 __all__ = ["VERDICTS", "CHECK_KIND", "STUDIES", "Study", "Verdict", "verdicts", "verdict_table", "format_verdicts",

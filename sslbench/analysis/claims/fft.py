@@ -12,11 +12,33 @@ from typing import Sequence
 import pandas as pd
 
 from sslbench.analysis import crossovers
-from sslbench.analysis.claims.common import (FIT_D_MIN, MEMORY_R2_MIN, QUADRATIC_ALPHA_MIN, Study, Verdict, arm,
-                                             as_published, bench_records, better, check_verdict, combine,
-                                             comparable, default_variance, device_short, fit_rows, groups, int_text,
-                                             no_data, num, rule_better, rule_comparable, scaling, settle_note,
-                                             setting_text, train_runs)
+from sslbench.analysis.claims.common import (
+    FIT_D_MIN,
+    MEMORY_R2_MIN,
+    QUADRATIC_ALPHA_MIN,
+    Study,
+    Verdict,
+    arm,
+    as_published,
+    bench_records,
+    better,
+    check_verdict,
+    combine,
+    comparable,
+    default_variance,
+    device_short,
+    fit_rows,
+    groups,
+    int_text,
+    no_data,
+    num,
+    rule_better,
+    rule_comparable,
+    scaling,
+    setting_text,
+    settle_note,
+    train_runs,
+)
 
 #: O(N·D·log D) in D: the relaxed loss's exponent below this, the exact one's above QUADRATIC_ALPHA_MIN
 LOGLINEAR_ALPHA_MAX = 1.4

@@ -9,8 +9,20 @@ import math
 import pandas as pd
 
 from sslbench.analysis.claims import stats
-from sslbench.analysis.claims.common import (Decision, Study, Verdict, arm, as_published, below_floor, groups,
-                                             no_data, num, settle_note, setting_text, train_runs)
+from sslbench.analysis.claims.common import (
+    Decision,
+    Study,
+    Verdict,
+    arm,
+    as_published,
+    below_floor,
+    groups,
+    no_data,
+    num,
+    setting_text,
+    settle_note,
+    train_runs,
+)
 
 METHODS = ("isoloss", "directpred", "byol")
 #: a drop counts beyond this many points of linear top-1 (set 2026-12-05 before the AdamW-recipe runs;

@@ -8,11 +8,32 @@ import math
 
 import pandas as pd
 
-from sslbench.analysis.claims.common import (FIT_D_MIN, LINEAR_ALPHA_HI, LINEAR_ALPHA_LO, MEMORY_R2_MIN,
-                                             QUADRATIC_ALPHA_MIN, Study, Verdict, arm, as_published, check_verdict,
-                                             combine_decisions, comparable, default_variance, device_short, fit_rows,
-                                             groups, int_text, no_data, num, rule_comparable, scaling, settle_note,
-                                             setting_text, train_runs)
+from sslbench.analysis.claims.common import (
+    FIT_D_MIN,
+    LINEAR_ALPHA_HI,
+    LINEAR_ALPHA_LO,
+    MEMORY_R2_MIN,
+    QUADRATIC_ALPHA_MIN,
+    Study,
+    Verdict,
+    arm,
+    as_published,
+    check_verdict,
+    combine_decisions,
+    comparable,
+    default_variance,
+    device_short,
+    fit_rows,
+    groups,
+    int_text,
+    no_data,
+    num,
+    rule_comparable,
+    scaling,
+    setting_text,
+    settle_note,
+    train_runs,
+)
 
 #: degree-2 truncation vs covariance penalty: affine fit R² and slope against the derived D/(D−1)·w₂
 AFFINE_R2_MIN = 0.9999

@@ -8,8 +8,22 @@ import math
 
 import pandas as pd
 
-from sslbench.analysis.claims.common import (ONE_SEED, SETTING, Study, Verdict, arm, comparable, groups, no_arm,
-                                             no_data, num, rule_comparable, settle_note, setting_text, train_runs)
+from sslbench.analysis.claims.common import (
+    ONE_SEED,
+    SETTING,
+    Study,
+    Verdict,
+    arm,
+    comparable,
+    groups,
+    no_arm,
+    no_data,
+    num,
+    rule_comparable,
+    setting_text,
+    settle_note,
+    train_runs,
+)
 
 #: collapse: the variance term "prevents collapse" when effective rank and std of the normalised embeddings are
 #: both at least COLLAPSE_RATIO × those without it; "no effect" when both ratios are below NO_EFFECT_RATIO

@@ -10,12 +10,33 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from sslbench.analysis.claims.common import (ONE_SEED, SETTING, Decision, Study, Verdict, arm, as_published,
-                                             below_floor, better, combine_decisions, comparable, device_short,
-                                             earlier_text, int_text, isnan, no_data, num, optimizer_text,
-                                             rule_better, rule_comparable, settle_note, setting_key, setting_text,
-                                             train_runs, warmup_text)
-
+from sslbench.analysis.claims.common import (
+    ONE_SEED,
+    SETTING,
+    Decision,
+    Study,
+    Verdict,
+    arm,
+    as_published,
+    below_floor,
+    better,
+    combine_decisions,
+    comparable,
+    device_short,
+    earlier_text,
+    int_text,
+    isnan,
+    no_data,
+    num,
+    optimizer_text,
+    rule_better,
+    rule_comparable,
+    setting_key,
+    setting_text,
+    settle_note,
+    train_runs,
+    warmup_text,
+)
 
 #: accuracy margins, points of top-1 (set 2026-12-05 before the AdamW-recipe runs; common.ACC_MARGIN says why). The
 #: paper quotes linear and kNN accuracy: each "more views" claim has a row per metric (:data:`METRICS`)
