@@ -1,11 +1,9 @@
-"""sslbench's asv suite (see ``docs/measurement.md``).
+"""sslbench's benchmark scripts (side by side, throughput, GPU checks, projections; each runs as
+``python benchmarks/NAME.py``). The asv suite, the benchmark classes that asv discovers, is the folder
+``benchmarks/asv_suite/`` (``benchmark_dir`` in ``asv.conf.json``, see ``docs/measurement.md``).
 
-asv imports this package from the checkout's ``benchmarks/`` folder. Across commits (``asv run``) the package
-under test is the one asv installed into its environment; against the current environment
-(``asv run --python=same``) sslbench must be importable: installed (``make venv`` installs it in editable mode) or
-on ``PYTHONPATH``. As a convenience for a bare checkout, when ``sslbench`` cannot be imported at all the checkout
-that holds this folder is put on ``sys.path``: it is never put in front of an installed sslbench, which would
-benchmark the working tree in place of the commit asv built.
+When ``sslbench`` cannot be imported at all (a bare checkout), the checkout that holds this folder is put on
+``sys.path``; it is never put in front of an installed sslbench.
 """
 
 import os

@@ -29,7 +29,6 @@ This file is a script, not an asv benchmark: it defines no ``time_``/``peakmem_`
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 import time

@@ -33,7 +33,7 @@ Run from the repository root::
 
 Each measurement becomes one ``kind="train_throughput"`` record (appended as soon as it is measured) in
 ``--out``; the Markdown table goes to stdout and beside the records. This file is a script, not an asv benchmark:
-it defines no ``time_``/``peakmem_``/``track_`` names (``benchmarks/bench_throughput.py`` is the asv entry).
+it defines no ``time_``/``peakmem_``/``track_`` names (``benchmarks/asv_suite/bench_throughput.py`` is the asv entry).
 """
 
 from __future__ import annotations
@@ -407,7 +407,11 @@ def _check_args(args) -> str | None:
         return f"--num-images {args.num_images} is smaller than the largest batch {max(args.batches)}; raise it"
     from sslbench import regularizers
 
-    if args.regularizer not in regularizers.available() or not regularizers.get_class(args.regularizer).symmetric:
+    try:
+        cls = regularizers.get_class(args.regularizer)  # a built-in, an entry point or package.module:Class
+    except ValueError as exc:
+        return f"--regularizer {args.regularizer!r}: {exc}"
+    if not getattr(cls, "symmetric", True):
         return f"--regularizer {args.regularizer!r}: choose a symmetric regularizer (barlow_twins, vicreg, ...)"
     return None
 

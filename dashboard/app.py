@@ -45,6 +45,8 @@ from plotly.colors import qualitative  # noqa: E402
 
 from sslbench import analysis as A  # noqa: E402
 from sslbench.analysis import views as V  # noqa: E402
+from sslbench.records.text import markdown_text as M  # noqa: E402 - store strings in st.markdown
+from sslbench.records.text import plotly_text as P  # noqa: E402 - store strings in plotly names, hovers
 
 RESULTS_ENV = "SSLBENCH_RESULTS"
 ASV_ENV = "SSLBENCH_ASV"
@@ -106,6 +108,8 @@ def show(fig: go.Figure, key: str) -> None:
 
 
 def base_layout(fig: go.Figure, title: str, x_title: str, y_title: str, *, log_x=True, log_y=True) -> go.Figure:
+    # titles hold store strings (devices, benchmark names): escaped as plotly renders a subset of HTML
+    title, x_title, y_title = P(title), P(x_title), P(y_title)
     fig.update_layout(title=title, template="plotly_white", height=520, margin=dict(l=60, r=20, t=60, b=50),
                       legend=dict(font=dict(size=11)), hovermode="closest")
     fig.update_xaxes(title=x_title, type="log" if log_x else "linear", showgrid=True)
@@ -128,7 +132,7 @@ def scaling_figure(data: pd.DataFrame, x: str, y: str, colours: dict, *, title: 
     ymax = 0.0
     for line in lines:
         key, alpha = line["key"], line["exponent"]
-        name = str(key[0]) + (f" @ {key[1]}" if suffix_device else "")
+        name = P(key[0]) + (f" @ {P(key[1])}" if suffix_device else "")
         name += f"  (α={alpha:.2f})" if np.isfinite(alpha) else "  (α: too few points)"
         error_y = None
         if line["err_plus"] is not None:
@@ -149,7 +153,7 @@ def scaling_figure(data: pd.DataFrame, x: str, y: str, colours: dict, *, title: 
             x=pd.to_numeric(oom[x]).tolist(), y=[ceiling] * len(oom), mode="markers+text",
             name="out of memory (OOM)", text=["OOM"] * len(oom), textposition="top center",
             marker=dict(symbol="x", size=13, color="crimson", line=dict(width=2, color="crimson")),
-            customdata=oom["label"].astype(str).tolist(),
+            customdata=[P(v) for v in oom["label"].astype(str)],
             hovertemplate=f"%{{customdata}}: out of memory at {AXIS_SHORT[x]}=%{{x}}<extra></extra>"))
     xover = None
     if pair is not None:
@@ -164,10 +168,10 @@ def scaling_figure(data: pd.DataFrame, x: str, y: str, colours: dict, *, title: 
                 line=dict(color="black", dash="dot", width=1), name="crossover line"))
             fig.add_trace(go.Scatter(
                 x=[xover.x], y=[xover.y / scale], mode="markers+text",
-                name=f"crossover at {AXIS_SHORT[x]}≈{xover.x:.4g} ({xover.lower_after} lower beyond)",
+                name=f"crossover at {AXIS_SHORT[x]}≈{xover.x:.4g} ({P(xover.lower_after)} lower beyond)",
                 text=[f"{AXIS_SHORT[x]}≈{xover.x:.0f}"], textposition="bottom right",
                 marker=dict(symbol="star", size=16, color="black"),
-                hovertemplate=(f"{xover.lower_before} / {xover.lower_after} cross at {AXIS_SHORT[x]}≈%{{x:.4g}}"
+                hovertemplate=(f"{P(xover.lower_before)} / {P(xover.lower_after)} cross at {AXIS_SHORT[x]}≈%{{x:.4g}}"
                                "<extra></extra>")))
     base_layout(fig, title, A.X_COLUMNS[x], y_title)
     xs = V.measured_sizes(data, x)
@@ -258,14 +262,14 @@ def page_scaling(df: pd.DataFrame, colours: dict) -> None:
     show(fig, "chart_scaling")
     failed = V.failed_otherwise(data)
     if not failed.empty:
-        st.caption(f"{len(failed)} case(s) failed otherwise ({', '.join(sorted(failed['status'].unique()))}); "
+        st.caption(f"{len(failed)} case(s) failed otherwise ({M(', '.join(sorted(map(str, failed['status'].unique()))))}); "
                    "not plotted.")
     if pair is not None:
         if xover is not None:
-            st.markdown(f"**Crossover**: {xover.lower_before} is lower below {AXIS_SHORT[x]} ≈ {xover.x:.4g}, "
-                        f"{xover.lower_after} above it.")
+            st.markdown(f"**Crossover**: {M(xover.lower_before)} is lower below {AXIS_SHORT[x]} ≈ {xover.x:.4g}, "
+                        f"{M(xover.lower_after)} above it.")
         else:
-            st.markdown(f"**No crossover** of {pair[0]} and {pair[1]} in the measured range.")
+            st.markdown(f"**No crossover** of {M(pair[0])} and {M(pair[1])} in the measured range.")
     c1, c2 = st.columns(2)
     with c1:
         st.subheader("Fitted exponents")
@@ -349,11 +353,11 @@ def page_accuracy(df: pd.DataFrame, colours: dict) -> None:
                                                                          .unique()))}
 
     def at(device) -> str:
-        return f" @ {device}" if several and device is not None else ""
+        return f" @ {P(device)}" if several and device is not None else ""
 
     fig = go.Figure()
     for line in V.accuracy_series(ok, x, metric):
-        variant = str(line["variant"]) + at(line["device"])
+        variant = P(line["variant"]) + at(line["device"])
         fig.add_trace(go.Scatter(
             x=line["x"], y=line["mean"], mode="lines+markers", name=variant,
             error_y=dict(type="data", array=line["std"], visible=True, thickness=1),
@@ -377,7 +381,7 @@ def page_accuracy(df: pd.DataFrame, colours: dict) -> None:
     for (reg, variant, device), g in ok.assign(_device=device_of.fillna("")).groupby(
             ["regularizer", "variant", "_device"], sort=True):
         g = g[g["train_time_s"] > 0]
-        label = str(variant) + at(device or None)
+        label = P(variant) + at(device or None)
         hover = [f"{label} {AXIS_SHORT[x]}={fmt_value(v)} seed={s}" for v, s in zip(g[x], g["seed"])]
         fig2.add_trace(go.Scatter(
             x=g["train_time_s"].tolist(), y=g[metric].tolist(), mode="markers", name=label,
@@ -424,7 +428,7 @@ def throughput_bars(latest: pd.DataFrame, metric: str, *, title: str, y_title: s
                 continue
             values = dict(zip(g["case_label"].astype(str), g[metric]))
             ys = [None if pd.isna(values.get(c)) else float(values[c]) * scale for c in cases]
-            name = loop + (f" @ {device}" if several else "")
+            name = P(loop) + (f" @ {P(device)}" if several else "")
             fig.add_trace(go.Bar(
                 x=cases, y=ys, name=name, marker=dict(color=LOOP_COLOURS.get(loop, PALETTE[2]),
                                                       pattern=dict(shape=PATTERNS[d_i % len(PATTERNS)])),
@@ -491,10 +495,10 @@ def page_throughput(df: pd.DataFrame) -> None:
                 for d_i, (device, g) in enumerate(last.groupby("device_name", sort=True)):
                     values = dict(zip(g["case_label"].astype(str), g["ratio"]))
                     fig.add_trace(go.Bar(
-                        x=cases, y=[values.get(c) for c in cases], name=str(device),
+                        x=[P(c) for c in cases], y=[values.get(c) for c in cases], name=P(device),
                         marker=dict(color=PALETTE[3 + d_i % (len(PALETTE) - 3)],
                                     pattern=dict(shape=PATTERNS[d_i % len(PATTERNS)])),
-                        hovertemplate=f"{device}<br>%{{x}}<br>sslbench / peer = %{{y:.2f}}×<extra></extra>"))
+                        hovertemplate=f"{P(device)}<br>%{{x}}<br>sslbench / peer = %{{y:.2f}}×<extra></extra>"))
                 fig.add_hline(y=1.0, line=dict(color="black", dash="dot", width=1))
             base_layout(fig, "sslbench / peer (images/s, same run, same device)", "case", "ratio (×)",
                         log_x=False, log_y=False)
@@ -514,11 +518,12 @@ def page_throughput(df: pd.DataFrame) -> None:
                     fig = go.Figure()
                     for phase, values in split["phases"].items():
                         fig.add_trace(go.Bar(
-                            x=[split["case"], split["loop"]], y=values, name=phase,
+                            x=[[P(c) for c in split["case"]], [P(lp) for lp in split["loop"]]], y=values,
+                            name=P(phase),
                             marker=dict(color=PHASE_COLOURS.get(phase)),
                             customdata=[[s, w]
                                         for s, w in zip(split["step_ms"], split["worker_augment_ms"])],
-                            hovertemplate=(f"{phase}: %{{y:.2f}} ms of %{{customdata[0]:.2f}} ms/step"
+                            hovertemplate=(f"{P(phase)}: %{{y:.2f}} ms of %{{customdata[0]:.2f}} ms/step"
                                            "<br>worker augment: %{customdata[1]:.1f} ms/batch<extra></extra>")))
                     base_layout(fig, f"time per step by phase (ms) on {split['device']}", "case / loop",
                                 "ms per step", log_x=False, log_y=False)
@@ -575,11 +580,11 @@ def page_regressions(df: pd.DataFrame, colours: dict) -> None:
     for i, (series, g) in enumerate(t.groupby("series", sort=True)):
         g = g.sort_values("created", kind="stable")
         xs = [order[str(c)] for c in g["commit"]]
-        label = str(g["params"].iloc[0]) or str(series)
+        label = P(str(g["params"].iloc[0]) or str(series))
         fig.add_trace(go.Scatter(
             x=xs, y=g["value"].tolist(), mode="lines+markers", name=label,
-            line=dict(color=PALETTE[i % len(PALETTE)]), customdata=g["commit"].astype(str).str[:10].tolist(),
-            hovertemplate=f"{label}<br>%{{customdata}}<br>%{{y:.4g}} {unit}<extra></extra>"))
+            line=dict(color=PALETTE[i % len(PALETTE)]), customdata=[P(c) for c in g["commit"].astype(str).str[:10]],
+            hovertemplate=f"{label}<br>%{{customdata}}<br>%{{y:.4g}} {P(unit)}<extra></extra>"))
     for change, symbol, colour in (("regression", "triangle-up", "crimson"), ("improvement", "triangle-down",
                                                                              "seagreen")):
         hit = t[t["change"] == change]
@@ -589,11 +594,12 @@ def page_regressions(df: pd.DataFrame, colours: dict) -> None:
             x=[order[str(c)] for c in hit["commit"]], y=hit["value"].tolist(), mode="markers",
             name=f"{change} (beyond ×{threshold:g})",
             marker=dict(symbol=symbol, size=16, color=colour, line=dict(width=1, color="black")),
-            text=[f"{p}: ×{r:.2f} vs {str(pc)[:10]}" for p, r, pc in zip(hit["params"], hit["ratio"], hit["prev_commit"])],
+            text=[P(f"{p}: ×{r:.2f} vs {str(pc)[:10]}") for p, r, pc in zip(hit["params"], hit["ratio"],
+                                                                           hit["prev_commit"])],
             hovertemplate="%{text}<extra></extra>"))
     base_layout(fig, f"{bench} across commits", "commit (in commit order)", f"value ({unit})" if unit else "value",
                 log_x=False, log_y=unit in ("seconds", "bytes"))
-    fig.update_xaxes(tickmode="array", tickvals=list(range(len(commits))), ticktext=[c[:8] for c in commits])
+    fig.update_xaxes(tickmode="array", tickvals=list(range(len(commits))), ticktext=[P(c[:8]) for c in commits])
     show(fig, "chart_regressions")
     st.subheader(f"Changes beyond ×{threshold:g} (all benchmarks)")
     flagged_rows = table[table["change"] != ""]
@@ -641,7 +647,7 @@ def page_runs(df: pd.DataFrame, logs: pd.DataFrame, colours: dict) -> None:
     def curves(column: str, title: str, y_title: str, events=("step",), key="", log=False, scale=1.0) -> None:
         data = logs[(logs["run_id"].isin(chosen)) & (logs["event"].isin(events))]
         if column not in data.columns or data[column].isna().all():
-            st.caption(f"No {column} in the logs of these runs.")
+            st.caption(f"No {M(column)} in the logs of these runs.")
             return
         fig = go.Figure()
         for r in chosen:
@@ -649,7 +655,7 @@ def page_runs(df: pd.DataFrame, logs: pd.DataFrame, colours: dict) -> None:
             if g.empty:
                 continue
             fig.add_trace(go.Scatter(x=g[x_axis].tolist(), y=(g[column] / scale).tolist(), mode="lines+markers",
-                                     name=names[r], line=dict(color=run_colour[r]), marker=dict(size=4)))
+                                     name=P(names[r]), line=dict(color=run_colour[r]), marker=dict(size=4)))
         base_layout(fig, title, {"step": "step", "elapsed_s": "wall time since start (s)"}[x_axis], y_title,
                     log_x=False, log_y=log)
         fig.update_layout(legend=dict(orientation="h", yanchor="top", y=-0.18, xanchor="left", x=0), height=460)
@@ -683,7 +689,7 @@ def page_claims(df: pd.DataFrame) -> None:
     st.title("Claims of the seed papers")
     st.caption("One row per claim: the verdict (supported / not supported / inconclusive / no data), the figures "
                "behind it and the rule that decided it, computed from the records of this results folder. "
-               "`sslbench report` prints the same table; `sslbench report --run STUDY` produces missing data.")
+               "`sslbench report` prints the same table; `sslbench sweep --study NAME` produces missing data.")
     c1, c2 = st.columns(2)
     studies = c1.multiselect("Studies", list(R.STUDIES), default=list(R.STUDIES), key="claims_studies")
     verdicts = c2.multiselect("Verdicts", list(R.VERDICTS), default=list(R.VERDICTS), key="claims_verdicts")
@@ -729,7 +735,7 @@ def main() -> None:
         logs = load_logs(str(root_path), stamp) if page == "Runs" else pd.DataFrame()
     except Exception as exc:  # noqa: BLE001 -- a results folder that cannot be read must not take the app down
         st.title("sslbench dashboard")
-        st.error(f"Could not read the results in {root_path}: {type(exc).__name__}: {exc}")
+        st.error(f"Could not read the results in {M(root_path)}: {type(exc).__name__}: {M(exc)}")
         return
     if problems:
         with sb.expander(f"{len(problems)} warning(s) while reading"):
@@ -750,7 +756,7 @@ def main() -> None:
     try:
         draw()
     except Exception as exc:  # noqa: BLE001 -- one bad record must never take down a page, nor the others
-        st.error(f"The {page} page could not be drawn: {type(exc).__name__}: {exc}. The other pages still work; "
+        st.error(f"The {page} page could not be drawn: {type(exc).__name__}: {M(exc)}. The other pages still work; "
                  "the warnings in the sidebar name the files and lines that were skipped while reading.")
 
 

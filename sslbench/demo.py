@@ -23,6 +23,11 @@ from sslbench import regularizers
 
 OUT_DIR = "results/demo"
 SCALING_REGULARIZERS = ("barlow_twins", "vicreg", "barlow_twins_fft", "vicreg_fft", "sfrik")
+#: the scaling part's sweep settings where they differ from ``sslbench sweep --kind bench``'s defaults (the dims
+#: and the store come from the command line)
+SCALING_SETTINGS = dict(kind="bench", regularizers=list(SCALING_REGULARIZERS),
+                        algorithms=["cross_correlation", "auto"], device=["cpu"], warmup=1, min_time=0.3,
+                        progress=False)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,14 +42,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _scaling(args: argparse.Namespace) -> int:
-    """Part 1: the bench grid, run by the sweep's loop (the settings as ``sslbench bench`` would pass them)."""
+    """Part 1: the bench grid, run by the sweep's loop: the sweep's own options (its parser, so none is missed),
+    the demo's :data:`SCALING_SETTINGS` on top, and the sweep's defaults for the rest."""
     from sslbench.execution import sweep
 
-    settings = argparse.Namespace(
-        kind="bench", config=None, regularizers=list(SCALING_REGULARIZERS), algorithms=["cross_correlation", "auto"],
-        dims=list(args.dims), batches=[256], views=[2], device=["cpu"], dtypes=["float32"], hparams=None, warmup=1,
-        repeats=None, min_time=0.3, max_repeats=50, threads=None, isolate="auto", seed=0, timeout=600.0,
-        out=f"{args.out_dir}/bench.jsonl", resume=True, progress=False, dry_run=False)
+    parser = argparse.ArgumentParser(prog="sslbench demo")
+    sweep.add_arguments(parser)
+    settings = parser.parse_args([])
+    vars(settings).update(SCALING_SETTINGS, dims=list(args.dims), out=f"{args.out_dir}/bench.jsonl")
     return sweep.execute(settings, "bench")
 
 

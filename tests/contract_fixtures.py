@@ -21,3 +21,28 @@ class NoGather(ToyDecorrelation):
 
 
 NotALoss = "a string, not a class"
+
+
+class FailsUnderDDP(ToyDecorrelation):
+    """Raises on rank 1 only: rank 0 then waits in its gather until the other process is gone."""
+
+    def gather(self, z):
+        import torch.distributed as dist
+
+        if dist.is_initialized() and dist.get_rank() == 1:
+            raise RuntimeError("this loss does not support torch.distributed")
+        return super().gather(z)
+
+
+class TwoViews(ToyDecorrelation):
+    """``forward(z1, z2)``: two views only (the V = 3 row does not apply)."""
+
+    def forward(self, z1, z2):
+        return super().forward(z1, z2)
+
+
+class Float32Only(ToyDecorrelation):
+    """Computes in float32 whatever the input (float64 included)."""
+
+    def forward(self, *views):
+        return super().forward(*[z.float() for z in views])

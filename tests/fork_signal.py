@@ -11,7 +11,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 PRELUDE = """
-import os, signal, sys, time
+import os, signal, sys
 sys.path.insert(0, {root!r})
 sent = []
 def during_fork():
@@ -19,11 +19,11 @@ def during_fork():
         sent.append(1)
         os.kill(os.getpid(), signal.{sig})
 os.register_at_fork(after_in_parent=during_fork)
-t0 = time.monotonic()
 """
 
 
 def run_with_a_signal_during_fork(sig: str, body: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run ``PRELUDE`` (``sig`` is a name such as "SIGTERM"; ``t0`` is the start time) then ``body``."""
+    """Run ``PRELUDE`` (``sig`` is a name such as "SIGTERM") then ``body``. ``timeout`` only bounds a hang (the
+    bodies judge what happened from events: exit statuses, not the clock)."""
     script = PRELUDE.format(root=ROOT, sig=sig) + body
     return subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=timeout)

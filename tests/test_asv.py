@@ -48,10 +48,12 @@ def _env(home, pythonpath):
 
 
 def _load_suite():
-    """benchmarks/bench_regularizers.py loaded from its file (``benchmarks`` is also the name of tests/benchmarks)."""
+    """benchmarks/asv_suite/bench_regularizers.py loaded from its file (``benchmarks`` is also the name of
+    tests/benchmarks)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("sslbench_asv_suite", ROOT / "benchmarks" / "bench_regularizers.py")
+    spec = importlib.util.spec_from_file_location("sslbench_asv_suite",
+                                                  ROOT / "benchmarks" / "asv_suite" / "bench_regularizers.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -81,6 +83,30 @@ def test_a_module_that_fails_inside_is_not_taken_for_a_missing_one(monkeypatch, 
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(ModuleNotFoundError, match="no_such_dependency_of_sslbench"):
         _load_suite()._import_first(("sslbench_asv_broken", "sslbench.execution.measure"))
+
+
+def test_the_folder_asv_discovers_holds_benchmark_classes_only():
+    """asv's ``benchmark_dir`` is a folder of its own: every module in it defines benchmark classes (methods named
+    time_/peakmem_/mem_/track_/timeraw_) and none is a script (no ``__main__`` block); the scripts stay in
+    benchmarks/, and no file name of the suite is also a script's there."""
+    import ast
+    import json
+    import re
+
+    conf = json.loads(re.sub(r"^\s*//.*$", "", (ROOT / "asv.conf.json").read_text(), flags=re.MULTILINE))
+    suite = ROOT / conf["benchmark_dir"]
+    assert suite.parent == ROOT / "benchmarks" and suite.is_dir(), conf["benchmark_dir"]
+    modules = sorted(p for p in suite.rglob("*.py") if p.name != "__init__.py")
+    assert {p.name for p in modules} >= {"bench_regularizers.py", "bench_throughput.py"}
+    prefixes = ("time_", "timeraw_", "peakmem_", "mem_", "track_")
+    for path in modules:
+        tree = ast.parse(path.read_text())
+        benchmarks = [n.name for c in tree.body if isinstance(c, ast.ClassDef) for n in c.body
+                      if isinstance(n, ast.FunctionDef) and n.name.startswith(prefixes)]
+        assert benchmarks, f"{path.relative_to(ROOT)} defines no benchmark: scripts belong in benchmarks/"
+        mains = [n for n in tree.body if isinstance(n, ast.If) and "__main__" in ast.unparse(n.test)]
+        assert not mains, f"{path.relative_to(ROOT)}:{mains[0].lineno} is a script: move it to benchmarks/"
+    assert not {p.name for p in modules} & {p.name for p in (ROOT / "benchmarks").glob("*.py")}
 
 
 @pytest.mark.slow

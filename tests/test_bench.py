@@ -11,10 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from sslbench import cli
+from sslbench import cli, regularizers
 from sslbench.execution import bench as B
 from sslbench.execution import bench_command as BC
-from sslbench import regularizers
 from sslbench.records import append_record, read_records
 
 

@@ -5,6 +5,7 @@ input checks and one that never gathers. The built-ins' rows are tests/test_conf
 import contextlib
 import io
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,8 @@ FIXED = "sslbench_toy.losses:ToyDecorrelation"
 BUGGY = "sslbench_toy.losses:PlainGatherDecorrelation"
 NO_CHECKS = "contract_fixtures:NoChecks"
 NO_GATHER = "contract_fixtures:NoGather"
+FLOAT32 = "contract_fixtures:Float32Only"
+RAISES = "contract_fixtures:FailsUnderDDP"
 DIST = "distributed (2 gloo ranks)"
 BAD_INPUT = ["bad input: mismatched shapes", "bad input: N < 2", "bad input: NaN"]
 
@@ -51,10 +54,11 @@ def tables(text):
 
 @pytest.fixture(scope="module")
 def four(tmp_path_factory):
-    """One `sslbench check` of the four losses (one pair of gloo processes for all)."""
+    """One `sslbench check` of the four losses, a float32-only one and one that raises on rank 1. They share one pair
+    of gloo processes; the raising one goes first, so the others run again on a fresh pair."""
     sys.path[:0] = [str(EXAMPLE / "src")]
     try:
-        rc, out, err = run_cli(FIXED, BUGGY, NO_CHECKS, NO_GATHER)
+        rc, out, err = run_cli(RAISES, FIXED, BUGGY, NO_CHECKS, NO_GATHER, FLOAT32)
     finally:
         sys.path.remove(str(EXAMPLE / "src"))
     return rc, out, err, tables(out)
@@ -152,9 +156,10 @@ def test_a_class_that_changes_its_input_fails_that_row(monkeypatch):
 def test_the_example_plugin_installs_and_is_checked_by_entry_point_name(tmp_path):
     """pip installs examples/plugin (no download: --no-deps --no-build-isolation) into a folder of its own; its
     entry point is then found by name, and its own test suite (assert_contract) passes."""
-    target = tmp_path / "site"
+    target, source = tmp_path / "site", tmp_path / "plugin"  # a copy: the build writes beside the sources
+    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                          "--no-index", "--target", str(target), str(EXAMPLE)], capture_output=True, text=True)
+                          "--no-index", "--target", str(target), str(source)], capture_output=True, text=True)
     assert pip.returncode == 0, pip.stderr
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(target)])}
     check = subprocess.run([sys.executable, "-m", "sslbench", "check", "toy_decorrelation", FIXED,
@@ -168,5 +173,45 @@ def test_the_example_plugin_installs_and_is_checked_by_entry_point_name(tmp_path
     assert buggy[DIST][1].startswith("V=2: gradient is 1/2 of what DDP needs")
     assert check.returncode == 1
     suite = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests"],
-                           capture_output=True, text=True, env=env, cwd=EXAMPLE)
+                           capture_output=True, text=True, env=env, cwd=source)
     assert suite.returncode == 0 and "2 passed" in suite.stdout, suite.stdout + suite.stderr
+
+
+@pytest.mark.slow
+def test_an_error_on_one_rank_fails_that_row_and_the_next_spec_still_runs(four):
+    """The others' rows (the tests above) come from the fresh pair of processes started after this error."""
+    status, why = four[3][RAISES][DIST]
+    assert status == "fail" and "rank 1: RuntimeError: this loss does not support torch.distributed" in why
+    assert four[3][FIXED][DIST][0] == "pass"
+
+
+def test_the_checks_leave_the_global_rng_and_threads_as_they_were():
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.manual_seed(1234)
+    expected = torch.rand(3)
+    torch.manual_seed(1234)
+    contract.local_rows(contract.Subject(FIXED))
+    assert torch.equal(torch.rand(3), expected) and torch.get_num_threads() == threads
+
+
+def test_a_two_view_loss_is_not_called_with_three():
+    subject = contract.Subject("contract_fixtures:TwoViews")
+    assert subject.max_views == 2 and [c.views for c in contract.distributed_cases(subject)] == [2]
+    rows = {r.property: r for r in contract.local_rows(subject)}
+    views = rows["V=3 views"]
+    assert views.status == contract.PASS and "not applicable: forward takes 2 views" in views.why
+    assert all(r.status == contract.PASS for r in rows.values()), rows
+
+
+@pytest.mark.slow
+def test_a_float32_loss_meets_the_distributed_contract_within_float32_rounding(four):
+    assert four[3][FLOAT32][DIST][0] == "pass", four[3][FLOAT32][DIST]
+
+
+def test_a_float32_only_loss_warns_on_float64_and_gradcheck():
+    rows = {r.property: r for r in contract.local_rows(contract.Subject("contract_fixtures:Float32Only"))}
+    assert {p for p, r in rows.items() if r.status != contract.PASS} == {"dtype float64", "gradcheck float64"}
+    assert rows["dtype float64"].status == contract.WARN and "torch.float32" in rows["dtype float64"].why
+    assert rows["gradcheck float64"].status == contract.WARN and "not run" in rows["gradcheck float64"].why

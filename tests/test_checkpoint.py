@@ -305,3 +305,44 @@ def test_a_second_identical_run_is_refused_while_the_first_holds_its_claim(tmp_p
         claim.release()
     again = T.train(_cfg(tmp_path, eval=False, max_steps=2, resume="auto"))
     assert again["id"] == first["id"]
+
+
+@pytest.fixture(scope="module")
+def finished_checkpoint(tmp_path_factory):
+    """The bytes of the checkpoint of ``_cli``'s 2-step run (trained once for the module)."""
+    ck = tmp_path_factory.mktemp("finished") / "ck"
+    assert _cli(checkpoint_dir=ck) == 0
+    (path,) = ck.glob("*.pt")
+    return path.name, path.read_bytes()
+
+
+@pytest.mark.parametrize("field, value, problem", [
+    ("step", 10**12, "its step 1000000000000 is not an integer from 0 to the run's 2 steps"),
+    ("step", -5, "its step -5 is not an integer from 0"),
+    ("step", "3", "its step '3' is not an integer"),
+    ("step", True, "its step True is not an integer"),
+    ("train_time_s", "1.5", "its train_time_s '1.5' is not a finite number"),
+    ("train_time_s", float("nan"), "its train_time_s nan is not a finite number"),
+    ("images_seen", -1, "its images_seen -1 is not an integer"),
+    ("last_terms", {"loss": "x"}, "its last_terms"),
+    ("init_state", [1, 2], "its init_state is not a table of tensors"),
+    ("case", "not a case", "is for another case"),
+])
+def test_a_crafted_checkpoint_progress_is_refused_in_one_line(tmp_path, capsys, finished_checkpoint, field, value,
+                                                              problem):
+    """issue 18 item 5: a crafted step of 10**12 gave an ok record of 10**12 steps for a 2-step run, -5 was
+    accepted, a string step or train_time_s gave a traceback."""
+    name, data = finished_checkpoint
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    path = ck / name
+    path.write_bytes(data)
+    state = torch.load(path, weights_only=True)
+    assert state["step"] == 2
+    state[field] = value
+    torch.save(state, path)
+    capsys.readouterr()
+    assert _cli("--resume", str(path), out=tmp_path / "r.jsonl", checkpoint_dir=ck) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and problem in err and str(path) in err and "Traceback" not in err
+    assert read_records(tmp_path / "r.jsonl") == []

@@ -86,17 +86,56 @@ def _cases(tmp):
         ("sweep unknown hparam", [*SWEEP, "--hparam", "no_such=1", "--out", store], "no_such"),
         ("sweep out is not a store", [*SWEEP, "--out", str(f)], str(f)),
         ("sweep out is a folder", [*SWEEP, "--out", str(d)], str(d)),
+        ("sweep unknown study", ["sweep", "--study", "no_such_study"], "no_such_study"),
+        ("sweep unknown study scale", ["sweep", "--study", "sfrik", "--scale", "tpu"], "tpu"),
+        ("sweep scale without study", ["sweep", "--scale", "gpu"], "--study"),
+        # sidecars (<store>.sweep: claims, jobs.txt) in odd states, made by _prepare_sidecars
+        ("sweep sidecar is a file", [*SWEEP, "--out", str(tmp / "sc-file.jsonl")], "sc-file.jsonl.sweep"),
+        ("sweep claims is a file", [*SWEEP, "--out", str(tmp / "sc-claims.jsonl")], "claims"),
+        ("train sidecar is a file", [*TRAIN, "--out", str(tmp / "sc-file.jsonl")], "sc-file.jsonl.sweep"),
+        ("sweep store with two hard links", [*SWEEP, "--out", str(tmp / "sc-hard.jsonl")], "hard links"),
+        ("sweep local with jobs.txt a folder", [*SWEEP, "--executor", "local", "--out", str(tmp / "sc-jobs.jsonl")],
+         "jobs.txt"),
+        ("sweep status with jobs.txt a folder", [*SWEEP, "--status", "--out", str(tmp / "sc-jobs.jsonl")], "jobs.txt"),
+        ("sweep cancel with jobs.txt a folder", [*SWEEP, "--cancel", "--out", str(tmp / "sc-jobs.jsonl")], "jobs.txt"),
+        ("sweep status sidecar is a file", [*SWEEP, "--status", "--out", str(tmp / "sc-file.jsonl")],
+         "sc-file.jsonl.sweep"),
+        ("sweep status of a mistyped store", [*SWEEP, "--status", "--out", str(tmp / "typo" / "s.jsonl")],
+         "no such store"),
+        ("sweep cancel of a mistyped store", [*SWEEP, "--cancel", "--out", str(tmp / "typo" / "s.jsonl")],
+         "no such store"),
+        ("sweep status out is a folder", [*SWEEP, "--status", "--out", str(d)], str(d)),
         # ------------------------------------------------------------------ analyze, report, dashboard, demo
         ("analyze results is /dev/null", ["analyze", "--results", "/dev/null"], "/dev/null"),
         ("analyze results missing", ["analyze", "--results", str(tmp / "nothing")], "nothing"),
         ("analyze unknown table", ["analyze", "--tables", "nope"], "invalid choice"),
         ("report results missing", ["report", "--results", str(tmp / "nothing")], "nothing"),
         ("report unknown study", ["report", "--study", "no_such_study"], "no_such_study"),
+        ("report --run, the old spelling", ["report", "--run", "fft", "--scale", "gpu"], "sslbench sweep --study fft"),
         ("dashboard results is a file", ["dashboard", "--results", str(f), "--dry-run"], str(f)),
         ("dashboard bad port", ["dashboard", "--port", "-1", "--dry-run"], "port"),
         ("demo unknown regularizer", ["demo", "--regularizer", "nope"], "invalid choice"),
         ("demo unknown dataset", ["demo", "--dataset", "no_such_data", "--skip-bench",
                                   "--out-dir", str(tmp / "demo")], "no_such_data"),
+        # ------------------------------------------------------------------ bench inputs (issue 18 item 11)
+        ("bench dims beyond memory", [*BENCH[:2], "barlow_twins", "--dims", "10000000000000", "--out", store],
+         "memory"),
+        ("bench dims past int64", [*BENCH[:2], "barlow_twins", "--dims", str(10**24), "--dry-run", "--out", store],
+         "memory"),
+        ("bench directpred D=10**6 dry run", ["bench", "--regularizers", "directpred", "--dims", "1000000",
+                                              "--batches", "4", "--dry-run", "--out", store], "memory"),
+        ("bench device meta", [*BENCH, "--device", "meta", "--out", store], "meta"),
+        ("bench device mps", [*BENCH, "--device", "mps", "--out", store], "mps"),
+        ("bench device xla", [*BENCH, "--device", "xla", "--out", store], "xla"),
+        ("bench device cpu:1", [*BENCH, "--device", "cpu:1", "--dry-run", "--out", store], "cpu:1"),
+        ("bench grid over 10000 cases", ["bench", "--dims", *map(str, range(2, 202)), "--batches",
+                                         *map(str, range(2, 62)), "--out", store], "--yes"),
+        ("sweep bench device xla", [*SWEEP, "--kind", "bench", "--device", "xla", "--out", store], "xla"),
+        ("sweep bench dims beyond memory", [*SWEEP[:3], "--kind", "bench", "--dims", "10000000000000",
+                                            "--out", store], "memory"),
+        ("sweep bench grid over 10000 cases", [*SWEEP[:3], "--kind", "bench", "--dims", *map(str, range(2, 202)),
+                                               "--batches", *map(str, range(2, 62)), "--dry-run"], "--yes"),
+        ("sweep train device meta", ["sweep", "--kind", "train", "--device", "meta", "--dry-run"], "meta"),
         # ------------------------------------------------------------------ check
         ("check unknown regularizer", ["check", "nope"], "nope"),
         ("check plugin that fails to import", ["check", "no_such_package.losses:Loss"], "no_such_package"),
@@ -109,6 +148,19 @@ def _prepare(tmp):
     (tmp / "afile.txt").write_text("# A README\n\nProse, not a record store nor a config file.\n")
     (tmp / "adir").mkdir()
     (tmp / "garbage.pt").write_bytes(b"\x00not a checkpoint\xff" * 10)
+    _prepare_sidecars(tmp)
+
+
+def _prepare_sidecars(tmp):
+    """Stores whose sidecar is in an odd state: <store>.sweep a file, its claims a file, jobs.txt a folder, a store
+    with two names (hard links)."""
+    for name in ("sc-file", "sc-claims", "sc-hard", "sc-jobs"):
+        (tmp / f"{name}.jsonl").touch()
+    (tmp / "sc-file.jsonl.sweep").write_text("not a folder\n")
+    (tmp / "sc-claims.jsonl.sweep").mkdir()
+    (tmp / "sc-claims.jsonl.sweep" / "claims").write_text("not a folder\n")
+    os.link(tmp / "sc-hard.jsonl", tmp / "sc-hard-2.jsonl")
+    (tmp / "sc-jobs.jsonl.sweep" / "jobs.txt").mkdir(parents=True)
 
 
 CASES = _cases(Path("/tmp"))  # for the test ids only; each test builds its own under tmp_path

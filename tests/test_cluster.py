@@ -1,5 +1,5 @@
 """Tests of ``sslbench sweep --executor local|slurm``, ``--status`` / ``--cancel`` and of many writers on one store
-(sslbench/execution/cluster.py, the claims in sslbench/execution/sweep.py's loop).
+(sslbench/execution/cluster.py, the claims in the sweep's loop, sslbench/execution/plan.py).
 
 With real processes: local workers give the records of the inline loop; a worker killed with SIGKILL mid-case
 loses nothing and duplicates nothing; two sweeps started at once record each case once; the SLURM path runs

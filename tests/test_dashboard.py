@@ -414,14 +414,14 @@ def test_claims_page_lists_every_scale_of_each_study_with_its_cost(monkeypatch, 
     from sslbench.analysis import report as R
 
     at = run_app(monkeypatch, results, "Claims")
-    blocks = {c.value.split()[3]: c.value.splitlines() for c in at.code if c.value.startswith("sslbench report --run")}
+    blocks = {c.value.split()[3]: c.value.splitlines() for c in at.code if c.value.startswith("sslbench sweep --study")}
     assert sorted(blocks) == sorted(R.STUDIES)
     for name, lines in blocks.items():
         st = R.STUDIES[name]
-        want = [f"sslbench report --run {name}   # {st.cost_cpu}",
-                f"sslbench report --run {name} --scale gpu   # {st.cost_gpu}"]
+        want = [f"sslbench sweep --study {name}   # {st.cost_cpu}",
+                f"sslbench sweep --study {name} --scale gpu   # {st.cost_gpu}"]
         if st.gpu_1h:  # the one-GPU-hour grid, where the study has one (gram has no training grid)
-            want.append(f"sslbench report --run {name} --scale gpu-1h   # {st.cost_gpu_1h}")
+            want.append(f"sslbench sweep --study {name} --scale gpu-1h   # {st.cost_gpu_1h}")
         assert lines == want, name
     assert sum("--scale gpu-1h" in " ".join(lines) for lines in blocks.values()) == 5
 

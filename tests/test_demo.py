@@ -41,3 +41,25 @@ def test_demo_bad_dataset_is_one_line_and_runs_nothing(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "no_such_data" in err and "Traceback" not in err
     assert not (out / "train.jsonl").exists()
+
+
+def test_the_scaling_part_passes_the_sweeps_own_options(tmp_path, monkeypatch):
+    """The demo's bench grid goes through the sweep's parser (every option the sweep has, none written out again),
+    and resolves to the demo's documented grid with the sweep's defaults for the rest."""
+    import argparse
+
+    from sslbench.execution import sweep
+
+    seen = []
+    monkeypatch.setattr(sweep, "execute", lambda args, command: seen.append(args) or 0)
+    assert cli.main(["demo", "--skip-train", "--dims", "16", "32", "--out-dir", str(tmp_path)]) == 0
+    parser = argparse.ArgumentParser()
+    sweep.add_arguments(parser)
+    assert sorted(vars(seen[0])) == sorted(vars(parser.parse_args([])))
+    s = sweep.resolve_settings(seen[0])
+    assert (s["kind"], s["dims"], s["batches"], s["views"], s["device"], s["dtypes"]) == \
+        ("bench", [16, 32], [256], [2], ["cpu"], ["float32"])
+    assert s["regularizers"] == ["barlow_twins", "vicreg", "barlow_twins_fft", "vicreg_fft", "sfrik"]
+    assert s["algorithms"] == ["cross_correlation", "auto"] and (s["warmup"], s["min_time"]) == (1, 0.3)
+    assert (s["max_repeats"], s["isolate"], s["seed"], s["timeout"], s["resume"]) == (50, "auto", 0, 600.0, True)
+    assert s["out"] == f"{tmp_path}/bench.jsonl" and s["progress"] is False and not seen[0].dry_run

@@ -215,9 +215,7 @@ def import_cycles(root: Path) -> list[str]:
     return cycles
 
 
-@pytest.mark.parametrize("owner", [
-    pytest.param(o, marks=pytest.mark.xfail(strict=True, reason="report --run imports execution (issue 19 item 1)"))
-    if o == "sslbench.analysis" else o for o in DIRECTION])
+@pytest.mark.parametrize("owner", list(DIRECTION))
 def test_every_import_points_down(owner):
     broken = direction_violations(ROOT, (owner,))
     assert not broken, "imports against the direction of the house:\n" + "\n".join(broken)

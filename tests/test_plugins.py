@@ -144,10 +144,14 @@ def test_a_module_in_the_working_directory_is_found_like_python_m(tmp_path, monk
     (tmp_path / "cwdloss_x.py").write_text(PLAIN)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("sys.path", [p for p in __import__("sys").path if p not in ("", ".", str(tmp_path))])
+    monkeypatch.setenv("PYTHONPATH", "/somewhere")
     try:
         assert regularizers.create("cwdloss_x:Bare")(torch.ones(3, 2), torch.zeros(3, 2)).loss.item() == 1.0
     finally:
         __import__("sys").modules.pop("cwdloss_x", None)
+    assert __import__("os").environ["PYTHONPATH"].split(__import__("os").pathsep) == ["/somewhere", str(tmp_path)]
+    child = subprocess.run([__import__("sys").executable, "-c", "import cwdloss_x"], cwd="/", capture_output=True)
+    assert child.returncode == 0, child.stderr  # a child started elsewhere finds it too
 
 
 def test_hyper_parameters_validated_like_a_builtin(site):

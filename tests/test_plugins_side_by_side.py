@@ -11,7 +11,6 @@ import pytest
 
 from sslbench import cli, regularizers
 from sslbench.records import read_records
-
 from test_plugins import PLAIN, _write_dist
 
 SPEC = "toyside.losses:CosLoss"
@@ -113,3 +112,31 @@ def test_analyze_labels_the_plugin_series_by_its_spec(plugin, tmp_path, capsys):
     rows = [line.split() for line in scaling.splitlines()]
     labels = {row[row.index("float32") + 1] for row in rows if "float32" in row}
     assert labels == {"barlow_twins", "toycos"}, out  # one fitted series each, the plugin's under its own name
+    # the tidy table carries where each came from: a plugin's results compared across its own repository's commits
+    from sslbench.analysis.load import load_results
+    from sslbench.records import make_record
+    from sslbench.records import read_records as read
+
+    frame = load_results(results)
+    plugin_rows = frame[frame["regularizer"] == "toycos"]
+    assert len(plugin_rows) == 3 and set(plugin_rows["regularizer_source.distribution"]) == {"toyside"}
+    assert set(plugin_rows["regularizer_source.version"]) == {"0.3.1"}
+    assert set(frame.loc[frame["regularizer"] == "barlow_twins", "regularizer_source.kind"]) == {"builtin"}
+    # an old record (no regularizer_source) still loads beside them
+    old = make_record("regularizer_bench", dict(read(store)[0]["case"], dim=128), {"time_median_s": 1e-3}, env={})
+    (results / "old.jsonl").write_text(__import__("json").dumps(old) + "\n")
+    frame = load_results(results)
+    assert len(frame) == 7 and frame["regularizer_source.kind"].isna().sum() == 1
+
+
+def test_an_interrupted_case_of_a_plugin_names_its_source(plugin, tmp_path, monkeypatch):
+    from sslbench.execution import bench as B
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(B, "run_case", interrupt)
+    store = tmp_path / "b.jsonl"
+    assert _bench(store, "toycos") == 130
+    (rec,) = read_records(store)
+    assert rec["status"] == "interrupted" and rec["extra"]["regularizer_source"]["distribution"] == "toyside"

@@ -291,12 +291,12 @@ def test_cli_list(capsys):
     assert main(["report", "--list"]) == 0
     out = capsys.readouterr().out
     for name in report.STUDIES:
-        assert f"sslbench report --run {name}" in out
+        assert f"sslbench sweep --study {name}" in out
     assert "--scale gpu" in out and "fft-cpu2-exact.toml" in out
     for st in report.STUDIES.values():
         for c in st.gpu_1h:
             assert f"configs/{c} --out" in out
-        assert (f"sslbench report --run {st.name} --scale gpu-1h" in out) == bool(st.gpu_1h)
+        assert (f"sslbench sweep --study {st.name} --scale gpu-1h" in out) == bool(st.gpu_1h)
 
 
 def test_each_scale_is_its_studys_config_files():
@@ -310,7 +310,7 @@ def test_each_scale_is_its_studys_config_files():
         cpu2 = sorted(p.name for p in report.CONFIG_DIR.glob(f"{st.name}-cpu2*.toml"))
         assert sorted(st.configs("cpu")) == cpu2
         assert sorted(st.cpu_earlier + cpu2) == sorted(p.name for p in report.CONFIG_DIR.glob(f"{st.name}-cpu*.toml"))
-    assert report.STUDIES["sfrik"].command("gpu-1h") == "sslbench report --run sfrik --scale gpu-1h"
+    assert report.STUDIES["sfrik"].command("gpu-1h") == "sslbench sweep --study sfrik --scale gpu-1h"
     with pytest.raises(ValueError, match="gpu-1h"):
         report.STUDIES["sfrik"].configs("gpu-2h")
 
@@ -350,18 +350,18 @@ def test_the_studies_readme_runs_a_one_hour_grid_with_the_reports_command():
     readme = (ROOT / "results" / "studies" / "README.md").read_text()
     block = readme[readme.rindex("```bash"):]
     one_hour = sorted(n for n, st in report.STUDIES.items() if st.gpu_1h)
-    assert "sslbench sweep" not in block
+    assert "sslbench sweep --config" not in block
     assert report.STUDIES[one_hour[0]].command("gpu-1h").replace(one_hour[0], "STUDY") in block
     assert f"STUDY: {', '.join(one_hour[:-1])} or {one_hour[-1]}" in block
 
 
-def test_each_one_hour_config_says_to_run_it_with_the_reports_command():
+def test_each_one_hour_config_says_to_run_it_with_the_study_command():
     for st in report.STUDIES.values():
         for name in st.gpu_1h:
             text = (report.CONFIG_DIR / name).read_text()
             comments = " ".join(line.lstrip("#").strip() for line in text.splitlines() if line.startswith("#"))
-            assert f"sslbench report --run {st.name} --scale gpu-1h" in comments, name
-            assert "<device>" not in text and "sslbench sweep" not in comments, name
+            assert f"sslbench sweep --study {st.name} --scale gpu-1h" in comments, name
+            assert "<device>" not in text and "sslbench sweep --config" not in comments, name
 
 
 def _grid_seeds(study: str, scale: str) -> list[tuple[dict, int]]:
@@ -423,7 +423,7 @@ def test_to_settle_points_at_the_one_hour_grid_first_where_it_can(tmp_path):
     # the AdamW recipe on a CPU: first the seeds the rule needs on the CPU grid, then the GPU grid
     cpu = (f'STUDIES=fft SEEDS="1 2" bash results/studies/run-cpu2.sh   # 3 seeds per arm: 2 more seed(s) of the '
            f"study's CPU grid, ~{2 * fft_.cpu_seed_min:.0f} min on 2 idle CPU cores   | GPU: ")
-    assert bt.command == cpu + "sslbench report --run fft --scale gpu-1h   # one GPU-hour; the full grid: --scale gpu"
+    assert bt.command == cpu + "sslbench sweep --study fft --scale gpu-1h   # one GPU-hour; the full grid: --scale gpu"
     assert vic.command == cpu + "# no GPU grid of study fft settles this: it trains no vicreg_fft, vicreg"
     # views: D = 128 vs 2048 is "comparable": the full grid's one seed cannot settle it, the one-hour grid's two can
     q = tmp_path / "views"
@@ -445,17 +445,37 @@ def test_to_settle_points_at_the_one_hour_grid_first_where_it_can(tmp_path):
     gpu = [v.command.split("   | GPU: ")[1] for v in (with_pred, without)]
     assert gpu[0].startswith(variance.command("gpu-1h") + "   # one GPU-hour; the full grid (--scale gpu)")
     assert gpu[1] == f"# no GPU grid of study variance settles this: {common.ONE_SEED}"
-    assert fft_.settle_command("barlow_twins", gpu_1h="x") == ("sslbench report --run fft --scale gpu   # the full "
+    assert fft_.settle_command("barlow_twins", gpu_1h="x") == ("sslbench sweep --study fft --scale gpu   # the full "
                                                                "grid; the one-GPU-hour grid (--scale gpu-1h) cannot "
                                                                "settle this: x")
 
 
+def _sweep_main(argv: list[str]) -> int:
+    return main(["sweep", *argv])
+
+
 def test_a_gpu_scale_without_cuda_is_refused_in_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(studies.torch.cuda, "is_available", lambda: False)
+    monkeypatch.chdir(tmp_path)
     for scale in ("gpu", "gpu-1h"):
-        assert studies.run_study("sfrik", (), [], scale=scale, out_dir=tmp_path) == 2
+        assert _sweep_main(["--study", "sfrik", "--scale", scale]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and f"--scale {scale} needs a CUDA device" in err[0]
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--study", "nope"], "--study nope: no such study; choose from fft"),
+    (["--study", "gram", "--scale", "gpu-2h"], "--scale gpu-2h: choose one of cpu, gpu, gpu-1h"),
+    (["--study", "gram", "--scale", "gpu-1h"], "study gram has no --scale gpu-1h grid"),
+    (["--study", "fft", "--out", "x.jsonl"], "--study picks the configs and the store"),
+    (["--scale", "gpu", "--kind", "bench"], "--scale gpu applies to the claim studies: add --study NAME"),
+])
+def test_sweep_study_bad_input_is_one_line(tmp_path, monkeypatch, capsys, argv, says):
+    monkeypatch.chdir(tmp_path)
+    assert _sweep_main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and says in err[0], err
     assert not list(tmp_path.iterdir())
 
 
@@ -463,7 +483,7 @@ def test_a_gpu_scale_without_cuda_is_refused_in_one_line(tmp_path, monkeypatch, 
 def test_a_gpu_dry_run_without_cuda_prints_the_plan(tmp_path, monkeypatch, capsys, scale, epochs):
     monkeypatch.setattr(studies.torch.cuda, "is_available", lambda: False)
     monkeypatch.chdir(tmp_path)
-    assert main(["report", "--run", "sfrik", "--scale", scale, "--dry-run"]) == 0
+    assert _sweep_main(["--study", "sfrik", "--scale", scale, "--dry-run"]) == 0
     cap = capsys.readouterr()
     todo = [line for line in cap.out.splitlines() if line.startswith("todo  ")]
     assert len(todo) == 9 and all(f" epochs={epochs} " in line and " cuda " in line for line in todo)
@@ -474,26 +494,44 @@ def test_a_gpu_dry_run_without_cuda_prints_the_plan(tmp_path, monkeypatch, capsy
     assert not any(tmp_path.iterdir())  # a plan writes nothing
 
 
-def test_cli_run_scale_gpu_1h_runs_the_one_hour_grid_then_reports_the_study(tmp_path, monkeypatch, capsys):
+def test_sweep_study_runs_each_config_of_the_scale_with_the_command_lines_options(tmp_path, monkeypatch, capsys):
+    """--study runs the study's configs one after the other through the sweep's own loop, with the options the
+    user gave (--executor local, --workers: a SLURM cluster or local workers run the studies too), the config and
+    the study's store in place of --config / --out, and no settings or argv rebuilt."""
     calls = []
-
-    def fake_run_study(name, checks, configs, *, scale, dry_run, out_dir):
-        calls.append((name, [Path(c) for c in configs], scale, dry_run))
-        return 0
-
-    monkeypatch.setattr(studies, "run_study", fake_run_study)
-    assert main(["report", "--run", "sfrik", "views", "--scale", "gpu-1h", "--results", str(tmp_path)]) == 0
-    assert calls == [("sfrik", [report.CONFIG_DIR / "sfrik-gpu-1h.toml"], "gpu-1h", False),
-                     ("views", [report.CONFIG_DIR / c for c in report.STUDIES["views"].gpu_1h], "gpu-1h", False)]
+    monkeypatch.setattr(sweep, "execute", lambda args, command="sweep": calls.append((command, vars(args))) or 0)
+    monkeypatch.setattr(studies.torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(sweep, "device_slug", lambda device="cpu": "nvidia-test" if device == "cuda" else "cpu-test")
+    monkeypatch.chdir(tmp_path)
+    assert _sweep_main(["--study", "sfrik", "views", "--scale", "gpu-1h", "--executor", "local", "--workers", "3",
+                        "--timeout", "99"]) == 0
+    want = [report.CONFIG_DIR / "sfrik-gpu-1h.toml"] + [report.CONFIG_DIR / c for c in report.STUDIES["views"].gpu_1h]
+    assert [Path(a["config"]) for _, a in calls] == want
+    assert [a["out"] for _, a in calls] == (["results/studies/nvidia-test-sfrik.jsonl"]
+                                           + ["results/studies/nvidia-test-views.jsonl"] * (len(want) - 1))
+    assert all(c == "sweep" and a["executor"] == "local" and a["workers"] == 3 and a["timeout"] == 99.0
+               and a["progress"] is False and not a["study"] for c, a in calls)
     out = capsys.readouterr().out
-    assert "== sfrik" in out and "== views" in out and "== fft" not in out  # the studies run, judged as ever
+    assert out.strip().splitlines()[-1] == "then: sslbench report --study sfrik views"
+
+
+def test_report_run_is_one_line_pointing_at_sweep_study(tmp_path, capsys):
+    """`report --run` (an old habit): one line naming the new command, exit 2, nothing run."""
+    for argv, says in ((["--run", "fft", "--scale", "gpu"], "`sslbench sweep --study fft --scale gpu`"),
+                       (["--run", "gram"], "`sslbench sweep --study gram`"),
+                       (["--dry-run"], "`sslbench sweep --study NAME`")):
+        assert main(["report", *argv, "--results", str(tmp_path)]) == 2
+        cap = capsys.readouterr()
+        err = cap.err.strip().splitlines()
+        assert len(err) == 1 and says in err[0] and "report only reads" in err[0] and cap.out == "", cap
+    assert not list(tmp_path.iterdir())
 
 
 def test_cli_on_an_empty_results_dir(tmp_path, capsys):
     assert main(["report", "--results", str(tmp_path)]) == 0
     cap = capsys.readouterr()
     assert "no records under" in cap.err and "Traceback" not in cap.err
-    assert "[NO DATA]" in cap.out and "sslbench report --run gram" in cap.out
+    assert "[NO DATA]" in cap.out and "sslbench sweep --study gram" in cap.out
     assert main(["report", "--results", str(tmp_path / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
 
@@ -506,12 +544,14 @@ def test_cli_markdown(tmp_path, capsys):
     assert out.startswith("| study | claim | verdict |") and "**supported**" in out and "Rules:" in out
 
 
-def test_cli_run_gram_writes_its_checks_and_reports_them(tmp_path, monkeypatch, capsys):
+def test_sweep_study_gram_writes_its_checks_then_the_report_reads_them(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    assert main(["report", "--run", "gram", "--results", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
+    assert main(["sweep", "--study", "gram"]) == 0
     stores = list((tmp_path / "results" / "studies").glob("*-gram.jsonl"))
     assert len(stores) == 1
+    capsys.readouterr()
+    assert main(["report", "--study", "gram", "--results", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
     assert "[SUPPORTED] the Gram form gives the same loss values" in out
     assert "[SUPPORTED] the Gram form gives the same training curves" in out
 
@@ -563,7 +603,11 @@ def test_every_study_is_decided_by_its_claims_module():
 
 
 @pytest.mark.slow
-def test_report_and_the_claims_import_without_torch_and_run_says_what_is_missing(tmp_path):
+@pytest.mark.parametrize("argv", [["--help"], ["--list"], ["--format", "markdown", "--study", "fft"], ["--study", "gram"],
+                                  ["--run", "gram"], ["--run", "fft", "--scale", "gpu", "--dry-run"]])
+def test_report_imports_nothing_of_the_torch_half_with_any_option(tmp_path, argv):
+    """`sslbench report` is read-only: with torch unimportable it runs with every option (--run only says where the
+    runs went), and it loads no module of execution, training or regularizers."""
     code = textwrap.dedent("""
         import importlib, pkgutil, sys
         sys.modules["torch"] = None  # any import of torch, even a lazy one, fails loudly
@@ -571,16 +615,22 @@ def test_report_and_the_claims_import_without_torch_and_run_says_what_is_missing
         for m in pkgutil.iter_modules(claims.__path__):
             importlib.import_module("sslbench.analysis.claims." + m.name)
         assert len(report.verdicts(None)) > 0
-        loaded = [m for m in sys.modules if m.startswith(("sslbench.execution", "sslbench.training"))]
-        assert not loaded, loaded
         from sslbench.cli import main
-        sys.exit(main(["report", "--run", "gram", "--results", sys.argv[1]]))
+        try:
+            code = main(["report", *sys.argv[2:], "--results", sys.argv[1]])
+        except SystemExit as e:  # --help
+            code = e.code
+        loaded = [m for m in sys.modules if m.startswith(("sslbench.execution", "sslbench.training",
+                                                          "sslbench.regularizers", "sslbench.probe"))]
+        assert not loaded, loaded
+        sys.exit(code)
     """)
-    r = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-c", code, str(tmp_path), *argv], cwd=ROOT, capture_output=True, text=True,
                        env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
-    assert r.returncode == 2, r.stderr
-    assert "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
-    assert "needs the package 'torch'" in r.stderr and "without --run" in r.stderr
+    assert r.returncode == (2 if "--run" in argv else 0), r.stderr
+    assert "Traceback" not in r.stderr and "error" not in r.stderr.replace("sslbench report: error: the report only", "")
+    if "--run" in argv:
+        assert len(r.stderr.strip().splitlines()) == 1 and "sslbench sweep --study" in r.stderr
 
 
 # ---- rules of each claims module on small known grids ----------------------------------------------------------
@@ -734,6 +784,19 @@ def test_one_bad_record_does_not_take_the_report_down(tmp_path, capsys):
     assert "[SUPPORTED] the Gram form gives the same training curves" in cap.out
 
 
+@pytest.mark.slow
+def test_sweep_study_without_pandas_names_the_extra_in_one_line(tmp_path):
+    """--study reads the study registry of the analysis side (pandas): without it, one line naming the extra."""
+    code = ("import sys; sys.modules['pandas'] = None\n"
+            "from sslbench.cli import main\n"
+            "sys.exit(main(['sweep', '--study', 'gram', '--dry-run']))")
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert r.returncode == 2 and r.stdout == "", r.stderr
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and "'pandas'" in err[0] and "sslbench[dashboard]" in err[0], r.stderr
+
+
 # ---- the statistics of the accuracy rows (issue 22) -------------------------------------------------------------
 def test_every_accuracy_row_carries_its_interval_and_the_knn_rows_their_own_verdict(tmp_path):
     """Linear: Δ = -0.2 inside the 1-point margin (equivalent); kNN: Δ = -5 beyond its 2-point margin."""
@@ -816,3 +879,20 @@ def test_isoloss_drops_are_read_from_intervals(tmp_path):
     row = _rows(_load(q), "isoloss", "IsoLoss")[0]
     assert row.verdict == "inconclusive" and ": unknown;" in row.figures and "seeds per arm would settle" in row.figures
     assert row.command.startswith('STUDIES=isoloss SEEDS="3')
+
+
+def test_the_adamw_grids_write_new_stores_that_run_cpu2_sh_and_sweep_study_share(tmp_path, monkeypatch, capsys):
+    """`sslbench sweep --study NAME` (cpu) writes the AdamW-recipe grids into <device>-<study>-cpu2.jsonl, the store
+    results/studies/run-cpu2.sh resumes; a study of exact checks only keeps <device>-<study>.jsonl."""
+    assert common.store_name("cpu-x", "sfrik", "cpu") == "cpu-x-sfrik-cpu2.jsonl"
+    assert common.store_name("cpu-x", "sfrik", "gpu-1h") == "cpu-x-sfrik.jsonl"
+    assert common.store_name("cpu-x", "gram", "cpu", grids=False) == "cpu-x-gram.jsonl"
+    script = (ROOT / "results" / "studies" / "run-cpu2.sh").read_text()
+    assert '--out "results/studies/cpu-intel-xeon-$study-cpu2.jsonl"' in script
+    assert report.STUDIES["sfrik"].sweep_commands("cpu", "cpu-intel-xeon") == [
+        "sslbench sweep --config results/studies/configs/sfrik-cpu2.toml --out "
+        "results/studies/cpu-intel-xeon-sfrik-cpu2.jsonl"]
+    monkeypatch.chdir(tmp_path)
+    assert main(["sweep", "--study", "sfrik", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"--config \S*sfrik-cpu2\.toml --out results/studies/cpu-[\w-]+-sfrik-cpu2\.jsonl", out), out

@@ -61,7 +61,7 @@ def test_claims_page_shows_the_verdicts_computed_from_the_records(monkeypatch, t
     assert set(table["study"]) >= {"fft", "sfrik", "views", "variance", "isoloss", "gram"}
     # the claims without data say so, with the command that produces it
     missing = table[table["study"] == "isoloss"]
-    assert list(missing["verdict"]) == ["no data"] and "sslbench report --run isoloss" in missing["command"].iloc[0]
+    assert list(missing["verdict"]) == ["no data"] and "sslbench sweep --study isoloss" in missing["command"].iloc[0]
 
 
 def test_claims_page_filters_by_study_and_verdict(monkeypatch, tmp_path):

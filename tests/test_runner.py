@@ -95,7 +95,7 @@ from sslbench.execution import runner as R
 try:
     with R.sigterm_as_interrupt(), R.case_folder({tmp!r}) as folder:
         r = R.run_child("tests.runner_child", "--sleep", {{"seconds": 600}}, folder, timeout_s=600, grace_s=30)
-    print(r.status, r.message, r.returncode, round(time.monotonic() - t0, 1))
+    print(r.status, r.message, r.returncode)
 except KeyboardInterrupt as exc:
     print("raised", R.signal_of(exc))
 """
@@ -115,8 +115,9 @@ def test_a_stop_signal_during_the_childs_start_stops_it_without_a_traceback(tmp_
     assert status == "interrupted", proc.stdout
     how = "Ctrl-C" if sig == "SIGINT" else "SIGTERM"
     assert f"interrupted by the user ({how})" in proc.stdout
-    returncode, seconds = int(rest[-2]), float(rest[-1])
-    assert returncode != KILL and seconds < 25  # it stopped on the forwarded SIGINT, not killed after the grace
+    # the child's own exit status says what ended it: the forwarded SIGINT (a child that missed it, its mask still
+    # blocking, would be killed after the 30 s grace: -SIGKILL); a hang is bounded by the helper's time-out
+    assert int(rest[-1]) == -signal.SIGINT != KILL, proc.stdout
 
 
 def test_sigterm_raises_an_interrupt_inside_the_block_only():

@@ -161,10 +161,10 @@ def test_the_heartbeat_refreshes_the_claim_and_a_release_keeps_a_claim_that_repl
     assert claims.read_claims(store)["abc"]["nonce"] == "theirs"
 
 
-def _claimer(store: str, case: str, queue) -> None:
+def _claimer(store: str, case: str, queue, all_tried) -> None:
     claim = claims.try_claim(store, case, heartbeat_s=3600)
     queue.put(claim is not None)
-    time.sleep(1.0)  # hold it while the others try
+    all_tried.wait(300)  # hold it until every process has tried (the parent says so; 300 s only bounds a hang)
 
 
 @pytest.mark.slow
@@ -172,11 +172,12 @@ def test_among_processes_racing_for_a_stale_claim_exactly_one_wins(tmp_path):
     store = tmp_path / "s.jsonl"
     _write_claim(store, "abc", {"host": "node-gone", "pid": 1, "pid_start": None, "nonce": "old"}, age_s=10_000)
     ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    procs = [ctx.Process(target=_claimer, args=(str(store), "abc", queue)) for _ in range(4)]
+    queue, all_tried = ctx.Queue(), ctx.Event()
+    procs = [ctx.Process(target=_claimer, args=(str(store), "abc", queue, all_tried)) for _ in range(4)]
     for p in procs:
         p.start()
     wins = [queue.get(timeout=300) for _ in procs]
+    all_tried.set()  # every process has tried while the winner still held the claim
     for p in procs:
         p.join(300)
     assert sum(wins) == 1

@@ -151,3 +151,16 @@ def test_the_check_on_meta_tensors_leaves_the_runs_regularizer_untouched():
     cfg, reg = C.TrainConfig(regularizer="directpred", ema_tau=0.9, dataset="digits", dim=8).resolved_with_regularizer()
     assert reg.F is None and int(reg.num_updates) == 0 and reg.num_updates.device.type == "cpu"
     assert cfg == C.TrainConfig(regularizer="directpred", ema_tau=0.9, dataset="digits", dim=8).resolved()
+
+
+def test_a_regularizer_that_cannot_be_copied_skips_the_meta_check_without_a_wrong_message(monkeypatch):
+    """The meta-tensor check calls a copy; a module that cannot be copied (a plugin holding a lock) is not blamed
+    for it: the check is left to the run, and the instance built is still the one handed on."""
+    import copy as copy_module
+
+    def refuse(obj, memo=None):
+        raise TypeError("cannot pickle '_thread.lock' object")
+
+    monkeypatch.setattr(copy_module, "deepcopy", refuse)
+    cfg, reg = C.TrainConfig(dataset="digits", dim=8).resolved_with_regularizer()
+    assert type(reg).__name__ == "BarlowTwins" and cfg.hparams == {"lambd": 1 / 8}

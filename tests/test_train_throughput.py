@@ -193,6 +193,8 @@ def test_throughput_bad_arguments_are_one_line(capsys):
     assert "symmetric" in capsys.readouterr().err
     assert tt.main(["--smoke", "--num-images", "8"]) == 2
     assert "--num-images" in capsys.readouterr().err
+    assert tt.main(["--smoke", "--regularizer", "no_such_pkg.losses:Loss"]) == 2  # a spec: one line naming it
+    assert "No module named 'no_such_pkg'" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------------------------------- smoke runs

@@ -4,18 +4,20 @@ One named study per claim (:data:`STUDIES`: ``fft``, ``sfrik``, ``views``, ``var
 Each has the claim as the paper states it (see the spec, ``regularizers.md``), the sweep grids that measure it
 in a CPU-sized setting (Fashion-MNIST, minutes on 2 cores) and a GPU-sized one (CIFAR-10, ResNet-18), as TOML
 configs of ``sslbench sweep`` under ``results/studies/configs/``, a few exact checks that need no training
-(:func:`sslbench.execution.studies.run_checks`, stored as records of kind ``claim_check``), and a verdict function.
+(``sslbench.execution.studies.run_checks``, stored as records of kind ``claim_check``), and a verdict function.
 
 * ``sslbench report [--results DIR] [--format text|markdown] [--study NAME ...]`` reads every record under DIR
   (``results/`` by default: the reference sweeps of ``results/sweeps/`` answer the cost claims, the study stores
   ``results/studies/<device>-<study>.jsonl`` the others) and prints one row per claim: the verdict, the figures
   behind it, the rule that decided it and the command that produces the data a verdict lacks.
-* ``sslbench report --run STUDY [--scale cpu|gpu|gpu-1h]`` runs the study's exact checks and the missing cases of
-  its grids (through :mod:`sslbench.execution.sweep`, resumable) into ``results/studies/<device>-<study>.jsonl``,
-  then reports. ``gpu`` is the full GPU budget (``<study>-gpu*.toml``, 200 epochs, views 100), ``gpu-1h`` the same
-  arms in one GPU-hour at the assumed throughput of ``results/studies/README.md`` (``<study>-gpu-1h*.toml``, fewer
-  epochs); both write the same store, and the report keeps settings with different epochs apart.
 * ``sslbench report --list``: the studies, their commands and estimated cost.
+
+The report only reads. Running a study is the torch side's: ``sslbench sweep --study NAME [--scale cpu|gpu|gpu-1h]``
+(:mod:`sslbench.execution.studies`) runs its exact checks and the missing cases of its grids (resumable; with
+``--dry-run``, ``--executor local|slurm``) into ``results/studies/<device>-<study>.jsonl``. ``gpu`` is the full GPU
+budget (``<study>-gpu*.toml``, 200 epochs, views 100), ``gpu-1h`` the same arms in one GPU-hour at the assumed
+throughput of ``results/studies/README.md`` (``<study>-gpu-1h*.toml``, fewer epochs); both write the same store,
+and the report keeps settings with different epochs apart. ``report --run``, the old spelling, says so in one line.
 
 Verdicts (:data:`VERDICTS`): ``supported``, ``not supported``, ``inconclusive`` (the data exist but do not settle
 the claim at this scale, e.g. a difference inside the seed noise, one seed only, or a noisy memory fit) and
@@ -23,9 +25,9 @@ the claim at this scale, e.g. a difference inside the seed noise, one seed only,
 printed with each row.
 
 Each study's rules and thresholds live in its module of :mod:`sslbench.analysis.claims`; this module holds the
-command, the registry of the studies (:data:`STUDIES`) and the rendering. It imports pandas and numpy only, so the
-dashboard calls :func:`verdicts` on loaded results; ``--run`` imports the torch side
-(:mod:`sslbench.execution.studies`) when it is given, and only then.
+command, the registry of the studies (:data:`STUDIES`: what each runs, read by ``sslbench sweep --study`` too) and
+the rendering. It imports pandas and numpy only, with every option, so the dashboard calls :func:`verdicts` on
+loaded results.
 """
 
 from __future__ import annotations
@@ -40,17 +42,9 @@ import pandas as pd
 
 from sslbench.analysis import load_results
 from sslbench.analysis.claims import fft, gram, isoloss, sfrik, variance, views
-from sslbench.analysis.claims.common import (
-    CPU_SCRIPT,
-    EARLIER,
-    SCALES,
-    STUDIES_DIR,
-    VERDICTS,
-    Study,
-    Verdict,
-    usable_records,
-)
+from sslbench.analysis.claims.common import CPU_SCRIPT, EARLIER, VERDICTS, Study, Verdict, usable_records
 from sslbench.records.constants import CHECK_KIND
+from sslbench.records.text import markdown_cell, one_line, terminal
 
 __all__ = ["VERDICTS", "CHECK_KIND", "STUDIES", "Study", "Verdict", "verdicts", "verdict_table", "format_verdicts",
            "add_arguments", "run"]
@@ -99,8 +93,7 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
           _gpu_cost(9, 200, "10.8 min", "1 h 37 min"), fft.verdict, ("permutation",),
           ["fft-gpu-1h-exact.toml", "fft-gpu-1h-permute-true.toml", "fft-gpu-1h-permute-false.toml"],
           _gpu_cost(9, 100, "5.9 min", "53.0 min"), gpu_regularizers=("barlow_twins", "barlow_twins_fft"),
-          cpu_seed_min=12,
-          cpu_earlier=_earlier("fft")),
+          cpu_seed_min=12, cpu_earlier=_earlier("fft")),
     Study("sfrik", "SFRIK", "Zheng et al. 2022",
           "cost O(N²·D) through the Gram matrix, memory O(N²); accuracy comparable to VICReg and uniformity; the "
           "degree-2 truncation penalises ‖EᵀE‖_F², an information-maximisation (covariance) regulariser",
@@ -208,20 +201,26 @@ def verdict_table(rows: Sequence[Verdict]) -> pd.DataFrame:
 
 
 def _md(text: str) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    """A table cell from the store's strings: one line, HTML and ``|`` escaped (:mod:`sslbench.records.text`)."""
+    return markdown_cell(text)
+
+
+def _code(text: str) -> str:
+    """A command shown in a code span, where HTML is not read: one line, no backtick, ``|`` escaped."""
+    return one_line(text).replace("`", "'").replace("|", "\\|")
 
 
 def format_verdicts(rows: Sequence[Verdict], fmt: str = "text") -> str:
     if fmt == "markdown":
         lines = ["| study | claim | verdict | setting | figures | to settle |", "|---|---|---|---|---|---|"]
         for r in rows:
-            lines.append(f"| {r.study} | {_md(r.claim)} | **{r.verdict}** | {_md(r.setting)} | {_md(r.figures)} | "
-                         f"{'`' + _md(r.command) + '`' if r.command else ''} |")
+            lines.append(f"| {_md(r.study)} | {_md(r.claim)} | **{r.verdict}** | {_md(r.setting)} | {_md(r.figures)} | "
+                         f"{'`' + _code(r.command) + '`' if r.command else ''} |")
         # in study order, then in the order the rows first state them (a set's order changes between processes)
         rules = list(dict.fromkeys((r.study, r.rule) for r in rows if r.rule))
         rules.sort(key=lambda t: list(STUDIES).index(t[0]) if t[0] in STUDIES else 99)
         lines += ["", "Rules:", ""] + [f"- {s}: {_md(rule)}" for s, rule in rules]
-        lines += ["", verdict_counts(rows)]
+        lines += ["", _md(verdict_counts(rows))]
         return "\n".join(lines)
     if fmt != "text":
         raise ValueError(f"fmt={fmt!r}: choose text or markdown")
@@ -244,7 +243,7 @@ def format_verdicts(rows: Sequence[Verdict], fmt: str = "text") -> str:
             lines.append(f"      to settle: {r.command}")
     lines.append("")
     lines.append(verdict_counts(rows))
-    return "\n".join(lines).lstrip("\n")
+    return terminal("\n".join(lines).lstrip("\n"))  # for a terminal: no escape sequences from the store
 
 
 def verdict_counts(rows: Sequence[Verdict]) -> str:
@@ -269,16 +268,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--study", nargs="+", choices=list(STUDIES), metavar="NAME",
                         help=f"only these studies ({', '.join(STUDIES)}). Default: all")
     parser.add_argument("--list", action="store_true", help="list the studies, their commands and estimated cost")
-    parser.add_argument("--run", nargs="+", choices=list(STUDIES) + ["all"], metavar="STUDY",
-                        help="run the studies' exact checks and the missing cases of their grids into "
-                             f"{STUDIES_DIR}/<device>-<study>.jsonl, then report")
-    parser.add_argument("--scale", choices=SCALES, default="cpu",
-                        help="with --run: cpu, the CPU-sized grids (minutes); gpu, the GPU-sized grids at the full "
-                             "budget (CIFAR-10, ResNet-18, 100-200 epochs: hours per study); gpu-1h, the same arms in "
-                             "about one GPU-hour per study (fewer epochs; at an assumed throughput, see "
-                             "results/studies/README.md). The GPU scales need CUDA. Default: cpu")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="with --run: list the cases, run nothing (a plan: no CUDA needed, whatever the scale)")
+    # the old spelling of `sslbench sweep --study`: accepted only to say so in one line (hidden from --help)
+    for flag, kw in (("--run", {"nargs": "*"}), ("--scale", {}), ("--dry-run", {"action": "store_true"})):
+        parser.add_argument(flag, **kw, dest=f"old_{flag[2:].replace('-', '_')}", help=argparse.SUPPRESS)
 
 
 def _list() -> str:
@@ -295,36 +287,16 @@ def _list() -> str:
     return "\n".join(lines)
 
 
-def _run_studies(names: Sequence[str], scale: str, dry_run: bool) -> int:
-    """``--run``: each study's exact checks and the missing cases of its grids (the torch side, imported here)."""
-    try:
-        from sslbench.execution import studies
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("sslbench"):
-            raise
-        print(f"sslbench report: error: --run trains and measures, which needs the package '{exc.name}' (not "
-              "installed here); install torch (pip install torch), or report on existing records without --run",
-              file=sys.stderr)
-        return 2
-    for name in names:
-        st = STUDIES[name]
-        rc = studies.run_study(name, st.checks, [CONFIG_DIR / c for c in st.configs(scale)], scale=scale,
-                               dry_run=dry_run, out_dir=STUDIES_DIR)
-        if rc == 2 or rc == 130:
-            return rc
-    return 0
-
-
 def run(args: argparse.Namespace) -> int:
     if args.list:
         print(_list())
         return 0
-    if args.run:
-        names = list(STUDIES) if "all" in args.run else list(dict.fromkeys(args.run))
-        rc = _run_studies(names, args.scale, args.dry_run)
-        if rc or args.dry_run:
-            return rc
-        args.study = names
+    if args.old_run is not None or args.old_scale is not None or args.old_dry_run:
+        names = " ".join(args.old_run or []) or "NAME"
+        print(f"sslbench report: error: the report only reads the store; run a study's grids with `sslbench sweep "
+              f"--study {names}" + (f" --scale {args.old_scale}" if args.old_scale else "") + "` (--dry-run to plan), "
+              "then `sslbench report`", file=sys.stderr)
+        return 2
     root = Path(args.results)
     if not root.exists():
         print(f"sslbench report: error: --results {root} does not exist", file=sys.stderr)
@@ -334,10 +306,10 @@ def run(args: argparse.Namespace) -> int:
         df = load_results(root)
         rows = verdicts(df, args.study)  # a record a rule cannot read is skipped with a warning naming it
     for w in caught:
-        print(f"sslbench report: warning: {w.message}", file=sys.stderr)
+        print(f"sslbench report: warning: {one_line(w.message)}", file=sys.stderr)
     if df.empty:
         print(f"sslbench report: no records under {root}: every claim is 'no data'. Produce them with "
-              f"`sslbench report --run STUDY` (see `sslbench report --list`) or point --results at another "
+              f"`sslbench sweep --study NAME` (see `sslbench report --list`) or point --results at another "
               f"folder.", file=sys.stderr)
     print(format_verdicts(rows, args.format))
     return 0

@@ -12,6 +12,7 @@ from sslbench.analysis.accuracy import accuracy_table
 from sslbench.analysis.common import fmt_number
 from sslbench.analysis.regressions import regressions
 from sslbench.analysis.scaling import crossover_table, scaling_table
+from sslbench.records.text import markdown_cell, one_line, terminal
 
 def inventory(df: pd.DataFrame) -> pd.DataFrame:
     """How many records of each source type, kind, device and status."""
@@ -82,17 +83,20 @@ def _column_cells(col: pd.Series) -> list[str]:
 
 
 def format_table(df: pd.DataFrame, fmt: str = "text") -> str:
-    """``df`` as ``text`` (aligned columns), ``markdown`` (a GitHub table) or ``csv``."""
+    """``df`` as ``text`` (aligned columns), ``markdown`` (a GitHub table) or ``csv``; the cells are made safe for
+    where they are shown (:mod:`sslbench.records.text`: no terminal escapes, one line; HTML escaped in Markdown)."""
     if fmt == "csv":
-        return df.to_csv(index=False).rstrip("\n")
+        return terminal(df.to_csv(index=False).rstrip("\n"))
     if fmt not in ("text", "markdown"):
         raise ValueError(f"fmt={fmt!r}: choose text, markdown or csv")
-    header = [str(c) for c in df.columns]
-    columns = [_column_cells(df[c]) for c in df.columns]
+    # the cells hold strings from the store: one line each, no escape sequences; Markdown also escapes HTML and |
+    safe = markdown_cell if fmt == "markdown" else one_line
+    header = [safe(c) for c in df.columns]
+    columns = [[safe(v) for v in _column_cells(df[c])] for c in df.columns]
     body = [list(row) for row in zip(*columns)] if columns else []
     numeric = [pd.api.types.is_numeric_dtype(df[c]) for c in df.columns]
     if fmt == "markdown":
-        esc = [[c.replace("|", "\\|") for c in row] for row in body]
+        esc = body
         lines = ["| " + " | ".join(header) + " |",
                  "|" + "|".join("---:" if n else "---" for n in numeric) + "|"]
         lines += ["| " + " | ".join(row) + " |" for row in esc]

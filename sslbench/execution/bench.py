@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import gc
 import itertools
+import os
 from typing import Any, Callable, Iterable
 
 import torch
@@ -110,6 +111,47 @@ def make_regularizer(name: str, dim: int, *, algorithm: str | None = None, hpara
         if key not in hp and accepts(name, key):
             hp[key] = dim
     return regularizers.create(name, **hp).to(device)
+
+
+def state_bytes(name: str, dim: int, *, algorithm: str | None = None, hparams: dict | None = None) -> int | None:
+    """Bytes of the regularizer's parameters and buffers at embedding size ``dim`` (DirectPred's D×D predictor
+    and F, ...), counted on the meta device: nothing is allocated, whatever ``dim``. None when even the meta
+    tensors cannot be made (a size past int64). Raises what the constructor raises for bad hyper-parameters."""
+    try:
+        with torch.device("meta"):
+            reg = make_regularizer(name, dim, algorithm=algorithm, hparams=hparams, device="meta")
+    except (OverflowError, RuntimeError) as exc:
+        if "overflow" in str(exc).lower() or isinstance(exc, OverflowError):
+            return None
+        raise
+    except TypeError as exc:
+        if "Overflow" in str(exc):
+            return None
+        raise
+    return sum(t.numel() * t.element_size() for t in itertools.chain(reg.parameters(), reg.buffers()))
+
+
+def case_bytes(case: dict, state: int | None) -> int | None:
+    """A lower bound of a case's memory: its inputs and their gradients (V × N × D values each; the targets too for
+    the asymmetric regularizers) plus the regularizer's state (:func:`state_bytes`); None for an unknowable one."""
+    if state is None:
+        return None
+    values = case["views"] * case["batch"] * case["dim"] * (2 if is_symmetric(case["regularizer"]) else 3)
+    return values * DTYPES[case["dtype"]].itemsize + state
+
+
+def device_memory(device: str) -> int | None:
+    """Bytes of memory of ``device``: the machine's physical memory for the CPU, the GPU's for CUDA (None when
+    unknown, e.g. a CUDA device planned on a machine without one)."""
+    if device == "cpu":
+        try:
+            return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            return None
+    if device.startswith("cuda") and torch.cuda.is_available():
+        index = torch.device(device).index
+        return torch.cuda.get_device_properties(0 if index is None else index).total_memory
+    return None
 
 
 def make_step(

@@ -37,8 +37,9 @@ def _hparam(text: str) -> tuple[str, Any]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("grid")
-    g.add_argument("--regularizers", nargs="+", default=None, metavar="NAME",
-                   help="regularizers to measure (default: all registered: %(choices)s)".replace(
+    g.add_argument("--regularizers", nargs="+", default=None, metavar="SPEC",
+                   help="regularizers to measure: built-in names, plugins' entry-point names or package.module:Class "
+                        "(`sslbench regularizers` lists them; default: all built-ins: %(choices)s)".replace(
                        "%(choices)s", ", ".join(regularizers.available())))
     g.add_argument("--dims", nargs="+", type=int, default=[128, 512, 2048], metavar="D", help="embedding sizes D (default: 128 512 2048)")
     g.add_argument("--batches", nargs="+", type=int, default=[256], metavar="N", help="samples per view N (default: 256)")
@@ -70,6 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     o.add_argument("--no-resume", dest="resume", action="store_false",
                    help="measure every case again, even those already in --out")
     o.add_argument("--dry-run", action="store_true", help="print the cases and exit")
+    o.add_argument("--yes", action="store_true", help="plan or run a grid of more than 10,000 cases (refused without it)")
 
 
 def sweep_arguments(args: argparse.Namespace) -> argparse.Namespace:
@@ -80,7 +82,7 @@ def sweep_arguments(args: argparse.Namespace) -> argparse.Namespace:
         batches=args.batches, views=args.views, device=args.device, dtypes=args.dtypes, hparams=args.hparam or None,
         warmup=args.warmup, repeats=args.repeats, min_time=args.min_time, max_repeats=args.max_repeats,
         threads=args.threads, isolate=args.isolate, seed=args.seed, timeout=args.timeout, out=args.out or DEFAULT_OUT,
-        resume=args.resume, progress=False, dry_run=args.dry_run)
+        resume=args.resume, progress=False, dry_run=args.dry_run, yes=args.yes)
 
 
 def run(args: argparse.Namespace) -> int:

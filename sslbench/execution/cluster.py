@@ -16,6 +16,13 @@ sslbench grows no scheduler of its own: it hands its cases to submitit (pip inst
 Every worker runs the inline loop (:func:`sslbench.execution.plan.run_plan`) on its cases, so records, statuses and
 resume are the inline ones. The submitit folder and the list of submitted jobs are kept beside the store, in
 ``<store>.sweep/`` (``jobs/``, ``jobs.txt``), next to the claims.
+
+``jobs.txt`` is read as hostile (a store folder may come from someone else, and pids wrap around): a local job's
+line records its controller's pid and start time, and ``--cancel`` signals a pid only while it is still that
+process (same start time, and the command line of a submitit controller of this store's ``jobs/`` folder), never a
+pid <= 1; ``--status`` calls nothing else RUNNING. A line that cannot be read is skipped with a warning; each new
+submission rewrites the file without the local submissions whose controllers are gone. ``--status`` and
+``--cancel`` write nothing beside the store.
 """
 
 from __future__ import annotations
@@ -27,16 +34,18 @@ import re
 import shutil
 import signal
 import socket
+import stat
 import sys
 import time
 from pathlib import Path
 
-from sslbench.execution.plan import (Plan, SweepError, describe, devices_line, grid_records, make_plan, run_plan,
-                                    sweep_id_of)
+from sslbench.execution.plan import Plan, SweepError, describe, devices_line, grid_records, make_plan, run_plan
 from sslbench.execution.runner import (INTERRUPT_GRACE_S, Interrupted, noted_stop, sigterm_as_interrupt, signal_of,
                                        stop_name)
 from sslbench.records import FINAL_STATUSES
-from sslbench.records.claims import read_claims, sidecar
+from sslbench.records.claims import PID_MAX, SidecarError, check_folder, pid_start, read_claims, sidecar
+from sslbench.records.store import locked
+from sslbench.records.text import terminal_stdout
 
 try:
     import submitit
@@ -160,24 +169,106 @@ def _local_workers(plan: Plan) -> tuple[list[dict], dict]:
     return params, s
 
 
+def check_jobs_file(out: str, flag: str = "--out") -> None:
+    """Before anything is submitted: ``jobs/`` and ``jobs.txt`` beside the store can be written (a launcher that
+    failed after submitting would leave workers that ``--cancel`` cannot see). Raises :class:`ClusterError`."""
+    try:
+        if check_folder(sidecar(out), "the sweep folder", flag, out):
+            check_folder(jobs_folder(out), "the jobs folder", flag, out)
+    except SidecarError as exc:
+        raise ClusterError(str(exc)) from None
+    path = _jobs_file(out)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(st.st_mode):
+        raise ClusterError(f"{flag} {out}: {path} is not a regular file (a folder or a link); move it away (sslbench "
+                           "lists the submitted jobs there) or choose another store path")
+
+
+def _job_line(executor: str, job) -> dict:
+    line = {"id": str(job.job_id)}
+    if executor == "local":  # the controller's start time: --cancel signals the pid only while it is that process
+        line["pid_start"] = pid_start(int(job.job_id))
+    return line
+
+
 def _save_jobs(out: str, executor: str, jobs, case_ids: list[list[str]]) -> None:
-    """Append one line per submission to ``<store>.sweep/jobs.txt``: the job ids and the cases of each."""
+    """Add one line per submission to ``<store>.sweep/jobs.txt`` (the job ids and the cases of each), dropping the
+    local submissions whose controllers are all gone and the lines that cannot be read. The file is replaced
+    whole (a temporary file renamed over it: never written through a link), under the store's lock."""
     path = _jobs_file(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     line = {"executor": executor, "host": socket.gethostname(), "submitted": time.time(),
-            "folder": str(jobs_folder(out)), "jobs": [{"id": str(j.job_id), "cases": ids}
+            "folder": str(jobs_folder(out)), "jobs": [{**_job_line(executor, j), "cases": ids}
                                                       for j, ids in zip(jobs, case_ids)]}
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(line) + "\n")
+    with open(out, "a+b") as lock, locked(lock, exclusive=True):
+        kept = [sub for sub in saved_jobs(out, quiet=True)
+                if sub["executor"] != "local" or any(_controller(out, sub, job) for job in sub["jobs"])]
+        tmp = path.with_name(f".jobs-{os.getpid()}-{os.urandom(4).hex()}.tmp")  # a fresh file: O_EXCL, no link
+        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0), 0o666)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(sub) + "\n" for sub in [*kept, line])
+        os.replace(tmp, path)
 
 
-def saved_jobs(out: str) -> list[dict]:
-    """The submissions recorded beside the store (oldest first)."""
+_WARNED: set = set()
+_JOB_ID = {"local": re.compile(r"[0-9]{1,10}"), "slurm": re.compile(r"[0-9]{1,20}(_[0-9]{1,10})?")}
+
+
+def _bad_submission(sub) -> str | None:
+    """Why a line of jobs.txt is not a submission sslbench wrote, or None."""
+    if not isinstance(sub, dict):
+        return f"a JSON {type(sub).__name__}, not an object"
+    if sub.get("executor") not in _JOB_ID:
+        return f"executor {sub.get('executor')!r} is neither 'local' nor 'slurm'"
+    if not isinstance(sub.get("host"), str) or not isinstance(sub.get("jobs"), list):
+        return "no 'host' (a string) or 'jobs' (a list)"
+    for job in sub["jobs"]:
+        if not isinstance(job, dict) or not isinstance(job.get("id"), str) or not isinstance(job.get("cases"), list):
+            return "a job without an 'id' (a string) or 'cases' (a list)"
+        if not _JOB_ID[sub["executor"]].fullmatch(job["id"]):
+            return f"job id {job['id'][:40]!r} is not a {sub['executor']} job id"
+        if not all(isinstance(c, str) for c in job["cases"]):
+            return "a case id that is not a string"
+    return None
+
+
+def saved_jobs(out: str, quiet: bool = False) -> list[dict]:
+    """The submissions recorded beside the store (oldest first). A line that cannot be read (not JSON, cut
+    short, or not of the layout sslbench writes) is skipped with a warning on stderr; a ``jobs.txt`` that cannot
+    be read at all (a folder) raises :class:`ClusterError`."""
+    path = _jobs_file(out)
     try:
-        lines = _jobs_file(out).read_text(encoding="utf-8").splitlines()
-    except OSError:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            raise ClusterError(f"{path} is not a regular file (a folder or a link); move it away (sslbench lists "
+                               "the submitted jobs there)")
+        with open(path, "rb") as f:
+            lines = f.read().decode("utf-8", errors="replace").splitlines()
+    except FileNotFoundError:
         return []
-    return [json.loads(ln) for ln in lines if ln.strip()]
+    except OSError as exc:
+        raise ClusterError(f"cannot read {path} ({exc.strerror or exc}); check its permissions") from None
+    subs, bad = [], []
+    for n, ln in enumerate(lines, 1):
+        if not ln.strip():
+            continue
+        try:
+            sub = json.loads(ln)
+        except ValueError:
+            sub, why = None, "not JSON (cut short?)"
+        else:
+            why = _bad_submission(sub)
+        if why is None:
+            subs.append(sub)
+        else:
+            bad.append(f"line {n} ({why})")
+    if bad and not quiet and (str(path), tuple(bad)) not in _WARNED:
+        _WARNED.add((str(path), tuple(bad)))  # once per process: --status reads the file more than once
+        print(f"sslbench sweep: warning: {path}: skipped {len(bad)} line(s) that are not submissions: "
+              + "; ".join(bad[:5]) + (" ..." if len(bad) > 5 else ""), file=sys.stderr)
+    return subs
 
 
 def _todo_indices(plan: Plan) -> list[int]:
@@ -298,6 +389,7 @@ def submit(plan: Plan) -> int:
     if not todo:
         print(f"{plan.name}: all {len(plan.cases)} case(s) are already in {plan.out}; nothing to submit")
         return 0
+    check_jobs_file(plan.out)
     if plan.settings["executor"] == "local":
         return _submit_local(plan, todo)
     return _submit_slurm(plan, todo)
@@ -321,7 +413,7 @@ def _text_tail(text: str, n: int = _TAIL_LINES) -> str:
 
 def _all_jobs(out: str) -> list[tuple[dict, dict, str, str]]:
     """(submission, job, state, stderr path) of every job submitted for the store, oldest first."""
-    return [(sub, job, *_job_state(sub, job["id"])) for sub in saved_jobs(out) for job in sub["jobs"]]
+    return [(sub, job, *_job_state(out, sub, job)) for sub in saved_jobs(out) for job in sub["jobs"]]
 
 
 def _job_states(out: str) -> dict[str, tuple[str, str, str]]:
@@ -335,26 +427,48 @@ def _job_states(out: str) -> dict[str, tuple[str, str, str]]:
     return states
 
 
-def _job_state(sub: dict, job_id: str) -> tuple[str, str]:
-    folder = Path(sub["folder"]) / "%j"
+def _job_state(out: str, sub: dict, job: dict) -> tuple[str, str]:
+    folder = jobs_folder(out) / "%j"  # derived from the store, never the line's own "folder"
+    job_id = job["id"]
     if sub["executor"] == "slurm":
         if submitit is None:
             return "UNKNOWN (submitit not installed)", ""
-        job = submitit.SlurmJob(folder=folder, job_id=job_id)
-        return job.state, str(job.paths.stderr)
+        sjob = submitit.SlurmJob(folder=folder, job_id=job_id)
+        return sjob.state, str(sjob.paths.stderr)
     paths = submitit.core.utils.JobPaths(folder, job_id=job_id) if submitit else None
-    alive = sub["host"] == socket.gethostname() and _pid_alive(int(job_id))
-    return ("RUNNING" if alive else "FINISHED"), (str(paths.stderr) if paths else "")
+    return ("RUNNING" if _controller(out, sub, job) else "FINISHED"), (str(paths.stderr) if paths else "")
 
 
-def _pid_alive(pid: int) -> bool:
+def _cmdline(pid: int) -> list[str]:
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode("utf-8", errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+def _controller(out: str, sub: dict, job: dict) -> int | None:
+    """The pid of a local job's submitit controller while it is still the process this store's sweep started,
+    else None: on this host, a pid in 2..PID_MAX, the start time recorded at submission (lines of older versions
+    have none), and the command line ``python -m submitit.local._local <this store's jobs folder>/%j``. Where
+    none of this can be read (no /proc), None: a pid that cannot be checked is never signalled."""
+    if sub.get("executor") != "local" or sub.get("host") != socket.gethostname():
+        return None
+    try:
+        pid = int(job["id"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not 1 < pid <= PID_MAX or pid == os.getpid():
+        return None
+    now = pid_start(pid)
+    if now is None or ("pid_start" in job and job["pid_start"] != now):
+        return None
+    argv = _cmdline(pid)
+    if "submitit.local._local" not in argv[:-1]:
+        return None
+    folder = argv[argv.index("submitit.local._local") + 1]
+    if os.path.realpath(folder) != os.path.realpath(jobs_folder(out) / "%j"):
+        return None
+    return pid
 
 
 @dataclasses.dataclass
@@ -368,13 +482,13 @@ class _Status:
 def _classify(plan: Plan) -> _Status:
     latest: dict[str, dict] = {}
     for r in grid_records(plan):
-        sid = sweep_id_of(r)
+        sid = plan.sid_of(r)
         if r.get("status") in FINAL_STATUSES or latest.get(sid, {}).get("status") not in FINAL_STATUSES:
             latest[sid] = r
     claims, jobs = read_claims(plan.out), _job_states(plan.out)
     st = _Status([], [], [], [])
     for sid in plan.ids:
-        rec, claim, job = latest.get(sid), claims.get(sid), jobs.get(sid)
+        rec, claim, job = latest.get(sid), claims.get(plan.claim_key(sid)), jobs.get(sid)
         if rec is not None and rec["status"] in FINAL_STATUSES:
             st.done.append(sid)
         elif claim is not None and not claim["stale"]:
@@ -403,8 +517,9 @@ def status(plan: Plan) -> int:
           f"{len(st.failed)} failed, {len(st.pending)} pending")
     for sid, claim in st.running:
         job = f"job {claim['job']}, " if claim.get("job") else ""
+        beat = f"{claim['age_s']:.0f} s ago" if claim["age_s"] < float("inf") else "unknown (a clock in the future)"
         print(f"  running  {describe(plan.kind, by_id[sid])}  ({job}host {claim.get('host')}, pid "
-              f"{claim.get('pid')}, heartbeat {claim['age_s']:.0f} s ago)")
+              f"{claim.get('pid')}, heartbeat {beat})")
     for sid, rec, job in st.failed:
         what = (f"{rec['status']}: {rec.get('message') or ''}" if rec is not None
                 else f"job {job[0]} {job[1]} without a record" if job is not None else "its runner died")
@@ -423,17 +538,21 @@ def status(plan: Plan) -> int:
 
 
 def cancel(plan: Plan) -> int:
-    """Cancel every job submitted for this store (scancel for SLURM, SIGTERM for local workers)."""
+    """Cancel every job submitted for this store: scancel for SLURM, SIGTERM for the local controllers that are
+    still the processes the sweep started (:func:`_controller`); any other pid listed is left alone."""
     n = 0
     for sub in saved_jobs(plan.out):
         for job in sub["jobs"]:
             if sub["executor"] == "slurm":
                 _need_submitit()
-                submitit.SlurmJob(folder=Path(sub["folder"]) / "%j", job_id=job["id"]).cancel(check=False)
+                submitit.SlurmJob(folder=jobs_folder(plan.out) / "%j", job_id=job["id"]).cancel(check=False)
                 n += 1
-            elif sub["host"] == socket.gethostname() and _pid_alive(int(job["id"])):
-                os.kill(int(job["id"]), signal.SIGTERM)
-                n += 1
+            elif (pid := _controller(plan.out, sub, job)) is not None:
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                    n += 1
+                except ProcessLookupError:
+                    pass
     print(f"{plan.name}: cancelled {n} job(s) of {plan.out}" if n else f"{plan.name}: no job of {plan.out} to cancel")
     return 0
 
@@ -441,6 +560,9 @@ def cancel(plan: Plan) -> int:
 def main(plan: Plan, action: str = "run") -> int:
     """``action`` "status", "cancel" or "run" (the executor's run); bad input is one line and exit status 2."""
     try:
+        if action == "status":  # its lines quote the store and the claims: no terminal escapes from there
+            with terminal_stdout():
+                return status(plan)
         return {"status": status, "cancel": cancel, "run": submit}[action](plan)
     except ClusterError as exc:
         print(f"sslbench {plan.command}: error: {exc}", file=sys.stderr)

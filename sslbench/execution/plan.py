@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import math
 import shlex
@@ -29,12 +30,12 @@ from dataclasses import dataclass, field
 
 from sslbench import regularizers
 from sslbench.execution import bench
-from sslbench.execution.runner import (case_folder, run_child, sigterm_as_interrupt, signal_of, stop_name)
+from sslbench.execution.runner import case_folder, run_child, signal_of, sigterm_as_interrupt, stop_name
+from sslbench.probe.environment import environment
 from sslbench.records import FINAL_STATUSES, case_id, make_record, read_records
 from sslbench.records.claims import read_claims, tidy, try_claim
 from sslbench.records.paths import append_record_safely
 from sslbench.records.store import store_size
-from sslbench.probe.environment import environment
 
 __all__ = [
     "SweepError",
@@ -326,6 +327,30 @@ class Plan:
     records: list[dict]  # the store's records of this kind that count for resume
     in_store: list[bool]
     offset: int = 0  # the store's size when it was read: what other writers append later starts there
+    run_ids: list[str] | None = None  # train: each case's run id (sslbench.training.train.planned_run_id)
+
+    def sid_of(self, record: dict) -> str | None:
+        """The case of this grid a stored record answers: its sweep case id (:func:`sweep_id_of`), or, for a
+        training record that ``sslbench train`` wrote on its own, the case of the same run id: one run, whichever
+        command started it."""
+        sid = sweep_id_of(record)
+        if sid in self._run_of:
+            return sid
+        return self._by_run.get(record.get("id"), sid)
+
+    def claim_key(self, sid: str) -> str:
+        """The claim of a case: a training case claims its run (``run-<run id>``, as ``sslbench train`` does), a
+        bench case its case id."""
+        run_id = self._run_of.get(sid)
+        return f"run-{run_id}" if run_id else sid
+
+    @functools.cached_property
+    def _run_of(self) -> dict[str, str | None]:  # {case id: run id (None for bench)}
+        return dict(zip(self.ids, self.run_ids or [None] * len(self.ids)))
+
+    @functools.cached_property
+    def _by_run(self) -> dict[str, str]:  # {run id: case id}
+        return dict(zip(self.run_ids or [], self.ids))
 
     @property
     def kind(self) -> str:
@@ -362,8 +387,23 @@ def make_plan(command: str, s: dict, cases: list[dict], out: str) -> Plan:
         env["threads"] = s["threads"]
     offset = store_size(out)
     records = _counting(s, env, _read_store(out, rkind, command))
-    done_ids = {sweep_id_of(r) for r in records if r.get("status") in FINAL_STATUSES}
-    return Plan(command, s, cases, ids, out, env, records, [i in done_ids for i in ids], offset)
+    plan = Plan(command, s, cases, ids, out, env, records, [], offset, _run_ids(s, cases))
+    done_ids = {plan.sid_of(r) for r in records if r.get("status") in FINAL_STATUSES}
+    plan.in_store = [i in done_ids for i in ids]
+    return plan
+
+
+def _run_ids(s: dict, cases: list[dict]) -> list[str] | None:
+    """The run id of each training case, as ``sslbench train`` names the same run (None for bench)."""
+    if s["kind"] != "train":
+        return None
+    from sslbench.training.train import planned_run_id
+
+    gpus = s.get("gpus_per_case") or 0
+    # a dry run plans a CUDA grid on a machine without CUDA: the configuration is resolved on the CPU (as the
+    # grid's check does), the id names the case's own device
+    return [planned_run_id(train_config({**c, "device": "cpu"} if planned_without_cuda([c["device"]]) else c, s),
+                           world=gpus if gpus > 1 else 1, device=c["device"]) for c in cases]
 
 
 def _counting(s: dict, env: dict, records: list[dict]) -> list[dict]:
@@ -377,7 +417,7 @@ def _done_meanwhile(plan: Plan, sid: str) -> bool:
     """Whether another writer stored a final record of case ``sid`` since this run read the store."""
     new = _counting(plan.settings, plan.env, _read_store(plan.out, record_kind(plan.settings), plan.command,
                                                          start=plan.offset))
-    return any(sweep_id_of(r) == sid and r.get("status") in FINAL_STATUSES for r in new)
+    return any(plan.sid_of(r) == sid and r.get("status") in FINAL_STATUSES for r in new)
 
 
 def dry_run(plan: Plan) -> int:
@@ -395,7 +435,7 @@ def _eta_from_store(plan: Plan) -> EtaEstimator:
     eta = EtaEstimator(plan.kind)
     wanted = set(plan.ids)
     for r in plan.records:
-        if sweep_id_of(r) in wanted and r.get("status") in FINAL_STATUSES:
+        if plan.sid_of(r) in wanted and r.get("status") in FINAL_STATUSES:
             sw = r["extra"].get("sweep") if isinstance(r["extra"].get("sweep"), dict) else {}
             eta.add(sw.get("case") or r["case"], sw.get("wall_s", r["extra"].get("wall_s")))
     return eta
@@ -460,10 +500,10 @@ def _claim(run: _Run, case: dict, sid: str):
     """This process's claim on the case, or None (and a line saying so) when another writer runs it or has
     stored it since this run read the store."""
     plan = run.plan
-    claim = try_claim(plan.out, sid)
+    claim = try_claim(plan.out, plan.claim_key(sid))
     why = None
     if claim is None:
-        held = read_claims(plan.out).get(sid, {})
+        held = read_claims(plan.out).get(plan.claim_key(sid), {})
         why = (f"running elsewhere (host {held.get('host', '?')}, pid {held.get('pid', '?')}"
                + (f", job {held['job']}" if held.get("job") else "") + ")")
     elif _done_meanwhile(plan, sid):
@@ -524,7 +564,8 @@ def _interrupted(run: _Run, exc: BaseException) -> int:
     if run.current is not None:
         rkind = record_kind(plan.settings)
         rec = make_record(rkind, run.current, {}, "interrupted", env=plan.env, message=f"interrupted by the user "
-                          f"({how})")
+                          f"({how})", extra={"regularizer_source": regularizers.source_record(
+                              run.current["regularizer"])} if run.current.get("regularizer") else None)
         if plan.kind == "train":
             rec["extra"]["sweep"] = {"id": case_id(rkind, run.current), "case": run.current, "wall_s": None}
         _store(plan, rec)
@@ -564,7 +605,7 @@ def run_plan(plan: Plan) -> int:
 def grid_records(plan: Plan) -> list[dict]:
     """The store's records of this grid's cases (every writer's, read now)."""
     wanted = set(plan.ids)
-    return [r for r in _read_store(plan.out, record_kind(plan.settings), plan.command) if sweep_id_of(r) in wanted]
+    return [r for r in _read_store(plan.out, record_kind(plan.settings), plan.command) if plan.sid_of(r) in wanted]
 
 
 def devices_line(plan: Plan) -> str:

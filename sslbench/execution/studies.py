@@ -1,20 +1,19 @@
-"""The torch side of ``sslbench report``: the studies' exact checks (no training, or two short synthetic runs) and
-``sslbench report --run STUDY``, which runs a study's checks and the missing cases of its sweep grids.
+"""The torch side of the claim studies: their exact checks (no training, or two short synthetic runs) and what
+``sslbench sweep --study NAME --scale cpu|gpu|gpu-1h`` runs of a study (its checks and its sweep configs, read from
+the study registry :data:`sslbench.analysis.report.STUDIES`, where the verdict rules live too).
 
-The report (:mod:`sslbench.analysis.report`, torch-free) imports this module only when ``--run`` is given; it
-passes what the study is (its name, the names of its checks, its sweep configs), so nothing here imports the
-analysis side. Each check returns plain figures, stored as one record of kind
-:data:`~sslbench.records.constants.CHECK_KIND` whose metrics the study's rules read
+``sslbench sweep`` imports this module only when ``--study`` is given; the report (:mod:`sslbench.analysis.report`)
+only reads the store and imports nothing of this side. Each check returns plain figures, stored as one record of
+kind :data:`~sslbench.records.constants.CHECK_KIND` whose metrics the study's rules read
 (:mod:`sslbench.analysis.claims`).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import math
-import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -22,16 +21,15 @@ import numpy as np
 import torch
 
 from sslbench import regularizers
-from sslbench.execution import sweep
-from sslbench.execution.measure import environment
+from sslbench.probe.environment import environment
 from sslbench.records import append_record, make_record
 from sslbench.records.constants import CHECK_KIND
 from sslbench.regularizers.sfrik import mmd_uniform
 from sslbench.training.config import TrainConfig
 from sslbench.training.train import train
 
-__all__ = ["CHECKS", "GPU_SCALES", "check_gram_values", "check_gram_curves", "check_degree2", "check_permutation",
-           "run_checks", "run_study"]
+__all__ = ["CHECKS", "GPU_SCALES", "StudyError", "StudyRun", "check_gram_values", "check_gram_curves",
+           "check_degree2", "check_permutation", "run_checks", "study_runs"]
 
 
 def _rel(a, b) -> float:
@@ -176,51 +174,62 @@ def run_checks(study: str, checks: Sequence[str], out: str | Path) -> list[dict]
     return records
 
 
-def _sweep(argv: list[str]) -> int:
-    """``sslbench sweep ARGV`` in this process."""
-    parser = argparse.ArgumentParser(prog="sslbench sweep")
-    sweep.add_arguments(parser)
-    return sweep.run(parser.parse_args(argv))
-
-
-def _shown(path: Path) -> Path:
-    try:
-        return path.relative_to(Path.cwd())
-    except ValueError:
-        return path
-
-
-#: the scales of ``sslbench report --run`` whose grids train on the GPU: the full budget and the one-GPU-hour grids
-#: (both write the study's store of the GPU, ``<out_dir>/<GPU name>-<name>.jsonl``)
+#: the scales of ``sslbench sweep --study`` whose grids train on the GPU: the full budget and the one-GPU-hour grids
+#: (both write the study's store of the GPU, ``<STUDIES_DIR>/<GPU name>-<name>.jsonl``)
 GPU_SCALES = ("gpu", "gpu-1h")
 
 
-def run_study(name: str, checks: Sequence[str], configs: Sequence[Path], *, scale: str = "cpu",
-              dry_run: bool = False, out_dir: str | Path = "results/studies") -> int:
-    """Run study ``name``: its exact checks ``checks`` and the missing cases of its sweep ``configs`` (resumable),
-    into ``<out_dir>/<device>-<name>.jsonl`` (``scale``: cpu, or one of :data:`GPU_SCALES`, which the report picked
-    the configs of). Returns the worst exit status of the sweeps; 2 when the study cannot run here (a GPU scale
-    without CUDA, a config missing). A dry run (``dry_run``) prints the plan only, and needs no CUDA."""
-    device = "cuda" if scale in GPU_SCALES else "cpu"
-    no_cuda = device == "cuda" and not torch.cuda.is_available()
-    if no_cuda and not dry_run:
-        print(f"sslbench report: error: --scale {scale} needs a CUDA device; none is available here. Run it on a "
-              "GPU machine, or use --scale cpu", file=sys.stderr)
-        return 2
-    # a dry run only plans, here too: the store is then the GPU's, whose name this machine cannot know
-    out = Path(out_dir) / f"{sweep.UNKNOWN_GPU if no_cuda else sweep.device_slug(device)}-{name}.jsonl"
-    rc = 0
-    if checks and dry_run:
-        print(f"{name}: exact checks {', '.join(checks)} (no training) -> {out}")
-    elif checks:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        run_checks(name, checks, out)
-    for path in configs:
-        if not Path(path).is_file():
-            print(f"sslbench report: error: the config {path} is missing", file=sys.stderr)
-            return 2
-        argv = ["--config", str(_shown(Path(path))), "--out", str(out), "--no-progress"]
-        argv += ["--dry-run"] if dry_run else []
-        print(f"$ sslbench sweep {' '.join(argv)}", flush=True)
-        rc = max(rc, _sweep(argv))
-    return rc
+class StudyError(ValueError):
+    """A study or scale that does not exist, or a registry that cannot be read here: one line, exit status 2."""
+
+
+@dataclass(frozen=True)
+class StudyRun:
+    """What ``sslbench sweep --study NAME --scale SCALE`` runs of one study: its exact checks (by name) and its
+    sweep configs (paths), both into the store ``<out_dir>/<device>-<name>.jsonl``."""
+
+    name: str
+    checks: tuple[str, ...]
+    configs: tuple[Path, ...]
+    out_dir: str
+
+
+def store_name(device: str, study: str, scale: str, grids: bool = True) -> str:
+    """The file name of a study's store at ``scale`` on ``device`` (:func:`sslbench.analysis.claims.common.store_name`:
+    the AdamW-recipe CPU grids write ``<device>-<study>-cpu2.jsonl``, apart from the earlier setting's store)."""
+    from sslbench.analysis.claims.common import store_name as name
+
+    return name(device, study, scale, grids)
+
+
+def study_runs(names: Sequence[str], scale: str) -> list[StudyRun]:
+    """The runs of the studies ``names`` (``all``: every study) at ``scale``, read from the study registry of the
+    analysis side (:data:`sslbench.analysis.report.STUDIES`: each study's checks and configs are defined there once,
+    beside its rules). Raises :class:`StudyError` for an unknown study or scale, a config file that is missing, or
+    a registry that cannot be imported (it needs pandas: the ``dashboard`` extra)."""
+    try:
+        from sslbench.analysis.claims.common import SCALES, STUDIES_DIR
+        from sslbench.analysis.report import CONFIG_DIR, STUDIES
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("sslbench"):
+            raise
+        raise StudyError(f"--study reads the study registry, which needs the package '{exc.name}' (not installed "
+                         "here); install the 'dashboard' extra: pip install 'sslbench[dashboard]'") from None
+    if scale not in SCALES:
+        raise StudyError(f"--scale {scale}: choose one of {', '.join(SCALES)}")
+    unknown = [n for n in names if n not in STUDIES and n != "all"]
+    if unknown:
+        raise StudyError(f"--study {' '.join(unknown)}: no such study; choose from {', '.join(STUDIES)} or all "
+                         "(sslbench report --list describes them)")
+    picked = list(STUDIES) if "all" in names else list(dict.fromkeys(names))
+    runs = []
+    for name in picked:
+        st = STUDIES[name]
+        if scale not in st.scales():
+            raise StudyError(f"study {name} has no --scale {scale} grid; its scales: {', '.join(st.scales())}")
+        configs = tuple(CONFIG_DIR / c for c in st.configs(scale))
+        missing = [str(c) for c in configs if not c.is_file()]
+        if missing:
+            raise StudyError(f"the config {missing[0]} of study {name} is missing")
+        runs.append(StudyRun(name, tuple(st.checks), configs, STUDIES_DIR))
+    return runs

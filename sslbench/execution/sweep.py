@@ -72,12 +72,22 @@ from typing import Any
 
 from sslbench import regularizers
 from sslbench.devices import HELP as DEVICE_HELP
-from sslbench.devices import DeviceError, check_name, cuda_available, is_cuda, resolve_device
+from sslbench.devices import DeviceError, check_name, is_cuda, resolve_device
 from sslbench.execution import bench
-from sslbench.execution.plan import (TRAIN_KIND, EtaEstimator, SweepError, describe_train, dry_run,  # noqa: F401
-                                     make_plan, planned_without_cuda, run_plan, train_config)
+from sslbench.execution.plan import (  # noqa: F401
+    TRAIN_KIND,
+    EtaEstimator,
+    SweepError,
+    describe_train,
+    dry_run,
+    make_plan,
+    planned_without_cuda,
+    run_plan,
+    train_config,
+)
 from sslbench.execution.runner import clean_stale_case_folders
 from sslbench.probe.environment import environment
+from sslbench.records.claims import SidecarError, check_folder, check_sidecar, sidecar
 from sslbench.records.paths import OutputPathError, check_store_path
 
 __all__ = [
@@ -422,23 +432,66 @@ def _bench_cases(s: dict, plan_only: bool = False) -> list[dict]:
     devices = _resolve_devices(s["device"], plan_only)
     cases = bench.iter_cases(names, s["dims"], s["batches"], s["views"], devices, s["dtypes"], s["algorithms"],
                              s["hparams"])
-    # the hyper-parameters and algorithms are checked once per regularizer here, at the smallest D, so that a
-    # typo stops the sweep before it starts rather than filling the store with errors
-    seen = set()
+    # the hyper-parameters and algorithms are checked once per regularizer and D here, on the meta device (nothing
+    # is allocated, even for DirectPred's D×D state), so that a typo stops the sweep before it starts rather than
+    # filling the store with errors; and a case whose inputs and state alone exceed the device's memory is refused
+    states: dict[tuple, int | None] = {}
+    memory = {d: bench.device_memory(d) for d in devices}
     for c in cases:
-        key = (c["regularizer"], c.get("algorithm"), json.dumps(c.get("hparams"), sort_keys=True))
-        if key in seen:
-            continue
-        seen.add(key)
-        try:
-            bench.make_regularizer(c["regularizer"], min(s["dims"]), algorithm=c.get("algorithm"),
-                                   hparams=c.get("hparams"))
-        except (ValueError, TypeError) as exc:
-            what = f" algorithm={c['algorithm']}" if c.get("algorithm") else ""
-            raise SweepError(f"{c['regularizer']}{what} with hparams {c.get('hparams') or {}}: {exc}") from None
-        except ImportError:  # a registered regularizer whose module is broken: its cases record the error
-            continue
+        key = (c["regularizer"], c.get("algorithm"), json.dumps(c.get("hparams"), sort_keys=True), c["dim"])
+        if key not in states:
+            try:
+                states[key] = bench.state_bytes(c["regularizer"], c["dim"], algorithm=c.get("algorithm"),
+                                                hparams=c.get("hparams"))
+            except (ValueError, TypeError) as exc:
+                what = f" algorithm={c['algorithm']}" if c.get("algorithm") else ""
+                raise SweepError(f"{c['regularizer']}{what} with hparams {c.get('hparams') or {}}: {exc}") from None
+            except ImportError:  # a registered regularizer whose module is broken: its cases record the error
+                states[key] = 0
+        _check_case_memory(c, bench.case_bytes(c, states[key]), memory[c["device"]])
     return cases
+
+
+def _check_case_memory(case: dict, need: int | None, memory: int | None) -> None:
+    """Refuse a case that cannot fit: its inputs, their gradients and the regularizer's state alone (a lower
+    bound, :func:`sslbench.execution.bench.case_bytes`) exceed the memory of its device."""
+    if memory is None or (need is not None and need <= memory):
+        return
+    amount = "more than 2^63 bytes" if need is None else f"at least {_gib(need)}"
+    raise SweepError(f"case {bench.describe(case)} needs {amount} (its inputs, their gradients and the "
+                     f"regularizer's state), more than the {_gib(memory)} of memory of {case['device']}; choose "
+                     "smaller --dims / --batches / --views")
+
+
+def _gib(n: int) -> str:
+    if n < 2**40:
+        return f"{n / 2**30:.1f} GiB"
+    return f"{n / 2**40:,.0f} TiB" if n < 2**60 else f"{n / 2**40:.2e} TiB"
+
+
+#: a grid larger than this asks for --yes (a typo such as --dims 1 2 ... 100000 would queue days of work)
+MAX_CASES_WITHOUT_YES = 10_000
+
+
+def grid_size(s: dict) -> int:
+    """The number of cases of the grid of settings ``s``, counted from its axes before any case is built."""
+    names = s["regularizers"] or (regularizers.available() if s["kind"] == "bench" else [])
+    if s["kind"] == "bench":
+        per_name = sum(len(s["algorithms"]) if s["algorithms"] and bench.accepts(n, "algorithm") else 1
+                       for n in names)
+        axes = ("dims", "batches", "views", "device", "dtypes")
+    else:
+        per_name = len(names) * len(s["datasets"] or [None])
+        axes = ("dims", "views", "fractions", "seeds", "epochs", "batches", "device")
+    return math.prod([per_name] + [len(s[a]) for a in axes])
+
+
+def check_grid_size(s: dict, yes: bool) -> None:
+    """A grid of more than :data:`MAX_CASES_WITHOUT_YES` cases runs only with ``--yes``."""
+    n = grid_size(s)
+    if n > MAX_CASES_WITHOUT_YES and not yes:
+        raise SweepError(f"the grid has {n:,} cases (more than {MAX_CASES_WITHOUT_YES:,}); check the lists of values "
+                         "(--dims, --batches, ...), or add --yes to plan or run them all")
 
 
 def _train_cases(s: dict, plan_only: bool = False) -> list[dict]:
@@ -610,11 +663,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                 kw.update(nargs="+", metavar=opt.metavar or opt.key.upper())
             g.add_argument(opt.flag, **kw)
     parser.add_argument("--dry-run", action="store_true", help="list the cases, which are already done, and exit")
+    parser.add_argument("--yes", action="store_true",
+                        help=f"plan or run a grid of more than {MAX_CASES_WITHOUT_YES:,} cases (refused without it)")
     watch = groups["cluster"].add_mutually_exclusive_group()
     watch.add_argument("--status", action="store_true", help="with the sweep's grid and store: how many cases are "
                        "pending, running (job, host), done, failed (with the end of their output), and exit")
     watch.add_argument("--cancel", action="store_true", help="cancel the sweep's submitted jobs (local or slurm) "
                        "and exit")
+    study = parser.add_argument_group("claim studies (sslbench report --list)")
+    study.add_argument("--study", nargs="+", metavar="NAME", help="run these claim studies (or all): each one's exact "
+                       "checks and the missing cases of its grids at --scale into results/studies/<device>-<study>"
+                       ".jsonl (resumable; --executor, --dry-run, --status and --cancel apply); then sslbench report "
+                       "reads them")
+    study.add_argument("--scale", default=None, metavar="SCALE", help="with --study: cpu, the CPU-sized grids "
+                       "(minutes); gpu, the GPU-sized grids at the full budget (CIFAR-10, ResNet-18, 100-200 epochs: "
+                       "hours per study); gpu-1h, the same arms in about one GPU-hour per study (fewer epochs; at an "
+                       "assumed throughput, see results/studies/README.md). The GPU scales need CUDA. Default: cpu")
 
 
 def _dict_args(args: argparse.Namespace) -> argparse.Namespace:
@@ -642,18 +706,36 @@ def _settings_and_cases(args: argparse.Namespace) -> tuple[dict, list[dict], str
     plan_only = bool(getattr(args, "dry_run", False))
     config = load_config(args.config) if getattr(args, "config", None) else {}
     s = resolve_settings(args, config)
+    check_grid_size(s, bool(getattr(args, "yes", False)))
     cases = build_cases(s, plan_only)
     return s, cases, s["out"] or default_out(s, getattr(args, "config", None), plan_only)
+
+
+def _check_watched_store(out: str) -> None:
+    """``--status`` / ``--cancel`` read the store and its sweep folder and write nothing (a read-only store is
+    fine, a mistyped path creates no folder). Raises :class:`SweepError` or :class:`SidecarError`."""
+    if os.path.isdir(out):
+        raise SweepError(f"--out {out}: this is a folder; name the store file, e.g. {os.path.join(out, 'results.jsonl')}")
+    has_sidecar = check_folder(sidecar(out), "the sweep folder", "--out", out, write=False)
+    if not os.path.exists(out) and not has_sidecar:
+        raise SweepError(f"--out {out}: no such store and no sweep folder beside it; check the path (--status and "
+                         "--cancel read a store, they create nothing)")
+    if os.path.exists(out) and not os.access(out, os.R_OK):
+        raise SweepError(f"--out {out}: the store cannot be read by you; ask its owner for read access (chmod g+r)")
 
 
 def execute(args: argparse.Namespace, command: str = "sweep") -> int:
     """The loop of ``sslbench sweep`` and ``sslbench bench``: settings checked and ``--out`` checked before any
     work, then the dry run or the cases. ``command`` names the command in the messages."""
+    watching = bool(getattr(args, "status", False) or getattr(args, "cancel", False))
     try:
         s, cases, out = _settings_and_cases(args)
-        if not args.dry_run:
+        if watching:
+            _check_watched_store(out)
+        elif not args.dry_run:
             check_store_path(out, "--out")
-    except (SweepError, OutputPathError) as exc:
+            check_sidecar(out, "--out")
+    except (SweepError, OutputPathError, SidecarError) as exc:
         print(f"sslbench {command}: error: {exc}", file=sys.stderr)
         return 2
     plan = make_plan(command, s, cases, out)
@@ -668,9 +750,65 @@ def execute(args: argparse.Namespace, command: str = "sweep") -> int:
     return run_plan(plan)
 
 
+def run_studies(args: argparse.Namespace) -> int:
+    """``sslbench sweep --study NAME... --scale S``: each study's exact checks, then the missing cases of each of its
+    configs, through :func:`execute` with the command line's own options (``--executor``, ``--dry-run``,
+    ``--status``, ``--cancel``, ...) and the config and store of the study in place of ``--config`` / ``--out``."""
+    from sslbench.execution import studies  # the torch side of the claims, only for --study
+
+    try:
+        if args.config or args.out:
+            raise SweepError("--study picks the configs and the store (results/studies/<device>-<study>[-cpu2].jsonl); "
+                             f"drop {'--config' if args.config else '--out'}")
+        runs = studies.study_runs(args.study, args.scale or "cpu")
+    except (SweepError, studies.StudyError) as exc:
+        print(f"sslbench sweep: error: {exc}", file=sys.stderr)
+        return 2
+    watch = args.status or args.cancel
+    device = "cuda" if args.scale in studies.GPU_SCALES else "cpu"
+    no_cuda = planned_without_cuda([device])
+    if no_cuda and not (args.dry_run or watch):
+        print(f"sslbench sweep: error: --scale {args.scale} needs a CUDA device; none is available here. Run it on "
+              "a GPU machine (inline, or --executor local / slurm from there), or use --scale cpu", file=sys.stderr)
+        return 2
+    rc = 0
+    for st in runs:
+        # a dry run only plans: the store of a GPU scale is then the GPU's, whose name this machine cannot know
+        out = Path(st.out_dir) / studies.store_name(UNKNOWN_GPU if no_cuda else device_slug(device), st.name,
+                                                    args.scale or "cpu", bool(st.configs))
+        if st.checks and args.dry_run:
+            print(f"{st.name}: exact checks {', '.join(st.checks)} (no training) -> {out}")
+        elif st.checks and not watch:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            studies.run_checks(st.name, st.checks, out)
+        for config in st.configs:
+            print(f"$ sslbench sweep --config {_shown(config)} --out {out}", flush=True)
+            one = argparse.Namespace(**{**vars(args), "study": None, "config": str(_shown(config)), "out": str(out),
+                                        "progress": bool(args.progress)})
+            rc = max(rc, execute(one, "sweep"))
+            if rc in (2, 130, 143):
+                return rc
+    if not (args.dry_run or watch):
+        print(f"then: sslbench report --study {' '.join(st.name for st in runs)}", flush=True)
+    return rc
+
+
+def _shown(path: Path) -> Path:
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
+
+
 def run(args: argparse.Namespace) -> int:
     """``sslbench sweep``: 0 every case recorded (none an "error"), 1 some errors, 2 bad input, 130 interrupted
     (Ctrl-C), 143 stopped by SIGTERM."""
+    if getattr(args, "study", None):
+        return run_studies(args)
+    if getattr(args, "scale", None):
+        print(f"sslbench sweep: error: --scale {args.scale} applies to the claim studies: add --study NAME (sslbench "
+              "report --list names them)", file=sys.stderr)
+        return 2
     return execute(args, "sweep")
 
 

@@ -20,6 +20,6 @@ DEFAULT_WARMUP_EPOCHS = 1.0
 #: records leave them out then
 VARIANCE_ADDON_DEFAULTS = {"variance_coeff": 0.0, "variance_eps": 1e-4}
 
-#: the record kind of the claims' exact checks: written by ``sslbench report --run`` (:mod:`sslbench.execution.studies`),
+#: the record kind of the claims' exact checks: written by ``sslbench sweep --study`` (:mod:`sslbench.execution.studies`),
 #: read by the claims' rules (:mod:`sslbench.analysis.claims`)
 CHECK_KIND = "claim_check"

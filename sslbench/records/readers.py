@@ -184,8 +184,10 @@ def _column(row: dict, key: str, n: int) -> list:
 
 def to_dataframe(records: Iterable[dict]):
     """Flatten records into one tidy ``pandas.DataFrame``: one row per record, columns ``kind``, ``id``,
-    ``created``, ``status``, ``message``, ``case.<key>``, ``metrics.<key>``, ``env.<key>`` (nested values of
-    ``extra`` are left out)."""
+    ``created``, ``status``, ``message``, ``case.<key>``, ``metrics.<key>``, ``env.<key>`` and, where the record
+    names where its regularizer came from, ``regularizer_source.<key>`` (``distribution``, ``version``,
+    ``git_commit``, ``git_dirty``, ...: a plugin's results compared across the commits of its own repository);
+    the rest of ``extra`` is left out."""
     import pandas as pd
 
     rows = []
@@ -195,5 +197,9 @@ def to_dataframe(records: Iterable[dict]):
         for section in ("case", "metrics", "env"):
             for k, v in rec[section].items():
                 row[f"{section}.{k}"] = v if not isinstance(v, (dict, list)) else json.dumps(v)
+        source = (rec.get("extra") or {}).get("regularizer_source")
+        if isinstance(source, dict):
+            for k, v in source.items():
+                row[f"regularizer_source.{k}"] = v if not isinstance(v, (dict, list)) else json.dumps(v)
         rows.append(row)
     return pd.DataFrame(rows)

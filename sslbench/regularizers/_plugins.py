@@ -73,7 +73,12 @@ def label(spec: str) -> str:
 def entry_points() -> dict[str, md.EntryPoint]:
     """The entry points of the group ``sslbench.regularizers`` on today's ``sys.path``, by name (the first one
     found wins, as importlib.metadata orders distributions by ``sys.path``). Reads metadata only: nothing is
-    imported."""
+    imported. Scanning every distribution takes tens of milliseconds, so the answer is kept per ``sys.path``."""
+    return dict(_entry_points(tuple(sys.path)))
+
+
+@functools.lru_cache(maxsize=8)
+def _entry_points(path: tuple) -> dict[str, md.EntryPoint]:
     found: dict[str, md.EntryPoint] = {}
     try:
         eps = md.entry_points(group=ENTRY_POINT_GROUP)
@@ -99,7 +104,8 @@ def _dist_of(ep: md.EntryPoint) -> tuple[str | None, str | None]:
 # --------------------------------------------------------------------------------------------------------------
 def _import(module: str):
     """``importlib.import_module``, then once more with the working directory on ``sys.path`` (as ``python -m``
-    has it) when the top-level package was not found."""
+    has it) when the top-level package was not found; the working directory then also goes on ``PYTHONPATH``
+    for the child processes."""
     try:
         return importlib.import_module(module)
     except ModuleNotFoundError as exc:
@@ -108,6 +114,8 @@ def _import(module: str):
         if exc.name != top or any(os.path.abspath(p or ".") == cwd for p in sys.path):
             raise
         sys.path.append(cwd)
+        # the processes sslbench starts (a sweep's training runs, in folders of their own) find it too
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), cwd) if p)
         return importlib.import_module(module)
 
 
@@ -131,17 +139,21 @@ def load_class(spec: str, ep: md.EntryPoint | None = None) -> type[Regularizer]:
     :class:`Regularizer` subclass as it is, a plain ``torch.nn.Module`` wrapped by :func:`adapter_class`.
 
     Raises :class:`RegularizerSpecError` (one line naming the spec, its source and the error)."""
-    where = spec if ep is None else f"{spec} (entry point {ep.value}" + (
-        f" of {_dist_of(ep)[0]} {_dist_of(ep)[1]})" if _dist_of(ep)[0] else ")")
+    def where() -> str:  # only on failure: reading a distribution's metadata takes milliseconds
+        if ep is None:
+            return spec
+        dist, version = _dist_of(ep)
+        return f"{spec} (entry point {ep.value}" + (f" of {dist} {version})" if dist else ")")
+
     value = spec if ep is None else ep.value
     try:
         obj = _resolve(value)
     except RegularizerSpecError:
         raise
     except Exception as exc:  # noqa: BLE001 - any failure of a plugin's import is one line, never a traceback
-        raise RegularizerSpecError(f"regularizer plugin {where} failed to import: {_one_line(exc)}") from None
+        raise RegularizerSpecError(f"regularizer plugin {where()} failed to import: {_one_line(exc)}") from None
     if not (inspect.isclass(obj) and issubclass(obj, torch.nn.Module)):
-        raise RegularizerSpecError(f"regularizer plugin {where}: {value} is a {type(obj).__name__}, not a "
+        raise RegularizerSpecError(f"regularizer plugin {where()}: {value} is a {type(obj).__name__}, not a "
                                    f"torch.nn.Module subclass (a Regularizer, or a module whose forward(z1, z2) "
                                    f"returns a 0-dim loss)")
     return obj if issubclass(obj, Regularizer) else adapter_class(obj)
@@ -261,12 +273,25 @@ def _source_tree(module_name: str) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=8)
+def _packages_distributions(path: tuple) -> dict:
+    try:
+        return md.packages_distributions()  # reads every distribution's file list: once per sys.path
+    except Exception:  # noqa: BLE001 - broken metadata: no distribution named
+        return {}
+
+
 def _dist_of_module(module_name: str) -> tuple[str | None, str | None]:
+    """The installed distribution providing ``module_name``'s top-level package (the distribution named like the
+    package is tried first, which spares reading every distribution's file list)."""
     top = module_name.split(".")[0]
     try:
-        names = md.packages_distributions().get(top) or []
-    except Exception:  # noqa: BLE001
-        names = []
+        dist = md.distribution(top)
+        if top in (dist.read_text("top_level.txt") or top).split() or dist.metadata["Name"] == top:
+            return dist.metadata["Name"], dist.version
+    except Exception:  # noqa: BLE001 - not installed under that name, or metadata without a name
+        pass
+    names = _packages_distributions(tuple(sys.path)).get(top) or []
     for name in names:
         try:
             return name, md.version(name)

@@ -11,6 +11,7 @@ other object: a crafted file passed to ``--resume`` cannot run its payload. A fi
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import random
 import re
@@ -18,9 +19,10 @@ from pathlib import Path
 
 import torch
 
+from sslbench.records.files import write_atomically
 from sslbench.training.config import TrainInputError
 
-__all__ = ["FORMAT", "CheckpointError", "save_checkpoint", "load_checkpoint", "rng_state", "set_rng_state"]
+__all__ = ["FORMAT", "CheckpointError", "save_checkpoint", "load_checkpoint", "check_progress", "rng_state", "set_rng_state"]
 
 #: 2: read with weights_only=True (RNG states and the config as plain data); 1 (before) held numpy arrays
 FORMAT = 2
@@ -35,21 +37,12 @@ class CheckpointError(TrainInputError):
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
     """``torch.save`` to a temporary file beside ``path``, fsync, then an atomic rename (a crash leaves either
-    the old checkpoint or the new one, never half a file)."""
+    the old checkpoint or the new one, never half a file). The temporary file is created with ``O_EXCL`` under an
+    unpredictable name and a link planted at ``path`` is replaced, never written through
+    (:func:`sslbench.records.files.write_atomically`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    with contextlib.suppress(OSError):
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    write_atomically(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
@@ -100,6 +93,44 @@ def _content_problem(state) -> str | None:
     if state["format"] != FORMAT:
         return f"checkpoint format {state['format']!r}, this sslbench reads format {FORMAT}"
     return None
+
+
+def check_progress(path: str | os.PathLike, state: dict, total_steps: int) -> None:
+    """The run's progress a checkpoint claims, checked before it is trusted: ``step`` an integer in
+    ``[0, total_steps]``, ``train_time_s`` a finite number >= 0, ``images_seen`` an integer >= 0, ``last_terms`` a
+    dict of names to numbers and ``init_state`` a dict of tensors. A crafted file could otherwise give an ``ok``
+    record of 10**12 steps for a 4-step run, or a traceback. Raises :class:`CheckpointError` (one line)."""
+    problem = _progress_problem(state, total_steps)
+    if problem is not None:
+        raise CheckpointError(f"checkpoint {path}: {problem}; resume from a checkpoint written by sslbench train for "
+                              "this run, or start afresh without --resume")
+
+
+def _progress_problem(state: dict, total_steps: int) -> str | None:
+    def integer(x) -> bool:
+        return isinstance(x, int) and not isinstance(x, bool)
+
+    def number(x) -> bool:
+        return (integer(x) or isinstance(x, float)) and math.isfinite(x)
+
+    step, seconds, images, terms = (state.get(k) for k in ("step", "train_time_s", "images_seen", "last_terms"))
+    if not integer(step) or not 0 <= step <= total_steps:
+        return f"its step {_short(step)} is not an integer from 0 to the run's {total_steps} steps"
+    if not number(seconds) or seconds < 0:
+        return f"its train_time_s {_short(seconds)} is not a finite number of seconds >= 0"
+    if not integer(images) or images < 0:
+        return f"its images_seen {_short(images)} is not an integer >= 0"
+    if not isinstance(terms, dict) or not all(isinstance(k, str) and number(v) for k, v in terms.items()):
+        return f"its last_terms {_short(terms)} is not a table of loss-term names to numbers"
+    init = state.get("init_state")
+    if not isinstance(init, dict) or not all(isinstance(v, torch.Tensor) for v in init.values()):
+        return "its init_state is not a table of tensors"
+    return None
+
+
+def _short(x) -> str:
+    text = repr(x)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 # ==============================================================================================================

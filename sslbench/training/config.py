@@ -1,11 +1,16 @@
-"""The configuration of one training run (:class:`TrainConfig`), its validation, the documented defaults, and the
-parser of ``NAME=VALUE`` options (``--hp``, ``--data-option``) that ``train``, ``bench`` and ``sweep`` share.
+"""The configuration of one training run (:class:`TrainConfig`), its validation, the documented defaults, the
+command line of ``sslbench train``, and the parser of ``NAME=VALUE`` options (``--hp``, ``--data-option``) that
+``train``, ``bench`` and ``sweep`` share.
+
+Each option is defined once, as a field: :func:`option` gives the field its default and its flag, help, choices
+and metavar, and :func:`add_arguments` generates ``sslbench train``'s parser from the fields (one option per field).
 
 Validation happens here, once, before any work: :meth:`TrainConfig.resolved` checks every field (names of the
-regularizer, data set and its options, backbone, augmentation, device; numbers; the regularizer's
-hyper-parameters against ``dim``, by a call on shape-only "meta" tensors), and :func:`check_outputs` the output
-paths. Both raise :class:`TrainInputError`, whose message is the one line ``sslbench train`` prints before its
-exit status 2."""
+regularizer, data set and its options, backbone, augmentation, device (:mod:`sslbench.devices`); numbers; the
+regularizer's hyper-parameters, by building it, and against ``dim``, by a call on shape-only "meta" tensors), and
+:func:`check_outputs` the output paths. Both raise :class:`TrainInputError`, whose message is the one line
+``sslbench train`` prints before its exit status 2. :meth:`TrainConfig.resolved_with_regularizer` also returns the
+regularizer it built, so that a run builds it once."""
 
 from __future__ import annotations
 
@@ -159,7 +164,7 @@ class TrainConfig:
                                "online network under stop-gradient is the target)")
     # --- runtime ----------------------------------------------------------------------------------------------
     seed: int = option(0, group=_RUNTIME)
-    device: str = option("auto", group=_RUNTIME, help="auto, cpu, cuda, cuda:N")
+    device: str = option("auto", group=_RUNTIME, help=devices.HELP)  # sslbench.devices: the rules
     amp: str = option(  # auto: bf16 autocast on CUDA, float32 on the CPU
         "auto", group=_RUNTIME, nargs="?", const="bf16", choices=AMP_MODES,
         help="auto (bf16 autocast on CUDA, float32 on the CPU), bf16, off; --amp alone means bf16")
@@ -328,9 +333,12 @@ def _checked_regularizer(c: TrainConfig) -> "regularizers.Regularizer":
         reg = regularizers.create(c.regularizer, **c.hparams)
     except (ValueError, TypeError) as exc:
         raise TrainInputError(f"{c.regularizer}: {exc}") from None
-    z = torch.empty(c.views, min(c.batch_size, 64), c.dim, device="meta")
     try:
         probe = copy.deepcopy(reg)
+    except Exception:  # noqa: BLE001 - a module that cannot be copied (a plugin holding a lock): left to the run
+        return reg
+    z = torch.empty(c.views, min(c.batch_size, 64), c.dim, device="meta")
+    try:
         with torch.random.fork_rng(devices=[]), torch.no_grad():
             probe(z) if probe.symmetric else probe(z, z)
     except (ValueError, TypeError) as exc:
@@ -356,16 +364,18 @@ def _choice(name: str, value, choices) -> None:
 def check_outputs(cfg: TrainConfig) -> None:
     """The record store, the log folder and the checkpoint folder can be written (folders are created), so that a
     bad path costs a second, not a finished run. Raises :class:`TrainInputError`."""
+    from sslbench.records.claims import SidecarError, check_sidecar
     from sslbench.records.paths import OutputPathError, check_output_dir, check_store_path
 
     try:
         if cfg.out:
             check_store_path(cfg.out, "--out")
+            check_sidecar(cfg.out, "--out")  # the run's claim lives there (sslbench.training.train.claim_run)
         if cfg.log_dir:
             check_output_dir(cfg.log_dir, "--log-dir")
         if cfg.checkpoint_dir:
             check_output_dir(cfg.checkpoint_dir, "--checkpoint-dir")
-    except OutputPathError as exc:
+    except (OutputPathError, SidecarError) as exc:
         raise TrainInputError(str(exc)) from None
 
 

@@ -135,9 +135,11 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from sslbench import regularizers
+from sslbench.records.files import fresh_file, read_own_text
 from sslbench.training.checkpoint import (  # noqa: F401 - re-exported
     FORMAT,
     CheckpointError,
+    check_progress,
     load_checkpoint,
     rng_state,
     save_checkpoint,
@@ -301,14 +303,17 @@ class _Log:
 
     def __init__(self, path: Path | None, resume_step: int | None = None):
         """A new log, or with ``resume_step`` the existing one cut back to the lines up to that step (a killed
-        run's lines past its last checkpoint would otherwise appear twice)."""
+        run's lines past its last checkpoint would otherwise appear twice). Either way the log is a fresh file
+        renamed over ``path`` (its name is guessable from the run id): a link planted there is replaced, never
+        written through."""
         self.path = path
         self._f = None
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            if resume_step is not None:
-                truncate_log(path, resume_step)
-            self._f = open(path, "a" if resume_step is not None else "w", encoding="utf-8")
+            kept = _log_lines_up_to(path, resume_step) if resume_step is not None else []
+            self._f = fresh_file(path)
+            self._f.write("".join(kept))
+            self._f.flush()
 
     def write(self, event: str, **fields) -> None:
         if self._f is None:
@@ -328,23 +333,19 @@ class _Log:
             self._f = None
 
 
-def truncate_log(path: Path, step: int) -> None:
-    """Keep the lines of the JSON-lines log ``path`` whose ``step`` is at most ``step`` (and those without one);
-    drop the rest and any line cut short by a crash. Rewritten atomically."""
-    if not path.exists():
-        return
+def _log_lines_up_to(path: Path, step: int) -> list[str]:
+    """The lines of the JSON-lines log ``path`` whose ``step`` is at most ``step`` (and those without one), less any
+    line cut short by a crash; none when ``path`` is a link or not a file of its own
+    (:func:`sslbench.records.files.read_own_text`)."""
     kept = []
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(entry, dict) and not (isinstance(entry.get("step"), int) and entry["step"] > step):
-                kept.append(line if line.endswith("\n") else line + "\n")
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text("".join(kept), encoding="utf-8")
-    os.replace(tmp, path)
+    for line in (read_own_text(path) or "").split("\n"):
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and not (isinstance(entry.get("step"), int) and entry["step"] > step):
+            kept.append(line + "\n")
+    return kept
 
 
 class _StopOnSigint:
@@ -478,8 +479,9 @@ def train(cfg: TrainConfig, *, make_views: Callable | None = None,
 def claim_run(run: "Run"):
     """Hold the run's claim (``run-<id>`` in the store's claims, :mod:`sslbench.records.claims`) while it trains, so
     that two identical runs on one store do not share a log and a checkpoint: the second is refused in one line.
-    A claim whose owner died is taken over. Single-process runs with a store only (a torchrun job's ranks would
-    wait on a refused rank 0; a sweep's own claim has another name)."""
+    A sweep's training case claims the same name on its store (:func:`planned_run_id`), so ``sslbench train`` and a
+    sweep case of one configuration refuse one another too. A claim whose owner died is taken over.
+    Single-process runs with a store only (a torchrun job's ranks would wait on a refused rank 0)."""
     from sslbench.records.claims import read_claims, tidy, try_claim
 
     cfg = run.cfg
@@ -696,6 +698,21 @@ def run_case(cfg: TrainConfig, reg: nn.Module, device: torch.device, world: int,
     return case
 
 
+def planned_run_id(cfg: TrainConfig, world: int = 1, device: str | None = None) -> str:
+    """The run id :func:`train` gives ``cfg`` in a world of ``world`` processes, without loading data or building
+    networks (only the regularizer, whose hyper-parameters with their defaults are part of the id). A sweep names
+    the claim of its training case by it and counts a record of this id as the case done, so ``sslbench train``
+    and a sweep case of one configuration are one run: one claim, one record, never a seed pooled twice."""
+    from sslbench.devices import cuda_available
+    from sslbench.records import case_id
+
+    cfg, reg = cfg.resolved_with_regularizer()
+    name = device or cfg.device  # ``device``: the run's device where cfg was resolved on another (a plan only)
+    dev = torch.device(("cuda" if cuda_available() else "cpu") if name == "auto" else name)
+    amp = cfg.amp == "bf16" or (cfg.amp == "auto" and dev.type == "cuda")  # as set_up decides
+    return case_id(KIND, run_case(cfg, reg, dev, world, amp))
+
+
 # ------------------------------------------------------------------------------------------------------ resume
 def checkpoint_to_resume(run: Run) -> Path | None:
     """``--resume PATH``, or with ``--resume`` alone the run's own checkpoint; None (start from step 0, said in
@@ -723,9 +740,11 @@ def resume(run: Run, path: Path) -> RunState:
     the state it was saved with. A file that is not a checkpoint of this case is a :class:`CheckpointError`."""
     ckpt = load_checkpoint(path)
     if ckpt["case"] != run.case:
-        diff = sorted(k for k in set(run.case) | set(ckpt["case"]) if run.case.get(k) != ckpt["case"].get(k))
+        other = ckpt["case"] if isinstance(ckpt["case"], dict) else {}
+        diff = sorted(str(k) for k in set(run.case) | set(other) if run.case.get(k) != other.get(k))
         raise CheckpointError(f"checkpoint {path} is for another case (differs in {', '.join(diff)}); "
                               "resume with the same settings or start afresh without --resume")
+    check_progress(path, ckpt, run.total_steps)
     try:
         run.model.load_state_dict(ckpt["model"])
         if run.target is not None:

@@ -22,7 +22,7 @@ from sslbench.analysis.claims import stats
 from sslbench.records.constants import CHECK_KIND, DEFAULT_PREDICTOR_HIDDEN, DEFAULT_WARMUP_EPOCHS
 
 VERDICTS = ("supported", "not supported", "inconclusive", "no data")
-#: where ``sslbench report --run`` writes a study's records: ``<STUDIES_DIR>/<device>-<study>.jsonl``
+#: where ``sslbench sweep --study`` writes a study's records: ``<STUDIES_DIR>/<device>-<study>.jsonl``
 STUDIES_DIR = "results/studies"
 
 # ---- the shared thresholds (printed with every verdict) ------------------------------------------------------
@@ -88,7 +88,7 @@ class Verdict:
             raise ValueError(f"verdict={self.verdict!r}: choose one of {', '.join(VERDICTS)}")
 
 
-#: the scales of ``sslbench report --run STUDY --scale``: the CPU-sized grids (Fashion-MNIST, minutes), the GPU-sized
+#: the scales of ``sslbench sweep --study NAME --scale``: the CPU-sized grids (Fashion-MNIST, minutes), the GPU-sized
 #: grids at the full budget (CIFAR-10, ResNet-18, 200 epochs) and the GPU-sized grids of one GPU-hour (the same arms,
 #: fewer epochs; results/studies/README.md, "Projected GPU time of the claim studies")
 SCALES = ("cpu", "gpu", "gpu-1h")
@@ -123,7 +123,7 @@ class Study:
 
     def command(self, scale: str = "cpu") -> str:
         _check_scale(scale)
-        return f"sslbench report --run {self.name}" + (f" --scale {scale}" if scale != "cpu" else "")
+        return f"sslbench sweep --study {self.name}" + (f" --scale {scale}" if scale != "cpu" else "")
 
     def settle_command(self, *regularizers: str, gpu: str = "", gpu_1h: str = "") -> str:
         """The "to settle" hint of a training claim about the arms of ``regularizers``, one line that pastes as it is
@@ -182,8 +182,19 @@ class Study:
         return {"cpu": self.cost_cpu, "gpu": self.cost_gpu, "gpu-1h": self.cost_gpu_1h}[scale]
 
     def sweep_commands(self, scale: str = "cpu", device: str = "<device>") -> list[str]:
-        return [f"sslbench sweep --config results/studies/configs/{c} --out {STUDIES_DIR}/{device}-{self.name}.jsonl"
-                for c in self.configs(scale)]
+        return [f"sslbench sweep --config results/studies/configs/{c} --out "
+                f"{STUDIES_DIR}/{store_name(device, self.name, scale)}" for c in self.configs(scale)]
+
+
+#: the suffix of a study's store per scale: the AdamW-recipe CPU grids (<study>-cpu2*.toml) write new stores, apart
+#: from the earlier setting's ``<device>-<study>.jsonl`` (results/studies/README.md, "The AdamW recipe")
+STORE_SUFFIX = {"cpu": "-cpu2"}
+
+
+def store_name(device: str, study: str, scale: str, grids: bool = True) -> str:
+    """``<device>-<study>[-cpu2].jsonl``: the store of ``study``'s grids at ``scale`` (:data:`STORE_SUFFIX`); a study
+    without training grids (``grids`` False: exact checks only, e.g. gram) keeps ``<device>-<study>.jsonl``."""
+    return f"{device}-{study}{STORE_SUFFIX.get(scale, '') if grids else ''}.jsonl"
 
 
 #: why a GPU grid cannot settle a "comparable" claim (:meth:`Study.settle_command`): one seed per arm

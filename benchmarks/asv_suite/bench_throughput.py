@@ -1,4 +1,4 @@
-"""asv entry of the training-step throughput benchmark (``benchmarks/train_throughput.py``), CPU-sized.
+"""asv entry of the training-step throughput benchmark (the script ``benchmarks/train_throughput.py``), CPU-sized.
 
 :class:`TrainThroughput` — ``track_`` of the images/s and the ms per step of sslbench's loop and of the peer-style
 loop (torchvision/PIL augmentation in one ``DataLoader`` worker) on the small convnet, batch 64, V = 2, 3×32×32
@@ -9,11 +9,23 @@ for the rest of the suite. Skipped for commits whose training loop lacks what th
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
+from pathlib import Path
 
 import torch
 
 CASE = dict(backbone="convnet", batch=64, views=2, warmup=3, steps=6, workers=1, num_images=512)
+
+
+def _script(name: str):
+    """The script ``benchmarks/<name>.py`` beside this suite, imported as ``benchmarks.<name>``: the checkout that
+    holds it goes at the END of ``sys.path`` (sslbench itself is already imported, from where asv installed it)."""
+    root = str(Path(__file__).resolve().parents[2])
+    if root not in sys.path:
+        sys.path.append(root)
+    return importlib.import_module(f"benchmarks.{name}")
 
 
 def _device() -> torch.device:
@@ -33,7 +45,8 @@ class TrainThroughput:
         try:
             from sslbench.execution.measure import environment
 
-            from .train_throughput import Case, matmul_tflops, measure
+            tt = _script("train_throughput")
+            Case, matmul_tflops, measure = tt.Case, tt.matmul_tflops, tt.measure
         except ImportError:
             return None
         device = _device()

@@ -1,0 +1,89 @@
+"""Files written at predictable paths, never through a link planted there.
+
+Run ids are hashes of the configuration, so ``<log-dir>/<run id>.jsonl`` and ``<checkpoint-dir>/<run id>.pt`` can
+be guessed by anyone who can write to those folders. Opening such a path with ``open(path, "w")`` follows a
+symlink (or writes into a hard link) planted there, truncating the file it points to. Here a file is always a
+fresh inode: created by :func:`tempfile.mkstemp` (``O_EXCL``, a random name, in the same folder) and renamed over
+the path. Whatever was at the path (a symlink, a hard link, an old file) is replaced as a directory entry; the
+file it pointed to is never opened, let alone written. Reads of a previous file use ``O_NOFOLLOW`` and ignore a
+file with other hard links.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import tempfile
+from pathlib import Path
+from typing import IO, Callable
+
+__all__ = ["fresh_file", "write_atomically", "read_own_text"]
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _temporary(path: Path) -> tuple[int, str]:
+    """A new file beside ``path`` (``O_EXCL``, unpredictable name) with the permissions ``open`` would give."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with contextlib.suppress(OSError):
+        os.fchmod(fd, 0o666 & ~_umask())
+    return fd, tmp
+
+
+def fresh_file(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> IO:
+    """A new, empty file at ``path``, open for writing: a fresh inode renamed over whatever ``path`` was (a planted
+    link is replaced, never followed). The rename comes first, so the file is visible while it is written (a log);
+    for an all-or-nothing file use :func:`write_atomically`."""
+    path = Path(path)
+    fd, tmp = _temporary(path)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return os.fdopen(fd, mode, encoding=None if "b" in mode else encoding)
+
+
+def write_atomically(path: str | os.PathLike, write: Callable[[IO], None], *, binary: bool = True) -> None:
+    """Call ``write(f)`` on a fresh temporary file beside ``path``, fsync it, then rename it over ``path`` (a crash
+    leaves the old file or the new one, never half a file; a planted link at ``path`` is replaced, and the
+    temporary file's name cannot be guessed in advance, so no link can be planted there)."""
+    path = Path(path)
+    fd, tmp = _temporary(path)
+    try:
+        with os.fdopen(fd, "wb" if binary else "w", encoding=None if binary else "utf-8") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+def read_own_text(path: str | os.PathLike) -> str | None:
+    """The text of the regular file ``path``, or None when there is none, it is a symlink (``O_NOFOLLOW``), not a
+    regular file, or has other hard links (it may be someone else's file under a guessable name)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
+            return None
+        return f.read().decode("utf-8", errors="replace")
