@@ -896,3 +896,23 @@ def test_the_adamw_grids_write_new_stores_that_run_cpu2_sh_and_sweep_study_share
     assert main(["sweep", "--study", "sfrik", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert re.search(r"--config \S*sfrik-cpu2\.toml --out results/studies/cpu-[\w-]+-sfrik-cpu2\.jsonl", out), out
+
+
+def test_comparable_and_better_on_known_arms():
+    """The decision of each rule at its boundaries: equivalent, better beyond the margin (no loss), worse beyond it,
+    straddling the margin (inconclusive with a seed count above the seeds it has), below the floor (no count)."""
+    def arm(values, init=math.nan):
+        return common.Arm(sum(values) / len(values), math.nan, len(values), len(values), init, tuple(values))
+
+    ref = arm([80.0, 80.1, 80.2])
+    assert common.comparable(arm([80.1, 80.2, 80.3]), ref).verdict == "supported"
+    better = common.comparable(arm([83.0, 83.1, 83.2]), ref)
+    assert better.verdict == "supported" and "no loss" in better.figures
+    worse = common.comparable(arm([77.0, 77.1, 77.2]), ref)
+    assert worse.verdict == "not supported" and "worse beyond the margin" in worse.figures
+    wide = common.comparable(arm([79.3, 80.9, 80.1]), ref)  # Δ = 0, s = 0.8: the 90 % interval beyond ±1
+    assert wide.verdict == "inconclusive" and wide.seeds is not None and wide.seeds > 3 and wide.have == 3
+    assert common.better(arm([83.0, 83.1, 83.2]), ref).verdict == "supported"
+    assert common.better(arm([80.3, 80.4, 80.5]), ref).verdict == "not supported"  # +0.3: below the 1-point margin
+    floor = common.better(arm([70.0, 70.1, 70.2], init=75.0), arm([65.0, 65.1, 65.2], init=75.0))
+    assert floor.verdict == "inconclusive" and floor.seeds is None and "more seeds do not help" in floor.why

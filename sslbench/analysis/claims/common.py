@@ -22,7 +22,7 @@ from sslbench.analysis.claims import stats
 from sslbench.records.constants import CHECK_KIND, DEFAULT_PREDICTOR_HIDDEN, DEFAULT_WARMUP_EPOCHS
 
 VERDICTS = ("supported", "not supported", "inconclusive", "no data")
-#: where ``sslbench sweep --study`` writes a study's records: ``<STUDIES_DIR>/<device>-<study>.jsonl``
+#: where ``sslbench sweep --study`` writes a study's records: ``<STUDIES_DIR>/<device>-<study>[-cpu2].jsonl`` (store_name)
 STUDIES_DIR = "results/studies"
 
 # ---- the shared thresholds (printed with every verdict) ------------------------------------------------------
