@@ -186,9 +186,9 @@ def _with_pending(st: Study, rows: list[Verdict], df: pd.DataFrame | None = None
         if any(is_earlier(r) for r in mine) and all(is_earlier(r) or r.verdict == "no data" for r in mine) \
                 and not any(r.verdict == "no data" for r in mine):
             rule = next(r.rule for r in mine)
-            out.append(Verdict(st.name, claim, "no data", "pending: the AdamW-recipe arms of this claim "
-                               f"(results/studies/configs/{st.name}-cpu2*.toml) have no records yet ({done} run(s) of "
-                               f"the study's grid recorded)", rule, run, "AdamW recipe, CPU"))
+            out.append(Verdict(st.name, claim, "no data", "pending: not every AdamW-recipe arm of this claim "
+                               f"(results/studies/configs/{st.name}-cpu2*.toml) has a record yet ({done} run(s) of the "
+                               "study's grid recorded)", rule, run, "AdamW recipe, CPU"))
     return out
 
 
