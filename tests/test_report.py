@@ -857,6 +857,14 @@ def test_the_earlier_sgd_setting_is_shown_apart_and_its_claims_are_pending(tmp_p
     assert last.endswith("; the earlier setting (the SGD recipe, superseded): supported 2, not supported 0, "
                          "inconclusive 0, no data 0")
     assert report.format_verdicts(report.verdicts(_load(tmp_path), ["fft"]), "markdown").endswith(last)
+    q = tmp_path / "sub" / "wide"
+    q.mkdir(parents=True)
+    for s, (a, b) in enumerate([(79.0, 80.2), (81.0, 80.3), (80.0, 80.1)]):  # an inconclusive row of the SGD recipe
+        _train(q / "t.jsonl", "barlow_twins_fft", s, a, hparams={"permute": True}, optimizer="sgd")
+        _train(q / "t.jsonl", "barlow_twins", s, b, optimizer="sgd")
+    wide = _lin(_rows(_load(q), "fft", "downstream accuracy"))[0]
+    assert wide.verdict == "inconclusive" and wide.command.startswith(
+        "superseded by the AdamW-recipe grid: STUDIES=fft bash results/studies/run-cpu2.sh   # 15 runs of ~2.4 min")
 
 
 def test_isoloss_drops_are_read_from_intervals(tmp_path):

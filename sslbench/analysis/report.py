@@ -176,8 +176,8 @@ def _with_pending(st: Study, rows: list[Verdict], df: pd.DataFrame | None = None
     for r in rows:
         if is_earlier(r) and r.verdict == "inconclusive":
             r = Verdict(r.study, r.claim, r.verdict, r.figures, r.rule,
-                        f"superseded by the AdamW-recipe grid: {run}" + (f"   | GPU: {r.command}" if r.command else ""),
-                        r.setting)
+                        f"superseded by the AdamW-recipe grid: {run}   # {st.cost('cpu')}"
+                        + (f"   | GPU: {r.command}" if r.command else ""), r.setting)
         out.append(r)
     claims = dict.fromkeys(r.claim for r in rows)
     done = _recipe_runs(df, st.name)
