@@ -924,3 +924,14 @@ def test_comparable_and_better_on_known_arms():
     assert common.better(arm([80.3, 80.4, 80.5]), ref).verdict == "not supported"  # +0.3: below the 1-point margin
     floor = common.better(arm([70.0, 70.1, 70.2], init=75.0), arm([65.0, 65.1, 65.2], init=75.0))
     assert floor.verdict == "inconclusive" and floor.seeds is None and "more seeds do not help" in floor.why
+
+
+def test_run_cpu2_sh_runs_every_study_with_a_cpu_grid_seed_by_seed():
+    script = (ROOT / "results" / "studies" / "run-cpu2.sh").read_text()
+    default = re.search(r'STUDIES=\$\{STUDIES:-"([^"]*)"\}', script).group(1).split()
+    assert sorted(default) == sorted(n for n, st in report.STUDIES.items() if st.configs("cpu"))
+    assert 'SEEDS=${SEEDS:-"0 1 2"}' in script and "--seeds \"$seed\"" in script
+    for st in report.STUDIES.values():  # the script's glob is the study's CPU scale
+        assert sorted(st.configs("cpu")) == sorted(p.name for p in report.CONFIG_DIR.glob(f"{st.name}-cpu2*.toml"))
+        for name in st.configs("cpu"):
+            assert "seeds = [0, 1, 2]" in (report.CONFIG_DIR / name).read_text(), name
