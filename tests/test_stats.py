@@ -150,3 +150,19 @@ def test_seeds_to_settle_by_hand_and_its_limits():
     # more spread needs more seeds
     wide = stats.Comparison(3.0, 0.0, 6.0, 0.8, 4.0, 3, 3, "Welch", 2.0)
     assert stats.seeds_to_settle(wide, 0.0) > 4
+
+
+def test_an_interrupted_seed_is_pending_not_failed():
+    """An arm's text counts failed seeds among the runs that ended: an interrupted or killed run (resumed by the
+    next sweep) is not one, an error is."""
+    import pandas as pd
+
+    from sslbench.analysis.claims.common import arm
+
+    rows = pd.DataFrame({"linear_top1": [88.0, 87.0, math.nan, math.nan, math.nan],
+                         "status": ["ok", "ok", "interrupted", "killed", "error"],
+                         "ok": [True, True, False, False, False]})
+    a = arm(rows)
+    assert (a.n, a.runs) == (2, 3)
+    assert a.text().endswith("(2 seeds, 1 failed)")
+    assert arm(rows.iloc[:3]).text().endswith("(2 seeds)")

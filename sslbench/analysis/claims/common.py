@@ -385,7 +385,15 @@ class Arm:
 INIT_METRIC = {"linear_top1": "init_linear_top1", "knn_top1": "init_knn_top1"}
 
 
+#: statuses of a run that will be resumed, not a failed seed (records.schema: not final)
+PENDING_STATUSES = ("interrupted", "killed")
+
+
 def arm(rows: pd.DataFrame, metric: str = "linear_top1") -> Arm:
+    """The ok runs' values of ``metric``; ``runs`` counts the seeds that ended (an interrupted or killed run is
+    resumed by the next sweep, so it is pending, not failed)."""
+    if "status" in rows.columns:
+        rows = rows[~rows["status"].isin(PENDING_STATUSES)]
     ok = rows[rows["ok"]]
     vals = ok[metric].to_numpy(float)
     vals = vals[np.isfinite(vals)]
