@@ -145,7 +145,7 @@ def _server_setup(mask: set):
     """What the server runs between fork and exec: die with the launcher (``PR_SET_PDEATHSIG``, the runner's
     mechanism: a ``kill -9`` of the launcher must not leave a server on the port serving the old folder), and take
     back the launcher's signal mask."""
-    from sslbench.execution.runner import die_with_parent  # the standard library only: no torch
+    from sslbench.records.process import die_with_parent  # the standard library only: no torch
 
     launcher = os.getpid()
 

@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
+from sslbench.records.process import die_with_parent
+
 __all__ = [
     "CASE_PREFIX",
     "INTERRUPT_GRACE_S",
@@ -221,21 +223,6 @@ class ChildResult:
             with contextlib.suppress(ValueError):
                 return f"was killed by signal {signal.Signals(-code).name}"
         return f"exited with code {code}"
-
-
-def die_with_parent(signum: int = signal.SIGKILL, parent: int | None = None) -> None:  # pragma: no cover
-    """Linux: this process gets ``signum`` when its parent dies (``PR_SET_PDEATHSIG``): run in a child between fork
-    and exec (the runner's cases, the dashboard's server, the local executor's controllers), or first thing in a
-    process (a local worker). ``parent``: the pid the parent had; if it is already gone (it died before the call,
-    and the child was re-parented), the process exits at once rather than run on as an orphan."""
-    try:
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signum))  # PR_SET_PDEATHSIG
-    except Exception:  # noqa: BLE001 - not Linux: the child may outlive a killed parent
-        return
-    if parent is not None and os.getppid() != parent:
-        os._exit(128 + int(signum))
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
