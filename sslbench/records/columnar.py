@@ -1,0 +1,335 @@
+"""The columnar read path: a JSON-lines store straight into the flattened frame of :func:`to_dataframe`.
+
+:func:`read_frame` gives ``to_dataframe(read_records(path, kind=..., start=...))`` (same rows, values, dtypes and
+warnings; the order of the columns may differ where rows of one file have different keys) without building a
+Python dict per record: ``pyarrow.json.read_json`` parses each block of the file (16 MB of whole lines)
+multi-threaded into Arrow columns, and only the columns asked for (``columns``) become the frame. A record is
+2.7 KB; the dict path costs about 20 KB of memory and 0.4 ms a record, this one about the record's own size.
+docs/results-at-scale.md has the measurements and why pyarrow.
+
+Today's guarantees are kept by checking each block and falling back, per block, to the line-by-line reader of
+:mod:`sslbench.records.store` (whose rules are the definition) wherever Arrow cannot be exact:
+
+- a block Arrow refuses (a line that is not JSON, a value whose type changes between lines, a number beyond a
+  double): its lines are parsed one by one to find the lines that are not JSON objects (skipped, warned about);
+  the rest is given to Arrow again, and only if that fails too is the block read the slow way;
+- numbers a float cannot hold (``1e400``, a 400-digit integer: Arrow reads infinity or refuses), a value Arrow
+  would read as a timestamp, a record without ``id`` or ``schema`` (the upgrade computes or defaults them): the
+  block is read line by line, so the clean-up and its warnings are today's;
+- records without a known kind or status are skipped with today's warning (its reason is read from those lines);
+- a nested value (``case.hparams``, a list in ``env``) becomes the same ``json.dumps`` text as today: those cells
+  are taken from their lines, parsed with :mod:`json` (Arrow would merge the keys of different lines).
+
+Needs pyarrow and pandas (the ``dashboard`` extra); :func:`available` says whether they are installed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+from typing import Iterable
+
+from sslbench.records.schema import STATUSES, unusable_reason
+from sslbench.records.store import _BLOCK, _Problems, locked, parse_json_line, parse_lines, warn_problems
+
+#: the top-level keys that become columns of their own, in :func:`to_dataframe`'s order
+BASE = ("schema", "kind", "id", "created", "status", "message")
+#: the sections flattened into ``<section>.<key>`` columns (``regularizer_source`` is ``extra.regularizer_source``)
+SECTIONS = ("case", "metrics", "env")
+
+#: called with the number of lines each :func:`read_frame` block parses (tests count lines parsed through it)
+parse_hook = None
+
+
+def available() -> bool:
+    """Whether pyarrow and pandas are installed (the columnar path needs both)."""
+    try:
+        import pandas  # noqa: F401
+        import pyarrow.json  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def wanted(columns: Iterable[str] | None):
+    """A test of column names from a projection: exact names, or ``"case."``-style prefixes (a whole section);
+    ``None`` keeps everything. The base columns are always kept."""
+    if columns is None:
+        return lambda name: True
+    exact = {c for c in columns if not c.endswith(".")}
+    prefixes = tuple(c for c in columns if c.endswith("."))
+    return lambda name: name in BASE or name in exact or name.startswith(prefixes)
+
+
+def read_frame(path: str | os.PathLike, *, kind: str | None = None, start: int = 0,
+               columns: Iterable[str] | None = None, stop: int | None = None, first_line: int = 1):
+    """The records of the JSON-lines store ``path`` from byte ``start`` (to ``stop``, default its end now) as
+    :func:`sslbench.records.to_dataframe` flattens them, keeping only ``columns`` (see :func:`wanted`) and the
+    records of ``kind``. Warnings name the file and the lines (counted from ``first_line`` at ``start``)."""
+    import pandas as pd
+
+    path = Path(path)
+    keep = wanted(columns)
+    problems, not_json, frames = _Problems(path), [], []
+    if not path.exists():
+        return pd.DataFrame()
+    with open(path, "rb") as f, locked(f, exclusive=False):
+        end = os.fstat(f.fileno()).st_size if stop is None else stop
+        f.seek(start)
+        pos, lineno, tail = start, first_line, b""
+        while pos < end or tail:
+            block = f.read(min(_BLOCK, end - pos)) if pos < end else b""
+            pos += len(block)
+            data = tail + block
+            if pos < end:
+                cut = data.rfind(b"\n") + 1
+                data, tail = data[:cut], data[cut:]
+            else:
+                tail = b""
+            if not data:
+                continue
+            frame, n = _block_frame(data, lineno, problems, not_json, kind, keep)
+            lineno += n
+            if frame is not None and len(frame):
+                frames.append(frame)
+    warn_problems(problems, not_json)
+    if not frames:
+        return pd.DataFrame()
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True, sort=False)
+
+
+def _block_frame(data: bytes, first: int, problems, not_json, kind, keep):
+    """(frame, number of lines) of one block of whole lines."""
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    if parse_hook is not None:
+        parse_hook(len(lines))
+    rows = [i for i, raw in enumerate(lines) if raw.strip()]
+    table = _arrow(data)
+    if table is None:  # find the lines that are not JSON objects, and try Arrow again on the others
+        bad = [i for i in rows if not _is_object(lines[i])]
+        if bad:
+            not_json += [first + i for i in bad]
+            bad_set = set(bad)
+            rows = [i for i in rows if i not in bad_set]
+            table = _arrow(b"\n".join(lines[i] for i in rows) + b"\n") if rows else None
+    frame = _from_arrow(table, lines, rows, first, problems, kind, keep) if table is not None else None
+    if frame is None:  # Arrow cannot be exact here: the block line by line (the bad lines were found already)
+        from sslbench.records.readers import to_dataframe
+
+        kept = set(rows)
+        records = parse_lines([raw if i in kept else b"" for i, raw in enumerate(lines)], first, problems, not_json,
+                              kind)
+        df = to_dataframe(records)
+        frame = df[[c for c in df.columns if keep(c)]]
+    return frame, len(lines)
+
+
+def _arrow(data: bytes):
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    try:
+        return pj.read_json(io.BytesIO(data), read_options=pj.ReadOptions(block_size=4 << 20))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
+        return None
+
+
+def _is_object(raw: bytes) -> bool:
+    try:
+        return isinstance(parse_json_line(raw.strip()), dict)
+    except ValueError:
+        return False
+
+
+def _exact_type(t) -> bool:
+    """Whether Arrow's values of type ``t`` are today's values: no timestamps (a date-like string), recursively."""
+    import pyarrow as pa
+
+    if pa.types.is_timestamp(t) or pa.types.is_date(t) or pa.types.is_time(t):
+        return False
+    if pa.types.is_struct(t):
+        return all(_exact_type(t.field(i).type) for i in range(t.num_fields))
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return _exact_type(t.value_type)
+    return True
+
+
+def _has_inf(arr) -> bool:
+    """Whether a (chunked) array holds an infinity anywhere, nested values included: a number a float cannot hold."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    t = arr.type
+    if pa.types.is_floating(t):
+        return bool(pc.any(pc.is_inf(arr)).as_py())
+    chunks = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]
+    if pa.types.is_struct(t):
+        return any(_has_inf(pa.chunked_array([c.field(i) for c in chunks], type=t.field(i).type))
+                   for i in range(t.num_fields))
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return any(_has_inf(c.flatten()) for c in chunks)
+    return False
+
+
+def _from_arrow(table, lines, rows, first, problems, kind, keep):
+    """The block's frame from Arrow's table (row ``j`` is line ``rows[j]``), or None where it would not be
+    today's frame exactly (the caller then reads the block line by line)."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+
+    if table.num_rows != len(rows) or any(_has_inf(c) for c in table.columns):
+        return None
+    names = table.column_names
+    for name in ("schema", "id"):  # missing ones are filled in by upgrade_record (a default, a computed id)
+        if name not in names or table.column(name).null_count:
+            return None
+    for name in ("kind", "status", "created", "message"):
+        if name in names and not (pa.types.is_string(table.column(name).type)
+                                  or pa.types.is_null(table.column(name).type)):
+            return None
+    if not pa.types.is_integer(table.column("schema").type):
+        return None
+    kinds = _strings(table, "kind")
+    statuses = _strings(table, "status")
+    usable = np.array([isinstance(k, str) and k != "" and s in STATUSES for k, s in zip(kinds, statuses)], bool)
+    take = usable & (np.array([k == kind for k in kinds], bool) if kind is not None else True)
+    idx = np.flatnonzero(take)
+    cols: dict[str, object] = {}
+    for name in BASE:
+        if name in names:
+            cols[name] = table.column(name).take(idx)
+    nested: list[tuple[str, tuple[str, ...]]] = []
+    for section, where in [(s, (s,)) for s in SECTIONS] + [("regularizer_source", ("extra", "regularizer_source"))]:
+        arr = _child(table, where)
+        if arr is None:
+            continue
+        if not pa.types.is_struct(arr.type):
+            if pa.types.is_null(arr.type) or section == "regularizer_source":
+                continue  # no such section in this block (or not a dict: today ignores it too)
+            return None
+        sub = arr.take(idx)
+        for i in range(arr.type.num_fields):
+            field = arr.type.field(i)
+            name = f"{section}.{field.name}"
+            if not keep(name) or name in cols:
+                continue
+            if not _exact_type(field.type):
+                return None
+            if pa.types.is_struct(field.type) or pa.types.is_list(field.type) or pa.types.is_large_list(field.type):
+                nested.append((name, where + (field.name,)))
+                cols[name] = None
+            else:
+                cols[name] = pa.chunked_array([c.field(i) for c in sub.chunks], type=field.type)
+    for j in np.flatnonzero(~usable):  # the reason, as the line-by-line reader gives it (checks all passed)
+        problems.add(f"skipped record(s) with {unusable_reason(json.loads(lines[rows[j]]))}", first + rows[j])
+    n = len(idx)
+    parsed = _Parsed(lines, rows, idx)
+    out, first_row = {}, {}
+    for name, col in cols.items():
+        if name not in BASE:  # the first line with the key: pandas orders the columns by it
+            arr = col if col is not None else _child(table, dict(nested)[name]).take(idx)
+            first_row[name] = _first_present(arr, _where(name), parsed)
+            if first_row[name] is None:
+                continue  # only lines not taken have the key: today has no such column
+        if col is None:
+            out[name] = _json_cells(table, dict(nested)[name], idx, parsed)
+        elif name not in BASE and col.null_count and (pa.types.is_null(col.type) or pa.types.is_boolean(col.type)):
+            out[name] = _object_cells(col, _where(name), parsed)
+        else:
+            out[name] = col.to_pandas()
+    position = {c: i for i, c in enumerate(out)}  # base, then the sections' fields in Arrow's order
+    order = sorted(out, key=lambda c: (first_row.get(c, -1), position[c]))
+    return pd.DataFrame({c: out[c] for c in order}, index=pd.RangeIndex(n))
+
+
+def _first_present(arr, where, parsed) -> int | None:
+    """The first taken row whose line has the key at ``where`` (null or not), None if none has it."""
+    import pyarrow.compute as pc
+
+    n = len(arr)
+    if not arr.null_count:
+        return 0 if n else None
+    valid = arr.is_valid()
+    first_valid = pc.index(valid, True).as_py() if arr.null_count < n else -1
+    upto = n if first_valid < 0 else first_valid
+    for j in range(upto):
+        if _lookup(parsed(j), where) is not _ABSENT:
+            return j
+    return None if first_valid < 0 else first_valid
+
+
+def _where(name: str) -> tuple[str, ...]:
+    section, key = name.split(".", 1)
+    return ("extra", "regularizer_source", key) if section == "regularizer_source" else (section, key)
+
+
+class _Parsed:
+    """The taken rows' lines parsed with :mod:`json`, each once and only when a cell needs it."""
+
+    def __init__(self, lines, rows, idx):
+        self.lines, self.rows, self.idx, self.cache = lines, rows, idx, {}
+
+    def __call__(self, j: int) -> dict:
+        if j not in self.cache:
+            self.cache[j] = json.loads(self.lines[self.rows[self.idx[j]]])
+        return self.cache[j]
+
+
+_ABSENT = object()
+
+
+def _lookup(rec: dict, where: tuple[str, ...]):
+    for key in where:
+        if not isinstance(rec, dict) or key not in rec:
+            return _ABSENT
+        rec = rec[key]
+    return rec
+
+
+def _object_cells(col, where, parsed):
+    """A boolean or all-null column as pandas builds it from dicts: ``None`` where the line says null, NaN where
+    it lacks the key (an all-null column with a missing key is float, one null on every line is object)."""
+    import numpy as np
+    import pandas as pd
+
+    values = col.to_pylist()
+    absent = [v is None and _lookup(parsed(j), where) is _ABSENT for j, v in enumerate(values)]
+    if all(v is None for v in values):
+        return pd.Series(np.nan, index=range(len(values))) if any(absent) else pd.Series(values, dtype=object)
+    return pd.Series([np.nan if a else v for v, a in zip(values, absent)], dtype=object)
+
+
+def _strings(table, name: str) -> list:
+    return table.column(name).to_pylist() if name in table.column_names else [None] * table.num_rows
+
+
+def _child(table, where: tuple[str, ...]):
+    """The (chunked) array at ``where`` (a top-level column, then struct fields), or None."""
+    import pyarrow as pa
+
+    if where[0] not in table.column_names:
+        return None
+    arr = table.column(where[0])
+    for name in where[1:]:
+        if not pa.types.is_struct(arr.type) or arr.type.get_field_index(name) < 0:
+            return None
+        i = arr.type.get_field_index(name)
+        arr = pa.chunked_array([c.field(i) for c in arr.chunks], type=arr.type.field(i).type)
+    return arr
+
+
+def _json_cells(table, where, idx, parsed):
+    """A nested column's cells as today's ``json.dumps`` text of the value on each line (None where Arrow has
+    none: the key is absent or null on that line)."""
+    import pandas as pd
+
+    present = _child(table, where).take(idx).is_valid().to_numpy(zero_copy_only=False)
+    out = [None] * len(idx)
+    for j in present.nonzero()[0]:
+        out[j] = json.dumps(_lookup(parsed(j), where))
+    return pd.Series(out)
