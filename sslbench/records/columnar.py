@@ -97,7 +97,13 @@ def read_frame(path: str | os.PathLike, *, kind: str | None = None, start: int =
     warn_problems(problems, not_json)
     if not frames:
         return pd.DataFrame()
-    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True, sort=False)
+    if len(frames) == 1:
+        return frames[0]
+    df = pd.concat(frames, ignore_index=True, sort=False)
+    for name in df.columns:  # a column of mixed blocks is inferred again, as pandas infers it from all the dicts
+        if df[name].dtype == object:
+            df[name] = pd.Series(df[name].tolist(), index=df.index)
+    return df
 
 
 def _block_frame(data: bytes, first: int, problems, not_json, kind, keep):
@@ -133,7 +139,9 @@ def _arrow(data: bytes):
     import pyarrow.json as pj
 
     try:
-        return pj.read_json(io.BytesIO(data), read_options=pj.ReadOptions(block_size=4 << 20))
+        return pj.read_json(io.BytesIO(data), read_options=pj.ReadOptions(block_size=4 << 20),
+                            parse_options=pj.ParseOptions(explicit_schema=pa.schema([("created", pa.string())]),
+                                                          unexpected_field_behavior="infer"))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
         return None
 
@@ -238,13 +246,29 @@ def _from_arrow(table, lines, rows, first, problems, kind, keep):
                 continue  # only lines not taken have the key: today has no such column
         if col is None:
             out[name] = _json_cells(table, dict(nested)[name], idx, parsed)
-        elif name not in BASE and col.null_count and (pa.types.is_null(col.type) or pa.types.is_boolean(col.type)):
+        elif name in BASE and n and col.null_count == n:  # every record has them: all null is None, object
+            out[name] = pd.Series([None] * n, dtype=object)
+        elif name not in BASE and col.null_count and (col.null_count == n or pa.types.is_boolean(col.type)):
             out[name] = _object_cells(col, _where(name), parsed)
         else:
             out[name] = col.to_pandas()
-    position = {c: i for i, c in enumerate(out)}  # base, then the sections' fields in Arrow's order
-    order = sorted(out, key=lambda c: (first_row.get(c, -1), position[c]))
+    order = sorted(out, key=lambda c: _place(c, first_row, parsed))
     return pd.DataFrame({c: out[c] for c in order}, index=pd.RangeIndex(n))
+
+
+_SECTION_ORDER = {name: i for i, name in enumerate(SECTIONS + ("regularizer_source",))}
+
+
+def _place(name: str, first_row: dict, parsed) -> tuple:
+    """Where pandas puts a column built from dicts: by the first row with the key, then by its place in that row
+    (base keys first, then case, metrics, env, regularizer_source, each in the line's own order)."""
+    if name in BASE:
+        return (-1, BASE.index(name), 0)
+    r = first_row[name]
+    where = _where(name)
+    section = _lookup(parsed(r), where[:-1])
+    keys = list(section) if isinstance(section, dict) else []
+    return (r, _SECTION_ORDER[name.split(".", 1)[0]], keys.index(where[-1]) if where[-1] in keys else len(keys))
 
 
 def _first_present(arr, where, parsed) -> int | None:

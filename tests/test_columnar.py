@@ -1,0 +1,147 @@
+"""The columnar read path (sslbench.records.columnar) against today's line-by-line reader: the same frame (values,
+dtypes, column order) and the same warnings, on the committed results and on a hostile store, block by block."""
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import results_fixtures as F
+from sslbench import analysis as A
+from sslbench.records import columnar, read_records, to_dataframe
+
+ROOT = Path(__file__).resolve().parent.parent
+pytest.importorskip("pyarrow")
+
+
+def _good(i: int, **over) -> dict:
+    rec = {"schema": 1, "kind": "regularizer_bench", "id": f"id{i}", "created": "2026-11-28T09:22:21+00:00",
+           "case": {"regularizer": "vicreg", "dim": 64 * (i + 1), "hparams": {"a": i, "b": [1.0, 2]}},
+           "status": "ok", "metrics": {"time_median_s": 0.001 * (i + 1), "flag": bool(i % 2)},
+           "env": {"device_name": "cpu", "device_names": []}, "message": None,
+           "extra": {"regularizer_source": {"distribution": "sslbench", "version": "0.1"}}}
+    rec.update(over)
+    return rec
+
+
+HOSTILE = [json.dumps(_good(0)), "", "not json at all", json.dumps(_good(1)), "[1, 2]",
+           json.dumps(_good(2, kind=None)), json.dumps({k: v for k, v in _good(3).items() if k != "status"}),
+           json.dumps(_good(4, status="weird")), json.dumps(_good(5, status=None)),
+           '{"schema": 1, "kind": "regularizer_bench", "id": "big", "case": {"dim": 1}, "status": "ok", '
+           '"metrics": {"time_median_s": 1e400, "n": ' + "9" * 400 + '}, "env": {}}',
+           json.dumps(_good(6, case={"regularizer": "barlow_twins", "max_steps": None, "when": "2020-01-01"})),
+           json.dumps(_good(7, metrics={"time_median_s": "fast"})),
+           json.dumps({k: v for k, v in _good(8).items() if k not in ("id", "schema")}),
+           json.dumps(_good(9, kind="train", case={"regularizer": "sfrik", "hparams": {"c": 1}})),
+           json.dumps(_good(10, extra={"regularizer_source": "not a dict"})),
+           '{"schema": 1, "kind": "regularizer_bench", "id": "half", "case": {"dim"']
+
+
+CLEAN = [json.dumps(_good(i)) for i in range(6)] + [
+    json.dumps(_good(6, metrics={"time_median_s": 0.5})),  # no flag: NaN there, None where it is null
+    json.dumps(_good(7, metrics={"time_median_s": None, "flag": None})),
+    json.dumps(_good(8, kind="train", case={"regularizer": "sfrik", "max_steps": None, "hparams": {"x": 1.0}})),
+    json.dumps(_good(9, status="oom", message="out of memory", extra={})),
+    json.dumps(_good(10, kind=None)), ""]
+
+
+def _both(path, **kw):
+    """(old frame, old warnings, new frame, new warnings)."""
+    with warnings.catch_warnings(record=True) as w_old:
+        warnings.simplefilter("always")
+        old = to_dataframe(read_records(path, **{k: v for k, v in kw.items() if k != "columns"}))
+    with warnings.catch_warnings(record=True) as w_new:
+        warnings.simplefilter("always")
+        new = columnar.read_frame(path, **kw)
+    return old, [str(w.message) for w in w_old], new, [str(w.message) for w in w_new]
+
+
+def _same(new, old, exact=True):
+    """The frames are equal; not ``exact``: a null may be None in one and NaN in the other, in a column whose
+    values change type between lines that lie in different blocks (the one difference, docs/results-at-scale.md)."""
+    if not exact:
+        new, old = (df.astype(object).where(df.notna(), None) for df in (new, old))
+    pd.testing.assert_frame_equal(new, old, check_dtype=exact)
+
+
+@pytest.mark.parametrize("lines", [HOSTILE, CLEAN], ids=["hostile", "clean"])
+@pytest.mark.parametrize("block", [16 << 20, 700])
+def test_the_columnar_reader_gives_todays_frame_and_warnings(tmp_path, monkeypatch, lines, block):
+    monkeypatch.setattr(columnar, "_BLOCK", block)  # 700 bytes: a few lines a block, fallbacks in some blocks
+    path = tmp_path / "store.jsonl"
+    path.write_text("\n".join(lines))
+    old, w_old, new, w_new = _both(path)
+    assert len(old) > 3
+    _same(new, old, exact=lines is CLEAN or block > 1000)
+    assert w_new == w_old
+    for kind in ("train", "regularizer_bench", "nothing"):
+        old, w_old, new, w_new = _both(path, kind=kind)
+        if len(old):
+            _same(new, old, exact=lines is CLEAN or block > 1000)
+        else:
+            assert len(new) == 0
+        assert w_new == w_old
+
+
+def test_a_clean_block_is_read_by_arrow_without_the_line_by_line_fallback(tmp_path, monkeypatch):
+    path = tmp_path / "store.jsonl"
+    path.write_text("\n".join(CLEAN))
+    calls = []
+    monkeypatch.setattr(columnar, "parse_lines", lambda *a, **k: calls.append(1) or [])
+    with pytest.warns(RuntimeWarning, match="line 11"):
+        df = columnar.read_frame(path)
+    assert calls == [] and len(df) == 10
+
+
+def test_a_half_written_last_line_costs_only_its_own_line(tmp_path, monkeypatch):
+    """The common damage (an interrupted writer) does not send the whole block to the slow path."""
+    path = tmp_path / "store.jsonl"
+    path.write_text("\n".join(CLEAN[:-2] + [HOSTILE[-1]]))
+    calls = []
+    monkeypatch.setattr(columnar, "parse_lines", lambda *a, **k: calls.append(1) or [])
+    with pytest.warns(RuntimeWarning, match=r"not JSON records.*line 11"):
+        df = columnar.read_frame(path)
+    assert calls == [] and len(df) == 10
+
+
+def test_a_projection_reads_only_the_columns_asked_for(tmp_path):
+    path = tmp_path / "store.jsonl"
+    path.write_text("\n".join(CLEAN[:-2]))
+    full = columnar.read_frame(path)
+    some = columnar.read_frame(path, columns=["case.dim", "metrics."])
+    expected = ["schema", "kind", "id", "created", "status", "message", "case.dim", "metrics.time_median_s",
+                "metrics.flag"]
+    assert list(some.columns) == expected
+    pd.testing.assert_frame_equal(some, full[expected])
+
+
+def _load_both(root, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        new = A.load_results(root, **kw)
+        fast = columnar.available
+        try:
+            columnar.available = lambda: False
+            old = A.load_results(root, **kw)
+        finally:
+            columnar.available = fast
+    return old, new
+
+
+def test_load_results_is_the_same_frame_on_the_committed_results_and_a_hostile_store(tmp_path):
+    root = tmp_path / "results"
+    shutil.copytree(ROOT / "results", root)
+    (root / "hostile.jsonl").write_text("\n".join(HOSTILE))
+    F.write_results(tmp_path / "fixture")
+    shutil.copytree(tmp_path / "fixture", root / "fixture")
+    old, new = _load_both(root, asv=[])
+    assert len(old) > 400
+    pd.testing.assert_frame_equal(new, old)
+    cols = ["metrics.knn_top1", "case.epochs"]
+    old_p, new_p = _load_both(root, asv=[], columns=cols)
+    pd.testing.assert_frame_equal(new_p, old_p)
+    assert set(cols) <= set(new_p.columns) and len(new_p.columns) < len(new.columns)
+    pd.testing.assert_frame_equal(new_p, new[new_p.columns])
