@@ -145,3 +145,31 @@ def test_load_results_is_the_same_frame_on_the_committed_results_and_a_hostile_s
     pd.testing.assert_frame_equal(new_p, old_p)
     assert set(cols) <= set(new_p.columns) and len(new_p.columns) < len(new.columns)
     pd.testing.assert_frame_equal(new_p, new[new_p.columns])
+
+
+def test_resume_and_status_read_a_projection_of_the_store(tmp_path):
+    """sweep's resume, --status, ETA and devices line keep of each record its ids, status, case and the few env /
+    extra keys they read, not its metrics, env and extra (the bulk of a record)."""
+    from sslbench.execution import plan as P
+    from sslbench.records import append_record, make_record
+
+    store = tmp_path / "store.jsonl"
+    env = {"device_name": "cpu", "torch_version": "2", "threads": 1, "hostname": "h", "big": "x" * 1000}
+    ok = make_record("regularizer_bench", {"dim": 8}, {"time_median_s": 1.0, "samples": list(range(50))}, env=env,
+                     extra={"wall_s": 2.0, "output": "o" * 500, "sweep": {"id": "s1", "case": {"dim": 8}}})
+    bad = make_record("regularizer_bench", {"dim": 16}, {}, "error", env=env, message="boom",
+                      extra={"output": "traceback ..."})
+    other = make_record("train", {"dim": 8}, {}, env=env)
+    for rec in (ok, bad, other):
+        append_record(store, rec)
+    with open(store, "a") as f:
+        f.write('{"kind": "regularizer_bench", "status": "ok", "metrics": {"x": 1e400}, "case": {"dim": 32}}\n')
+    slim = P._read_store(str(store), "regularizer_bench", "sweep")
+    full = read_records(store, kind="regularizer_bench")
+    assert [(r["id"], r["status"], r["message"], r["case"]) for r in slim] == \
+        [(r["id"], r["status"], r["message"], r["case"]) for r in full]
+    assert all(r["metrics"] == {} for r in slim)
+    assert slim[0]["env"] == {"device_name": "cpu", "torch_version": "2", "threads": 1}
+    assert slim[0]["extra"] == {"wall_s": 2.0, "sweep": {"id": "s1", "case": {"dim": 8}}}  # no output: it is ok
+    assert slim[1]["extra"] == {"output": "traceback ..."}  # a failure's output: --status prints its tail
+    assert P.sweep_id_of(slim[0]) == "s1" and slim[2]["id"] == full[2]["id"]  # a missing id computed alike
