@@ -292,6 +292,23 @@ def _hparams_text(value: Any) -> str | None:
     return ",".join(f"{k}={v}" for k, v in sorted(hp.items()))
 
 
+def _memo(fn, values: list, when) -> list:
+    """``[fn(v) for v in values]`` (None where ``when(v)`` is false), each distinct hashable value computed once."""
+    seen: dict = {}
+    out = []
+    for v in values:
+        if when is not None and not when(v):
+            out.append(None)
+            continue
+        try:
+            if v not in seen:
+                seen[v] = fn(v)
+            out.append(seen[v])
+        except TypeError:  # not hashable
+            out.append(fn(v))
+    return out
+
+
 def _derive(df: pd.DataFrame) -> pd.DataFrame:
     """Add :data:`DERIVED_COLUMNS` (and the base columns, for an empty frame)."""
     df = df.copy()
@@ -305,27 +322,36 @@ def _derive(df: pd.DataFrame) -> pd.DataFrame:
     df["created"] = pd.to_datetime(df["created"], utc=True, errors="coerce", format="ISO8601")
     kind = column(df, "kind")
     contender = column(df, "case.contender")
-    parsed = [_parse_contender(c) for c in contender]
+    # one pass over plain lists (never .iloc in a loop), each distinct text parsed once
+    kinds, contenders = kind.tolist(), contender.tolist()
+    parsed = _memo(_parse_contender, contenders, lambda c: isinstance(c, str))
     reg = column(df, "case.regularizer").astype(object).copy()
     algo = column(df, "case.algorithm").astype(object).copy()
     impl = pd.Series(["sslbench"] * n, index=df.index, dtype=object)
-    for i, (idx, (r, a, im)) in enumerate(zip(df.index, parsed)):
-        if isinstance(contender.iloc[i], str):
-            reg.at[idx], impl.at[idx] = r, im
-            if a is not None:
-                algo.at[idx] = a
+    at = [i for i, c in enumerate(contenders) if isinstance(c, str)]
+    if at:
+        rows = df.index[at]
+        reg.loc[rows] = pd.Series([parsed[i][0] for i in at], index=rows, dtype=object)
+        impl.loc[rows] = pd.Series([parsed[i][2] for i in at], index=rows, dtype=object)
+        with_algo = [i for i in at if parsed[i][1] is not None]
+        if with_algo:
+            algo.loc[df.index[with_algo]] = pd.Series([parsed[i][1] for i in with_algo], index=df.index[with_algo],
+                                                      dtype=object)
     reg = reg.where(reg.notna(), None)
     algo = algo.where(algo.notna(), None)
-    hp = [_hparams_text(v) if k in SCALING_KINDS else None for k, v in zip(kind, column(df, "case.hparams"))]
+    hp = _memo(_hparams_text, column(df, "case.hparams").tolist(), None)
+    hp = [h if k in SCALING_KINDS else None for k, h in zip(kinds, hp)]
+    regs, algos = reg.tolist(), algo.tolist()
+    benches, names = column(df, "case.benchmark").tolist(), column(df, "case.name").tolist()
     labels = []
     for i in range(n):
-        k, c, r, a = kind.iloc[i], contender.iloc[i], reg.iloc[i], algo.iloc[i]
+        k, c, r, a = kinds[i], contenders[i], regs[i], algos[i]
         if isinstance(c, str):
             label = c
         elif isinstance(r, str):
             label = f"{r}[{a}]" if isinstance(a, str) and a else r
         else:
-            label = column(df, "case.benchmark").iloc[i] if k == "asv" else (column(df, "case.name").iloc[i] or k)
+            label = benches[i] if k == "asv" else (names[i] or k)
         if hp[i]:
             label = f"{label} {hp[i]}"
         labels.append(label)
