@@ -173,3 +173,20 @@ def test_resume_and_status_read_a_projection_of_the_store(tmp_path):
     assert slim[0]["extra"] == {"wall_s": 2.0, "sweep": {"id": "s1", "case": {"dim": 8}}}  # no output: it is ok
     assert slim[1]["extra"] == {"output": "traceback ..."}  # a failure's output: --status prints its tail
     assert P.sweep_id_of(slim[0]) == "s1" and slim[2]["id"] == full[2]["id"]  # a missing id computed alike
+
+
+def test_keys_spelled_with_escapes_or_non_ascii_are_found(tmp_path):
+    """Whether a line has a key (None or NaN in today's frame) is never guessed wrong from its bytes."""
+    lines = [json.dumps(_good(0, case={"dim": 1, "déjà": True, "a/b": False})),
+             '{"schema": 1, "kind": "k", "id": "a", "status": "ok", "case": {"d\\u00e9j\\u00e0": null, "dim": 2}}',
+             json.dumps(_good(2, case={"déjà": None, "dim": 3}), ensure_ascii=False),
+             '{"schema": 1, "kind": "k", "id": "b", "status": "ok", "case": {"a\\/b": null, "dim": 4}}',
+             json.dumps(_good(4, case={"dim": 5}))]
+    path = tmp_path / "store.jsonl"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    old, w_old, new, w_new = _both(path)
+    pd.testing.assert_frame_equal(new, old)
+    cells = new["case.déjà"].tolist()
+    assert cells[:3] == [True, None, None] and all(isinstance(c, float) for c in cells[3:])  # NaN: no key there
+    cells = new["case.a/b"].tolist()
+    assert cells[0] is False and cells[3] is None and all(isinstance(c, float) for c in cells[1:3] + cells[4:])

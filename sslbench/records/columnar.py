@@ -239,17 +239,17 @@ def _from_arrow(table, lines, rows, first, problems, kind, keep):
     parsed = _Parsed(lines, rows, idx)
     out, first_row = {}, {}
     for name, col in cols.items():
-        if name not in BASE:  # the first line with the key: pandas orders the columns by it
-            arr = col if col is not None else _child(table, dict(nested)[name]).take(idx)
-            first_row[name] = _first_present(arr, _where(name), parsed)
-            if first_row[name] is None:
-                continue  # only lines not taken have the key: today has no such column
-        if col is None:
-            out[name] = _json_cells(table, dict(nested)[name], idx, parsed)
-        elif name in BASE and n and col.null_count == n:  # every record has them: all null is None, object
-            out[name] = pd.Series([None] * n, dtype=object)
-        elif name not in BASE and col.null_count and (col.null_count == n or pa.types.is_boolean(col.type)):
-            out[name] = _object_cells(col, _where(name), parsed)
+        if name in BASE:  # every record has them (upgrade_record): all null is None, object
+            out[name] = pd.Series([None] * n, dtype=object) if n and col.null_count == n else col.to_pandas()
+            continue
+        arr = col if col is not None else _child(table, dict(nested)[name]).take(idx)
+        first_row[name] = _first_present(arr, _where(name), parsed)  # pandas orders the columns by it
+        if first_row[name] is None:
+            continue  # only lines not taken have the key: today has no such column
+        if arr.null_count and (arr.null_count == n or pa.types.is_boolean(arr.type)):
+            out[name] = _object_cells(arr, _where(name), parsed)
+        elif col is None:
+            out[name] = _json_cells(arr, _where(name), parsed)
         else:
             out[name] = col.to_pandas()
     order = sorted(out, key=lambda c: _place(c, first_row, parsed))
@@ -282,7 +282,7 @@ def _first_present(arr, where, parsed) -> int | None:
     first_valid = pc.index(valid, True).as_py() if arr.null_count < n else -1
     upto = n if first_valid < 0 else first_valid
     for j in range(upto):
-        if _lookup(parsed(j), where) is not _ABSENT:
+        if parsed.has(j, where):
             return j
     return None if first_valid < 0 else first_valid
 
@@ -303,6 +303,14 @@ class _Parsed:
             self.cache[j] = json.loads(self.lines[self.rows[self.idx[j]]])
         return self.cache[j]
 
+    def has(self, j: int, where: tuple[str, ...]) -> bool:
+        """Whether row ``j``'s line has the key at ``where``. A line whose bytes do not hold the key's quoted
+        name (and no backslash: an escape could spell it otherwise) lacks it: no need to parse it."""
+        raw = self.lines[self.rows[self.idx[j]]]
+        if j not in self.cache and b"\\" not in raw and json.dumps(where[-1], ensure_ascii=False).encode() not in raw:
+            return False
+        return _lookup(self(j), where) is not _ABSENT
+
 
 _ABSENT = object()
 
@@ -322,7 +330,7 @@ def _object_cells(col, where, parsed):
     import pandas as pd
 
     values = col.to_pylist()
-    absent = [v is None and _lookup(parsed(j), where) is _ABSENT for j, v in enumerate(values)]
+    absent = [v is None and not parsed.has(j, where) for j, v in enumerate(values)]
     if all(v is None for v in values):
         return pd.Series(np.nan, index=range(len(values))) if any(absent) else pd.Series(values, dtype=object)
     return pd.Series([np.nan if a else v for v, a in zip(values, absent)], dtype=object)
@@ -347,13 +355,21 @@ def _child(table, where: tuple[str, ...]):
     return arr
 
 
-def _json_cells(table, where, idx, parsed):
+def _json_cells(arr, where, parsed):
     """A nested column's cells as today's ``json.dumps`` text of the value on each line (None where Arrow has
-    none: the key is absent or null on that line)."""
+    none: the key is absent or null on that line). Lists of strings, integers or booleans are written from Arrow
+    (the same text); other values (dicts, whose keys Arrow merges across lines, and floats, which may have been
+    integers) from their lines, parsed with :mod:`json`."""
     import pandas as pd
+    import pyarrow as pa
 
-    present = _child(table, where).take(idx).is_valid().to_numpy(zero_copy_only=False)
-    out = [None] * len(idx)
+    t = arr.type
+    if (pa.types.is_list(t) or pa.types.is_large_list(t)) and any(
+            check(t.value_type) for check in (pa.types.is_string, pa.types.is_integer, pa.types.is_boolean,
+                                               pa.types.is_null)):
+        return pd.Series([None if v is None else json.dumps(v) for v in arr.to_pylist()])
+    present = arr.is_valid().to_numpy(zero_copy_only=False)
+    out = [None] * len(arr)
     for j in present.nonzero()[0]:
         out[j] = json.dumps(_lookup(parsed(j), where))
     return pd.Series(out)
