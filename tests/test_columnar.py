@@ -190,3 +190,139 @@ def test_keys_spelled_with_escapes_or_non_ascii_are_found(tmp_path):
     assert cells[:3] == [True, None, None] and all(isinstance(c, float) for c in cells[3:])  # NaN: no key there
     cells = new["case.a/b"].tolist()
     assert cells[0] is False and cells[3] is None and all(isinstance(c, float) for c in cells[1:3] + cells[4:])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The snapshot cache: only appended lines parsed, the same frame and warnings as a cold read
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.fixture
+def counted(monkeypatch):
+    parsed = []
+    monkeypatch.setattr(columnar, "parse_hook", parsed.append)
+    return parsed
+
+
+def _cold(path):
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        return columnar.read_frame(path), [str(x.message) for x in w]
+
+
+def _cached(path, folder):
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        return columnar.read_frame_cached(path, folder=folder), [str(x.message) for x in w]
+
+
+def _write(path, lines):
+    path.write_text("".join(line + "\n" for line in lines))
+
+
+def test_a_snapshot_makes_later_reads_parse_only_the_appended_lines(tmp_path, counted):
+    store, folder = tmp_path / "store.jsonl", tmp_path / "cache"
+    _write(store, CLEAN[:6] + ["not json"] + HOSTILE[5:9])
+    first, w_first = _cached(store, folder)
+    cold, w_cold = _cold(store)
+    pd.testing.assert_frame_equal(first, cold)
+    assert w_first == w_cold and len(list(folder.iterdir())) == 1
+    with open(store, "a") as f:
+        f.write("".join(line + "\n" for line in CLEAN[6:10]))
+    counted.clear()
+    again, w_again = _cached(store, folder)
+    assert sum(counted) == 4  # the appended lines only
+    cold, w_cold = _cold(store)
+    pd.testing.assert_frame_equal(again, cold)
+    assert w_again == w_cold  # the skipped lines of the cached part are warned about again
+    counted.clear()
+    pd.testing.assert_frame_equal(_cached(store, folder)[0], cold)
+    assert sum(counted) == 0
+    some = columnar.read_frame_cached(store, folder=folder, columns=["case.dim"])
+    pd.testing.assert_frame_equal(some, cold[[c for c in cold.columns if c in columnar.BASE or c == "case.dim"]])
+
+
+def test_a_line_being_written_is_read_but_not_cached(tmp_path, counted):
+    store, folder = tmp_path / "store.jsonl", tmp_path / "cache"
+    _write(store, CLEAN[:4])
+    with open(store, "a") as f:
+        f.write(CLEAN[4][:30])  # half a line
+    df, w = _cached(store, folder)
+    assert len(df) == 4 and any("line 5" in m for m in w)
+    with open(store, "a") as f:
+        f.write(CLEAN[4][30:] + "\n")
+    counted.clear()
+    df, w = _cached(store, folder)
+    assert sum(counted) == 1 and w == []
+    pd.testing.assert_frame_equal(df, _cold(store)[0])
+
+
+@pytest.mark.parametrize("change", ["shrink", "replace", "rewrite"])
+def test_a_store_that_shrank_or_was_replaced_is_read_from_the_start(tmp_path, counted, change):
+    store, folder = tmp_path / "store.jsonl", tmp_path / "cache"
+    _write(store, CLEAN[:8])
+    _cached(store, folder)
+    if change == "shrink":
+        _write(store, CLEAN[:3])
+    elif change == "replace":  # another inode with more lines: the old snapshot must not be extended
+        other = tmp_path / "other.jsonl"
+        _write(other, CLEAN[2:10])
+        other.replace(store)
+    else:  # the same inode, the same size, other bytes before the offset
+        text = store.read_text()
+        store.write_text(text.replace('"id0"', '"idX"'))
+    counted.clear()
+    df, _ = _cached(store, folder)
+    assert sum(counted) == len(store.read_text().splitlines())
+    pd.testing.assert_frame_equal(df, _cold(store)[0])
+
+
+@pytest.mark.parametrize("damage", ["garbage", "link", "other_key", "bad_columns"])
+def test_a_damaged_or_planted_snapshot_is_rebuilt_never_trusted(tmp_path, counted, damage):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    store, folder = tmp_path / "store.jsonl", tmp_path / "cache"
+    _write(store, CLEAN[:8])
+    _cached(store, folder)
+    snap = next(folder.iterdir())
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me")
+    if damage == "garbage":
+        snap.write_bytes(b"PAR1 not parquet")
+    elif damage == "link":
+        snap.unlink()
+        snap.symlink_to(target)
+    else:
+        table = pq.read_table(snap)
+        meta = json.loads(table.schema.metadata[b"sslbench"])
+        if damage == "other_key":
+            meta["offset"] = "0"
+        else:
+            table = table.append_column("os.system", pa.array(["x"] * table.num_rows))
+        pq.write_table(table.replace_schema_metadata({b"sslbench": json.dumps(meta).encode()}), snap)
+    counted.clear()
+    df, w = _cached(store, folder)
+    assert sum(counted) == 8 and any("snapshot" in m and "rebuilt" in m for m in w)
+    pd.testing.assert_frame_equal(df, _cold(store)[0])
+    assert target.read_text() == "keep me" and not snap.is_symlink()
+    counted.clear()
+    assert _cached(store, folder)[1] == [] and sum(counted) == 0  # rebuilt: trusted again
+
+
+def test_a_read_only_store_is_read_and_cached_elsewhere(tmp_path, counted, monkeypatch):
+    shop = tmp_path / "shop"
+    shop.mkdir()
+    store = shop / "store.jsonl"
+    _write(store, CLEAN[:5])
+    store.chmod(0o444)
+    shop.chmod(0o555)
+    monkeypatch.setenv("SSLBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    try:
+        df = columnar.read_frame_cached(store)
+        counted.clear()
+        pd.testing.assert_frame_equal(columnar.read_frame_cached(store), df)
+        assert sum(counted) == 0 and list(shop.iterdir()) == [store]
+        monkeypatch.setenv("SSLBENCH_CACHE_DIR", "off")
+        pd.testing.assert_frame_equal(columnar.read_frame_cached(store), df)
+        assert sum(counted) == 5
+    finally:
+        shop.chmod(0o755)

@@ -184,7 +184,9 @@ def load_results(root: str | os.PathLike = "results", *, asv: Iterable[str | os.
     ``columns`` reads only those flattened columns (names such as ``metrics.knn_top1``, or a section's prefix
     such as ``"metrics."``) besides the base and derived ones: a table that needs ten columns does not hold the
     store's hundred. Stores are read through the columnar path (:mod:`sslbench.records.columnar`, pyarrow) when
-    it is installed; the frame is the same either way.
+    it is installed, through a snapshot per store in the cache folder (``~/.cache/sslbench/snapshots``, or
+    ``$SSLBENCH_CACHE_DIR``; ``off`` for none) so that a later load parses only the lines appended since; the
+    frame is the same either way.
     """
     root = Path(root)
     jsonl, js, asv_found = _walk(root)
@@ -200,7 +202,7 @@ def load_results(root: str | os.PathLike = "results", *, asv: Iterable[str | os.
         if _is_run_log(path):
             continue
         if fast:
-            df = columnar.read_frame(path, columns=None if columns is None else [*columns, *DERIVE_INPUTS])
+            df = columnar.read_frame_cached(path, columns=None if columns is None else [*columns, *DERIVE_INPUTS])
             if len(df):
                 df["source"], df["source_type"] = _rel(path, root), "jsonl"
                 frames.append(df)

@@ -68,13 +68,22 @@ def read_frame(path: str | os.PathLike, *, kind: str | None = None, start: int =
     """The records of the JSON-lines store ``path`` from byte ``start`` (to ``stop``, default its end now) as
     :func:`sslbench.records.to_dataframe` flattens them, keeping only ``columns`` (see :func:`wanted`) and the
     records of ``kind``. Warnings name the file and the lines (counted from ``first_line`` at ``start``)."""
+    path = Path(path)
+    problems, not_json = _Problems(path), []
+    df, _ = _read(path, problems, not_json, kind=kind, start=start, columns=columns, stop=stop,
+                  first_line=first_line)
+    warn_problems(problems, not_json)
+    return df
+
+
+def _read(path: Path, problems, not_json, *, kind=None, start=0, columns=None, stop=None, first_line=1):
+    """(frame, the next line's number) of ``path`` from ``start`` to ``stop``; problems collected, not warned."""
     import pandas as pd
 
-    path = Path(path)
     keep = wanted(columns)
-    problems, not_json, frames = _Problems(path), [], []
+    frames = []
     if not path.exists():
-        return pd.DataFrame()
+        return pd.DataFrame(), first_line
     with open(path, "rb") as f, locked(f, exclusive=False):
         end = os.fstat(f.fileno()).st_size if stop is None else stop
         f.seek(start)
@@ -83,7 +92,7 @@ def read_frame(path: str | os.PathLike, *, kind: str | None = None, start: int =
             block = f.read(min(_BLOCK, end - pos)) if pos < end else b""
             pos += len(block)
             data = tail + block
-            if pos < end:
+            if pos < end and block:
                 cut = data.rfind(b"\n") + 1
                 data, tail = data[:cut], data[cut:]
             else:
@@ -94,13 +103,21 @@ def read_frame(path: str | os.PathLike, *, kind: str | None = None, start: int =
             lineno += n
             if frame is not None and len(frame):
                 frames.append(frame)
-    warn_problems(problems, not_json)
+    return _concat(frames), lineno
+
+
+def _concat(frames: list):
+    """The blocks' frames as one: a column of mixed blocks is inferred again, as pandas infers it from all the
+    dicts at once."""
+    import pandas as pd
+
+    frames = [f for f in frames if len(f)]
     if not frames:
         return pd.DataFrame()
     if len(frames) == 1:
         return frames[0]
     df = pd.concat(frames, ignore_index=True, sort=False)
-    for name in df.columns:  # a column of mixed blocks is inferred again, as pandas infers it from all the dicts
+    for name in df.columns:
         if df[name].dtype == object:
             df[name] = pd.Series(df[name].tolist(), index=df.index)
     return df
@@ -373,3 +390,200 @@ def _json_cells(arr, where, parsed):
     for j in present.nonzero()[0]:
         out[j] = json.dumps(_lookup(parsed(j), where))
     return pd.Series(out)
+
+
+# ==============================================================================================================
+# The snapshot cache: parse only what was appended since the last read
+# ==============================================================================================================
+_CACHE_VERSION = 1
+_TAIL = 4096  # the bytes before the cached offset whose hash must still match (a file rewritten in place)
+_NAN = "__nan__."  # a flag column per object column: where the cell is NaN (no key) rather than None (null)
+
+
+def cache_dir() -> Path | None:
+    """Where snapshots go: ``$SSLBENCH_CACHE_DIR``, else ``$XDG_CACHE_HOME/sslbench/snapshots`` (by default
+    ``~/.cache/sslbench/snapshots``); ``SSLBENCH_CACHE_DIR=off`` turns the cache off. Outside the store's folder,
+    so a read-only store is cached too, and no one else's folder is written."""
+    env = os.environ.get("SSLBENCH_CACHE_DIR")
+    if env is not None:
+        return None if env.strip().lower() in ("", "off", "0", "none") else Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "sslbench" / "snapshots"
+
+
+def _own_folder(folder: Path) -> bool:
+    """Create ``folder`` (mode 700) or check it: a real folder (not a link) owned by this user."""
+    import stat
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        st = os.lstat(folder)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and (not hasattr(os, "getuid") or st.st_uid == os.getuid())
+
+
+def _tail_hash(f, offset: int) -> str:
+    import hashlib
+
+    f.seek(max(0, offset - _TAIL))
+    return hashlib.sha256(f.read(min(offset, _TAIL))).hexdigest()
+
+
+def _complete_end(f, end: int) -> int:
+    """The offset after the last newline before ``end``: a snapshot never ends inside a line being written."""
+    pos = end
+    while pos > 0:
+        step = min(pos, 1 << 16)
+        f.seek(pos - step)
+        chunk = f.read(step)
+        i = chunk.rfind(b"\n")
+        if i >= 0:
+            return pos - step + i + 1
+        pos -= step
+    return 0
+
+
+def read_frame_cached(path: str | os.PathLike, *, columns: Iterable[str] | None = None, folder: Path | None = None):
+    """:func:`read_frame` of the whole store ``path`` (the same frame and warnings), through a snapshot in the
+    cache folder (:func:`cache_dir`): a Parquet file keyed by the store's real path, its identity
+    (``st_dev``, ``st_ino``), the byte offset read up to (the end of its last whole line) and a hash of the
+    bytes before it. A later read parses only the lines appended since; a store that shrank, was replaced
+    (another inode) or rewritten before the offset is read from the start. A snapshot that cannot be read, or
+    whose key or columns are not valid, is rebuilt with a warning. The lines skipped while building it are
+    kept in it and warned about again, as a cold read does. Written to a temporary file and renamed."""
+    import hashlib
+
+    path = Path(path)
+    folder = cache_dir() if folder is None else folder
+    if folder is None or not path.is_file() or not _own_folder(folder):
+        return read_frame(path, columns=columns)
+    real = os.path.realpath(path)
+    snap = folder / (hashlib.sha256(real.encode("utf-8", "surrogateescape")).hexdigest()[:32] + ".parquet")
+    try:
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            end = st.st_size
+            cut = _complete_end(f, end)
+            cached = _load_snapshot(snap, real, st, f)
+            tail = _tail_hash(f, cut)
+    except OSError:
+        return read_frame(path, columns=columns)
+    problems, not_json = _Problems(path), []
+    if cached is not None:
+        old, meta = cached
+        problems.by_reason = {r: list(v) for r, v in meta["problems"].items()}
+        not_json += meta["not_json"]
+        new, lineno = _read(path, problems, not_json, start=meta["offset"], stop=cut, first_line=meta["lines"])
+        df = _concat([old, new])
+    else:
+        df, lineno = _read(path, problems, not_json, stop=cut)
+    if cached is None or cut != cached[1]["offset"]:
+        _save_snapshot(snap, df, {"version": _CACHE_VERSION, "path": real, "dev": st.st_dev, "ino": st.st_ino,
+                                  "offset": cut, "lines": lineno, "tail": tail, "problems": problems.by_reason,
+                                  "not_json": not_json})
+    if cut < end:  # a line being written: read now, never cached
+        rest, _ = _read(path, problems, not_json, start=cut, stop=end, first_line=lineno)
+        df = _concat([df, rest])
+    warn_problems(problems, not_json)
+    keep = wanted(columns)
+    return df[[c for c in df.columns if keep(c)]] if columns is not None else df
+
+
+def _load_snapshot(snap: Path, real: str, st: os.stat_result, f):
+    """(frame, key) of a valid snapshot of this store, or None (none yet, or not valid: then a warning)."""
+    import stat
+
+    try:
+        fd = os.open(snap, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return _invalid(snap, f"cannot be opened ({exc.strerror or exc})")
+    try:
+        with os.fdopen(fd, "rb") as g:
+            if not stat.S_ISREG(os.fstat(g.fileno()).st_mode):
+                return _invalid(snap, "is not a regular file")
+            data = g.read()
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(pa.BufferReader(data))
+        meta = json.loads((table.schema.metadata or {}).get(b"sslbench", b"null"))
+        problem = _bad_key(meta, table, real, st)
+        if problem is None:
+            f.seek(0)
+            if meta["offset"] > st.st_size or _tail_hash(f, meta["offset"]) != meta["tail"]:
+                return None  # the store shrank or was rewritten: read from the start (not the cache's fault)
+            return _from_snapshot(table), meta
+    except Exception as exc:  # noqa: BLE001 - anything in a planted or damaged file: rebuild it
+        problem = f"cannot be read ({type(exc).__name__}: {exc})"
+    return _invalid(snap, problem) if problem != "other store" else None
+
+
+def _bad_key(meta, table, real: str, st) -> str | None:
+    if not isinstance(meta, dict) or meta.get("version") != _CACHE_VERSION:
+        return "has no key of this version"
+    if meta.get("path") != real or meta.get("dev") != st.st_dev or meta.get("ino") != st.st_ino:
+        return "other store"  # another store, or this path's file replaced: a fresh snapshot, no warning
+    ints = ("offset", "lines")
+    if not all(isinstance(meta.get(k), int) and not isinstance(meta.get(k), bool) and meta[k] >= 0 for k in ints):
+        return "has a key with a bad offset"
+    if not isinstance(meta.get("tail"), str) or not isinstance(meta.get("not_json"), list) or not isinstance(
+            meta.get("problems"), dict):
+        return "has a key with bad fields"
+    lists = [meta["not_json"], *meta["problems"].values()]
+    if not all(isinstance(v, list) and all(isinstance(i, int) for i in v) for v in lists) or not all(
+            isinstance(r, str) for r in meta["problems"]):
+        return "has a key with bad line numbers"
+    names = table.column_names
+    if len(set(names)) != len(names) or any(n not in BASE and not n.startswith(tuple(
+            f"{s}." for s in (*SECTIONS, "regularizer_source", _NAN.rstrip(".")))) for n in names):
+        return "has columns a store does not have"
+    return None
+
+
+def _invalid(snap: Path, problem: str):
+    import warnings
+
+    warnings.warn(f"{snap}: the snapshot of the store {problem}; ignored and rebuilt", RuntimeWarning,
+                  stacklevel=4)
+    return None
+
+
+def _from_snapshot(table):
+    import numpy as np
+
+    df = table.to_pandas()
+    for name in [c for c in df.columns if c.startswith(_NAN)]:
+        target = name[len(_NAN):]
+        if target in df.columns:
+            col = df[target].astype(object)
+            col[df[name].to_numpy(dtype=bool)] = np.nan
+            df[target] = col
+        del df[name]
+    return df
+
+
+def _save_snapshot(snap: Path, df, meta: dict) -> None:
+    """Write the snapshot (temporary file + rename); a frame Parquet cannot hold (a column of mixed types) or a
+    folder that cannot be written leaves no snapshot: the store is then read in full each time."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from sslbench.records.files import write_atomically
+
+    out = df.copy()
+    for name in df.columns:
+        if df[name].dtype == object:  # None and NaN are both null in Parquet: keep which was which
+            isnan = [isinstance(v, float) and v != v for v in df[name].tolist()]
+            if any(isnan):
+                out[_NAN + name] = pd.Series(isnan, index=df.index, dtype=bool)
+    try:
+        table = pa.Table.from_pandas(out, preserve_index=False)
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                               b"sslbench": json.dumps(meta).encode()})
+        write_atomically(snap, lambda f: pq.write_table(table, f))
+    except (pa.ArrowException, OSError, ValueError, TypeError):
+        return
