@@ -186,6 +186,16 @@ ENDLESS = ["--kind", "bench", "--regularizers", "barlow_twins", "--batches", "32
            "always", "--warmup", "0", "--max-repeats", "1000000", "--min-time", "1e6", "--no-progress"]
 
 
+def _measuring(pid: int) -> bool:
+    """Whether worker ``pid`` has started its case's measurement process (``--isolate always``)."""
+    import psutil
+
+    try:
+        return any("sslbench.execution.measure" in " ".join(c.cmdline()) for c in psutil.Process(pid).children())
+    except psutil.Error:
+        return False
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -206,9 +216,12 @@ def test_sigterm_to_a_local_sweep_stops_its_workers_and_records_their_cases_as_i
     proc = subprocess.Popen([sys.executable, "-m", "sslbench", "sweep", *ENDLESS, "--dims", "16", "24", "--out",
                              str(store), "--executor", "local", "--workers", "2"], cwd=tmp_path, env=_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    claims = _wait_for(lambda: len(_claims(store)) == 2 and _claims(store), proc=proc)  # both cases running
+    claims = _wait_for(lambda: len(_claims(store)) == 2 and _claims(store), proc=proc)  # both cases claimed
     workers = sorted({c["pid"] for c in claims})
     assert len(workers) == 2 and all(_alive(pid) for pid in workers)
+    # and both measuring, so that each worker has a running case to record as interrupted: waiting for the claims
+    # alone let one worker be stopped before its case started (seen once at a load average of 12: one record)
+    _wait_for(lambda: all(_measuring(pid) for pid in workers), proc=proc)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 143, out + err
