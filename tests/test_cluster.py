@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from processes import alive, measuring
 from sslbench.execution import plan, sweep
 from sslbench.records import append_record, read_records
 
@@ -186,27 +187,6 @@ ENDLESS = ["--kind", "bench", "--regularizers", "barlow_twins", "--batches", "32
            "always", "--warmup", "0", "--max-repeats", "1000000", "--min-time", "1e6", "--no-progress"]
 
 
-def _measuring(pid: int) -> bool:
-    """Whether worker ``pid`` has started its case's measurement process (``--isolate always``)."""
-    import psutil
-
-    try:
-        return any("sslbench.execution.measure" in " ".join(c.cmdline()) for c in psutil.Process(pid).children())
-    except psutil.Error:
-        return False
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie (exited, not yet reaped) is not running
-        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
 @pytest.mark.slow
 def test_sigterm_to_a_local_sweep_stops_its_workers_and_records_their_cases_as_interrupted(tmp_path):
     """SIGTERM (a scheduler's stop) to ``--executor local`` used to kill the launcher alone: its workers ran on
@@ -218,15 +198,15 @@ def test_sigterm_to_a_local_sweep_stops_its_workers_and_records_their_cases_as_i
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     claims = _wait_for(lambda: len(_claims(store)) == 2 and _claims(store), proc=proc)  # both cases claimed
     workers = sorted({c["pid"] for c in claims})
-    assert len(workers) == 2 and all(_alive(pid) for pid in workers)
+    assert len(workers) == 2 and all(alive(pid) for pid in workers)
     # and both measuring, so that each worker has a running case to record as interrupted: waiting for the claims
     # alone let one worker be stopped before its case started (seen once at a load average of 12: one record)
-    _wait_for(lambda: all(_measuring(pid) for pid in workers), proc=proc)
+    _wait_for(lambda: all(measuring(pid) for pid in workers), proc=proc)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 143, out + err
     assert "interrupted (SIGTERM); the workers were stopped" in err and "Traceback" not in err, err
-    assert not any(_alive(pid) for pid in workers)
+    assert not any(alive(pid) for pid in workers)
     assert sorted(r["status"] for r in _records(store)) == ["interrupted", "interrupted"]
     assert _claims(store) == []
 
@@ -358,7 +338,7 @@ def test_kill_9_of_a_local_sweep_launcher_stops_its_controllers_and_workers(tmp_
         assert len(pids) >= 4, tree  # two controllers, two workers (and their cases' processes)
         proc.kill()
         proc.wait(timeout=60)
-        _wait_for(lambda: not any(_alive(pid) for pid in pids), timeout=120)
+        _wait_for(lambda: not any(alive(pid) for pid in pids), timeout=120)
         _wait_for(lambda: sorted(r["status"] for r in _records(store)) == ["interrupted", "interrupted"], timeout=300)
     finally:
         with contextlib.suppress(ProcessLookupError):
@@ -381,7 +361,7 @@ def test_a_local_worker_stops_when_its_controller_is_killed(tmp_path):
         controller = worker.parent()
         assert "submitit.local._local" in " ".join(controller.cmdline())
         controller.kill()
-        _wait_for(lambda: not _alive(worker.pid), timeout=120)
+        _wait_for(lambda: not alive(worker.pid), timeout=120)
         _wait_for(lambda: [r["status"] for r in _records(store)] == ["interrupted"], timeout=300)
     finally:
         with contextlib.suppress(ProcessLookupError):

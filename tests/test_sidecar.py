@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from processes import alive
 from sslbench import cli
 from sslbench.records import claims, read_records
 
@@ -40,17 +41,6 @@ def _cli(argv, capsys) -> tuple[int, str, str]:
     out = capsys.readouterr()
     assert "Traceback" not in out.out + out.err, out.err
     return code, out.out, out.err
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie (exited, not yet reaped) is not running
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def _fake_controller(store: Path) -> subprocess.Popen:
@@ -101,7 +91,7 @@ def test_cancel_leaves_an_unrelated_process_alone_and_status_does_not_call_it_ru
                                 cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
         assert cancel.returncode == 0 and "no job of" in cancel.stdout, cancel.stdout + cancel.stderr
         time.sleep(0.2)
-        assert _alive(bystander.pid)  # its pid was listed (even with its own start time): not a controller
+        assert alive(bystander.pid)  # its pid was listed (even with its own start time): not a controller
     finally:
         bystander.kill()
         bystander.wait()
@@ -136,7 +126,7 @@ def test_cancel_signals_its_controller_and_refuses_pids_that_are_not_it(tmp_path
         assert sent == [ours.pid]
         assert "skipped 2 line(s)" in err  # -1 and 10**30 are no local job ids; 0 and 1 are refused (pid <= 1)
         assert _wait_gone(ours) and ours.returncode == -signal.SIGTERM
-        assert _alive(reused.pid)
+        assert alive(reused.pid)
     finally:
         for p in (ours, reused):
             p.kill()
@@ -197,7 +187,7 @@ def test_cancel_stops_a_real_local_sweep_and_spares_a_bystander_listed_beside_it
         out, err = launcher.communicate(timeout=300)
         assert "Traceback" not in err, err
         assert [r["status"] for r in read_records(store)] == ["interrupted"]
-        assert _alive(bystander.pid)
+        assert alive(bystander.pid)
     finally:
         for p in (launcher, bystander):
             if p.poll() is None:
