@@ -7,6 +7,12 @@ import torch
 # tests import helpers (references, the distributed harness) from this folder
 sys.path.insert(0, os.path.dirname(__file__))
 
+# the results reader's snapshots (sslbench.records.columnar) go to a folder of this run, not the user's ~/.cache
+if "SSLBENCH_CACHE_DIR" not in os.environ:
+    import tempfile
+
+    os.environ["SSLBENCH_CACHE_DIR"] = tempfile.mkdtemp(prefix="sslbench-test-snapshots-")
+
 
 def pytest_collection_modifyitems(config, items):
     for item in items:

@@ -20,7 +20,14 @@ import numpy as np
 import pandas as pd
 
 from sslbench.analysis.common import column
-from sslbench.records import clamp_numbers, read_asv_results, read_pytest_benchmark, read_records, to_dataframe
+from sslbench.records import (
+    clamp_numbers,
+    columnar,
+    read_asv_results,
+    read_pytest_benchmark,
+    read_records,
+    to_dataframe,
+)
 from sslbench.records.store import parse_json_line
 
 #: record kinds whose rows are one regularizer step at one shape (time and memory against D, N, V)
@@ -45,6 +52,12 @@ DERIVED_COLUMNS = ("source", "source_type", "label", "regularizer", "algorithm",
 _MEMORY_METRICS = ("cuda_max_allocated_delta_bytes", "peak_rss_delta_bytes")
 _PEAK_METRICS = ("cuda_max_allocated_bytes", "peak_rss_bytes", "peak_memory_bytes")
 _BASE_COLUMNS = ("schema", "kind", "id", "created", "status", "message")
+#: the flattened columns :func:`_derive` reads: always part of a projection (``load_results(columns=...)``)
+DERIVE_INPUTS = ("case.contender", "case.regularizer", "case.algorithm", "case.hparams", "case.benchmark",
+                 "case.name", "case.dim", "case.batch", "case.views", "case.device", "case.dtype", "case.commit",
+                 "env.device_name", "env.cpu_model", "env.machine", "env.threads", "env.git_commit",
+                 "metrics.time_median_s", "metrics.value") + tuple(
+                     f"metrics.{m}" for m in _MEMORY_METRICS + _PEAK_METRICS)
 
 HOW_TO_PRODUCE_RESULTS = """\
 No results found in {root}. Produce some, then reload:
@@ -149,7 +162,7 @@ def results_stamp(root: str | os.PathLike = "results", asv: Iterable[str | os.Pa
 
 
 def load_results(root: str | os.PathLike = "results", *, asv: Iterable[str | os.PathLike] | None = None,
-                 pytest_benchmark: bool = True) -> pd.DataFrame:
+                 pytest_benchmark: bool = True, columns: Iterable[str] | None = None) -> pd.DataFrame:
     """Every record under ``root`` as one tidy DataFrame (one row per record).
 
     Reads, recursively: JSON-lines record stores (``*.jsonl``; training runs' per-step logs are recognised and
@@ -167,6 +180,13 @@ def load_results(root: str | os.PathLike = "results", *, asv: Iterable[str | os.
     ``views``, ``device``, ``device_name`` (the GPU or CPU model), ``threads`` (torch CPU threads), ``dtype``,
     ``commit``, ``time_s`` (median),
     ``memory_bytes`` (peak growth during the step, ``memory_metric`` says which metric), ``peak_bytes``.
+
+    ``columns`` reads only those flattened columns (names such as ``metrics.knn_top1``, or a section's prefix
+    such as ``"metrics."``) besides the base and derived ones: a table that needs ten columns does not hold the
+    store's hundred. Stores are read through the columnar path (:mod:`sslbench.records.columnar`, pyarrow) when
+    it is installed, through a snapshot per store in the cache folder (``~/.cache/sslbench/snapshots``, or
+    ``$SSLBENCH_CACHE_DIR``; ``off`` for none) so that a later load parses only the lines appended since; the
+    frame is the same either way.
     """
     root = Path(root)
     jsonl, js, asv_found = _walk(root)
@@ -175,13 +195,21 @@ def load_results(root: str | os.PathLike = "results", *, asv: Iterable[str | os.
         extra = Path(extra)
         if extra.resolve() not in {a.resolve() for a in asv_dirs}:
             asv_dirs.append(extra)
+    keep = columnar.wanted(None if columns is None else [*columns, *DERIVE_INPUTS])
+    fast = columnar.available()
     frames = []
     for path in jsonl:
         if _is_run_log(path):
             continue
+        if fast:
+            df = columnar.read_frame_cached(path, columns=None if columns is None else [*columns, *DERIVE_INPUTS])
+            if len(df):
+                df["source"], df["source_type"] = _rel(path, root), "jsonl"
+                frames.append(df)
+            continue
         recs = read_records(path)
         if recs:
-            frames.append(_frame(recs, source=_rel(path, root), source_type="jsonl"))
+            frames.append(_projected(_frame(recs, source=_rel(path, root), source_type="jsonl"), keep))
     if pytest_benchmark:
         for path in js:
             first = _peek_json(path)
@@ -189,14 +217,15 @@ def load_results(root: str | os.PathLike = "results", *, asv: Iterable[str | os.
                 continue
             recs = read_pytest_benchmark(path)
             if recs:
-                frames.append(_frame(recs, source=_rel(path, root), source_type="pytest_benchmark"))
+                frames.append(_projected(_frame(recs, source=_rel(path, root), source_type="pytest_benchmark"),
+                                         keep))
     for d in asv_dirs:
         if not Path(d).is_dir():
             warnings.warn(f"{d}: no such asv results directory; skipped", RuntimeWarning, stacklevel=2)
             continue
         recs = read_asv_results(d)
         if recs:
-            frames.append(_frame(recs, source=_rel(Path(d), root), source_type="asv"))
+            frames.append(_projected(_frame(recs, source=_rel(Path(d), root), source_type="asv"), keep))
     frames = [f for f in frames if not f.empty]
     df = pd.concat(frames, ignore_index=True, sort=False) if frames else pd.DataFrame()
     return _derive(df)
@@ -219,6 +248,10 @@ def _frame(records: list[dict], *, source: str, source_type: str) -> pd.DataFram
     df["source"] = source
     df["source_type"] = source_type
     return df
+
+
+def _projected(df: pd.DataFrame, keep) -> pd.DataFrame:
+    return df[[c for c in df.columns if keep(c) or c in ("source", "source_type")]]
 
 
 def _first_of(df: pd.DataFrame, names: Sequence[str]) -> tuple[pd.Series, pd.Series]:
@@ -261,6 +294,23 @@ def _hparams_text(value: Any) -> str | None:
     return ",".join(f"{k}={v}" for k, v in sorted(hp.items()))
 
 
+def _memo(fn, values: list, when) -> list:
+    """``[fn(v) for v in values]`` (None where ``when(v)`` is false), each distinct hashable value computed once."""
+    seen: dict = {}
+    out = []
+    for v in values:
+        if when is not None and not when(v):
+            out.append(None)
+            continue
+        try:
+            if v not in seen:
+                seen[v] = fn(v)
+            out.append(seen[v])
+        except TypeError:  # not hashable
+            out.append(fn(v))
+    return out
+
+
 def _derive(df: pd.DataFrame) -> pd.DataFrame:
     """Add :data:`DERIVED_COLUMNS` (and the base columns, for an empty frame)."""
     df = df.copy()
@@ -274,27 +324,36 @@ def _derive(df: pd.DataFrame) -> pd.DataFrame:
     df["created"] = pd.to_datetime(df["created"], utc=True, errors="coerce", format="ISO8601")
     kind = column(df, "kind")
     contender = column(df, "case.contender")
-    parsed = [_parse_contender(c) for c in contender]
+    # one pass over plain lists (never .iloc in a loop), each distinct text parsed once
+    kinds, contenders = kind.tolist(), contender.tolist()
+    parsed = _memo(_parse_contender, contenders, lambda c: isinstance(c, str))
     reg = column(df, "case.regularizer").astype(object).copy()
     algo = column(df, "case.algorithm").astype(object).copy()
     impl = pd.Series(["sslbench"] * n, index=df.index, dtype=object)
-    for i, (idx, (r, a, im)) in enumerate(zip(df.index, parsed)):
-        if isinstance(contender.iloc[i], str):
-            reg.at[idx], impl.at[idx] = r, im
-            if a is not None:
-                algo.at[idx] = a
+    at = [i for i, c in enumerate(contenders) if isinstance(c, str)]
+    if at:
+        rows = df.index[at]
+        reg.loc[rows] = pd.Series([parsed[i][0] for i in at], index=rows, dtype=object)
+        impl.loc[rows] = pd.Series([parsed[i][2] for i in at], index=rows, dtype=object)
+        with_algo = [i for i in at if parsed[i][1] is not None]
+        if with_algo:
+            algo.loc[df.index[with_algo]] = pd.Series([parsed[i][1] for i in with_algo], index=df.index[with_algo],
+                                                      dtype=object)
     reg = reg.where(reg.notna(), None)
     algo = algo.where(algo.notna(), None)
-    hp = [_hparams_text(v) if k in SCALING_KINDS else None for k, v in zip(kind, column(df, "case.hparams"))]
+    hp = _memo(_hparams_text, column(df, "case.hparams").tolist(), None)
+    hp = [h if k in SCALING_KINDS else None for k, h in zip(kinds, hp)]
+    regs, algos = reg.tolist(), algo.tolist()
+    benches, names = column(df, "case.benchmark").tolist(), column(df, "case.name").tolist()
     labels = []
     for i in range(n):
-        k, c, r, a = kind.iloc[i], contender.iloc[i], reg.iloc[i], algo.iloc[i]
+        k, c, r, a = kinds[i], contenders[i], regs[i], algos[i]
         if isinstance(c, str):
             label = c
         elif isinstance(r, str):
             label = f"{r}[{a}]" if isinstance(a, str) and a else r
         else:
-            label = column(df, "case.benchmark").iloc[i] if k == "asv" else (column(df, "case.name").iloc[i] or k)
+            label = benches[i] if k == "asv" else (names[i] or k)
         if hp[i]:
             label = f"{label} {hp[i]}"
         labels.append(label)

@@ -35,7 +35,7 @@ from sslbench.probe.environment import environment
 from sslbench.records import FINAL_STATUSES, case_id, make_record, read_records
 from sslbench.records.claims import read_claims, tidy, try_claim
 from sslbench.records.paths import append_record_safely
-from sslbench.records.store import store_size
+from sslbench.records.store import read_projected, store_size
 
 __all__ = [
     "SweepError",
@@ -291,12 +291,32 @@ def _summary(kind: str, rec: dict) -> str:
     return " ".join(parts)
 
 
+#: what resume, ``--status``, the ETA and the devices line read of a stored record's env and extra
+_SLIM_ENV = (*bench.SETUP_KEYS, "device_name")
+_SLIM_EXTRA = ("sweep", "wall_s")
+
+
+def slim_record(rec: dict) -> dict:
+    """The part of a stored record that resume, ``--status``, the ETA and the devices line read (a projection: a
+    record is about 2.7 KB, mostly metrics, env and extra; this keeps its ids, status, message, case, the env's
+    setup keys, ``extra.sweep`` and ``extra.wall_s``, and a failure's ``extra.output``, which ``--status``
+    prints)."""
+    env = rec.get("env") if isinstance(rec.get("env"), dict) else {}
+    extra = rec.get("extra") if isinstance(rec.get("extra"), dict) else {}
+    slim = {k: rec[k] for k in ("schema", "kind", "id", "created", "case", "status", "message") if k in rec}
+    slim["env"] = {k: env[k] for k in _SLIM_ENV if k in env}
+    slim["extra"] = {k: extra[k] for k in _SLIM_EXTRA if k in extra}
+    if rec.get("status") not in FINAL_STATUSES and "output" in extra:
+        slim["extra"]["output"] = extra["output"]
+    return slim
+
+
 def _read_store(path: str, kind: str, command: str, start: int = 0) -> list[dict]:
-    """The store's records of ``kind`` (from byte ``start``); the lines that are not records are reported in one
-    line and skipped."""
+    """The store's records of ``kind`` (from byte ``start``), each as :func:`slim_record` keeps it; the lines
+    that are not records are reported in one line and skipped."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
-        records = read_records(path, kind=kind, start=start)
+        records = read_projected(path, slim_record, kind=kind, start=start)
     for w in caught:
         if issubclass(w.category, RuntimeWarning):
             print(f"sslbench {command}: warning: {w.message}", file=sys.stderr, flush=True)

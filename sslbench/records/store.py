@@ -119,9 +119,9 @@ class _Problems:
     def add(self, reason: str, lineno: int) -> None:
         self.by_reason.setdefault(reason, []).append(lineno)
 
-    def warn(self) -> None:
+    def warn(self, stacklevel: int = 3) -> None:
         for reason, numbers in self.by_reason.items():
-            warnings.warn(f"{self.path}: {reason} (line {_lines(numbers)})", RuntimeWarning, stacklevel=3)
+            warnings.warn(f"{self.path}: {reason} (line {_lines(numbers)})", RuntimeWarning, stacklevel=stacklevel)
 
 
 _NOT_JSON = ("skipped {n} line(s) that are not JSON records; an interrupted run leaves a half-written last line, "
@@ -148,11 +148,22 @@ def read_records(path: str | os.PathLike, *, kind: str | None = None, start: int
     path = Path(path)
     if not path.exists():
         return []
-    records, problems, not_json = [], _Problems(path), []
+    problems, not_json = _Problems(path), []
     with open(path, "rb") as f, locked(f, exclusive=False):
         f.seek(start)
         data = f.read()
-    for lineno, raw in enumerate(data.split(b"\n"), start=1):
+    records = parse_lines(data.split(b"\n"), 1, problems, not_json, kind)
+    warn_problems(problems, not_json)
+    return records
+
+
+def parse_lines(lines: list[bytes], first: int, problems: _Problems, not_json: list[int],
+                kind: str | None = None, keep=None) -> list[dict]:
+    """The usable records of ``lines`` (line ``first`` onwards), cleaned and upgraded as :func:`read_records`
+    says; the skipped and cleaned lines go to ``problems`` and ``not_json``. ``keep(rec) -> dict`` projects each
+    raw record before it is cleaned (only what a caller needs is checked and kept: a projection)."""
+    records = []
+    for lineno, raw in enumerate(lines, start=first):
         if not raw.strip():
             continue
         try:
@@ -166,16 +177,53 @@ def read_records(path: str | os.PathLike, *, kind: str | None = None, start: int
         if reason is not None:
             problems.add(f"skipped record(s) with {reason}", lineno)
             continue
+        if keep is not None:  # a projection: only the kept part is checked
+            if kind is not None and rec["kind"] != kind:
+                continue
+            rec = keep(rec)
         rec, bad = clamp_numbers(rec)
         if bad:
             problems.add(f"number(s) out of range set to null ({', '.join(bad[:5])})", lineno)
-        rec = upgrade_record(rec)
         if kind is None or rec["kind"] == kind:
-            records.append(rec)
+            records.append(upgrade_record(rec))
+    return records
+
+
+def warn_problems(problems: _Problems, not_json: list[int]) -> None:
+    """One warning per reason (the lines that are not JSON first), naming the file and the lines."""
     if not_json:
         problems.by_reason = {_NOT_JSON.format(n=len(not_json)): not_json, **problems.by_reason}
-    problems.warn()
+    problems.warn(stacklevel=5)
+
+
+def read_projected(path: str | os.PathLike, keep, *, kind: str | None = None, start: int = 0) -> list[dict]:
+    """:func:`read_records` keeping of each record only what ``keep(rec) -> dict`` picks (the case ids and
+    statuses ``sweep --status`` and resume need, not whole records): the same lines are skipped with the same
+    warnings, out-of-range numbers are nulled in what is kept, and the store is never held in memory whole
+    record by record. Reads in blocks of lines, so its memory is the projection's, not the store's."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    problems, not_json, records = _Problems(path), [], []
+    with open(path, "rb") as f, locked(f, exclusive=False):
+        f.seek(start)
+        lineno, tail = 1, b""
+        while True:
+            block = f.read(_BLOCK)
+            if not block:
+                break
+            lines = (tail + block).split(b"\n")
+            tail = lines.pop()
+            records += parse_lines(lines, lineno, problems, not_json, kind, keep)
+            lineno += len(lines)
+        if tail:
+            records += parse_lines([tail], lineno, problems, not_json, kind, keep)
+    warn_problems(problems, not_json)
     return records
+
+
+#: the bytes read at a time by the block readers
+_BLOCK = 16 << 20
 
 
 def completed_ids(records: Iterable[dict], statuses: Iterable[str] = FINAL_STATUSES) -> set[str]:

@@ -1,0 +1,589 @@
+"""The columnar read path: a JSON-lines store straight into the flattened frame of :func:`to_dataframe`.
+
+:func:`read_frame` gives ``to_dataframe(read_records(path, kind=..., start=...))`` (same rows, values, dtypes and
+warnings; the order of the columns may differ where rows of one file have different keys) without building a
+Python dict per record: ``pyarrow.json.read_json`` parses each block of the file (16 MB of whole lines)
+multi-threaded into Arrow columns, and only the columns asked for (``columns``) become the frame. A record is
+2.7 KB; the dict path costs about 20 KB of memory and 0.4 ms a record, this one about the record's own size.
+docs/results-at-scale.md has the measurements and why pyarrow.
+
+Today's guarantees are kept by checking each block and falling back, per block, to the line-by-line reader of
+:mod:`sslbench.records.store` (whose rules are the definition) wherever Arrow cannot be exact:
+
+- a block Arrow refuses (a line that is not JSON, a value whose type changes between lines, a number beyond a
+  double): its lines are parsed one by one to find the lines that are not JSON objects (skipped, warned about);
+  the rest is given to Arrow again, and only if that fails too is the block read the slow way;
+- numbers a float cannot hold (``1e400``, a 400-digit integer: Arrow reads infinity or refuses), a value Arrow
+  would read as a timestamp, a record without ``id`` or ``schema`` (the upgrade computes or defaults them): the
+  block is read line by line, so the clean-up and its warnings are today's;
+- records without a known kind or status are skipped with today's warning (its reason is read from those lines);
+- a nested value (``case.hparams``, a list in ``env``) becomes the same ``json.dumps`` text as today: those cells
+  are taken from their lines, parsed with :mod:`json` (Arrow would merge the keys of different lines).
+
+Needs pyarrow and pandas (the ``dashboard`` extra); :func:`available` says whether they are installed.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+from typing import Iterable
+
+from sslbench.records.schema import STATUSES, unusable_reason
+from sslbench.records.store import _BLOCK, _Problems, locked, parse_json_line, parse_lines, warn_problems
+
+#: the top-level keys that become columns of their own, in :func:`to_dataframe`'s order
+BASE = ("schema", "kind", "id", "created", "status", "message")
+#: the sections flattened into ``<section>.<key>`` columns (``regularizer_source`` is ``extra.regularizer_source``)
+SECTIONS = ("case", "metrics", "env")
+
+#: called with the number of lines each :func:`read_frame` block parses (tests count lines parsed through it)
+parse_hook = None
+
+
+def available() -> bool:
+    """Whether pyarrow and pandas are installed (the columnar path needs both)."""
+    try:
+        import pandas  # noqa: F401
+        import pyarrow.json  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def wanted(columns: Iterable[str] | None):
+    """A test of column names from a projection: exact names, or ``"case."``-style prefixes (a whole section);
+    ``None`` keeps everything. The base columns are always kept."""
+    if columns is None:
+        return lambda name: True
+    exact = {c for c in columns if not c.endswith(".")}
+    prefixes = tuple(c for c in columns if c.endswith("."))
+    return lambda name: name in BASE or name in exact or name.startswith(prefixes)
+
+
+def read_frame(path: str | os.PathLike, *, kind: str | None = None, start: int = 0,
+               columns: Iterable[str] | None = None, stop: int | None = None, first_line: int = 1):
+    """The records of the JSON-lines store ``path`` from byte ``start`` (to ``stop``, default its end now) as
+    :func:`sslbench.records.to_dataframe` flattens them, keeping only ``columns`` (see :func:`wanted`) and the
+    records of ``kind``. Warnings name the file and the lines (counted from ``first_line`` at ``start``)."""
+    path = Path(path)
+    problems, not_json = _Problems(path), []
+    df, _ = _read(path, problems, not_json, kind=kind, start=start, columns=columns, stop=stop,
+                  first_line=first_line)
+    warn_problems(problems, not_json)
+    return df
+
+
+def _read(path: Path, problems, not_json, *, kind=None, start=0, columns=None, stop=None, first_line=1):
+    """(frame, the next line's number) of ``path`` from ``start`` to ``stop``; problems collected, not warned."""
+    import pandas as pd
+
+    keep = wanted(columns)
+    frames = []
+    if not path.exists():
+        return pd.DataFrame(), first_line
+    with open(path, "rb") as f, locked(f, exclusive=False):
+        end = os.fstat(f.fileno()).st_size if stop is None else stop
+        f.seek(start)
+        pos, lineno, tail = start, first_line, b""
+        while pos < end or tail:
+            block = f.read(min(_BLOCK, end - pos)) if pos < end else b""
+            pos += len(block)
+            data = tail + block
+            if pos < end and block:
+                cut = data.rfind(b"\n") + 1
+                data, tail = data[:cut], data[cut:]
+            else:
+                tail = b""
+            if not data:
+                continue
+            frame, n = _block_frame(data, lineno, problems, not_json, kind, keep)
+            lineno += n
+            if frame is not None and len(frame):
+                frames.append(frame)
+    return _concat(frames), lineno
+
+
+def _concat(frames: list):
+    """The blocks' frames as one: a column of mixed blocks is inferred again, as pandas infers it from all the
+    dicts at once."""
+    import pandas as pd
+
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        return pd.DataFrame()
+    if len(frames) == 1:
+        return frames[0]
+    df = pd.concat(frames, ignore_index=True, sort=False)
+    for name in df.columns:
+        if df[name].dtype == object:
+            df[name] = pd.Series(df[name].tolist(), index=df.index)
+    return df
+
+
+def _block_frame(data: bytes, first: int, problems, not_json, kind, keep):
+    """(frame, number of lines) of one block of whole lines."""
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    if parse_hook is not None:
+        parse_hook(len(lines))
+    rows = [i for i, raw in enumerate(lines) if raw.strip()]
+    table = _arrow(data)
+    if table is None:  # find the lines that are not JSON objects, and try Arrow again on the others
+        bad = [i for i in rows if not _is_object(lines[i])]
+        if bad:
+            not_json += [first + i for i in bad]
+            bad_set = set(bad)
+            rows = [i for i in rows if i not in bad_set]
+            table = _arrow(b"\n".join(lines[i] for i in rows) + b"\n") if rows else None
+    frame = _from_arrow(table, lines, rows, first, problems, kind, keep) if table is not None else None
+    if frame is None:  # Arrow cannot be exact here: the block line by line (the bad lines were found already)
+        from sslbench.records.readers import to_dataframe
+
+        kept = set(rows)
+        records = parse_lines([raw if i in kept else b"" for i, raw in enumerate(lines)], first, problems, not_json,
+                              kind)
+        df = to_dataframe(records)
+        frame = df[[c for c in df.columns if keep(c)]]
+    return frame, len(lines)
+
+
+def _arrow(data: bytes):
+    import pyarrow as pa
+    import pyarrow.json as pj
+
+    try:
+        return pj.read_json(io.BytesIO(data), read_options=pj.ReadOptions(block_size=4 << 20),
+                            parse_options=pj.ParseOptions(explicit_schema=pa.schema([("created", pa.string())]),
+                                                          unexpected_field_behavior="infer"))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
+        return None
+
+
+def _is_object(raw: bytes) -> bool:
+    try:
+        return isinstance(parse_json_line(raw.strip()), dict)
+    except ValueError:
+        return False
+
+
+def _exact_type(t) -> bool:
+    """Whether Arrow's values of type ``t`` are today's values: no timestamps (a date-like string), recursively."""
+    import pyarrow as pa
+
+    if pa.types.is_timestamp(t) or pa.types.is_date(t) or pa.types.is_time(t):
+        return False
+    if pa.types.is_struct(t):
+        return all(_exact_type(t.field(i).type) for i in range(t.num_fields))
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return _exact_type(t.value_type)
+    return True
+
+
+def _has_inf(arr) -> bool:
+    """Whether a (chunked) array holds an infinity anywhere, nested values included: a number a float cannot hold."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    t = arr.type
+    if pa.types.is_floating(t):
+        return bool(pc.any(pc.is_inf(arr)).as_py())
+    chunks = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]
+    if pa.types.is_struct(t):
+        return any(_has_inf(pa.chunked_array([c.field(i) for c in chunks], type=t.field(i).type))
+                   for i in range(t.num_fields))
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return any(_has_inf(c.flatten()) for c in chunks)
+    return False
+
+
+def _from_arrow(table, lines, rows, first, problems, kind, keep):
+    """The block's frame from Arrow's table (row ``j`` is line ``rows[j]``), or None where it would not be
+    today's frame exactly (the caller then reads the block line by line)."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+
+    if table.num_rows != len(rows) or any(_has_inf(c) for c in table.columns):
+        return None
+    names = table.column_names
+    for name in ("schema", "id"):  # missing ones are filled in by upgrade_record (a default, a computed id)
+        if name not in names or table.column(name).null_count:
+            return None
+    for name in ("kind", "status", "created", "message"):
+        if name in names and not (pa.types.is_string(table.column(name).type)
+                                  or pa.types.is_null(table.column(name).type)):
+            return None
+    if not pa.types.is_integer(table.column("schema").type):
+        return None
+    kinds = _strings(table, "kind")
+    statuses = _strings(table, "status")
+    usable = np.array([isinstance(k, str) and k != "" and s in STATUSES for k, s in zip(kinds, statuses)], bool)
+    take = usable & (np.array([k == kind for k in kinds], bool) if kind is not None else True)
+    idx = np.flatnonzero(take)
+    cols: dict[str, object] = {}
+    for name in BASE:
+        if name in names:
+            cols[name] = table.column(name).take(idx)
+    nested: list[tuple[str, tuple[str, ...]]] = []
+    for section, where in [(s, (s,)) for s in SECTIONS] + [("regularizer_source", ("extra", "regularizer_source"))]:
+        arr = _child(table, where)
+        if arr is None:
+            continue
+        if not pa.types.is_struct(arr.type):
+            if pa.types.is_null(arr.type) or section == "regularizer_source":
+                continue  # no such section in this block (or not a dict: today ignores it too)
+            return None
+        sub = arr.take(idx)
+        for i in range(arr.type.num_fields):
+            field = arr.type.field(i)
+            name = f"{section}.{field.name}"
+            if not keep(name) or name in cols:
+                continue
+            if not _exact_type(field.type):
+                return None
+            if pa.types.is_struct(field.type) or pa.types.is_list(field.type) or pa.types.is_large_list(field.type):
+                nested.append((name, where + (field.name,)))
+                cols[name] = None
+            else:
+                cols[name] = pa.chunked_array([c.field(i) for c in sub.chunks], type=field.type)
+    for j in np.flatnonzero(~usable):  # the reason, as the line-by-line reader gives it (checks all passed)
+        problems.add(f"skipped record(s) with {unusable_reason(json.loads(lines[rows[j]]))}", first + rows[j])
+    n = len(idx)
+    parsed = _Parsed(lines, rows, idx)
+    out, first_row = {}, {}
+    for name, col in cols.items():
+        if name in BASE:  # every record has them (upgrade_record): all null is None, object
+            out[name] = pd.Series([None] * n, dtype=object) if n and col.null_count == n else col.to_pandas()
+            continue
+        arr = col if col is not None else _child(table, dict(nested)[name]).take(idx)
+        first_row[name] = _first_present(arr, _where(name), parsed)  # pandas orders the columns by it
+        if first_row[name] is None:
+            continue  # only lines not taken have the key: today has no such column
+        if arr.null_count and (arr.null_count == n or pa.types.is_boolean(arr.type)):
+            out[name] = _object_cells(arr, _where(name), parsed)
+        elif col is None:
+            out[name] = _json_cells(arr, _where(name), parsed)
+        else:
+            out[name] = col.to_pandas()
+    order = sorted(out, key=lambda c: _place(c, first_row, parsed))
+    return pd.DataFrame({c: out[c] for c in order}, index=pd.RangeIndex(n))
+
+
+_SECTION_ORDER = {name: i for i, name in enumerate(SECTIONS + ("regularizer_source",))}
+
+
+def _place(name: str, first_row: dict, parsed) -> tuple:
+    """Where pandas puts a column built from dicts: by the first row with the key, then by its place in that row
+    (base keys first, then case, metrics, env, regularizer_source, each in the line's own order)."""
+    if name in BASE:
+        return (-1, BASE.index(name), 0)
+    r = first_row[name]
+    where = _where(name)
+    section = _lookup(parsed(r), where[:-1])
+    keys = list(section) if isinstance(section, dict) else []
+    return (r, _SECTION_ORDER[name.split(".", 1)[0]], keys.index(where[-1]) if where[-1] in keys else len(keys))
+
+
+def _first_present(arr, where, parsed) -> int | None:
+    """The first taken row whose line has the key at ``where`` (null or not), None if none has it."""
+    import pyarrow.compute as pc
+
+    n = len(arr)
+    if not arr.null_count:
+        return 0 if n else None
+    valid = arr.is_valid()
+    first_valid = pc.index(valid, True).as_py() if arr.null_count < n else -1
+    upto = n if first_valid < 0 else first_valid
+    for j in range(upto):
+        if parsed.has(j, where):
+            return j
+    return None if first_valid < 0 else first_valid
+
+
+def _where(name: str) -> tuple[str, ...]:
+    section, key = name.split(".", 1)
+    return ("extra", "regularizer_source", key) if section == "regularizer_source" else (section, key)
+
+
+class _Parsed:
+    """The taken rows' lines parsed with :mod:`json`, each once and only when a cell needs it."""
+
+    def __init__(self, lines, rows, idx):
+        self.lines, self.rows, self.idx, self.cache = lines, rows, idx, {}
+
+    def __call__(self, j: int) -> dict:
+        if j not in self.cache:
+            self.cache[j] = json.loads(self.lines[self.rows[self.idx[j]]])
+        return self.cache[j]
+
+    def has(self, j: int, where: tuple[str, ...]) -> bool:
+        """Whether row ``j``'s line has the key at ``where``. A line whose bytes do not hold the key's quoted
+        name (and no backslash: an escape could spell it otherwise) lacks it: no need to parse it."""
+        raw = self.lines[self.rows[self.idx[j]]]
+        if j not in self.cache and b"\\" not in raw and json.dumps(where[-1], ensure_ascii=False).encode() not in raw:
+            return False
+        return _lookup(self(j), where) is not _ABSENT
+
+
+_ABSENT = object()
+
+
+def _lookup(rec: dict, where: tuple[str, ...]):
+    for key in where:
+        if not isinstance(rec, dict) or key not in rec:
+            return _ABSENT
+        rec = rec[key]
+    return rec
+
+
+def _object_cells(col, where, parsed):
+    """A boolean or all-null column as pandas builds it from dicts: ``None`` where the line says null, NaN where
+    it lacks the key (an all-null column with a missing key is float, one null on every line is object)."""
+    import numpy as np
+    import pandas as pd
+
+    values = col.to_pylist()
+    absent = [v is None and not parsed.has(j, where) for j, v in enumerate(values)]
+    if all(v is None for v in values):
+        return pd.Series(np.nan, index=range(len(values))) if any(absent) else pd.Series(values, dtype=object)
+    return pd.Series([np.nan if a else v for v, a in zip(values, absent)], dtype=object)
+
+
+def _strings(table, name: str) -> list:
+    return table.column(name).to_pylist() if name in table.column_names else [None] * table.num_rows
+
+
+def _child(table, where: tuple[str, ...]):
+    """The (chunked) array at ``where`` (a top-level column, then struct fields), or None."""
+    import pyarrow as pa
+
+    if where[0] not in table.column_names:
+        return None
+    arr = table.column(where[0])
+    for name in where[1:]:
+        if not pa.types.is_struct(arr.type) or arr.type.get_field_index(name) < 0:
+            return None
+        i = arr.type.get_field_index(name)
+        arr = pa.chunked_array([c.field(i) for c in arr.chunks], type=arr.type.field(i).type)
+    return arr
+
+
+def _json_cells(arr, where, parsed):
+    """A nested column's cells as today's ``json.dumps`` text of the value on each line (None where Arrow has
+    none: the key is absent or null on that line). Lists of strings, integers or booleans are written from Arrow
+    (the same text); other values (dicts, whose keys Arrow merges across lines, and floats, which may have been
+    integers) from their lines, parsed with :mod:`json`."""
+    import pandas as pd
+    import pyarrow as pa
+
+    t = arr.type
+    if (pa.types.is_list(t) or pa.types.is_large_list(t)) and any(
+            check(t.value_type) for check in (pa.types.is_string, pa.types.is_integer, pa.types.is_boolean,
+                                               pa.types.is_null)):
+        return pd.Series([None if v is None else json.dumps(v) for v in arr.to_pylist()])
+    present = arr.is_valid().to_numpy(zero_copy_only=False)
+    out = [None] * len(arr)
+    for j in present.nonzero()[0]:
+        out[j] = json.dumps(_lookup(parsed(j), where))
+    return pd.Series(out)
+
+
+# ==============================================================================================================
+# The snapshot cache: parse only what was appended since the last read
+# ==============================================================================================================
+_CACHE_VERSION = 1
+_TAIL = 4096  # the bytes before the cached offset whose hash must still match (a file rewritten in place)
+_NAN = "__nan__."  # a flag column per object column: where the cell is NaN (no key) rather than None (null)
+
+
+def cache_dir() -> Path | None:
+    """Where snapshots go: ``$SSLBENCH_CACHE_DIR``, else ``$XDG_CACHE_HOME/sslbench/snapshots`` (by default
+    ``~/.cache/sslbench/snapshots``); ``SSLBENCH_CACHE_DIR=off`` turns the cache off. Outside the store's folder,
+    so a read-only store is cached too, and no one else's folder is written."""
+    env = os.environ.get("SSLBENCH_CACHE_DIR")
+    if env is not None:
+        return None if env.strip().lower() in ("", "off", "0", "none") else Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "sslbench" / "snapshots"
+
+
+def _own_folder(folder: Path) -> bool:
+    """Create ``folder`` (mode 700) or check it: a real folder (not a link) owned by this user."""
+    import stat
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        st = os.lstat(folder)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and (not hasattr(os, "getuid") or st.st_uid == os.getuid())
+
+
+def _tail_hash(f, offset: int) -> str:
+    import hashlib
+
+    f.seek(max(0, offset - _TAIL))
+    return hashlib.sha256(f.read(min(offset, _TAIL))).hexdigest()
+
+
+def _complete_end(f, end: int) -> int:
+    """The offset after the last newline before ``end``: a snapshot never ends inside a line being written."""
+    pos = end
+    while pos > 0:
+        step = min(pos, 1 << 16)
+        f.seek(pos - step)
+        chunk = f.read(step)
+        i = chunk.rfind(b"\n")
+        if i >= 0:
+            return pos - step + i + 1
+        pos -= step
+    return 0
+
+
+def read_frame_cached(path: str | os.PathLike, *, columns: Iterable[str] | None = None, folder: Path | None = None):
+    """:func:`read_frame` of the whole store ``path`` (the same frame and warnings), through a snapshot in the
+    cache folder (:func:`cache_dir`): a Parquet file keyed by the store's real path, its identity
+    (``st_dev``, ``st_ino``), the byte offset read up to (the end of its last whole line) and a hash of the
+    bytes before it. A later read parses only the lines appended since; a store that shrank, was replaced
+    (another inode) or rewritten before the offset is read from the start. A snapshot that cannot be read, or
+    whose key or columns are not valid, is rebuilt with a warning. The lines skipped while building it are
+    kept in it and warned about again, as a cold read does. Written to a temporary file and renamed."""
+    import hashlib
+
+    path = Path(path)
+    folder = cache_dir() if folder is None else folder
+    if folder is None or not path.is_file() or not _own_folder(folder):
+        return read_frame(path, columns=columns)
+    real = os.path.realpath(path)
+    snap = folder / (hashlib.sha256(real.encode("utf-8", "surrogateescape")).hexdigest()[:32] + ".parquet")
+    try:
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            end = st.st_size
+            cut = _complete_end(f, end)
+            cached = _load_snapshot(snap, real, st, f)
+            tail = _tail_hash(f, cut)
+    except OSError:
+        return read_frame(path, columns=columns)
+    problems, not_json = _Problems(path), []
+    if cached is not None:
+        old, meta = cached
+        problems.by_reason = {r: list(v) for r, v in meta["problems"].items()}
+        not_json += meta["not_json"]
+        new, lineno = _read(path, problems, not_json, start=meta["offset"], stop=cut, first_line=meta["lines"])
+        df = _concat([old, new])
+    else:
+        df, lineno = _read(path, problems, not_json, stop=cut)
+    if cached is None or cut != cached[1]["offset"]:
+        _save_snapshot(snap, df, {"version": _CACHE_VERSION, "path": real, "dev": st.st_dev, "ino": st.st_ino,
+                                  "offset": cut, "lines": lineno, "tail": tail, "problems": problems.by_reason,
+                                  "not_json": not_json})
+    if cut < end:  # a line being written: read now, never cached
+        rest, _ = _read(path, problems, not_json, start=cut, stop=end, first_line=lineno)
+        df = _concat([df, rest])
+    warn_problems(problems, not_json)
+    keep = wanted(columns)
+    return df[[c for c in df.columns if keep(c)]] if columns is not None else df
+
+
+def _load_snapshot(snap: Path, real: str, st: os.stat_result, f):
+    """(frame, key) of a valid snapshot of this store, or None (none yet, or not valid: then a warning)."""
+    import stat
+
+    try:
+        fd = os.open(snap, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return _invalid(snap, f"cannot be opened ({exc.strerror or exc})")
+    try:
+        with os.fdopen(fd, "rb") as g:
+            if not stat.S_ISREG(os.fstat(g.fileno()).st_mode):
+                return _invalid(snap, "is not a regular file")
+            data = g.read()
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(pa.BufferReader(data))
+        meta = json.loads((table.schema.metadata or {}).get(b"sslbench", b"null"))
+        problem = _bad_key(meta, table, real, st)
+        if problem is None:
+            f.seek(0)
+            if meta["offset"] > st.st_size or _tail_hash(f, meta["offset"]) != meta["tail"]:
+                return None  # the store shrank or was rewritten: read from the start (not the cache's fault)
+            return _from_snapshot(table), meta
+    except Exception as exc:  # noqa: BLE001 - anything in a planted or damaged file: rebuild it
+        problem = f"cannot be read ({type(exc).__name__}: {exc})"
+    return _invalid(snap, problem) if problem != "other store" else None
+
+
+def _bad_key(meta, table, real: str, st) -> str | None:
+    if not isinstance(meta, dict) or meta.get("version") != _CACHE_VERSION:
+        return "has no key of this version"
+    if meta.get("path") != real or meta.get("dev") != st.st_dev or meta.get("ino") != st.st_ino:
+        return "other store"  # another store, or this path's file replaced: a fresh snapshot, no warning
+    ints = ("offset", "lines")
+    if not all(isinstance(meta.get(k), int) and not isinstance(meta.get(k), bool) and meta[k] >= 0 for k in ints):
+        return "has a key with a bad offset"
+    if not isinstance(meta.get("tail"), str) or not isinstance(meta.get("not_json"), list) or not isinstance(
+            meta.get("problems"), dict):
+        return "has a key with bad fields"
+    lists = [meta["not_json"], *meta["problems"].values()]
+    if not all(isinstance(v, list) and all(isinstance(i, int) for i in v) for v in lists) or not all(
+            isinstance(r, str) for r in meta["problems"]):
+        return "has a key with bad line numbers"
+    names = table.column_names
+    if len(set(names)) != len(names) or any(n not in BASE and not n.startswith(tuple(
+            f"{s}." for s in (*SECTIONS, "regularizer_source", _NAN.rstrip(".")))) for n in names):
+        return "has columns a store does not have"
+    return None
+
+
+def _invalid(snap: Path, problem: str):
+    import warnings
+
+    warnings.warn(f"{snap}: the snapshot of the store {problem}; ignored and rebuilt", RuntimeWarning,
+                  stacklevel=4)
+    return None
+
+
+def _from_snapshot(table):
+    import numpy as np
+
+    df = table.to_pandas()
+    for name in [c for c in df.columns if c.startswith(_NAN)]:
+        target = name[len(_NAN):]
+        if target in df.columns:
+            col = df[target].astype(object)
+            col[df[name].to_numpy(dtype=bool)] = np.nan
+            df[target] = col
+        del df[name]
+    return df
+
+
+def _save_snapshot(snap: Path, df, meta: dict) -> None:
+    """Write the snapshot (temporary file + rename); a frame Parquet cannot hold (a column of mixed types) or a
+    folder that cannot be written leaves no snapshot: the store is then read in full each time."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from sslbench.records.files import write_atomically
+
+    out = df.copy()
+    for name in df.columns:
+        if df[name].dtype == object:  # None and NaN are both null in Parquet: keep which was which
+            isnan = [isinstance(v, float) and v != v for v in df[name].tolist()]
+            if any(isnan):
+                out[_NAN + name] = pd.Series(isnan, index=df.index, dtype=bool)
+    try:
+        table = pa.Table.from_pandas(out, preserve_index=False)
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                               b"sslbench": json.dumps(meta).encode()})
+        write_atomically(snap, lambda f: pq.write_table(table, f))
+    except (pa.ArrowException, OSError, ValueError, TypeError):
+        return

@@ -1,0 +1,328 @@
+"""The columnar read path (sslbench.records.columnar) against today's line-by-line reader: the same frame (values,
+dtypes, column order) and the same warnings, on the committed results and on a hostile store, block by block."""
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import results_fixtures as F
+from sslbench import analysis as A
+from sslbench.records import columnar, read_records, to_dataframe
+
+ROOT = Path(__file__).resolve().parent.parent
+pytest.importorskip("pyarrow")
+
+
+def _good(i: int, **over) -> dict:
+    rec = {"schema": 1, "kind": "regularizer_bench", "id": f"id{i}", "created": "2026-11-28T09:22:21+00:00",
+           "case": {"regularizer": "vicreg", "dim": 64 * (i + 1), "hparams": {"a": i, "b": [1.0, 2]}},
+           "status": "ok", "metrics": {"time_median_s": 0.001 * (i + 1), "flag": bool(i % 2)},
+           "env": {"device_name": "cpu", "device_names": []}, "message": None,
+           "extra": {"regularizer_source": {"distribution": "sslbench", "version": "0.1"}}}
+    rec.update(over)
+    return rec
+
+
+HOSTILE = [json.dumps(_good(0)), "", "not json at all", json.dumps(_good(1)), "[1, 2]",
+           json.dumps(_good(2, kind=None)), json.dumps({k: v for k, v in _good(3).items() if k != "status"}),
+           json.dumps(_good(4, status="weird")), json.dumps(_good(5, status=None)),
+           '{"schema": 1, "kind": "regularizer_bench", "id": "big", "case": {"dim": 1}, "status": "ok", '
+           '"metrics": {"time_median_s": 1e400, "n": ' + "9" * 400 + '}, "env": {}}',
+           json.dumps(_good(6, case={"regularizer": "barlow_twins", "max_steps": None, "when": "2020-01-01"})),
+           json.dumps(_good(7, metrics={"time_median_s": "fast"})),
+           json.dumps({k: v for k, v in _good(8).items() if k not in ("id", "schema")}),
+           json.dumps(_good(9, kind="train", case={"regularizer": "sfrik", "hparams": {"c": 1}})),
+           json.dumps(_good(10, extra={"regularizer_source": "not a dict"})),
+           '{"schema": 1, "kind": "regularizer_bench", "id": "half", "case": {"dim"']
+
+
+CLEAN = [json.dumps(_good(i)) for i in range(6)] + [
+    json.dumps(_good(6, metrics={"time_median_s": 0.5})),  # no flag: NaN there, None where it is null
+    json.dumps(_good(7, metrics={"time_median_s": None, "flag": None})),
+    json.dumps(_good(8, kind="train", case={"regularizer": "sfrik", "max_steps": None, "hparams": {"x": 1.0}})),
+    json.dumps(_good(9, status="oom", message="out of memory", extra={})),
+    json.dumps(_good(10, kind=None)), ""]
+
+
+def _both(path, **kw):
+    """(old frame, old warnings, new frame, new warnings)."""
+    with warnings.catch_warnings(record=True) as w_old:
+        warnings.simplefilter("always")
+        old = to_dataframe(read_records(path, **{k: v for k, v in kw.items() if k != "columns"}))
+    with warnings.catch_warnings(record=True) as w_new:
+        warnings.simplefilter("always")
+        new = columnar.read_frame(path, **kw)
+    return old, [str(w.message) for w in w_old], new, [str(w.message) for w in w_new]
+
+
+def _same(new, old, exact=True):
+    """The frames are equal; not ``exact``: a null may be None in one and NaN in the other, in a column whose
+    values change type between lines that lie in different blocks (the one difference, docs/results-at-scale.md)."""
+    if not exact:
+        new, old = (df.astype(object).where(df.notna(), None) for df in (new, old))
+    pd.testing.assert_frame_equal(new, old, check_dtype=exact)
+
+
+@pytest.mark.parametrize("lines", [HOSTILE, CLEAN], ids=["hostile", "clean"])
+@pytest.mark.parametrize("block", [16 << 20, 700])
+def test_the_columnar_reader_gives_todays_frame_and_warnings(tmp_path, monkeypatch, lines, block):
+    monkeypatch.setattr(columnar, "_BLOCK", block)  # 700 bytes: a few lines a block, fallbacks in some blocks
+    path = tmp_path / "store.jsonl"
+    path.write_text("\n".join(lines))
+    old, w_old, new, w_new = _both(path)
+    assert len(old) > 3
+    _same(new, old, exact=lines is CLEAN or block > 1000)
+    assert w_new == w_old
+    for kind in ("train", "regularizer_bench", "nothing"):
+        old, w_old, new, w_new = _both(path, kind=kind)
+        if len(old):
+            _same(new, old, exact=lines is CLEAN or block > 1000)
+        else:
+            assert len(new) == 0
+        assert w_new == w_old
+
+
+def test_a_clean_block_is_read_by_arrow_without_the_line_by_line_fallback(tmp_path, monkeypatch):
+    path = tmp_path / "store.jsonl"
+    path.write_text("\n".join(CLEAN))
+    calls = []
+    monkeypatch.setattr(columnar, "parse_lines", lambda *a, **k: calls.append(1) or [])
+    with pytest.warns(RuntimeWarning, match="line 11"):
+        df = columnar.read_frame(path)
+    assert calls == [] and len(df) == 10
+
+
+def test_a_half_written_last_line_costs_only_its_own_line(tmp_path, monkeypatch):
+    """The common damage (an interrupted writer) does not send the whole block to the slow path."""
+    path = tmp_path / "store.jsonl"
+    path.write_text("\n".join(CLEAN[:-2] + [HOSTILE[-1]]))
+    calls = []
+    monkeypatch.setattr(columnar, "parse_lines", lambda *a, **k: calls.append(1) or [])
+    with pytest.warns(RuntimeWarning, match=r"not JSON records.*line 11"):
+        df = columnar.read_frame(path)
+    assert calls == [] and len(df) == 10
+
+
+def test_a_projection_reads_only_the_columns_asked_for(tmp_path):
+    path = tmp_path / "store.jsonl"
+    path.write_text("\n".join(CLEAN[:-2]))
+    full = columnar.read_frame(path)
+    some = columnar.read_frame(path, columns=["case.dim", "metrics."])
+    expected = ["schema", "kind", "id", "created", "status", "message", "case.dim", "metrics.time_median_s",
+                "metrics.flag"]
+    assert list(some.columns) == expected
+    pd.testing.assert_frame_equal(some, full[expected])
+
+
+def _load_both(root, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        new = A.load_results(root, **kw)
+        fast = columnar.available
+        try:
+            columnar.available = lambda: False
+            old = A.load_results(root, **kw)
+        finally:
+            columnar.available = fast
+    return old, new
+
+
+def test_load_results_is_the_same_frame_on_the_committed_results_and_a_hostile_store(tmp_path):
+    root = tmp_path / "results"
+    shutil.copytree(ROOT / "results", root)
+    (root / "hostile.jsonl").write_text("\n".join(HOSTILE))
+    F.write_results(tmp_path / "fixture")
+    shutil.copytree(tmp_path / "fixture", root / "fixture")
+    old, new = _load_both(root, asv=[])
+    assert len(old) > 400
+    pd.testing.assert_frame_equal(new, old)
+    cols = ["metrics.knn_top1", "case.epochs"]
+    old_p, new_p = _load_both(root, asv=[], columns=cols)
+    pd.testing.assert_frame_equal(new_p, old_p)
+    assert set(cols) <= set(new_p.columns) and len(new_p.columns) < len(new.columns)
+    pd.testing.assert_frame_equal(new_p, new[new_p.columns])
+
+
+def test_resume_and_status_read_a_projection_of_the_store(tmp_path):
+    """sweep's resume, --status, ETA and devices line keep of each record its ids, status, case and the few env /
+    extra keys they read, not its metrics, env and extra (the bulk of a record)."""
+    from sslbench.execution import plan as P
+    from sslbench.records import append_record, make_record
+
+    store = tmp_path / "store.jsonl"
+    env = {"device_name": "cpu", "torch_version": "2", "threads": 1, "hostname": "h", "big": "x" * 1000}
+    ok = make_record("regularizer_bench", {"dim": 8}, {"time_median_s": 1.0, "samples": list(range(50))}, env=env,
+                     extra={"wall_s": 2.0, "output": "o" * 500, "sweep": {"id": "s1", "case": {"dim": 8}}})
+    bad = make_record("regularizer_bench", {"dim": 16}, {}, "error", env=env, message="boom",
+                      extra={"output": "traceback ..."})
+    other = make_record("train", {"dim": 8}, {}, env=env)
+    for rec in (ok, bad, other):
+        append_record(store, rec)
+    with open(store, "a") as f:
+        f.write('{"kind": "regularizer_bench", "status": "ok", "metrics": {"x": 1e400}, "case": {"dim": 32}}\n')
+    slim = P._read_store(str(store), "regularizer_bench", "sweep")
+    full = read_records(store, kind="regularizer_bench")
+    assert [(r["id"], r["status"], r["message"], r["case"]) for r in slim] == \
+        [(r["id"], r["status"], r["message"], r["case"]) for r in full]
+    assert all(r["metrics"] == {} for r in slim)
+    assert slim[0]["env"] == {"device_name": "cpu", "torch_version": "2", "threads": 1}
+    assert slim[0]["extra"] == {"wall_s": 2.0, "sweep": {"id": "s1", "case": {"dim": 8}}}  # no output: it is ok
+    assert slim[1]["extra"] == {"output": "traceback ..."}  # a failure's output: --status prints its tail
+    assert P.sweep_id_of(slim[0]) == "s1" and slim[2]["id"] == full[2]["id"]  # a missing id computed alike
+
+
+def test_keys_spelled_with_escapes_or_non_ascii_are_found(tmp_path):
+    """Whether a line has a key (None or NaN in today's frame) is never guessed wrong from its bytes."""
+    lines = [json.dumps(_good(0, case={"dim": 1, "déjà": True, "a/b": False})),
+             '{"schema": 1, "kind": "k", "id": "a", "status": "ok", "case": {"d\\u00e9j\\u00e0": null, "dim": 2}}',
+             json.dumps(_good(2, case={"déjà": None, "dim": 3}), ensure_ascii=False),
+             '{"schema": 1, "kind": "k", "id": "b", "status": "ok", "case": {"a\\/b": null, "dim": 4}}',
+             json.dumps(_good(4, case={"dim": 5}))]
+    path = tmp_path / "store.jsonl"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    old, w_old, new, w_new = _both(path)
+    pd.testing.assert_frame_equal(new, old)
+    cells = new["case.déjà"].tolist()
+    assert cells[:3] == [True, None, None] and all(isinstance(c, float) for c in cells[3:])  # NaN: no key there
+    cells = new["case.a/b"].tolist()
+    assert cells[0] is False and cells[3] is None and all(isinstance(c, float) for c in cells[1:3] + cells[4:])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The snapshot cache: only appended lines parsed, the same frame and warnings as a cold read
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.fixture
+def counted(monkeypatch):
+    parsed = []
+    monkeypatch.setattr(columnar, "parse_hook", parsed.append)
+    return parsed
+
+
+def _cold(path):
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        return columnar.read_frame(path), [str(x.message) for x in w]
+
+
+def _cached(path, folder):
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        return columnar.read_frame_cached(path, folder=folder), [str(x.message) for x in w]
+
+
+def _write(path, lines):
+    path.write_text("".join(line + "\n" for line in lines))
+
+
+def test_a_snapshot_makes_later_reads_parse_only_the_appended_lines(tmp_path, counted):
+    store, folder = tmp_path / "store.jsonl", tmp_path / "cache"
+    _write(store, CLEAN[:6] + ["not json"] + HOSTILE[5:9])
+    first, w_first = _cached(store, folder)
+    cold, w_cold = _cold(store)
+    pd.testing.assert_frame_equal(first, cold)
+    assert w_first == w_cold and len(list(folder.iterdir())) == 1
+    with open(store, "a") as f:
+        f.write("".join(line + "\n" for line in CLEAN[6:10]))
+    counted.clear()
+    again, w_again = _cached(store, folder)
+    assert sum(counted) == 4  # the appended lines only
+    cold, w_cold = _cold(store)
+    pd.testing.assert_frame_equal(again, cold)
+    assert w_again == w_cold  # the skipped lines of the cached part are warned about again
+    counted.clear()
+    pd.testing.assert_frame_equal(_cached(store, folder)[0], cold)
+    assert sum(counted) == 0
+    some = columnar.read_frame_cached(store, folder=folder, columns=["case.dim"])
+    pd.testing.assert_frame_equal(some, cold[[c for c in cold.columns if c in columnar.BASE or c == "case.dim"]])
+
+
+def test_a_line_being_written_is_read_but_not_cached(tmp_path, counted):
+    store, folder = tmp_path / "store.jsonl", tmp_path / "cache"
+    _write(store, CLEAN[:4])
+    with open(store, "a") as f:
+        f.write(CLEAN[4][:30])  # half a line
+    df, w = _cached(store, folder)
+    assert len(df) == 4 and any("line 5" in m for m in w)
+    with open(store, "a") as f:
+        f.write(CLEAN[4][30:] + "\n")
+    counted.clear()
+    df, w = _cached(store, folder)
+    assert sum(counted) == 1 and w == []
+    pd.testing.assert_frame_equal(df, _cold(store)[0])
+
+
+@pytest.mark.parametrize("change", ["shrink", "replace", "rewrite"])
+def test_a_store_that_shrank_or_was_replaced_is_read_from_the_start(tmp_path, counted, change):
+    store, folder = tmp_path / "store.jsonl", tmp_path / "cache"
+    _write(store, CLEAN[:8])
+    _cached(store, folder)
+    if change == "shrink":
+        _write(store, CLEAN[:3])
+    elif change == "replace":  # another inode with more lines: the old snapshot must not be extended
+        other = tmp_path / "other.jsonl"
+        _write(other, CLEAN[2:10])
+        other.replace(store)
+    else:  # the same inode, the same size, other bytes before the offset
+        text = store.read_text()
+        store.write_text(text.replace('"id0"', '"idX"'))
+    counted.clear()
+    df, _ = _cached(store, folder)
+    assert sum(counted) == len(store.read_text().splitlines())
+    pd.testing.assert_frame_equal(df, _cold(store)[0])
+
+
+@pytest.mark.parametrize("damage", ["garbage", "link", "other_key", "bad_columns"])
+def test_a_damaged_or_planted_snapshot_is_rebuilt_never_trusted(tmp_path, counted, damage):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    store, folder = tmp_path / "store.jsonl", tmp_path / "cache"
+    _write(store, CLEAN[:8])
+    _cached(store, folder)
+    snap = next(folder.iterdir())
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me")
+    if damage == "garbage":
+        snap.write_bytes(b"PAR1 not parquet")
+    elif damage == "link":
+        snap.unlink()
+        snap.symlink_to(target)
+    else:
+        table = pq.read_table(snap)
+        meta = json.loads(table.schema.metadata[b"sslbench"])
+        if damage == "other_key":
+            meta["offset"] = "0"
+        else:
+            table = table.append_column("os.system", pa.array(["x"] * table.num_rows))
+        pq.write_table(table.replace_schema_metadata({b"sslbench": json.dumps(meta).encode()}), snap)
+    counted.clear()
+    df, w = _cached(store, folder)
+    assert sum(counted) == 8 and any("snapshot" in m and "rebuilt" in m for m in w)
+    pd.testing.assert_frame_equal(df, _cold(store)[0])
+    assert target.read_text() == "keep me" and not snap.is_symlink()
+    counted.clear()
+    assert _cached(store, folder)[1] == [] and sum(counted) == 0  # rebuilt: trusted again
+
+
+def test_a_read_only_store_is_read_and_cached_elsewhere(tmp_path, counted, monkeypatch):
+    shop = tmp_path / "shop"
+    shop.mkdir()
+    store = shop / "store.jsonl"
+    _write(store, CLEAN[:5])
+    store.chmod(0o444)
+    shop.chmod(0o555)
+    monkeypatch.setenv("SSLBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    try:
+        df = columnar.read_frame_cached(store)
+        counted.clear()
+        pd.testing.assert_frame_equal(columnar.read_frame_cached(store), df)
+        assert sum(counted) == 0 and list(shop.iterdir()) == [store]
+        monkeypatch.setenv("SSLBENCH_CACHE_DIR", "off")
+        pd.testing.assert_frame_equal(columnar.read_frame_cached(store), df)
+        assert sum(counted) == 5
+    finally:
+        shop.chmod(0o755)
