@@ -288,11 +288,15 @@ def accuracy_series(ok: pd.DataFrame, x: str, metric: str) -> list[dict]:
     ok = ok.assign(variant=run_variants(ok)) if "variant" not in ok.columns else ok
     device = ok["device_name"] if "device_name" in ok.columns else pd.Series(None, index=ok.index, dtype=object)
     ok = ok.assign(_device=device.astype(object).where(device.notna(), ""))
+    # each variant's rank within its regularizer, found once (was: a scan of every run and a sort per line)
+    rank = {}
+    for reg, variants in ok.groupby("regularizer", sort=False)["variant"]:
+        rank.update({(reg, v): i for i, v in enumerate(sorted(variants.unique()))})
     out = []
     for (reg, variant, dev), g in ok.groupby(["regularizer", "variant", "_device"], sort=True):
         agg = g.groupby(x)[metric].agg(["mean", "std", "size"]).reset_index()
         out.append({"regularizer": reg, "variant": variant, "device": dev if dev != "" else None,
-                    "index": sorted(ok.loc[ok["regularizer"] == reg, "variant"].unique()).index(variant),
+                    "index": rank[(reg, variant)],
                     "x": agg[x].tolist(), "mean": agg["mean"].tolist(), "std": agg["std"].fillna(0).tolist(),
                     "runs": agg["size"].tolist()})
     return out
