@@ -103,14 +103,15 @@ warnings.simplefilter("ignore")
 from sslbench import analysis as A
 df = A.load_results(sys.argv[1])
 train = df[df["kind"] == "train"]
-out = {}
+out, budget, last = {}, float(sys.argv[3]), None
 for n in map(int, sys.argv[2].split(",")):
     if n > len(train):
         continue
-    t = time.perf_counter(); A.run_variants(train.iloc[:n]); out[str(n)] = time.perf_counter() - t
-    if out[str(n)] > float(sys.argv[3]):
+    if last and last[1] * (n / last[0]) ** 2 > budget:  # a quadratic step would not finish: leave it out
         break
-print(json.dumps(out))
+    t = time.perf_counter(); A.run_variants(train.iloc[:n]); out[str(n)] = time.perf_counter() - t
+    last = (n, out[str(n)])
+    print(json.dumps(out), flush=True)  # after each size: a killed process still reports the sizes it did
 """
 
 
