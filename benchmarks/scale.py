@@ -43,6 +43,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 RECORDS_PER_FILE = 2000
+#: the readers' snapshot cache (sslbench.records.columnar.cache_dir) of the measured processes: a folder of the
+#: run's own, removed with its stores; ``load_results`` runs first on each store (cold: it parses every line and
+#: writes the snapshots), the later measurements of that store find them (warm, as a second read does)
+CACHE_ENV: dict[str, str] = {}
 RUN_VARIANT_SIZES = (500, 1000, 2000, 10_000)
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -182,7 +186,7 @@ def measure(argv: list[str], code: Path, timeout: float) -> dict:
     """Run ``argv`` in a fresh process with ``code`` first on PYTHONPATH: wall seconds, peak RSS (MiB, that
     child's own, from ``os.wait4``), exit status, and the last JSON line it printed (if any). Past ``timeout`` the
     process group this function started is killed."""
-    env = {**os.environ, "PYTHONPATH": str(code), "PYTHONWARNINGS": "ignore"}
+    env = {**os.environ, "PYTHONPATH": str(code), "PYTHONWARNINGS": "ignore", **CACHE_ENV}
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         t = time.perf_counter()
         proc = subprocess.Popen(argv, stdout=out, stderr=err, env=env, cwd=code, start_new_session=True)
@@ -245,6 +249,7 @@ def run(args: argparse.Namespace) -> dict:
     if args.before:
         codes = {"before": Path(args.before).resolve(), "after": ROOT}
     work = Path(tempfile.mkdtemp(prefix="sslbench-scale-"))
+    CACHE_ENV["SSLBENCH_CACHE_DIR"] = str(work / "cache")
     report: dict = {"pool_records": len(pool), "sizes": {}, "run_variants": {}, "machine": os.uname().nodename,
                     "cpus": os.cpu_count()}
     lines = [f"# Results at scale: {len(pool)} committed records varied into stores of {args.sizes} records",
