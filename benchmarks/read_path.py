@@ -8,6 +8,8 @@ reader in a child process of its own (seconds and peak RSS, ``resource.getrusage
 
 - ``load_results``: the line-by-line reader (``columnar.available`` off) and the columnar one (pyarrow), and the
   columnar one with a projection (``columns=["metrics.knn_top1"]``); with ``--before``, that checkout's too;
+- the snapshot cache (``load_results`` with ``SSLBENCH_CACHE_DIR`` set): the first read (which writes it), a
+  second read (nothing new), and a read after 1 000 records are appended (the store grows by them);
 - ``sweep --status``: this checkout's (a projection of each record) and, with ``--before``, that checkout's.
 
 The figures are in docs/results-at-scale.md. Nothing here is a test: the machine is shared and noisy.
@@ -20,6 +22,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -94,8 +97,8 @@ print(f"{s:.2f} {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} 
 """
 
 
-def child(code: str, checkout: Path, *args: str) -> str:
-    env = {**os.environ, "PYTHONPATH": str(checkout)}
+def child(code: str, checkout: Path, *args: str, env: dict | None = None) -> str:
+    env = {**os.environ, **(env or {}), "PYTHONPATH": str(checkout)}
     r = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True,
                        cwd=checkout)
     return r.stdout.strip() or ("failed: " + r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "failed")
@@ -124,13 +127,23 @@ def main() -> int:
         if n <= args.skip_dicts_above:
             runs.append(("load_results dicts", LOAD, ROOT, "dicts"))
         runs += [("load_results columnar", LOAD, ROOT, "columnar"),
-                 ("load_results projection", LOAD, ROOT, "projection")]
+                 ("load_results projection", LOAD, ROOT, "projection"),
+                 ("snapshot: build", LOAD, ROOT, "build"),
+                 ("snapshot: warm", LOAD, ROOT, "warm"),
+                 ("snapshot: +1000 appended", LOAD, ROOT, "append")]
         if args.before:
             runs.append(("sweep --status before", STATUS, args.before, ""))
         runs.append(("sweep --status", STATUS, ROOT, ""))
+        cache = folder / "snapshots"
         for name, code, checkout, mode in runs:
             store_arg = str(folder if code is LOAD else store)
-            print(f"{n:>7}  {name:<25}  {child(code, checkout, store_arg, mode)}", flush=True)
+            if mode == "build" and cache.exists():
+                shutil.rmtree(cache)
+            if mode == "append":
+                with open(store, "a") as f:
+                    f.write("".join(json.dumps(r) + "\n" for r in committed_records()[:1000]))
+            env = {"SSLBENCH_CACHE_DIR": str(cache) if mode in ("build", "warm", "append") else "off"}
+            print(f"{n:>7}  {name:<25}  {child(code, checkout, store_arg, mode, env=env)}", flush=True)
     return 0
 
 

@@ -326,3 +326,20 @@ def test_a_read_only_store_is_read_and_cached_elsewhere(tmp_path, counted, monke
         assert sum(counted) == 5
     finally:
         shop.chmod(0o755)
+
+
+def test_status_reads_the_store_once_while_it_is_unchanged(tmp_path, monkeypatch):
+    """--status asks for the grid's records three times (plan, counts, devices): one read of the store."""
+    from sslbench.execution import plan as P
+    from sslbench.records import append_record, make_record
+
+    store = tmp_path / "store.jsonl"
+    append_record(store, make_record("regularizer_bench", {"dim": 8}, {}, env={}))
+    reads = []
+    real = P.read_projected
+    monkeypatch.setattr(P, "read_projected", lambda *a, **k: reads.append(1) or real(*a, **k))
+    for _ in range(3):
+        assert len(P._read_store(str(store), "regularizer_bench", "sweep")) == 1
+    assert len(reads) == 1
+    append_record(store, make_record("regularizer_bench", {"dim": 16}, {}, env={}))  # grown: read again
+    assert len(P._read_store(str(store), "regularizer_bench", "sweep")) == 2 and len(reads) == 2

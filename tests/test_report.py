@@ -60,6 +60,11 @@ def _rows(df, study, claim_start):
     return [v for v in report.verdicts(df, [study]) if v.claim.startswith(claim_start)]
 
 
+def _lin(rows):
+    """The linear-probe rows (the kNN rows' claims end with " [kNN]")."""
+    return [v for v in rows if not v.claim.endswith("[kNN]")]
+
+
 def test_fft_cost_known_scaling_is_supported(tmp_path):
     _bench(tmp_path / "b.jsonl", {("barlow_twins", "cross_correlation"): _quadratic, ("barlow_twins_fft", None): _loglinear,
                                   ("vicreg", "cross_correlation"): _quadratic, ("vicreg_fft", None): _loglinear})
@@ -97,11 +102,12 @@ def test_verdict_values_are_checked():
 
 
 def _train(path, reg, seed, lin, *, hparams=None, ema_tau=0.0, status="ok", eff_rank=10.0, std=0.08, dim=128,
-           init=None, backbone_rank=None, **extra):
+           init=None, backbone_rank=None, knn=None, **extra):
     case = {"regularizer": reg, "hparams": hparams or {}, "dataset": "fashion_mnist", "fraction": 0.1, "dim": dim,
             "projector": f"512-{dim}", "views": 2, "batch": 256, "epochs": 1, "seed": seed, "backbone": "auto",
-            "optimizer": "sgd", "lr": 0.1, "device": "cpu", "ema_tau": ema_tau, "warmup_epochs": 0.2, **extra}
-    metrics = {} if status != "ok" else {"linear_top1": lin, "knn_top1": lin - 10, "effective_rank": eff_rank,
+            "optimizer": "adamw", "lr": 0.1, "device": "cpu", "ema_tau": ema_tau, "warmup_epochs": 0.2, **extra}
+    metrics = {} if status != "ok" else {"linear_top1": lin, "knn_top1": lin - 10 if knn is None else knn,
+                                         "effective_rank": eff_rank,
                                          "std_normalized": std, **({"init_linear_top1": init} if init else {}),
                                          **({"backbone_effective_rank": backbone_rank} if backbone_rank else {})}
     append_record(path, make_record("train", case, metrics, status, env=ENV))
@@ -109,10 +115,12 @@ def _train(path, reg, seed, lin, *, hparams=None, ema_tau=0.0, status="ok", eff_
 
 def test_accuracy_comparable_within_the_margin_and_not_when_far_below(tmp_path):
     p = tmp_path / "t.jsonl"
-    for s, (a, b) in enumerate([(80.0, 80.5), (80.4, 81.0), (79.8, 80.2)]):
+    for s, (a, b) in enumerate([(80.0, 80.2), (80.1, 80.3), (79.9, 80.1)]):  # Δ = -0.2, 90 % interval inside ±1
         _train(p, "barlow_twins_fft", s, a, hparams={"permute": True})
         _train(p, "barlow_twins", s, b)
-    assert [v.verdict for v in _rows(_load(tmp_path), "fft", "downstream accuracy")] == ["supported"]
+    rows = _rows(_load(tmp_path), "fft", "downstream accuracy")
+    assert [v.verdict for v in rows] == ["supported", "supported"]  # linear, kNN
+    assert "Δ = -0.20 [-0.43, +0.03] (Welch 95 %, n = 3/3), margin 1, TOST p = " in rows[0].figures
     q = tmp_path / "far"
     q.mkdir()
     for s in range(3):
@@ -124,7 +132,8 @@ def test_accuracy_comparable_within_the_margin_and_not_when_far_below(tmp_path):
     one.mkdir()
     _train(one / "t.jsonl", "barlow_twins_fft", 0, 80.0, hparams={"permute": True})
     _train(one / "t.jsonl", "barlow_twins", 0, 80.5)
-    assert _rows(_load(one), "fft", "downstream accuracy")[0].verdict == "inconclusive"
+    row = _rows(_load(one), "fft", "downstream accuracy")[0]
+    assert row.verdict == "inconclusive" and "no interval" in row.figures and "≥ 2 seeds per arm" in row.figures
 
 
 def test_relaxed_and_exact_are_compared_at_the_same_lambd(tmp_path):
@@ -133,7 +142,7 @@ def test_relaxed_and_exact_are_compared_at_the_same_lambd(tmp_path):
         _train(p, "barlow_twins_fft", s, 80.0 + 0.1 * s, hparams={"permute": True, "lambd": 0.0051})
         _train(p, "barlow_twins", s, 80.5 + 0.1 * s, hparams={"lambd": 0.0051})
         _train(p, "barlow_twins", s, 90.0 + 0.1 * s, hparams={"lambd": 1 / 128})  # another variant: not pooled
-    [row] = _rows(_load(tmp_path), "fft", "downstream accuracy")
+    [row] = _lin(_rows(_load(tmp_path), "fft", "downstream accuracy"))
     assert row.verdict == "supported" and "barlow_twins 80.55" in row.figures and "both lambd 0.0051" in row.figures
 
 
@@ -193,8 +202,9 @@ def test_variance_add_on_verdicts(tmp_path):
         _train(p, "byol", s, 60.0 + s, predictor_hidden=0, eff_rank=1.5, std=0.005)
         _train(p, "byol", s, 70.0 + s, predictor_hidden=0, eff_rank=6.0, std=0.05, hparams={"variance_coeff": 1.0})
         # with its predictor it does not collapse: the add-on must not cost accuracy
-        _train(p, "byol", s, 80.0 + s, predictor_hidden=512, eff_rank=6.0, std=0.06)
-        _train(p, "byol", s, 79.5 + s, predictor_hidden=512, eff_rank=6.0, std=0.06, hparams={"variance_coeff": 1.0})
+        _train(p, "byol", s, 80.0 + 0.1 * s, predictor_hidden=512, eff_rank=6.0, std=0.06)
+        _train(p, "byol", s, 79.5 + 0.1 * s, predictor_hidden=512, eff_rank=6.0, std=0.06,
+               hparams={"variance_coeff": 1.0})
     df = _load(tmp_path)
     [col] = _rows(df, "variance", "the variance term prevents the collapse of another")
     assert col.verdict == "supported" and "byol EMA 0 no predictor: variance_coeff 1 vs 0" in col.figures
@@ -270,7 +280,7 @@ def test_permutation_check_separates_with_and_without():
 
 def test_every_study_config_is_a_valid_sweep():
     for st in report.STUDIES.values():
-        for name in st.cpu + st.gpu + st.gpu_1h:
+        for name in st.cpu + st.cpu_earlier + st.gpu + st.gpu_1h:
             cfg = sweep.load_config(report.CONFIG_DIR / name)
             cfg["device"] = ["cpu"]  # the GPU grids are checked here without a GPU
             ns = argparse.Namespace(**{o.key: None for o in sweep.OPTIONS})
@@ -282,7 +292,7 @@ def test_cli_list(capsys):
     out = capsys.readouterr().out
     for name in report.STUDIES:
         assert f"sslbench sweep --study {name}" in out
-    assert "--scale gpu" in out and "fft-cpu-exact.toml" in out
+    assert "--scale gpu" in out and "fft-cpu2-exact.toml" in out
     for st in report.STUDIES.values():
         for c in st.gpu_1h:
             assert f"configs/{c} --out" in out
@@ -296,7 +306,10 @@ def test_each_scale_is_its_studys_config_files():
         one_hour = sorted(p.name for p in report.CONFIG_DIR.glob(f"{st.name}-gpu-1h*.toml"))
         full = sorted(p.name for p in report.CONFIG_DIR.glob(f"{st.name}-gpu*.toml") if p.name not in one_hour)
         assert sorted(st.configs("gpu-1h")) == one_hour and sorted(st.configs("gpu")) == full, st.name
-        assert sorted(st.configs("cpu")) == sorted(p.name for p in report.CONFIG_DIR.glob(f"{st.name}-cpu*.toml"))
+        # --scale cpu: the AdamW recipe (<study>-cpu2*.toml); the earlier SGD recipe's configs stay for their records
+        cpu2 = sorted(p.name for p in report.CONFIG_DIR.glob(f"{st.name}-cpu2*.toml"))
+        assert sorted(st.configs("cpu")) == cpu2
+        assert sorted(st.cpu_earlier + cpu2) == sorted(p.name for p in report.CONFIG_DIR.glob(f"{st.name}-cpu*.toml"))
     assert report.STUDIES["sfrik"].command("gpu-1h") == "sslbench sweep --study sfrik --scale gpu-1h"
     with pytest.raises(ValueError, match="gpu-1h"):
         report.STUDIES["sfrik"].configs("gpu-2h")
@@ -405,17 +418,20 @@ def test_to_settle_points_at_the_one_hour_grid_first_where_it_can(tmp_path):
     _train(p, "barlow_twins", 0, 80.5)
     _train(p, "vicreg_fft", 0, 80.0, hparams={"permute": True})
     _train(p, "vicreg", 0, 80.5)
-    bt, vic = sorted(_rows(_load(tmp_path), "fft", "downstream accuracy"), key=lambda v: "vicreg" in v.figures)
+    bt, vic = sorted(_lin(_rows(_load(tmp_path), "fft", "downstream accuracy")), key=lambda v: "vicreg" in v.figures)
     assert bt.verdict == vic.verdict == "inconclusive"  # one seed each
-    assert bt.command == "sslbench sweep --study fft --scale gpu-1h   # one GPU-hour; the full grid: --scale gpu"
-    assert vic.command == "# no GPU grid of study fft settles this: it trains no vicreg_fft, vicreg"
+    # the AdamW recipe on a CPU: first the seeds the rule needs on the CPU grid, then the GPU grid
+    cpu = (f'STUDIES=fft SEEDS="1 2" bash results/studies/run-cpu2.sh   # 3 seeds per arm: 2 more seed(s) of the '
+           f"study's CPU grid, ~{2 * fft_.cpu_seed_min:.0f} min on 2 idle CPU cores   | GPU: ")
+    assert bt.command == cpu + "sslbench sweep --study fft --scale gpu-1h   # one GPU-hour; the full grid: --scale gpu"
+    assert vic.command == cpu + "# no GPU grid of study fft settles this: it trains no vicreg_fft, vicreg"
     # views: D = 128 vs 2048 is "comparable": the full grid's one seed cannot settle it, the one-hour grid's two can
     q = tmp_path / "views"
     q.mkdir()
     _views_run(q / "v.jsonl", 2, 1.0, 80.0)
     _views_run(q / "v.jsonl", 2, 1.0, 79.5, dim=2048, lambd=0.0051)
     low = _rows(_load(q), "views", "D = 128")[0]
-    assert low.command == (f"{views.command('gpu-1h')}   # one GPU-hour; the full grid (--scale gpu) cannot settle "
+    assert low.command.split("   | GPU: ")[1] == (f"{views.command('gpu-1h')}   # one GPU-hour; the full grid (--scale gpu) cannot settle "
                            f"this: {common.ONE_SEED}")
     # variance add-on: with a predictor as views; without one, neither grid has a second seed
     r = tmp_path / "variance"
@@ -426,8 +442,9 @@ def test_to_settle_points_at_the_one_hour_grid_first_where_it_can(tmp_path):
                hparams={"variance_coeff": 1.0})
     with_pred, without = sorted(_rows(_load(r), "variance", "adding the variance term"),
                                 key=lambda v: "no predictor" in v.figures)
-    assert with_pred.command.startswith(variance.command("gpu-1h") + "   # one GPU-hour; the full grid (--scale gpu)")
-    assert without.command == f"# no GPU grid of study variance settles this: {common.ONE_SEED}"
+    gpu = [v.command.split("   | GPU: ")[1] for v in (with_pred, without)]
+    assert gpu[0].startswith(variance.command("gpu-1h") + "   # one GPU-hour; the full grid (--scale gpu)")
+    assert gpu[1] == f"# no GPU grid of study variance settles this: {common.ONE_SEED}"
     assert fft_.settle_command("barlow_twins", gpu_1h="x") == ("sslbench sweep --study fft --scale gpu   # the full "
                                                                "grid; the one-GPU-hour grid (--scale gpu-1h) cannot "
                                                                "settle this: x")
@@ -542,8 +559,9 @@ def test_sweep_study_gram_writes_its_checks_then_the_report_reads_them(tmp_path,
 def _views_run(path, v, frac, lin, *, dim=128, lambd=1 / 128, seed=0, reg="barlow_twins"):
     case = {"regularizer": reg, "hparams": {"lambd": lambd} if lambd else {"std_coeff": 25.0}, "dataset": "fashion_mnist",
             "fraction": frac, "dim": dim, "projector": f"512-{dim}", "views": v, "batch": 256, "epochs": 1,
-            "seed": seed, "backbone": "auto", "optimizer": "sgd", "lr": 0.1, "device": "cpu", "ema_tau": 0.0}
-    append_record(path, make_record("train", case, {"linear_top1": lin, "init_linear_top1": 50.0}, env=ENV))
+            "seed": seed, "backbone": "auto", "optimizer": "adamw", "lr": 0.1, "device": "cpu", "ema_tau": 0.0}
+    metrics = {"linear_top1": lin, "knn_top1": lin - 10, "init_linear_top1": 50.0}
+    append_record(path, make_record("train", case, metrics, env=ENV))
 
 
 def test_views_verdicts_for_a_regularizer_without_lambd(tmp_path):
@@ -561,8 +579,9 @@ def test_views_verdicts_on_a_known_grid(tmp_path):
     p = tmp_path / "v.jsonl"
     # accuracy grows with data; 8 views at a quarter of the data match 2 views at all of it
     for frac, a2, a8 in ((0.25, 70.0, 83.0), (0.5, 75.0, 83.5), (1.0, 80.0, 84.0)):
-        _views_run(p, 2, frac, a2)
-        _views_run(p, 8, frac, a8)
+        for seed in range(3):  # the rules need an interval: at least 2 seeds per arm
+            _views_run(p, 2, frac, a2 + 0.1 * seed, seed=seed)
+            _views_run(p, 8, frac, a8 + 0.1 * seed, seed=seed)
     _views_run(p, 2, 1.0, 79.5, dim=2048, lambd=0.0051)
     df = _load(tmp_path)
     assert _rows(df, "views", "more views improve accuracy at equal data")[0].verdict == "supported"
@@ -570,7 +589,11 @@ def test_views_verdicts_on_a_known_grid(tmp_path):
     assert less.verdict == "supported" and "4× less data" in less.figures
     assert _rows(df, "views", "more views at fixed compute")[0].verdict == "supported"  # V=8 at 0.25 vs V=2 at 1
     low = _rows(df, "views", "D = 128")[0]
-    assert low.verdict == "inconclusive" and "Δ = +0.50" in low.figures  # one seed each
+    assert low.verdict == "inconclusive" and "Δ = +0.60 (no interval" in low.figures  # one seed of D = 2048
+    # the paper quotes kNN too: every views claim has a kNN row with its own margin
+    for claim in ("more views improve", "more views reach", "more views at fixed", "D = 128"):
+        knn = [r for r in _rows(df, "views", claim) if r.claim.endswith("[kNN]")]
+        assert len(knn) == 1 and "margin 2" in knn[0].figures, claim
 
 
 # ---- the layout: every study's rules in its claims module, the analysis side without torch ---------------------
@@ -665,7 +688,7 @@ def test_sfrik_accuracy_and_degree2_rules(tmp_path):
     _check(p, "sfrik", "degree2", {"r2": 0.999999, "slope": derived * (1 + 1e-5), "slope_derived": derived,
                                    "intercept": 0.0, "batches": 24, "dim": 64, "batch": 256})
     df = _load(tmp_path)
-    [acc] = _rows(df, "sfrik", "accuracy comparable")
+    [acc] = _lin(_rows(df, "sfrik", "accuracy comparable"))
     assert acc.verdict == "supported" and "vicreg 80.55" in acc.figures and "uniformity 79.55" in acc.figures
     [deg] = _rows(df, "sfrik", "the degree-2 truncation")
     assert deg.verdict == "supported" and "24 batches, D=64, N=256" in deg.figures
@@ -772,3 +795,143 @@ def test_sweep_study_without_pandas_names_the_extra_in_one_line(tmp_path):
     assert r.returncode == 2 and r.stdout == "", r.stderr
     err = r.stderr.strip().splitlines()
     assert len(err) == 1 and "'pandas'" in err[0] and "sslbench[dashboard]" in err[0], r.stderr
+
+
+# ---- the statistics of the accuracy rows (issue 22) -------------------------------------------------------------
+def test_every_accuracy_row_carries_its_interval_and_the_knn_rows_their_own_verdict(tmp_path):
+    """Linear: Δ = -0.2 inside the 1-point margin (equivalent); kNN: Δ = -5 beyond its 2-point margin."""
+    p = tmp_path / "t.jsonl"
+    for s in range(3):
+        _train(p, "barlow_twins_fft", s, 80.0 + 0.1 * s, hparams={"permute": True}, knn=65.0 + 0.1 * s)
+        _train(p, "barlow_twins", s, 80.2 + 0.1 * s, knn=70.0 + 0.1 * s)
+    lin, knn = _rows(_load(tmp_path), "fft", "downstream accuracy")
+    assert knn.claim.endswith("[kNN]") and lin.verdict == "supported" and knn.verdict == "not supported"
+    assert re.search(r"Δ = -0\.20 \[-0\.\d\d, [+-]0\.\d\d\] \(Welch 95 %, n = 3/3\), margin 1, TOST p = ", lin.figures)
+    assert "Δ = -5.00 [" in knn.figures and "margin 2" in knn.figures and "worse beyond the margin" in knn.figures
+    assert "TOST" in lin.rule and "±1 points" in lin.rule and "±2 points" in knn.rule and "kNN" in knn.rule
+
+
+def test_better_needs_its_interval_above_the_margin_and_says_how_many_seeds_would_settle_it(tmp_path):
+    p = tmp_path / "t.jsonl"
+    for s, (on, off) in enumerate([(82.0, 80.0), (83.6, 79.7), (81.0, 80.3)]):  # Δ = +2.2, a wide spread
+        _train(p, "barlow_twins_fft", s, on, hparams={"permute": True})
+        _train(p, "barlow_twins_fft", s, off, hparams={"permute": False})
+    [row] = _lin(_rows(_load(tmp_path), "fft", "the permutation trick helps (accuracy with vs without it) [training]"))
+    c = common.stats.welch([82.0, 83.6, 81.0], [80.0, 79.7, 80.3])
+    n = common.stats.seeds_to_settle(c, 1.0)
+    assert row.verdict == "inconclusive" and c.lo < 1.0 < c.hi and n is not None and n > 3
+    assert f"to settle: {n} seeds per arm would settle it" in row.figures
+    assert row.command.startswith(f'STUDIES=fft SEEDS="{" ".join(str(i) for i in range(3, n))}" bash '
+                                  "results/studies/run-cpu2.sh   # ")
+    q = tmp_path / "clear"
+    q.mkdir()
+    for s in range(3):
+        _train(q / "t.jsonl", "barlow_twins_fft", s, 84.0 + 0.1 * s, hparams={"permute": True})
+        _train(q / "t.jsonl", "barlow_twins_fft", s, 80.0 + 0.1 * s, hparams={"permute": False})
+        _train(q / "t.jsonl", "vicreg_fft", s, 80.3 + 0.1 * s, hparams={"permute": True})
+        _train(q / "t.jsonl", "vicreg_fft", s, 80.0 + 0.1 * s, hparams={"permute": False})
+    bt, vic = sorted(_lin(_rows(_load(q), "fft", "the permutation trick helps (accuracy with vs without it) [tr")),
+                     key=lambda v: "vicreg" in v.figures)
+    assert (bt.verdict, vic.verdict) == ("supported", "not supported")  # +4 clears it; +0.3 is below the margin
+    assert bt.command == vic.command == ""
+
+
+def test_the_earlier_sgd_setting_is_shown_apart_and_its_claims_are_pending(tmp_path):
+    p = tmp_path / "t.jsonl"
+    for s in range(3):
+        _train(p, "barlow_twins_fft", s, 80.0 + 0.1 * s, hparams={"permute": True}, optimizer="sgd")
+        _train(p, "barlow_twins", s, 80.2 + 0.1 * s, optimizer="sgd")
+    rows = _lin(_rows(_load(tmp_path), "fft", "downstream accuracy"))
+    old, pending = rows
+    assert report.is_earlier(old) and old.setting.endswith("sgd CPU" + common.EARLIER)
+    assert old.verdict == "supported"  # the same rules; shown, not counted
+    assert pending.verdict == "no data" and "pending" in pending.figures and not report.is_earlier(pending)
+    assert "(0 run(s) of the study's grid recorded)" in pending.figures
+    _train(tmp_path / "cpu-fixture-fft-cpu2.jsonl", "barlow_twins", 0, 89.0)  # one arm of the new grid: still pending
+    [pending] = [r for r in _lin(_rows(_load(tmp_path), "fft", "downstream accuracy")) if r.verdict == "no data"]
+    assert "(1 run(s) of the study's grid recorded)" in pending.figures
+    assert pending.command == "STUDIES=fft bash results/studies/run-cpu2.sh"
+    text = report.format_verdicts(report.verdicts(_load(tmp_path), ["fft"]))
+    last = text.splitlines()[-1]
+    assert last.startswith("verdicts: supported 0, not supported 0, inconclusive 0, no data ")
+    assert last.endswith("; the earlier setting (the SGD recipe, superseded): supported 2, not supported 0, "
+                         "inconclusive 0, no data 0")
+    assert report.format_verdicts(report.verdicts(_load(tmp_path), ["fft"]), "markdown").endswith(last)
+    q = tmp_path / "sub" / "wide"
+    q.mkdir(parents=True)
+    for s, (a, b) in enumerate([(79.0, 80.2), (81.0, 80.3), (80.0, 80.1)]):  # an inconclusive row of the SGD recipe
+        _train(q / "t.jsonl", "barlow_twins_fft", s, a, hparams={"permute": True}, optimizer="sgd")
+        _train(q / "t.jsonl", "barlow_twins", s, b, optimizer="sgd")
+    wide = _lin(_rows(_load(q), "fft", "downstream accuracy"))[0]
+    assert wide.verdict == "inconclusive" and wide.command.startswith(
+        "superseded by the AdamW-recipe grid: STUDIES=fft bash results/studies/run-cpu2.sh   # 15 runs of ~2.4 min")
+
+
+def test_isoloss_drops_are_read_from_intervals(tmp_path):
+    """IsoLoss keeps its accuracy (interval above −1), BYOL drops (interval below −1): supported; with IsoLoss's
+    interval across −1 the row is inconclusive and says how many seeds would settle it."""
+    p = tmp_path / "i.jsonl"
+    for s in range(3):
+        for tau in (0.99, 0.0):
+            _train(p, "isoloss", s, 80.0 + 0.1 * s, ema_tau=tau)
+            _train(p, "byol", s, (80.0 if tau else 70.0) + 0.1 * s, ema_tau=tau)
+    row = _rows(_load(tmp_path), "isoloss", "IsoLoss")[0]
+    assert row.verdict == "supported" and "isoloss: no EMA" in row.figures and ": kept;" in row.figures
+    assert "byol: no EMA" in row.figures and ": dropped;" in row.figures and "Welch 95 %" in row.figures
+    q = tmp_path / "wide"
+    q.mkdir()
+    for s, drop in enumerate((-0.5, 1.5, 0.0)):  # Δ ≈ -0.33 ± 2.6
+        for tau in (0.99, 0.0):
+            _train(q / "i.jsonl", "isoloss", s, 80.0 + 0.1 * s - (0 if tau else drop), ema_tau=tau)
+            _train(q / "i.jsonl", "byol", s, (80.0 if tau else 70.0) + 0.1 * s, ema_tau=tau)
+    row = _rows(_load(q), "isoloss", "IsoLoss")[0]
+    assert row.verdict == "inconclusive" and ": unknown;" in row.figures and "seeds per arm would settle" in row.figures
+    assert row.command.startswith('STUDIES=isoloss SEEDS="3')
+
+
+def test_the_adamw_grids_write_new_stores_that_run_cpu2_sh_and_sweep_study_share(tmp_path, monkeypatch, capsys):
+    """`sslbench sweep --study NAME` (cpu) writes the AdamW-recipe grids into <device>-<study>-cpu2.jsonl, the store
+    results/studies/run-cpu2.sh resumes; a study of exact checks only keeps <device>-<study>.jsonl."""
+    assert common.store_name("cpu-x", "sfrik", "cpu") == "cpu-x-sfrik-cpu2.jsonl"
+    assert common.store_name("cpu-x", "sfrik", "gpu-1h") == "cpu-x-sfrik.jsonl"
+    assert common.store_name("cpu-x", "gram", "cpu", grids=False) == "cpu-x-gram.jsonl"
+    script = (ROOT / "results" / "studies" / "run-cpu2.sh").read_text()
+    assert '--out "results/studies/cpu-intel-xeon-$study-cpu2.jsonl"' in script
+    assert report.STUDIES["sfrik"].sweep_commands("cpu", "cpu-intel-xeon") == [
+        "sslbench sweep --config results/studies/configs/sfrik-cpu2.toml --out "
+        "results/studies/cpu-intel-xeon-sfrik-cpu2.jsonl"]
+    monkeypatch.chdir(tmp_path)
+    assert main(["sweep", "--study", "sfrik", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"--config \S*sfrik-cpu2\.toml --out results/studies/cpu-[\w-]+-sfrik-cpu2\.jsonl", out), out
+
+
+def test_comparable_and_better_on_known_arms():
+    """The decision of each rule at its boundaries: equivalent, better beyond the margin (no loss), worse beyond it,
+    straddling the margin (inconclusive with a seed count above the seeds it has), below the floor (no count)."""
+    def arm(values, init=math.nan):
+        return common.Arm(sum(values) / len(values), math.nan, len(values), len(values), init, tuple(values))
+
+    ref = arm([80.0, 80.1, 80.2])
+    assert common.comparable(arm([80.1, 80.2, 80.3]), ref).verdict == "supported"
+    better = common.comparable(arm([83.0, 83.1, 83.2]), ref)
+    assert better.verdict == "supported" and "no loss" in better.figures
+    worse = common.comparable(arm([77.0, 77.1, 77.2]), ref)
+    assert worse.verdict == "not supported" and "worse beyond the margin" in worse.figures
+    wide = common.comparable(arm([79.3, 80.9, 80.1]), ref)  # Δ = 0, s = 0.8: the 90 % interval beyond ±1
+    assert wide.verdict == "inconclusive" and wide.seeds is not None and wide.seeds > 3 and wide.have == 3
+    assert common.better(arm([83.0, 83.1, 83.2]), ref).verdict == "supported"
+    assert common.better(arm([80.3, 80.4, 80.5]), ref).verdict == "not supported"  # +0.3: below the 1-point margin
+    floor = common.better(arm([70.0, 70.1, 70.2], init=75.0), arm([65.0, 65.1, 65.2], init=75.0))
+    assert floor.verdict == "inconclusive" and floor.seeds is None and "more seeds do not help" in floor.why
+
+
+def test_run_cpu2_sh_runs_every_study_with_a_cpu_grid_seed_by_seed():
+    script = (ROOT / "results" / "studies" / "run-cpu2.sh").read_text()
+    default = re.search(r'STUDIES=\$\{STUDIES:-"([^"]*)"\}', script).group(1).split()
+    assert sorted(default) == sorted(n for n, st in report.STUDIES.items() if st.configs("cpu"))
+    assert 'SEEDS=${SEEDS:-"0 1 2"}' in script and "--seeds \"$seed\"" in script
+    for st in report.STUDIES.values():  # the script's glob is the study's CPU scale
+        assert sorted(st.configs("cpu")) == sorted(p.name for p in report.CONFIG_DIR.glob(f"{st.name}-cpu2*.toml"))
+        for name in st.configs("cpu"):
+            assert "seeds = [0, 1, 2]" in (report.CONFIG_DIR / name).read_text(), name

@@ -42,7 +42,7 @@ import pandas as pd
 
 from sslbench.analysis import load_results
 from sslbench.analysis.claims import fft, gram, isoloss, sfrik, variance, views
-from sslbench.analysis.claims.common import VERDICTS, Study, Verdict, usable_records
+from sslbench.analysis.claims.common import CPU_SCRIPT, EARLIER, VERDICTS, Study, Verdict, usable_records
 from sslbench.records.constants import CHECK_KIND
 from sslbench.records.text import markdown_cell, one_line, terminal
 
@@ -61,6 +61,20 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "results" / "studies" / "conf
 _ADD_ON_ARMS = ("nopred", "nopred-var", "pred", "pred-var")
 
 
+def _earlier(study: str) -> list[str]:
+    """The CPU configs of the earlier setting (the SGD recipe, 2026-11-28: <study>-cpu*.toml but -cpu2): kept for
+    their records, which the report shows apart; superseded by the AdamW-recipe grids."""
+    return sorted(p.name for p in CONFIG_DIR.glob(f"{study}-cpu*.toml") if not p.name.startswith(f"{study}-cpu2"))
+
+
+def _cpu_cost(runs: int, per_run: str, total_min: int) -> str:
+    """The cost note of an AdamW-recipe CPU grid (<study>-cpu2*.toml, 3 seeds), ESTIMATED for 2 idle cores from the
+    default recipe's measured 0.21 s per step and ~70 s of evaluation on all of the data (results/sweeps/cpu-default;
+    results/studies/README.md, "The AdamW recipe")."""
+    return (f"{runs} runs of ~{per_run} (half of Fashion-MNIST, 4 epochs, 468 steps), ~{total_min} min on 2 idle "
+            "cores (estimated)")
+
+
 def _gpu_cost(runs: int, epochs: int, per_run: str, projected: str) -> str:
     """The cost note of a GPU grid (the full budget or one GPU-hour): its projection by
     ``benchmarks/project_studies.py`` at the assumed throughput of results/studies/README.md, a per-run time and the
@@ -73,47 +87,48 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
     Study("fft", "FFT-relaxed Barlow Twins / VICReg", "Shigeto et al., CVPR 2023",
           "comparable downstream accuracy to Barlow Twins / VICReg, less memory and faster training when D is large; "
           "the permutation trick breaks the spurious minima that the relaxation creates",
-          ["fft-cpu-exact.toml", "fft-cpu-permute-true.toml", "fft-cpu-permute-false.toml", "fft-cpu-vicreg.toml",
-           "fft-cpu-vicreg-permute-false.toml", "fft-cpu-bt-full.toml", "fft-cpu-bt-full-permute-false.toml"],
+          ["fft-cpu2-exact.toml", "fft-cpu2-permute-true.toml", "fft-cpu2-permute-false.toml"],
           ["fft-gpu-exact.toml", "fft-gpu-permute-true.toml", "fft-gpu-permute-false.toml"],
-          "9 runs of ~30 s, 9 of ~80 s and 6 of ~9 min (~70 min on one core), plus the scaling sweeps of "
-          "results/sweeps",
+          _cpu_cost(15, "2.4 min", 36) + ", plus the scaling sweeps of results/sweeps",
           _gpu_cost(9, 200, "10.8 min", "1 h 37 min"), fft.verdict, ("permutation",),
           ["fft-gpu-1h-exact.toml", "fft-gpu-1h-permute-true.toml", "fft-gpu-1h-permute-false.toml"],
-          _gpu_cost(9, 100, "5.9 min", "53.0 min"), gpu_regularizers=("barlow_twins", "barlow_twins_fft")),
+          _gpu_cost(9, 100, "5.9 min", "53.0 min"), gpu_regularizers=("barlow_twins", "barlow_twins_fft"),
+          cpu_seed_min=12, cpu_earlier=_earlier("fft")),
     Study("sfrik", "SFRIK", "Zheng et al. 2022",
           "cost O(N²·D) through the Gram matrix, memory O(N²); accuracy comparable to VICReg and uniformity; the "
           "degree-2 truncation penalises ‖EᵀE‖_F², an information-maximisation (covariance) regulariser",
-          ["sfrik-cpu.toml"], ["sfrik-gpu.toml"], "9 runs of ~80 s (~12 min)",
+          ["sfrik-cpu2.toml"], ["sfrik-gpu.toml"], _cpu_cost(9, "2.4 min", 22),
           _gpu_cost(9, 200, "10.8 min", "1 h 37 min"), sfrik.verdict, ("degree2",), ["sfrik-gpu-1h.toml"],
-          _gpu_cost(9, 100, "5.9 min", "53.0 min"), gpu_regularizers=("sfrik", "uniformity", "vicreg")),
+          _gpu_cost(9, 100, "5.9 min", "53.0 min"), gpu_regularizers=("sfrik", "uniformity", "vicreg"), cpu_seed_min=7,
+          cpu_earlier=_earlier("sfrik")),
     Study("views", "Many augmentations, low-dimensional projectors", "Agrawal et al.",
           "more augmentations per sample improve sample efficiency (the same accuracy with up to 4× less pretraining "
           "data) and convergence; low-dimensional projectors (D = 128, lambd = 1/128) work when the orthogonality "
-          "pressure is raised", ["views-cpu.toml", "views-cpu-d2048.toml", "views-cpu-vicreg.toml",
-                                     "views-cpu-full-d128.toml", "views-cpu-full-d2048.toml"],
+          "pressure is raised", ["views-cpu2.toml", "views-cpu2-d128.toml", "views-cpu2-d2048.toml"],
           ["views-gpu.toml", "views-gpu-d2048.toml"],
-          "10 runs of 10-60 s, 12 of 1-5 min and 4 of ~9 min (~70 min on one core)",
+          _cpu_cost(24, "1-5 min", 49),
           _gpu_cost(10, 100, "2.2 min–20.6 min", "1 h 15 min"), views.verdict,
           gpu_1h=["views-gpu-1h.toml", "views-gpu-1h-d2048.toml", "views-gpu-1h-d128-seed1.toml"],
           cost_gpu_1h=_gpu_cost(12, 50, "1.6 min–10.8 min", "49.2 min"),
-          gpu_regularizers=("barlow_twins",)),
+          gpu_regularizers=("barlow_twins",), cpu_seed_min=16, cpu_earlier=_earlier("views")),
     Study("variance", "VICReg's variance term", "Bardes, Ponce, LeCun 2022",
           "the variance term prevents collapse, and stabilises other methods when added to them",
-          ["variance-cpu-std25.toml", "variance-cpu-std0.toml"] + [f"variance-cpu-addon-{a}.toml" for a in _ADD_ON_ARMS],
+          ["variance-cpu2-std25.toml", "variance-cpu2-std0.toml"]
+          + [f"variance-cpu2-addon-{a}.toml" for a in _ADD_ON_ARMS],
           ["variance-gpu-std25.toml", "variance-gpu-std0.toml"] + [f"variance-gpu-addon-{a}.toml" for a in _ADD_ON_ARMS],
-          "12 runs of ~80 s (~16 min)", _gpu_cost(8, 200, "10.8 min", "1 h 26 min"), variance.verdict,
+          _cpu_cost(18, "2.4-2.9 min", 49), _gpu_cost(8, 200, "10.8 min", "1 h 26 min"), variance.verdict,
           gpu_1h=["variance-gpu-1h-std25.toml", "variance-gpu-1h-std0.toml"]
           + [f"variance-gpu-1h-addon-{a}.toml" for a in _ADD_ON_ARMS],
           cost_gpu_1h=_gpu_cost(10, 90, "5.4 min", "54.0 min"),
-          gpu_regularizers=("vicreg", "byol")),
+          gpu_regularizers=("vicreg", "byol"), cpu_seed_min=16, cpu_earlier=_earlier("variance")),
     Study("isoloss", "IsoLoss vs DirectPred vs BYOL", "Halvagal, Laborieux, Zenke, NeurIPS 2023",
           "IsoLoss learns robustly where DirectPred/BYOL need tuning (e.g. without EMA); comparable accuracy",
-          ["isoloss-cpu-ema.toml", "isoloss-cpu-noema.toml"], ["isoloss-gpu-ema.toml", "isoloss-gpu-noema.toml"],
-          "12 runs of ~80 s (~16 min)", _gpu_cost(6, 200, "10.8 min", "1 h 05 min"), isoloss.verdict,
+          ["isoloss-cpu2-ema.toml", "isoloss-cpu2-noema.toml"], ["isoloss-gpu-ema.toml", "isoloss-gpu-noema.toml"],
+          _cpu_cost(18, "2.9 min", 52), _gpu_cost(6, 200, "10.8 min", "1 h 05 min"), isoloss.verdict,
           gpu_1h=["isoloss-gpu-1h-ema.toml", "isoloss-gpu-1h-noema.toml"],
           cost_gpu_1h=_gpu_cost(12, 70, "4.4 min", "53.1 min"),
-          gpu_regularizers=("isoloss", "directpred", "byol")),
+          gpu_regularizers=("isoloss", "directpred", "byol"), cpu_seed_min=17,
+          cpu_earlier=_earlier("isoloss")),
     Study("gram", "The exact Gram form", "sslbench (regularizers.md §1)",
           "Σ_{k,l} C_kl² = ‖AAᵀ ⊙ BBᵀ‖_sum / N²: the same value at O(N²·D) time, O(N² + N·D) memory",
           [], [], "exact checks, ~20 s (speed-up from the scaling sweeps of results/sweeps)",
@@ -131,10 +146,49 @@ def verdicts(df: pd.DataFrame | None, studies: Sequence[str] | None = None) -> l
     for name in studies or list(STUDIES):
         st = STUDIES[name]
         try:
-            out += st.verdict(df, st)
+            out += _with_pending(st, st.verdict(df, st), df)
         except (KeyError, ValueError, TypeError) as exc:  # a malformed store must not hide the other studies
             out.append(Verdict(name, st.title, "inconclusive", f"could not evaluate: {type(exc).__name__}: {exc}",
                                "", st.command()))
+    return out
+
+
+def is_earlier(row: Verdict) -> bool:
+    """A row of the earlier CPU setting (the SGD recipe, :data:`~sslbench.analysis.claims.common.EARLIER`): shown,
+    not counted."""
+    return EARLIER in row.setting
+
+
+def _recipe_runs(df: pd.DataFrame | None, study: str) -> int:
+    """The finished (ok) training runs in the study's AdamW-recipe store (``<device>-<study>-cpu2.jsonl``)."""
+    if df is None or df.empty or "source" not in df.columns or "kind" not in df.columns:
+        return 0
+    mine = df["source"].astype(str).str.endswith(f"-{study}-cpu2.jsonl")
+    return int((mine & (df["kind"] == "train") & (df["status"] == "ok")).sum())
+
+
+def _with_pending(st: Study, rows: list[Verdict], df: pd.DataFrame | None = None) -> list[Verdict]:
+    """``rows`` with the earlier setting's inconclusive rows pointing at the AdamW-recipe grid that supersedes them,
+    and, for each claim that has rows of the earlier setting only, a "no data" row saying that its AdamW-recipe arms
+    are pending (run by ``results/studies/run-cpu2.sh``)."""
+    run = f"STUDIES={st.name} bash {CPU_SCRIPT}"
+    out = []
+    for r in rows:
+        if is_earlier(r) and r.verdict == "inconclusive":
+            r = Verdict(r.study, r.claim, r.verdict, r.figures, r.rule,
+                        f"superseded by the AdamW-recipe grid: {run}   # {st.cost('cpu')}"
+                        + (f"   | GPU: {r.command}" if r.command else ""), r.setting)
+        out.append(r)
+    claims = dict.fromkeys(r.claim for r in rows)
+    done = _recipe_runs(df, st.name)
+    for claim in claims:
+        mine = [r for r in rows if r.claim == claim]
+        if any(is_earlier(r) for r in mine) and all(is_earlier(r) or r.verdict == "no data" for r in mine) \
+                and not any(r.verdict == "no data" for r in mine):
+            rule = next(r.rule for r in mine)
+            out.append(Verdict(st.name, claim, "no data", "pending: not every AdamW-recipe arm of this claim "
+                               f"(results/studies/configs/{st.name}-cpu2*.toml) has a record yet ({done} run(s) of the "
+                               "study's grid recorded)", rule, run, "AdamW recipe, CPU"))
     return out
 
 
@@ -166,6 +220,7 @@ def format_verdicts(rows: Sequence[Verdict], fmt: str = "text") -> str:
         rules = list(dict.fromkeys((r.study, r.rule) for r in rows if r.rule))
         rules.sort(key=lambda t: list(STUDIES).index(t[0]) if t[0] in STUDIES else 99)
         lines += ["", "Rules:", ""] + [f"- {s}: {_md(rule)}" for s, rule in rules]
+        lines += ["", _md(verdict_counts(rows))]
         return "\n".join(lines)
     if fmt != "text":
         raise ValueError(f"fmt={fmt!r}: choose text or markdown")
@@ -186,10 +241,21 @@ def format_verdicts(rows: Sequence[Verdict], fmt: str = "text") -> str:
             lines.append(f"      rule: {r.rule}")
         if r.command:
             lines.append(f"      to settle: {r.command}")
-    counts = {v: sum(r.verdict == v for r in rows) for v in VERDICTS}
     lines.append("")
-    lines.append("verdicts: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    lines.append(verdict_counts(rows))
     return terminal("\n".join(lines).lstrip("\n"))  # for a terminal: no escape sequences from the store
+
+
+def verdict_counts(rows: Sequence[Verdict]) -> str:
+    """"verdicts: supported 3, …" over the rows of the current settings, then those of the earlier setting apart
+    (:func:`is_earlier`: shown, superseded, not counted with the others)."""
+    now = [r for r in rows if not is_earlier(r)]
+    old = [r for r in rows if is_earlier(r)]
+    text = "verdicts: " + ", ".join(f"{v} {sum(r.verdict == v for r in now)}" for v in VERDICTS)
+    if old:
+        text += ("; the earlier setting (the SGD recipe, superseded): "
+                 + ", ".join(f"{v} {sum(r.verdict == v for r in old)}" for v in VERDICTS))
+    return text
 
 
 # ==============================================================================================================

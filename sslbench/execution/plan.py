@@ -21,6 +21,7 @@ import dataclasses
 import functools
 import json
 import math
+import os
 import shlex
 import signal
 import sys
@@ -311,9 +312,29 @@ def slim_record(rec: dict) -> dict:
     return slim
 
 
+_LAST_READ: dict = {}  # {(path, kind, start): (the file's stamp, records)}: the last read, reused while unchanged
+
+
 def _read_store(path: str, kind: str, command: str, start: int = 0) -> list[dict]:
     """The store's records of ``kind`` (from byte ``start``), each as :func:`slim_record` keeps it; the lines
-    that are not records are reported in one line and skipped."""
+    that are not records are reported in one line and skipped. ``--status`` asks three times (the plan, the
+    counts, the devices): while the file is the same (identity, size, modification time) it is read once."""
+    try:
+        st = os.stat(path)
+        stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    except OSError:
+        stamp = None
+    key = (os.path.realpath(path), kind, start)
+    if stamp is not None and key in _LAST_READ and _LAST_READ[key][0] == stamp:
+        return list(_LAST_READ[key][1])
+    _LAST_READ.clear()
+    records = _read_store_now(path, kind, command, start)
+    if stamp is not None:
+        _LAST_READ[key] = (stamp, records)
+    return list(records)
+
+
+def _read_store_now(path: str, kind: str, command: str, start: int) -> list[dict]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
         records = read_projected(path, slim_record, kind=kind, start=start)

@@ -194,6 +194,14 @@ class StudyRun:
     out_dir: str
 
 
+def store_name(device: str, study: str, scale: str, grids: bool = True) -> str:
+    """The file name of a study's store at ``scale`` on ``device`` (:func:`sslbench.analysis.claims.common.store_name`:
+    the AdamW-recipe CPU grids write ``<device>-<study>-cpu2.jsonl``, apart from the earlier setting's store)."""
+    from sslbench.analysis.claims.common import store_name as name
+
+    return name(device, study, scale, grids)
+
+
 def study_runs(names: Sequence[str], scale: str) -> list[StudyRun]:
     """The runs of the studies ``names`` (``all``: every study) at ``scale``, read from the study registry of the
     analysis side (:data:`sslbench.analysis.report.STUDIES`: each study's checks and configs are defined there once,

@@ -759,7 +759,7 @@ def run_studies(args: argparse.Namespace) -> int:
 
     try:
         if args.config or args.out:
-            raise SweepError("--study picks the configs and the store (results/studies/<device>-<study>.jsonl); "
+            raise SweepError("--study picks the configs and the store (results/studies/<device>-<study>[-cpu2].jsonl); "
                              f"drop {'--config' if args.config else '--out'}")
         runs = studies.study_runs(args.study, args.scale or "cpu")
     except (SweepError, studies.StudyError) as exc:
@@ -775,7 +775,8 @@ def run_studies(args: argparse.Namespace) -> int:
     rc = 0
     for st in runs:
         # a dry run only plans: the store of a GPU scale is then the GPU's, whose name this machine cannot know
-        out = Path(st.out_dir) / f"{UNKNOWN_GPU if no_cuda else device_slug(device)}-{st.name}.jsonl"
+        out = Path(st.out_dir) / studies.store_name(UNKNOWN_GPU if no_cuda else device_slug(device), st.name,
+                                                    args.scale or "cpu", bool(st.configs))
         if st.checks and args.dry_run:
             print(f"{st.name}: exact checks {', '.join(st.checks)} (no training) -> {out}")
         elif st.checks and not watch:

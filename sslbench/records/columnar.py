@@ -117,8 +117,9 @@ def _concat(frames: list):
     if len(frames) == 1:
         return frames[0]
     df = pd.concat(frames, ignore_index=True, sort=False)
-    for name in df.columns:
-        if df[name].dtype == object:
+    for name in df.columns:  # only where the blocks disagree (a column missing from one, str in one, ...)
+        kinds = {str(f[name].dtype) if name in f.columns else None for f in frames}
+        if df[name].dtype == object and len(kinds) > 1:
             df[name] = pd.Series(df[name].tolist(), index=df.index)
     return df
 
@@ -313,7 +314,7 @@ class _Parsed:
     """The taken rows' lines parsed with :mod:`json`, each once and only when a cell needs it."""
 
     def __init__(self, lines, rows, idx):
-        self.lines, self.rows, self.idx, self.cache = lines, rows, idx, {}
+        self.lines, self.rows, self.idx, self.cache, self.names = lines, rows, idx, {}, {}
 
     def __call__(self, j: int) -> dict:
         if j not in self.cache:
@@ -324,7 +325,10 @@ class _Parsed:
         """Whether row ``j``'s line has the key at ``where``. A line whose bytes do not hold the key's quoted
         name (and no backslash: an escape could spell it otherwise) lacks it: no need to parse it."""
         raw = self.lines[self.rows[self.idx[j]]]
-        if j not in self.cache and b"\\" not in raw and json.dumps(where[-1], ensure_ascii=False).encode() not in raw:
+        name = self.names.get(where[-1])
+        if name is None:
+            name = self.names[where[-1]] = json.dumps(where[-1], ensure_ascii=False).encode()
+        if j not in self.cache and b"\\" not in raw and name not in raw:
             return False
         return _lookup(self(j), where) is not _ABSENT
 
