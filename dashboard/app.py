@@ -20,8 +20,9 @@ Six pages, picked in the sidebar (and in the URL: ``?page=Scaling``, ``Accuracy`
 
 The results folder is ``$SSLBENCH_RESULTS`` (what ``sslbench dashboard --results DIR`` sets) or ``results/`` of
 this repository, and can be changed in the sidebar; extra asv results directories are listed in
-``$SSLBENCH_ASV`` (separated by ``os.pathsep``; default ``.asv/results`` beside the results folder). Reading is
-cached and keyed on the files' sizes and modification times, so new results show up on the next rerun. The
+``$SSLBENCH_ASV`` (separated by ``os.pathsep``; default ``.asv/results`` beside the results folder). The records
+are held once per folder for all sessions (:class:`sslbench.analysis.views.LoadedResults`) and read again when a
+file's size or modification time changed, so new results show up on the next rerun. The
 dashboard only reads records (through :mod:`sslbench.analysis`); it never trains or measures, and needs no torch.
 """
 
@@ -30,7 +31,6 @@ from __future__ import annotations
 import os
 import sys
 import textwrap
-import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,17 +73,22 @@ PALETTE = qualitative.Plotly + qualitative.D3 + qualitative.Dark24
 # ==============================================================================================================
 # Data (cached on the files' modification times)
 # ==============================================================================================================
-@st.cache_data(show_spinner="Reading results ...", max_entries=8)
-def load(root: str, asv: tuple[str, ...] | None, stamp: tuple) -> tuple[pd.DataFrame, list[str]]:
-    """All records under ``root`` (:func:`sslbench.analysis.load_results`) and the warnings reading them gave.
-    ``stamp`` (the files' sizes and modification times) is only part of the cache key."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        df = A.load_results(root, asv=asv)
-    return df, [str(w.message) for w in caught]
+@st.cache_resource(show_spinner=False, max_entries=4)
+def results_of(root: str, asv: tuple[str, ...] | None) -> V.LoadedResults:
+    """The one holder of ``root``'s records (:class:`sslbench.analysis.views.LoadedResults`), shared by every
+    session and rerun: keyed on the folder, not on its files' fingerprint, so a change of a file replaces the
+    frame instead of caching another copy of it."""
+    return V.LoadedResults(root, asv)
 
 
-@st.cache_data(show_spinner="Reading training logs ...", max_entries=8)
+def load(root: str, asv: tuple[str, ...] | None) -> tuple[pd.DataFrame, list[str]]:
+    """All records under ``root`` (:func:`sslbench.analysis.load_results`) and the warnings reading them gave,
+    read again only when a file changed."""
+    with st.spinner("Reading results ..."):
+        return results_of(root, asv).get()
+
+
+@st.cache_data(show_spinner="Reading training logs ...", max_entries=1)  # one copy: the latest files' logs
 def load_logs(root: str, stamp: tuple) -> pd.DataFrame:
     return A.load_run_logs(root)
 
@@ -730,9 +735,8 @@ def main() -> None:
         st.markdown(_help(root_path))
         return
     try:
-        stamp = A.results_stamp(root_path, asv)
-        df, problems = load(str(root_path), asv, stamp)
-        logs = load_logs(str(root_path), stamp) if page == "Runs" else pd.DataFrame()
+        df, problems = load(str(root_path), asv)
+        logs = load_logs(str(root_path), A.results_stamp(root_path, asv)) if page == "Runs" else pd.DataFrame()
     except Exception as exc:  # noqa: BLE001 -- a results folder that cannot be read must not take the app down
         st.title("sslbench dashboard")
         st.error(f"Could not read the results in {M(root_path)}: {type(exc).__name__}: {M(exc)}")

@@ -90,7 +90,36 @@ def run(args: argparse.Namespace) -> int:
 
 
 def check_results(results: str, asv) -> str | None:
-    """Read the results once as the pages will; a one-line problem when that fails (None when it works)."""
+    """Read the results once as the pages will; a one-line problem when that fails (None when it works).
+
+    The read runs in a forked child (where the platform forks): the launcher then waits on the server for
+    hours, and a process that once held the whole store keeps most of that memory (the allocator rarely
+    gives it back), so only the child holds it, and it exits."""
+    import multiprocessing
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return _check_results(results, asv)
+    ctx = multiprocessing.get_context("fork")
+    receive, send = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_check_child, args=(send, results, asv), daemon=True)
+    child.start()
+    send.close()
+    try:
+        problem = receive.recv()
+    except EOFError:  # the child died without a word (killed, out of memory)
+        child.join()
+        return (f"cannot read the results in {results} (the reading process ended with code {child.exitcode}, "
+                "out of memory?); fix or move the file at fault")
+    child.join()
+    return problem
+
+
+def _check_child(send, results: str, asv) -> None:
+    send.send(_check_results(results, asv))
+    send.close()
+
+
+def _check_results(results: str, asv) -> str | None:
     import warnings
 
     from sslbench.analysis import load_results
@@ -102,7 +131,7 @@ def check_results(results: str, asv) -> str | None:
     except Exception as exc:  # noqa: BLE001 -- any failure here would be every page's failure
         return f"cannot read the results in {results} ({type(exc).__name__}: {exc}); fix or move that file"
     skipped = f", {len(caught)} warning(s) (shown in the sidebar)" if caught else ""
-    print(f"sslbench dashboard: {len(df)} record(s) read from {results}{skipped}", file=sys.stderr)
+    print(f"sslbench dashboard: {len(df)} record(s) read from {results}{skipped}", file=sys.stderr, flush=True)
     return None
 
 

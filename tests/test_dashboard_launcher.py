@@ -135,3 +135,34 @@ def test_kill_9_of_the_launcher_stops_its_server(tmp_path):
             proc.kill()
         if server is not None and _alive(server):
             os.kill(server, signal.SIGKILL)
+
+
+def test_the_launcher_reads_the_store_in_a_child_it_does_not_hold_while_serving(tmp_path, monkeypatch):
+    """issue 21: the launcher waits on its server for hours; the check's read of the whole store happens in a
+    forked child (which exits), not in the launcher, whose memory would keep the store's footprint."""
+    pytest.importorskip("plotly")
+    import os
+
+    import sslbench.analysis as A
+    from sslbench import dashboard
+
+    readers = tmp_path / "readers"
+
+    def spy(*args, **kwargs):
+        readers.write_text(str(os.getpid()))
+        raise MemoryError("the store is large")
+
+    monkeypatch.setattr(A, "load_results", spy)
+    results = tmp_path / "results"
+    results.mkdir()
+    problem = dashboard.check_results(str(results), None)
+    assert int(readers.read_text()) != os.getpid()
+    assert problem == (f"cannot read the results in {results} (MemoryError: the store is large); "
+                       "fix or move that file")
+
+    def killed(*args, **kwargs):
+        os._exit(137)  # the child killed by the kernel: one line, not a hang or a traceback
+
+    monkeypatch.setattr(A, "load_results", killed)
+    problem = dashboard.check_results(str(results), None)
+    assert problem.startswith(f"cannot read the results in {results} (the reading process ended with code 137")

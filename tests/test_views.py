@@ -320,3 +320,21 @@ def test_throughput_phase_split_per_device():
     assert gpu["phases"]["fwd_bwd"] == [3.0] * 4 and gpu["worker_augment_ms"] == [None, 9.0, None, 9.0]
     for i, step in enumerate(gpu["step_ms"]):  # the phases tile the step
         assert sum(v[i] or 0.0 for v in gpu["phases"].values()) == pytest.approx(step)
+
+
+def test_accuracy_series_variant_rank_within_its_regularizer():
+    """The line style's ``index`` is the variant's rank among its regularizer's variants (on every device), as
+    the former per-line scan gave: sorted(variants of that regularizer).index(variant)."""
+    rows = []
+    for i, (reg, variant, dev) in enumerate([("vic", "vic (lr=0.1)", "cpu"), ("vic", "vic (lr=0.03)", "gpu"),
+                                             ("vic", "vic (lr=0.3)", "cpu"), ("bt", "bt", "gpu"),
+                                             ("bt", "bt", "cpu"), ("vic", "vic (lr=0.03)", "cpu")]):
+        rows.append({"regularizer": reg, "variant": variant, "device_name": dev, "views": 2 + i % 2,
+                     "linear_top1": 50.0 + i})
+    ok = pd.DataFrame(rows)
+    lines = V.accuracy_series(ok, "views", "linear_top1")
+    want = {(ln["regularizer"], ln["variant"]):
+            sorted(ok.loc[ok["regularizer"] == ln["regularizer"], "variant"].unique()).index(ln["variant"])
+            for ln in lines}
+    assert {(ln["regularizer"], ln["variant"]): ln["index"] for ln in lines} == want
+    assert want[("vic", "vic (lr=0.3)")] == 2 and len(lines) == 6  # vic (lr=0.03) on two devices

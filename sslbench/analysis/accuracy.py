@@ -50,29 +50,35 @@ def run_variants(runs: pd.DataFrame) -> pd.Series:
     from before it was recorded (:data:`~sslbench.records.constants.UNNAMED_PREDICTOR_REGULARIZERS`)."""
     if runs.empty:
         return pd.Series([], index=runs.index, dtype=object)
-    reg = column(runs, "case.regularizer").astype(str)
+    # one pass over the runs, then one pass per regularizer: the settings that vary within each regularizer are
+    # found once for the whole group (O(runs x keys)), not again for every run of it (that was O(runs^2))
+    reg = column(runs, "case.regularizer").astype(str).tolist()
     hps = [_hparam_dict(v) for v in column(runs, "case.hparams")]
+    present = {k: runs[f"case.{k}"].tolist() for k in VARIANT_KEYS if f"case.{k}" in runs.columns}
     settings = []
-    for i, idx in enumerate(runs.index):
+    for i in range(len(reg)):
         d = {**_ABSENT_MEANS, **{f"hp:{k}": v for k, v in hps[i].items()}}
-        if reg.iloc[i] in UNNAMED_PREDICTOR_REGULARIZERS:  # overridden below where the record names it
+        if reg[i] in UNNAMED_PREDICTOR_REGULARIZERS:  # overridden below where the record names it
             d["predictor_hidden"] = DEFAULT_PREDICTOR_HIDDEN
         for k in VARIANT_KEYS:
-            v = runs.at[idx, f"case.{k}"] if f"case.{k}" in runs.columns else None
+            v = present[k][i] if k in present else None
             if v is not None and not (isinstance(v, float) and math.isnan(v)):
                 d[k] = v
             else:
                 d.setdefault(k, None)  # not set (grad_clip is recorded only when set): a value of its own
         settings.append(d)
+    # the distinct values of every key among the runs of each regularizer that have it; a hyper-parameter a
+    # record lacks (a failure record written by the sweep) adds no value, so it does not split variants
+    values: dict[str, dict[str, set]] = {}
+    for r, d in zip(reg, settings):
+        seen = values.setdefault(r, {})
+        for k, v in d.items():
+            seen.setdefault(k, set()).add(json.dumps(v, sort_keys=True, default=str))
+    varying = {r: sorted(k for k, vs in seen.items() if len(vs) > 1) for r, seen in values.items()}
     labels = []
-    for i, idx in enumerate(runs.index):
-        same = [settings[j] for j in range(len(settings)) if reg.iloc[j] == reg.iloc[i]]
-        keys = sorted({k for d in same for k in d})
-        # a hyper-parameter a record lacks (a failure record written by the sweep) does not split variants
-        varying = [k for k in keys if len({json.dumps(d[k], sort_keys=True, default=str) for d in same if k in d}) > 1
-                   and k in settings[i]]
-        parts = [f"{k.removeprefix('hp:')}={_short(settings[i].get(k))}" for k in varying]
-        labels.append(reg.iloc[i] + (f" ({', '.join(parts)})" if parts else ""))
+    for r, d in zip(reg, settings):
+        parts = [f"{k.removeprefix('hp:')}={_short(d.get(k))}" for k in varying[r] if k in d]
+        labels.append(r + (f" ({', '.join(parts)})" if parts else ""))
     return pd.Series(labels, index=runs.index, dtype=object)
 
 

@@ -180,8 +180,13 @@ def crossovers(df: pd.DataFrame, a: str | Mapping[str, Any], b: str | Mapping[st
     axes onto the union of their x values within the range they share, and a crossing is a change of sign of
     ``log y_a - log y_b`` (a point where they are equal counts once, when the sign differs on its two sides).
     """
-    lxa, lya = _curve(_select(df, a, key), x, y)
-    lxb, lyb = _curve(_select(df, b, key), x, y)
+    return _crossings(_curve(_select(df, a, key), x, y), _curve(_select(df, b, key), x, y), _name(a), _name(b))
+
+
+def _crossings(curve_a: tuple[np.ndarray, np.ndarray], curve_b: tuple[np.ndarray, np.ndarray], na: str,
+               nb: str) -> list[Crossover]:
+    """:func:`crossovers` of two curves already reduced by :func:`_curve` (log x, log median y)."""
+    (lxa, lya), (lxb, lyb) = curve_a, curve_b
     if lxa.size < 2 or lxb.size < 2:
         return []
     lo, hi = max(lxa[0], lxb[0]), min(lxa[-1], lxb[-1])
@@ -191,7 +196,6 @@ def crossovers(df: pd.DataFrame, a: str | Mapping[str, Any], b: str | Mapping[st
     grid = grid[(grid >= lo - 1e-12) & (grid <= hi + 1e-12)]
     ya, yb = np.interp(grid, lxa, lya), np.interp(grid, lxb, lyb)
     d = ya - yb
-    na, nb = _name(a), _name(b)
     out = []
     prev = None  # index of the last point with a non-zero difference
     for i in range(len(grid)):
@@ -218,10 +222,11 @@ def crossover(df: pd.DataFrame, a: str | Mapping[str, Any], b: str | Mapping[str
     return found[0] if found else None
 
 
-def _lower_throughout(df: pd.DataFrame, a: str, b: str, x: str, y: str, key: str) -> tuple[str | None, str]:
-    """Which of a and b is lower wherever both were measured (None if neither / no common x) and the x range."""
-    lxa, lya = _curve(_select(df, a, key), x, y)
-    lxb, lyb = _curve(_select(df, b, key), x, y)
+def _lower_throughout(curve_a: tuple[np.ndarray, np.ndarray], curve_b: tuple[np.ndarray, np.ndarray], a: str,
+                      b: str) -> tuple[str | None, str]:
+    """Which of a and b is lower wherever both were measured (None if neither / no common x) and the x range,
+    from their curves (:func:`_curve`)."""
+    (lxa, lya), (lxb, lyb) = curve_a, curve_b
     common = np.intersect1d(lxa, lxb)
     if common.size == 0:
         return None, ""
@@ -243,7 +248,11 @@ def crossover_table(df: pd.DataFrame, x: str = "dim", y: str = "time_s", kinds: 
 
     Columns: the setting, ``a``, ``b``, ``crossover`` (the x, NaN when none), ``lower_below`` and
     ``lower_above`` (the series lower on each side of the crossing), ``note`` (for no crossing: which one is
-    lower throughout and over which x range)."""
+    lower throughout and over which x range).
+
+    Each setting's rows are split by label once and each label's curve reduced once (:func:`_curve`), then the
+    pairs compare curves: O(rows + pairs x sizes), where selecting both series from the setting's rows for every
+    pair was O(rows x pairs)."""
     if x not in OTHER_AXES:
         raise ValueError(f"x={x!r}: choose one of {', '.join(OTHER_AXES)}")
     setting = ["kind", "device_name", "threads", "dtype", *OTHER_AXES[x]]
@@ -263,14 +272,17 @@ def crossover_table(df: pd.DataFrame, x: str = "dim", y: str = "time_s", kinds: 
             for reg, gr in g.groupby("regularizer", dropna=True, sort=True):
                 labels = sorted(gr[key].dropna().unique())
                 cand += [(reg, a, b) for a, b in itertools.combinations(labels, 2)]
+        curves = {label: _curve(rows_of, x, y) for label, rows_of in g.groupby(key, sort=False)}
+        empty = (np.array([]), np.array([]))
         for reg, a, b in cand:
-            found = crossovers(g, a, b, x=x, y=y, key=key)
+            ca, cb = curves.get(a, empty), curves.get(b, empty)
+            found = _crossings(ca, cb, str(a), str(b))
             if found:
                 for c in found:
                     rows.append((*skey, reg, a, b, c.x, c.lower_before, c.lower_after,
                                  f"{c.lower_after} lower above {x}≈{fmt_number(c.x)}"))
             else:
-                lower, span = _lower_throughout(g, a, b, x, y, key)
+                lower, span = _lower_throughout(ca, cb, a, b)
                 if not span:
                     continue
                 note = f"{lower} lower throughout {x}={span}" if lower else f"no crossing in {x}={span}"

@@ -6,6 +6,8 @@ tests check them without Streamlit.
 from __future__ import annotations
 
 import math
+import threading
+import warnings
 from typing import Any, Sequence
 
 import numpy as np
@@ -13,13 +15,49 @@ import pandas as pd
 
 from sslbench.analysis.accuracy import ACCURACY_KEYS, accuracy_table, run_variants
 from sslbench.analysis.common import column
-from sslbench.analysis.load import X_COLUMNS
+from sslbench.analysis.load import X_COLUMNS, load_results, results_stamp
 from sslbench.analysis.scaling import crossover, fit_scaling, ok_points
 
 #: the axes the Accuracy page plots against
 ACCURACY_AXES = ("views", "fraction", "dim")
 #: the figures of a training run the Accuracy page uses
 ACCURACY_FIGURES = ("linear_top1", "knn_top1", "init_linear_top1", "init_knn_top1", "train_time_s", "images_per_s")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The records the pages read: one copy per results folder
+# --------------------------------------------------------------------------------------------------------------
+class LoadedResults:
+    """The records of one results folder, held once for every session and rerun of the dashboard.
+
+    ``dashboard/app.py`` keeps one of these per folder (``st.cache_resource``: the object itself, never a copy per
+    rerun as ``st.cache_data`` gives), and each rerun calls :meth:`get`. When the folder's fingerprint
+    (:func:`~sslbench.analysis.load.results_stamp`: every file's path, size and modification time) changed, the
+    frame is read again through :func:`~sslbench.analysis.load.load_results` (which parses only what it has not
+    cached) and *replaces* the old one, so the server holds one frame, not one per change of a file as a cache keyed
+    on the fingerprint did (883 -> 1 425 MB over four reloads at 10^5 records, issue 21). The pages must treat
+    the frame as read-only (they filter into new frames)."""
+
+    def __init__(self, root: str, asv: tuple[str, ...] | None = None):
+        self.root, self.asv = root, asv
+        self.stamp: tuple | None = None
+        self.frame = pd.DataFrame()
+        self.problems: list[str] = []
+        self.reads = 0
+        self._lock = threading.Lock()  # sessions rerun in threads of one server: one read at a time
+
+    def get(self) -> tuple[pd.DataFrame, list[str]]:
+        """The records and the warnings reading them gave, read again only when a file changed."""
+        with self._lock:
+            stamp = results_stamp(self.root, self.asv)
+            if stamp != self.stamp:
+                self.frame = pd.DataFrame()  # drop the old frame before the new one is built: never two at once
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    frame = load_results(self.root, asv=self.asv)
+                self.frame, self.problems, self.stamp = frame, [str(w.message) for w in caught], stamp
+                self.reads += 1
+            return self.frame, self.problems
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -250,11 +288,15 @@ def accuracy_series(ok: pd.DataFrame, x: str, metric: str) -> list[dict]:
     ok = ok.assign(variant=run_variants(ok)) if "variant" not in ok.columns else ok
     device = ok["device_name"] if "device_name" in ok.columns else pd.Series(None, index=ok.index, dtype=object)
     ok = ok.assign(_device=device.astype(object).where(device.notna(), ""))
+    # each variant's rank within its regularizer, found once (was: a scan of every run and a sort per line)
+    rank = {}
+    for reg, variants in ok.groupby("regularizer", sort=False)["variant"]:
+        rank.update({(reg, v): i for i, v in enumerate(sorted(variants.unique()))})
     out = []
     for (reg, variant, dev), g in ok.groupby(["regularizer", "variant", "_device"], sort=True):
         agg = g.groupby(x)[metric].agg(["mean", "std", "size"]).reset_index()
         out.append({"regularizer": reg, "variant": variant, "device": dev if dev != "" else None,
-                    "index": sorted(ok.loc[ok["regularizer"] == reg, "variant"].unique()).index(variant),
+                    "index": rank[(reg, variant)],
                     "x": agg[x].tolist(), "mean": agg["mean"].tolist(), "std": agg["std"].fillna(0).tolist(),
                     "runs": agg["size"].tolist()})
     return out

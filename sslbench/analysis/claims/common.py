@@ -564,7 +564,10 @@ def groups(runs: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
     if runs.empty:
         return []
     keys = runs.apply(setting_key, axis=1)
-    return [(k, runs[keys == k]) for k in sorted(set(keys), key=str)]
+    at: dict[tuple, list[int]] = {}  # one pass (runs[keys == k] for every k was O(runs x settings), issue 21)
+    for pos, k in enumerate(keys):
+        at.setdefault(k, []).append(pos)
+    return [(k, runs.iloc[at[k]]) for k in sorted(at, key=str)]
 
 
 # ==============================================================================================================

@@ -77,8 +77,11 @@ def _view_groups(runs: pd.DataFrame) -> list[tuple[str, str, list, list, dict]]:
     keys = runs.apply(lambda r: tuple(None if isnan(x) else x for x in
                                       [r.get(k) for k in nov] + [r["regularizer"], r["_lambd"]]), axis=1)
     out = []
-    for key in sorted(set(keys), key=str):
-        g = runs[keys == key]
+    at: dict[tuple, list[int]] = {}  # one pass (runs[keys == key] for every key was O(runs x keys), issue 21)
+    for pos, key in enumerate(keys):
+        at.setdefault(key, []).append(pos)
+    for key in sorted(at, key=str):
+        g = runs.iloc[at[key]]
         vs, fr = sorted(set(g["views"].dropna())), sorted(set(g["fraction"].dropna()))
         if 2 not in vs or len(vs) < 2:
             continue

@@ -1,0 +1,353 @@
+"""Results at scale (issue 21): how load, ``sslbench analyze``, ``sslbench report`` and the dashboard's views grow
+with the number of records, each measured in a fresh process (wall time and peak RSS), with the exponent of
+``cost = c * records ** alpha`` fitted by the project's own power-law fit
+(:func:`sslbench.analysis.scaling.fit_power_law`). ``alpha`` near 1 is linear; near 2, a quadratic step.
+
+The stores are synthetic, built from the committed records (``results/**/*.jsonl``, run logs left out): each
+record is a committed one with a fresh id and creation time, and, drawn at random, another seed, another
+regularizer of the same kind, another dimension (half / same / double), a hyper-parameter scaled (a new variant),
+another commit, another study (so groups of runs, studies and variants are realistic rather than one huge group
+or all singletons). Files of 2 000 records, like nightly sweep stores.
+
+``run_variants`` (the Accuracy table's and page's labels) is also measured alone on 500 .. 10^4 training runs.
+
+``--before DIR`` runs every measurement a second time with ``DIR`` (a checkout, e.g. ``git archive main sslbench |
+tar -x -C DIR``) first on ``PYTHONPATH``, side by side on the same stores, in one run, so the figures compare on a
+shared, noisy machine.
+
+    python benchmarks/scale.py --sizes 1000 3000 10000 30000 100000 --out results/scale
+    python benchmarks/scale.py --sizes 1000 3000 10000 --before /tmp/main-before --out results/scale
+
+Prints a table per measurement and the fitted exponents; with ``--out`` writes ``scale.json`` (every figure) and
+``scale.md`` (the printed tables) there. No figure is asserted: the targets (issue 21) are read off the output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+RECORDS_PER_FILE = 2000
+#: the readers' snapshot cache (sslbench.records.columnar.cache_dir) of the measured processes: a folder of the
+#: run's own, removed with its stores; ``load_results`` runs first on each store (cold: it parses every line and
+#: writes the snapshots), the later measurements of that store find them (warm, as a second read does)
+CACHE_ENV: dict[str, str] = {}
+RUN_VARIANT_SIZES = (500, 1000, 2000, 10_000)
+
+# ---------------------------------------------------------------------------------------------------------------
+# What each fresh process runs (argv[1]: the store; prints one JSON line of inner timings)
+# ---------------------------------------------------------------------------------------------------------------
+LOAD = """
+import sys, json, time
+from sslbench.analysis import load_results
+t = time.perf_counter(); df = load_results(sys.argv[1]); print(json.dumps({"rows": len(df), "s": time.perf_counter() - t}))
+"""
+
+#: the views of the dashboard's pages on the whole store (the worst case: a page filters before most of them)
+VIEWS = """
+import sys, json, time, warnings
+warnings.simplefilter("ignore")
+import pandas as pd
+from sslbench import analysis as A
+from sslbench.analysis import views as V
+df = A.load_results(sys.argv[1])
+out = {}
+def timed(name, f):
+    t = time.perf_counter()
+    try:
+        r = f()
+    except Exception as exc:
+        out[name] = f"{type(exc).__name__}: {exc}"[:120]
+        return None
+    out[name] = time.perf_counter() - t
+    return r
+t0 = time.perf_counter()
+sc = df[df["kind"].isin(A.SCALING_KINDS)]
+timed("scaling.axes+fixed", lambda: [V.default_fixed(sc, o, "dim") for o in A.OTHER_AXES["dim"]] + [V.scaling_axes(sc)])
+timed("scaling.series", lambda: V.scaling_series(sc, "dim", "time_s", ["label", "device_name"]))
+timed("scaling.crossing_pairs", lambda: V.crossing_pairs(sc, "dim", "time_s"))
+timed("scaling.crossover_table", lambda: A.crossover_table(sc, x="dim", y="time_s"))
+runs = timed("accuracy.runs", lambda: V.accuracy_runs(df))
+if runs is not None and not runs.empty:
+    timed("accuracy.training_order", lambda: V.training_order(runs, "study") if "study" in runs.columns else None)
+    ok = timed("accuracy.finished_runs", lambda: V.finished_runs(runs, "linear_top1"))
+    if ok is not None:
+        x = V.accuracy_axes(runs)[0]
+        timed("accuracy.series", lambda: V.accuracy_series(ok, x, "linear_top1"))
+        timed("accuracy.init_floors", lambda: V.init_floors(ok, x, "linear_top1"))
+    timed("accuracy.by_device", lambda: V.accuracy_by_device(runs))
+tp = timed("throughput.records", lambda: V.throughput_records(df))
+if tp is not None and not tp.empty:
+    timed("throughput.latest", lambda: V.throughput_latest(V.throughput_ok(tp)))
+    timed("throughput.ratios", lambda: V.throughput_ratios(tp))
+timed("runs.statuses", lambda: V.run_statuses(df))
+out["views_total"] = time.perf_counter() - t0
+print(json.dumps(out))
+"""
+
+#: run_variants alone on the first n training runs of the store (argv[2]: the n's)
+RUN_VARIANTS = """
+import sys, json, time, warnings
+warnings.simplefilter("ignore")
+from sslbench import analysis as A
+df = A.load_results(sys.argv[1])
+train = df[df["kind"] == "train"]
+out, budget, last = {}, float(sys.argv[3]), None
+for n in map(int, sys.argv[2].split(",")):
+    if n > len(train):
+        continue
+    if last and last[1] * (n / last[0]) ** 2 > budget:  # a quadratic step would not finish: leave it out
+        break
+    t = time.perf_counter(); A.run_variants(train.iloc[:n]); out[str(n)] = time.perf_counter() - t
+    last = (n, out[str(n)])
+    print(json.dumps(out), flush=True)  # after each size: a killed process still reports the sizes it did
+"""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The synthetic stores
+# ---------------------------------------------------------------------------------------------------------------
+def committed_records(results: Path) -> list[dict]:
+    from sslbench.analysis.load import _is_run_log
+    from sslbench.records import read_records
+    pool = []
+    for path in sorted(results.rglob("*.jsonl")):
+        if "scale" in path.relative_to(results).parts[:1] or _is_run_log(path):
+            continue
+        pool.extend(r for r in read_records(path) if isinstance(r, dict) and "kind" in r)
+    return pool
+
+
+def _vary(rec: dict, i: int, rng: random.Random, regs_of_kind: dict) -> dict:
+    r = copy.deepcopy(rec)
+    r["id"] = f"{rng.getrandbits(64):016x}"
+    r["created"] = f"2026-{1 + i % 12:02d}-{1 + i % 28:02d}T{i % 24:02d}:{i % 60:02d}:{(i * 7) % 60:02d}+00:00"
+    case = r.get("case")
+    if isinstance(case, dict):
+        case["seed"] = rng.randrange(5)
+        regs = regs_of_kind.get(r.get("kind"), [])
+        if regs and rng.random() < 0.5:
+            case["regularizer"] = rng.choice(regs)
+        if isinstance(case.get("dim"), int) and rng.random() < 0.5:
+            case["dim"] = max(1, int(case["dim"] * rng.choice((0.5, 2))))
+        hp = case.get("hparams")
+        if isinstance(hp, dict) and hp and rng.random() < 0.2:
+            k = rng.choice(sorted(hp))
+            if isinstance(hp[k], (int, float)) and not isinstance(hp[k], bool):
+                hp[k] = hp[k] * rng.choice((0.5, 2))
+        if "study" in case and rng.random() < 0.3:
+            case["study"] = f"{case['study']}-{rng.randrange(4)}"
+    env = r.get("env")
+    if isinstance(env, dict) and rng.random() < 0.3:
+        env["commit"] = f"{rng.randrange(20):040x}"
+    return r
+
+
+def make_store(pool: list[dict], n: int, dest: Path, seed: int = 0) -> int:
+    """``n`` records drawn from ``pool`` and varied (:func:`_vary`), in files of :data:`RECORDS_PER_FILE`
+    under ``dest/sweeps``; returns the bytes written."""
+    rng = random.Random(seed)
+    regs_of_kind: dict = {}
+    for r in pool:
+        reg = (r.get("case") or {}).get("regularizer") if isinstance(r.get("case"), dict) else None
+        if isinstance(reg, str):
+            regs_of_kind.setdefault(r.get("kind"), set()).add(reg)
+    regs_of_kind = {k: sorted(v) for k, v in regs_of_kind.items()}
+    (dest / "sweeps").mkdir(parents=True, exist_ok=True)
+    size = 0
+    for start in range(0, n, RECORDS_PER_FILE):
+        with open(dest / "sweeps" / f"night-{start // RECORDS_PER_FILE:05d}.jsonl", "w") as f:
+            for i in range(start, min(n, start + RECORDS_PER_FILE)):
+                line = json.dumps(_vary(rng.choice(pool), i, rng, regs_of_kind), default=str) + "\n"
+                size += len(line)
+                f.write(line)
+    return size
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Measuring
+# ---------------------------------------------------------------------------------------------------------------
+def measure(argv: list[str], code: Path, timeout: float) -> dict:
+    """Run ``argv`` in a fresh process with ``code`` first on PYTHONPATH: wall seconds, peak RSS (MiB, that
+    child's own, from ``os.wait4``), exit status, and the last JSON line it printed (if any). Past ``timeout`` the
+    process group this function started is killed."""
+    env = {**os.environ, "PYTHONPATH": str(code), "PYTHONWARNINGS": "ignore", **CACHE_ENV}
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, env=env, cwd=code, start_new_session=True)
+        fired = threading.Event()
+
+        def kill():
+            fired.set()
+            os.killpg(proc.pid, signal.SIGKILL)  # the session started just above, and nothing else
+
+        timer = threading.Timer(timeout, kill)
+        timer.start()
+        _, status, usage = os.wait4(proc.pid, 0)
+        timer.cancel()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - t
+        out.seek(0)
+        err.seek(0)
+        text, etext = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+    inner = None
+    for line in reversed(text.splitlines()):
+        try:
+            inner = json.loads(line)
+            break
+        except ValueError:
+            continue
+    res = {"s": wall, "rss_mib": usage.ru_maxrss / 1024, "rc": proc.returncode, "timed_out": fired.is_set(),
+           "inner": inner}
+    if proc.returncode and not fired.is_set():
+        res["error"] = (etext.strip().splitlines() or [""])[-1][:200]
+    return res
+
+
+def exponent(ns: list[int], ys: list[float]) -> str:
+    """The fitted exponent of ``ys`` against ``ns`` (sslbench.analysis.scaling.fit_power_law), with R²."""
+    from sslbench.analysis.scaling import fit_power_law
+    pts = [(n, y) for n, y in zip(ns, ys) if y is not None]
+    if len({n for n, _ in pts}) < 3:
+        pts_fit = fit_power_law([n for n, _ in pts], [y for _, y in pts], min_points=2)
+    else:
+        pts_fit = fit_power_law([n for n, _ in pts], [y for _, y in pts])
+    if pts_fit.exponent != pts_fit.exponent:  # NaN
+        return "n/a"
+    return f"{pts_fit.exponent:.2f} (R2 {pts_fit.r2:.2f}, {pts_fit.n} pts)"
+
+
+def _fmt(res: dict | None, key: str = "s") -> str:
+    if res is None:
+        return "-"
+    if res.get("timed_out"):
+        return f"> {res['s']:.0f} s (killed)"
+    if res.get("rc"):
+        return f"failed: {res.get('error', '')}"[:60]
+    return f"{res[key]:.2f} s, {res['rss_mib']:.0f} MiB"
+
+
+def run(args: argparse.Namespace) -> dict:
+    py = sys.executable
+    pool = committed_records(ROOT / "results")
+    codes = {"after": ROOT}
+    if args.before:
+        codes = {"before": Path(args.before).resolve(), "after": ROOT}
+    work = Path(tempfile.mkdtemp(prefix="sslbench-scale-"))
+    CACHE_ENV["SSLBENCH_CACHE_DIR"] = str(work / "cache")
+    report: dict = {"pool_records": len(pool), "sizes": {}, "run_variants": {}, "machine": os.uname().nodename,
+                    "cpus": os.cpu_count()}
+    lines = [f"# Results at scale: {len(pool)} committed records varied into stores of {args.sizes} records",
+             f"(each cell: wall time and peak RSS of a fresh process; {os.cpu_count()} CPUs)", ""]
+    try:
+        for n in args.sizes:
+            store = work / f"n{n}"
+            size = make_store(pool, n, store, seed=n)
+            entry = report["sizes"][str(n)] = {"bytes": size}
+            print(f"--- {n} records, {size / 2**20:.1f} MiB", flush=True)
+            for which, code in codes.items():
+                cmds = {"load_results": [py, "-c", LOAD, str(store)],
+                        "analyze": [py, "-m", "sslbench", "analyze", "--results", str(store)],
+                        "report": [py, "-m", "sslbench", "report", "--results", str(store)],
+                        "views": [py, "-c", VIEWS, str(store)]}
+                for name, argv in cmds.items():
+                    if name in args.skip:
+                        continue
+                    res = measure(argv, code, args.timeout)
+                    entry[f"{name}:{which}"] = res
+                    print(f"{which:>6} {name:<12} {_fmt(res)}", flush=True)
+            shutil.rmtree(store)
+        # run_variants alone, on the training runs of one store big enough to hold the largest n
+        store = work / "rv"
+        need = max(RUN_VARIANT_SIZES)
+        make_store([r for r in pool if r.get("kind") == "train"] or pool, need, store, seed=1)
+        for which, code in codes.items():
+            res = measure([py, "-c", RUN_VARIANTS, str(store), ",".join(map(str, RUN_VARIANT_SIZES)),
+                           str(args.timeout / 3)], code, args.timeout)
+            report["run_variants"][which] = res
+            print(f"{which:>6} run_variants {res.get('inner')}", flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    # the tables
+    ns = [int(n) for n in report["sizes"]]
+    names = [k for k in ("load_results", "analyze", "report", "views") if k not in args.skip]
+    for which in codes:
+        lines += [f"## {which}" if len(codes) > 1 else "## measurements", "",
+                  "| records | MiB | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+        for n in ns:
+            e = report["sizes"][str(n)]
+            lines.append(f"| {n} | {e['bytes'] / 2**20:.0f} | "
+                         + " | ".join(_fmt(e.get(f"{k}:{which}")) for k in names) + " |")
+        lines += ["", "| fitted exponent (cost = c * records^alpha) | time | peak RSS |", "|---|---|---|"]
+        for k in names:
+            rs = [report["sizes"][str(n)].get(f"{k}:{which}") for n in ns]
+            ok = [(n, r) for n, r in zip(ns, rs) if r and not r["rc"] and not r["timed_out"]]
+            lines.append(f"| {k} | {exponent([n for n, _ in ok], [r['s'] for _, r in ok])} | "
+                         f"{exponent([n for n, _ in ok], [r['rss_mib'] for _, r in ok])} |")
+        views = [(n, report["sizes"][str(n)].get(f"views:{which}")) for n in ns]
+        views = [(n, r["inner"]) for n, r in views if r and isinstance(r.get("inner"), dict)]
+        if views:
+            keys = list(views[-1][1])
+            lines += ["", "| view (on the whole store) | " + " | ".join(str(n) for n, _ in views)
+                      + " | exponent |", "|---|" + "---|" * (len(views) + 1)]
+            for k in keys:
+                vals = [v.get(k) for _, v in views]
+                num = [(n, x) for (n, _), x in zip(views, vals) if isinstance(x, float)]
+                cells = [f"{x:.3f} s" if isinstance(x, float) else str(x)[:40] for x in vals]
+                lines.append(f"| {k} | " + " | ".join(cells) + " | "
+                             + exponent([n for n, _ in num], [max(x, 1e-4) for _, x in num]) + " |")
+        rv = report["run_variants"].get(which, {}).get("inner") or {}
+        if rv:
+            lines += ["", "| run_variants, training runs | " + " | ".join(rv) + " | exponent |",
+                      "|---|" + "---|" * (len(rv) + 1),
+                      "| seconds | " + " | ".join(f"{v:.3f}" for v in rv.values()) + " | "
+                      + exponent([int(k) for k in rv], list(rv.values())) + " |"]
+        lines.append("")
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "scale.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
+        (out / "scale.md").write_text(text + "\n")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sizes", type=int, nargs="+", default=[1000, 3000, 10_000, 30_000, 100_000],
+                   help="store sizes in records (default 1000 3000 10000 30000 100000)")
+    p.add_argument("--before", metavar="DIR", help="also measure the code in DIR (a checkout), side by side")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds one measurement may take (default 600)")
+    p.add_argument("--skip", nargs="*", default=[], choices=["load_results", "analyze", "report", "views"],
+                   help="measurements to leave out")
+    p.add_argument("--out", metavar="DIR", help="write scale.json and scale.md there (e.g. results/scale)")
+    args = p.parse_args(argv)
+    if any(n < 1 for n in args.sizes):
+        print(f"scale.py: --sizes must be positive record counts, got {args.sizes}", file=sys.stderr)
+        return 2
+    if args.before and not (Path(args.before) / "sslbench" / "__init__.py").is_file():
+        print(f"scale.py: --before {args.before} holds no sslbench package; give a checkout's root", file=sys.stderr)
+        return 2
+    run(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
