@@ -60,3 +60,59 @@ def test_view_groups_are_unchanged_by_the_one_pass_split():
         n = sum(a.n for a in acc.values())
         seen[(reg, n)] = seen.get((reg, n), 0) + 1
     assert seen == sizes
+
+
+def _arm_runs(arms, optimizer="adamw", lin=(88.0, 88.3, 88.6)):
+    """Training runs (claims.common.train_runs' columns) of (regularizer, lr) arms, one per seed."""
+    rows = []
+    for reg, lr in arms:
+        for seed, acc in enumerate(lin):
+            row = {k: 1.0 for k in C.SETTING}
+            row.update({"dataset": "fashion_mnist", "device_name": "Intel(R) Xeon(R) Processor", "views": 2,
+                        "optimizer": optimizer, "lr": lr, "regularizer": reg, "seed": seed, "linear_top1": acc,
+                        "knn_top1": acc - 7, "init_linear_top1": 80.0, "init_knn_top1": 70.0, "ok": True,
+                        "status": "ok", "hp": {}, "variance_addon": 0.0, "predictor_hidden": 512.0})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_arms_at_their_own_default_lr_are_one_budget():
+    """sslbench train gives VICReg 1e-3 and the others 2e-3 under AdamW: one group, keyed "each method's default"
+    (the numeric sub-groups it contains are left out); a run at another lr stays apart."""
+    runs = _arm_runs([("sfrik", 2e-3), ("uniformity", 2e-3), ("vicreg", 1e-3), ("barlow_twins", 5e-3)])
+    got = C.groups(runs)
+    i = C.SETTING.index("lr")
+    assert sorted(str(k[i]) for k, _ in got) == sorted([C.OWN_DEFAULT_LR, "0.005"])
+    by = {str(k[i]): set(g["regularizer"]) for k, g in got}
+    assert by[C.OWN_DEFAULT_LR] == {"sfrik", "uniformity", "vicreg"} and by["0.005"] == {"barlow_twins"}
+    assert "lr each method's default adamw" in C.setting_text(next(k for k, _ in got if k[i] == C.OWN_DEFAULT_LR))
+
+
+def test_one_explicit_lr_for_every_arm_stays_one_group():
+    """The SGD recipe's arms all ran at lr 0.03, which is VICReg's own default too: one group at 0.03, no extra."""
+    runs = _arm_runs([("sfrik", 0.03), ("uniformity", 0.03), ("vicreg", 0.03)], optimizer="sgd")
+    got = C.groups(runs)
+    assert [k[C.SETTING.index("lr")] for k, _ in got] == [0.03] and len(got[0][1]) == 9
+
+
+def test_sfrik_row_needs_both_comparators():
+    """"comparable to VICReg and to uniformity": without a VICReg arm in the setting, the row is no data, not a
+    verdict against uniformity alone."""
+    from sslbench.analysis.claims import sfrik as S
+
+    runs = _arm_runs([("sfrik", 2e-3), ("uniformity", 2e-3)])
+    from sslbench.analysis.report import STUDIES
+
+    st = STUDIES["sfrik"]
+    orig = S.train_runs
+    try:
+        S.train_runs = lambda df: runs
+        rows = S._accuracy(pd.DataFrame({"kind": ["train"]}), st)
+        both = _arm_runs([("sfrik", 2e-3), ("uniformity", 2e-3), ("vicreg", 1e-3)])
+        S.train_runs = lambda df: both
+        rows_both = S._accuracy(pd.DataFrame({"kind": ["train"]}), st)
+    finally:
+        S.train_runs = orig
+    lin = [r for r in rows if "[kNN]" not in r.claim]
+    assert [r.verdict for r in lin] == ["no data"] and "vicreg: no run in this setting" in lin[0].figures
+    assert [r.verdict for r in rows_both if "[kNN]" not in r.claim] == ["supported"]

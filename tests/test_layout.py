@@ -93,6 +93,16 @@ def test_shared_constants_equal_the_torch_sides_definitions():
     assert constants.DEFAULT_PREDICTOR_HIDDEN == TrainConfig().predictor_hidden
     assert constants.VARIANCE_ADDON_DEFAULTS == {k: ADD_ON_DEFAULTS[k] for k in constants.VARIANCE_ADDON_DEFAULTS}
     assert set(constants.VARIANCE_ADDON_DEFAULTS) == {k for k in ADD_ON_DEFAULTS if k.startswith("variance_")}
+    from sslbench import regularizers
+    from sslbench.training import config
+
+    assert constants.DEFAULT_LR is config.DEFAULT_LR
+    builtin = {k: v for k, v in config.DEFAULT_LR_FOR.items() if regularizers.is_builtin(k[1])}
+    assert constants.BUILTIN_DEFAULT_LR_FOR == builtin
+    for name in regularizers.available():
+        for opt in config.OPTIMIZERS:
+            resolved = config.TrainConfig(regularizer=name, optimizer=opt).resolved().lr
+            assert constants.default_lr(opt, name) == resolved, (opt, name)
 
 
 # --------------------------------------------------------------------------------------------------------------

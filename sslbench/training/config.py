@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sslbench import devices, regularizers
-from sslbench.records.constants import DEFAULT_PREDICTOR_HIDDEN
+from sslbench.records.constants import DEFAULT_LR, DEFAULT_PREDICTOR_HIDDEN
 
 KIND = "train"
 
@@ -48,7 +48,7 @@ PREDICTOR_REGULARIZERS = tuple(regularizers.where("needs_predictor"))
 DEFAULT_EMA_TAU = 0.99
 OPTIMIZERS = ("lars", "sgd", "adamw")
 #: learning rate and weight decay when the config leaves them None
-DEFAULT_LR = {"lars": 3.0, "sgd": 0.1, "adamw": 2e-3}
+#: (DEFAULT_LR, imported above from sslbench.records.constants: {"lars": 3.0, "sgd": 0.1, "adamw": 2e-3})
 #: exceptions to DEFAULT_LR, per (optimizer, regularizer). VICReg's loss (coefficients 25/25/1) with SGD at 0.1
 #: sits at the edge of stability for the small convnet: the default run reached 84.99 % on one machine and
 #: diverged at step 127 (lr 0.054, mid warm-up) on another, and 5 of 8 short sweep runs at 0.1 diverged; at 0.03

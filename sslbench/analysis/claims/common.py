@@ -19,7 +19,7 @@ import pandas as pd
 
 from sslbench.analysis import SCALING_KINDS, scaling_table
 from sslbench.analysis.claims import stats
-from sslbench.records.constants import CHECK_KIND, DEFAULT_PREDICTOR_HIDDEN, DEFAULT_WARMUP_EPOCHS
+from sslbench.records.constants import CHECK_KIND, DEFAULT_PREDICTOR_HIDDEN, DEFAULT_WARMUP_EPOCHS, default_lr
 
 VERDICTS = ("supported", "not supported", "inconclusive", "no data")
 #: where ``sslbench sweep --study`` writes a study's records: ``<STUDIES_DIR>/<device>-<study>[-cpu2].jsonl`` (store_name)
@@ -320,7 +320,11 @@ def setting_text(key: tuple) -> str:
     dev = "CPU" if "xeon" in dev.lower() or "epyc" in dev.lower() or "cpu" in dev.lower() else dev
     return (f"{d.get('dataset')} frac {num(d.get('fraction'))} D={int_text(d.get('dim'))} V={int_text(d.get('views'))} "
             f"B={int_text(d.get('batch'))} {int_text(d.get('epochs'))} ep{warmup_text(d.get('warmup_epochs'))} lr "
-            f"{num(d.get('lr'))}{optimizer_text(d.get('optimizer'))} {dev}{earlier_text(key)}")
+            f"{lr_text(d.get('lr'))}{optimizer_text(d.get('optimizer'))} {dev}{earlier_text(key)}")
+
+
+def lr_text(lr: Any) -> str:
+    return lr if lr == OWN_DEFAULT_LR else num(lr)
 
 
 def optimizer_text(opt: Any) -> str:
@@ -514,7 +518,8 @@ def settle_note(d: Decision) -> str:
 
 
 def combine(verdicts: Sequence[str]) -> str:
-    """All supported → supported; any not supported → not supported; any no data → no data; else inconclusive."""
+    """All supported → supported; any not supported → not supported; all no data → no data; else (some settled,
+    some not) inconclusive."""
     vs = list(verdicts)
     if not vs:
         return "no data"
@@ -560,14 +565,34 @@ def device_short(name: Any) -> str:
     return "CPU" if any(w in s.lower() for w in ("xeon", "epyc", "cpu", "ryzen", "core")) else s
 
 
+#: the ``lr`` of a setting key whose arms each ran at their own method's default learning rate (:func:`groups`)
+OWN_DEFAULT_LR = "each method's default"
+
+
 def groups(runs: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
+    """The runs grouped by setting (:data:`SETTING`). Arms at different learning rates share a group when each ran
+    at its own method's default (``sslbench train`` gives VICReg 1e-3 and the others 2e-3 under AdamW: one budget,
+    each method as it is tuned); the key's ``lr`` is then :data:`OWN_DEFAULT_LR`. A group whose runs all belong to a
+    larger group of the same setting is left out, so a comparison is made once, on the most arms."""
     if runs.empty:
         return []
     keys = runs.apply(setting_key, axis=1)
+    i_lr, i_opt = SETTING.index("lr"), SETTING.index("optimizer")
     at: dict[tuple, list[int]] = {}  # one pass (runs[keys == k] for every k was O(runs x settings), issue 21)
-    for pos, k in enumerate(keys):
+    own: dict[tuple, list[int]] = {}
+    regs = runs["regularizer"] if "regularizer" in runs.columns else [None] * len(runs)
+    for pos, (k, reg) in enumerate(zip(keys, regs)):
         at.setdefault(k, []).append(pos)
-    return [(k, runs.iloc[at[k]]) for k in sorted(at, key=str)]
+        lr, default = k[i_lr], default_lr(k[i_opt], reg)
+        if lr is not None and default is not None and math.isclose(float(lr), default, rel_tol=1e-9):
+            own.setdefault(k[:i_lr] + (OWN_DEFAULT_LR,) + k[i_lr + 1:], []).append(pos)
+    for k, pos in own.items():  # a budget of its own only where it spans several learning rates
+        if len({keys.iloc[p][i_lr] for p in pos}) > 1:
+            at[k] = pos
+    sets = {k: set(v) for k, v in at.items()}
+    base = {k: k[:i_lr] + k[i_lr + 1:] for k in at}
+    kept = [k for k in at if not any(o != k and base[o] == base[k] and sets[k] < sets[o] for o in at)]
+    return [(k, runs.iloc[sorted(at[k])]) for k in sorted(kept, key=str)]
 
 
 # ==============================================================================================================

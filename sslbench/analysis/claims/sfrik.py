@@ -16,6 +16,7 @@ from sslbench.analysis.claims.common import (
     QUADRATIC_ALPHA_MIN,
     Study,
     Verdict,
+    Decision,
     arm,
     as_published,
     check_verdict,
@@ -99,10 +100,12 @@ def _accuracy(df: pd.DataFrame, st: Study) -> list[Verdict]:
             a = arm(gs, metric)
             if a.n == 0 and metric != "linear_top1":
                 continue
-            figs, ds = [f"sfrik {a.text()}"], []
+            figs, ds, missing = [f"sfrik {a.text()}"], [], False
             for other in ("vicreg", "uniformity"):
                 go = g[(g["regularizer"] == other) & default_variance(g)]
-                if go.empty:
+                if go.empty:  # the claim names both comparators: one missing leaves the row open
+                    figs.append(f"{other}: no run in this setting")
+                    missing = True
                     continue
                 b = arm(go, metric)
                 d = comparable(a, b, margin)
@@ -110,6 +113,8 @@ def _accuracy(df: pd.DataFrame, st: Study) -> list[Verdict]:
                 ds.append(d)
             if ds:
                 d = combine_decisions(ds)
+                if missing and d.verdict != "not supported":  # worse than one comparator refutes it already
+                    d = Decision("no data", "")
                 out.append(Verdict(st.name, claim + suffix, d.verdict, "; ".join(figs) + settle_note(d),
                                    rule_comparable(margin, what), st.settle(d, key, "sfrik", "vicreg", "uniformity"),
                                    setting_text(key)))
