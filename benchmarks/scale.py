@@ -9,17 +9,24 @@ regularizer of the same kind, another dimension (half / same / double), a hyper-
 another commit, another study (so groups of runs, studies and variants are realistic rather than one huge group
 or all singletons). Files of 2 000 records, like nightly sweep stores.
 
+Each measured process has a snapshot cache folder of its own (``SSLBENCH_CACHE_DIR``), and each figure says which
+case it is: **cold**, an empty folder (every line of the store parsed and the snapshots written: a first read), and
+**warm**, a copy of the folder the cold ``load_results`` left (a later read parses only what was appended: the
+dashboard's reloads, a second command). By default ``load_results``, ``analyze`` and ``report`` are measured both
+ways, the views warm.
+
 ``run_variants`` (the Accuracy table's and page's labels) is also measured alone on 500 .. 10^4 training runs.
 
 ``--before DIR`` runs every measurement a second time with ``DIR`` (a checkout, e.g. ``git archive main sslbench |
 tar -x -C DIR``) first on ``PYTHONPATH``, side by side on the same stores, in one run, so the figures compare on a
 shared, noisy machine.
 
-    python benchmarks/scale.py --sizes 1000 3000 10000 30000 100000 --out results/scale
+    python benchmarks/scale.py --sizes 10000 100000 1000000 --out results/scale
     python benchmarks/scale.py --sizes 1000 3000 10000 --before /tmp/main-before --out results/scale
 
-Prints a table per measurement and the fitted exponents; with ``--out`` writes ``scale.json`` (every figure) and
-``scale.md`` (the printed tables) there. No figure is asserted: the targets (issue 21) are read off the output.
+Prints a table per measurement and case and the fitted exponents; with ``--out`` writes ``scale.json`` (every
+figure, the command and when it ran) and ``scale.md`` (the printed tables) there. No figure is asserted: the
+targets (issue 21) are read off the output.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import os
 import random
 import shutil
@@ -43,10 +51,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 RECORDS_PER_FILE = 2000
-#: the readers' snapshot cache (sslbench.records.columnar.cache_dir) of the measured processes: a folder of the
-#: run's own, removed with its stores; ``load_results`` runs first on each store (cold: it parses every line and
-#: writes the snapshots), the later measurements of that store find them (warm, as a second read does)
-CACHE_ENV: dict[str, str] = {}
+#: the measurements, each a fresh process with a snapshot cache folder of its own (``SSLBENCH_CACHE_DIR``):
+#: ``cold``, an empty folder (every line parsed, the snapshots written: a first read); ``warm``, a copy of the folder
+#: the cold ``load_results`` left (the store's snapshots: a later read, as the dashboard's and a second command's)
+MEASUREMENTS = ("load_results", "analyze", "report", "views")
+MODES = ("cold", "warm")
 RUN_VARIANT_SIZES = (500, 1000, 2000, 10_000)
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -182,11 +191,13 @@ def make_store(pool: list[dict], n: int, dest: Path, seed: int = 0) -> int:
 # ---------------------------------------------------------------------------------------------------------------
 # Measuring
 # ---------------------------------------------------------------------------------------------------------------
-def measure(argv: list[str], code: Path, timeout: float) -> dict:
-    """Run ``argv`` in a fresh process with ``code`` first on PYTHONPATH: wall seconds, peak RSS (MiB, that
-    child's own, from ``os.wait4``), exit status, and the last JSON line it printed (if any). Past ``timeout`` the
-    process group this function started is killed."""
-    env = {**os.environ, "PYTHONPATH": str(code), "PYTHONWARNINGS": "ignore", **CACHE_ENV}
+def measure(argv: list[str], code: Path, timeout: float, cache: Path | None = None) -> dict:
+    """Run ``argv`` in a fresh process with ``code`` first on PYTHONPATH and ``cache`` as its snapshot cache folder
+    (``SSLBENCH_CACHE_DIR``; ``off`` when None): wall seconds, peak RSS (MiB, that child's own, from ``os.wait4``),
+    exit status, and the last JSON line it printed (if any). Past ``timeout`` the process group this function
+    started is killed."""
+    env = {**os.environ, "PYTHONPATH": str(code), "PYTHONWARNINGS": "ignore",
+           "SSLBENCH_CACHE_DIR": str(cache) if cache is not None else "off"}
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         t = time.perf_counter()
         proc = subprocess.Popen(argv, stdout=out, stderr=err, env=env, cwd=code, start_new_session=True)
@@ -242,6 +253,89 @@ def _fmt(res: dict | None, key: str = "s") -> str:
     return f"{res[key]:.2f} s, {res['rss_mib']:.0f} MiB"
 
 
+def _measure_store(store: Path, n: int, codes: dict, args: argparse.Namespace, work: Path, entry: dict) -> None:
+    """Every measurement of one store, for each code version: ``load_results`` cold first (its cache folder is then
+    the store's snapshots), the other cold ones each with an empty folder, the warm ones each with a copy of it."""
+    py = sys.executable
+    for which, code in codes.items():
+        cmds = {"load_results": [py, "-c", LOAD, str(store)],
+                "analyze": [py, "-m", "sslbench", "analyze", "--results", str(store)],
+                "report": [py, "-m", "sslbench", "report", "--results", str(store)],
+                "views": [py, "-c", VIEWS, str(store)]}
+        primed = work / "cache" / f"{which}-{n}-load_results-cold"
+        plan = [("load_results", "cold")] if "load_results" in args.cold else []
+        plan += [(name, "cold") for name in MEASUREMENTS if name in args.cold and name != "load_results"]
+        plan += [(name, "warm") for name in MEASUREMENTS if name in args.warm]
+        for name, mode in plan:
+            if name in args.skip:
+                continue
+            cache = work / "cache" / f"{which}-{n}-{name}-{mode}"
+            if mode == "warm":
+                prime = entry.get(f"load_results:cold:{which}")
+                if not primed.is_dir() or not prime or prime["rc"] or prime["timed_out"]:
+                    res = {"s": math.nan, "rss_mib": math.nan, "rc": 1, "timed_out": False, "inner": None,
+                           "error": "no snapshots: the cold load_results did not finish"}
+                    entry[f"{name}:{mode}:{which}"] = res
+                    print(f"{which:>6} {mode} {name:<12} {_fmt(res)}", flush=True)
+                    continue
+                shutil.copytree(primed, cache, symlinks=True)  # the snapshots of a first read, a copy of its own
+            res = measure(cmds[name], code, args.timeout, cache)
+            entry[f"{name}:{mode}:{which}"] = res
+            print(f"{which:>6} {mode} {name:<12} {_fmt(res)}", flush=True)
+            if cache != primed:
+                shutil.rmtree(cache, ignore_errors=True)
+        shutil.rmtree(primed, ignore_errors=True)
+
+
+def _tables(report: dict, codes: dict, args: argparse.Namespace) -> list[str]:
+    ns = [int(n) for n in report["sizes"]]
+    lines = []
+    for which in codes:
+        for mode in MODES:
+            names = [k for k in MEASUREMENTS if k not in args.skip and k in (args.cold if mode == "cold" else args.warm)]
+            if not names:
+                continue
+            what = ("cold: an empty snapshot cache, every line parsed (a first read)" if mode == "cold" else
+                    "warm: the snapshots a first read left (a later read: the dashboard's, a second command's)")
+            lines += [f"## {which}, {what}" if len(codes) > 1 else f"## {what}", "",
+                      "| records | MiB | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+            for n in ns:
+                e = report["sizes"][str(n)]
+                lines.append(f"| {n} | {e['bytes'] / 2**20:.0f} | "
+                             + " | ".join(_fmt(e.get(f"{k}:{mode}:{which}")) for k in names) + " |")
+            lines += ["", "| fitted exponent (cost = c * records^alpha) | time | peak RSS |", "|---|---|---|"]
+            for k in names:
+                rs = [report["sizes"][str(n)].get(f"{k}:{mode}:{which}") for n in ns]
+                ok = [(n, r) for n, r in zip(ns, rs) if r and not r["rc"] and not r["timed_out"]]
+                lines.append(f"| {k} ({mode}) | {exponent([n for n, _ in ok], [r['s'] for _, r in ok])} | "
+                             f"{exponent([n for n, _ in ok], [r['rss_mib'] for _, r in ok])} |")
+            lines.append("")
+        for mode in MODES:
+            views = [(n, report["sizes"][str(n)].get(f"views:{mode}:{which}")) for n in ns]
+            views = [(n, r["inner"]) for n, r in views if r and isinstance(r.get("inner"), dict)]
+            if not views:
+                continue
+            keys = list(views[-1][1])
+            lines += [f"The dashboard pages' views ({mode}), each timed alone in that process:", "",
+                      "| view (on the whole store) | " + " | ".join(str(n) for n, _ in views) + " | exponent |",
+                      "|---|" + "---|" * (len(views) + 1)]
+            for k in keys:
+                vals = [v.get(k) for _, v in views]
+                num = [(n, x) for (n, _), x in zip(views, vals) if isinstance(x, float)]
+                cells = [f"{x:.3f} s" if isinstance(x, float) else str(x)[:40] for x in vals]
+                lines.append(f"| {k} | " + " | ".join(cells) + " | "
+                             + exponent([n for n, _ in num], [max(x, 1e-4) for _, x in num]) + " |")
+            lines.append("")
+        rv = report["run_variants"].get(which, {}).get("inner") or {}
+        if rv:
+            lines += ["`run_variants` alone on the training runs of one store:", "",
+                      "| run_variants, training runs | " + " | ".join(rv) + " | exponent |",
+                      "|---|" + "---|" * (len(rv) + 1),
+                      "| seconds | " + " | ".join(f"{v:.3f}" for v in rv.values()) + " | "
+                      + exponent([int(k) for k in rv], list(rv.values())) + " |", ""]
+    return lines
+
+
 def run(args: argparse.Namespace) -> dict:
     py = sys.executable
     pool = committed_records(ROOT / "results")
@@ -249,77 +343,34 @@ def run(args: argparse.Namespace) -> dict:
     if args.before:
         codes = {"before": Path(args.before).resolve(), "after": ROOT}
     work = Path(tempfile.mkdtemp(prefix="sslbench-scale-"))
-    CACHE_ENV["SSLBENCH_CACHE_DIR"] = str(work / "cache")
     report: dict = {"pool_records": len(pool), "sizes": {}, "run_variants": {}, "machine": os.uname().nodename,
-                    "cpus": os.cpu_count()}
+                    "cpus": os.cpu_count(), "command": "python benchmarks/scale.py " + " ".join(args.argv),
+                    "started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
     lines = [f"# Results at scale: {len(pool)} committed records varied into stores of {args.sizes} records",
-             f"(each cell: wall time and peak RSS of a fresh process; {os.cpu_count()} CPUs)", ""]
+             f"`{report['command']}`, started {report['started']} on {os.cpu_count()} CPUs (shared). Each cell: the "
+             "wall time and peak RSS of a fresh process with a snapshot cache folder of its own.", ""]
     try:
         for n in args.sizes:
             store = work / f"n{n}"
+            t = time.perf_counter()
             size = make_store(pool, n, store, seed=n)
             entry = report["sizes"][str(n)] = {"bytes": size}
-            print(f"--- {n} records, {size / 2**20:.1f} MiB", flush=True)
-            for which, code in codes.items():
-                cmds = {"load_results": [py, "-c", LOAD, str(store)],
-                        "analyze": [py, "-m", "sslbench", "analyze", "--results", str(store)],
-                        "report": [py, "-m", "sslbench", "report", "--results", str(store)],
-                        "views": [py, "-c", VIEWS, str(store)]}
-                for name, argv in cmds.items():
-                    if name in args.skip:
-                        continue
-                    res = measure(argv, code, args.timeout)
-                    entry[f"{name}:{which}"] = res
-                    print(f"{which:>6} {name:<12} {_fmt(res)}", flush=True)
+            print(f"--- {n} records, {size / 2**20:.1f} MiB (made in {time.perf_counter() - t:.0f} s)", flush=True)
+            _measure_store(store, n, codes, args, work, entry)
             shutil.rmtree(store)
-        # run_variants alone, on the training runs of one store big enough to hold the largest n
-        store = work / "rv"
-        need = max(RUN_VARIANT_SIZES)
-        make_store([r for r in pool if r.get("kind") == "train"] or pool, need, store, seed=1)
-        for which, code in codes.items():
-            res = measure([py, "-c", RUN_VARIANTS, str(store), ",".join(map(str, RUN_VARIANT_SIZES)),
-                           str(args.timeout / 3)], code, args.timeout)
-            report["run_variants"][which] = res
-            print(f"{which:>6} run_variants {res.get('inner')}", flush=True)
+        if not args.no_run_variants:
+            # run_variants alone, on the training runs of one store big enough to hold the largest n
+            store = work / "rv"
+            need = max(RUN_VARIANT_SIZES)
+            make_store([r for r in pool if r.get("kind") == "train"] or pool, need, store, seed=1)
+            for which, code in codes.items():
+                res = measure([py, "-c", RUN_VARIANTS, str(store), ",".join(map(str, RUN_VARIANT_SIZES)),
+                               str(args.timeout / 3)], code, args.timeout, work / "cache" / f"rv-{which}")
+                report["run_variants"][which] = res
+                print(f"{which:>6} run_variants {res.get('inner')}", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-    # the tables
-    ns = [int(n) for n in report["sizes"]]
-    names = [k for k in ("load_results", "analyze", "report", "views") if k not in args.skip]
-    for which in codes:
-        lines += [f"## {which}" if len(codes) > 1 else "## measurements", "",
-                  "| records | MiB | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
-        for n in ns:
-            e = report["sizes"][str(n)]
-            lines.append(f"| {n} | {e['bytes'] / 2**20:.0f} | "
-                         + " | ".join(_fmt(e.get(f"{k}:{which}")) for k in names) + " |")
-        lines += ["", "| fitted exponent (cost = c * records^alpha) | time | peak RSS |", "|---|---|---|"]
-        for k in names:
-            rs = [report["sizes"][str(n)].get(f"{k}:{which}") for n in ns]
-            ok = [(n, r) for n, r in zip(ns, rs) if r and not r["rc"] and not r["timed_out"]]
-            lines.append(f"| {k} | {exponent([n for n, _ in ok], [r['s'] for _, r in ok])} | "
-                         f"{exponent([n for n, _ in ok], [r['rss_mib'] for _, r in ok])} |")
-        views = [(n, report["sizes"][str(n)].get(f"views:{which}")) for n in ns]
-        views = [(n, r["inner"]) for n, r in views if r and isinstance(r.get("inner"), dict)]
-        if views:
-            keys = list(views[-1][1])
-            lines += ["", "| view (on the whole store) | " + " | ".join(str(n) for n, _ in views)
-                      + " | exponent |", "|---|" + "---|" * (len(views) + 1)]
-            for k in keys:
-                vals = [v.get(k) for _, v in views]
-                num = [(n, x) for (n, _), x in zip(views, vals) if isinstance(x, float)]
-                cells = [f"{x:.3f} s" if isinstance(x, float) else str(x)[:40] for x in vals]
-                lines.append(f"| {k} | " + " | ".join(cells) + " | "
-                             + exponent([n for n, _ in num], [max(x, 1e-4) for _, x in num]) + " |")
-        rv = report["run_variants"].get(which, {}).get("inner") or {}
-        if rv:
-            lines += ["", "| run_variants, training runs | " + " | ".join(rv) + " | exponent |",
-                      "|---|" + "---|" * (len(rv) + 1),
-                      "| seconds | " + " | ".join(f"{v:.3f}" for v in rv.values()) + " | "
-                      + exponent([int(k) for k in rv], list(rv.values())) + " |"]
-        lines.append("")
-    text = "\n".join(lines)
+    text = "\n".join(lines + _tables(report, codes, args))
     print(text)
     if args.out:
         out = Path(args.out)
@@ -334,11 +385,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sizes", type=int, nargs="+", default=[1000, 3000, 10_000, 30_000, 100_000],
                    help="store sizes in records (default 1000 3000 10000 30000 100000)")
     p.add_argument("--before", metavar="DIR", help="also measure the code in DIR (a checkout), side by side")
-    p.add_argument("--timeout", type=float, default=600.0, help="seconds one measurement may take (default 600)")
-    p.add_argument("--skip", nargs="*", default=[], choices=["load_results", "analyze", "report", "views"],
-                   help="measurements to leave out")
+    p.add_argument("--timeout", type=float, default=900.0, help="seconds one measurement may take (default 900)")
+    p.add_argument("--skip", nargs="*", default=[], choices=MEASUREMENTS, help="measurements to leave out")
+    p.add_argument("--cold", nargs="*", default=["load_results", "analyze", "report"], choices=MEASUREMENTS,
+                   help="measurements made cold, with an empty snapshot cache (default: load_results analyze report; "
+                        "load_results cold is the warm ones' first read)")
+    p.add_argument("--warm", nargs="*", default=list(MEASUREMENTS), choices=MEASUREMENTS,
+                   help="measurements made warm, with the snapshots of a first read (default: all)")
+    p.add_argument("--no-run-variants", action="store_true", help="leave out run_variants alone")
     p.add_argument("--out", metavar="DIR", help="write scale.json and scale.md there (e.g. results/scale)")
     args = p.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    if args.warm and "load_results" not in args.cold:
+        print("scale.py: --warm needs load_results in --cold (the warm measurements read its snapshots)",
+              file=sys.stderr)
+        return 2
     if any(n < 1 for n in args.sizes):
         print(f"scale.py: --sizes must be positive record counts, got {args.sizes}", file=sys.stderr)
         return 2

@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks import scale  # noqa: E402
 from sslbench import analysis as A  # noqa: E402
 from sslbench.analysis.claims import common as C  # noqa: E402
+from sslbench.analysis.claims import stats as S  # noqa: E402
 
 
 # ---- the references: the row-by-row definitions these replace ------------------------------------------------
@@ -165,3 +166,70 @@ def test_usable_records_on_a_frame_without_problems_is_the_frame(frame):
         got = C.usable_records(clean)
     assert not caught and got is clean
     assert np.isnan(clean["case.dim"]).any() or math.isfinite(clean["case.dim"].iloc[0])
+
+
+def reference_arm(rows: pd.DataFrame, metric: str = "linear_top1") -> C.Arm:
+    if "status" in rows.columns:
+        rows = rows[~rows["status"].isin(C.PENDING_STATUSES)]
+    ok = rows[rows["ok"]]
+    vals = ok[metric].to_numpy(float)
+    vals = vals[np.isfinite(vals)]
+    init_col = C.INIT_METRIC.get(metric)
+    init = ok[init_col].to_numpy(float) if init_col in ok.columns else np.array([])
+    init = init[np.isfinite(init)]
+    return C.Arm(float(vals.mean()) if vals.size else math.nan, float(vals.std(ddof=1)) if vals.size > 1 else math.nan,
+                 int(vals.size), int(len(rows)), float(init.mean()) if init.size else math.nan,
+                 tuple(float(v) for v in vals))
+
+
+def test_arm_is_the_arm_of_the_selected_rows(frame):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        runs = C.train_runs(C.usable_records(frame))
+    runs = runs.assign(status=np.where(np.arange(len(runs)) % 7 == 0, "interrupted", runs["status"]))
+    checked = 0
+    for _, g in C.groups(runs):
+        for metric in ("linear_top1", "knn_top1", "final_loss"):
+            assert C.arm(g, metric) == reference_arm(g, metric) or (
+                repr(C.arm(g, metric)) == repr(reference_arm(g, metric)))  # NaN fields compare by their text
+            checked += 1
+    assert checked > 30
+    assert repr(C.arm(runs.drop(columns="status"))) == repr(reference_arm(runs.drop(columns="status")))
+
+
+def reference_seeds_to_settle(c, boundary, one_sided=False, power=S.POWER, max_seeds=S.MAX_SEEDS):
+    gap = abs(c.diff - boundary)
+    if not (math.isfinite(gap) and math.isfinite(c.sd)):
+        return None
+    if c.sd == 0.0:
+        return 2 if gap > 0 else None
+    level = 1 - c.alpha if one_sided else 1 - c.alpha / 2
+    paired_ = c.method == "paired"
+    va, vb = (c.var_test, c.var_ref) if math.isfinite(c.var_test) and math.isfinite(c.var_ref) else (c.sd ** 2,) * 2
+    for n in range(2, max_seeds + 1):
+        if paired_:
+            df, se = n - 1, c.sd / math.sqrt(n)
+        else:
+            df = (va + vb) ** 2 * (n - 1) / (va ** 2 + vb ** 2)
+            se = math.sqrt((va + vb) / n)
+        if (S.t_ppf(level, df) + S.t_ppf(power, df)) * se <= gap:
+            return n
+    return None
+
+
+def test_seeds_to_settle_finds_the_first_n_that_trying_every_n_found():
+    rng = random.Random(3)
+    found = set()
+    for i in range(300):
+        na, nb = rng.randint(1, 6), rng.randint(1, 6)
+        spread = rng.choice((0.05, 0.3, 1.0, 3.0))
+        a = [rng.gauss(rng.uniform(-3, 3), spread) for _ in range(na)]
+        b = [rng.gauss(0, spread * rng.uniform(0.2, 3)) for _ in range(nb)]
+        c = S.welch(a, b) if i % 3 else S.paired(a[:min(na, nb)], b[:min(na, nb)])
+        for boundary in (1.0, -1.0, 2.0, c.diff + 0.01 if math.isfinite(c.diff) else 0.5):
+            for one_sided in (False, True):
+                for max_seeds in (S.MAX_SEEDS, 2, 1, 7):
+                    want = reference_seeds_to_settle(c, boundary, one_sided, max_seeds=max_seeds)
+                    assert S.seeds_to_settle(c, boundary, one_sided, max_seeds=max_seeds) == want, (c, boundary)
+                    found.add(want)
+    assert None in found and 2 in found and any(isinstance(n, int) and n > 10 for n in found)

@@ -70,16 +70,37 @@ def run_variants(runs: pd.DataFrame) -> pd.Series:
     # the distinct values of every key among the runs of each regularizer that have it; a hyper-parameter a
     # record lacks (a failure record written by the sweep) adds no value, so it does not split variants
     values: dict[str, dict[str, set]] = {}
+    text = _json_texts()
     for r, d in zip(reg, settings):
         seen = values.setdefault(r, {})
         for k, v in d.items():
-            seen.setdefault(k, set()).add(json.dumps(v, sort_keys=True, default=str))
+            seen.setdefault(k, set()).add(text(v))
     varying = {r: sorted(k for k, vs in seen.items() if len(vs) > 1) for r, seen in values.items()}
     labels = []
     for r, d in zip(reg, settings):
         parts = [f"{k.removeprefix('hp:')}={_short(d.get(k))}" for k in varying[r] if k in d]
         labels.append(r + (f" ({', '.join(parts)})" if parts else ""))
     return pd.Series(labels, index=runs.index, dtype=object)
+
+
+def _json_texts():
+    """``json.dumps(v, sort_keys=True, default=str)``, each distinct scalar converted once (a store repeats a few
+    values in every run): keyed by type and value (``repr`` for a float, so that -0.0 and 0.0 stay apart)."""
+    done: dict = {}
+
+    def text(v: Any) -> str:
+        if type(v) is float:
+            key = (float, repr(v))
+        elif v is None or type(v) in (str, int, bool):
+            key = (type(v), v)
+        else:  # a list, a dict, a numpy scalar: as it is
+            return json.dumps(v, sort_keys=True, default=str)
+        t = done.get(key)
+        if t is None:
+            t = done[key] = json.dumps(v, sort_keys=True, default=str)
+        return t
+
+    return text
 
 
 def _short(v: Any) -> str:

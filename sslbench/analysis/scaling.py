@@ -78,6 +78,8 @@ def fit_scaling(df: pd.DataFrame, x: str = "dim", y: str = "time_s",
     missing = [c for c in by if c not in df.columns]
     if missing:
         raise KeyError(f"group column(s) {missing} not in the frame; columns: {', '.join(map(str, df.columns))}")
+    if x in df.columns and y in df.columns:  # the columns read here only: each group's rows are taken once
+        df = df[list(dict.fromkeys([*by, x, y, *(["status"] if "status" in df.columns else [])]))]
     pts = ok_points(df, x, y)
     if x_min is not None:
         pts = pts[pd.to_numeric(pts[x]) >= x_min]
@@ -107,8 +109,9 @@ def scaling_table(df: pd.DataFrame, x: str = "dim", ys: Sequence[str] = ("time_s
     the sizes from there up only (the asymptotic regime, without the fixed overheads of small sizes)."""
     if x not in OTHER_AXES:
         raise ValueError(f"x={x!r}: choose one of {', '.join(OTHER_AXES)}")
-    sub = df[df["kind"].isin(kinds)] if "kind" in df.columns else df.iloc[0:0]
     by = ["kind", "device_name", "threads", "dtype", "label", *OTHER_AXES[x]]
+    read = [c for c in dict.fromkeys([*by, x, *ys, "status"]) if c in df.columns]  # not the store's other columns
+    sub = df.loc[df["kind"].isin(kinds).to_numpy(), read] if "kind" in df.columns else df.iloc[0:0]
     out = None
     for y in ys:
         fits = fit_scaling(sub, x=x, y=y, by=by, min_points=min_points, x_min=x_min)
@@ -257,7 +260,8 @@ def crossover_table(df: pd.DataFrame, x: str = "dim", y: str = "time_s", kinds: 
         raise ValueError(f"x={x!r}: choose one of {', '.join(OTHER_AXES)}")
     setting = ["kind", "device_name", "threads", "dtype", *OTHER_AXES[x]]
     cols = setting + ["regularizer", "a", "b", "crossover", "lower_below", "lower_above", "note"]
-    sub = df[df["kind"].isin(kinds)] if "kind" in df.columns else df.iloc[0:0]
+    read = [c for c in dict.fromkeys([*setting, "regularizer", key, x, y, "status"]) if c in df.columns]
+    sub = df.loc[df["kind"].isin(kinds).to_numpy(), read] if "kind" in df.columns else df.iloc[0:0]
     sub = ok_points(sub, x, y) if not sub.empty else sub
     rows = []
     if sub.empty:

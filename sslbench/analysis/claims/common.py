@@ -306,7 +306,14 @@ def _train_table(df: pd.DataFrame | None) -> tuple[pd.DataFrame, list]:
     out["ok"] = (runs["status"] == "ok") & np.isfinite(out["linear_top1"])
     out["source"] = runs.get("source")
     out["created"] = runs.get("created")
-    return out, raw_hp
+    # text columns as Python objects: the studies select a group's rows hundreds of times, and taking rows of an
+    # Arrow-backed text column costs a call into Arrow each time (the same values, the same comparisons)
+    for k in out.columns:
+        if isinstance(out[k].dtype, pd.StringDtype):
+            out[k] = out[k].astype(object)
+    # one block per dtype (a copy consolidates the columns added one by one): selecting a group's rows then takes a
+    # handful of arrays, not one per column
+    return out.copy(), raw_hp
 
 
 #: the fields that make two training records the same run (with its hyper-parameters): :func:`run_identity`
@@ -452,16 +459,17 @@ PENDING_STATUSES = ("interrupted", "killed")
 def arm(rows: pd.DataFrame, metric: str = "linear_top1") -> Arm:
     """The ok runs' values of ``metric``; ``runs`` counts the seeds that ended (an interrupted or killed run is
     resumed by the next sweep, so it is pending, not failed)."""
-    if "status" in rows.columns:
-        rows = rows[~rows["status"].isin(PENDING_STATUSES)]
-    ok = rows[rows["ok"]]
-    vals = ok[metric].to_numpy(float)
+    # masks over the columns read, not copies of the rows (an arm is built hundreds of times per study)
+    ended = (~rows["status"].isin(PENDING_STATUSES)).to_numpy(dtype=bool) if "status" in rows.columns else \
+        np.ones(len(rows), dtype=bool)
+    ok = ended & rows["ok"].to_numpy(dtype=bool)
+    vals = rows[metric].to_numpy(float)[ok]
     vals = vals[np.isfinite(vals)]
     init_col = INIT_METRIC.get(metric)
-    init = ok[init_col].to_numpy(float) if init_col in ok.columns else np.array([])
+    init = rows[init_col].to_numpy(float)[ok] if init_col in rows.columns else np.array([])
     init = init[np.isfinite(init)]
     return Arm(float(vals.mean()) if vals.size else math.nan, float(vals.std(ddof=1)) if vals.size > 1 else math.nan,
-               int(vals.size), int(len(rows)), float(init.mean()) if init.size else math.nan,
+               int(vals.size), int(ended.sum()), float(init.mean()) if init.size else math.nan,
                tuple(float(v) for v in vals))
 
 

@@ -164,11 +164,26 @@ def _fft_arms(g: pd.DataFrame, key: tuple, st: Study, claim: str, claim_p: str) 
     """The accuracy rows of one setting and one set of coefficients: relaxed vs exact, permute vs not; linear and
     kNN top-1 each with its own verdict (:data:`METRICS`)."""
     out = []
+    # each arm's rows selected once for both metrics (the masks once per setting): a setting is visited per
+    # coefficient set, hundreds of times in a large store
+    reg, perm, dv = g["regularizer"].to_numpy(dtype=object), g["_perm"].to_numpy(dtype=bool), \
+        default_variance(g).to_numpy(dtype=bool)
+    rows = {}
+    for name in ("barlow_twins_fft", "vicreg_fft", "barlow_twins", "vicreg"):
+        mine = reg == name
+        if mine.any():
+            rows[name] = {"relaxed": g[mine & perm & dv], "exact": g[mine & dv], "permute": g[mine & perm],
+                          "no permute": g[mine & ~perm]}
+    empty = g.iloc[0:0]
+
+    def sel(name: str, which: str) -> pd.DataFrame:
+        return rows[name][which] if name in rows else empty
+
     for metric, margin, suffix in METRICS:
         what = "kNN top-1" if metric == "knn_top1" else "linear top-1"
         for relaxed, exact in (("barlow_twins_fft", "barlow_twins"), ("vicreg_fft", "vicreg")):
-            gr = g[(g["regularizer"] == relaxed) & g["_perm"] & default_variance(g)]
-            ge = g[(g["regularizer"] == exact) & default_variance(g)]
+            gr = sel(relaxed, "relaxed")
+            ge = sel(exact, "exact")
             if gr.empty or ge.empty:
                 continue
             a, b = arm(gr, metric), arm(ge, metric)
@@ -179,8 +194,7 @@ def _fft_arms(g: pd.DataFrame, key: tuple, st: Study, claim: str, claim_p: str) 
                                f"{_coeff_text(gr)}: {d.figures}" + settle_note(d), rule_comparable(margin, what),
                                st.settle(d, key, relaxed, exact), setting_text(key)))
         for relaxed in ("barlow_twins_fft", "vicreg_fft"):
-            g1 = g[(g["regularizer"] == relaxed) & g["_perm"]]
-            g0 = g[(g["regularizer"] == relaxed) & ~g["_perm"]]
+            g1, g0 = sel(relaxed, "permute"), sel(relaxed, "no permute")
             if g1.empty or g0.empty:
                 continue
             a, b = arm(g1, metric), arm(g0, metric)

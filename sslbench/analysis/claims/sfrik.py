@@ -95,6 +95,8 @@ def _accuracy(df: pd.DataFrame, st: Study) -> list[Verdict]:
         gs = g[g["regularizer"] == "sfrik"]
         if gs.empty:
             continue
+        dv = default_variance(g)  # the comparators' rows selected once for both metrics
+        others = {other: g[(g["regularizer"] == other) & dv] for other in ("vicreg", "uniformity")}
         for metric, margin, suffix, what in (("linear_top1", LINEAR_MARGIN, "", "linear top-1"),
                                              ("knn_top1", KNN_MARGIN, " [kNN]", "kNN top-1")):
             a = arm(gs, metric)
@@ -102,7 +104,7 @@ def _accuracy(df: pd.DataFrame, st: Study) -> list[Verdict]:
                 continue
             figs, ds, missing = [f"sfrik {a.text()}"], [], False
             for other in ("vicreg", "uniformity"):
-                go = g[(g["regularizer"] == other) & default_variance(g)]
+                go = others[other]
                 if go.empty:  # the claim names both comparators: one missing leaves the row open
                     figs.append(f"{other}: no run in this setting")
                     missing = True
