@@ -109,3 +109,18 @@ def test_grouped_run_variants_edge_cases_of_the_docstring():
                        "barlow_twins (variance_coeff=1)", "barlow_twins (variance_coeff=0)"]
     assert got[7] == got[8]  # the unnamed predictor is the default width: one variant
     assert A.run_variants(runs.iloc[:0]).empty
+
+
+def test_runs_that_share_a_setting_by_equality_only_keep_their_own_labels():
+    """Each distinct setting is labelled once: values equal to Python but not alike (1, 1.0 and True; -0.0 and 0.0;
+    NaN and None; a dict and its JSON text) must not share a label unless the per-run definition gives them one."""
+    rows = []
+    for i, (lr, clip, hp) in enumerate([(1, None, {"coeff": 1}), (1.0, float("nan"), '{"coeff": 1.0}'),
+                                        (True, None, {"coeff": 1}), (-0.0, 5.0, '{"coeff": 1}'),
+                                        (0.0, 5.0, {"coeff": -0.0}), (1, None, {"coeff": 1})] * 3):
+        rows.append({"kind": "train", "status": "ok", "case.regularizer": "vicreg" if i % 2 else "byol",
+                     "case.lr": lr, "case.grad_clip": clip, "case.hparams": hp, "case.seed": i})
+    runs = pd.DataFrame(rows).astype({"case.lr": object, "case.grad_clip": object})
+    got, want = A.run_variants(runs), reference_run_variants(runs)
+    assert got.tolist() == want.tolist()
+    assert len(set(want)) > 4  # the values were told apart

@@ -50,14 +50,21 @@ def run_variants(runs: pd.DataFrame) -> pd.Series:
     from before it was recorded (:data:`~sslbench.records.constants.UNNAMED_PREDICTOR_REGULARIZERS`)."""
     if runs.empty:
         return pd.Series([], index=runs.index, dtype=object)
-    # one pass over the runs, then one pass per regularizer: the settings that vary within each regularizer are
-    # found once for the whole group (O(runs x keys)), not again for every run of it (that was O(runs^2))
+    # the runs' distinct settings first (a store repeats a few settings over many runs: each distinct one is built
+    # and labelled once), then one pass per regularizer: the settings that vary within each regularizer are found
+    # once for the whole group (O(runs x keys)), not again for every run of it (that was O(runs^2))
     reg = column(runs, "case.regularizer").astype(str).tolist()
-    hps = [_hparam_dict(v) for v in column(runs, "case.hparams")]
+    raw = column(runs, "case.hparams").tolist()
     present = {k: runs[f"case.{k}"].tolist() for k in VARIANT_KEYS if f"case.{k}" in runs.columns}
-    settings = []
+    first: dict[tuple, int] = {}  # a run's signature -> the first run with it
+    sig_of = []
     for i in range(len(reg)):
-        d = {**_ABSENT_MEANS, **{f"hp:{k}": v for k, v in hps[i].items()}}
+        sig = (reg[i], _signature(raw[i]), *(_signature(vals[i], absent=True) for vals in present.values()))
+        sig_of.append(first.setdefault(sig, i))
+    distinct = sorted(set(sig_of))
+    settings = {}
+    for i in distinct:
+        d = {**_ABSENT_MEANS, **{f"hp:{k}": v for k, v in _hparam_dict(raw[i]).items()}}
         if reg[i] in UNNAMED_PREDICTOR_REGULARIZERS:  # overridden below where the record names it
             d["predictor_hidden"] = DEFAULT_PREDICTOR_HIDDEN
         for k in VARIANT_KEYS:
@@ -66,21 +73,36 @@ def run_variants(runs: pd.DataFrame) -> pd.Series:
                 d[k] = v
             else:
                 d.setdefault(k, None)  # not set (grad_clip is recorded only when set): a value of its own
-        settings.append(d)
+        settings[i] = d
     # the distinct values of every key among the runs of each regularizer that have it; a hyper-parameter a
     # record lacks (a failure record written by the sweep) adds no value, so it does not split variants
     values: dict[str, dict[str, set]] = {}
     text = _json_texts()
-    for r, d in zip(reg, settings):
-        seen = values.setdefault(r, {})
-        for k, v in d.items():
+    for i in distinct:
+        seen = values.setdefault(reg[i], {})
+        for k, v in settings[i].items():
             seen.setdefault(k, set()).add(text(v))
     varying = {r: sorted(k for k, vs in seen.items() if len(vs) > 1) for r, seen in values.items()}
-    labels = []
-    for r, d in zip(reg, settings):
+    label_of = {}
+    for i in distinct:
+        r, d = reg[i], settings[i]
         parts = [f"{k.removeprefix('hp:')}={_short(d.get(k))}" for k in varying[r] if k in d]
-        labels.append(r + (f" ({', '.join(parts)})" if parts else ""))
+        label_of[i] = r + (f" ({', '.join(parts)})" if parts else "")
+    labels = [label_of[i] for i in sig_of]
     return pd.Series(labels, index=runs.index, dtype=object)
+
+
+def _signature(v: Any, absent: bool = False) -> Any:
+    """A hashable stand-in for ``v`` that two values share only when they give the same settings and the same label:
+    its type besides its value (1, 1.0 and True stay apart), a float by its ``repr`` (-0.0 and 0.0 apart), anything
+    else by its JSON text; ``absent``: None and NaN alike (an unset training setting)."""
+    if absent and (v is None or (isinstance(v, float) and math.isnan(v))):
+        return None
+    if type(v) is float:
+        return (float, repr(v))
+    if v is None or type(v) in (str, int, bool):
+        return (type(v), v)
+    return (type(v).__name__, json.dumps(v, sort_keys=True, default=str))
 
 
 def _json_texts():
