@@ -32,7 +32,7 @@ targets (issue 21) are read off the output.
 from __future__ import annotations
 
 import argparse
-import copy
+import hashlib
 import json
 import math
 import os
@@ -142,8 +142,8 @@ def committed_records(results: Path) -> list[dict]:
     return pool
 
 
-def _vary(rec: dict, i: int, rng: random.Random, regs_of_kind: dict) -> dict:
-    r = copy.deepcopy(rec)
+def _vary(text: str, i: int, rng: random.Random, regs_of_kind: dict) -> dict:
+    r = json.loads(text)
     r["id"] = f"{rng.getrandbits(64):016x}"
     r["created"] = f"2026-{1 + i % 12:02d}-{1 + i % 28:02d}T{i % 24:02d}:{i % 60:02d}:{(i * 7) % 60:02d}+00:00"
     case = r.get("case")
@@ -179,10 +179,11 @@ def make_store(pool: list[dict], n: int, dest: Path, seed: int = 0) -> int:
     regs_of_kind = {k: sorted(v) for k, v in regs_of_kind.items()}
     (dest / "sweeps").mkdir(parents=True, exist_ok=True)
     size = 0
+    texts = [json.dumps(r, default=str) for r in pool]  # a copy of a record is its text parsed (deepcopy was slower)
     for start in range(0, n, RECORDS_PER_FILE):
         with open(dest / "sweeps" / f"night-{start // RECORDS_PER_FILE:05d}.jsonl", "w") as f:
             for i in range(start, min(n, start + RECORDS_PER_FILE)):
-                line = json.dumps(_vary(rng.choice(pool), i, rng, regs_of_kind), default=str) + "\n"
+                line = json.dumps(_vary(rng.choice(texts), i, rng, regs_of_kind), default=str) + "\n"
                 size += len(line)
                 f.write(line)
     return size
@@ -251,6 +252,29 @@ def _fmt(res: dict | None, key: str = "s") -> str:
     if res.get("rc"):
         return f"failed: {res.get('error', '')}"[:60]
     return f"{res[key]:.2f} s, {res['rss_mib']:.0f} MiB"
+
+
+def _store(pool: list[dict], n: int, work: Path, keep: str | None) -> tuple[Path, int, bool]:
+    """(the store of ``n`` records, its bytes, whether it was made now). With ``keep``, stores live in that folder
+    and one made by an earlier run is used again when its manifest says it was made from the same committed
+    records, seed and file size (make_store is deterministic: the same bytes); else it is made there."""
+    if not keep:
+        store = work / f"n{n}"
+        return store, make_store(pool, n, store, seed=n), True
+    digest = hashlib.sha256(json.dumps(pool, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    want = {"records": n, "seed": n, "pool": digest, "records_per_file": RECORDS_PER_FILE}
+    store = Path(keep) / f"n{n}"
+    manifest = Path(keep) / f"n{n}.json"
+    try:
+        have = json.loads(manifest.read_text())
+        if {k: have.get(k) for k in want} == want:
+            return store, int(have["bytes"]), False
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    shutil.rmtree(store, ignore_errors=True)
+    size = make_store(pool, n, store, seed=n)
+    manifest.write_text(json.dumps({**want, "bytes": size}))
+    return store, size, True
 
 
 def _measure_store(store: Path, n: int, codes: dict, args: argparse.Namespace, work: Path, entry: dict) -> None:
@@ -351,14 +375,16 @@ def run(args: argparse.Namespace) -> dict:
              "wall time and peak RSS of a fresh process with a snapshot cache folder of its own.", ""]
     try:
         for n in args.sizes:
-            store = work / f"n{n}"
             t = time.perf_counter()
-            size = make_store(pool, n, store, seed=n)
-            entry = report["sizes"][str(n)] = {"bytes": size}
-            print(f"--- {n} records, {size / 2**20:.1f} MiB (made in {time.perf_counter() - t:.0f} s)", flush=True)
-            _measure_store(store, n, codes, args, work, entry)
-            shutil.rmtree(store)
-        if not args.no_run_variants:
+            store, size, made = _store(pool, n, work, args.keep_stores)
+            entry = report["sizes"][str(n)] = {"bytes": size, "store": "made" if made else "kept from an earlier run"}
+            print(f"--- {n} records, {size / 2**20:.1f} MiB ({entry['store']}, {time.perf_counter() - t:.0f} s)",
+                  flush=True)
+            if not args.stores_only:
+                _measure_store(store, n, codes, args, work, entry)
+            if not args.keep_stores:
+                shutil.rmtree(store)
+        if not args.no_run_variants and not args.stores_only:
             # run_variants alone, on the training runs of one store big enough to hold the largest n
             store = work / "rv"
             need = max(RUN_VARIANT_SIZES)
@@ -393,6 +419,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warm", nargs="*", default=list(MEASUREMENTS), choices=MEASUREMENTS,
                    help="measurements made warm, with the snapshots of a first read (default: all)")
     p.add_argument("--no-run-variants", action="store_true", help="leave out run_variants alone")
+    p.add_argument("--keep-stores", metavar="DIR", help="make the stores in DIR and keep them; a later run with the "
+                   "same DIR uses a store again when it was made from the same records and seed")
+    p.add_argument("--stores-only", action="store_true", help="make the stores (with --keep-stores) and measure nothing")
     p.add_argument("--out", metavar="DIR", help="write scale.json and scale.md there (e.g. results/scale)")
     args = p.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)

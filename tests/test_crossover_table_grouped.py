@@ -59,3 +59,28 @@ def test_grouped_crossover_table_equals_the_per_pair_definition(seed):
     want = reference_crossover_table(df)
     assert len(want) > 0 and want["crossover"].notna().any() and want["crossover"].isna().any()
     pd.testing.assert_frame_equal(got.reset_index(drop=True), want.reset_index(drop=True), check_dtype=False)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_grouped_crossover_table_with_missing_settings_and_labels(seed):
+    """NaN and None in the setting (a device or thread count not recorded) form settings of their own, a run
+    without a label is no curve, and x held as objects (ints and floats mixed) gives the same medians."""
+    rng = random.Random(100 + seed)
+    rows = []
+    for _ in range(600):
+        reg = rng.choice(["barlow_twins", "vicreg"])
+        algo = rng.choice(["gram", "direct"])
+        dim = rng.choice([64, 128, 256, 512, 1024])
+        rows.append({"kind": rng.choice(["regularizer_bench", "side_by_side"]), "status": "ok",
+                     "device_name": rng.choice(["cpu-a", None, float("nan")]),
+                     "threads": rng.choice([2, float("nan")]), "dtype": "float32",
+                     "batch": rng.choice([128, 256]), "views": 2, "regularizer": reg,
+                     "label": None if rng.random() < 0.05 else f"{reg}[{algo}]",
+                     "dim": rng.choice([dim, float(dim)]),
+                     "time_s": 1e-6 * dim ** (2.0 if algo == "gram" else 1.0) * rng.uniform(0.8, 1.25)
+                     * (300 if algo == "direct" else 1), "memory_bytes": float(dim * 8)})
+    df = pd.DataFrame(rows).astype({"dim": object})
+    for y in ("time_s", "memory_bytes"):
+        got, want = S.crossover_table(df, y=y), reference_crossover_table(df, y=y)
+        assert len(want) > 0
+        pd.testing.assert_frame_equal(got.reset_index(drop=True), want.reset_index(drop=True), check_dtype=False)

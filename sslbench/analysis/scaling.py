@@ -167,6 +167,24 @@ def _curve(df: pd.DataFrame, x: str, y: str) -> tuple[np.ndarray, np.ndarray]:
     return np.log(med.index.to_numpy(float)), np.log(med.to_numpy(float))
 
 
+def _curves(pts: pd.DataFrame, setting: list[str], key: str, x: str, y: str) -> dict:
+    """{(setting number, label): :func:`_curve` of that label's rows in that setting} of rows already reduced to
+    :func:`ok_points`, the setting numbered as ``groupby(setting, dropna=False, sort=True)`` meets them: the median
+    y at each x of every curve from one grouping, not one per curve (the same medians: the same values grouped)."""
+    if pts.empty:
+        return {}
+    sid = pts.groupby(setting, dropna=False, sort=True).ngroup()
+    med = (pts.assign(_s=sid, _x=pd.to_numeric(pts[x]), _y=pd.to_numeric(pts[y]))
+           .groupby(["_s", key, "_x"], sort=True)["_y"].median().reset_index())
+    if med.empty:
+        return {}
+    s_arr, lab = med["_s"].to_numpy(), med[key].to_numpy(dtype=object)
+    lx, ly = np.log(med["_x"].to_numpy(float)), np.log(med["_y"].to_numpy(float))
+    starts = np.flatnonzero(np.r_[True, (s_arr[1:] != s_arr[:-1]) | (lab[1:] != lab[:-1])])
+    ends = np.r_[starts[1:], len(med)]
+    return {(int(s_arr[a]), lab[a]): (lx[a:b], ly[a:b]) for a, b in zip(starts, ends)}
+
+
 def _name(which: str | Mapping[str, Any]) -> str:
     if isinstance(which, Mapping):
         return ",".join(f"{k}={v}" for k, v in which.items())
@@ -267,7 +285,9 @@ def crossover_table(df: pd.DataFrame, x: str = "dim", y: str = "time_s", kinds: 
     if sub.empty:
         return pd.DataFrame(columns=cols)
     wanted = [tuple(p) for p in pairs] if pairs is not None else None
-    for skey, g in sub.groupby(setting, dropna=False, sort=True):
+    curves = _curves(sub, setting, key, x, y)
+    empty = (np.array([]), np.array([]))
+    for s_id, (skey, g) in enumerate(sub.groupby(setting, dropna=False, sort=True)):
         skey = skey if isinstance(skey, tuple) else (skey,)
         if wanted is not None:
             cand = [(None, a, b) for a, b in wanted if (g[key] == a).any() and (g[key] == b).any()]
@@ -276,10 +296,8 @@ def crossover_table(df: pd.DataFrame, x: str = "dim", y: str = "time_s", kinds: 
             for reg, gr in g.groupby("regularizer", dropna=True, sort=True):
                 labels = sorted(gr[key].dropna().unique())
                 cand += [(reg, a, b) for a, b in itertools.combinations(labels, 2)]
-        curves = {label: _curve(rows_of, x, y) for label, rows_of in g.groupby(key, sort=False)}
-        empty = (np.array([]), np.array([]))
         for reg, a, b in cand:
-            ca, cb = curves.get(a, empty), curves.get(b, empty)
+            ca, cb = curves.get((s_id, a), empty), curves.get((s_id, b), empty)
             found = _crossings(ca, cb, str(a), str(b))
             if found:
                 for c in found:
