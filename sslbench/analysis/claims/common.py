@@ -264,7 +264,9 @@ def train_runs(df: pd.DataFrame) -> pd.DataFrame:
         return out
     # the same run recorded twice (e.g. the same case in two stores, or re-run): the latest record counts once
     out = out.assign(_ident=run_identity(out, raw_hp)).sort_values("created", na_position="first", kind="stable")
-    return out.drop_duplicates("_ident", keep="last").drop(columns="_ident")
+    # consolidated (one block per dtype; dropping a column splits them): the studies take a group's rows hundreds
+    # of times, and a take costs a call per block
+    return out.drop_duplicates("_ident", keep="last").drop(columns="_ident").copy()
 
 
 #: the case fields of a training run that :func:`train_runs` keeps as plain columns
@@ -311,9 +313,7 @@ def _train_table(df: pd.DataFrame | None) -> tuple[pd.DataFrame, list]:
     for k in out.columns:
         if isinstance(out[k].dtype, pd.StringDtype):
             out[k] = out[k].astype(object)
-    # one block per dtype (a copy consolidates the columns added one by one): selecting a group's rows then takes a
-    # handful of arrays, not one per column
-    return out.copy(), raw_hp
+    return out, raw_hp
 
 
 #: the fields that make two training records the same run (with its hyper-parameters): :func:`run_identity`
