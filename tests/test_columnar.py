@@ -343,3 +343,82 @@ def test_status_reads_the_store_once_while_it_is_unchanged(tmp_path, monkeypatch
     assert len(reads) == 1
     append_record(store, make_record("regularizer_bench", {"dim": 16}, {}, env={}))  # grown: read again
     assert len(P._read_store(str(store), "regularizer_bench", "sweep")) == 2 and len(reads) == 2
+
+
+def test_a_warm_projected_read_takes_only_the_columns_asked_for_from_the_snapshot(tmp_path, counted, monkeypatch):
+    import pyarrow.parquet as pq
+
+    store, folder = tmp_path / "store.jsonl", tmp_path / "cache"
+    _write(store, CLEAN[:10] + HOSTILE[5:9])
+    _cached(store, folder)  # builds the snapshot
+    read = []
+    real_read = pq.ParquetFile.read
+
+    def spy(self, columns=None, **kw):
+        read.append(columns)
+        return real_read(self, columns=columns, **kw)
+
+    monkeypatch.setattr(pq.ParquetFile, "read", spy)
+    monkeypatch.setattr(pq, "read_table", lambda *a, **k: pytest.fail("the whole snapshot was read"))
+    cold, w_cold = _cold(store)
+    for columns in (["metrics.flag", "case."], ["case.dim"], ["regularizer_source."], []):
+        read.clear()
+        counted.clear()
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            some = columnar.read_frame_cached(store, folder=folder, columns=columns)
+        keep = columnar.wanted(columns)
+        expected = cold[[c for c in cold.columns if keep(c)]]
+        pd.testing.assert_frame_equal(some, expected)  # NaN and None where the cold read has them
+        assert [str(x.message) for x in w] == w_cold and sum(counted) == 0
+        assert len(read) == 1 and set(read[0]) == set(expected.columns) | {
+            columnar._NAN + c for c in expected.columns if columnar._NAN + c in read[0]}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Pruning the snapshot folder: snapshots of stores that are gone, or not used for days
+# ---------------------------------------------------------------------------------------------------------------
+def test_snapshots_of_stores_gone_or_unused_for_days_are_pruned_and_nothing_else(tmp_path, monkeypatch):
+    import os
+    import time
+
+    folder = tmp_path / "cache"
+    stores = {name: tmp_path / f"{name}.jsonl" for name in ("kept", "gone", "old", "read")}
+    for store in stores.values():
+        _write(store, CLEAN[:3])
+        columnar.read_frame_cached(store, folder=folder)
+    snaps = {name: columnar._snapshot_path(folder, store) for name, store in stores.items()}
+    assert all(s.is_file() for s in snaps.values())
+    stores["gone"].unlink()
+    month_ago = time.time() - 31 * 86400
+    for name in ("old", "read"):
+        os.utime(snaps[name], (month_ago, month_ago))
+    columnar.read_frame_cached(stores["read"], folder=folder)  # a warm read: used today, so kept
+    planted = {"link": folder / ("a" * 32 + ".parquet"), "other": folder / "notes.txt",
+               "dir": folder / ("b" * 32 + ".parquet")}
+    target = tmp_path / "precious.parquet"
+    target.write_text("keep me")
+    os.utime(target, (month_ago, month_ago))
+    planted["link"].symlink_to(target)
+    planted["other"].write_text("not mine")
+    os.utime(planted["other"], (month_ago, month_ago))
+    planted["dir"].mkdir()
+    removed = columnar.prune_snapshots(folder)
+    assert sorted(removed) == sorted([snaps["gone"], snaps["old"]])
+    assert snaps["kept"].is_file() and snaps["read"].is_file()
+    assert planted["link"].is_symlink() and target.read_text() == "keep me"
+    assert planted["other"].is_file() and planted["dir"].is_dir()
+    monkeypatch.setenv("SSLBENCH_CACHE_DAYS", "0")  # the age from the environment: everything is too old now
+    assert sorted(columnar.prune_snapshots(folder)) == sorted([snaps["kept"], snaps["read"]])
+
+
+def test_the_folder_is_pruned_once_per_process_when_a_snapshot_is_written(tmp_path, monkeypatch):
+    folder = tmp_path / "cache"
+    calls = []
+    monkeypatch.setattr(columnar, "_PRUNED", set())
+    monkeypatch.setattr(columnar, "prune_snapshots", calls.append)
+    for i in range(3):
+        store = tmp_path / f"s{i}.jsonl"
+        _write(store, CLEAN[:3])
+        columnar.read_frame_cached(store, folder=folder)
+    assert calls == [folder]

@@ -28,6 +28,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 from pathlib import Path
 from typing import Iterable
 
@@ -456,14 +457,13 @@ def read_frame_cached(path: str | os.PathLike, *, columns: Iterable[str] | None 
     (another inode) or rewritten before the offset is read from the start. A snapshot that cannot be read, or
     whose key or columns are not valid, is rebuilt with a warning. The lines skipped while building it are
     kept in it and warned about again, as a cold read does. Written to a temporary file and renamed."""
-    import hashlib
 
     path = Path(path)
     folder = cache_dir() if folder is None else folder
     if folder is None or not path.is_file() or not _own_folder(folder):
         return read_frame(path, columns=columns)
     real = os.path.realpath(path)
-    snap = folder / (hashlib.sha256(real.encode("utf-8", "surrogateescape")).hexdigest()[:32] + ".parquet")
+    snap = _snapshot_path(folder, path)
     try:
         with open(path, "rb") as f:
             st = os.fstat(f.fileno())
@@ -474,10 +474,19 @@ def read_frame_cached(path: str | os.PathLike, *, columns: Iterable[str] | None 
     except OSError:
         return read_frame(path, columns=columns)
     problems, not_json = _Problems(path), []
+    keep = wanted(columns)
     if cached is not None:
-        old, meta = cached
+        table, meta = cached
         problems.by_reason = {r: list(v) for r, v in meta["problems"].items()}
         not_json += meta["not_json"]
+        old = _snapshot_frame(snap, table, keep if cut == meta["offset"] == end else None)
+        if old is None:  # its data could not be read: rebuilt
+            cached, problems.by_reason, not_json = None, {}, []
+        elif cut == meta["offset"] == end:  # nothing new: only the columns asked for left the Parquet file
+            _touch(snap)
+            warn_problems(problems, not_json)
+            return old
+    if cached is not None:
         new, lineno = _read(path, problems, not_json, start=meta["offset"], stop=cut, first_line=meta["lines"])
         df = _concat([old, new])
     else:
@@ -490,12 +499,20 @@ def read_frame_cached(path: str | os.PathLike, *, columns: Iterable[str] | None 
         rest, _ = _read(path, problems, not_json, start=cut, stop=end, first_line=lineno)
         df = _concat([df, rest])
     warn_problems(problems, not_json)
-    keep = wanted(columns)
     return df[[c for c in df.columns if keep(c)]] if columns is not None else df
 
 
+def _snapshot_path(folder: Path, path) -> Path:
+    """The snapshot of the store ``path`` in ``folder``: named by a hash of the store's real path."""
+    import hashlib
+
+    real = os.path.realpath(path)
+    return Path(folder) / (hashlib.sha256(real.encode("utf-8", "surrogateescape")).hexdigest()[:32] + ".parquet")
+
+
 def _load_snapshot(snap: Path, real: str, st: os.stat_result, f):
-    """(frame, key) of a valid snapshot of this store, or None (none yet, or not valid: then a warning)."""
+    """(Parquet file, key) of a valid snapshot of this store, or None (none yet, or not valid: then a warning).
+    The file is in memory and its schema checked; :func:`_from_snapshot` reads the columns a caller wants."""
     import stat
 
     try:
@@ -512,20 +529,20 @@ def _load_snapshot(snap: Path, real: str, st: os.stat_result, f):
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        table = pq.read_table(pa.BufferReader(data))
-        meta = json.loads((table.schema.metadata or {}).get(b"sslbench", b"null"))
-        problem = _bad_key(meta, table, real, st)
+        table = pq.ParquetFile(pa.BufferReader(data))
+        meta = json.loads((table.schema_arrow.metadata or {}).get(b"sslbench", b"null"))
+        problem = _bad_key(meta, table.schema_arrow.names, real, st)
         if problem is None:
             f.seek(0)
             if meta["offset"] > st.st_size or _tail_hash(f, meta["offset"]) != meta["tail"]:
                 return None  # the store shrank or was rewritten: read from the start (not the cache's fault)
-            return _from_snapshot(table), meta
+            return table, meta
     except Exception as exc:  # noqa: BLE001 - anything in a planted or damaged file: rebuild it
         problem = f"cannot be read ({type(exc).__name__}: {exc})"
     return _invalid(snap, problem) if problem != "other store" else None
 
 
-def _bad_key(meta, table, real: str, st) -> str | None:
+def _bad_key(meta, names: list, real: str, st) -> str | None:
     if not isinstance(meta, dict) or meta.get("version") != _CACHE_VERSION:
         return "has no key of this version"
     if meta.get("path") != real or meta.get("dev") != st.st_dev or meta.get("ino") != st.st_ino:
@@ -540,7 +557,6 @@ def _bad_key(meta, table, real: str, st) -> str | None:
     if not all(isinstance(v, list) and all(isinstance(i, int) for i in v) for v in lists) or not all(
             isinstance(r, str) for r in meta["problems"]):
         return "has a key with bad line numbers"
-    names = table.column_names
     if len(set(names)) != len(names) or any(n not in BASE and not n.startswith(tuple(
             f"{s}." for s in (*SECTIONS, "regularizer_source", _NAN.rstrip(".")))) for n in names):
         return "has columns a store does not have"
@@ -555,10 +571,32 @@ def _invalid(snap: Path, problem: str):
     return None
 
 
-def _from_snapshot(table):
+def _touch(snap: Path) -> None:
+    """Mark a snapshot as read now (:func:`prune_snapshots` removes those not read for days); never a link."""
+    try:
+        os.utime(snap, follow_symlinks=False)
+    except (OSError, NotImplementedError):
+        pass
+
+
+def _snapshot_frame(snap: Path, table, keep):
+    """:func:`_from_snapshot`, or None with a warning where the file's data cannot be read."""
+    try:
+        return _from_snapshot(table, keep)
+    except Exception as exc:  # noqa: BLE001 - anything in a planted or damaged file: rebuild it
+        return _invalid(snap, f"cannot be read ({type(exc).__name__}: {exc})")
+
+
+def _from_snapshot(table, keep=None):
+    """The frame of a snapshot (a ``pyarrow.parquet.ParquetFile``), only the columns ``keep(name)`` picks (and
+    their NaN flags) read from it."""
     import numpy as np
 
-    df = table.to_pandas()
+    names = table.schema_arrow.names
+    if keep is not None:
+        picked = [n for n in names if not n.startswith(_NAN) and keep(n)]
+        names = picked + [_NAN + n for n in picked if _NAN + n in names]
+    df = table.read(columns=names).to_pandas()
     for name in [c for c in df.columns if c.startswith(_NAN)]:
         target = name[len(_NAN):]
         if target in df.columns:
@@ -591,3 +629,70 @@ def _save_snapshot(snap: Path, df, meta: dict) -> None:
         write_atomically(snap, lambda f: pq.write_table(table, f))
     except (pa.ArrowException, OSError, ValueError, TypeError):
         return
+    if snap.parent not in _PRUNED:
+        _PRUNED.add(snap.parent)
+        prune_snapshots(snap.parent)
+
+
+#: the cache folders pruned by this process (once each, when it first writes a snapshot there)
+_PRUNED: set = set()
+#: a snapshot not read or written for this many days is removed (``$SSLBENCH_CACHE_DAYS`` overrides it)
+MAX_AGE_DAYS = 30
+_SNAPSHOT_NAME = re.compile(r"[0-9a-f]{32}\.parquet")
+
+
+def prune_snapshots(folder: Path, *, max_age_days: float | None = None, now: float | None = None) -> list[Path]:
+    """Remove the snapshots in ``folder`` whose store no longer exists (the real path in its key) or that were
+    neither read nor written for ``max_age_days`` (default :data:`MAX_AGE_DAYS`, or ``$SSLBENCH_CACHE_DAYS``);
+    returns those removed. Bounded: only files named as this module names snapshots, regular files (a link or
+    a folder planted there is left alone, never followed), each checked by its Parquet footer alone. Called once
+    per process and folder, when a snapshot is first written there."""
+    import stat
+    import time
+
+    if max_age_days is None:
+        try:
+            max_age_days = float(os.environ.get("SSLBENCH_CACHE_DAYS", MAX_AGE_DAYS))
+        except ValueError:
+            max_age_days = MAX_AGE_DAYS
+    now = time.time() if now is None else now
+    removed = []
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return removed
+    for name in names:
+        if not _SNAPSHOT_NAME.fullmatch(name):
+            continue
+        snap = Path(folder) / name
+        try:
+            st = os.lstat(snap)
+        except OSError:
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            continue
+        stale = now - st.st_mtime > max_age_days * 86400
+        if not stale:
+            store = _snapshot_store(snap)
+            stale = store is not None and not os.path.exists(store)
+        if stale:
+            try:
+                os.unlink(snap)
+                removed.append(snap)
+            except OSError:
+                continue
+    return removed
+
+
+def _snapshot_store(snap: Path) -> str | None:
+    """The store's real path in a snapshot's key (its Parquet footer only), or None where it cannot be read."""
+    import pyarrow.parquet as pq
+
+    try:
+        fd = os.open(snap, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, "rb") as g:
+            meta = json.loads((pq.read_schema(g).metadata or {}).get(b"sslbench", b"null"))
+    except Exception:  # noqa: BLE001 - a damaged or foreign file: the age rule alone decides
+        return None
+    path = meta.get("path") if isinstance(meta, dict) else None
+    return path if isinstance(path, str) else None
