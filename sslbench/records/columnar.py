@@ -255,7 +255,7 @@ def _from_arrow(table, lines, rows, first, problems, kind, keep):
     for j in np.flatnonzero(~usable):  # the reason, as the line-by-line reader gives it (checks all passed)
         problems.add(f"skipped record(s) with {unusable_reason(json.loads(lines[rows[j]]))}", first + rows[j])
     n = len(idx)
-    parsed = _Parsed(lines, rows, idx)
+    parsed = _Parsed(lines, rows, idx, table)
     out, first_row = {}, {}
     for name, col in cols.items():
         if name in BASE:  # every record has them (upgrade_record): all null is None, object
@@ -285,7 +285,7 @@ def _place(name: str, first_row: dict, parsed) -> tuple:
         return (-1, BASE.index(name), 0)
     r = first_row[name]
     where = _where(name)
-    section = _lookup(parsed(r), where[:-1])
+    section = parsed.section(r, where[:-1])
     keys = list(section) if isinstance(section, dict) else []
     return (r, _SECTION_ORDER[name.split(".", 1)[0]], keys.index(where[-1]) if where[-1] in keys else len(keys))
 
@@ -312,29 +312,104 @@ def _where(name: str) -> tuple[str, ...]:
 
 
 class _Parsed:
-    """The taken rows' lines parsed with :mod:`json`, each once and only when a cell needs it."""
+    """The taken rows' records, read from their lines with :mod:`json` only where a cell needs it, each once: a
+    section (``case``, ``extra.regularizer_source``, ...) from its own bytes where they are certain (see
+    :meth:`section`), else the whole line."""
 
-    def __init__(self, lines, rows, idx):
-        self.lines, self.rows, self.idx, self.cache, self.names = lines, rows, idx, {}, {}
+    def __init__(self, lines, rows, idx, table=None):
+        self.lines, self.rows, self.idx, self.table = lines, rows, idx, table
+        self.cache, self.names, self.sections, self.present = {}, {}, {}, {}
 
     def __call__(self, j: int) -> dict:
         if j not in self.cache:
             self.cache[j] = json.loads(self.lines[self.rows[self.idx[j]]])
         return self.cache[j]
 
+    def _quoted(self, key: str) -> bytes:
+        name = self.names.get(key)
+        if name is None:
+            name = self.names[key] = json.dumps(key, ensure_ascii=False).encode()
+        return name
+
+    def section(self, j: int, path: tuple[str, ...]):
+        """The value at ``path`` in row ``j``'s record (``_ABSENT`` where it has none). Where Arrow says the record
+        has no object there, ``_ABSENT`` (no cell needs more); where it has one and the line has no backslash,
+        the top-level section (``path[0]``) is found in the line's bytes (:func:`_top_level_value`) and only it
+        is parsed. Otherwise the whole line is parsed."""
+        key = (j, path)
+        if key not in self.sections:
+            value = _UNKNOWN if j in self.cache else self._section_bytes(j, path)
+            self.sections[key] = _lookup(self(j), path) if value is _UNKNOWN else value
+        return self.sections[key]
+
+    def _section_bytes(self, j: int, path: tuple[str, ...]):
+        """The section's object from its bytes, ``_ABSENT`` where Arrow has no object there (the line has none:
+        null, or no such key), ``_UNKNOWN`` where the bytes are not certain."""
+        present = self.present.get(path, _UNKNOWN)
+        if present is _UNKNOWN:
+            import pyarrow as pa
+
+            arr = _child(self.table, path) if self.table is not None else None
+            present = self.present[path] = None if arr is None or not pa.types.is_struct(arr.type) else \
+                arr.take(self.idx).is_valid().to_numpy(zero_copy_only=False)
+        if present is None:
+            return _UNKNOWN
+        if not present[j]:
+            return _ABSENT
+        raw = self.lines[self.rows[self.idx[j]]]
+        if b"\\" in raw:
+            return _UNKNOWN
+        value = _top_level_value(raw, self._quoted(path[0]))
+        if value is _UNKNOWN:
+            return _UNKNOWN
+        value = _lookup(value, path[1:])
+        return value if isinstance(value, dict) else _UNKNOWN
+
     def has(self, j: int, where: tuple[str, ...]) -> bool:
         """Whether row ``j``'s line has the key at ``where``. A line whose bytes do not hold the key's quoted
         name (and no backslash: an escape could spell it otherwise) lacks it: no need to parse it."""
         raw = self.lines[self.rows[self.idx[j]]]
-        name = self.names.get(where[-1])
-        if name is None:
-            name = self.names[where[-1]] = json.dumps(where[-1], ensure_ascii=False).encode()
-        if j not in self.cache and b"\\" not in raw and name not in raw:
+        if j not in self.cache and b"\\" not in raw and self._quoted(where[-1]) not in raw:
             return False
-        return _lookup(self(j), where) is not _ABSENT
+        return _lookup(self.section(j, where[:-1]), where[-1:]) is not _ABSENT
+
+    def value(self, j: int, where: tuple[str, ...]):
+        """The value at ``where`` in row ``j``'s record (``_ABSENT`` where it has none)."""
+        return _lookup(self.section(j, where[:-1]), where[-1:])
 
 
+_DECODER = json.JSONDecoder()
+
+
+def _top_level_value(raw: bytes, name: bytes):
+    """The value of the top-level key ``name`` (quoted, as bytes) of the JSON object on the line ``raw``, which
+    has no backslash (so every ``"`` opens or closes a string): the key is the occurrence of ``name`` outside
+    any string, at depth 1 (braces and brackets counted outside strings), followed by a colon. ``_UNKNOWN``
+    unless there is exactly one such key (a repeated key: the whole line decides) and its value decodes."""
+    found, depth, quotes, pos = None, 0, 0, 0
+    k = raw.find(name)
+    while k >= 0:
+        for n, part in enumerate(raw[pos:k].split(b'"')):
+            if (quotes + n) % 2 == 0:  # outside a string
+                depth += part.count(b"{") + part.count(b"[") - part.count(b"}") - part.count(b"]")
+        quotes += raw.count(b'"', pos, k)
+        pos = k
+        if quotes % 2 == 0 and depth == 1 and raw[k + len(name):].lstrip()[:1] == b":":
+            if found is not None:
+                return _UNKNOWN
+            found = k
+        k = raw.find(name, k + 1)
+    if found is None:
+        return _UNKNOWN
+    text = raw[found + len(name):].decode("utf-8")
+    i = len(text) - len(text.lstrip()) + 1  # past the colon
+    i += len(text[i:]) - len(text[i:].lstrip())
+    try:
+        return _DECODER.raw_decode(text, i)[0]
+    except ValueError:
+        return _UNKNOWN
 _ABSENT = object()
+_UNKNOWN = object()
 
 
 def _lookup(rec: dict, where: tuple[str, ...]):
@@ -393,7 +468,7 @@ def _json_cells(arr, where, parsed):
     present = arr.is_valid().to_numpy(zero_copy_only=False)
     out = [None] * len(arr)
     for j in present.nonzero()[0]:
-        out[j] = json.dumps(_lookup(parsed(j), where))
+        out[j] = json.dumps(parsed.value(j, where))
     return pd.Series(out)
 
 
