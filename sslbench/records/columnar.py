@@ -300,9 +300,11 @@ def _first_present(arr, where, parsed) -> int | None:
     valid = arr.is_valid()
     first_valid = pc.index(valid, True).as_py() if arr.null_count < n else -1
     upto = n if first_valid < 0 else first_valid
-    for j in range(upto):
-        if parsed.has(j, where):
-            return j
+    step = 64
+    for start in range(0, upto, step):  # in runs of rows: the first key is usually found early
+        found = parsed.has_rows(range(start, min(upto, start + step)), where)
+        if any(found):
+            return start + found.index(True)
     return None if first_valid < 0 else first_valid
 
 
@@ -345,13 +347,7 @@ class _Parsed:
     def _section_bytes(self, j: int, path: tuple[str, ...]):
         """The section's object from its bytes, ``_ABSENT`` where Arrow has no object there (the line has none:
         null, or no such key), ``_UNKNOWN`` where the bytes are not certain."""
-        present = self.present.get(path, _UNKNOWN)
-        if present is _UNKNOWN:
-            import pyarrow as pa
-
-            arr = _child(self.table, path) if self.table is not None else None
-            present = self.present[path] = None if arr is None or not pa.types.is_struct(arr.type) else \
-                arr.take(self.idx).is_valid().to_numpy(zero_copy_only=False)
+        present = self._present(path)
         if present is None:
             return _UNKNOWN
         if not present[j]:
@@ -364,6 +360,32 @@ class _Parsed:
             return _UNKNOWN
         value = _lookup(value, path[1:])
         return value if isinstance(value, dict) else _UNKNOWN
+
+    def has_rows(self, js, where: tuple[str, ...]) -> list[bool]:
+        """:meth:`has` of each row in ``js``: rows whose parent Arrow says is no object, and rows whose line
+        lacks the key's quoted name (and has no backslash), decided without a call each."""
+        present = self._present(where[:-1])
+        name = self._quoted(where[-1])
+        lines, rows, idx, cache = self.lines, self.rows, self.idx, self.cache
+        out = []
+        for j in js:
+            if present is not None and not present[j]:
+                out.append(False)
+                continue
+            raw = lines[rows[idx[j]]]
+            out.append(False if j not in cache and name not in raw and b"\\" not in raw else self.has(j, where))
+        return out
+
+    def _present(self, path: tuple[str, ...]):
+        """Per taken row, whether Arrow has an object at ``path`` (None: no struct column there)."""
+        present = self.present.get(path, _UNKNOWN)
+        if present is _UNKNOWN:
+            import pyarrow as pa
+
+            arr = _child(self.table, path) if self.table is not None else None
+            present = self.present[path] = None if arr is None or not pa.types.is_struct(arr.type) else \
+                arr.take(self.idx).is_valid().to_numpy(zero_copy_only=False)
+        return present
 
     def has(self, j: int, where: tuple[str, ...]) -> bool:
         """Whether row ``j``'s line has the key at ``where``. A line whose bytes do not hold the key's quoted
@@ -379,6 +401,7 @@ class _Parsed:
 
 
 _DECODER = json.JSONDecoder()
+_STRING = re.compile(rb'"[^"]*"')
 
 
 def _top_level_value(raw: bytes, name: bytes):
@@ -386,15 +409,13 @@ def _top_level_value(raw: bytes, name: bytes):
     has no backslash (so every ``"`` opens or closes a string): the key is the occurrence of ``name`` outside
     any string, at depth 1 (braces and brackets counted outside strings), followed by a colon. ``_UNKNOWN``
     unless there is exactly one such key (a repeated key: the whole line decides) and its value decodes."""
-    found, depth, quotes, pos = None, 0, 0, 0
+    found, depth, pos = None, 0, 0
     k = raw.find(name)
-    while k >= 0:
-        for n, part in enumerate(raw[pos:k].split(b'"')):
-            if (quotes + n) % 2 == 0:  # outside a string
-                depth += part.count(b"{") + part.count(b"[") - part.count(b"}") - part.count(b"]")
-        quotes += raw.count(b'"', pos, k)
+    while k >= 0:  # each occurrence opens a string (in valid JSON a closing quote is never followed by a letter)
+        part = _STRING.sub(b"", raw[pos:k])  # pos opens a string too: what lies between, strings removed
+        depth += part.count(b"{") + part.count(b"[") - part.count(b"}") - part.count(b"]")
         pos = k
-        if quotes % 2 == 0 and depth == 1 and raw[k + len(name):].lstrip()[:1] == b":":
+        if depth == 1 and raw[k + len(name):].lstrip()[:1] == b":":
             if found is not None:
                 return _UNKNOWN
             found = k
@@ -427,7 +448,10 @@ def _object_cells(col, where, parsed):
     import pandas as pd
 
     values = col.to_pylist()
-    absent = [v is None and not parsed.has(j, where) for j, v in enumerate(values)]
+    nulls = [j for j, v in enumerate(values) if v is None]
+    absent = [False] * len(values)
+    for j, has in zip(nulls, parsed.has_rows(nulls, where)):
+        absent[j] = not has
     if all(v is None for v in values):
         return pd.Series(np.nan, index=range(len(values))) if any(absent) else pd.Series(values, dtype=object)
     return pd.Series([np.nan if a else v for v, a in zip(values, absent)], dtype=object)
