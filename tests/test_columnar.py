@@ -478,3 +478,26 @@ def test_the_folder_is_pruned_once_per_process_when_a_snapshot_is_written(tmp_pa
         _write(store, CLEAN[:3])
         columnar.read_frame_cached(store, folder=folder)
     assert calls == [folder]
+
+
+def test_the_analysis_gives_the_same_tables_through_its_projection(tmp_path, monkeypatch):
+    """load_results(columns=ANALYSIS_COLUMNS) holds what the analysis reads: analyze's tables and the dashboard's
+    views are the same as through the whole frame, on the committed results."""
+    from sslbench.analysis import load, views
+
+    monkeypatch.setenv("SSLBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        whole = A.load_results(ROOT / "results", asv=[])
+        some = A.load_results(ROOT / "results", asv=[], columns=load.ANALYSIS_COLUMNS)
+        assert len(some) == len(whole) > 100 and set(some.columns) < set(whole.columns)
+        assert any(c.startswith("env.") for c in set(whole.columns) - set(some.columns))
+        a, b = A.summary(whole), A.summary(some)
+        assert a.keys() == b.keys() and len(a) >= 3
+        for name in a:
+            pd.testing.assert_frame_equal(a[name], b[name], obj=name)
+        assert views.run_statuses(whole) == views.run_statuses(some)
+        for view in (views.accuracy_runs, views.throughput_records):
+            full, projected = view(whole), view(some)
+            assert all(c.startswith("env.") for c in set(full.columns) - set(projected.columns))  # carried along
+            pd.testing.assert_frame_equal(full[list(projected.columns)], projected, obj=view.__name__)
