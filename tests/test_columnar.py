@@ -391,9 +391,10 @@ def test_status_reads_the_store_once_while_it_is_unchanged(tmp_path, monkeypatch
 
     store = tmp_path / "store.jsonl"
     append_record(store, make_record("regularizer_bench", {"dim": 8}, {}, env={}))
+    monkeypatch.setenv("SSLBENCH_CACHE_DIR", "off")
     reads = []
-    real = P.read_projected
-    monkeypatch.setattr(P, "read_projected", lambda *a, **k: reads.append(1) or real(*a, **k))
+    real = P.read_projected_cached
+    monkeypatch.setattr(P, "read_projected_cached", lambda *a, **k: reads.append(1) or real(*a, **k))
     for _ in range(3):
         assert len(P._read_store(str(store), "regularizer_bench", "sweep")) == 1
     assert len(reads) == 1
@@ -472,7 +473,7 @@ def test_the_folder_is_pruned_once_per_process_when_a_snapshot_is_written(tmp_pa
     folder = tmp_path / "cache"
     calls = []
     monkeypatch.setattr(columnar, "_PRUNED", set())
-    monkeypatch.setattr(columnar, "prune_snapshots", calls.append)
+    monkeypatch.setattr(columnar, "prune_snapshots", calls.append)  # prune_once calls it
     for i in range(3):
         store = tmp_path / f"s{i}.jsonl"
         _write(store, CLEAN[:3])

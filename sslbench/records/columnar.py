@@ -728,16 +728,21 @@ def _save_snapshot(snap: Path, df, meta: dict) -> None:
         write_atomically(snap, lambda f: pq.write_table(table, f))
     except (pa.ArrowException, OSError, ValueError, TypeError):
         return
-    if snap.parent not in _PRUNED:
-        _PRUNED.add(snap.parent)
-        prune_snapshots(snap.parent)
+    prune_once(snap.parent)
+
+
+def prune_once(folder: Path) -> None:
+    """:func:`prune_snapshots` of ``folder``, the first time this process writes there."""
+    if folder not in _PRUNED:
+        _PRUNED.add(folder)
+        prune_snapshots(folder)
 
 
 #: the cache folders pruned by this process (once each, when it first writes a snapshot there)
 _PRUNED: set = set()
 #: a snapshot not read or written for this many days is removed (``$SSLBENCH_CACHE_DAYS`` overrides it)
 MAX_AGE_DAYS = 30
-_SNAPSHOT_NAME = re.compile(r"[0-9a-f]{32}\.parquet")
+_SNAPSHOT_NAME = re.compile(r"[0-9a-f]{32}\.(parquet|records\.jsonl)")  # the latter: projection_cache's
 
 
 def prune_snapshots(folder: Path, *, max_age_days: float | None = None, now: float | None = None) -> list[Path]:
@@ -784,13 +789,17 @@ def prune_snapshots(folder: Path, *, max_age_days: float | None = None, now: flo
 
 
 def _snapshot_store(snap: Path) -> str | None:
-    """The store's real path in a snapshot's key (its Parquet footer only), or None where it cannot be read."""
-    import pyarrow.parquet as pq
-
+    """The store's real path in a snapshot's key (its Parquet footer, or the first line of cached records), or
+    None where it cannot be read."""
     try:
         fd = os.open(snap, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
         with os.fdopen(fd, "rb") as g:
-            meta = json.loads((pq.read_schema(g).metadata or {}).get(b"sslbench", b"null"))
+            if snap.name.endswith(".parquet"):
+                import pyarrow.parquet as pq
+
+                meta = json.loads((pq.read_schema(g).metadata or {}).get(b"sslbench", b"null"))
+            else:
+                meta = json.loads(g.readline(1 << 20))
     except Exception:  # noqa: BLE001 - a damaged or foreign file: the age rule alone decides
         return None
     path = meta.get("path") if isinstance(meta, dict) else None
