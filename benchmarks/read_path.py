@@ -196,12 +196,11 @@ def loads(folder: Path, n: int, args, report) -> None:
     store = str(folder)
     if args.before:
         report(n, "load", "before: load_results, whole", run(BEFORE_LOAD, args.before, [store], off, args.timeout))
-    whole = n <= args.whole_max
-    steps = ([("cold, whole", "whole", off)] if whole else []) + [
-        ("cold, projected", "projected", off),
+    steps = ([("cold, whole", "whole", off)] if n <= args.whole_max else []) + (
+        [("cold, projected", "projected", off)] if n <= args.cold_projected_max else []) + [
         ("snapshot: first read (writes it), projected", "projected", on),
         ("snapshot: warm, projected", "projected", on)] + (
-        [("snapshot: warm, whole", "whole", on)] if whole else [])
+        [("snapshot: warm, whole", "whole", on)] if n <= args.warm_whole_max else [])
     for name, mode, env in steps:
         report(n, "load", f"load_results {name}", run(LOAD, ROOT, [store, mode], env, args.timeout))
     last = sorted((folder / "sweeps").glob("*.jsonl"))[-1]
@@ -235,7 +234,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--before", type=Path, help="another checkout (today's main) to time beside this one")
     p.add_argument("--work", type=Path, help="where the stores go (default: a temporary folder, removed after)")
     p.add_argument("--whole-max", type=int, default=100_000,
-                   help="read the whole frame (every column) only up to this many records")
+                   help="read the whole frame (every column) cold only up to this many records")
+    p.add_argument("--warm-whole-max", type=int, default=1_000_000,
+                   help="read the whole frame from the snapshots only up to this many records")
+    p.add_argument("--cold-projected-max", type=int, default=1_000_000,
+                   help="read the projection with no snapshot only up to this many records (the first read "
+                        "through the snapshots is cold too)")
     p.add_argument("--status-max", type=int, default=100_000, help="time sweep --status only up to this size")
     p.add_argument("--timeout", type=float, default=600, help="seconds before a measured process is killed")
     p.add_argument("--json", type=Path, help="also write every figure here")
