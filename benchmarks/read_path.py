@@ -189,20 +189,27 @@ def engines(folder: Path, n: int, timeout: float, report) -> None:
                                            timeout))
 
 
+LOAD_STEPS = ("cold-whole", "cold-projected", "first", "warm-projected", "warm-whole", "appended")
+
+
 def loads(folder: Path, n: int, args, report) -> None:
     cache = folder.parent / f"snapshots-{n}"
-    shutil.rmtree(cache, ignore_errors=True)
+    if "first" in args.load_steps:  # the snapshots are written by this run's first read
+        shutil.rmtree(cache, ignore_errors=True)
     off, on = {"SSLBENCH_CACHE_DIR": "off"}, {"SSLBENCH_CACHE_DIR": str(cache)}
     store = str(folder)
     if args.before:
         report(n, "load", "before: load_results, whole", run(BEFORE_LOAD, args.before, [store], off, args.timeout))
-    steps = ([("cold, whole", "whole", off)] if n <= args.whole_max else []) + (
-        [("cold, projected", "projected", off)] if n <= args.cold_projected_max else []) + [
-        ("snapshot: first read (writes it), projected", "projected", on),
-        ("snapshot: warm, projected", "projected", on)] + (
-        [("snapshot: warm, whole", "whole", on)] if n <= args.warm_whole_max else [])
-    for name, mode, env in steps:
-        report(n, "load", f"load_results {name}", run(LOAD, ROOT, [store, mode], env, args.timeout))
+    steps = ([("cold-whole", "cold, whole", "whole", off)] if n <= args.whole_max else []) + (
+        [("cold-projected", "cold, projected", "projected", off)] if n <= args.cold_projected_max else []) + [
+        ("first", "snapshot: first read (writes it), projected", "projected", on),
+        ("warm-projected", "snapshot: warm, projected", "projected", on)] + (
+        [("warm-whole", "snapshot: warm, whole", "whole", on)] if n <= args.warm_whole_max else [])
+    for step, name, mode, env in steps:
+        if step in args.load_steps:
+            report(n, "load", f"load_results {name}", run(LOAD, ROOT, [store, mode], env, args.timeout))
+    if "appended" not in args.load_steps:
+        return
     last = sorted((folder / "sweeps").glob("*.jsonl"))[-1]
     first = sorted((folder / "sweeps").glob("*.jsonl"))[0]
     with open(first, "rb") as f:
@@ -241,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="read the projection with no snapshot only up to this many records (the first read "
                         "through the snapshots is cold too)")
     p.add_argument("--status-max", type=int, default=100_000, help="time sweep --status only up to this size")
+    p.add_argument("--load-steps", nargs="+", choices=LOAD_STEPS, default=list(LOAD_STEPS),
+                   help="which load_results measurements (a later run may reuse the snapshots of an earlier one)")
     p.add_argument("--timeout", type=float, default=600, help="seconds before a measured process is killed")
     p.add_argument("--json", type=Path, help="also write every figure here")
     args = p.parse_args(argv)
