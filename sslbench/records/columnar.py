@@ -695,14 +695,15 @@ def _from_snapshot(table, keep=None):
     if keep is not None:
         picked = [n for n in names if not n.startswith(_NAN) and keep(n)]
         names = picked + [_NAN + n for n in picked if _NAN + n in names]
-    df = table.read(columns=names).to_pandas()
-    for name in [c for c in df.columns if c.startswith(_NAN)]:
-        target = name[len(_NAN):]
-        if target in df.columns:
+    data = table.read(columns=names)
+    flags = [n for n in data.column_names if n.startswith(_NAN)]
+    masks = {n[len(_NAN):]: data.column(n).to_numpy(zero_copy_only=False).astype(bool) for n in flags}
+    df = data.drop_columns(flags).to_pandas()  # the flags never become columns (deleting them costs a copy each)
+    for target, mask in masks.items():
+        if target in df.columns and mask.any():
             col = df[target].astype(object)
-            col[df[name].to_numpy(dtype=bool)] = np.nan
+            col[mask] = np.nan
             df[target] = col
-        del df[name]
     return df
 
 
