@@ -629,8 +629,9 @@ def _load_snapshot(snap: Path, real: str, st: os.stat_result, f):
         import pyarrow.parquet as pq
 
         table = pq.ParquetFile(pa.BufferReader(data))
-        meta = json.loads((table.schema_arrow.metadata or {}).get(b"sslbench", b"null"))
-        problem = _bad_key(meta, table.schema_arrow.names, real, st)
+        schema = table.schema_arrow  # built anew at each access: once
+        meta = json.loads((schema.metadata or {}).get(b"sslbench", b"null"))
+        problem = _bad_key(meta, schema.names, real, st)
         if problem is None:
             f.seek(0)
             if meta["offset"] > st.st_size or _tail_hash(f, meta["offset"]) != meta["tail"]:
