@@ -178,8 +178,8 @@ def installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def engines(folder: Path, n: int, timeout: float, report) -> None:
-    for task in ("analysis", "status"):
+def engines(folder: Path, n: int, timeout: float, report, tasks=("analysis", "status")) -> None:
+    for task in tasks:
         for engine in ("columnar", "pyarrow", "duckdb", "polars"):
             name = f"{engine} ({task})"
             if not installed("pyarrow" if engine == "columnar" else engine):
@@ -189,7 +189,8 @@ def engines(folder: Path, n: int, timeout: float, report) -> None:
                                            timeout))
 
 
-LOAD_STEPS = ("cold-whole", "cold-projected", "first", "warm-projected", "warm-whole", "appended")
+LOAD_STEPS = ("before", "cold-whole", "cold-projected", "first", "warm-projected", "warm-whole", "before-warm",
+              "appended")
 
 
 def loads(folder: Path, n: int, args, report) -> None:
@@ -198,7 +199,7 @@ def loads(folder: Path, n: int, args, report) -> None:
         shutil.rmtree(cache, ignore_errors=True)
     off, on = {"SSLBENCH_CACHE_DIR": "off"}, {"SSLBENCH_CACHE_DIR": str(cache)}
     store = str(folder)
-    if args.before:
+    if args.before and "before" in args.load_steps:
         report(n, "load", "before: load_results, whole", run(BEFORE_LOAD, args.before, [store], off, args.timeout))
     steps = ([("cold-whole", "cold, whole", "whole", off)] if n <= args.whole_max else []) + (
         [("cold-projected", "cold, projected", "projected", off)] if n <= args.cold_projected_max else []) + [
@@ -208,6 +209,9 @@ def loads(folder: Path, n: int, args, report) -> None:
     for step, name, mode, env in steps:
         if step in args.load_steps:
             report(n, "load", f"load_results {name}", run(LOAD, ROOT, [store, mode], env, args.timeout))
+    if args.before and "before-warm" in args.load_steps:  # the same snapshots read by the other checkout
+        report(n, "load", "before: load_results, whole, warm", run(BEFORE_LOAD, args.before, [store], on,
+                                                                   args.timeout))
     if "appended" not in args.load_steps:
         return
     last = sorted((folder / "sweeps").glob("*.jsonl"))[-1]
@@ -248,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="read the projection with no snapshot only up to this many records (the first read "
                         "through the snapshots is cold too)")
     p.add_argument("--status-max", type=int, default=100_000, help="time sweep --status only up to this size")
+    p.add_argument("--engine-tasks", nargs="+", choices=("analysis", "status"), default=["analysis", "status"])
     p.add_argument("--load-steps", nargs="+", choices=LOAD_STEPS, default=list(LOAD_STEPS),
                    help="which load_results measurements (a later run may reuse the snapshots of an earlier one)")
     p.add_argument("--timeout", type=float, default=600, help="seconds before a measured process is killed")
@@ -269,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
                 size = make_store(pool, n, folder, seed=0)
                 print(f"# {n} records, {size / 2**20:.0f} MiB, {size / n:.0f} bytes a record", flush=True)
             if "engines" in args.parts:
-                engines(folder, n, args.timeout, report)
+                engines(folder, n, args.timeout, report, args.engine_tasks)
             if "status" in args.parts and n <= args.status_max:
                 statuses(folder, n, args, report)
             if "load" in args.parts:  # last: it appends 1 000 records to the store
