@@ -14,7 +14,8 @@ process of its own (wall seconds from the parent, peak RSS of that child from ``
   warnings) on the same two tasks;
 - ``load``: ``load_results`` of this checkout with no snapshot (``SSLBENCH_CACHE_DIR=off``), whole and with the
   analysis's projection (``columns=ANALYSIS_COLUMNS``); the snapshot cache: the first read (which writes the
-  snapshots), a second read (warm) whole and projected, and a read after 1 000 records were appended;
+  snapshots), a second read (warm) whole, projected, and narrow (``case.`` and four columns, the width of
+  ``analyze``'s own projection), and a read after 1 000 records were appended;
   with ``--before``, that checkout's ``load_results`` (no snapshot) too;
 - ``status``: ``sslbench sweep --status`` on the store as one file (sizes up to ``--status-max``), twice in a
   row (the second finds the file in the page cache), this checkout and ``--before``'s, side by side.
@@ -100,7 +101,8 @@ import json, sys, time, warnings
 warnings.simplefilter("ignore")
 t = time.perf_counter()
 from sslbench.analysis import load
-kw = {"columns": load.ANALYSIS_COLUMNS} if sys.argv[2] == "projected" else {}
+NARROW = ("case.", "env.device_name", "metrics.time_median_s", "metrics.knn_top1", "metrics.linear_top1")
+kw = {"projected": {"columns": load.ANALYSIS_COLUMNS}, "narrow": {"columns": NARROW}}.get(sys.argv[2], {})
 df = load.load_results(sys.argv[1], asv=[], **kw)
 print(json.dumps({"s": time.perf_counter() - t, "rows": len(df), "cols": df.shape[1]}))
 """
@@ -189,8 +191,8 @@ def engines(folder: Path, n: int, timeout: float, report, tasks=("analysis", "st
                                            timeout))
 
 
-LOAD_STEPS = ("before", "cold-whole", "cold-projected", "first", "warm-projected", "warm-whole", "before-warm",
-              "appended")
+LOAD_STEPS = ("before", "cold-whole", "cold-projected", "first", "warm-projected", "warm-narrow", "warm-whole",
+              "before-warm", "appended")
 
 
 def loads(folder: Path, n: int, args, report) -> None:
@@ -204,7 +206,8 @@ def loads(folder: Path, n: int, args, report) -> None:
     steps = ([("cold-whole", "cold, whole", "whole", off)] if n <= args.whole_max else []) + (
         [("cold-projected", "cold, projected", "projected", off)] if n <= args.cold_projected_max else []) + [
         ("first", "snapshot: first read (writes it), projected", "projected", on),
-        ("warm-projected", "snapshot: warm, projected", "projected", on)] + (
+        ("warm-projected", "snapshot: warm, projected", "projected", on),
+        ("warm-narrow", "snapshot: warm, narrow (case. + 4 columns)", "narrow", on)] + (
         [("warm-whole", "snapshot: warm, whole", "whole", on)] if n <= args.warm_whole_max else [])
     for step, name, mode, env in steps:
         if step in args.load_steps:
