@@ -396,6 +396,8 @@ def run(args: argparse.Namespace) -> dict:
                 print(f"{which:>6} run_variants {res.get('inner')}", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    if args.stores_only:
+        return report
     text = "\n".join(lines + _tables(report, codes, args))
     print(text)
     if args.out:
