@@ -211,8 +211,14 @@ def training_by(runs: pd.DataFrame, by: str) -> pd.Series:
     seen = runs["samples_seen"] if "samples_seen" in runs.columns else samples_seen(runs)
     finished = (runs["status"] == "ok") & seen.notna() if "status" in runs.columns else seen.notna()
     stats = []
+    # the finished runs of every value found by one grouping (a mask over all runs per value was O(runs x values),
+    # and a value per file grows with the store: the scale benchmark's accuracy.training_order, issue 21)
+    done = seen[finished.to_numpy(dtype=bool)]
+    at = done.groupby(runs[by][finished.to_numpy(dtype=bool)], sort=False).indices if len(done) else {}
+    none = seen.iloc[0:0]
     for value in choices(runs[by]):
-        ok = seen[(runs[by] == value) & finished]
+        pos = at.get(value)
+        ok = done.iloc[pos] if pos is not None else none
         stats.append((float(ok.median()) if len(ok) else -math.inf, len(ok), value))
     stats.sort(key=lambda t: (t[0], t[1], _sortable(t[2])), reverse=True)
     return pd.Series([m if m > -math.inf else math.nan for m, _, _ in stats], index=[v for _, _, v in stats],
