@@ -59,6 +59,16 @@ DERIVE_INPUTS = ("case.contender", "case.regularizer", "case.algorithm", "case.h
                  "metrics.time_median_s", "metrics.value") + tuple(
                      f"metrics.{m}" for m in _MEMORY_METRICS + _PEAK_METRICS)
 
+#: the flattened columns the torch-free analysis reads (``sslbench analyze``'s tables, ``sslbench report``'s
+#: claims, the dashboard's views), besides the base, derived and :data:`DERIVE_INPUTS` columns: the projection
+#: for ``load_results(root, columns=ANALYSIS_COLUMNS)``. Every ``case.`` and ``metrics.`` column (the grouping
+#: keys, the variants, the figures) and the few ``env.`` ones named; the rest of ``env`` (library versions, CPU
+#: flags, ...: about a third of a record's columns) is left in the store. A consumer that needs another column
+#: adds it here (tests/test_columnar.py checks that the analysis gives the same tables through it).
+ANALYSIS_COLUMNS = ("case.", "metrics.", "regularizer_source.", "env.device_name", "env.cpu_model", "env.machine",
+                    "env.threads", "env.git_commit", "env.asv_env", "env.dataset", "env.fraction", "env.backbone",
+                    "env.epochs", "env.device")
+
 HOW_TO_PRODUCE_RESULTS = """\
 No results found in {root}. Produce some, then reload:
 
@@ -311,9 +321,21 @@ def _memo(fn, values: list, when) -> list:
     return out
 
 
+def _label(k, c, r, a, bench, name, hp):
+    """A row's series name: the side-by-side contender, else regularizer[algorithm], else the asv benchmark or the
+    case's name (or the kind); the hyper-parameters after it."""
+    if isinstance(c, str):
+        label = c
+    elif isinstance(r, str):
+        label = f"{r}[{a}]" if isinstance(a, str) and a else r
+    else:
+        label = bench if k == "asv" else (name or k)
+    return f"{label} {hp}" if hp else label
+
+
 def _derive(df: pd.DataFrame) -> pd.DataFrame:
-    """Add :data:`DERIVED_COLUMNS` (and the base columns, for an empty frame)."""
-    df = df.copy()
+    """Add :data:`DERIVED_COLUMNS` (and the base columns, for an empty frame) to ``df``, a frame of
+    :func:`load_results`' own (no copy: at 10^6 records a copy is a gigabyte)."""
     for name in _BASE_COLUMNS:
         if name not in df.columns:
             df[name] = pd.Series(dtype=object)
@@ -345,17 +367,17 @@ def _derive(df: pd.DataFrame) -> pd.DataFrame:
     hp = [h if k in SCALING_KINDS else None for k, h in zip(kinds, hp)]
     regs, algos = reg.tolist(), algo.tolist()
     benches, names = column(df, "case.benchmark").tolist(), column(df, "case.name").tolist()
-    labels = []
-    for i in range(n):
-        k, c, r, a = kinds[i], contenders[i], regs[i], algos[i]
-        if isinstance(c, str):
-            label = c
-        elif isinstance(r, str):
-            label = f"{r}[{a}]" if isinstance(a, str) and a else r
-        else:
-            label = benches[i] if k == "asv" else (names[i] or k)
-        if hp[i]:
-            label = f"{label} {hp[i]}"
+    labels, memo = [], {}
+    for row in zip(kinds, contenders, regs, algos, benches, names, hp):
+        # a few distinct settings among many rows: each labelled once (the types of the two values that can become
+        # the label itself are part of the key: 1, 1.0 and True are equal keys but not the same label)
+        key = (*row, type(row[4]), type(row[5]))
+        try:
+            label = memo[key]
+        except KeyError:
+            label = memo[key] = _label(*row)
+        except TypeError:  # a value that cannot be a key
+            label = _label(*row)
         labels.append(label)
     df["label"] = pd.Series(labels, index=df.index, dtype=object)
     df["regularizer"] = reg
