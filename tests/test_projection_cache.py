@@ -111,7 +111,7 @@ def test_a_store_that_shrank_or_was_replaced_is_read_from_the_start(tmp_path, pa
     assert records == _plain(store)[0]
 
 
-@pytest.mark.parametrize("damage", ["garbage", "link", "bad_key", "planted_record", "folder"])
+@pytest.mark.parametrize("damage", ["garbage", "link", "bad_key", "planted_record", "odd_record", "folder"])
 def test_a_damaged_or_planted_cache_is_rebuilt_never_trusted(tmp_path, parsed, damage):
     store, folder = tmp_path / "store.jsonl", tmp_path / "cache"
     _write(store, LINES[:8])
@@ -132,6 +132,8 @@ def test_a_damaged_or_planted_cache_is_rebuilt_never_trusted(tmp_path, parsed, d
         key = json.loads(lines[0])
         key["offset"] = -5
         cache.write_text("\n".join([json.dumps(key)] + lines[1:]) + "\n")
+    elif damage == "odd_record":  # values of the wrong kinds where a record's fields go
+        cache.write_text("\n".join(lines + [json.dumps({"kind": ["x"], "status": {"a": []}}), "[]"]) + "\n")
     else:  # a record the store does not have, claiming a case is done
         cache.write_text("\n".join(lines + [json.dumps({"kind": "regularizer_bench", "status": 7})]) + "\n")
     parsed.clear()

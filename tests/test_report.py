@@ -422,7 +422,7 @@ def test_to_settle_points_at_the_one_hour_grid_first_where_it_can(tmp_path):
     assert bt.verdict == vic.verdict == "inconclusive"  # one seed each
     # the AdamW recipe on a CPU: first the seeds the rule needs on the CPU grid, then the GPU grid
     cpu = (f'STUDIES=fft SEEDS="1 2" bash results/studies/run-cpu2.sh   # 3 seeds per arm: 2 more seed(s) of the '
-           f"study's CPU grid, ~{2 * fft_.cpu_seed_min:.0f} min on 2 idle CPU cores   | GPU: ")
+           f"study's CPU grid, ~{2 * fft_.cpu_seed_min:.0f} min on 2 idle CPU cores (estimated)   | GPU: ")
     assert bt.command == cpu + "sslbench sweep --study fft --scale gpu-1h   # one GPU-hour; the full grid: --scale gpu"
     assert vic.command == cpu + "# no GPU grid of study fft settles this: it trains no vicreg_fft, vicreg"
     # views: D = 128 vs 2048 is "comparable": the full grid's one seed cannot settle it, the one-hour grid's two can
@@ -935,3 +935,30 @@ def test_run_cpu2_sh_runs_every_study_with_a_cpu_grid_seed_by_seed():
         assert sorted(st.configs("cpu")) == sorted(p.name for p in report.CONFIG_DIR.glob(f"{st.name}-cpu2*.toml"))
         for name in st.configs("cpu"):
             assert "seeds = [0, 1, 2]" in (report.CONFIG_DIR / name).read_text(), name
+
+
+def test_the_cpu_settle_hint_uses_the_measured_pace_of_the_study_grid(tmp_path):
+    """Once the study's AdamW-recipe store holds runs, the "to settle" cost is measured, not estimated: the sum over
+    its arms of each arm's median wall time (training + evaluation), times the seeds to add."""
+    p = tmp_path / "cpu-intel-xeon-fft-cpu2.jsonl"
+    walls = {"barlow_twins_fft": [(100, 20), (300, 20)], "barlow_twins": [(50, 10), (70, 10)]}  # medians 220, 70 s
+    for reg, runs in walls.items():
+        for seed, (train, ev) in enumerate(runs):
+            case = {"regularizer": reg, "hparams": {"permute": True} if reg.endswith("fft") else {},
+                    "dataset": "fashion_mnist", "fraction": 0.5, "dim": 512, "projector": "512-512", "views": 2,
+                    "batch": 256, "epochs": 4, "seed": seed, "backbone": "convnet_pool_2x2", "optimizer": "adamw",
+                    "lr": 2e-3, "device": "cpu", "ema_tau": 0.0, "warmup_epochs": 1.0}
+            lin = 85.0 + seed * 0.6 if reg.endswith("fft") else 85.6 + seed * 0.4  # Δ -0.3, 2 seeds: inconclusive
+            metrics = {"linear_top1": lin, "knn_top1": lin - 8, "init_linear_top1": 80.0, "init_knn_top1": 70.0,
+                       "train_time_s": float(train), "eval_time_s": float(ev)}
+            append_record(p, make_record("train", case, metrics, "ok", env=ENV))
+    df = _load(tmp_path)
+    minutes, runs = report.measured_seed_min(df, "fft")
+    assert minutes == pytest.approx((220 + 70) / 60) and runs == 4
+    minutes, runs = report.measured_seed_min(df, "views")
+    assert math.isnan(minutes) and runs == 0
+    [bt] = _lin(_rows(df, "fft", "downstream accuracy"))
+    assert bt.verdict == "inconclusive", bt.figures
+    cpu = bt.command.split("   | GPU: ")[0]
+    more = int(cpu.split("# ")[1].split(" seeds per arm")[0]) - 2
+    assert cpu.endswith(f"~{more * (220 + 70) / 60:.0f} min at the median pace of its 4 recorded run(s) on this CPU")

@@ -508,3 +508,15 @@ def test_hp_is_the_flag_and_hparam_its_alias(flag):
     b = argparse.ArgumentParser()
     bench_command.add_arguments(b)
     assert b.parse_args([flag, "lambd=1/64"]).hparam == [("lambd", 1 / 64)]
+
+
+def test_train_option_values_read_as_sslbench_train_reads_them():
+    """``--train-option augment=none`` is the preset "none" (no augmentation), as ``sslbench train --augment none``;
+    it used to become None, which trains with the data set's default augmentations. ``log_dir=none`` stays None
+    (that option's own parser says so), ``projector=512-128`` stays text, numbers are numbers."""
+    from sslbench.execution.sweep import _train_option_value
+
+    assert _train_option_value("augment", "none") == "none"
+    assert _train_option_value("log_dir", "none") is None and _train_option_value("checkpoint_dir", "off") is None
+    assert _train_option_value("projector", "512-128") == "512-128"
+    assert _train_option_value("max_steps", "2") == 2 and _train_option_value("ema_tau", "0.99") == 0.99

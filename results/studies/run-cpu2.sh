@@ -18,6 +18,9 @@ main() {
     for seed in $SEEDS; do
       for config in results/studies/configs/"$study"-cpu2*.toml; do
         echo "== $(date -u +%H:%M:%S) $study seed $seed $config"
+        # arms another grid already trained (same run id): taken from its store, not trained again
+        "$PY" results/studies/share_arms.py "$config" "results/studies/cpu-intel-xeon-$study-cpu2.jsonl" \
+          results/studies/*-cpu2.jsonl || echo "== share_arms exit $? ($config)"
         "$PY" -m sslbench sweep --config "$config" --seeds "$seed" \
           --out "results/studies/cpu-intel-xeon-$study-cpu2.jsonl" || echo "== exit $? ($config seed $seed)"
       done

@@ -33,6 +33,8 @@ loaded results.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import math
 import sys
 import warnings
 from pathlib import Path
@@ -151,6 +153,9 @@ def verdicts(df: pd.DataFrame | None, studies: Sequence[str] | None = None) -> l
     out = []
     for name in studies or list(STUDIES):
         st = STUDIES[name]
+        if st.cpu:
+            measured, runs = measured_seed_min(df, name)
+            st = dataclasses.replace(st, cpu_seed_measured=measured, cpu_seed_runs=runs)
         try:
             out += _with_pending(st, st.verdict(df, st), df)
         except (KeyError, ValueError, TypeError) as exc:  # a malformed store must not hide the other studies
@@ -171,6 +176,26 @@ def _recipe_runs(df: pd.DataFrame | None, study: str) -> int:
         return 0
     mine = df["source"].astype(str).str.endswith(f"-{study}-cpu2.jsonl")
     return int((mine & (df["kind"] == "train") & (df["status"] == "ok")).sum())
+
+
+def measured_seed_min(df: pd.DataFrame | None, study: str) -> tuple[float, int]:
+    """(minutes, runs): one seed of every arm of the study's AdamW-recipe CPU grid, measured: the sum over its arms
+    (the case without its seed) of each arm's median wall time, training plus evaluation, over the ok runs of the
+    study's store ``<device>-<study>-cpu2.jsonl``; (NaN, 0) when none is recorded. The pace is the machine's as it
+    was: a shared machine records slower runs than an idle one."""
+    need = ("source", "kind", "status", "metrics.train_time_s", "metrics.eval_time_s")
+    if df is None or df.empty or any(c not in df.columns for c in need):
+        return math.nan, 0
+    mine = df[df["source"].astype(str).str.endswith(f"-{study}-cpu2.jsonl") & (df["kind"] == "train")
+              & (df["status"] == "ok")]
+    wall = (pd.to_numeric(mine["metrics.train_time_s"], errors="coerce")
+            + pd.to_numeric(mine["metrics.eval_time_s"], errors="coerce"))
+    mine, wall = mine[wall.notna()], wall[wall.notna()]
+    if mine.empty:
+        return math.nan, 0
+    case = [c for c in mine.columns if c.startswith("case.") and c != "case.seed"]
+    arm = mine[case].apply(lambda col: col.map(repr)).agg("|".join, axis=1)  # the study's runs only: small
+    return float(wall.groupby(arm).median().sum() / 60.0), int(len(mine))
 
 
 def _with_pending(st: Study, rows: list[Verdict], df: pd.DataFrame | None = None) -> list[Verdict]:

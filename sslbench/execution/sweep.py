@@ -614,16 +614,17 @@ def _raw_name_value(text: str) -> tuple[str, str]:
 
 
 def _train_option_value(name: str, raw: str) -> Any:
-    """A ``--train-option`` value as its TrainConfig field wants it: the text as is for the string fields
-    (``projector=512-128`` stays "512-128", not 384), ``none`` → None where allowed, else as ``--hp`` values."""
+    """A ``--train-option`` value as its TrainConfig field wants it, read as ``sslbench train``'s own option reads
+    it: the text as is for the string fields (``projector=512-128`` stays "512-128", not 384; ``augment=none`` is
+    the preset "none", not None, which would pick the data set's default augmentations), ``none`` → None where that
+    option's parser says so (``log_dir=none``: no log), else as ``--hp`` values."""
     from sslbench.training.config import TrainConfig, parse_hparam
 
     f = TrainConfig.__dataclass_fields__.get(name)
     annotation = str(f.type) if f is not None else ""
     if annotation.startswith("str"):
-        if raw.lower() in ("none", "null") and "None" in annotation:
-            return None
-        return raw
+        read = f.metadata.get("argparse", {}).get("type")
+        return read(raw) if callable(read) else raw
     try:
         return parse_hparam(f"{name}={raw}", "--train-option")[1]
     except ValueError as exc:

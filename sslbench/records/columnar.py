@@ -429,8 +429,10 @@ def _top_level_value(raw: bytes, name: bytes):
         return _DECODER.raw_decode(text, i)[0]
     except ValueError:
         return _UNKNOWN
-_ABSENT = object()
-_UNKNOWN = object()
+
+
+_ABSENT = object()  # no such key
+_UNKNOWN = object()  # the bytes cannot say: parse the whole line
 
 
 def _lookup(rec: dict, where: tuple[str, ...]):
@@ -556,7 +558,6 @@ def read_frame_cached(path: str | os.PathLike, *, columns: Iterable[str] | None 
     (another inode) or rewritten before the offset is read from the start. A snapshot that cannot be read, or
     whose key or columns are not valid, is rebuilt with a warning. The lines skipped while building it are
     kept in it and warned about again, as a cold read does. Written to a temporary file and renamed."""
-
     path = Path(path)
     folder = cache_dir() if folder is None else folder
     if folder is None or not path.is_file() or not _own_folder(folder):

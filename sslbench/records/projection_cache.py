@@ -97,7 +97,7 @@ def _load(cache: Path, real: str, st: os.stat_result, f, name: str, kind: str | 
             if all(_plausible(r, kind) for r in records):
                 return records, meta
             problem = "holds lines that are not records of this store"
-    except (ValueError, UnicodeDecodeError, OSError) as exc:
+    except (ValueError, UnicodeDecodeError, OSError, TypeError, KeyError) as exc:
         problem = f"cannot be read ({type(exc).__name__}: {exc})"
     return _invalid(cache, problem)
 

@@ -113,6 +113,11 @@ class Study:
     #: minutes of one seed of every arm of the AdamW-recipe CPU grid (<study>-cpu2*.toml) on 2 idle cores (estimated:
     #: results/studies/README.md, "The AdamW recipe")
     cpu_seed_min: float = 0.0
+    #: the same, measured: the sum over the grid's arms of each arm's median recorded wall time (training plus
+    #: evaluation) in the study's AdamW-recipe store, with the number of runs it rests on (0: none recorded, the
+    #: estimate :attr:`cpu_seed_min` is used). Set by ``sslbench.analysis.report.verdicts`` from the records.
+    cpu_seed_measured: float = math.nan
+    cpu_seed_runs: int = 0
     #: the CPU configs of the earlier setting (the SGD recipe), kept for their records (``cpu``: the AdamW recipe)
     cpu_earlier: list[str] = field(default_factory=list)
 
@@ -167,9 +172,13 @@ class Study:
             return f"# more seeds do not settle this: {settle_text(d)}"
         n = max(d.seeds or CPU_SEEDS, d.have + 1)
         more = list(range(d.have, n))
-        minutes = len(more) * self.cpu_seed_min
+        if self.cpu_seed_runs and math.isfinite(self.cpu_seed_measured):
+            minutes, pace = len(more) * self.cpu_seed_measured, (
+                f"at the median pace of its {self.cpu_seed_runs} recorded run(s) on this CPU")
+        else:
+            minutes, pace = len(more) * self.cpu_seed_min, "on 2 idle CPU cores (estimated)"
         return (f"STUDIES={self.name} SEEDS=\"{' '.join(map(str, more))}\" bash {CPU_SCRIPT}   # {n} seeds per arm: "
-                f"{len(more)} more seed(s) of the study's CPU grid, ~{minutes:.0f} min on 2 idle CPU cores")
+                f"{len(more)} more seed(s) of the study's CPU grid, ~{minutes:.0f} min {pace}")
 
     def configs(self, scale: str = "cpu") -> list[str]:
         """The names of the sweep configs of ``scale`` (:data:`SCALES`: cpu, gpu or gpu-1h)."""
