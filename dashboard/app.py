@@ -21,8 +21,8 @@ Six pages, picked in the sidebar (and in the URL: ``?page=Scaling``, ``Accuracy`
 The results folder is ``$SSLBENCH_RESULTS`` (what ``sslbench dashboard --results DIR`` sets) or ``results/`` of
 this repository, and can be changed in the sidebar; extra asv results directories are listed in
 ``$SSLBENCH_ASV`` (separated by ``os.pathsep``; default ``.asv/results`` beside the results folder). The records
-are held once per folder for all sessions (:class:`sslbench.analysis.views.LoadedResults`) and read again when a
-file's size or modification time changed, so new results show up on the next rerun. The
+are held once per folder for all sessions (:class:`sslbench.analysis.live.LiveResults`); when a store grew, only its
+appended lines are read, so new results show up on the next rerun (docs/dashboard-at-scale.md). The
 dashboard only reads records (through :mod:`sslbench.analysis`); it never trains or measures, and needs no torch.
 """
 
@@ -44,6 +44,7 @@ import streamlit as st  # noqa: E402
 from plotly.colors import qualitative  # noqa: E402
 
 from sslbench import analysis as A  # noqa: E402
+from sslbench.analysis import live as L  # noqa: E402
 from sslbench.analysis import views as V  # noqa: E402
 from sslbench.records.text import markdown_text as M  # noqa: E402 - store strings in st.markdown
 from sslbench.records.text import plotly_text as P  # noqa: E402 - store strings in plotly names, hovers
@@ -74,16 +75,17 @@ PALETTE = qualitative.Plotly + qualitative.D3 + qualitative.Dark24
 # Data (cached on the files' modification times)
 # ==============================================================================================================
 @st.cache_resource(show_spinner=False, max_entries=4)
-def results_of(root: str, asv: tuple[str, ...] | None) -> V.LoadedResults:
-    """The one holder of ``root``'s records (:class:`sslbench.analysis.views.LoadedResults`), shared by every
-    session and rerun: keyed on the folder, not on its files' fingerprint, so a change of a file replaces the
-    frame instead of caching another copy of it."""
-    return V.LoadedResults(root, asv)
+def results_of(root: str, asv: tuple[str, ...] | None) -> L.LiveResults:
+    """The one holder of ``root``'s records (:class:`sslbench.analysis.live.LiveResults`), shared by every session
+    and rerun: keyed on the folder, not on its files' fingerprint, so a change of a file updates the one frame
+    (reading only the appended lines) instead of caching another copy of it."""
+    return L.LiveResults(root, asv)
 
 
 def load(root: str, asv: tuple[str, ...] | None) -> tuple[pd.DataFrame, list[str]]:
-    """All records under ``root`` (:func:`sslbench.analysis.load_results`) and the warnings reading them gave,
-    read again only when a file changed."""
+    """All records under ``root`` (:func:`sslbench.analysis.load_results`, the columns of
+    :data:`sslbench.analysis.live.DASHBOARD_COLUMNS`) and the warnings reading them gave; after a change only the
+    appended lines are read."""
     with st.spinner("Reading results ..."):
         return results_of(root, asv).get()
 
@@ -688,7 +690,7 @@ def page_runs(df: pd.DataFrame, logs: pd.DataFrame, colours: dict) -> None:
 # ==============================================================================================================
 # Claims
 # ==============================================================================================================
-def page_claims(df: pd.DataFrame) -> None:
+def page_claims(df: pd.DataFrame, held: L.LiveResults | None = None) -> None:
     from sslbench.analysis import report as R  # pandas only: the verdicts are computed from the records, nothing is run
 
     st.title("Claims of the seed papers")
@@ -698,10 +700,20 @@ def page_claims(df: pd.DataFrame) -> None:
     c1, c2 = st.columns(2)
     studies = c1.multiselect("Studies", list(R.STUDIES), default=list(R.STUDIES), key="claims_studies")
     verdicts = c2.multiselect("Verdicts", list(R.VERDICTS), default=list(R.VERDICTS), key="claims_verdicts")
-    table = R.verdict_table(R.verdicts(df, studies or None))
+    earlier = st.checkbox("Show the earlier setting too (the SGD recipe, superseded; not counted)", value=False,
+                          key="claims_earlier")
+    rows = claim_rows(df, tuple(studies), held)
+    shown = [r for r in rows if earlier or not R.is_earlier(r)]
+    table = R.verdict_table(shown)
     table = table[table["verdict"].isin(verdicts)]
-    counts = table["verdict"].value_counts()
-    st.markdown(" · ".join(f"**{v}** {int(counts.get(v, 0))}" for v in R.VERDICTS))
+    now = [r for r in shown if not R.is_earlier(r)]
+    st.markdown("Current settings: " + " · ".join(f"**{v}** {sum(r.verdict == v for r in now)}" for v in R.VERDICTS))
+    old = [r for r in rows if R.is_earlier(r)]
+    if old:
+        st.caption(f"{len(old)} row(s) of the earlier setting (the SGD recipe) "
+                   + ("shown, counted apart: " + ", ".join(f"{v} {sum(r.verdict == v for r in old)}"
+                                                            for v in R.VERDICTS) if earlier
+                      else "hidden: tick the box above to show them"))
     st.dataframe(table, hide_index=True, key="tbl_claims", column_config={
         "figures": st.column_config.TextColumn(width="large"), "rule": st.column_config.TextColumn(width="medium")})
     for name in studies:
@@ -709,6 +721,17 @@ def page_claims(df: pd.DataFrame) -> None:
         with st.expander(f"{name}: {s.title} ({s.paper})"):
             st.markdown(f"> {s.claim}")
             st.code("\n".join(f"{s.command(scale)}   # {s.cost(scale)}" for scale in s.scales()), language="bash")
+
+
+def claim_rows(df: pd.DataFrame, studies: tuple[str, ...], held: L.LiveResults | None) -> list:
+    """The verdict rows of ``studies`` (all when empty), computed once per version of the records and kept with
+    them (:meth:`sslbench.analysis.live.LiveResults.derived`): a redraw or a new session reuses them."""
+    from sslbench.analysis import report as R
+
+    def compute(frame: pd.DataFrame) -> list:
+        with st.spinner("Computing the verdicts ..."):
+            return R.verdicts(frame, list(studies) or None)
+    return held.derived(("claims", studies), compute) if held is not None else compute(df)
 
 
 # ==============================================================================================================
@@ -755,7 +778,8 @@ def main() -> None:
     colours.update({k: v for k, v in colour_map(df["regularizer"].dropna()).items() if k not in colours})
     draw = {"Scaling": lambda: page_scaling(df, colours), "Accuracy": lambda: page_accuracy(df, colours),
             "Throughput": lambda: page_throughput(df),
-            "Regressions": lambda: page_regressions(df, colours), "Claims": lambda: page_claims(df),
+            "Regressions": lambda: page_regressions(df, colours),
+            "Claims": lambda: page_claims(df, results_of(str(root_path), asv)),
             "Runs": lambda: page_runs(df, logs, colours)}[page]
     try:
         draw()
