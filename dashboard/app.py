@@ -68,6 +68,8 @@ Y_DISPLAY = {
     "memory_bytes": (2.0 ** 20, "memory of the step (MiB, peak above the inputs)"),
     "peak_bytes": (2.0 ** 20, "peak memory (MiB, inputs and runtime included)"),
 }
+#: the flattened columns the Scaling page reads besides the plain ones (the quartiles of the error bars)
+SCALING_EXTRA = ("metrics.time_q25_s", "metrics.time_q75_s")
 PALETTE = qualitative.Plotly + qualitative.D3 + qualitative.Dark24
 
 
@@ -153,7 +155,8 @@ def scaling_figure(data: pd.DataFrame, x: str, y: str, colours: dict, *, title: 
             meta=dict(series=str(key[0]), exponent=None if not np.isfinite(alpha) else float(alpha)),
             hovertemplate=f"{name}<br>{AXIS_SHORT[x]}=%{{x}}<br>%{{y:.4g}}<extra></extra>"))
     # out-of-memory cases: at the top of the chart, where the series could not go
-    oom = V.oom_points(data, x)
+    # one marker per series and size: the records of one case that ran out of memory again sit on the same spot
+    oom = V.oom_points(data, x).drop_duplicates(["label", x])
     if not oom.empty:
         ceiling = ymax * 2 if ymax > 0 else 1.0
         fig.add_trace(go.Scatter(
@@ -189,9 +192,16 @@ def scaling_figure(data: pd.DataFrame, x: str, y: str, colours: dict, *, title: 
     return fig, fits, xover
 
 
-def page_scaling(df: pd.DataFrame, colours: dict) -> None:
+def memo(held: L.LiveResults | None, key: tuple, compute):
+    """``compute()``, once per version of the records and ``key`` (the page and every choice it depends on),
+    kept with the records (:meth:`sslbench.analysis.live.LiveResults.derived`): a redraw or a new session with the
+    same choices reuses it; an append computes it again."""
+    return held.derived(key, lambda _frame: compute()) if held is not None else compute()
+
+
+def page_scaling(df: pd.DataFrame, colours: dict, held: L.LiveResults | None = None) -> None:
     st.header("Scaling: time and memory against D, N and V")
-    data = df[df["kind"].isin(A.SCALING_KINDS)]
+    data = L.narrow(df, A.SCALING_KINDS, SCALING_EXTRA)  # its rows and columns only, before any filter
     if data.empty:
         st.info("No regularizer benchmarks in these results (records of kind "
                 f"{', '.join(A.SCALING_KINDS)}). Produce some with:")
@@ -206,6 +216,7 @@ def page_scaling(df: pd.DataFrame, colours: dict) -> None:
     devices = V.choices(data["device_name"], by_count=True)
     chosen_devices = sb.multiselect("Device", devices, default=devices[:1], key="sc_device")
     data = V.keep(data, "device_name", chosen_devices)
+    sel: list = ["scaling", kind, tuple(chosen_devices)]  # every choice the figures depend on: their cache key
     if data.empty:
         st.warning("Choose at least one device in the sidebar.")
         return
@@ -214,6 +225,7 @@ def page_scaling(df: pd.DataFrame, colours: dict) -> None:
         th = pick("torch threads", threads, key="sc_threads", default=V.most_common(data["threads"]),
                   format_func=fmt_value)
         data = data[data["threads"] == th]
+        sel.append(("threads", th))
     axes = V.scaling_axes(data)
     x = sb.radio("Scale in", axes, key="sc_x", horizontal=True, format_func=lambda a: AXIS_SHORT[a])
     y = sb.radio("Metric", list(Y_DISPLAY), key="sc_y",
@@ -227,23 +239,28 @@ def page_scaling(df: pd.DataFrame, colours: dict) -> None:
         fixed[other] = pick(f"{AXIS_SHORT[other]} (fixed)", values, key=f"sc_fix_{x}_{other}",
                             default=V.default_fixed(data, other, x), format_func=fmt_value)
         data = data[data[other] == fixed[other]]
+    sel += [x, y, tuple(fixed.items())]
     dtypes = V.choices(data["dtype"], by_count=True)
     dtypes.sort()
     if len(dtypes) > 1:
         dt = pick("dtype", dtypes, key="sc_dtype", default="float32" if "float32" in dtypes else dtypes[0])
         data = data[data["dtype"].astype(str) == dt]
+        sel.append(("dtype", dt))
     regs = sorted(V.choices(data["regularizer"], by_count=True))
     chosen = sb.multiselect("Regularizers", regs, default=regs, key="sc_regs")
     data = V.keep(data, "regularizer", chosen)
+    sel.append(tuple(chosen))
     algos = sorted(data["algorithm"].fillna("(default)").astype(str).unique().tolist())
     if len(algos) > 1:
         chosen_algos = sb.multiselect("Algorithms", algos, default=algos, key="sc_algos")
         data = data[data["algorithm"].fillna("(default)").astype(str).isin(chosen_algos)]
+        sel.append(("algorithms", tuple(chosen_algos)))
     impls = sorted(data["impl"].dropna().astype(str).unique().tolist())
     if len(impls) > 1:
         chosen_impls = sb.multiselect("Implementation", impls, default=impls, key="sc_impl",
                                       format_func=lambda i: {"official": "official code", "sslbench": "sslbench"}.get(i, i))
         data = data[data["impl"].astype(str).isin(chosen_impls)]
+        sel.append(("impl", tuple(chosen_impls)))
     min_points = sb.number_input("Fit: minimum points", min_value=2, max_value=10, value=3, key="sc_minpts")
     sizes = V.choices(pd.to_numeric(data[x], errors="coerce"))
     fit_from = pick(f"Fit: from {AXIS_SHORT[x]} ≥", sizes, key=f"sc_fitfrom_{x}", format_func=fmt_value,
@@ -253,7 +270,8 @@ def page_scaling(df: pd.DataFrame, colours: dict) -> None:
         st.warning("Nothing left to plot with these filters.")
         return
     # the pairs that can cross: series of the same regularizer
-    pairs = V.crossing_pairs(data, x, y) if len(chosen_devices) == 1 else []
+    sel = tuple(sel)
+    pairs = memo(held, (*sel, "pairs"), lambda: V.crossing_pairs(data, x, y)) if len(chosen_devices) == 1 else []
     options = ["(none)"] + [f"{a}  vs  {b}" for a, b in pairs]
     choice = pick("Annotate the crossover of", options, key=f"sc_pair_{x}_{y}",
                   default=options[1] if len(options) > 1 else "(none)",
@@ -263,9 +281,10 @@ def page_scaling(df: pd.DataFrame, colours: dict) -> None:
     where = ", ".join(f"{AXIS_SHORT[k]}={fmt_value(v)}" for k, v in fixed.items())
     devs = " / ".join(chosen_devices)
     title = f"{Y_DISPLAY[y][1].split(' (')[0]} vs {AXIS_SHORT[x]} ({where}) on {devs}"
-    fig, fits, xover = scaling_figure(data, x, y, colours, title=title, pair=pair,
-                                      suffix_device=len(chosen_devices) > 1, min_points=int(min_points),
-                                      fit_from=fit_from if sizes and fit_from != sizes[0] else None)
+    fit_from = fit_from if sizes and fit_from != sizes[0] else None
+    fig, fits, xover = memo(held, (*sel, "figure", pair, int(min_points), fit_from), lambda: scaling_figure(
+        data, x, y, colours, title=title, pair=pair, suffix_device=len(chosen_devices) > 1,
+        min_points=int(min_points), fit_from=fit_from))
     show(fig, "chart_scaling")
     failed = V.failed_otherwise(data)
     if not failed.empty:
@@ -287,7 +306,8 @@ def page_scaling(df: pd.DataFrame, colours: dict) -> None:
             st.dataframe(shown.rename(columns={"exponent": "α", "r2": "R²"}), hide_index=True, key="tbl_fits")
     with c2:
         st.subheader("Crossovers")
-        table = A.crossover_table(data, x=x, y=y, kinds=[kind]) if len(chosen_devices) == 1 else pd.DataFrame()
+        table = memo(held, (*sel, "crossovers"), lambda: A.crossover_table(data, x=x, y=y, kinds=[kind])) \
+            if len(chosen_devices) == 1 else pd.DataFrame()
         if table.empty:
             st.caption("No pairs of series of the same regularizer here.")
         else:
@@ -754,7 +774,7 @@ def main() -> None:
     root_path = Path(root).expanduser()
     if not root_path.is_dir():
         st.title("sslbench dashboard")
-        st.warning(f"The results folder {root_path} does not exist.")
+        st.warning(f"The results folder {M(root_path)} does not exist.")
         st.markdown(_help(root_path))
         return
     try:
@@ -766,20 +786,21 @@ def main() -> None:
         return
     if problems:
         with sb.expander(f"{len(problems)} warning(s) while reading"):
-            for p in problems:
-                st.caption(p)
+            for p in problems:  # file names and a record's keys: strings from disk, escaped
+                st.caption(M(p))
     if df.empty and (page != "Runs" or logs.empty):
         st.title("sslbench dashboard")
-        st.info(f"No results in {root_path} yet.")
+        st.info(f"No results in {M(root_path)} yet.")
         st.markdown(_help(root_path))
         return
-    sb.caption(f"{len(df)} records from {df['source'].nunique()} file(s) in {root_path}")
+    sb.caption(f"{len(df)} records from {df['source'].nunique()} file(s) in {M(root_path)}")
     colours = colour_map(df["label"].dropna()) if "label" in df.columns else {}
     colours.update({k: v for k, v in colour_map(df["regularizer"].dropna()).items() if k not in colours})
-    draw = {"Scaling": lambda: page_scaling(df, colours), "Accuracy": lambda: page_accuracy(df, colours),
+    held = results_of(str(root_path), asv)
+    draw = {"Scaling": lambda: page_scaling(df, colours, held), "Accuracy": lambda: page_accuracy(df, colours),
             "Throughput": lambda: page_throughput(df),
             "Regressions": lambda: page_regressions(df, colours),
-            "Claims": lambda: page_claims(df, results_of(str(root_path), asv)),
+            "Claims": lambda: page_claims(df, held),
             "Runs": lambda: page_runs(df, logs, colours)}[page]
     try:
         draw()

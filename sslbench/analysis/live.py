@@ -107,6 +107,9 @@ class LiveResults:
 
     ``reads`` counts whole reads of the folder, ``appends`` the reads of appended lines only."""
 
+    #: how many derived values (:meth:`derived`) are kept for one version of the records
+    max_derived = 64
+
     def __init__(self, root: str, asv: tuple[str, ...] | None = None,
                  columns: Iterable[str] | None = DASHBOARD_COLUMNS):
         self.root, self.asv = str(root), asv
@@ -129,10 +132,12 @@ class LiveResults:
                 grown = self._grown(stamp)
                 if grown is None:
                     self._read_all(stamp)
+                    changed = True
                 else:
-                    self._read_appended(grown, stamp)
-                self.generation += 1
-                self._derived = {}
+                    changed = self._read_appended(grown, stamp)
+                if changed:
+                    self.generation += 1
+                    self._derived = {}
             return self.frame, self.problems
 
     def derived(self, key, compute):
@@ -145,6 +150,8 @@ class LiveResults:
         value = compute(frame)  # outside the lock: a slow derivation must not block the other sessions' reads
         with self._lock:
             if generation == self.generation:
+                while len(self._derived) >= self.max_derived:  # the oldest choices go first
+                    del self._derived[next(iter(self._derived))]
                 self._derived[(generation, key)] = value
         return value
 
@@ -206,7 +213,8 @@ class LiveResults:
         self.frame, self.problems, self.stamp = frame, [str(w.message) for w in caught], stamp
         self.reads += 1
 
-    def _read_appended(self, grown: dict[str, _Read | None], stamp: tuple) -> None:
+    def _read_appended(self, grown: dict[str, _Read | None], stamp: tuple) -> bool:
+        """Read the appended whole lines of the ``grown`` stores into the frame; whether the frame changed."""
         from sslbench.records import columnar
 
         stores, other = self._kinds(stamp)
@@ -226,10 +234,12 @@ class LiveResults:
             self._stores[p] = state
             if len(new):
                 new["source"], new["source_type"] = _load._rel(Path(p), Path(self.root)), "jsonl"
-                frame = _insert(frame, _load._derive(new))
+                frame = _insert(frame, new)
         self._other = other
+        changed = frame is not self.frame or problems != self.problems
         self.frame, self.problems, self.stamp = frame, problems, stamp
         self.appends += 1
+        return changed
 
 
 def _ends_whole(path: Path, read: _Read) -> bool:
@@ -241,10 +251,22 @@ def _ends_whole(path: Path, read: _Read) -> bool:
 
 
 def _insert(frame: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with the rows ``new`` (of one store) after that store's rows (where a cold read puts them; at
-    the end of the stores' rows for a new store, in path order)."""
+    """``frame`` with the rows ``new`` (of one store, as read: not derived yet) after that store's rows (where a
+    cold read puts them; for a new store, before the first store whose path sorts after it), their derived
+    columns (:func:`sslbench.analysis.load._derive`) as a cold read of the whole folder derives them."""
     if frame.empty:
-        return new.reset_index(drop=True)
+        return _load._derive(new.reset_index(drop=True))
+    inputs = [c for c in _load.DERIVE_INPUTS if c in frame.columns or c in new.columns]
+    if any(c not in frame.columns for c in inputs):
+        # an input of the derived columns that no row had: a cold read derives every row with it present (null)
+        rederive = True
+    else:
+        rederive = False
+        # the inputs the new rows lack are present, null, in a cold read (whose frame has them from other rows)
+        for c in inputs:
+            if c not in new.columns:
+                new[c] = frame[c].iloc[:0].reindex(new.index)
+        new = _load._derive(new)
     source = str(new["source"].iloc[0])
     sources = frame["source"].astype(str).to_numpy()
     mine = np.flatnonzero(sources == source)
@@ -255,4 +277,27 @@ def _insert(frame: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
         after = np.flatnonzero(stores & (sources > source))
         at = int(after[0]) if len(after) else int(np.flatnonzero(stores)[-1]) + 1 if stores.any() else 0
     parts = [frame.iloc[:at], new, frame.iloc[at:]]
-    return pd.concat([p for p in parts if len(p)], ignore_index=True, sort=False)
+    out = pd.concat([p for p in parts if len(p)], ignore_index=True, sort=False)
+    if rederive:
+        return _load._derive(out)
+    # a derived column is derived on the whole frame by a cold read: where the new rows alone gave it another
+    # dtype (a text column with no value in them), it keeps the dtype it had
+    for name in _load.DERIVED_COLUMNS:
+        if name in frame.columns and name in out.columns and out[name].dtype != frame[name].dtype:
+            try:
+                out[name] = out[name].astype(frame[name].dtype)
+            except (TypeError, ValueError):
+                pass
+    return out
+
+
+def narrow(df: pd.DataFrame, kinds: Iterable[str], columns: Iterable[str] = ()) -> pd.DataFrame:
+    """The rows of ``df`` of the record ``kinds``, with the plain columns (base and derived: no ``.`` in the
+    name) and the flattened ``columns`` named, those present: what a page filters, rather than every column of
+    every record (each filter of a wide frame copies all its columns). The columns are taken first, then the
+    rows, so the wide frame is never copied whole."""
+    keep = [c for c in df.columns if "." not in str(c)] + [c for c in columns if c in df.columns and "." in str(c)]
+    if "kind" not in df.columns:
+        return df[keep].iloc[0:0]
+    mask = df["kind"].isin(list(kinds)).to_numpy()
+    return df[keep][mask]
