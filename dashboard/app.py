@@ -70,6 +70,10 @@ Y_DISPLAY = {
 }
 #: the flattened columns the Scaling page reads besides the plain ones (the quartiles of the error bars)
 SCALING_EXTRA = ("metrics.time_q25_s", "metrics.time_q75_s")
+#: the columns the Scaling page's figure, crossing pairs and crossover table read, once its filters are applied:
+#: each of their selections then copies these, not every column of the records
+FIGURE_COLUMNS = ("kind", "status", "label", "regularizer", "algorithm", "impl", "device_name", "threads", "dtype",
+                  "dim", "batch", "views", "time_s", "memory_bytes", "peak_bytes", *SCALING_EXTRA)
 PALETTE = qualitative.Plotly + qualitative.D3 + qualitative.Dark24
 
 
@@ -271,7 +275,13 @@ def page_scaling(df: pd.DataFrame, colours: dict, held: L.LiveResults | None = N
         return
     # the pairs that can cross: series of the same regularizer
     sel = tuple(sel)
-    pairs = memo(held, (*sel, "pairs"), lambda: V.crossing_pairs(data, x, y)) if len(chosen_devices) == 1 else []
+    whole = data  # the filtered records (the caption of failed cases); the figures read a few of its columns
+    data = data[[c for c in FIGURE_COLUMNS if c in data.columns]]
+    # the crossovers of every pair once: the table below, and the pairs' order (those that cross first) from it
+    table = memo(held, (*sel, "crossovers"), lambda: A.crossover_table(data, x=x, y=y, kinds=[kind])) \
+        if len(chosen_devices) == 1 else pd.DataFrame()
+    pairs = memo(held, (*sel, "pairs"), lambda: L.crossing_pairs(data, x, y, table)) if len(chosen_devices) == 1 \
+        else []
     options = ["(none)"] + [f"{a}  vs  {b}" for a, b in pairs]
     choice = pick("Annotate the crossover of", options, key=f"sc_pair_{x}_{y}",
                   default=options[1] if len(options) > 1 else "(none)",
@@ -286,7 +296,7 @@ def page_scaling(df: pd.DataFrame, colours: dict, held: L.LiveResults | None = N
         data, x, y, colours, title=title, pair=pair, suffix_device=len(chosen_devices) > 1,
         min_points=int(min_points), fit_from=fit_from))
     show(fig, "chart_scaling")
-    failed = V.failed_otherwise(data)
+    failed = V.failed_otherwise(whole)
     if not failed.empty:
         st.caption(f"{len(failed)} case(s) failed otherwise ({M(', '.join(sorted(map(str, failed['status'].unique()))))}); "
                    "not plotted.")
@@ -306,8 +316,6 @@ def page_scaling(df: pd.DataFrame, colours: dict, held: L.LiveResults | None = N
             st.dataframe(shown.rename(columns={"exponent": "α", "r2": "R²"}), hide_index=True, key="tbl_fits")
     with c2:
         st.subheader("Crossovers")
-        table = memo(held, (*sel, "crossovers"), lambda: A.crossover_table(data, x=x, y=y, kinds=[kind])) \
-            if len(chosen_devices) == 1 else pd.DataFrame()
         if table.empty:
             st.caption("No pairs of series of the same regularizer here.")
         else:

@@ -332,3 +332,48 @@ def test_oom_markers_are_one_per_series_and_size(monkeypatch, tmp_path):
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     oom = [t for t in spec["data"] if t.get("name") == "out of memory (OOM)"]
     assert len(oom) == 1 and oom[0]["x"] == [8192]
+
+
+def _setting_frame(seed: int) -> pd.DataFrame:
+    """One setting's records (kind, device, threads, dtype, N, V fixed): several regularizers and labels, curves
+    that cross or not, a label with no shared range, NaN and failed points."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for reg, labels in (("vicreg", ["vicreg[a]", "vicreg[b]", "vicreg[c]"]), ("bt", ["bt[x]", "bt[y]"]),
+                        ("solo", ["solo"])):
+        for label in labels:
+            dims = [64, 128, 256, 512] if label != "vicreg[c]" else [2048, 4096]
+            slope, pivot = rng.uniform(0.5, 2.0), rng.uniform(30, 700)  # curves equal near their pivots: some cross
+            for d in dims:
+                for _ in range(rng.integers(1, 4)):
+                    t = (d / pivot) ** slope * rng.uniform(0.97, 1.03)
+                    status = "ok" if rng.random() > 0.1 else "error"
+                    rows.append({"kind": "regularizer_bench", "device_name": "cpu", "threads": 2.0,
+                                 "dtype": "float32", "batch": 32.0, "views": 2.0, "regularizer": reg,
+                                 "label": label, "dim": float(d), "status": status,
+                                 "time_s": t if rng.random() > 0.05 else float("nan")})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_crossing_pairs_from_the_table_equal_the_views_definition(seed):
+    from sslbench.analysis import crossover_table
+    from sslbench.analysis import views as V
+
+    data = _setting_frame(seed)
+    table = crossover_table(data, x="dim", y="time_s", kinds=["regularizer_bench"])
+    assert L.crossing_pairs(data, "dim", "time_s", table) == V.crossing_pairs(data, "dim", "time_s")
+
+
+def test_crossing_pairs_of_several_settings_fall_back_to_the_views_definition(monkeypatch):
+    from sslbench.analysis import crossover_table
+    from sslbench.analysis import views as V
+
+    data = pd.concat([_setting_frame(1), _setting_frame(2).assign(device_name="gpu")], ignore_index=True)
+    table = crossover_table(data, x="dim", y="time_s", kinds=["regularizer_bench"])
+    want = V.crossing_pairs(data, "dim", "time_s")
+    calls = []
+    monkeypatch.setattr(V, "crossing_pairs", lambda *a: calls.append(a) or want)
+    assert L.crossing_pairs(data, "dim", "time_s", table) == want and len(calls) == 1

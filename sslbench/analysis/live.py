@@ -301,3 +301,28 @@ def narrow(df: pd.DataFrame, kinds: Iterable[str], columns: Iterable[str] = ()) 
         return df[keep].iloc[0:0]
     mask = df["kind"].isin(list(kinds)).to_numpy()
     return df[keep][mask]
+
+
+def crossing_pairs(data: pd.DataFrame, x: str, y: str, table: pd.DataFrame) -> list[tuple[str, str]]:
+    """:func:`sslbench.analysis.views.crossing_pairs` of ``data`` read off its crossover table (``table``:
+    :func:`sslbench.analysis.scaling.crossover_table` of ``data``) rather than computing every pair's crossing a
+    second time: the pairs of labels of one regularizer (each group in label order), those that cross first.
+    ``data`` must hold one setting (kind, device, threads, dtype, the other axes fixed), as the Scaling page's
+    filtered records do; otherwise (or without a table) the views' function is used."""
+    from itertools import combinations
+
+    from sslbench.analysis import views as V
+    from sslbench.analysis.scaling import OTHER_AXES, ok_points
+
+    setting = ["kind", "device_name", "threads", "dtype", *OTHER_AXES.get(x, ())]
+    ok = ok_points(data, x, y) if not data.empty else data
+    if ok.empty:
+        return []
+    if any(c not in ok.columns for c in setting) or len(ok[setting].drop_duplicates()) != 1 \
+            or not {"a", "b", "crossover"} <= set(table.columns):
+        return V.crossing_pairs(data, x, y)
+    combos = []
+    for _, g in ok.groupby("regularizer", sort=True):
+        combos += list(combinations(sorted(g["label"].astype(str).unique()), 2))
+    crossed = {(str(a), str(b)) for a, b, c in zip(table["a"], table["b"], table["crossover"]) if pd.notna(c)}
+    return [p for p in combos if p in crossed] + [p for p in combos if p not in crossed]
