@@ -1,149 +1,285 @@
-"""The read path at scale, before and after: ``load_results`` and ``sslbench sweep --status`` on synthetic stores.
+"""The read path at scale (issue 21): the engines compared, ``load_results`` cold and warm, ``sweep --status``.
 
-    python benchmarks/read_path.py --records 10000 100000 [--before /path/to/old/checkout] [--work DIR]
+    python benchmarks/read_path.py --records 100000 1000000 [--before DIR] [--work DIR] [--parts engines load status]
 
-Builds, for each size, a store from the committed records (``results/**/*.jsonl``, run logs left out), each copy
-with a new id, a varied case (dim, batch, seed) and jittered metrics (about 2.7 KB a record), then times each
-reader in a child process of its own (seconds and peak RSS, ``resource.getrusage``), side by side in one run:
+Builds, for each size, a store with :func:`benchmarks.scale.make_store` (the committed records varied, about
+2.7 KB a record, in files of 2 000 records under ``sweeps/``, seed 0), then runs each measurement in a fresh
+process of its own (wall seconds from the parent, peak RSS of that child from ``os.wait4``, imports included):
 
-- ``load_results``: the line-by-line reader (``columnar.available`` off) and the columnar one (pyarrow), and the
-  columnar one with a projection (``columns=["metrics.knn_top1"]``); with ``--before``, that checkout's too;
-- the snapshot cache (``load_results`` with ``SSLBENCH_CACHE_DIR`` set): the first read (which writes it), a
-  second read (nothing new), and a read after 1 000 records are appended (the store grows by them);
-- ``sweep --status``: this checkout's (a projection of each record) and, with ``--before``, that checkout's.
+- ``engines``: each NDJSON engine installed (pyarrow, DuckDB, polars; one not installed is skipped) reads the
+  folder, cold, into a pandas frame of (a) the columns the analysis needs (``load.ANALYSIS_COLUMNS``: the
+  flattened ``case.*``, ``metrics.*`` and a few ``env.*``; the engine's own parse, no checks) and (b) the two
+  columns ``sweep --status`` needs (``id``, ``status``), each engine with its own projection where it has one;
+  beside them ``sslbench.records.columnar.read_frame`` (pyarrow plus the checks that keep today's frame and
+  warnings) on the same two tasks;
+- ``load``: ``load_results`` of this checkout with no snapshot (``SSLBENCH_CACHE_DIR=off``), whole and with the
+  analysis's projection (``columns=ANALYSIS_COLUMNS``); the snapshot cache: the first read (which writes the
+  snapshots), a second read (warm) whole and projected, and a read after 1 000 records were appended;
+  with ``--before``, that checkout's ``load_results`` (no snapshot) too;
+- ``status``: ``sslbench sweep --status`` on the store as one file (sizes up to ``--status-max``), twice in a
+  row (the second finds the file in the page cache), this checkout and ``--before``'s, side by side.
 
-The figures are in docs/results-at-scale.md. Nothing here is a test: the machine is shared and noisy.
+Every measured process gets a snapshot folder of its own under the work folder: "cold" means none, "warm" one
+written by an earlier process. Nothing here is a test: the machine is shared and noisy; compare within a run.
+The figures and the choice of engine are in docs/results-at-scale.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
-import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
+from benchmarks.scale import committed_records, make_store  # noqa: E402  (the one store generator)
 
-def committed_records() -> list[dict]:
-    out = []
-    for path in sorted((ROOT / "results").rglob("*.jsonl")):
-        for line in path.read_text().splitlines():
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(rec, dict) and "kind" in rec and "status" in rec:
-                out.append(rec)
-    return out
-
-
-def build_store(path: Path, n: int, seed: int = 0) -> float:
-    """``n`` varied copies of the committed records at ``path``; returns the mean bytes per record."""
-    base = committed_records()
-    rng = random.Random(seed)
-    size = 0
-    with open(path, "w") as f:
-        for i in range(n):
-            rec = json.loads(json.dumps(base[i % len(base)]))
-            case = rec.setdefault("case", {})
-            if isinstance(case, dict):
-                case["dim"] = rng.choice([64, 128, 256, 512, 1024, 2048, 4096])
-                case["batch"] = rng.choice([64, 128, 256, 512])
-                case["seed"] = i
-            metrics = rec.get("metrics") if isinstance(rec.get("metrics"), dict) else {}
-            for k, v in metrics.items():
-                if isinstance(v, float):
-                    metrics[k] = v * rng.uniform(0.9, 1.1)
-            rec["id"] = hashlib.sha256(f"{i}".encode()).hexdigest()[:16]
-            line = json.dumps(rec) + "\n"
-            size += len(line)
-            f.write(line)
-    return size / n
-
-
-LOAD = """
-import resource, sys, time, warnings
+# ---------------------------------------------------------------------------------------------------------------
+# What each fresh process runs: argv after the code; prints one JSON line
+# ---------------------------------------------------------------------------------------------------------------
+ENGINE = r"""
+import glob, json, sys, time, warnings
 warnings.simplefilter("ignore")
-from sslbench.analysis.load import load_results
-mode = sys.argv[2]
-if mode == "dicts":
-    from sslbench.records import columnar
-    columnar.available = lambda: False
+engine, task, folder = sys.argv[1:4]
+files = sorted(glob.glob(folder + "/sweeps/*.jsonl"))
 t = time.perf_counter()
-kw = {"columns": ["metrics.knn_top1"]} if mode == "projection" else {}
-df = load_results(sys.argv[1], asv=[], **kw)
-s = time.perf_counter() - t
-print(f"{s:.2f} {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} {len(df)} {df.shape[1]}")
+import pandas as pd
+import pyarrow as pa
+from sslbench.analysis.load import ANALYSIS_COLUMNS
+from sslbench.records import columnar
+
+keep = columnar.wanted(ANALYSIS_COLUMNS)
+TOP = ["schema", "kind", "id", "created", "status", "message", "case", "metrics", "env"]
+
+def frame(table):  # the sections' fields as "section.key" columns, the wanted ones, as pandas
+    table = table.flatten()
+    return table.select([n for n in table.column_names if keep(n)]).to_pandas()
+
+if engine == "columnar":  # sslbench's reader: pyarrow plus the checks that keep today's frame and warnings
+    cols = ANALYSIS_COLUMNS if task == "analysis" else []
+    df = pd.concat([columnar.read_frame(f, columns=cols) for f in files], ignore_index=True)
+    if task == "status":
+        df = df[["id", "status"]]
+elif engine == "pyarrow":
+    import pyarrow.json as pj
+    if task == "status":  # its projection: an explicit schema, the other fields ignored while parsing
+        opts = pj.ParseOptions(explicit_schema=pa.schema([("id", pa.string()), ("status", pa.string())]),
+                               unexpected_field_behavior="ignore")
+        df = pa.concat_tables([pj.read_json(f, parse_options=opts) for f in files]).to_pandas()
+    else:
+        df = pd.concat([frame(pj.read_json(f)) for f in files], ignore_index=True)
+elif engine == "duckdb":
+    import duckdb
+    con = duckdb.connect()
+    what = "id, status" if task == "status" else ", ".join(f'"{c}"' for c in TOP)
+    rel = con.execute(f"SELECT {what} FROM read_ndjson(?, union_by_name = true)", [files])
+    df = rel.df() if task == "status" else frame(rel.to_arrow_table())
+elif engine == "polars":
+    import polars as pl
+    lazy = pl.scan_ndjson(files, infer_schema_length=None)
+    if task == "status":
+        df = lazy.select(["id", "status"]).collect().to_pandas()
+    else:
+        names = lazy.collect_schema().names()
+        df = frame(lazy.select([c for c in TOP if c in names]).collect().to_arrow())
+print(json.dumps({"s": time.perf_counter() - t, "rows": len(df), "cols": df.shape[1]}))
 """
 
-STATUS = """
-import resource, sys, time, io, contextlib
-from sslbench.cli import main
+LOAD = r"""
+import json, sys, time, warnings
+warnings.simplefilter("ignore")
 t = time.perf_counter()
+from sslbench.analysis import load
+kw = {"columns": load.ANALYSIS_COLUMNS} if sys.argv[2] == "projected" else {}
+df = load.load_results(sys.argv[1], asv=[], **kw)
+print(json.dumps({"s": time.perf_counter() - t, "rows": len(df), "cols": df.shape[1]}))
+"""
+
+BEFORE_LOAD = r"""
+import json, sys, time, warnings
+warnings.simplefilter("ignore")
+t = time.perf_counter()
+from sslbench.analysis.load import load_results
+df = load_results(sys.argv[1], asv=[])
+print(json.dumps({"s": time.perf_counter() - t, "rows": len(df), "cols": df.shape[1]}))
+"""
+
+STATUS = r"""
+import contextlib, io, json, sys, time
+t = time.perf_counter()
+from sslbench.cli import main
 out = io.StringIO()
 with contextlib.redirect_stdout(out):
     rc = main(["sweep", "--kind", "bench", "--regularizers", "barlow_twins", "vicreg", "--dims", "64", "128",
                "--batches", "64", "--out", sys.argv[1], "--status"])
-s = time.perf_counter() - t
 line = out.getvalue().splitlines()[0] if out.getvalue() else ""
-print(f"{s:.2f} {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} rc={rc} {line[:60]!r}")
+print(json.dumps({"s": time.perf_counter() - t, "rc": rc, "first_line": line[:60]}))
 """
 
 
-def child(code: str, checkout: Path, *args: str, env: dict | None = None) -> str:
-    env = {**os.environ, **(env or {}), "PYTHONPATH": str(checkout)}
-    r = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True,
-                       cwd=checkout)
-    return r.stdout.strip() or ("failed: " + r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "failed")
+def run(code: str, checkout: Path, args: list[str], env: dict, timeout: float) -> dict:
+    """``code`` in a fresh process with ``checkout`` on PYTHONPATH: wall seconds, peak RSS (MiB, from
+    ``os.wait4``), and the JSON line it printed; past ``timeout`` the process group started here is killed."""
+    full = {**os.environ, "PYTHONPATH": str(checkout), "PYTHONWARNINGS": "ignore", **env}
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=out, stderr=err, env=full,
+                                cwd=checkout, start_new_session=True)
+        fired = threading.Event()
+
+        def kill():
+            fired.set()
+            os.killpg(proc.pid, signal.SIGKILL)  # the session started just above, and nothing else
+
+        timer = threading.Timer(timeout, kill)
+        timer.start()
+        _, status, usage = os.wait4(proc.pid, 0)
+        timer.cancel()
+        wall = time.perf_counter() - t
+        out.seek(0)
+        err.seek(0)
+        text, etext = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+    res = {"s": wall, "rss_mib": usage.ru_maxrss / 1024, "rc": os.waitstatus_to_exitcode(status),
+           "timed_out": fired.is_set()}
+    for line in reversed(text.splitlines()):
+        try:
+            res["inner"] = json.loads(line)
+            break
+        except ValueError:
+            continue
+    if res["rc"] and not fired.is_set():
+        res["error"] = (etext.strip().splitlines() or [""])[-1][:160]
+    return res
 
 
-def main() -> int:
+def fmt(res: dict) -> str:
+    if res.get("timed_out"):
+        return f"> {res['s']:.0f} s (killed), {res['rss_mib']:.0f} MiB"
+    if res.get("error") or "inner" not in res:
+        return f"failed: {res.get('error', 'no output')}"
+    inner = res["inner"]
+    shape = f"{inner['rows']} x {inner['cols']}" if "rows" in inner else inner.get("first_line", "")
+    return f"{res['s']:.2f} s, {res['rss_mib']:.0f} MiB  ({shape})"
+
+
+def installed(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+def engines(folder: Path, n: int, timeout: float, report) -> None:
+    for task in ("analysis", "status"):
+        for engine in ("columnar", "pyarrow", "duckdb", "polars"):
+            name = f"{engine} ({task})"
+            if not installed("pyarrow" if engine == "columnar" else engine):
+                report(n, "engines", name, None, "not installed")
+                continue
+            report(n, "engines", name, run(ENGINE, ROOT, [engine, task, str(folder)], {"SSLBENCH_CACHE_DIR": "off"},
+                                           timeout))
+
+
+LOAD_STEPS = ("cold-whole", "cold-projected", "first", "warm-projected", "warm-whole", "appended")
+
+
+def loads(folder: Path, n: int, args, report) -> None:
+    cache = folder.parent / f"snapshots-{n}"
+    if "first" in args.load_steps:  # the snapshots are written by this run's first read
+        shutil.rmtree(cache, ignore_errors=True)
+    off, on = {"SSLBENCH_CACHE_DIR": "off"}, {"SSLBENCH_CACHE_DIR": str(cache)}
+    store = str(folder)
+    if args.before:
+        report(n, "load", "before: load_results, whole", run(BEFORE_LOAD, args.before, [store], off, args.timeout))
+    steps = ([("cold-whole", "cold, whole", "whole", off)] if n <= args.whole_max else []) + (
+        [("cold-projected", "cold, projected", "projected", off)] if n <= args.cold_projected_max else []) + [
+        ("first", "snapshot: first read (writes it), projected", "projected", on),
+        ("warm-projected", "snapshot: warm, projected", "projected", on)] + (
+        [("warm-whole", "snapshot: warm, whole", "whole", on)] if n <= args.warm_whole_max else [])
+    for step, name, mode, env in steps:
+        if step in args.load_steps:
+            report(n, "load", f"load_results {name}", run(LOAD, ROOT, [store, mode], env, args.timeout))
+    if "appended" not in args.load_steps:
+        return
+    last = sorted((folder / "sweeps").glob("*.jsonl"))[-1]
+    first = sorted((folder / "sweeps").glob("*.jsonl"))[0]
+    with open(first, "rb") as f:
+        extra = b"".join(f.readline() for _ in range(1000))
+    with open(last, "ab") as f:
+        f.write(extra)
+    report(n, "load", "load_results after 1000 appended, projected", run(LOAD, ROOT, [store, "projected"], on,
+                                                                          args.timeout))
+
+
+def statuses(folder: Path, n: int, args, report) -> None:
+    one = folder.parent / f"status-{n}.jsonl"
+    if not one.exists():
+        with open(one, "wb") as out:
+            for path in sorted((folder / "sweeps").glob("*.jsonl")):
+                with open(path, "rb") as f:
+                    shutil.copyfileobj(f, out)
+    env = {"SSLBENCH_CACHE_DIR": str(folder.parent / f"status-cache-{n}")}
+    for who, checkout in ([("before", args.before)] if args.before else []) + [("now", ROOT)]:
+        for attempt in ("first", "second"):
+            report(n, "status", f"sweep --status {who}, {attempt}", run(STATUS, checkout, [str(one)], env,
+                                                                        args.timeout))
+
+
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--records", type=int, nargs="+", default=[10_000, 100_000])
+    p.add_argument("--records", type=int, nargs="+", default=[100_000, 1_000_000])
+    p.add_argument("--parts", nargs="+", choices=("engines", "load", "status"), default=["engines", "load", "status"])
     p.add_argument("--before", type=Path, help="another checkout (today's main) to time beside this one")
-    p.add_argument("--work", type=Path, help="where the stores go (default: a temporary folder)")
-    p.add_argument("--skip-dicts-above", type=int, default=10 ** 9,
-                   help="leave the line-by-line reader out above this many records (it needs ~20 KB a record)")
-    args = p.parse_args()
+    p.add_argument("--work", type=Path, help="where the stores go (default: a temporary folder, removed after)")
+    p.add_argument("--whole-max", type=int, default=100_000,
+                   help="read the whole frame (every column) cold only up to this many records")
+    p.add_argument("--warm-whole-max", type=int, default=1_000_000,
+                   help="read the whole frame from the snapshots only up to this many records")
+    p.add_argument("--cold-projected-max", type=int, default=1_000_000,
+                   help="read the projection with no snapshot only up to this many records (the first read "
+                        "through the snapshots is cold too)")
+    p.add_argument("--status-max", type=int, default=100_000, help="time sweep --status only up to this size")
+    p.add_argument("--load-steps", nargs="+", choices=LOAD_STEPS, default=list(LOAD_STEPS),
+                   help="which load_results measurements (a later run may reuse the snapshots of an earlier one)")
+    p.add_argument("--timeout", type=float, default=600, help="seconds before a measured process is killed")
+    p.add_argument("--json", type=Path, help="also write every figure here")
+    args = p.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="sslbench-read-path-"))
-    print("records  reader                     seconds  peak RSS (MB)  rows cols")
-    for n in args.records:
-        folder = work / f"n{n}"
-        folder.mkdir(parents=True, exist_ok=True)
-        store = folder / "store.jsonl"
-        if not store.exists():
-            per = build_store(store, n)
-            print(f"# {n} records, {store.stat().st_size / 1e6:.0f} MB, {per:.0f} bytes a record")
-        runs = []
-        if args.before:
-            runs.append(("load_results before", LOAD, args.before, "default"))
-        if n <= args.skip_dicts_above:
-            runs.append(("load_results dicts", LOAD, ROOT, "dicts"))
-        runs += [("load_results columnar", LOAD, ROOT, "columnar"),
-                 ("load_results projection", LOAD, ROOT, "projection"),
-                 ("snapshot: build", LOAD, ROOT, "build"),
-                 ("snapshot: warm", LOAD, ROOT, "warm"),
-                 ("snapshot: +1000 appended", LOAD, ROOT, "append")]
-        if args.before:
-            runs.append(("sweep --status before", STATUS, args.before, ""))
-        runs.append(("sweep --status", STATUS, ROOT, ""))
-        cache = folder / "snapshots"
-        for name, code, checkout, mode in runs:
-            store_arg = str(folder if code is LOAD else store)
-            if mode == "build" and cache.exists():
-                shutil.rmtree(cache)
-            if mode == "append":
-                with open(store, "a") as f:
-                    f.write("".join(json.dumps(r) + "\n" for r in committed_records()[:1000]))
-            env = {"SSLBENCH_CACHE_DIR": str(cache) if mode in ("build", "warm", "append") else "off"}
-            print(f"{n:>7}  {name:<25}  {child(code, checkout, store_arg, mode, env=env)}", flush=True)
+    rows: list[dict] = []
+
+    def report(n, part, name, res, note=None):
+        rows.append({"records": n, "part": part, "what": name, **(res or {}), **({"note": note} if note else {})})
+        print(f"{n:>8}  {part:<8} {name:<52} {note or fmt(res)}", flush=True)
+
+    pool = committed_records(ROOT / "results")
+    print(f"# {len(pool)} committed records, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+    try:
+        for n in args.records:
+            folder = work / f"n{n}"
+            if not (folder / "sweeps").is_dir():
+                size = make_store(pool, n, folder, seed=0)
+                print(f"# {n} records, {size / 2**20:.0f} MiB, {size / n:.0f} bytes a record", flush=True)
+            if "engines" in args.parts:
+                engines(folder, n, args.timeout, report)
+            if "status" in args.parts and n <= args.status_max:
+                statuses(folder, n, args, report)
+            if "load" in args.parts:  # last: it appends 1 000 records to the store
+                loads(folder, n, args, report)
+            print(f"# load average {os.getloadavg()[0]:.1f}", flush=True)
+    finally:
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=1))
+        if args.work is None:
+            shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

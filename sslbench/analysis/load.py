@@ -59,6 +59,16 @@ DERIVE_INPUTS = ("case.contender", "case.regularizer", "case.algorithm", "case.h
                  "metrics.time_median_s", "metrics.value") + tuple(
                      f"metrics.{m}" for m in _MEMORY_METRICS + _PEAK_METRICS)
 
+#: the flattened columns the torch-free analysis reads (``sslbench analyze``'s tables, ``sslbench report``'s
+#: claims, the dashboard's views), besides the base, derived and :data:`DERIVE_INPUTS` columns: the projection
+#: for ``load_results(root, columns=ANALYSIS_COLUMNS)``. Every ``case.`` and ``metrics.`` column (the grouping
+#: keys, the variants, the figures) and the few ``env.`` ones named; the rest of ``env`` (library versions, CPU
+#: flags, ...: about a third of a record's columns) is left in the store. A consumer that needs another column
+#: adds it here (tests/test_columnar.py checks that the analysis gives the same tables through it).
+ANALYSIS_COLUMNS = ("case.", "metrics.", "regularizer_source.", "env.device_name", "env.cpu_model", "env.machine",
+                    "env.threads", "env.git_commit", "env.asv_env", "env.dataset", "env.fraction", "env.backbone",
+                    "env.epochs", "env.device")
+
 HOW_TO_PRODUCE_RESULTS = """\
 No results found in {root}. Produce some, then reload:
 
@@ -312,8 +322,8 @@ def _memo(fn, values: list, when) -> list:
 
 
 def _derive(df: pd.DataFrame) -> pd.DataFrame:
-    """Add :data:`DERIVED_COLUMNS` (and the base columns, for an empty frame)."""
-    df = df.copy()
+    """Add :data:`DERIVED_COLUMNS` (and the base columns, for an empty frame) to ``df``, a frame of
+    :func:`load_results`' own (no copy: at 10^6 records a copy is a gigabyte)."""
     for name in _BASE_COLUMNS:
         if name not in df.columns:
             df[name] = pd.Series(dtype=object)

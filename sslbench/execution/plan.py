@@ -36,6 +36,7 @@ from sslbench.probe.environment import environment
 from sslbench.records import FINAL_STATUSES, case_id, make_record, read_records
 from sslbench.records.claims import read_claims, tidy, try_claim
 from sslbench.records.paths import append_record_safely
+from sslbench.records.projection_cache import read_projected_cached
 from sslbench.records.store import read_projected, store_size
 
 __all__ = [
@@ -295,6 +296,8 @@ def _summary(kind: str, rec: dict) -> str:
 #: what resume, ``--status``, the ETA and the devices line read of a stored record's env and extra
 _SLIM_ENV = (*bench.SETUP_KEYS, "device_name")
 _SLIM_EXTRA = ("sweep", "wall_s")
+#: names :func:`slim_record`'s projection in the cache of projected records (a new name when it keeps more)
+SLIM_NAME = "slim-1"
 
 
 def slim_record(rec: dict) -> dict:
@@ -337,7 +340,8 @@ def _read_store(path: str, kind: str, command: str, start: int = 0) -> list[dict
 def _read_store_now(path: str, kind: str, command: str, start: int) -> list[dict]:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
-        records = read_projected(path, slim_record, kind=kind, start=start)
+        records = (read_projected_cached(path, slim_record, name=SLIM_NAME, kind=kind) if start == 0 else
+                   read_projected(path, slim_record, kind=kind, start=start))
     for w in caught:
         if issubclass(w.category, RuntimeWarning):
             print(f"sslbench {command}: warning: {w.message}", file=sys.stderr, flush=True)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 from pathlib import Path
 from typing import Iterable
 
@@ -254,7 +255,7 @@ def _from_arrow(table, lines, rows, first, problems, kind, keep):
     for j in np.flatnonzero(~usable):  # the reason, as the line-by-line reader gives it (checks all passed)
         problems.add(f"skipped record(s) with {unusable_reason(json.loads(lines[rows[j]]))}", first + rows[j])
     n = len(idx)
-    parsed = _Parsed(lines, rows, idx)
+    parsed = _Parsed(lines, rows, idx, table)
     out, first_row = {}, {}
     for name, col in cols.items():
         if name in BASE:  # every record has them (upgrade_record): all null is None, object
@@ -284,7 +285,7 @@ def _place(name: str, first_row: dict, parsed) -> tuple:
         return (-1, BASE.index(name), 0)
     r = first_row[name]
     where = _where(name)
-    section = _lookup(parsed(r), where[:-1])
+    section = parsed.section(r, where[:-1])
     keys = list(section) if isinstance(section, dict) else []
     return (r, _SECTION_ORDER[name.split(".", 1)[0]], keys.index(where[-1]) if where[-1] in keys else len(keys))
 
@@ -299,9 +300,11 @@ def _first_present(arr, where, parsed) -> int | None:
     valid = arr.is_valid()
     first_valid = pc.index(valid, True).as_py() if arr.null_count < n else -1
     upto = n if first_valid < 0 else first_valid
-    for j in range(upto):
-        if parsed.has(j, where):
-            return j
+    step = 64
+    for start in range(0, upto, step):  # in runs of rows: the first key is usually found early
+        found = parsed.has_rows(range(start, min(upto, start + step)), where)
+        if any(found):
+            return start + found.index(True)
     return None if first_valid < 0 else first_valid
 
 
@@ -311,29 +314,123 @@ def _where(name: str) -> tuple[str, ...]:
 
 
 class _Parsed:
-    """The taken rows' lines parsed with :mod:`json`, each once and only when a cell needs it."""
+    """The taken rows' records, read from their lines with :mod:`json` only where a cell needs it, each once: a
+    section (``case``, ``extra.regularizer_source``, ...) from its own bytes where they are certain (see
+    :meth:`section`), else the whole line."""
 
-    def __init__(self, lines, rows, idx):
-        self.lines, self.rows, self.idx, self.cache, self.names = lines, rows, idx, {}, {}
+    def __init__(self, lines, rows, idx, table=None):
+        self.lines, self.rows, self.idx, self.table = lines, rows, idx, table
+        self.cache, self.names, self.sections, self.present = {}, {}, {}, {}
 
     def __call__(self, j: int) -> dict:
         if j not in self.cache:
             self.cache[j] = json.loads(self.lines[self.rows[self.idx[j]]])
         return self.cache[j]
 
+    def _quoted(self, key: str) -> bytes:
+        name = self.names.get(key)
+        if name is None:
+            name = self.names[key] = json.dumps(key, ensure_ascii=False).encode()
+        return name
+
+    def section(self, j: int, path: tuple[str, ...]):
+        """The value at ``path`` in row ``j``'s record (``_ABSENT`` where it has none). Where Arrow says the record
+        has no object there, ``_ABSENT`` (no cell needs more); where it has one and the line has no backslash,
+        the top-level section (``path[0]``) is found in the line's bytes (:func:`_top_level_value`) and only it
+        is parsed. Otherwise the whole line is parsed."""
+        key = (j, path)
+        if key not in self.sections:
+            value = _UNKNOWN if j in self.cache else self._section_bytes(j, path)
+            self.sections[key] = _lookup(self(j), path) if value is _UNKNOWN else value
+        return self.sections[key]
+
+    def _section_bytes(self, j: int, path: tuple[str, ...]):
+        """The section's object from its bytes, ``_ABSENT`` where Arrow has no object there (the line has none:
+        null, or no such key), ``_UNKNOWN`` where the bytes are not certain."""
+        present = self._present(path)
+        if present is None:
+            return _UNKNOWN
+        if not present[j]:
+            return _ABSENT
+        raw = self.lines[self.rows[self.idx[j]]]
+        if b"\\" in raw:
+            return _UNKNOWN
+        value = _top_level_value(raw, self._quoted(path[0]))
+        if value is _UNKNOWN:
+            return _UNKNOWN
+        value = _lookup(value, path[1:])
+        return value if isinstance(value, dict) else _UNKNOWN
+
+    def has_rows(self, js, where: tuple[str, ...]) -> list[bool]:
+        """:meth:`has` of each row in ``js``: rows whose parent Arrow says is no object, and rows whose line
+        lacks the key's quoted name (and has no backslash), decided without a call each."""
+        present = self._present(where[:-1])
+        name = self._quoted(where[-1])
+        lines, rows, idx, cache = self.lines, self.rows, self.idx, self.cache
+        out = []
+        for j in js:
+            if present is not None and not present[j]:
+                out.append(False)
+                continue
+            raw = lines[rows[idx[j]]]
+            out.append(False if j not in cache and name not in raw and b"\\" not in raw else self.has(j, where))
+        return out
+
+    def _present(self, path: tuple[str, ...]):
+        """Per taken row, whether Arrow has an object at ``path`` (None: no struct column there)."""
+        present = self.present.get(path, _UNKNOWN)
+        if present is _UNKNOWN:
+            import pyarrow as pa
+
+            arr = _child(self.table, path) if self.table is not None else None
+            present = self.present[path] = None if arr is None or not pa.types.is_struct(arr.type) else \
+                arr.take(self.idx).is_valid().to_numpy(zero_copy_only=False)
+        return present
+
     def has(self, j: int, where: tuple[str, ...]) -> bool:
         """Whether row ``j``'s line has the key at ``where``. A line whose bytes do not hold the key's quoted
         name (and no backslash: an escape could spell it otherwise) lacks it: no need to parse it."""
         raw = self.lines[self.rows[self.idx[j]]]
-        name = self.names.get(where[-1])
-        if name is None:
-            name = self.names[where[-1]] = json.dumps(where[-1], ensure_ascii=False).encode()
-        if j not in self.cache and b"\\" not in raw and name not in raw:
+        if j not in self.cache and b"\\" not in raw and self._quoted(where[-1]) not in raw:
             return False
-        return _lookup(self(j), where) is not _ABSENT
+        return _lookup(self.section(j, where[:-1]), where[-1:]) is not _ABSENT
+
+    def value(self, j: int, where: tuple[str, ...]):
+        """The value at ``where`` in row ``j``'s record (``_ABSENT`` where it has none)."""
+        return _lookup(self.section(j, where[:-1]), where[-1:])
 
 
+_DECODER = json.JSONDecoder()
+_STRING = re.compile(rb'"[^"]*"')
+
+
+def _top_level_value(raw: bytes, name: bytes):
+    """The value of the top-level key ``name`` (quoted, as bytes) of the JSON object on the line ``raw``, which
+    has no backslash (so every ``"`` opens or closes a string): the key is the occurrence of ``name`` outside
+    any string, at depth 1 (braces and brackets counted outside strings), followed by a colon. ``_UNKNOWN``
+    unless there is exactly one such key (a repeated key: the whole line decides) and its value decodes."""
+    found, depth, pos = None, 0, 0
+    k = raw.find(name)
+    while k >= 0:  # each occurrence opens a string (in valid JSON a closing quote is never followed by a letter)
+        part = _STRING.sub(b"", raw[pos:k])  # pos opens a string too: what lies between, strings removed
+        depth += part.count(b"{") + part.count(b"[") - part.count(b"}") - part.count(b"]")
+        pos = k
+        if depth == 1 and raw[k + len(name):].lstrip()[:1] == b":":
+            if found is not None:
+                return _UNKNOWN
+            found = k
+        k = raw.find(name, k + 1)
+    if found is None:
+        return _UNKNOWN
+    text = raw[found + len(name):].decode("utf-8")
+    i = len(text) - len(text.lstrip()) + 1  # past the colon
+    i += len(text[i:]) - len(text[i:].lstrip())
+    try:
+        return _DECODER.raw_decode(text, i)[0]
+    except ValueError:
+        return _UNKNOWN
 _ABSENT = object()
+_UNKNOWN = object()
 
 
 def _lookup(rec: dict, where: tuple[str, ...]):
@@ -351,7 +448,10 @@ def _object_cells(col, where, parsed):
     import pandas as pd
 
     values = col.to_pylist()
-    absent = [v is None and not parsed.has(j, where) for j, v in enumerate(values)]
+    nulls = [j for j, v in enumerate(values) if v is None]
+    absent = [False] * len(values)
+    for j, has in zip(nulls, parsed.has_rows(nulls, where)):
+        absent[j] = not has
     if all(v is None for v in values):
         return pd.Series(np.nan, index=range(len(values))) if any(absent) else pd.Series(values, dtype=object)
     return pd.Series([np.nan if a else v for v, a in zip(values, absent)], dtype=object)
@@ -392,7 +492,7 @@ def _json_cells(arr, where, parsed):
     present = arr.is_valid().to_numpy(zero_copy_only=False)
     out = [None] * len(arr)
     for j in present.nonzero()[0]:
-        out[j] = json.dumps(_lookup(parsed(j), where))
+        out[j] = json.dumps(parsed.value(j, where))
     return pd.Series(out)
 
 
@@ -456,14 +556,13 @@ def read_frame_cached(path: str | os.PathLike, *, columns: Iterable[str] | None 
     (another inode) or rewritten before the offset is read from the start. A snapshot that cannot be read, or
     whose key or columns are not valid, is rebuilt with a warning. The lines skipped while building it are
     kept in it and warned about again, as a cold read does. Written to a temporary file and renamed."""
-    import hashlib
 
     path = Path(path)
     folder = cache_dir() if folder is None else folder
     if folder is None or not path.is_file() or not _own_folder(folder):
         return read_frame(path, columns=columns)
     real = os.path.realpath(path)
-    snap = folder / (hashlib.sha256(real.encode("utf-8", "surrogateescape")).hexdigest()[:32] + ".parquet")
+    snap = _snapshot_path(folder, path)
     try:
         with open(path, "rb") as f:
             st = os.fstat(f.fileno())
@@ -474,10 +573,19 @@ def read_frame_cached(path: str | os.PathLike, *, columns: Iterable[str] | None 
     except OSError:
         return read_frame(path, columns=columns)
     problems, not_json = _Problems(path), []
+    keep = wanted(columns)
     if cached is not None:
-        old, meta = cached
+        table, meta = cached
         problems.by_reason = {r: list(v) for r, v in meta["problems"].items()}
         not_json += meta["not_json"]
+        old = _snapshot_frame(snap, table, keep if cut == meta["offset"] == end else None)
+        if old is None:  # its data could not be read: rebuilt
+            cached, problems.by_reason, not_json = None, {}, []
+        elif cut == meta["offset"] == end:  # nothing new: only the columns asked for left the Parquet file
+            _touch(snap)
+            warn_problems(problems, not_json)
+            return old
+    if cached is not None:
         new, lineno = _read(path, problems, not_json, start=meta["offset"], stop=cut, first_line=meta["lines"])
         df = _concat([old, new])
     else:
@@ -490,12 +598,20 @@ def read_frame_cached(path: str | os.PathLike, *, columns: Iterable[str] | None 
         rest, _ = _read(path, problems, not_json, start=cut, stop=end, first_line=lineno)
         df = _concat([df, rest])
     warn_problems(problems, not_json)
-    keep = wanted(columns)
     return df[[c for c in df.columns if keep(c)]] if columns is not None else df
 
 
+def _snapshot_path(folder: Path, path) -> Path:
+    """The snapshot of the store ``path`` in ``folder``: named by a hash of the store's real path."""
+    import hashlib
+
+    real = os.path.realpath(path)
+    return Path(folder) / (hashlib.sha256(real.encode("utf-8", "surrogateescape")).hexdigest()[:32] + ".parquet")
+
+
 def _load_snapshot(snap: Path, real: str, st: os.stat_result, f):
-    """(frame, key) of a valid snapshot of this store, or None (none yet, or not valid: then a warning)."""
+    """(Parquet file, key) of a valid snapshot of this store, or None (none yet, or not valid: then a warning).
+    The file is in memory and its schema checked; :func:`_from_snapshot` reads the columns a caller wants."""
     import stat
 
     try:
@@ -512,20 +628,21 @@ def _load_snapshot(snap: Path, real: str, st: os.stat_result, f):
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        table = pq.read_table(pa.BufferReader(data))
-        meta = json.loads((table.schema.metadata or {}).get(b"sslbench", b"null"))
-        problem = _bad_key(meta, table, real, st)
+        table = pq.ParquetFile(pa.BufferReader(data))
+        schema = table.schema_arrow  # built anew at each access: once
+        meta = json.loads((schema.metadata or {}).get(b"sslbench", b"null"))
+        problem = _bad_key(meta, schema.names, real, st)
         if problem is None:
             f.seek(0)
             if meta["offset"] > st.st_size or _tail_hash(f, meta["offset"]) != meta["tail"]:
                 return None  # the store shrank or was rewritten: read from the start (not the cache's fault)
-            return _from_snapshot(table), meta
+            return table, meta
     except Exception as exc:  # noqa: BLE001 - anything in a planted or damaged file: rebuild it
         problem = f"cannot be read ({type(exc).__name__}: {exc})"
     return _invalid(snap, problem) if problem != "other store" else None
 
 
-def _bad_key(meta, table, real: str, st) -> str | None:
+def _bad_key(meta, names: list, real: str, st) -> str | None:
     if not isinstance(meta, dict) or meta.get("version") != _CACHE_VERSION:
         return "has no key of this version"
     if meta.get("path") != real or meta.get("dev") != st.st_dev or meta.get("ino") != st.st_ino:
@@ -540,7 +657,6 @@ def _bad_key(meta, table, real: str, st) -> str | None:
     if not all(isinstance(v, list) and all(isinstance(i, int) for i in v) for v in lists) or not all(
             isinstance(r, str) for r in meta["problems"]):
         return "has a key with bad line numbers"
-    names = table.column_names
     if len(set(names)) != len(names) or any(n not in BASE and not n.startswith(tuple(
             f"{s}." for s in (*SECTIONS, "regularizer_source", _NAN.rstrip(".")))) for n in names):
         return "has columns a store does not have"
@@ -555,17 +671,40 @@ def _invalid(snap: Path, problem: str):
     return None
 
 
-def _from_snapshot(table):
+def _touch(snap: Path) -> None:
+    """Mark a snapshot as read now (:func:`prune_snapshots` removes those not read for days); never a link."""
+    try:
+        os.utime(snap, follow_symlinks=False)
+    except (OSError, NotImplementedError):
+        pass
+
+
+def _snapshot_frame(snap: Path, table, keep):
+    """:func:`_from_snapshot`, or None with a warning where the file's data cannot be read."""
+    try:
+        return _from_snapshot(table, keep)
+    except Exception as exc:  # noqa: BLE001 - anything in a planted or damaged file: rebuild it
+        return _invalid(snap, f"cannot be read ({type(exc).__name__}: {exc})")
+
+
+def _from_snapshot(table, keep=None):
+    """The frame of a snapshot (a ``pyarrow.parquet.ParquetFile``), only the columns ``keep(name)`` picks (and
+    their NaN flags) read from it."""
     import numpy as np
 
-    df = table.to_pandas()
-    for name in [c for c in df.columns if c.startswith(_NAN)]:
-        target = name[len(_NAN):]
-        if target in df.columns:
+    names = table.schema_arrow.names
+    if keep is not None:
+        picked = [n for n in names if not n.startswith(_NAN) and keep(n)]
+        names = picked + [_NAN + n for n in picked if _NAN + n in names]
+    data = table.read(columns=names)
+    flags = [n for n in data.column_names if n.startswith(_NAN)]
+    masks = {n[len(_NAN):]: data.column(n).to_numpy(zero_copy_only=False).astype(bool) for n in flags}
+    df = data.drop_columns(flags).to_pandas()  # the flags never become columns (deleting them costs a copy each)
+    for target, mask in masks.items():
+        if target in df.columns and mask.any():
             col = df[target].astype(object)
-            col[df[name].to_numpy(dtype=bool)] = np.nan
+            col[mask] = np.nan
             df[target] = col
-        del df[name]
     return df
 
 
@@ -591,3 +730,79 @@ def _save_snapshot(snap: Path, df, meta: dict) -> None:
         write_atomically(snap, lambda f: pq.write_table(table, f))
     except (pa.ArrowException, OSError, ValueError, TypeError):
         return
+    prune_once(snap.parent)
+
+
+def prune_once(folder: Path) -> None:
+    """:func:`prune_snapshots` of ``folder``, the first time this process writes there."""
+    if folder not in _PRUNED:
+        _PRUNED.add(folder)
+        prune_snapshots(folder)
+
+
+#: the cache folders pruned by this process (once each, when it first writes a snapshot there)
+_PRUNED: set = set()
+#: a snapshot not read or written for this many days is removed (``$SSLBENCH_CACHE_DAYS`` overrides it)
+MAX_AGE_DAYS = 30
+_SNAPSHOT_NAME = re.compile(r"[0-9a-f]{32}\.(parquet|records\.jsonl)")  # the latter: projection_cache's
+
+
+def prune_snapshots(folder: Path, *, max_age_days: float | None = None, now: float | None = None) -> list[Path]:
+    """Remove the snapshots in ``folder`` whose store no longer exists (the real path in its key) or that were
+    neither read nor written for ``max_age_days`` (default :data:`MAX_AGE_DAYS`, or ``$SSLBENCH_CACHE_DAYS``);
+    returns those removed. Bounded: only files named as this module names snapshots, regular files (a link or
+    a folder planted there is left alone, never followed), each checked by its Parquet footer alone. Called once
+    per process and folder, when a snapshot is first written there."""
+    import stat
+    import time
+
+    if max_age_days is None:
+        try:
+            max_age_days = float(os.environ.get("SSLBENCH_CACHE_DAYS", MAX_AGE_DAYS))
+        except ValueError:
+            max_age_days = MAX_AGE_DAYS
+    now = time.time() if now is None else now
+    removed = []
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return removed
+    for name in names:
+        if not _SNAPSHOT_NAME.fullmatch(name):
+            continue
+        snap = Path(folder) / name
+        try:
+            st = os.lstat(snap)
+        except OSError:
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            continue
+        stale = now - st.st_mtime > max_age_days * 86400
+        if not stale:
+            store = _snapshot_store(snap)
+            stale = store is not None and not os.path.exists(store)
+        if stale:
+            try:
+                os.unlink(snap)
+                removed.append(snap)
+            except OSError:
+                continue
+    return removed
+
+
+def _snapshot_store(snap: Path) -> str | None:
+    """The store's real path in a snapshot's key (its Parquet footer, or the first line of cached records), or
+    None where it cannot be read."""
+    try:
+        fd = os.open(snap, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(fd, "rb") as g:
+            if snap.name.endswith(".parquet"):
+                import pyarrow.parquet as pq
+
+                meta = json.loads((pq.read_schema(g).metadata or {}).get(b"sslbench", b"null"))
+            else:
+                meta = json.loads(g.readline(1 << 20))
+    except Exception:  # noqa: BLE001 - a damaged or foreign file: the age rule alone decides
+        return None
+    path = meta.get("path") if isinstance(meta, dict) else None
+    return path if isinstance(path, str) else None

@@ -204,22 +204,34 @@ def read_projected(path: str | os.PathLike, keep, *, kind: str | None = None, st
     path = Path(path)
     if not path.exists():
         return []
-    problems, not_json, records = _Problems(path), [], []
+    problems, not_json = _Problems(path), []
+    records, _ = projected_range(path, keep, problems, not_json, kind=kind, start=start)
+    warn_problems(problems, not_json)
+    return records
+
+
+def projected_range(path: Path, keep, problems: _Problems, not_json: list[int], *, kind: str | None = None,
+                    start: int = 0, stop: int | None = None, first_line: int = 1) -> tuple[list[dict], int]:
+    """(the projected records of the bytes ``start`` to ``stop`` (default: the end) of ``path``, the number of
+    the line after them); lines counted from ``first_line`` at ``start``; problems collected, not warned."""
+    records, lineno = [], first_line
     with open(path, "rb") as f, locked(f, exclusive=False):
+        end = os.fstat(f.fileno()).st_size if stop is None else stop
         f.seek(start)
-        lineno, tail = 1, b""
-        while True:
-            block = f.read(_BLOCK)
+        pos, tail = start, b""
+        while pos < end:
+            block = f.read(min(_BLOCK, end - pos))
             if not block:
                 break
+            pos += len(block)
             lines = (tail + block).split(b"\n")
             tail = lines.pop()
             records += parse_lines(lines, lineno, problems, not_json, kind, keep)
             lineno += len(lines)
         if tail:
             records += parse_lines([tail], lineno, problems, not_json, kind, keep)
-    warn_problems(problems, not_json)
-    return records
+            lineno += 1
+    return records, lineno
 
 
 #: the bytes read at a time by the block readers
