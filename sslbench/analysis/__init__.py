@@ -40,7 +40,7 @@ from sslbench.analysis.scaling import (
     ok_points,
     scaling_table,
 )
-from sslbench.analysis.tables import SUMMARY_TABLES, format_table, inventory, summary
+from sslbench.analysis.tables import SUMMARY_COLUMNS, SUMMARY_TABLES, format_table, inventory, summary
 
 __all__ = [
     "DERIVED_COLUMNS",
@@ -53,6 +53,7 @@ __all__ = [
     "ACCURACY_METRICS",
     "VARIANT_KEYS",
     "SUMMARY_TABLES",
+    "SUMMARY_COLUMNS",
     "column",
     "fmt_number",
     "load_results",

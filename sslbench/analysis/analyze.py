@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            df = A.load_results(root, asv=args.asv)
+            df = A.load_results(root, asv=args.asv, columns=A.SUMMARY_COLUMNS)  # only what the tables read
         tables = A.summary(df, threshold=args.threshold, min_points=args.min_points, dim_min=args.dim_min,
                            tables=args.tables) if not df.empty else {}
     except Exception as exc:  # noqa: BLE001 -- one line naming the problem, never a traceback

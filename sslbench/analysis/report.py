@@ -46,8 +46,14 @@ from sslbench.analysis.claims.common import CPU_SCRIPT, EARLIER, VERDICTS, Study
 from sslbench.records.constants import CHECK_KIND
 from sslbench.records.text import markdown_cell, one_line, terminal
 
-__all__ = ["VERDICTS", "CHECK_KIND", "STUDIES", "Study", "Verdict", "verdicts", "verdict_table", "format_verdicts",
-           "add_arguments", "run"]
+__all__ = ["VERDICTS", "CHECK_KIND", "STUDIES", "REPORT_COLUMNS", "Study", "Verdict", "verdicts", "verdict_table",
+           "format_verdicts", "add_arguments", "run"]
+
+#: the flattened columns the studies' rules read besides the base and derived ones of ``load_results``: the case, every
+#: metric (a record holding a non-number in any metric is screened out, :func:`usable_records`) and the device model.
+#: ``load_results(root, columns=REPORT_COLUMNS)`` gives the same verdicts without the store's other columns
+#: (tests/test_analysis_columns.py)
+REPORT_COLUMNS = ("case.", "metrics.", "env.device_name")
 
 #: the studies' sweep configs (``sslbench sweep --config``)
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "results" / "studies" / "configs"
@@ -303,7 +309,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
-        df = load_results(root)
+        df = load_results(root, columns=REPORT_COLUMNS)
         rows = verdicts(df, args.study)  # a record a rule cannot read is skipped with a warning naming it
     for w in caught:
         print(f"sslbench report: warning: {one_line(w.message)}", file=sys.stderr)

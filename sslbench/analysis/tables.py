@@ -8,7 +8,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
-from sslbench.analysis.accuracy import accuracy_table
+from sslbench.analysis.accuracy import ACCURACY_METRICS, accuracy_table
 from sslbench.analysis.common import fmt_number
 from sslbench.analysis.regressions import regressions
 from sslbench.analysis.scaling import crossover_table, scaling_table
@@ -57,6 +57,14 @@ def summary(df: pd.DataFrame, *, threshold: float = 1.2, min_points: int = 3, di
 
 
 SUMMARY_TABLES = ("inventory", "scaling_dim", "scaling_batch", "crossovers", "accuracy", "regressions")
+
+#: the flattened columns :func:`summary` reads besides the base and derived ones of ``load_results``: the case (the
+#: accuracy keys and variants, asv's parameters), the models that name a device, asv's environment and the metrics of
+#: the accuracy table and of asv. ``load_results(root, columns=SUMMARY_COLUMNS)`` gives the same tables without
+#: holding the store's other columns (tests/test_analysis_columns.py)
+SUMMARY_COLUMNS = ("case.", "env.device_name", "env.cpu_model", "env.machine", "env.asv_env", "metrics.value",
+                   "metrics.unit", "metrics.ci_99_a", "metrics.ci_99_b",
+                   *(f"metrics.{m}" for m in ACCURACY_METRICS))
 
 
 def _column_cells(col: pd.Series) -> list[str]:

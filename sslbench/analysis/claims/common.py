@@ -259,37 +259,86 @@ SETTING = ("dataset", "fraction", "dim", "views", "batch", "epochs", "backbone",
 def train_runs(df: pd.DataFrame) -> pd.DataFrame:
     """Training records, one row each, with plain columns: the case's keys, ``hp`` (a dict), the metrics used
     here, ``ok`` (status ok and finite linear accuracy)."""
+    out, raw_hp = _train_table(df)
+    if out.empty:
+        return out
+    # the same run recorded twice (e.g. the same case in two stores, or re-run): the latest record counts once
+    out = out.assign(_ident=run_identity(out, raw_hp)).sort_values("created", na_position="first", kind="stable")
+    return out.drop_duplicates("_ident", keep="last").drop(columns="_ident")
+
+
+#: the case fields of a training run that :func:`train_runs` keeps as plain columns
+_RUN_FIELDS = ("regularizer", "dataset", "fraction", "dim", "views", "batch", "epochs", "backbone", "projector",
+               "optimizer", "lr", "ema_tau", "seed", "warmup_epochs")
+_RUN_METRICS = ("linear_top1", "knn_top1", "effective_rank", "std_normalized", "rankme", "backbone_effective_rank",
+                "init_linear_top1", "init_knn_top1", "final_loss")
+
+
+def _train_table(df: pd.DataFrame | None) -> tuple[pd.DataFrame, list]:
+    """(the table of :func:`train_runs` before duplicates are dropped, each row's ``case.hparams`` as read)."""
     if df is None or df.empty or "kind" not in df.columns:
-        return pd.DataFrame()
-    runs = df[df["kind"] == "train"]
+        return pd.DataFrame(), []
+    read = [f"case.{k}" for k in _RUN_FIELDS] + ["device_name", "env.device_name", "case.hparams",
+                                                 "case.predictor_hidden", "status", "source", "created"]
+    read += [f"metrics.{m}" for m in _RUN_METRICS]
+    # the training rows of the columns read here only (not a copy of the store's every column)
+    runs = df.loc[(df["kind"] == "train").to_numpy(dtype=bool, na_value=False), [c for c in read if c in df.columns]]
     if runs.empty:
-        return pd.DataFrame()
+        return pd.DataFrame(), []
     out = pd.DataFrame(index=runs.index)
-    for k in ("regularizer", "dataset", "fraction", "dim", "views", "batch", "epochs", "backbone", "projector",
-              "optimizer", "lr", "ema_tau", "seed", "warmup_epochs"):
+    for k in _RUN_FIELDS:
         out[k] = runs.get(f"case.{k}")
     out["device_name"] = runs.get("device_name", runs.get("env.device_name"))
-    out["hp"] = [hparams_of(v) for v in runs.get("case.hparams", pd.Series([None] * len(runs), index=runs.index))]
+    raw_hp = runs.get("case.hparams", pd.Series([None] * len(runs), index=runs.index)).tolist()
+    parsed: dict[str, dict] = {}  # a store repeats a handful of hparams texts: each is parsed once
+    out["hp"] = [(parsed[v] if v in parsed else parsed.setdefault(v, hparams_of(v))) if isinstance(v, str)
+                 else hparams_of(v) for v in raw_hp]
     # the variance add-on's weight (0 when off or absent) and byol's predictor width (records before 2026-11-28
     # lack it: they used TrainConfig's default)
     out["variance_addon"] = out["hp"].map(lambda h: float(h.get("variance_coeff") or 0.0))
     pred = pd.to_numeric(runs.get("case.predictor_hidden", pd.Series([None] * len(runs), index=runs.index)),
                          errors="coerce")
     out["predictor_hidden"] = pred.where(pred.notna() | (out["regularizer"] != "byol"), DEFAULT_PREDICTOR_HIDDEN)
-    for m in ("linear_top1", "knn_top1", "effective_rank", "std_normalized", "rankme", "backbone_effective_rank",
-              "init_linear_top1", "init_knn_top1", "final_loss"):
+    for m in _RUN_METRICS:
         col = runs.get(f"metrics.{m}")
         out[m] = pd.to_numeric(col, errors="coerce") if col is not None else math.nan
     out["status"] = runs["status"]
     out["ok"] = (runs["status"] == "ok") & np.isfinite(out["linear_top1"])
     out["source"] = runs.get("source")
     out["created"] = runs.get("created")
-    # the same run recorded twice (e.g. the same case in two stores, or re-run): the latest record counts once
-    ident = out.apply(lambda r: json.dumps([str(r.get(k)) for k in SETTING + ("regularizer", "seed", "ema_tau",
-                                                                              "warmup_epochs", "predictor_hidden")]
-                                           + [r["hp"]], sort_keys=True, default=str), axis=1)
-    out = out.assign(_ident=ident).sort_values("created", na_position="first", kind="stable")
-    return out.drop_duplicates("_ident", keep="last").drop(columns="_ident")
+    return out, raw_hp
+
+
+#: the fields that make two training records the same run (with its hyper-parameters): :func:`run_identity`
+RUN_IDENTITY = SETTING + ("regularizer", "seed", "ema_tau", "warmup_epochs", "predictor_hidden")
+
+
+def cells(df: pd.DataFrame, name: str) -> list:
+    """The cells of column ``name`` as Python objects, as a row of a frame of mixed columns holds them
+    (``df.apply(f, axis=1)``, ``iterrows``): a float column's as floats, an int column's as ints; ``None`` for
+    each row when there is no such column."""
+    return df[name].to_numpy(dtype=object).tolist() if name in df.columns else [None] * len(df)
+
+
+def run_identity(out: pd.DataFrame, raw_hp: Sequence | None = None) -> list[tuple]:
+    """One hashable identity per row of a :func:`train_runs` table: two rows are the same run exactly when their
+    identities are equal. It is, column by column, the identity the table was deduplicated on before (the JSON text
+    of ``[str(field) for field in RUN_IDENTITY] + [hp]``, built row by row; tests/test_claims_vectorised.py keeps it
+    as the reference): the ``str`` of each field, and the hyper-parameters' JSON text (keys sorted), each distinct
+    ``case.hparams`` text (``raw_hp``, row by row) converted once."""
+    fields = [[str(v) for v in cells(out, k)] for k in RUN_IDENTITY]
+    hps = out["hp"].tolist()
+    texts: dict[str, str] = {}
+    hp_text = []
+    for raw, h in zip(raw_hp if raw_hp is not None else [None] * len(hps), hps):
+        if isinstance(raw, str):
+            t = texts.get(raw)
+            if t is None:
+                t = texts[raw] = json.dumps(h, sort_keys=True, default=str)
+        else:
+            t = json.dumps(h, sort_keys=True, default=str)
+        hp_text.append(t)
+    return list(zip(*fields, hp_text))
 
 
 def isnan(x: Any) -> bool:
@@ -312,6 +361,13 @@ def default_variance(runs: pd.DataFrame) -> pd.Series:
 
 def setting_key(row: pd.Series) -> tuple:
     return tuple(None if isnan(row.get(k)) else row.get(k) for k in SETTING)  # NaN != NaN would split groups
+
+
+def setting_keys(runs: pd.DataFrame, fields: Sequence[str] = SETTING) -> list[tuple]:
+    """:func:`setting_key` of every row (of ``fields``), column by column: the same tuples as
+    ``runs.apply(setting_key, axis=1)`` without building a Series per row."""
+    cols = [[None if isnan(v) else v for v in cells(runs, k)] for k in fields]
+    return list(zip(*cols)) if cols else [()] * len(runs)
 
 
 def setting_text(key: tuple) -> str:
@@ -576,7 +632,7 @@ def groups(runs: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
     larger group of the same setting is left out, so a comparison is made once, on the most arms."""
     if runs.empty:
         return []
-    keys = runs.apply(setting_key, axis=1)
+    keys = setting_keys(runs)
     i_lr, i_opt = SETTING.index("lr"), SETTING.index("optimizer")
     at: dict[tuple, list[int]] = {}  # one pass (runs[keys == k] for every k was O(runs x settings), issue 21)
     own: dict[tuple, list[int]] = {}
@@ -587,7 +643,7 @@ def groups(runs: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
         if lr is not None and default is not None and math.isclose(float(lr), default, rel_tol=1e-9):
             own.setdefault(k[:i_lr] + (OWN_DEFAULT_LR,) + k[i_lr + 1:], []).append(pos)
     for k, pos in own.items():  # a budget of its own only where it spans several learning rates
-        if len({keys.iloc[p][i_lr] for p in pos}) > 1:
+        if len({keys[p][i_lr] for p in pos}) > 1:
             at[k] = pos
     sets = {k: set(v) for k, v in at.items()}
     base = {k: k[:i_lr] + k[i_lr + 1:] for k in at}
@@ -666,19 +722,60 @@ def _first_non_number(row: pd.Series, fields: Sequence[str]) -> str | None:
 def usable_records(df: pd.DataFrame | None) -> pd.DataFrame:
     """``df`` without the records the rules would read a non-number from (a case field of :data:`NUMERIC_CASE`,
     a metric, a hyper-parameter of :data:`NUMERIC_HPARAMS`), each skipped with one ``RuntimeWarning`` naming the
-    file, the record and the field, so that one bad record cannot take a study's table down."""
+    file, the record and the field, so that one bad record cannot take a study's table down.
+
+    Column by column: a column of numbers holds no non-number, so only the other columns' cells are looked at,
+    and each distinct hyper-parameters text is parsed once; the records, fields and warnings are those of the
+    former row-by-row screening (kept as the reference in tests/test_claims_vectorised.py)."""
     if df is None or df.empty or "kind" not in df.columns:
         return df if df is not None else pd.DataFrame()
     metrics = [c for c in df.columns if c.startswith("metrics.")]
+    kinds = df["kind"].to_numpy(dtype=object)
     bad = []
     for kind, case_fields in NUMERIC_CASE.items():
         fields = [f"case.{k}" for k in case_fields if f"case.{k}" in df.columns] + metrics
-        for idx, row in df[df["kind"] == kind].iterrows():
-            problem = _first_non_number(row, fields)
-            if problem:
-                warnings.warn(f"{describe_record(row)}: {problem} is not a number; skipped", RuntimeWarning,
-                              stacklevel=2)
-                bad.append(idx)
+        pos = np.flatnonzero(kinds == kind)
+        if not pos.size:
+            continue
+        problem: list[str | None] = [None] * len(pos)
+
+        def at(col: str) -> list:  # the kind's cells of a column, without copying the kind's rows of every column
+            return df[col].iloc[pos].to_numpy(dtype=object).tolist() if col in df.columns else [None] * len(pos)
+
+        for col in fields:
+            if _numeric_dtype(df[col]):
+                continue  # numbers (NaN for the absent) only
+            for i, v in enumerate(at(col)):
+                if problem[i] is None and not _is_number(v):
+                    problem[i] = f"{col} = {v!r}"
+        if kind == "train":
+            hp_problem: dict[str, str | None] = {}
+            for i, raw in enumerate(at("case.hparams")):
+                if problem[i] is None:
+                    if isinstance(raw, str):
+                        if raw not in hp_problem:
+                            hp_problem[raw] = _hparam_problem(hparams_of(raw))
+                        problem[i] = hp_problem[raw]
+                    else:
+                        problem[i] = _hparam_problem(hparams_of(raw))
+        sources, ids, index = at("source"), at("id"), df.index[pos]
+        for i, text in enumerate(problem):
+            if text:
+                where = describe_record({"source": sources[i], "id": ids[i], "kind": kind})
+                warnings.warn(f"{where}: {text} is not a number; skipped", RuntimeWarning, stacklevel=2)
+                bad.append(index[i])
     # without the bad values, a column of numbers held as objects becomes numeric again (as it loads from clean
     # stores: the rules compare and group by these values)
     return df.drop(index=bad).infer_objects() if bad else df
+
+
+def _numeric_dtype(col: pd.Series) -> bool:
+    """A column of numbers: a numpy float, integer or bool dtype (NaN its only missing value)."""
+    return isinstance(col.dtype, np.dtype) and col.dtype.kind in "fiub"
+
+
+def _hparam_problem(hp: dict) -> str | None:
+    for k in NUMERIC_HPARAMS:
+        if not _is_number(hp.get(k)):
+            return f"hyper-parameter {k} = {hp.get(k)!r}"
+    return None

@@ -25,13 +25,13 @@ from sslbench.analysis.claims.common import (
     device_short,
     earlier_text,
     int_text,
-    isnan,
     no_data,
     num,
     optimizer_text,
     rule_better,
     rule_comparable,
     setting_key,
+    setting_keys,
     setting_text,
     settle_note,
     train_runs,
@@ -74,8 +74,7 @@ def _view_groups(runs: pd.DataFrame) -> list[tuple[str, str, list, list, dict]]:
     nov = [k for k in SETTING if k not in ("views", "fraction")]
     runs = runs.assign(_lambd=runs["hp"].map(lambda h: h.get("lambd")))
     # NaN (a missing lambd, e.g. VICReg's) → None: NaN != NaN would put every such run in a group of its own
-    keys = runs.apply(lambda r: tuple(None if isnan(x) else x for x in
-                                      [r.get(k) for k in nov] + [r["regularizer"], r["_lambd"]]), axis=1)
+    keys = setting_keys(runs, [*nov, "regularizer", "_lambd"])  # column by column, not a Series per run
     out = []
     at: dict[tuple, list[int]] = {}  # one pass (runs[keys == key] for every key was O(runs x keys), issue 21)
     for pos, key in enumerate(keys):
