@@ -21,8 +21,8 @@ Six pages, picked in the sidebar (and in the URL: ``?page=Scaling``, ``Accuracy`
 The results folder is ``$SSLBENCH_RESULTS`` (what ``sslbench dashboard --results DIR`` sets) or ``results/`` of
 this repository, and can be changed in the sidebar; extra asv results directories are listed in
 ``$SSLBENCH_ASV`` (separated by ``os.pathsep``; default ``.asv/results`` beside the results folder). The records
-are held once per folder for all sessions (:class:`sslbench.analysis.views.LoadedResults`) and read again when a
-file's size or modification time changed, so new results show up on the next rerun. The
+are held once per folder for all sessions (:class:`sslbench.analysis.live.LiveResults`); when a store grew, only its
+appended lines are read, so new results show up on the next rerun (docs/dashboard-at-scale.md). The
 dashboard only reads records (through :mod:`sslbench.analysis`); it never trains or measures, and needs no torch.
 """
 
@@ -44,6 +44,7 @@ import streamlit as st  # noqa: E402
 from plotly.colors import qualitative  # noqa: E402
 
 from sslbench import analysis as A  # noqa: E402
+from sslbench.analysis import live as L  # noqa: E402
 from sslbench.analysis import views as V  # noqa: E402
 from sslbench.records.text import markdown_text as M  # noqa: E402 - store strings in st.markdown
 from sslbench.records.text import plotly_text as P  # noqa: E402 - store strings in plotly names, hovers
@@ -67,6 +68,12 @@ Y_DISPLAY = {
     "memory_bytes": (2.0 ** 20, "memory of the step (MiB, peak above the inputs)"),
     "peak_bytes": (2.0 ** 20, "peak memory (MiB, inputs and runtime included)"),
 }
+#: the flattened columns the Scaling page reads besides the plain ones (the quartiles of the error bars)
+SCALING_EXTRA = ("metrics.time_q25_s", "metrics.time_q75_s")
+#: the columns the Scaling page's figure, crossing pairs and crossover table read, once its filters are applied:
+#: each of their selections then copies these, not every column of the records
+FIGURE_COLUMNS = ("kind", "status", "label", "regularizer", "algorithm", "impl", "device_name", "threads", "dtype",
+                  "dim", "batch", "views", "time_s", "memory_bytes", "peak_bytes", *SCALING_EXTRA)
 PALETTE = qualitative.Plotly + qualitative.D3 + qualitative.Dark24
 
 
@@ -74,16 +81,17 @@ PALETTE = qualitative.Plotly + qualitative.D3 + qualitative.Dark24
 # Data (cached on the files' modification times)
 # ==============================================================================================================
 @st.cache_resource(show_spinner=False, max_entries=4)
-def results_of(root: str, asv: tuple[str, ...] | None) -> V.LoadedResults:
-    """The one holder of ``root``'s records (:class:`sslbench.analysis.views.LoadedResults`), shared by every
-    session and rerun: keyed on the folder, not on its files' fingerprint, so a change of a file replaces the
-    frame instead of caching another copy of it."""
-    return V.LoadedResults(root, asv)
+def results_of(root: str, asv: tuple[str, ...] | None) -> L.LiveResults:
+    """The one holder of ``root``'s records (:class:`sslbench.analysis.live.LiveResults`), shared by every session
+    and rerun: keyed on the folder, not on its files' fingerprint, so a change of a file updates the one frame
+    (reading only the appended lines) instead of caching another copy of it."""
+    return L.LiveResults(root, asv)
 
 
 def load(root: str, asv: tuple[str, ...] | None) -> tuple[pd.DataFrame, list[str]]:
-    """All records under ``root`` (:func:`sslbench.analysis.load_results`) and the warnings reading them gave,
-    read again only when a file changed."""
+    """All records under ``root`` (:func:`sslbench.analysis.load_results`, the columns of
+    :data:`sslbench.analysis.live.DASHBOARD_COLUMNS`) and the warnings reading them gave; after a change only the
+    appended lines are read."""
     with st.spinner("Reading results ..."):
         return results_of(root, asv).get()
 
@@ -151,7 +159,8 @@ def scaling_figure(data: pd.DataFrame, x: str, y: str, colours: dict, *, title: 
             meta=dict(series=str(key[0]), exponent=None if not np.isfinite(alpha) else float(alpha)),
             hovertemplate=f"{name}<br>{AXIS_SHORT[x]}=%{{x}}<br>%{{y:.4g}}<extra></extra>"))
     # out-of-memory cases: at the top of the chart, where the series could not go
-    oom = V.oom_points(data, x)
+    # one marker per series and size: the records of one case that ran out of memory again sit on the same spot
+    oom = V.oom_points(data, x).drop_duplicates(["label", x])
     if not oom.empty:
         ceiling = ymax * 2 if ymax > 0 else 1.0
         fig.add_trace(go.Scatter(
@@ -187,9 +196,16 @@ def scaling_figure(data: pd.DataFrame, x: str, y: str, colours: dict, *, title: 
     return fig, fits, xover
 
 
-def page_scaling(df: pd.DataFrame, colours: dict) -> None:
+def memo(held: L.LiveResults | None, key: tuple, compute):
+    """``compute()``, once per version of the records and ``key`` (the page and every choice it depends on),
+    kept with the records (:meth:`sslbench.analysis.live.LiveResults.derived`): a redraw or a new session with the
+    same choices reuses it; an append computes it again."""
+    return held.derived(key, lambda _frame: compute()) if held is not None else compute()
+
+
+def page_scaling(df: pd.DataFrame, colours: dict, held: L.LiveResults | None = None) -> None:
     st.header("Scaling: time and memory against D, N and V")
-    data = df[df["kind"].isin(A.SCALING_KINDS)]
+    data = L.narrow(df, A.SCALING_KINDS, SCALING_EXTRA)  # its rows and columns only, before any filter
     if data.empty:
         st.info("No regularizer benchmarks in these results (records of kind "
                 f"{', '.join(A.SCALING_KINDS)}). Produce some with:")
@@ -204,6 +220,7 @@ def page_scaling(df: pd.DataFrame, colours: dict) -> None:
     devices = V.choices(data["device_name"], by_count=True)
     chosen_devices = sb.multiselect("Device", devices, default=devices[:1], key="sc_device")
     data = V.keep(data, "device_name", chosen_devices)
+    sel: list = ["scaling", kind, tuple(chosen_devices)]  # every choice the figures depend on: their cache key
     if data.empty:
         st.warning("Choose at least one device in the sidebar.")
         return
@@ -212,6 +229,7 @@ def page_scaling(df: pd.DataFrame, colours: dict) -> None:
         th = pick("torch threads", threads, key="sc_threads", default=V.most_common(data["threads"]),
                   format_func=fmt_value)
         data = data[data["threads"] == th]
+        sel.append(("threads", th))
     axes = V.scaling_axes(data)
     x = sb.radio("Scale in", axes, key="sc_x", horizontal=True, format_func=lambda a: AXIS_SHORT[a])
     y = sb.radio("Metric", list(Y_DISPLAY), key="sc_y",
@@ -225,23 +243,28 @@ def page_scaling(df: pd.DataFrame, colours: dict) -> None:
         fixed[other] = pick(f"{AXIS_SHORT[other]} (fixed)", values, key=f"sc_fix_{x}_{other}",
                             default=V.default_fixed(data, other, x), format_func=fmt_value)
         data = data[data[other] == fixed[other]]
+    sel += [x, y, tuple(fixed.items())]
     dtypes = V.choices(data["dtype"], by_count=True)
     dtypes.sort()
     if len(dtypes) > 1:
         dt = pick("dtype", dtypes, key="sc_dtype", default="float32" if "float32" in dtypes else dtypes[0])
         data = data[data["dtype"].astype(str) == dt]
+        sel.append(("dtype", dt))
     regs = sorted(V.choices(data["regularizer"], by_count=True))
     chosen = sb.multiselect("Regularizers", regs, default=regs, key="sc_regs")
     data = V.keep(data, "regularizer", chosen)
+    sel.append(tuple(chosen))
     algos = sorted(data["algorithm"].fillna("(default)").astype(str).unique().tolist())
     if len(algos) > 1:
         chosen_algos = sb.multiselect("Algorithms", algos, default=algos, key="sc_algos")
         data = data[data["algorithm"].fillna("(default)").astype(str).isin(chosen_algos)]
+        sel.append(("algorithms", tuple(chosen_algos)))
     impls = sorted(data["impl"].dropna().astype(str).unique().tolist())
     if len(impls) > 1:
         chosen_impls = sb.multiselect("Implementation", impls, default=impls, key="sc_impl",
                                       format_func=lambda i: {"official": "official code", "sslbench": "sslbench"}.get(i, i))
         data = data[data["impl"].astype(str).isin(chosen_impls)]
+        sel.append(("impl", tuple(chosen_impls)))
     min_points = sb.number_input("Fit: minimum points", min_value=2, max_value=10, value=3, key="sc_minpts")
     sizes = V.choices(pd.to_numeric(data[x], errors="coerce"))
     fit_from = pick(f"Fit: from {AXIS_SHORT[x]} ≥", sizes, key=f"sc_fitfrom_{x}", format_func=fmt_value,
@@ -251,7 +274,14 @@ def page_scaling(df: pd.DataFrame, colours: dict) -> None:
         st.warning("Nothing left to plot with these filters.")
         return
     # the pairs that can cross: series of the same regularizer
-    pairs = V.crossing_pairs(data, x, y) if len(chosen_devices) == 1 else []
+    sel = tuple(sel)
+    whole = data  # the filtered records (the caption of failed cases); the figures read a few of its columns
+    data = data[[c for c in FIGURE_COLUMNS if c in data.columns]]
+    # the crossovers of every pair once: the table below, and the pairs' order (those that cross first) from it
+    table = memo(held, (*sel, "crossovers"), lambda: A.crossover_table(data, x=x, y=y, kinds=[kind])) \
+        if len(chosen_devices) == 1 else pd.DataFrame()
+    pairs = memo(held, (*sel, "pairs"), lambda: L.crossing_pairs(data, x, y, table)) if len(chosen_devices) == 1 \
+        else []
     options = ["(none)"] + [f"{a}  vs  {b}" for a, b in pairs]
     choice = pick("Annotate the crossover of", options, key=f"sc_pair_{x}_{y}",
                   default=options[1] if len(options) > 1 else "(none)",
@@ -261,11 +291,12 @@ def page_scaling(df: pd.DataFrame, colours: dict) -> None:
     where = ", ".join(f"{AXIS_SHORT[k]}={fmt_value(v)}" for k, v in fixed.items())
     devs = " / ".join(chosen_devices)
     title = f"{Y_DISPLAY[y][1].split(' (')[0]} vs {AXIS_SHORT[x]} ({where}) on {devs}"
-    fig, fits, xover = scaling_figure(data, x, y, colours, title=title, pair=pair,
-                                      suffix_device=len(chosen_devices) > 1, min_points=int(min_points),
-                                      fit_from=fit_from if sizes and fit_from != sizes[0] else None)
+    fit_from = fit_from if sizes and fit_from != sizes[0] else None
+    fig, fits, xover = memo(held, (*sel, "figure", pair, int(min_points), fit_from), lambda: scaling_figure(
+        data, x, y, colours, title=title, pair=pair, suffix_device=len(chosen_devices) > 1,
+        min_points=int(min_points), fit_from=fit_from))
     show(fig, "chart_scaling")
-    failed = V.failed_otherwise(data)
+    failed = V.failed_otherwise(whole)
     if not failed.empty:
         st.caption(f"{len(failed)} case(s) failed otherwise ({M(', '.join(sorted(map(str, failed['status'].unique()))))}); "
                    "not plotted.")
@@ -285,7 +316,6 @@ def page_scaling(df: pd.DataFrame, colours: dict) -> None:
             st.dataframe(shown.rename(columns={"exponent": "α", "r2": "R²"}), hide_index=True, key="tbl_fits")
     with c2:
         st.subheader("Crossovers")
-        table = A.crossover_table(data, x=x, y=y, kinds=[kind]) if len(chosen_devices) == 1 else pd.DataFrame()
         if table.empty:
             st.caption("No pairs of series of the same regularizer here.")
         else:
@@ -688,7 +718,7 @@ def page_runs(df: pd.DataFrame, logs: pd.DataFrame, colours: dict) -> None:
 # ==============================================================================================================
 # Claims
 # ==============================================================================================================
-def page_claims(df: pd.DataFrame) -> None:
+def page_claims(df: pd.DataFrame, held: L.LiveResults | None = None) -> None:
     from sslbench.analysis import report as R  # pandas only: the verdicts are computed from the records, nothing is run
 
     st.title("Claims of the seed papers")
@@ -698,10 +728,20 @@ def page_claims(df: pd.DataFrame) -> None:
     c1, c2 = st.columns(2)
     studies = c1.multiselect("Studies", list(R.STUDIES), default=list(R.STUDIES), key="claims_studies")
     verdicts = c2.multiselect("Verdicts", list(R.VERDICTS), default=list(R.VERDICTS), key="claims_verdicts")
-    table = R.verdict_table(R.verdicts(df, studies or None))
+    earlier = st.checkbox("Show the earlier setting too (the SGD recipe, superseded; not counted)", value=False,
+                          key="claims_earlier")
+    rows = claim_rows(df, tuple(studies), held)
+    shown = [r for r in rows if earlier or not R.is_earlier(r)]
+    table = R.verdict_table(shown)
     table = table[table["verdict"].isin(verdicts)]
-    counts = table["verdict"].value_counts()
-    st.markdown(" · ".join(f"**{v}** {int(counts.get(v, 0))}" for v in R.VERDICTS))
+    now = [r for r in shown if not R.is_earlier(r)]
+    st.markdown("Current settings: " + " · ".join(f"**{v}** {sum(r.verdict == v for r in now)}" for v in R.VERDICTS))
+    old = [r for r in rows if R.is_earlier(r)]
+    if old:
+        st.caption(f"{len(old)} row(s) of the earlier setting (the SGD recipe) "
+                   + ("shown, counted apart: " + ", ".join(f"{v} {sum(r.verdict == v for r in old)}"
+                                                            for v in R.VERDICTS) if earlier
+                      else "hidden: tick the box above to show them"))
     st.dataframe(table, hide_index=True, key="tbl_claims", column_config={
         "figures": st.column_config.TextColumn(width="large"), "rule": st.column_config.TextColumn(width="medium")})
     for name in studies:
@@ -709,6 +749,17 @@ def page_claims(df: pd.DataFrame) -> None:
         with st.expander(f"{name}: {s.title} ({s.paper})"):
             st.markdown(f"> {s.claim}")
             st.code("\n".join(f"{s.command(scale)}   # {s.cost(scale)}" for scale in s.scales()), language="bash")
+
+
+def claim_rows(df: pd.DataFrame, studies: tuple[str, ...], held: L.LiveResults | None) -> list:
+    """The verdict rows of ``studies`` (all when empty), computed once per version of the records and kept with
+    them (:meth:`sslbench.analysis.live.LiveResults.derived`): a redraw or a new session reuses them."""
+    from sslbench.analysis import report as R
+
+    def compute(frame: pd.DataFrame) -> list:
+        with st.spinner("Computing the verdicts ..."):
+            return R.verdicts(frame, list(studies) or None)
+    return held.derived(("claims", studies), compute) if held is not None else compute(df)
 
 
 # ==============================================================================================================
@@ -731,7 +782,7 @@ def main() -> None:
     root_path = Path(root).expanduser()
     if not root_path.is_dir():
         st.title("sslbench dashboard")
-        st.warning(f"The results folder {root_path} does not exist.")
+        st.warning(f"The results folder {M(root_path)} does not exist.")
         st.markdown(_help(root_path))
         return
     try:
@@ -743,19 +794,21 @@ def main() -> None:
         return
     if problems:
         with sb.expander(f"{len(problems)} warning(s) while reading"):
-            for p in problems:
-                st.caption(p)
+            for p in problems:  # file names and a record's keys: strings from disk, escaped
+                st.caption(M(p))
     if df.empty and (page != "Runs" or logs.empty):
         st.title("sslbench dashboard")
-        st.info(f"No results in {root_path} yet.")
+        st.info(f"No results in {M(root_path)} yet.")
         st.markdown(_help(root_path))
         return
-    sb.caption(f"{len(df)} records from {df['source'].nunique()} file(s) in {root_path}")
+    sb.caption(f"{len(df)} records from {df['source'].nunique()} file(s) in {M(root_path)}")
     colours = colour_map(df["label"].dropna()) if "label" in df.columns else {}
     colours.update({k: v for k, v in colour_map(df["regularizer"].dropna()).items() if k not in colours})
-    draw = {"Scaling": lambda: page_scaling(df, colours), "Accuracy": lambda: page_accuracy(df, colours),
+    held = results_of(str(root_path), asv)
+    draw = {"Scaling": lambda: page_scaling(df, colours, held), "Accuracy": lambda: page_accuracy(df, colours),
             "Throughput": lambda: page_throughput(df),
-            "Regressions": lambda: page_regressions(df, colours), "Claims": lambda: page_claims(df),
+            "Regressions": lambda: page_regressions(df, colours),
+            "Claims": lambda: page_claims(df, held),
             "Runs": lambda: page_runs(df, logs, colours)}[page]
     try:
         draw()
