@@ -362,7 +362,31 @@ def test_a_local_worker_stops_when_its_controller_is_killed(tmp_path):
         assert "submitit.local._local" in " ".join(controller.cmdline())
         controller.kill()
         _wait_for(lambda: not alive(worker.pid), timeout=120)
-        _wait_for(lambda: [r["status"] for r in _records(store)] == ["interrupted"], timeout=300)
+        try:
+            _wait_for(lambda: [r["status"] for r in _records(store)] == ["interrupted"], timeout=300)
+        except AssertionError:  # say what the store holds (a flake under load was silent)
+            raise AssertionError(f"statuses {[r['status'] for r in _records(store)]}, not ['interrupted']") from None
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_a_stop_right_after_the_claim_is_recorded_as_interrupted(tmp_path, monkeypatch):
+    """A Ctrl-C / SIGTERM that lands just after a case is claimed (its claim file is visible at once) used to stop
+    the case with no "interrupted" record: the run had no current case yet. The claim and the current case are
+    now taken together, so the stop records the case, and the claim is released."""
+    store = tmp_path / "s.jsonl"
+    calls = []
+    orig = plan._Progress.eta
+
+    def stop_once(self, *args, **kwargs):  # the first thing a claimed case does: a stop arriving right then
+        if not calls:
+            calls.append(1)
+            raise KeyboardInterrupt
+        return orig(self, *args, **kwargs)
+
+    monkeypatch.setattr(plan._Progress, "eta", stop_once)
+    code = sweep.run(_parse(BENCH + ["--isolate", "never", "--out", str(store)]))
+    assert calls and code == 130
+    assert [r["status"] for r in _records(store)] == ["interrupted"]
+    assert not list((Path(str(store) + ".sweep") / "claims").glob("*.claim"))

@@ -563,13 +563,21 @@ def _claim(run: _Run, case: dict, sid: str):
 
 
 def _run_one(run: _Run, k: int, case: dict, sid: str) -> None:
-    claim = _claim(run, case, sid)
-    if claim is None:
-        return
+    claim = None
     try:
+        # the claim and ``run.current`` are taken together: a Ctrl-C / SIGTERM between the two (the claim is
+        # visible at once, then the store is read again: ``_done_meanwhile``) used to stop a claimed case without
+        # recording it as "interrupted" (the run had no current case yet); it is now delivered after both
+        with _signals_deferred():
+            claim = _claim(run, case, sid)
+            if claim is not None:
+                run.current = case
+        if claim is None:
+            return
         _run_claimed(run, k, case, sid)
     finally:
-        claim.release()
+        if claim is not None:
+            claim.release()
 
 
 def _run_claimed(run: _Run, k: int, case: dict, sid: str) -> None:
