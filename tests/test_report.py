@@ -864,7 +864,7 @@ def test_the_earlier_sgd_setting_is_shown_apart_and_its_claims_are_pending(tmp_p
         _train(q / "t.jsonl", "barlow_twins", s, b, optimizer="sgd")
     wide = _lin(_rows(_load(q), "fft", "downstream accuracy"))[0]
     assert wide.verdict == "inconclusive" and wide.command.startswith(
-        "superseded by the AdamW-recipe grid: STUDIES=fft bash results/studies/run-cpu2.sh   # 15 runs of ~2.4 min")
+        "superseded by the AdamW-recipe grid: STUDIES=fft bash results/studies/run-cpu2.sh   # 21 runs of ~2.4 min")
 
 
 def test_isoloss_drops_are_read_from_intervals(tmp_path):
@@ -962,3 +962,20 @@ def test_the_cpu_settle_hint_uses_the_measured_pace_of_the_study_grid(tmp_path):
     cpu = bt.command.split("   | GPU: ")[0]
     more = int(cpu.split("# ")[1].split(" seeds per arm")[0]) - 2
     assert cpu.endswith(f"~{more * (220 + 70) / 60:.0f} min at the median pace of its 4 recorded run(s) on this CPU")
+
+
+def test_a_relaxed_and_exact_pair_never_at_equal_coefficients_is_said_so(tmp_path):
+    """The AdamW fft grid first ran Barlow Twins at its lambd = 1/D and the FFT relaxation at 0.0051: the rule
+    compares them only at equal coefficients, so the pair was left out in silence. It is now a "no data" row naming
+    the coefficients; once the exact loss runs at the relaxed one's, the comparison is made."""
+    p = tmp_path / "t.jsonl"
+    for s in range(2):
+        _train(p, "barlow_twins_fft", s, 80.0 + s, hparams={"permute": True, "lambd": 0.0051})
+        _train(p, "barlow_twins", s, 80.5 + s, hparams={"lambd": 1 / 512})
+    rows = _lin(_rows(_load(tmp_path), "fft", "downstream accuracy"))
+    assert [v.verdict for v in rows] == ["no data"]
+    assert "barlow_twins_fft ran at lambd 0.0051" in rows[0].figures and "never at equal coefficients" in rows[0].figures
+    for s in range(2):
+        _train(p, "barlow_twins", s, 80.2 + s, hparams={"lambd": 0.0051})
+    rows = _lin(_rows(_load(tmp_path), "fft", "downstream accuracy"))
+    assert [v.verdict for v in rows] == ["inconclusive"] and "(both lambd 0.0051)" in rows[0].figures

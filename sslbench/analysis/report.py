@@ -95,13 +95,13 @@ STUDIES: dict[str, Study] = {s.name: s for s in (
     Study("fft", "FFT-relaxed Barlow Twins / VICReg", "Shigeto et al., CVPR 2023",
           "comparable downstream accuracy to Barlow Twins / VICReg, less memory and faster training when D is large; "
           "the permutation trick breaks the spurious minima that the relaxation creates",
-          ["fft-cpu2-exact.toml", "fft-cpu2-permute-true.toml", "fft-cpu2-permute-false.toml"],
+          ["fft-cpu2-exact.toml", "fft-cpu2-bt-lambd.toml", "fft-cpu2-permute-true.toml", "fft-cpu2-permute-false.toml"],
           ["fft-gpu-exact.toml", "fft-gpu-permute-true.toml", "fft-gpu-permute-false.toml"],
-          _cpu_cost(15, "2.4 min", 36) + ", plus the scaling sweeps of results/sweeps",
+          _cpu_cost(21, "2.4 min", 50) + ", plus the scaling sweeps of results/sweeps",
           _gpu_cost(9, 200, "10.8 min", "1 h 37 min"), fft.verdict, ("permutation",),
           ["fft-gpu-1h-exact.toml", "fft-gpu-1h-permute-true.toml", "fft-gpu-1h-permute-false.toml"],
           _gpu_cost(9, 100, "5.9 min", "53.0 min"), gpu_regularizers=("barlow_twins", "barlow_twins_fft"),
-          cpu_seed_min=12, cpu_earlier=_earlier("fft")),
+          cpu_seed_min=17, cpu_earlier=_earlier("fft")),
     Study("sfrik", "SFRIK", "Zheng et al. 2022",
           "cost O(N²·D) through the Gram matrix, memory O(N²); accuracy comparable to VICReg and uniformity; the "
           "degree-2 truncation penalises ‖EᵀE‖_F², an information-maximisation (covariance) regulariser",

@@ -207,6 +207,27 @@ def _fft_arms(g: pd.DataFrame, key: tuple, st: Study, claim: str, claim_p: str) 
     return out
 
 
+def _unpaired(g: pd.DataFrame, key: tuple, st: Study, claim: str) -> list[Verdict]:
+    """A "no data" row for a relaxed loss and its exact loss that both ran in the setting but never at the same
+    coefficients (e.g. Barlow Twins at its lambd = 1/D, the FFT relaxation at 0.0051): the rule compares them only at
+    equal coefficients, and the row says so rather than leaving the pair out in silence."""
+    out = []
+    for relaxed, exact in (("barlow_twins_fft", "barlow_twins"), ("vicreg_fft", "vicreg")):
+        mine_r = g[(g["regularizer"] == relaxed) & default_variance(g)]
+        mine_e = g[(g["regularizer"] == exact) & default_variance(g)]
+        cr, ce = set(mine_r["_coeffs"]), set(mine_e["_coeffs"])
+        if cr and ce and not cr & ce:
+            out.append(Verdict(st.name, claim, "no data", f"{relaxed} ran{_coeffs_of(mine_r)} and {exact}"
+                               f"{_coeffs_of(mine_e)}, never at equal coefficients: run {exact} at {relaxed}'s",
+                               RULE_COMPARABLE, st.command(), setting_text(key)))
+    return out
+
+
+def _coeffs_of(rows: pd.DataFrame) -> str:
+    vals = sorted({f"{k} {num(h[k])}" for h in rows["hp"] for k in _FFT_COEFFS if h.get(k) is not None})
+    return f" at {', '.join(vals)}" if vals else ""
+
+
 def _fft_accuracy(df: pd.DataFrame, st: Study) -> list[Verdict]:
     runs = as_published(train_runs(df))
     claim = "downstream accuracy comparable to the exact losses"
@@ -219,6 +240,7 @@ def _fft_accuracy(df: pd.DataFrame, st: Study) -> list[Verdict]:
         for key, g in groups(runs):
             for _, same in g.groupby("_coeffs", sort=True):
                 out += _fft_arms(same, key, st, claim, claim_p)
+            out += _unpaired(g, key, st, claim)
     if not any(v.claim == claim for v in out):
         out.append(no_data(st, claim, RULE_COMPARABLE))
     if not any(v.claim.startswith(claim_p + " [training]") for v in out):
