@@ -31,19 +31,15 @@ import argparse
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.scale import committed_records, make_store  # noqa: E402  (the one store generator)
+from benchmarks.scale import committed_records, make_store, measure  # noqa: E402  (one store generator, one measure)
 
 # ---------------------------------------------------------------------------------------------------------------
 # What each fresh process runs: argv after the code; prints one JSON line
@@ -130,44 +126,16 @@ print(json.dumps({"s": time.perf_counter() - t, "rc": rc, "first_line": line[:60
 
 
 def run(code: str, checkout: Path, args: list[str], env: dict, timeout: float) -> dict:
-    """``code`` in a fresh process with ``checkout`` on PYTHONPATH: wall seconds, peak RSS (MiB, from
-    ``os.wait4``), and the JSON line it printed; past ``timeout`` the process group started here is killed."""
-    full = {**os.environ, "PYTHONPATH": str(checkout), "PYTHONWARNINGS": "ignore", **env}
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        t = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=out, stderr=err, env=full,
-                                cwd=checkout, start_new_session=True)
-        fired = threading.Event()
-
-        def kill():
-            fired.set()
-            os.killpg(proc.pid, signal.SIGKILL)  # the session started just above, and nothing else
-
-        timer = threading.Timer(timeout, kill)
-        timer.start()
-        _, status, usage = os.wait4(proc.pid, 0)
-        timer.cancel()
-        wall = time.perf_counter() - t
-        out.seek(0)
-        err.seek(0)
-        text, etext = out.read().decode(errors="replace"), err.read().decode(errors="replace")
-    res = {"s": wall, "rss_mib": usage.ru_maxrss / 1024, "rc": os.waitstatus_to_exitcode(status),
-           "timed_out": fired.is_set()}
-    for line in reversed(text.splitlines()):
-        try:
-            res["inner"] = json.loads(line)
-            break
-        except ValueError:
-            continue
-    if res["rc"] and not fired.is_set():
-        res["error"] = (etext.strip().splitlines() or [""])[-1][:160]
-    return res
+    """``code`` in a fresh process with ``checkout`` on PYTHONPATH (:func:`benchmarks.scale.measure`): wall seconds,
+    peak RSS (MiB), exit status and the JSON line it printed (``inner``, None without one); ``env`` names the
+    snapshot cache (``SSLBENCH_CACHE_DIR``)."""
+    return measure([sys.executable, "-c", code, *args], checkout, timeout, env=env)
 
 
 def fmt(res: dict) -> str:
     if res.get("timed_out"):
         return f"> {res['s']:.0f} s (killed), {res['rss_mib']:.0f} MiB"
-    if res.get("error") or "inner" not in res:
+    if res.get("error") or res.get("inner") is None:
         return f"failed: {res.get('error', 'no output')}"
     inner = res["inner"]
     shape = f"{inner['rows']} x {inner['cols']}" if "rows" in inner else inner.get("first_line", "")

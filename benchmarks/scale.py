@@ -192,13 +192,14 @@ def make_store(pool: list[dict], n: int, dest: Path, seed: int = 0) -> int:
 # ---------------------------------------------------------------------------------------------------------------
 # Measuring
 # ---------------------------------------------------------------------------------------------------------------
-def measure(argv: list[str], code: Path, timeout: float, cache: Path | None = None) -> dict:
+def measure(argv: list[str], code: Path, timeout: float, cache: Path | None = None,
+            env: dict | None = None) -> dict:
     """Run ``argv`` in a fresh process with ``code`` first on PYTHONPATH and ``cache`` as its snapshot cache folder
-    (``SSLBENCH_CACHE_DIR``; ``off`` when None): wall seconds, peak RSS (MiB, that child's own, from ``os.wait4``),
-    exit status, and the last JSON line it printed (if any). Past ``timeout`` the process group this function
-    started is killed."""
+    (``SSLBENCH_CACHE_DIR``; ``off`` when None; ``env`` is applied last): wall seconds, peak RSS (MiB, that child's
+    own, from ``os.wait4``), exit status, and the last JSON line it printed (if any). Past ``timeout`` the process
+    group this function started is killed. (benchmarks/read_path.py measures through it too.)"""
     env = {**os.environ, "PYTHONPATH": str(code), "PYTHONWARNINGS": "ignore",
-           "SSLBENCH_CACHE_DIR": str(cache) if cache is not None else "off"}
+           "SSLBENCH_CACHE_DIR": str(cache) if cache is not None else "off", **(env or {})}
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         t = time.perf_counter()
         proc = subprocess.Popen(argv, stdout=out, stderr=err, env=env, cwd=code, start_new_session=True)
