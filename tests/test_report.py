@@ -15,6 +15,7 @@ import textwrap
 from pathlib import Path
 
 import pandas as pd
+import numpy as np
 import pytest
 
 from sslbench.analysis import load_results, report
@@ -86,7 +87,36 @@ def test_fft_cost_relaxed_growing_as_fast_is_not_supported_and_flat_is_inconclus
     flat.mkdir()
     _bench(flat / "f.jsonl", {("barlow_twins", "cross_correlation"): _flat, ("barlow_twins_fft", None): _flat,
                               ("vicreg", "cross_correlation"): _flat, ("vicreg_fft", None): _flat})
-    assert [v.verdict for v in _rows(_load(flat), "fft", "loss time")] == ["inconclusive"]
+    flat_rows = _rows(_load(flat), "fft", "loss time")
+    assert [v.verdict for v in flat_rows] == ["inconclusive"]
+    # an inconclusive scaling row says what would settle it: the same losses, on the same device, at a larger batch
+    hint = flat_rows[0].command
+    assert hint.startswith("sslbench sweep --config results/sweeps/configs/scaling-dim.toml --regularizers "
+                           "barlow_twins_fft barlow_twins vicreg_fft vicreg --algorithms cross_correlation --dims ")
+    assert "--batches 4096 --device cpu" in hint and "fixed costs dominate" in hint and "N=256" in hint
+    noisy = tmp_path / "noisy"
+    noisy.mkdir()
+    rng = np.random.default_rng(0)
+
+    def _noisy(d):  # time as the exact loss; memory a page-granular RSS delta that does not follow D
+        return C * 256 * d * d, float(rng.choice([4096, 64 * 2**20, 4 * 2**20]))
+    _bench(noisy / "n.jsonl", {("barlow_twins", "cross_correlation"): _noisy, ("barlow_twins_fft", None): _noisy,
+                               ("vicreg", "cross_correlation"): _noisy, ("vicreg_fft", None): _noisy})
+    mem = _rows(_load(noisy), "fft", "loss memory")
+    assert [v.verdict for v in mem] == ["inconclusive"]
+    assert "R² < 0.8" in mem[0].command and "--dims 2048 4096 8192 16384 --device cpu" in mem[0].command
+    assert "--batches" not in mem[0].command
+
+
+def test_scaling_hint_names_the_device_and_sweep_parses_it(capsys):
+    """The hint's command is one that ``sslbench sweep`` accepts (its --dry-run lists the cases)."""
+    hint = common.settle_scaling(["sfrik"], "NVIDIA H100 80GB HBM3", "why", batch=4096, dims=(512, 1024))
+    assert "--device cuda" in hint and hint.endswith("# why; 2 bench cases (minutes)")
+    assert common.settle_scaling(["sfrik"], "Intel(R) Xeon(R) CPU", "w").count("--device cpu") == 1
+    argv = hint.split("   #")[0].split()[1:]
+    argv[argv.index("cuda")] = "cpu"  # no GPU here: the same grid on the CPU, listed and not run
+    assert main(argv + ["--dry-run", "--out", "/nonexistent-dir/x.jsonl"]) == 0, capsys.readouterr().err
+    assert "2 case(s)" in capsys.readouterr().out
 
 
 def test_no_records_gives_no_data_for_every_claim(tmp_path):

@@ -638,6 +638,30 @@ def device_short(name: Any) -> str:
     return "CPU" if any(w in s.lower() for w in ("xeon", "epyc", "cpu", "ryzen", "core")) else s
 
 
+def device_flag(name: Any) -> str:
+    """The ``--device`` of ``sslbench sweep`` that measures again on the device a record names (cpu or cuda)."""
+    return "cpu" if device_short(name) == "CPU" else "cuda"
+
+
+#: the D of the scaling sweeps a "to settle" hint asks for (above the fit's floor :data:`FIT_D_MIN`, up to where the
+#: exact losses' D x D matrices dominate every fixed cost)
+SETTLE_DIMS = (512, 1024, 2048, 4096, 8192, 16384)
+#: the batch size N of those sweeps where, at the published N = 256, fixed costs hide the growth in D
+SETTLE_BATCH = 4096
+
+
+def settle_scaling(regularizers: Sequence[str], device: Any, why: str, *, batch: int | None = None,
+                   dims: Sequence[int] = SETTLE_DIMS) -> str:
+    """The "to settle" hint of an inconclusive scaling-in-D row: ``why`` it is inconclusive (a shell comment), then the
+    one sweep (results/sweeps/configs/scaling-dim.toml with the command line's overrides) that measures the series
+    again where the rule can decide: the same device, ``dims`` and, when fixed costs dominated, a larger ``batch``."""
+    n_cases = len(regularizers) * len(dims)
+    return (f"sslbench sweep --config results/sweeps/configs/scaling-dim.toml --regularizers {' '.join(regularizers)} "
+            f"--algorithms cross_correlation --dims {' '.join(str(d) for d in dims)}"
+            + (f" --batches {batch}" if batch else "") + f" --device {device_flag(device)}"
+            f"   # {why}; {n_cases} bench cases (minutes)")
+
+
 #: the ``lr`` of a setting key whose arms each ran at their own method's default learning rate (:func:`groups`)
 OWN_DEFAULT_LR = "each method's default"
 

@@ -16,6 +16,8 @@ from sslbench.analysis.claims.common import (
     FIT_D_MIN,
     MEMORY_R2_MIN,
     QUADRATIC_ALPHA_MIN,
+    SETTLE_BATCH,
+    SETTLE_DIMS,
     Study,
     Verdict,
     arm,
@@ -37,6 +39,7 @@ from sslbench.analysis.claims.common import (
     scaling,
     setting_text,
     settle_note,
+    settle_scaling,
     train_runs,
 )
 
@@ -61,8 +64,8 @@ RULE_LOGLINEAR = (f"exponent of time in D (D ≥ {FIT_D_MIN}): relaxed < {LOGLIN
 RULE_MEMORY = f"as time, on the step's memory; inconclusive when a fit has R² < {MEMORY_R2_MIN}"
 
 
-def _pair_exponents(df: pd.DataFrame, pairs: Sequence[tuple[str, str]], y: str) -> list[tuple[str, dict]]:
-    """For each setting (device, threads, dtype, N, V) with both series of every pair fitted: the exponents."""
+def _pair_exponents(df: pd.DataFrame, pairs: Sequence[tuple[str, str]], y: str) -> list[tuple[tuple, dict]]:
+    """For each setting (device, threads, dtype, N, V, None) with both series of every pair fitted: the exponents."""
     table = scaling(df, "dim", FIT_D_MIN)
     found: dict[tuple, dict] = {}
     for a, b in pairs:
@@ -73,7 +76,7 @@ def _pair_exponents(df: pd.DataFrame, pairs: Sequence[tuple[str, str]], y: str) 
     out = []
     for s, d in sorted(found.items(), key=lambda kv: str(kv[0])):
         if len(d) == len(pairs) or not out:
-            out.append((_cost_setting(*s[:5]), d))
+            out.append((s, d))
     return out
 
 
@@ -92,19 +95,31 @@ def _exponents(df: pd.DataFrame, st: Study) -> list[Verdict]:
             out.append(Verdict(st.name, claim, "no data", "no scaling-in-D bench records of the relaxed and exact "
                                "losses", rule, "sslbench sweep --config results/sweeps/configs/scaling-dim.toml"))
             continue
-        for setting, d in found:
-            figs, vs = [], []
+        for s, d in found:
+            figs, vs, why = [], [], ""
             for (a, b), ((aa, ra), (ab, rb)) in d.items():
                 figs.append(f"{a} α={num(aa)} (R² {num(ra, 2)}) vs {b} α={num(ab)} (R² {num(rb, 2)})")
                 if y == "memory_bytes" and min(ra, rb) < MEMORY_R2_MIN:
                     vs.append("inconclusive")
+                    why = why or (f"a memory fit has R² < {MEMORY_R2_MIN} (on the CPU the figure is the peak-RSS "
+                                  "delta, blurred by the allocator at small sizes): larger D, where the D×D "
+                                  "matrices dominate")
                 elif aa < LOGLINEAR_ALPHA_MAX and ab > QUADRATIC_ALPHA_MIN:
                     vs.append("supported")
                 elif aa >= QUADRATIC_ALPHA_MIN:  # the relaxed loss grows as fast as the exact one
                     vs.append("not supported")
                 else:  # e.g. the exact loss does not grow as D² either: fixed costs dominate (a GPU at small N)
                     vs.append("inconclusive")
-            out.append(Verdict(st.name, claim, combine(vs), "; ".join(figs), rule, "", setting))
+                    why = why or (f"the exact loss does not grow as D² either at N={int_text(s[3])}: fixed costs "
+                                  f"dominate; a larger batch, where the arithmetic does")
+            verdict = combine(vs)
+            hint = ""
+            if verdict == "inconclusive":
+                regs = [r.split("[")[0] for pair in d for r in pair]
+                fixed = why.startswith("the exact loss")  # fixed costs: a larger batch; a poor fit: larger D
+                hint = settle_scaling(regs, s[0], why, batch=SETTLE_BATCH if fixed else None,
+                                      dims=SETTLE_DIMS if fixed else SETTLE_DIMS[2:])
+            out.append(Verdict(st.name, claim, verdict, "; ".join(figs), rule, hint, _cost_setting(*s[:5])))
     return out
 
 

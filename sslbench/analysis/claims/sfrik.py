@@ -14,6 +14,7 @@ from sslbench.analysis.claims.common import (
     LINEAR_ALPHA_LO,
     MEMORY_R2_MIN,
     QUADRATIC_ALPHA_MIN,
+    SETTLE_BATCH,
     Decision,
     Study,
     Verdict,
@@ -33,6 +34,7 @@ from sslbench.analysis.claims.common import (
     scaling,
     setting_text,
     settle_note,
+    settle_scaling,
     train_runs,
 )
 
@@ -59,7 +61,12 @@ def _cost_in_d(df: pd.DataFrame, st: Study) -> list[Verdict]:
     for s, al, r2 in fit_rows(scaling(df, "dim", FIT_D_MIN), "sfrik"):
         v = "supported" if LINEAR_ALPHA_LO <= al <= LINEAR_ALPHA_HI else (
             "not supported" if al > QUADRATIC_ALPHA_MIN else "inconclusive")
-        out.append(Verdict(st.name, claim, v, f"sfrik α_D = {num(al)} (R² {num(r2, 2)})", rule, "",
+        low = al < LINEAR_ALPHA_LO
+        hint = "" if v != "inconclusive" else settle_scaling(
+            ["sfrik"], s[0], f"α_D below {LINEAR_ALPHA_LO} at N={int_text(s[3])}: fixed costs dominate; a larger "
+            "batch, where the arithmetic does" if low else f"α_D between {LINEAR_ALPHA_HI} and {QUADRATIC_ALPHA_MIN}: "
+            "a longer range of D", batch=SETTLE_BATCH if low else None)
+        out.append(Verdict(st.name, claim, v, f"sfrik α_D = {num(al)} (R² {num(r2, 2)})", rule, hint,
                            f"{device_short(s[0])}, {int_text(s[1])} thread(s), N={int_text(s[3])}, "
                            f"V={int_text(s[4])}"))
     return out or [Verdict(st.name, claim, "no data", "", rule,
