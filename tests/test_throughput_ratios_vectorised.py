@@ -65,6 +65,8 @@ def test_throughput_ratios_equal_the_row_by_row_definition(seed):
     rng = random.Random(seed)
     n = [300, 40, 2, 120, 300, 60, 1, 200][seed]
     tp = V.throughput_records(_raw(rng, n, varied=seed % 2 == 0))
+    key = tp[list(V.THROUGHPUT_CASE)].astype(str).agg("|".join, axis=1)  # the former row-wise key
+    assert V._case_key(tp).tolist() == key.tolist()
     got, want = V.throughput_ratios(tp), reference_throughput_ratios(tp)
     if want.empty:
         assert got.empty and list(got.columns) == list(want.columns)
