@@ -141,12 +141,15 @@ def test_another_grid_or_a_hostile_cache_file_rebuilds_the_grid(tmp_path):
     assert res["out"] == want and "cannot be opened" in res["err"]
 
 
-def test_what_the_key_cannot_see_is_never_cached():
+def test_what_the_key_cannot_see_is_never_cached(monkeypatch):
     base = {"kind": "bench", "regularizers": ["vicreg"], "device": ["cpu"]}
     assert plan_cache.cacheable(base)
     assert not plan_cache.cacheable({**base, "regularizers": ["mypkg.losses:MyLoss"]})
     assert not plan_cache.cacheable({**base, "device": ["cuda:0"]})
     assert not plan_cache.cacheable({"kind": "train", "regularizers": ["vicreg"], "device": ["cpu"], "datasets": None})
     key = plan_cache.key_of("sweep", base, None, False)
+    monkeypatch.setenv("SSLBENCH_DATA_TEST", "/elsewhere")
+    assert plan_cache.key_of("sweep", base, None, False) != key
+    monkeypatch.delenv("SSLBENCH_DATA_TEST")
     assert key != plan_cache.key_of("sweep", base, None, True) != plan_cache.key_of("sweep", {**base, "dims": [8]},
                                                                                        None, False)

@@ -7,7 +7,7 @@ duplicates are dropped, each training case's run id, and the store) is kept in t
 (:func:`sslbench.records.columnar.cache_dir`; ``SSLBENCH_CACHE_DIR=off`` for none) under a key that holds
 everything it was computed from: the settings, ``--config``'s path, ``--yes``, the size and modification time of
 every source file of sslbench, the plugins' entry points, ``sys.path``, torch's installed version, the host, its
-memory and the GPUs visible. A later ``--status`` with the same key reads the grid from there and imports no torch.
+memory, the GPUs visible and the ``SSLBENCH_*`` environment variables (the data folder's among them). A later ``--status`` with the same key reads the grid from there and imports no torch.
 Grids that depend on something the key cannot see are never cached: a ``package.module:Class`` regularizer (it may
 live in the working folder), a training grid with the default data set (found on disk), a CUDA device.
 
@@ -84,7 +84,8 @@ def key_of(command: str, s: dict, config: str | None, yes: bool) -> str:
                 "config": os.path.realpath(config) if config else None, "yes": bool(yes), "cwd": os.getcwd(),
                 "sources": _sources(), "entry_points": _entry_points(), "sys_path": sys.path,
                 "torch": _torch_version(), "host": socket.gethostname(), "memory": memory,
-                "cuda_visible": os.environ.get("CUDA_VISIBLE_DEVICES"), "nvidia": os.path.exists("/dev/nvidiactl")}
+                "cuda_visible": os.environ.get("CUDA_VISIBLE_DEVICES"), "nvidia": os.path.exists("/dev/nvidiactl"),
+                "sslbench_env": sorted((k, v) for k, v in os.environ.items() if k.startswith("SSLBENCH_"))}
     return json.dumps(material, sort_keys=True, default=repr)
 
 
