@@ -88,3 +88,21 @@ def test_equally_near_peers_give_the_first_measured():
     # 12 s and 8 s are as near to 10 s: the first measured (the row at 12 s, 400 images/s) is the partner
     assert V.throughput_ratios(tp)["ratio"].tolist() == [2.0] == reference_throughput_ratios(tp)["ratio"].tolist()
     assert np.isfinite(V.throughput_ratios(tp)["ratio"]).all()
+
+
+def reference_run_statuses(df: pd.DataFrame) -> dict:
+    records = df[V.column(df, "kind") == "train"]
+    return dict(zip(records["id"].astype(str), records["status"].astype(str))) if not records.empty else {}
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_run_statuses_takes_two_columns_and_equals_the_row_filter(seed):
+    """views.run_statuses reads ``id`` and ``status`` of the training rows without copying every column first."""
+    rng = random.Random(seed)
+    n = [0, 1, 50, 400][seed]
+    df = pd.DataFrame({"kind": [rng.choice(["train", "regularizer_bench", None]) for _ in range(n)],
+                       "id": [rng.choice([f"r{i}", None, float("nan"), 7]) for i in range(n)],
+                       "status": [rng.choice(["ok", "diverged", None]) for _ in range(n)],
+                       "metrics.x": [rng.random() for _ in range(n)]}, dtype=object)
+    assert V.run_statuses(df) == reference_run_statuses(df)
+    assert V.run_statuses(df.drop(columns="kind")) == {} == reference_run_statuses(df.drop(columns="kind"))
