@@ -39,6 +39,7 @@ import torch
 
 from sslbench import regularizers
 from sslbench.devices import resolve_device  # noqa: F401 - re-exported: the rules of --device
+from sslbench.execution.cases import DTYPE_NAMES, KIND, SETUP_KEYS, describe, same_setup  # noqa: F401 - re-exported
 from sslbench.execution.measure import Measurement, is_oom_error, measure, measure_in_subprocess
 
 __all__ = [
@@ -54,9 +55,8 @@ __all__ = [
     "run_case",
 ]
 
-KIND = "regularizer_bench"
 DEFAULT_OUT = "results/runs/bench.jsonl"
-DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = dict(zip(DTYPE_NAMES, (torch.float32, torch.float64, torch.bfloat16, torch.float16)))
 # hyper-parameters that take the embedding size when a regularizer needs it at construction
 _DIM_HPARAMS = ("dim",)
 
@@ -276,13 +276,6 @@ def _human_bytes(n: int | None) -> str:
     return str(n)
 
 
-def describe(case: dict) -> str:
-    algo = f"[{case['algorithm']}]" if case.get("algorithm") else ""
-    hp = " " + ",".join(f"{k}={v}" for k, v in case["hparams"].items()) if case.get("hparams") else ""
-    return (f"{case['regularizer']}{algo} D={case['dim']} N={case['batch']} V={case['views']} "
-            f"{case['device']} {case['dtype']}{hp}")
-
-
 def summary_line(m: Measurement) -> str:
     if m.status != "ok":
         return f"{m.status}: {m.message}"
@@ -295,10 +288,3 @@ def summary_line(m: Measurement) -> str:
         mem = f"peak_rss {_human_bytes(x.get('peak_rss_bytes'))} (+{_human_bytes(x.get('peak_rss_delta_bytes'))})"
     return f"ok {x['time_median_s'] * 1e3:.3f} ms (IQR {x['time_iqr_s'] * 1e3:.3f} ms, n={x['repeats']}) {mem}"
 
-
-#: a stored case counts as done only if it was measured with the same device, torch and thread count
-SETUP_KEYS = ("device_name", "torch_version", "threads")
-
-
-def same_setup(a: dict, b: dict) -> bool:
-    return all(a.get(k) == b.get(k) for k in SETUP_KEYS)

@@ -29,10 +29,8 @@ import time
 import warnings
 from dataclasses import dataclass, field
 
-from sslbench import regularizers
-from sslbench.execution import bench
+from sslbench.execution import cases as bench_cases
 from sslbench.execution.runner import case_folder, run_child, signal_of, sigterm_as_interrupt, stop_name
-from sslbench.probe.environment import environment
 from sslbench.records import FINAL_STATUSES, case_id, make_record, read_records
 from sslbench.records.claims import read_claims, tidy, try_claim
 from sslbench.records.paths import append_record_safely
@@ -73,7 +71,7 @@ def planned_without_cuda(devices: list[str]) -> bool:
 
 
 def record_kind(settings: dict) -> str:
-    return bench.KIND if settings["kind"] == "bench" else TRAIN_KIND
+    return bench_cases.KIND if settings["kind"] == "bench" else TRAIN_KIND
 
 
 def train_config(case: dict, settings: dict, *, out: str | None = None, resume: bool = False):
@@ -100,7 +98,7 @@ def describe_train(case: dict) -> str:
 
 
 def describe(kind: str, case: dict) -> str:
-    return bench.describe(case) if kind == "bench" else describe_train(case)
+    return bench_cases.describe(case) if kind == "bench" else describe_train(case)
 
 
 def _duration(seconds: float | None) -> str:
@@ -195,6 +193,9 @@ def _isolated(case: dict, s: dict) -> bool:
 
 
 def _run_bench_case(case: dict, s: dict, env: dict, clock=time.perf_counter) -> _Outcome:
+    from sslbench import regularizers
+    from sslbench.execution import bench
+
     isolate = _isolated(case, s)
     t0 = clock()
     m = bench.run_case(case, isolate=isolate, warmup=s["warmup"], repeats=s["repeats"], min_time_s=s["min_time"],
@@ -215,6 +216,8 @@ def _train_child_spec(case: dict, s: dict, store: str, resume: bool) -> dict:
 def _train_record_of(child, case: dict, store: str, env: dict, timeout: float) -> dict:
     """The child's own record when it wrote one (it may have finished just before a time-out or an interrupt),
     else the sweep's record of how the child ended."""
+    from sslbench import regularizers
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         written = read_records(store, kind=TRAIN_KIND)
@@ -277,6 +280,7 @@ def sweep_id_of(record: dict) -> str | None:
 
 def _summary(kind: str, rec: dict) -> str:
     if kind == "bench":
+        from sslbench.execution import bench
         from sslbench.execution.measure import Measurement
 
         return bench.summary_line(Measurement(status=rec["status"], metrics=rec["metrics"], message=rec["message"]))
@@ -294,7 +298,7 @@ def _summary(kind: str, rec: dict) -> str:
 
 
 #: what resume, ``--status``, the ETA and the devices line read of a stored record's env and extra
-_SLIM_ENV = (*bench.SETUP_KEYS, "device_name")
+_SLIM_ENV = (*bench_cases.SETUP_KEYS, "device_name")
 _SLIM_EXTRA = ("sweep", "wall_s")
 #: names :func:`slim_record`'s projection in the cache of projected records (a new name when it keeps more)
 SLIM_NAME = "slim-1"
@@ -315,10 +319,30 @@ def slim_record(rec: dict) -> dict:
     return slim
 
 
+WATCH_NAME = "watch-1"
+
+
+def watch_record(rec: dict) -> dict:
+    """The part of a stored record that ``--status`` reads (narrower than :func:`slim_record`, so its cache parses
+    in half the time): kind, id, status, message, ``env.device_name``, ``extra.sweep.id`` and a failure's
+    ``extra.output``. Change :data:`WATCH_NAME` whenever this changes what it keeps."""
+    env = rec.get("env") if isinstance(rec.get("env"), dict) else {}
+    extra = rec.get("extra") if isinstance(rec.get("extra"), dict) else {}
+    slim = {k: rec[k] for k in ("kind", "id", "status", "message") if k in rec}
+    slim["env"] = {"device_name": env["device_name"]} if "device_name" in env else {}
+    slim["extra"] = {}
+    sweep = extra.get("sweep")
+    if isinstance(sweep, dict) and "id" in sweep:
+        slim["extra"]["sweep"] = {"id": sweep["id"]}
+    if rec.get("status") not in FINAL_STATUSES and "output" in extra:
+        slim["extra"]["output"] = extra["output"]
+    return slim
+
+
 _LAST_READ: dict = {}  # {(path, kind, start): (the file's stamp, records)}: the last read, reused while unchanged
 
 
-def _read_store(path: str, kind: str, command: str, start: int = 0) -> list[dict]:
+def _read_store(path: str, kind: str, command: str, start: int = 0, watching: bool = False) -> list[dict]:
     """The store's records of ``kind`` (from byte ``start``), each as :func:`slim_record` keeps it; the lines
     that are not records are reported in one line and skipped. ``--status`` asks three times (the plan, the
     counts, the devices): while the file is the same (identity, size, modification time) it is read once."""
@@ -327,21 +351,22 @@ def _read_store(path: str, kind: str, command: str, start: int = 0) -> list[dict
         stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
     except OSError:
         stamp = None
-    key = (os.path.realpath(path), kind, start)
+    key = (os.path.realpath(path), kind, start, watching)
     if stamp is not None and key in _LAST_READ and _LAST_READ[key][0] == stamp:
         return list(_LAST_READ[key][1])
     _LAST_READ.clear()
-    records = _read_store_now(path, kind, command, start)
+    records = _read_store_now(path, kind, command, start, watching)
     if stamp is not None:
         _LAST_READ[key] = (stamp, records)
     return list(records)
 
 
-def _read_store_now(path: str, kind: str, command: str, start: int) -> list[dict]:
+def _read_store_now(path: str, kind: str, command: str, start: int, watching: bool = False) -> list[dict]:
+    keep, name = (watch_record, WATCH_NAME) if watching else (slim_record, SLIM_NAME)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
-        records = (read_projected_cached(path, slim_record, name=SLIM_NAME, kind=kind) if start == 0 else
-                   read_projected(path, slim_record, kind=kind, start=start))
+        records = (read_projected_cached(path, keep, name=name, kind=kind) if start == 0 else
+                   read_projected(path, keep, kind=kind, start=start))
     for w in caught:
         if issubclass(w.category, RuntimeWarning):
             print(f"sslbench {command}: warning: {w.message}", file=sys.stderr, flush=True)
@@ -373,6 +398,7 @@ class Plan:
     in_store: list[bool]
     offset: int = 0  # the store's size when it was read: what other writers append later starts there
     run_ids: list[str] | None = None  # train: each case's run id (sslbench.training.train.planned_run_id)
+    watching: bool = False  # --status / --cancel: the store read through watch_record (make_plan)
 
     def sid_of(self, record: dict) -> str | None:
         """The case of this grid a stored record answers: its sweep case id (:func:`sweep_id_of`), or, for a
@@ -424,15 +450,26 @@ def _unique_cases(cases: list[dict], rkind: str, command: str) -> tuple[list[dic
     return cases, ids
 
 
-def make_plan(command: str, s: dict, cases: list[dict], out: str) -> Plan:
+def make_plan(command: str, s: dict, cases: list[dict], out: str, *, watching: bool = False,
+              run_ids: list[str] | None = None) -> Plan:
+    """The plan of grid ``cases`` (duplicates dropped) on store ``out``. ``run_ids``: the training cases' run ids
+    when known already (a cached grid, :mod:`sslbench.execution.plan_cache`). ``watching`` (``--status``,
+    ``--cancel``): those read the store through :func:`grid_records` and never ask what counts for resume, so the
+    plan has no environment (whose fingerprint imports torch), no records and nothing done."""
     rkind = record_kind(s)
     cases, ids = _unique_cases(cases, rkind, command)
+    if run_ids is None:
+        run_ids = _run_ids(s, cases)
+    offset = store_size(out)
+    if watching:
+        return Plan(command, s, cases, ids, out, {}, [], [False] * len(ids), offset, run_ids, watching=True)
+    from sslbench.probe.environment import environment
+
     env = environment()
     if s["kind"] == "bench" and s["threads"]:
         env["threads"] = s["threads"]
-    offset = store_size(out)
     records = _counting(s, env, _read_store(out, rkind, command))
-    plan = Plan(command, s, cases, ids, out, env, records, [], offset, _run_ids(s, cases))
+    plan = Plan(command, s, cases, ids, out, env, records, [], offset, run_ids)
     done_ids = {plan.sid_of(r) for r in records if r.get("status") in FINAL_STATUSES}
     plan.in_store = [i in done_ids for i in ids]
     return plan
@@ -454,7 +491,7 @@ def _run_ids(s: dict, cases: list[dict]) -> list[str] | None:
 def _counting(s: dict, env: dict, records: list[dict]) -> list[dict]:
     """The records that count for resume: all of them for train, those measured on the same setup for bench."""
     if s["kind"] == "bench":
-        return [r for r in records if bench.same_setup(r["env"], env)]
+        return [r for r in records if bench_cases.same_setup(r["env"], env)]
     return records
 
 
@@ -615,6 +652,8 @@ def _interrupted(run: _Run, exc: BaseException) -> int:
     signum = signal_of(exc)
     how = stop_name(signum)
     if run.current is not None:
+        from sslbench import regularizers
+
         rkind = record_kind(plan.settings)
         rec = make_record(rkind, run.current, {}, "interrupted", env=plan.env, message=f"interrupted by the user "
                           f"({how})", extra={"regularizer_source": regularizers.source_record(
@@ -658,7 +697,8 @@ def run_plan(plan: Plan) -> int:
 def grid_records(plan: Plan) -> list[dict]:
     """The store's records of this grid's cases (every writer's, read now)."""
     wanted = set(plan.ids)
-    return [r for r in _read_store(plan.out, record_kind(plan.settings), plan.command) if plan.sid_of(r) in wanted]
+    return [r for r in _read_store(plan.out, record_kind(plan.settings), plan.command, watching=plan.watching)
+            if plan.sid_of(r) in wanted]
 
 
 def devices_line(plan: Plan) -> str:

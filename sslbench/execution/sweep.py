@@ -60,6 +60,8 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import itertools
 import json
 import math
@@ -70,10 +72,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sslbench import regularizers
 from sslbench.devices import HELP as DEVICE_HELP
 from sslbench.devices import DeviceError, check_name, is_cuda, resolve_device
-from sslbench.execution import bench
+from sslbench.execution import cases as bench_cases
 from sslbench.execution.plan import (  # noqa: F401
     TRAIN_KIND,
     EtaEstimator,
@@ -82,11 +83,11 @@ from sslbench.execution.plan import (  # noqa: F401
     dry_run,
     make_plan,
     planned_without_cuda,
+    record_kind,
     run_plan,
     train_config,
 )
 from sslbench.execution.runner import clean_stale_case_folders
-from sslbench.probe.environment import environment
 from sslbench.records.claims import SidecarError, check_folder, check_sidecar, sidecar
 from sslbench.records.paths import OutputPathError, check_store_path
 
@@ -166,7 +167,7 @@ OPTIONS: tuple[Option, ...] = (
            help="training epochs. Default: 8"),
     Option("device", _BOTH, str, many=True, metavar="DEV", default={"bench": ["auto"], "train": ["auto"]},
            help="devices: " + DEVICE_HELP + ". Default: auto"),
-    Option("dtypes", _B, str, many=True, metavar="DTYPE", default={"bench": ["float32"]}, choices=tuple(bench.DTYPES),
+    Option("dtypes", _B, str, many=True, metavar="DTYPE", default={"bench": ["float32"]}, choices=bench_cases.DTYPE_NAMES,
            help="input dtypes. Default: float32"),
     Option("hparams", _BOTH, dict,
            help="NAME=VALUE, repeatable: a hyper-parameter given to every regularizer of the grid that accepts it "
@@ -384,6 +385,8 @@ def resolve_settings(args: argparse.Namespace, config: dict | None = None) -> di
 def _check_regularizers(names: list[str]) -> None:
     """Each name is a built-in, a plugin's entry-point name or ``package.module:Class`` that imports (a plugin
     that does not is its one line; a built-in whose module is broken records the error in its cases)."""
+    from sslbench import regularizers
+
     available = regularizers.available()
     unknown = [n for n in names if n not in available and not regularizers._plugins.is_module_spec(n)
                and n not in regularizers.available(plugins=True)]
@@ -418,6 +421,9 @@ def _resolve_devices(devices: list[str], plan_only: bool = False) -> list[str]:
 
 
 def _check_hparams_accepted(names: list[str], hparams: dict) -> None:
+    from sslbench import regularizers
+    from sslbench.execution import bench
+
     for key in hparams:
         if not any(bench.accepts(n, key) for n in names):
             raise SweepError(f"{_DICT_FLAGS['hparams']} {key}: none of the regularizers of the grid ({', '.join(names)}) has "
@@ -426,6 +432,9 @@ def _check_hparams_accepted(names: list[str], hparams: dict) -> None:
 
 
 def _bench_cases(s: dict, plan_only: bool = False) -> list[dict]:
+    from sslbench import regularizers
+    from sslbench.execution import bench
+
     names = s["regularizers"] or regularizers.available()
     _check_regularizers(names)
     _check_hparams_accepted(names, s["hparams"])
@@ -459,7 +468,7 @@ def _check_case_memory(case: dict, need: int | None, memory: int | None) -> None
     if memory is None or (need is not None and need <= memory):
         return
     amount = "more than 2^63 bytes" if need is None else f"at least {_gib(need)}"
-    raise SweepError(f"case {bench.describe(case)} needs {amount} (its inputs, their gradients and the "
+    raise SweepError(f"case {bench_cases.describe(case)} needs {amount} (its inputs, their gradients and the "
                      f"regularizer's state), more than the {_gib(memory)} of memory of {case['device']}; choose "
                      "smaller --dims / --batches / --views")
 
@@ -476,6 +485,9 @@ MAX_CASES_WITHOUT_YES = 10_000
 
 def grid_size(s: dict) -> int:
     """The number of cases of the grid of settings ``s``, counted from its axes before any case is built."""
+    from sslbench import regularizers
+    from sslbench.execution import bench
+
     names = s["regularizers"] or (regularizers.available() if s["kind"] == "bench" else [])
     if s["kind"] == "bench":
         per_name = sum(len(s["algorithms"]) if s["algorithms"] and bench.accepts(n, "algorithm") else 1
@@ -496,6 +508,8 @@ def check_grid_size(s: dict, yes: bool) -> None:
 
 
 def _train_cases(s: dict, plan_only: bool = False) -> list[dict]:
+    from sslbench import regularizers
+    from sslbench.execution import bench
     from sslbench.training.config import TrainConfig
 
     names = s["regularizers"]
@@ -573,6 +587,8 @@ def build_cases(settings: dict, plan_only: bool = False) -> list[dict]:
 def device_slug(device: str = "cpu") -> str:
     """A short file-name-safe name of the hardware behind ``device``: ``cpu-intel-xeon``, ``cpu-amd-epyc-7b13``,
     ``nvidia-h100-80gb-hbm3``."""
+    from sslbench.probe.environment import environment
+
     env = environment()
     if device.startswith("cuda") and env.get("device_names"):
         index = int(device.split(":")[1]) if ":" in device else 0
@@ -704,13 +720,57 @@ def _dict_args(args: argparse.Namespace) -> argparse.Namespace:
 def _settings_and_cases(args: argparse.Namespace) -> tuple[dict, list[dict], str]:
     """The checked settings, the grid and the store of a command line (a dry run only plans: a CUDA grid is planned
     on a machine without CUDA too). Raises :class:`SweepError`."""
+    s, cases, out, _ = _settings_and_grid(args)
+    return s, cases, out
+
+
+def _settings_and_grid(args: argparse.Namespace, command: str = "sweep", watching: bool = False):
+    """:func:`_settings_and_cases` and the training cases' run ids (None: not computed yet, or bench). Watching a
+    store (``--status``, ``--cancel``), the grid comes from :mod:`sslbench.execution.plan_cache` when an earlier
+    ``--status`` built it from the same settings and sources (no torch imported), else it is built and kept there."""
     args = _dict_args(args)
     plan_only = bool(getattr(args, "dry_run", False))
     config = load_config(args.config) if getattr(args, "config", None) else {}
     s = resolve_settings(args, config)
+    key = None
+    if watching and not plan_only:
+        from sslbench.execution import plan_cache
+
+        if plan_cache.cacheable(s):
+            key = plan_cache.key_of(command, s, getattr(args, "config", None), bool(getattr(args, "yes", False)))
+            with _warnings_as_lines(command):
+                hit = plan_cache.load(key)
+            if hit is not None:
+                return s, hit[0], hit[2], hit[1]
     check_grid_size(s, bool(getattr(args, "yes", False)))
     cases = build_cases(s, plan_only)
-    return s, cases, s["out"] or default_out(s, getattr(args, "config", None), plan_only)
+    out = s["out"] or default_out(s, getattr(args, "config", None), plan_only)
+    run_ids = None
+    if key is not None:
+        run_ids = _plan_run_ids(s, cases, command)
+        plan_cache.save(key, cases, run_ids, out)
+    return s, cases, out, run_ids
+
+
+def _plan_run_ids(s: dict, cases: list[dict], command: str) -> list[str] | None:
+    """The run ids :func:`make_plan` computes for the grid (its duplicates dropped quietly: make_plan says so)."""
+    from sslbench.execution.plan import _run_ids, _unique_cases
+
+    with contextlib.redirect_stderr(io.StringIO()):
+        unique, _ = _unique_cases(cases, record_kind(s), command)
+    return _run_ids(s, unique)
+
+
+@contextlib.contextmanager
+def _warnings_as_lines(command: str):
+    """Each RuntimeWarning raised inside as one line ``sslbench COMMAND: warning: ...`` on stderr."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        yield
+    for w in caught:
+        print(f"sslbench {command}: warning: {w.message}", file=sys.stderr, flush=True)
 
 
 def _check_watched_store(out: str) -> None:
@@ -731,7 +791,7 @@ def execute(args: argparse.Namespace, command: str = "sweep") -> int:
     work, then the dry run or the cases. ``command`` names the command in the messages."""
     watching = bool(getattr(args, "status", False) or getattr(args, "cancel", False))
     try:
-        s, cases, out = _settings_and_cases(args)
+        s, cases, out, run_ids = _settings_and_grid(args, command, watching)
         if watching:
             _check_watched_store(out)
         elif not args.dry_run:
@@ -740,7 +800,7 @@ def execute(args: argparse.Namespace, command: str = "sweep") -> int:
     except (SweepError, OutputPathError, SidecarError) as exc:
         print(f"sslbench {command}: error: {exc}", file=sys.stderr)
         return 2
-    plan = make_plan(command, s, cases, out)
+    plan = make_plan(command, s, cases, out, watching=watching and not args.dry_run, run_ids=run_ids)
     if args.dry_run:
         return dry_run(plan)
     if getattr(args, "status", False) or getattr(args, "cancel", False) or s["executor"] != "inline":
