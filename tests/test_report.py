@@ -14,8 +14,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pandas as pd
 import numpy as np
+import pandas as pd
 import pytest
 
 from sslbench.analysis import load_results, report
