@@ -207,19 +207,19 @@ def load_results(root: str | os.PathLike = "results", *, asv: Iterable[str | os.
             asv_dirs.append(extra)
     keep = columnar.wanted(None if columns is None else [*columns, *DERIVE_INPUTS])
     fast = columnar.available()
-    frames = []
+    frames = []  # (frame or columnar.Snapshot, the constant columns set on it)
     for path in jsonl:
         if _is_run_log(path):
             continue
-        if fast:
-            df = columnar.read_frame_cached(path, columns=None if columns is None else [*columns, *DERIVE_INPUTS])
-            if len(df):
-                df["source"], df["source_type"] = _rel(path, root), "jsonl"
-                frames.append(df)
+        if fast:  # a store with nothing new comes as its snapshot's Arrow columns: converted all at once, below
+            part = columnar.read_frame_cached(path, columns=None if columns is None else [*columns, *DERIVE_INPUTS],
+                                              arrow=True)
+            if len(part):
+                frames.append((part, {"source": _rel(path, root), "source_type": "jsonl"}))
             continue
         recs = read_records(path)
         if recs:
-            frames.append(_projected(_frame(recs, source=_rel(path, root), source_type="jsonl"), keep))
+            frames.append((_projected(_frame(recs, source=_rel(path, root), source_type="jsonl"), keep), {}))
     if pytest_benchmark:
         for path in js:
             first = _peek_json(path)
@@ -227,18 +227,21 @@ def load_results(root: str | os.PathLike = "results", *, asv: Iterable[str | os.
                 continue
             recs = read_pytest_benchmark(path)
             if recs:
-                frames.append(_projected(_frame(recs, source=_rel(path, root), source_type="pytest_benchmark"),
-                                         keep))
+                frames.append((_projected(_frame(recs, source=_rel(path, root), source_type="pytest_benchmark"),
+                                          keep), {}))
     for d in asv_dirs:
         if not Path(d).is_dir():
             warnings.warn(f"{d}: no such asv results directory; skipped", RuntimeWarning, stacklevel=2)
             continue
         recs = read_asv_results(d)
         if recs:
-            frames.append(_projected(_frame(recs, source=_rel(Path(d), root), source_type="asv"), keep))
-    frames = [f for f in frames if not f.empty]
-    df = pd.concat(frames, ignore_index=True, sort=False) if frames else pd.DataFrame()
-    return _derive(df)
+            frames.append((_projected(_frame(recs, source=_rel(Path(d), root), source_type="asv"), keep), {}))
+    frames = [(f, c) for f, c in frames if len(f) and (isinstance(f, columnar.Snapshot) or not f.empty)]
+    if not frames:
+        return _derive(pd.DataFrame())
+    if fast:
+        return _derive(columnar.frames_of_snapshots(frames))
+    return _derive(pd.concat([f for f, _ in frames], ignore_index=True, sort=False))
 
 
 def _peek_json(path: Path) -> dict | None:

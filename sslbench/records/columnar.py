@@ -550,14 +550,18 @@ def _complete_end(f, end: int) -> int:
     return 0
 
 
-def read_frame_cached(path: str | os.PathLike, *, columns: Iterable[str] | None = None, folder: Path | None = None):
+def read_frame_cached(path: str | os.PathLike, *, columns: Iterable[str] | None = None, folder: Path | None = None,
+                      arrow: bool = False):
     """:func:`read_frame` of the whole store ``path`` (the same frame and warnings), through a snapshot in the
     cache folder (:func:`cache_dir`): a Parquet file keyed by the store's real path, its identity
     (``st_dev``, ``st_ino``), the byte offset read up to (the end of its last whole line) and a hash of the
     bytes before it. A later read parses only the lines appended since; a store that shrank, was replaced
     (another inode) or rewritten before the offset is read from the start. A snapshot that cannot be read, or
     whose key or columns are not valid, is rebuilt with a warning. The lines skipped while building it are
-    kept in it and warned about again, as a cold read does. Written to a temporary file and renamed."""
+    kept in it and warned about again, as a cold read does. Written to a temporary file and renamed.
+
+    ``arrow=True``: a store with nothing new since its snapshot comes back as a :class:`Snapshot` (its Arrow
+    columns, not yet a frame: :func:`frames_of_snapshots` converts many at once); anything else as the frame."""
     path = Path(path)
     folder = cache_dir() if folder is None else folder
     if folder is None or not path.is_file() or not _own_folder(folder):
@@ -579,6 +583,12 @@ def read_frame_cached(path: str | os.PathLike, *, columns: Iterable[str] | None 
         table, meta = cached
         problems.by_reason = {r: list(v) for r, v in meta["problems"].items()}
         not_json += meta["not_json"]
+        if arrow and cut == meta["offset"] == end:
+            part = _snapshot_part(snap, table, keep)
+            if part is not None:
+                _touch(snap)
+                warn_problems(problems, not_json)
+                return part if part.frame is None else part.frame
         old = _snapshot_frame(snap, table, keep if cut == meta["offset"] == end else None)
         if old is None:  # its data could not be read: rebuilt
             cached, problems.by_reason, not_json = None, {}, []
@@ -680,6 +690,153 @@ def _touch(snap: Path) -> None:
         pass
 
 
+class Snapshot:
+    """A store's snapshot read but not yet converted to pandas (``read_frame_cached(..., arrow=True)``): its Arrow
+    ``table`` (the columns asked for), ``masks`` (``{column: where the cell is NaN rather than None}``), and
+    ``types`` (``{column: (Arrow type, pandas metadata)}``, what decides the column's pandas dtype). ``frame``
+    is set instead where a column's type is not one :func:`frames_of_snapshots` converts in one piece."""
+
+    __slots__ = ("table", "masks", "types", "frame")
+
+    def __init__(self, table=None, masks=None, types=None, frame=None):
+        self.table, self.masks, self.types, self.frame = table, masks or {}, types or {}, frame
+
+    def __len__(self) -> int:
+        return len(self.frame) if self.frame is not None else self.table.num_rows
+
+
+# the Arrow types of a snapshot's columns and the numpy dtype its pandas metadata may give each: anything else
+# (a planted file's odd metadata) is converted on its own, as before
+_SIMPLE = {"double": ("float64",), "int64": ("int64",), "bool": ("bool", "object"), "string": ("str", "object"),
+           "large_string": ("str", "object"), "null": ("object",)}
+
+
+# the names of the columns' index pandas writes (the str dtype of pandas 3, object before)
+_COLUMN_INDEXES = [[{"name": None, "field_name": None, "pandas_type": t, "numpy_type": n, "metadata": m}]
+                   for t in ("unicode", "object", "string") for n in ("object", "str")
+                   for m in (None, {"encoding": "UTF-8"})] + [[]]
+
+
+def _snapshot_part(snap: Path, table, keep):
+    """:class:`Snapshot` of a snapshot file's columns ``keep`` picks; None with a warning (rebuilt) where its data
+    cannot be read."""
+    try:
+        data, masks = _snapshot_data(table, keep)
+        pandas_meta = data.schema.pandas_metadata or {}
+        meta = {c.get("name"): c for c in pandas_meta.get("columns", []) if isinstance(c, dict)}
+        types = {}
+        simple = pandas_meta.get("index_columns") == [] and pandas_meta.get("column_indexes") in _COLUMN_INDEXES
+        for field in data.schema:
+            entry = meta.get(field.name)
+            kind = str(field.type)
+            if not simple or not isinstance(entry, dict) or entry.get("metadata") is not None or entry.get(
+                    "numpy_type") not in _SIMPLE.get(kind, ()):
+                return Snapshot(frame=_to_pandas(data, masks))  # converted on its own, as before
+            types[field.name] = (kind, json.dumps(entry, sort_keys=True))
+        return Snapshot(data, masks, types)
+    except Exception as exc:  # noqa: BLE001 - anything in a planted or damaged file: rebuild it
+        return _invalid(snap, f"cannot be read ({type(exc).__name__}: {exc})")
+
+
+def frames_of_snapshots(parts: list) -> "object":
+    """``pd.concat(frames, ignore_index=True, sort=False)`` of ``parts``, each ``(part, constants)``: a frame or a
+    :class:`Snapshot` (its frame being :func:`_to_pandas` of it), ``constants`` (``{column: value}``) the columns
+    set on that part's frame before the concatenation (``frame[name] = value``). The same frame (columns, order,
+    dtypes, None and NaN), but consecutive snapshots are concatenated as Arrow columns and converted to pandas
+    once: a column of one type and pandas metadata in every snapshot, no NaN flag, of a simple type (present in
+    each, or a number column missing from some) in one piece; the others (a column whose type changes between
+    files, text missing from a file, NaN flags) snapshot by snapshot, concatenated by pandas, as before."""
+    import pandas as pd
+
+    frames, run = [], []
+    for part, constants in parts + [(None, None)]:
+        if isinstance(part, Snapshot) and part.frame is None:
+            run.append((part, constants))
+            continue
+        if run:
+            frames.append(_run_frame(run))
+            run = []
+        if part is not None:
+            frame = part.frame if isinstance(part, Snapshot) else part
+            for name, value in constants.items():
+                frame[name] = value
+            frames.append(frame)
+    if not frames:
+        return pd.DataFrame()
+    return pd.concat(frames, ignore_index=True, sort=False)
+
+
+def _run_frame(run: list):
+    """:func:`frames_of_snapshots` of consecutive :class:`Snapshot` parts."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+
+    order: dict = {}  # pd.concat's column order: each part's columns, then its constants, first seen first
+    for part, constants in run:
+        order.update(dict.fromkeys(part.table.column_names))
+        order.update(dict.fromkeys(constants))
+    sizes = [part.table.num_rows for part, _ in run]
+    whole, fast = [], {}
+    for name in order:
+        types = {part.types.get(name) for part, _ in run}
+        missing = None in types
+        types.discard(None)
+        flagged = sum(name in part.masks for part, _ in run)
+        if len(types) != 1 or flagged not in (0, len(run)):  # NaN flags in some: object in some frames only
+            continue
+        (kind, entry), = types
+        if kind in _SIMPLE and (not missing or kind in ("double", "int64")):
+            fast[name] = (kind, entry)
+    text = pd.DataFrame(index=[0]).assign(x="x")["x"].dtype  # what ``frame[name] = "..."`` gives
+    columns = {}
+    for name, (kind, entry) in fast.items():
+        typ = pa.float64() if kind == "double" else pa.int64() if kind == "int64" else None
+        chunks = []
+        for part, _ in run:
+            if name in part.types:
+                chunks += part.table.column(name).chunks
+            else:
+                chunks.append(pa.nulls(part.table.num_rows, typ))
+        columns[name] = pa.chunked_array(chunks, type=chunks[0].type)
+        whole.append(json.loads(entry))
+    meta = dict(run[0][0].table.schema.pandas_metadata or {})
+    table = pa.table(columns, metadata=_pandas_meta(meta, whole)) if columns else None
+    df = table.to_pandas() if table is not None else pd.DataFrame(index=pd.RangeIndex(sum(sizes)))
+    del table, columns
+    for name in fast:  # NaN flags in every part: the cells flagged are NaN, the column of object dtype
+        if name in run[0][0].masks:
+            col = df[name].astype(object)
+            col[np.concatenate([part.masks[name] for part, _ in run])] = np.nan
+            df[name] = col
+    for at, name in enumerate(order):
+        if name in fast:
+            continue
+        if all(name in constants for _, constants in run):
+            given = [constants[name] for _, constants in run]
+            values = np.repeat(np.array(given, dtype=object), sizes)
+            df.insert(at, name, pd.Series(values, dtype=text if all(isinstance(v, str) for v in given) else None))
+            continue
+        pieces = []
+        for part, constants in run:
+            if name in part.types:  # as in its own frame: its type, its pandas metadata, its NaN flags
+                one = pa.table({name: part.table.column(name)}, metadata=_pandas_meta(
+                    part.table.schema.pandas_metadata, [json.loads(part.types[name][1])]))
+                pieces.append(_to_pandas(one, {name: part.masks[name]} if name in part.masks else {}))
+            elif name in constants:
+                pieces.append(pd.DataFrame(index=pd.RangeIndex(len(part))).assign(**{name: constants[name]}))
+            else:
+                pieces.append(pd.DataFrame(index=pd.RangeIndex(len(part))))
+        df.insert(at, name, pd.concat(pieces, ignore_index=True, sort=False)[name])
+    return df
+
+
+def _pandas_meta(meta: dict, columns: list) -> dict:
+    """A table's schema metadata: pandas' of a snapshot (``meta``) for ``columns`` (their entries) only."""
+    meta = {**meta, "columns": columns, "index_columns": []}
+    return {b"pandas": json.dumps(meta).encode()}
+
+
 def _snapshot_frame(snap: Path, table, keep):
     """:func:`_from_snapshot`, or None with a warning where the file's data cannot be read."""
     try:
@@ -691,8 +848,13 @@ def _snapshot_frame(snap: Path, table, keep):
 def _from_snapshot(table, keep=None):
     """The frame of a snapshot (a ``pyarrow.parquet.ParquetFile``), only the columns ``keep(name)`` picks (and
     their NaN flags) read from it."""
-    import numpy as np
+    data, masks = _snapshot_data(table, keep)
+    return _to_pandas(data, masks)
 
+
+def _snapshot_data(table, keep=None):
+    """(Arrow table, ``{column: NaN mask}``) of a snapshot: the columns ``keep(name)`` picks, the NaN flags split
+    off (only the flags with a NaN in them are kept)."""
     names = table.schema_arrow.names
     if keep is not None:
         picked = [n for n in names if not n.startswith(_NAN) and keep(n)]
@@ -700,7 +862,14 @@ def _from_snapshot(table, keep=None):
     data = table.read(columns=names)
     flags = [n for n in data.column_names if n.startswith(_NAN)]
     masks = {n[len(_NAN):]: data.column(n).to_numpy(zero_copy_only=False).astype(bool) for n in flags}
-    df = data.drop_columns(flags).to_pandas()  # the flags never become columns (deleting them costs a copy each)
+    return data.drop_columns(flags), {n: m for n, m in masks.items() if m.any()}
+
+
+def _to_pandas(data, masks: dict):
+    """The frame of a snapshot's Arrow table: a cell its NaN mask flags is NaN (the column then of object dtype)."""
+    import numpy as np
+
+    df = data.to_pandas()  # the flags never become columns (deleting them costs a copy each)
     for target, mask in masks.items():
         if target in df.columns and mask.any():
             col = df[target].astype(object)
