@@ -193,3 +193,33 @@ def test_a_snapshot_with_odd_pandas_metadata_is_converted_on_its_own(tmp_path, m
         _definition(m)
         old, _ = _load(root)
     pd.testing.assert_frame_equal(warm, old)
+
+
+def test_a_snapshot_whose_floats_cannot_be_read_is_rebuilt_from_its_store(tmp_path, monkeypatch):
+    """The float columns are read from the snapshot file only when they are written into the frame: where that
+    fails (a damaged file), that store is read from its lines and its snapshot written again, with a warning."""
+    root = tmp_path / "results"
+    _stores(root)
+    monkeypatch.setenv("SSLBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    _load(root)
+    real, calls = columnar.Snapshot.floats, []
+
+    def damaged(self, names):
+        calls.append(names)
+        if len(calls) == 2:
+            raise OSError("damaged")
+        return real(self, names)
+
+    monkeypatch.setattr(columnar.Snapshot, "floats", damaged)
+    warm, w_warm = _load(root)
+    assert len(calls) > 2 and sum("cannot be read (OSError: damaged); ignored and rebuilt" in w for w in w_warm) == 1
+    monkeypatch.setattr(columnar.Snapshot, "floats", real)
+    with monkeypatch.context() as m:
+        _definition(m)
+        old, _ = _load(root)
+    pd.testing.assert_frame_equal(warm, old)
+    runs, run_frame = [], columnar._run_frame
+    monkeypatch.setattr(columnar, "_run_frame", lambda run: runs.append(len(run)) or run_frame(run))
+    again, w_again = _load(root)  # the snapshot was written again: every store from its snapshot, as before
+    assert runs == [1, 7] and not any("rebuilt" in w for w in w_again)
+    pd.testing.assert_frame_equal(again, old)

@@ -584,12 +584,16 @@ def read_frame_cached(path: str | os.PathLike, *, columns: Iterable[str] | None 
         problems.by_reason = {r: list(v) for r, v in meta["problems"].items()}
         not_json += meta["not_json"]
         if arrow and cut == meta["offset"] == end:
-            part = _snapshot_part(snap, table, keep)
-            if part is not None:
+            old = _snapshot_part(snap, table, keep)
+            if old is not None:
                 _touch(snap)
                 warn_problems(problems, not_json)
-                return part if part.frame is None else part.frame
-        old = _snapshot_frame(snap, table, keep if cut == meta["offset"] == end else None)
+                if old.frame is not None:
+                    return old.frame
+                old.rebuild = lambda exc: _rebuild(snap, exc, path, columns, folder)
+                return old
+        else:
+            old = _snapshot_frame(snap, table, keep if cut == meta["offset"] == end else None)
         if old is None:  # its data could not be read: rebuilt
             cached, problems.by_reason, not_json = None, {}, []
         elif cut == meta["offset"] == end:  # nothing new: only the columns asked for left the Parquet file
@@ -691,26 +695,38 @@ def _touch(snap: Path) -> None:
 
 
 class Snapshot:
-    """A store's snapshot read but not yet converted to pandas (``read_frame_cached(..., arrow=True)``): its Arrow
-    ``table`` (the columns asked for), ``masks`` (``{column: where the cell is NaN rather than None}``), and
-    ``types`` (``{column: (Arrow type, pandas metadata)}``, what decides the column's pandas dtype). ``frame``
-    is set instead where a column's type is not one :func:`frames_of_snapshots` converts in one piece."""
+    """A store's snapshot read but not yet converted to pandas (``read_frame_cached(..., arrow=True)``): ``names``
+    (its columns, in order), ``table`` (those columns as Arrow, but its float columns: :meth:`floats` reads them
+    from ``file`` straight into the frame, so that the store's floats are never held twice), ``masks``
+    (``{column: where the cell is NaN rather than None}``) and ``types`` (``{column: (Arrow type, pandas
+    metadata)}``, what decides the column's pandas dtype). ``frame`` is set instead where a column's type or
+    metadata is not one :func:`frames_of_snapshots` converts in one piece (converted on its own, as before).
+    ``rebuild(exc)``: the store's frame read again from its lines, the snapshot being unreadable after all."""
 
-    __slots__ = ("table", "masks", "types", "frame")
+    __slots__ = ("names", "table", "file", "rows", "masks", "types", "frame", "rebuild")
 
-    def __init__(self, table=None, masks=None, types=None, frame=None):
-        self.table, self.masks, self.types, self.frame = table, masks or {}, types or {}, frame
+    def __init__(self, names=(), table=None, file=None, rows=0, masks=None, types=None, frame=None):
+        self.names, self.table, self.file, self.rows = list(names), table, file, rows
+        self.masks, self.types, self.frame, self.rebuild = masks or {}, types or {}, frame, None
 
     def __len__(self) -> int:
-        return len(self.frame) if self.frame is not None else self.table.num_rows
+        return len(self.frame) if self.frame is not None else self.rows
+
+    def floats(self, names: list):
+        """Float columns ``names`` as an Arrow table, read from the snapshot file."""
+        return self.file.read(columns=names)
+
+    def column(self, name: str):
+        """One column as Arrow (a float column read from the file)."""
+        if name in self.table.column_names:
+            return self.table.column(name)
+        return self.floats([name]).column(0)
 
 
 # the Arrow types of a snapshot's columns and the numpy dtype its pandas metadata may give each: anything else
 # (a planted file's odd metadata) is converted on its own, as before
 _SIMPLE = {"double": ("float64",), "int64": ("int64",), "bool": ("bool", "object"), "string": ("str", "object"),
            "large_string": ("str", "object"), "null": ("object",)}
-
-
 # the names of the columns' index pandas writes (the str dtype of pandas 3, object before)
 _COLUMN_INDEXES = [[{"name": None, "field_name": None, "pandas_type": t, "numpy_type": n, "metadata": m}]
                    for t in ("unicode", "object", "string") for n in ("object", "str")
@@ -718,24 +734,42 @@ _COLUMN_INDEXES = [[{"name": None, "field_name": None, "pandas_type": t, "numpy_
 
 
 def _snapshot_part(snap: Path, table, keep):
-    """:class:`Snapshot` of a snapshot file's columns ``keep`` picks; None with a warning (rebuilt) where its data
-    cannot be read."""
+    """:class:`Snapshot` of a snapshot file's columns ``keep`` picks (its float columns left in the file); None
+    with a warning (rebuilt) where its data cannot be read."""
     try:
-        data, masks = _snapshot_data(table, keep)
-        pandas_meta = data.schema.pandas_metadata or {}
+        schema = table.schema_arrow
+        names = [n for n in schema.names if not n.startswith(_NAN) and keep(n)]
+        pandas_meta = schema.pandas_metadata or {}
         meta = {c.get("name"): c for c in pandas_meta.get("columns", []) if isinstance(c, dict)}
-        types = {}
         simple = pandas_meta.get("index_columns") == [] and pandas_meta.get("column_indexes") in _COLUMN_INDEXES
-        for field in data.schema:
-            entry = meta.get(field.name)
-            kind = str(field.type)
+        types = {}
+        for name in names:
+            entry, kind = meta.get(name), str(schema.field(name).type)
             if not simple or not isinstance(entry, dict) or entry.get("metadata") is not None or entry.get(
-                    "numpy_type") not in _SIMPLE.get(kind, ()):
-                return Snapshot(frame=_to_pandas(data, masks))  # converted on its own, as before
-            types[field.name] = (kind, json.dumps(entry, sort_keys=True))
-        return Snapshot(data, masks, types)
+                    "numpy_type") not in _SIMPLE.get(kind, ()) or (kind == "double" and _NAN + name in schema.names):
+                return Snapshot(frame=_to_pandas(*_snapshot_data(table, keep)))  # on its own, as before
+            types[name] = (kind, json.dumps(entry, sort_keys=True))
+        rest = {name for name, (kind, _) in types.items() if kind != "double"}
+        data, masks = _snapshot_data(table, rest.__contains__)
+        return Snapshot(names, data, table, table.metadata.num_rows, masks, types)
     except Exception as exc:  # noqa: BLE001 - anything in a planted or damaged file: rebuild it
         return _invalid(snap, f"cannot be read ({type(exc).__name__}: {exc})")
+
+
+def _rebuild(snap: Path, exc: Exception, path: Path, columns, folder):
+    """The frame of a store whose snapshot's float columns could not be read after all: rebuilt from its lines."""
+    _invalid(snap, f"cannot be read ({type(exc).__name__}: {exc})")
+    try:
+        os.unlink(snap)
+    except OSError:
+        pass
+    return read_frame_cached(path, columns=columns, folder=folder)
+
+
+class _Unreadable(Exception):
+    def __init__(self, at: int, exc: Exception):
+        super().__init__(at, exc)
+        self.at, self.exc = at, exc
 
 
 def frames_of_snapshots(parts: list) -> "object":
@@ -743,19 +777,29 @@ def frames_of_snapshots(parts: list) -> "object":
     :class:`Snapshot` (its frame being :func:`_to_pandas` of it), ``constants`` (``{column: value}``) the columns
     set on that part's frame before the concatenation (``frame[name] = value``). The same frame (columns, order,
     dtypes, None and NaN), but consecutive snapshots are concatenated as Arrow columns and converted to pandas
-    once: a column of one type and pandas metadata in every snapshot, no NaN flag, of a simple type (present in
-    each, or a number column missing from some) in one piece; the others (a column whose type changes between
-    files, text missing from a file, NaN flags) snapshot by snapshot, concatenated by pandas, as before."""
+    once: a column of one type, pandas metadata and NaN flags in every snapshot, of a simple type (present in
+    each, or a number column missing from some) in one piece (the float columns written straight into one
+    block); the others (a column whose type changes between files, text missing from a file, NaN flags in some
+    files only) snapshot by snapshot, concatenated by pandas, as before. ``parts`` is emptied as it is read."""
     import pandas as pd
 
-    frames, run = [], []
-    for part, constants in parts + [(None, None)]:
+    frames, run, ran = [], [], False
+    parts.append((None, None))
+    while parts:
+        part, constants = parts.pop(0)
         if isinstance(part, Snapshot) and part.frame is None:
             run.append((part, constants))
             continue
         if run:
-            frames.append(_run_frame(run))
-            run = []
+            try:
+                frames.append(_run_frame(run))
+            except _Unreadable as bad:  # that store read from its lines, the rest again as before
+                gone, constants_bad = run[bad.at]
+                run[bad.at] = (gone.rebuild(bad.exc), constants_bad)
+                parts[:0] = run + [(part, constants)]
+                run = []
+                continue
+            run, ran = [], True
         if part is not None:
             frame = part.frame if isinstance(part, Snapshot) else part
             for name, value in constants.items():
@@ -763,21 +807,23 @@ def frames_of_snapshots(parts: list) -> "object":
             frames.append(frame)
     if not frames:
         return pd.DataFrame()
+    if len(frames) == 1 and ran:  # already one frame of its own (pd.concat would copy it)
+        return frames[0]
     return pd.concat(frames, ignore_index=True, sort=False)
 
 
 def _run_frame(run: list):
-    """:func:`frames_of_snapshots` of consecutive :class:`Snapshot` parts."""
+    """:func:`frames_of_snapshots` of consecutive :class:`Snapshot` parts (``run`` is emptied as it is read)."""
     import numpy as np
     import pandas as pd
     import pyarrow as pa
 
     order: dict = {}  # pd.concat's column order: each part's columns, then its constants, first seen first
     for part, constants in run:
-        order.update(dict.fromkeys(part.table.column_names))
+        order.update(dict.fromkeys(part.names))
         order.update(dict.fromkeys(constants))
-    sizes = [part.table.num_rows for part, _ in run]
-    whole, fast = [], {}
+    sizes = [len(part) for part, _ in run]
+    fast = {}
     for name in order:
         types = {part.types.get(name) for part, _ in run}
         missing = None in types
@@ -789,45 +835,71 @@ def _run_frame(run: list):
         if kind in _SIMPLE and (not missing or kind in ("double", "int64")):
             fast[name] = (kind, entry)
     text = pd.DataFrame(index=[0]).assign(x="x")["x"].dtype  # what ``frame[name] = "..."`` gives
-    columns = {}
+    # the float columns: one block, each snapshot's read from its file straight into it
+    floats = [name for name, (kind, _) in fast.items() if kind == "double"]
+    block = np.full((len(floats), sum(sizes)), np.nan)
+    at = 0
+    for i, (part, _) in enumerate(run):
+        present = [name for name in floats if name in part.types]
+        if present:
+            try:
+                data = part.floats(present)
+                if data.num_rows != len(part) or [str(t) for t in data.schema.types] != ["double"] * len(present):
+                    raise ValueError("its float columns do not match its schema")
+            except Exception as exc:  # noqa: BLE001 - anything in a planted or damaged file: rebuild it
+                raise _Unreadable(i, exc) from None
+            for name in present:
+                block[floats.index(name), at:at + len(part)] = data.column(name).to_numpy(zero_copy_only=False)
+            del data
+        at += len(part)
+    df = pd.DataFrame(block.T, columns=floats, copy=False)
+    del block
+    columns, whole = {}, []
     for name, (kind, entry) in fast.items():
-        typ = pa.float64() if kind == "double" else pa.int64() if kind == "int64" else None
+        if kind == "double":
+            continue
+        typ = pa.int64() if kind == "int64" else None
         chunks = []
         for part, _ in run:
             if name in part.types:
                 chunks += part.table.column(name).chunks
             else:
-                chunks.append(pa.nulls(part.table.num_rows, typ))
+                chunks.append(pa.nulls(len(part), typ))
         columns[name] = pa.chunked_array(chunks, type=chunks[0].type)
         whole.append(json.loads(entry))
     meta = dict(run[0][0].table.schema.pandas_metadata or {})
-    table = pa.table(columns, metadata=_pandas_meta(meta, whole)) if columns else None
-    df = table.to_pandas() if table is not None else pd.DataFrame(index=pd.RangeIndex(sum(sizes)))
-    del table, columns
+    rest = pa.table(columns, metadata=_pandas_meta(meta, whole)).to_pandas() if columns else pd.DataFrame(
+        index=pd.RangeIndex(sum(sizes)))
+    del columns
     for name in fast:  # NaN flags in every part: the cells flagged are NaN, the column of object dtype
         if name in run[0][0].masks:
-            col = df[name].astype(object)
+            col = rest[name].astype(object)
             col[np.concatenate([part.masks[name] for part, _ in run])] = np.nan
-            df[name] = col
-    for at, name in enumerate(order):
-        if name in fast:
+            rest[name] = col
+    for i, name in enumerate(order):
+        if name in fast and fast[name][0] == "double":
             continue
-        if all(name in constants for _, constants in run):
+        if name in rest.columns:
+            values = rest[name]
+        elif all(name in constants for _, constants in run):
             given = [constants[name] for _, constants in run]
-            values = np.repeat(np.array(given, dtype=object), sizes)
-            df.insert(at, name, pd.Series(values, dtype=text if all(isinstance(v, str) for v in given) else None))
-            continue
-        pieces = []
-        for part, constants in run:
-            if name in part.types:  # as in its own frame: its type, its pandas metadata, its NaN flags
-                one = pa.table({name: part.table.column(name)}, metadata=_pandas_meta(
-                    part.table.schema.pandas_metadata, [json.loads(part.types[name][1])]))
-                pieces.append(_to_pandas(one, {name: part.masks[name]} if name in part.masks else {}))
-            elif name in constants:
-                pieces.append(pd.DataFrame(index=pd.RangeIndex(len(part))).assign(**{name: constants[name]}))
-            else:
-                pieces.append(pd.DataFrame(index=pd.RangeIndex(len(part))))
-        df.insert(at, name, pd.concat(pieces, ignore_index=True, sort=False)[name])
+            values = pd.Series(np.repeat(np.array(given, dtype=object), sizes),
+                               dtype=text if all(isinstance(v, str) for v in given) else None)
+        else:
+            pieces = []
+            for part, constants in run:
+                if name in part.types:  # as in its own frame: its type, its pandas metadata, its NaN flags
+                    one = pa.table({name: part.column(name)}, metadata=_pandas_meta(
+                        part.table.schema.pandas_metadata, [json.loads(part.types[name][1])]))
+                    pieces.append(_to_pandas(one, {name: part.masks[name]} if name in part.masks else {}))
+                elif name in constants:
+                    pieces.append(pd.DataFrame(index=pd.RangeIndex(len(part))).assign(**{name: constants[name]}))
+                else:
+                    pieces.append(pd.DataFrame(index=pd.RangeIndex(len(part))))
+            values = pd.concat(pieces, ignore_index=True, sort=False)[name]
+        df.insert(i, name, values)
+    run.clear()
+    df.columns = pd.Index(list(df.columns))  # the names' dtype as pandas infers it for any frame
     return df
 
 
