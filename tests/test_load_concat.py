@@ -113,12 +113,12 @@ def test_one_conversion_of_the_snapshots_gives_the_frame_of_one_per_store(tmp_pa
     if columns is None or "metrics.steps" in columns:
         assert {type(v) for v in warm["metrics.steps"].dropna()} >= {str, bool}
 
-    # an appended tail: that store comes as a frame between snapshots, the rest as before
+    # an appended tail: that store is read from its snapshot, extended, written again and read from it
     with open(sweeps / "c_nan.jsonl", "a") as f:
         f.write(_lines([_rec(40, case__algorithm=_DROP), _rec(41, metrics__steps=2.5)]))
     runs.clear()
     grown, w_grown = _load(root, columns=columns)
-    assert runs == [1, 6]
+    assert runs == [1, 7]
     with monkeypatch.context() as m:
         _definition(m)
         old, w_old = _load(root, columns=columns)

@@ -551,7 +551,7 @@ def _complete_end(f, end: int) -> int:
 
 
 def read_frame_cached(path: str | os.PathLike, *, columns: Iterable[str] | None = None, folder: Path | None = None,
-                      arrow: bool = False):
+                      arrow: bool = False, _again: bool = False):
     """:func:`read_frame` of the whole store ``path`` (the same frame and warnings), through a snapshot in the
     cache folder (:func:`cache_dir`): a Parquet file keyed by the store's real path, its identity
     (``st_dev``, ``st_ino``), the byte offset read up to (the end of its last whole line) and a hash of the
@@ -560,8 +560,9 @@ def read_frame_cached(path: str | os.PathLike, *, columns: Iterable[str] | None 
     whose key or columns are not valid, is rebuilt with a warning. The lines skipped while building it are
     kept in it and warned about again, as a cold read does. Written to a temporary file and renamed.
 
-    ``arrow=True``: a store with nothing new since its snapshot comes back as a :class:`Snapshot` (its Arrow
-    columns, not yet a frame: :func:`frames_of_snapshots` converts many at once); anything else as the frame."""
+    ``arrow=True``: a store whose snapshot holds all of it (nothing new since, or the snapshot just written)
+    comes back as a :class:`Snapshot` (its Arrow columns, not yet a frame: :func:`frames_of_snapshots` converts
+    many at once); anything else as the frame."""
     path = Path(path)
     folder = cache_dir() if folder is None else folder
     if folder is None or not path.is_file() or not _own_folder(folder):
@@ -580,11 +581,11 @@ def read_frame_cached(path: str | os.PathLike, *, columns: Iterable[str] | None 
     problems, not_json = _Problems(path), []
     keep = wanted(columns)
     if cached is not None:
-        table, meta = cached
+        table, meta, raw = cached
         problems.by_reason = {r: list(v) for r, v in meta["problems"].items()}
         not_json += meta["not_json"]
         if arrow and cut == meta["offset"] == end:
-            old = _snapshot_part(snap, table, keep)
+            old = _snapshot_part(snap, table, keep, raw)
             if old is not None:
                 _touch(snap)
                 warn_problems(problems, not_json)
@@ -606,9 +607,12 @@ def read_frame_cached(path: str | os.PathLike, *, columns: Iterable[str] | None 
     else:
         df, lineno = _read(path, problems, not_json, stop=cut)
     if cached is None or cut != cached[1]["offset"]:
-        _save_snapshot(snap, df, {"version": _CACHE_VERSION, "path": real, "dev": st.st_dev, "ino": st.st_ino,
-                                  "offset": cut, "lines": lineno, "tail": tail, "problems": problems.by_reason,
-                                  "not_json": not_json})
+        saved = _save_snapshot(snap, df, {"version": _CACHE_VERSION, "path": real, "dev": st.st_dev,
+                                          "ino": st.st_ino, "offset": cut, "lines": lineno, "tail": tail,
+                                          "problems": problems.by_reason, "not_json": not_json})
+        if arrow and saved and cut == end and not _again:  # from the snapshot just written, as a later read
+            del df
+            return read_frame_cached(path, columns=columns, folder=folder, arrow=True, _again=True)
     if cut < end:  # a line being written: read now, never cached
         rest, _ = _read(path, problems, not_json, start=cut, stop=end, first_line=lineno)
         df = _concat([df, rest])
@@ -625,7 +629,7 @@ def _snapshot_path(folder: Path, path) -> Path:
 
 
 def _load_snapshot(snap: Path, real: str, st: os.stat_result, f):
-    """(Parquet file, key) of a valid snapshot of this store, or None (none yet, or not valid: then a warning).
+    """(Parquet file, key, the file's bytes) of a valid snapshot of this store, or None (none yet, or not valid: then a warning).
     The file is in memory and its schema checked; :func:`_from_snapshot` reads the columns a caller wants."""
     import stat
 
@@ -651,7 +655,7 @@ def _load_snapshot(snap: Path, real: str, st: os.stat_result, f):
             f.seek(0)
             if meta["offset"] > st.st_size or _tail_hash(f, meta["offset"]) != meta["tail"]:
                 return None  # the store shrank or was rewritten: read from the start (not the cache's fault)
-            return table, meta
+            return table, meta, data
     except Exception as exc:  # noqa: BLE001 - anything in a planted or damaged file: rebuild it
         problem = f"cannot be read ({type(exc).__name__}: {exc})"
     return _invalid(snap, problem) if problem != "other store" else None
@@ -697,7 +701,7 @@ def _touch(snap: Path) -> None:
 class Snapshot:
     """A store's snapshot read but not yet converted to pandas (``read_frame_cached(..., arrow=True)``): ``names``
     (its columns, in order), ``table`` (those columns as Arrow, but its float columns: :meth:`floats` reads them
-    from ``file`` straight into the frame, so that the store's floats are never held twice), ``masks``
+    from ``file``, the snapshot file's bytes, straight into the frame, so that the store's floats are never held twice), ``masks``
     (``{column: where the cell is NaN rather than None}``) and ``types`` (``{column: (Arrow type, pandas
     metadata)}``, what decides the column's pandas dtype). ``frame`` is set instead where a column's type or
     metadata is not one :func:`frames_of_snapshots` converts in one piece (converted on its own, as before).
@@ -713,8 +717,12 @@ class Snapshot:
         return len(self.frame) if self.frame is not None else self.rows
 
     def floats(self, names: list):
-        """Float columns ``names`` as an Arrow table, read from the snapshot file."""
-        return self.file.read(columns=names)
+        """Float columns ``names`` as an Arrow table, read from the snapshot file (``file``: its bytes; the file is
+        opened again, since an open Parquet file holds its metadata, about 0.5 MB for 2 000 records)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(pa.BufferReader(self.file)).read(columns=names)
 
     def column(self, name: str):
         """One column as Arrow (a float column read from the file)."""
@@ -733,7 +741,7 @@ _COLUMN_INDEXES = [[{"name": None, "field_name": None, "pandas_type": t, "numpy_
                    for m in (None, {"encoding": "UTF-8"})] + [[]]
 
 
-def _snapshot_part(snap: Path, table, keep):
+def _snapshot_part(snap: Path, table, keep, raw: bytes):
     """:class:`Snapshot` of a snapshot file's columns ``keep`` picks (its float columns left in the file); None
     with a warning (rebuilt) where its data cannot be read."""
     try:
@@ -751,7 +759,7 @@ def _snapshot_part(snap: Path, table, keep):
             types[name] = (kind, json.dumps(entry, sort_keys=True))
         rest = {name for name, (kind, _) in types.items() if kind != "double"}
         data, masks = _snapshot_data(table, rest.__contains__)
-        return Snapshot(names, data, table, table.metadata.num_rows, masks, types)
+        return Snapshot(names, data, raw, table.metadata.num_rows, masks, types)
     except Exception as exc:  # noqa: BLE001 - anything in a planted or damaged file: rebuild it
         return _invalid(snap, f"cannot be read ({type(exc).__name__}: {exc})")
 
@@ -950,9 +958,9 @@ def _to_pandas(data, masks: dict):
     return df
 
 
-def _save_snapshot(snap: Path, df, meta: dict) -> None:
+def _save_snapshot(snap: Path, df, meta: dict) -> bool:
     """Write the snapshot (temporary file + rename); a frame Parquet cannot hold (a column of mixed types) or a
-    folder that cannot be written leaves no snapshot: the store is then read in full each time."""
+    folder that cannot be written leaves no snapshot (False): the store is then read in full each time."""
     import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -971,8 +979,9 @@ def _save_snapshot(snap: Path, df, meta: dict) -> None:
                                                b"sslbench": json.dumps(meta).encode()})
         write_atomically(snap, lambda f: pq.write_table(table, f))
     except (pa.ArrowException, OSError, ValueError, TypeError):
-        return
+        return False
     prune_once(snap.parent)
+    return True
 
 
 def prune_once(folder: Path) -> None:
