@@ -551,7 +551,7 @@ def _complete_end(f, end: int) -> int:
 
 
 def read_frame_cached(path: str | os.PathLike, *, columns: Iterable[str] | None = None, folder: Path | None = None,
-                      arrow: bool = False, _again: bool = False):
+                      arrow: bool = False):
     """:func:`read_frame` of the whole store ``path`` (the same frame and warnings), through a snapshot in the
     cache folder (:func:`cache_dir`): a Parquet file keyed by the store's real path, its identity
     (``st_dev``, ``st_ino``), the byte offset read up to (the end of its last whole line) and a hash of the
@@ -610,14 +610,32 @@ def read_frame_cached(path: str | os.PathLike, *, columns: Iterable[str] | None 
         saved = _save_snapshot(snap, df, {"version": _CACHE_VERSION, "path": real, "dev": st.st_dev,
                                           "ino": st.st_ino, "offset": cut, "lines": lineno, "tail": tail,
                                           "problems": problems.by_reason, "not_json": not_json})
-        if arrow and saved and cut == end and not _again:  # from the snapshot just written, as a later read
-            del df
-            return read_frame_cached(path, columns=columns, folder=folder, arrow=True, _again=True)
+        part = _read_back(snap, real, path, columns, folder, cut) if arrow and saved and cut == end else None
+        if part is not None:  # from the snapshot just written, as a later read would
+            warn_problems(problems, not_json)
+            return part
     if cut < end:  # a line being written: read now, never cached
         rest, _ = _read(path, problems, not_json, start=cut, stop=end, first_line=lineno)
         df = _concat([df, rest])
     warn_problems(problems, not_json)
     return df[[c for c in df.columns if keep(c)]] if columns is not None else df
+
+
+def _read_back(snap: Path, real: str, path: Path, columns, folder: Path, offset: int):
+    """The :class:`Snapshot` of the snapshot just written of the store read up to ``offset`` (None where it is not
+    that snapshot any more: another process wrote a later one)."""
+    try:
+        with open(path, "rb") as f:
+            cached = _load_snapshot(snap, real, os.fstat(f.fileno()), f)
+    except OSError:
+        return None
+    if cached is None or cached[1]["offset"] != offset:
+        return None
+    part = _snapshot_part(snap, cached[0], wanted(columns), cached[2])
+    if part is None or part.frame is not None:
+        return None
+    part.rebuild = lambda exc: _rebuild(snap, exc, path, columns, folder)
+    return part
 
 
 def _snapshot_path(folder: Path, path) -> Path:
