@@ -207,19 +207,19 @@ def load_results(root: str | os.PathLike = "results", *, asv: Iterable[str | os.
             asv_dirs.append(extra)
     keep = columnar.wanted(None if columns is None else [*columns, *DERIVE_INPUTS])
     fast = columnar.available()
-    frames = []
+    frames = []  # (frame or columnar.Snapshot, the constant columns set on it)
     for path in jsonl:
         if _is_run_log(path):
             continue
-        if fast:
-            df = columnar.read_frame_cached(path, columns=None if columns is None else [*columns, *DERIVE_INPUTS])
-            if len(df):
-                df["source"], df["source_type"] = _rel(path, root), "jsonl"
-                frames.append(df)
+        if fast:  # a store with nothing new comes as its snapshot's Arrow columns: converted all at once, below
+            part = columnar.read_frame_cached(path, columns=None if columns is None else [*columns, *DERIVE_INPUTS],
+                                              arrow=True)
+            if len(part):
+                frames.append((part, {"source": _rel(path, root), "source_type": "jsonl"}))
             continue
         recs = read_records(path)
         if recs:
-            frames.append(_projected(_frame(recs, source=_rel(path, root), source_type="jsonl"), keep))
+            frames.append((_projected(_frame(recs, source=_rel(path, root), source_type="jsonl"), keep), {}))
     if pytest_benchmark:
         for path in js:
             first = _peek_json(path)
@@ -227,18 +227,21 @@ def load_results(root: str | os.PathLike = "results", *, asv: Iterable[str | os.
                 continue
             recs = read_pytest_benchmark(path)
             if recs:
-                frames.append(_projected(_frame(recs, source=_rel(path, root), source_type="pytest_benchmark"),
-                                         keep))
+                frames.append((_projected(_frame(recs, source=_rel(path, root), source_type="pytest_benchmark"),
+                                          keep), {}))
     for d in asv_dirs:
         if not Path(d).is_dir():
             warnings.warn(f"{d}: no such asv results directory; skipped", RuntimeWarning, stacklevel=2)
             continue
         recs = read_asv_results(d)
         if recs:
-            frames.append(_projected(_frame(recs, source=_rel(Path(d), root), source_type="asv"), keep))
-    frames = [f for f in frames if not f.empty]
-    df = pd.concat(frames, ignore_index=True, sort=False) if frames else pd.DataFrame()
-    return _derive(df)
+            frames.append((_projected(_frame(recs, source=_rel(Path(d), root), source_type="asv"), keep), {}))
+    frames = [(f, c) for f, c in frames if len(f) and (isinstance(f, columnar.Snapshot) or not f.empty)]
+    if not frames:
+        return _derive(pd.DataFrame())
+    if fast:
+        return _derive(columnar.frames_of_snapshots(frames))
+    return _derive(pd.concat([f for f, _ in frames], ignore_index=True, sort=False))
 
 
 def _peek_json(path: Path) -> dict | None:
@@ -333,17 +336,55 @@ def _label(k, c, r, a, bench, name, hp):
     return f"{label} {hp}" if hp else label
 
 
-def _derive(df: pd.DataFrame) -> pd.DataFrame:
-    """Add :data:`DERIVED_COLUMNS` (and the base columns, for an empty frame) to ``df``, a frame of
-    :func:`load_results`' own (no copy: at 10^6 records a copy is a gigabyte)."""
-    for name in _BASE_COLUMNS:
-        if name not in df.columns:
-            df[name] = pd.Series(dtype=object)
-    for name in ("source", "source_type"):
-        if name not in df.columns:
-            df[name] = pd.Series(dtype=object)
+#: the columns a row's series name and setting are derived from (:func:`_settings`)
+_SETTING = ("kind", "case.contender", "case.regularizer", "case.algorithm", "case.hparams", "case.benchmark",
+            "case.name")
+
+
+def _codes(s: pd.Series) -> np.ndarray:
+    """Integer codes of a column: equal codes only for values that are the same (for text, the same string; for
+    other values, the same type and value: 1, 1.0 and True apart, None and NaN apart; a value that cannot be a
+    key has a code of its own)."""
+    if isinstance(s.dtype, pd.StringDtype) or s.dtype.kind in "iufb":  # str or NaN; numbers: no 1/True confusion
+        return pd.factorize(s)[0]
+    keys: dict = {}
+    out = np.empty(len(s), dtype=np.int64)
+    for i, v in enumerate(s.tolist()):
+        try:
+            out[i] = keys.setdefault((type(v), v), len(keys))
+        except TypeError:  # not hashable
+            out[i] = keys[object()] = len(keys)
+    return out
+
+
+def _per_setting(df: pd.DataFrame, names: Sequence[str]) -> tuple[np.ndarray, pd.DataFrame]:
+    """(each row's setting, the first row of each setting): rows are of one setting where the columns ``names``
+    hold the same values (:func:`_codes`); an elementwise derivation computed on the few first rows and taken
+    by setting is the derivation of every row."""
+    key = np.zeros(len(df), dtype=np.int64)
+    for name in names:
+        if name in df.columns:
+            codes = _codes(df[name])
+            codes = codes - codes.min() if len(codes) else codes
+            key = pd.factorize(key * (int(codes.max(initial=0)) + 1) + codes)[0]
+    first = np.unique(key, return_index=True)[1] if len(key) else np.zeros(0, dtype=np.int64)
+    few = pd.DataFrame({name: df[name].iloc[first].reset_index(drop=True) for name in names if name in df.columns},
+                       index=pd.RangeIndex(len(first)))
+    return key, few
+
+
+def _taken(values: pd.Series, key: np.ndarray, index) -> pd.Series:
+    """``values`` (one per setting) for every row, of object dtype (the same objects, not copies)."""
+    arr = np.empty(len(values), dtype=object)
+    for i, v in enumerate(values.tolist() if values.dtype != object else list(values.to_numpy())):
+        arr[i] = v
+    return pd.Series(arr[key], index=index, dtype=object)
+
+
+def _settings(df: pd.DataFrame) -> dict:
+    """The series name and setting of each row (``label``, ``regularizer``, ``algorithm``, ``impl``,
+    ``hparams``), row by row: the definition, which :func:`_derive` runs on one row per setting."""
     n = len(df)
-    df["created"] = pd.to_datetime(df["created"], utc=True, errors="coerce", format="ISO8601")
     kind = column(df, "kind")
     contender = column(df, "case.contender")
     # one pass over plain lists (never .iloc in a loop), each distinct text parsed once
@@ -379,22 +420,59 @@ def _derive(df: pd.DataFrame) -> pd.DataFrame:
         except TypeError:  # a value that cannot be a key
             label = _label(*row)
         labels.append(label)
-    df["label"] = pd.Series(labels, index=df.index, dtype=object)
-    df["regularizer"] = reg
-    df["algorithm"] = algo
-    df["impl"] = impl
-    df["hparams"] = pd.Series(hp, index=df.index, dtype=object)
-    for name in ("dim", "batch", "views"):
-        df[name] = pd.to_numeric(column(df, f"case.{name}"), errors="coerce")
-    df["device"] = column(df, "case.device")
+    return {"label": pd.Series(labels, index=df.index, dtype=object), "regularizer": reg, "algorithm": algo,
+            "impl": impl, "hparams": pd.Series(hp, index=df.index, dtype=object)}
+
+
+def _device_name(df: pd.DataFrame) -> pd.Series:
+    """The GPU or CPU model: ``env.device_name``, else the CPU model, the machine, ``case.device`` (row by row)."""
     device_name = column(df, "env.device_name").astype(object).copy()
     for fallback in ("env.cpu_model", "env.machine", "case.device"):
         device_name = device_name.where(device_name.notna(), column(df, fallback))
-    df["device_name"] = device_name
+    return device_name
+
+
+def _commit(df: pd.DataFrame) -> pd.Series:
+    commit = column(df, "case.commit").astype(object)
+    return commit.where(commit.notna(), column(df, "env.git_commit"))
+
+
+def _created(created: pd.Series) -> pd.Series:
+    """``pd.to_datetime`` of the ``created`` column, each distinct text parsed once (a text column)."""
+    if not isinstance(created.dtype, pd.StringDtype) or not len(created):
+        return pd.to_datetime(created, utc=True, errors="coerce", format="ISO8601")
+    codes, uniques = pd.factorize(created)
+    parsed = pd.to_datetime(pd.Series(uniques, dtype=created.dtype), utc=True, errors="coerce", format="ISO8601")
+    values = parsed.array.take(codes, allow_fill=True)  # -1 (no text): NaT
+    return pd.Series(values, index=created.index, name=created.name)
+
+
+def _derive(df: pd.DataFrame) -> pd.DataFrame:
+    """Add :data:`DERIVED_COLUMNS` (and the base columns, for an empty frame) to ``df``, a frame of
+    :func:`load_results`' own (no copy: at 10^6 records a copy is a gigabyte). The derivations that go row by row
+    (:func:`_settings`, :func:`_device_name`, :func:`_commit`) run on one row per distinct setting and are taken
+    for every row of it."""
+    for name in _BASE_COLUMNS:
+        if name not in df.columns:
+            df[name] = pd.Series(dtype=object)
+    for name in ("source", "source_type"):
+        if name not in df.columns:
+            df[name] = pd.Series(dtype=object)
+    n = len(df)
+    df["created"] = _created(df["created"])
+    kind = column(df, "kind")
+    key, few = _per_setting(df, _SETTING)
+    for name, values in _settings(few).items():
+        df[name] = _taken(values, key, df.index)
+    for name in ("dim", "batch", "views"):
+        df[name] = pd.to_numeric(column(df, f"case.{name}"), errors="coerce")
+    df["device"] = column(df, "case.device")
+    key, few = _per_setting(df, ("env.device_name", "env.cpu_model", "env.machine", "case.device"))
+    df["device_name"] = _taken(_device_name(few), key, df.index)
     df["threads"] = pd.to_numeric(column(df, "env.threads"), errors="coerce")
     df["dtype"] = column(df, "case.dtype")
-    commit = column(df, "case.commit").astype(object)
-    df["commit"] = commit.where(commit.notna(), column(df, "env.git_commit"))
+    key, few = _per_setting(df, ("case.commit", "env.git_commit"))
+    df["commit"] = _taken(_commit(few), key, df.index)
     df["time_s"] = pd.to_numeric(column(df, "metrics.time_median_s"), errors="coerce")
     mem, which = _first_of(df, [f"metrics.{m}" for m in _MEMORY_METRICS])
     df["memory_bytes"], df["memory_metric"] = mem, which

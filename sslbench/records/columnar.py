@@ -550,14 +550,19 @@ def _complete_end(f, end: int) -> int:
     return 0
 
 
-def read_frame_cached(path: str | os.PathLike, *, columns: Iterable[str] | None = None, folder: Path | None = None):
+def read_frame_cached(path: str | os.PathLike, *, columns: Iterable[str] | None = None, folder: Path | None = None,
+                      arrow: bool = False):
     """:func:`read_frame` of the whole store ``path`` (the same frame and warnings), through a snapshot in the
     cache folder (:func:`cache_dir`): a Parquet file keyed by the store's real path, its identity
     (``st_dev``, ``st_ino``), the byte offset read up to (the end of its last whole line) and a hash of the
     bytes before it. A later read parses only the lines appended since; a store that shrank, was replaced
     (another inode) or rewritten before the offset is read from the start. A snapshot that cannot be read, or
     whose key or columns are not valid, is rebuilt with a warning. The lines skipped while building it are
-    kept in it and warned about again, as a cold read does. Written to a temporary file and renamed."""
+    kept in it and warned about again, as a cold read does. Written to a temporary file and renamed.
+
+    ``arrow=True``: a store whose snapshot holds all of it (nothing new since, or the snapshot just written)
+    comes back as a :class:`Snapshot` (its Arrow columns, not yet a frame: :func:`frames_of_snapshots` converts
+    many at once); anything else as the frame."""
     path = Path(path)
     folder = cache_dir() if folder is None else folder
     if folder is None or not path.is_file() or not _own_folder(folder):
@@ -576,10 +581,20 @@ def read_frame_cached(path: str | os.PathLike, *, columns: Iterable[str] | None 
     problems, not_json = _Problems(path), []
     keep = wanted(columns)
     if cached is not None:
-        table, meta = cached
+        table, meta, raw = cached
         problems.by_reason = {r: list(v) for r, v in meta["problems"].items()}
         not_json += meta["not_json"]
-        old = _snapshot_frame(snap, table, keep if cut == meta["offset"] == end else None)
+        if arrow and cut == meta["offset"] == end:
+            old = _snapshot_part(snap, table, keep, raw)
+            if old is not None:
+                _touch(snap)
+                warn_problems(problems, not_json)
+                if old.frame is not None:
+                    return old.frame
+                old.rebuild = lambda exc: _rebuild(snap, exc, path, columns, folder)
+                return old
+        else:
+            old = _snapshot_frame(snap, table, keep if cut == meta["offset"] == end else None)
         if old is None:  # its data could not be read: rebuilt
             cached, problems.by_reason, not_json = None, {}, []
         elif cut == meta["offset"] == end:  # nothing new: only the columns asked for left the Parquet file
@@ -592,14 +607,35 @@ def read_frame_cached(path: str | os.PathLike, *, columns: Iterable[str] | None 
     else:
         df, lineno = _read(path, problems, not_json, stop=cut)
     if cached is None or cut != cached[1]["offset"]:
-        _save_snapshot(snap, df, {"version": _CACHE_VERSION, "path": real, "dev": st.st_dev, "ino": st.st_ino,
-                                  "offset": cut, "lines": lineno, "tail": tail, "problems": problems.by_reason,
-                                  "not_json": not_json})
+        saved = _save_snapshot(snap, df, {"version": _CACHE_VERSION, "path": real, "dev": st.st_dev,
+                                          "ino": st.st_ino, "offset": cut, "lines": lineno, "tail": tail,
+                                          "problems": problems.by_reason, "not_json": not_json})
+        part = _read_back(snap, real, path, columns, folder, cut) if arrow and saved and cut == end else None
+        if part is not None:  # from the snapshot just written, as a later read would
+            warn_problems(problems, not_json)
+            return part
     if cut < end:  # a line being written: read now, never cached
         rest, _ = _read(path, problems, not_json, start=cut, stop=end, first_line=lineno)
         df = _concat([df, rest])
     warn_problems(problems, not_json)
     return df[[c for c in df.columns if keep(c)]] if columns is not None else df
+
+
+def _read_back(snap: Path, real: str, path: Path, columns, folder: Path, offset: int):
+    """The :class:`Snapshot` of the snapshot just written of the store read up to ``offset`` (None where it is not
+    that snapshot any more: another process wrote a later one)."""
+    try:
+        with open(path, "rb") as f:
+            cached = _load_snapshot(snap, real, os.fstat(f.fileno()), f)
+    except OSError:
+        return None
+    if cached is None or cached[1]["offset"] != offset:
+        return None
+    part = _snapshot_part(snap, cached[0], wanted(columns), cached[2])
+    if part is None or part.frame is not None:
+        return None
+    part.rebuild = lambda exc: _rebuild(snap, exc, path, columns, folder)
+    return part
 
 
 def _snapshot_path(folder: Path, path) -> Path:
@@ -611,7 +647,7 @@ def _snapshot_path(folder: Path, path) -> Path:
 
 
 def _load_snapshot(snap: Path, real: str, st: os.stat_result, f):
-    """(Parquet file, key) of a valid snapshot of this store, or None (none yet, or not valid: then a warning).
+    """(Parquet file, key, the file's bytes) of a valid snapshot of this store, or None (none yet, or not valid: then a warning).
     The file is in memory and its schema checked; :func:`_from_snapshot` reads the columns a caller wants."""
     import stat
 
@@ -637,7 +673,7 @@ def _load_snapshot(snap: Path, real: str, st: os.stat_result, f):
             f.seek(0)
             if meta["offset"] > st.st_size or _tail_hash(f, meta["offset"]) != meta["tail"]:
                 return None  # the store shrank or was rewritten: read from the start (not the cache's fault)
-            return table, meta
+            return table, meta, data
     except Exception as exc:  # noqa: BLE001 - anything in a planted or damaged file: rebuild it
         problem = f"cannot be read ({type(exc).__name__}: {exc})"
     return _invalid(snap, problem) if problem != "other store" else None
@@ -680,6 +716,225 @@ def _touch(snap: Path) -> None:
         pass
 
 
+class Snapshot:
+    """A store's snapshot read but not yet converted to pandas (``read_frame_cached(..., arrow=True)``): ``names``
+    (its columns, in order), ``table`` (those columns as Arrow, but its float columns: :meth:`floats` reads them
+    from ``file``, the snapshot file's bytes, straight into the frame, so that the store's floats are never held twice), ``masks``
+    (``{column: where the cell is NaN rather than None}``) and ``types`` (``{column: (Arrow type, pandas
+    metadata)}``, what decides the column's pandas dtype). ``frame`` is set instead where a column's type or
+    metadata is not one :func:`frames_of_snapshots` converts in one piece (converted on its own, as before).
+    ``rebuild(exc)``: the store's frame read again from its lines, the snapshot being unreadable after all."""
+
+    __slots__ = ("names", "table", "file", "rows", "masks", "types", "frame", "rebuild")
+
+    def __init__(self, names=(), table=None, file=None, rows=0, masks=None, types=None, frame=None):
+        self.names, self.table, self.file, self.rows = list(names), table, file, rows
+        self.masks, self.types, self.frame, self.rebuild = masks or {}, types or {}, frame, None
+
+    def __len__(self) -> int:
+        return len(self.frame) if self.frame is not None else self.rows
+
+    def floats(self, names: list):
+        """Float columns ``names`` as an Arrow table, read from the snapshot file (``file``: its bytes; the file is
+        opened again, since an open Parquet file holds its metadata, about 0.5 MB for 2 000 records)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(pa.BufferReader(self.file)).read(columns=names)
+
+    def column(self, name: str):
+        """One column as Arrow (a float column read from the file)."""
+        if name in self.table.column_names:
+            return self.table.column(name)
+        return self.floats([name]).column(0)
+
+
+# the Arrow types of a snapshot's columns and the numpy dtype its pandas metadata may give each: anything else
+# (a planted file's odd metadata) is converted on its own, as before
+_SIMPLE = {"double": ("float64",), "int64": ("int64",), "bool": ("bool", "object"), "string": ("str", "object"),
+           "large_string": ("str", "object"), "null": ("object",)}
+# the names of the columns' index pandas writes (the str dtype of pandas 3, object before)
+_COLUMN_INDEXES = [[{"name": None, "field_name": None, "pandas_type": t, "numpy_type": n, "metadata": m}]
+                   for t in ("unicode", "object", "string") for n in ("object", "str")
+                   for m in (None, {"encoding": "UTF-8"})] + [[]]
+
+
+def _snapshot_part(snap: Path, table, keep, raw: bytes):
+    """:class:`Snapshot` of a snapshot file's columns ``keep`` picks (its float columns left in the file); None
+    with a warning (rebuilt) where its data cannot be read."""
+    try:
+        schema = table.schema_arrow
+        names = [n for n in schema.names if not n.startswith(_NAN) and keep(n)]
+        pandas_meta = schema.pandas_metadata or {}
+        meta = {c.get("name"): c for c in pandas_meta.get("columns", []) if isinstance(c, dict)}
+        simple = pandas_meta.get("index_columns") == [] and pandas_meta.get("column_indexes") in _COLUMN_INDEXES
+        types = {}
+        for name in names:
+            entry, kind = meta.get(name), str(schema.field(name).type)
+            if not simple or not isinstance(entry, dict) or entry.get("metadata") is not None or entry.get(
+                    "numpy_type") not in _SIMPLE.get(kind, ()) or (kind == "double" and _NAN + name in schema.names):
+                return Snapshot(frame=_to_pandas(*_snapshot_data(table, keep)))  # on its own, as before
+            types[name] = (kind, json.dumps(entry, sort_keys=True))
+        rest = {name for name, (kind, _) in types.items() if kind != "double"}
+        data, masks = _snapshot_data(table, rest.__contains__)
+        return Snapshot(names, data, raw, table.metadata.num_rows, masks, types)
+    except Exception as exc:  # noqa: BLE001 - anything in a planted or damaged file: rebuild it
+        return _invalid(snap, f"cannot be read ({type(exc).__name__}: {exc})")
+
+
+def _rebuild(snap: Path, exc: Exception, path: Path, columns, folder):
+    """The frame of a store whose snapshot's float columns could not be read after all: rebuilt from its lines."""
+    _invalid(snap, f"cannot be read ({type(exc).__name__}: {exc})")
+    try:
+        os.unlink(snap)
+    except OSError:
+        pass
+    return read_frame_cached(path, columns=columns, folder=folder)
+
+
+class _Unreadable(Exception):
+    def __init__(self, at: int, exc: Exception):
+        super().__init__(at, exc)
+        self.at, self.exc = at, exc
+
+
+def frames_of_snapshots(parts: list) -> "object":
+    """``pd.concat(frames, ignore_index=True, sort=False)`` of ``parts``, each ``(part, constants)``: a frame or a
+    :class:`Snapshot` (its frame being :func:`_to_pandas` of it), ``constants`` (``{column: value}``) the columns
+    set on that part's frame before the concatenation (``frame[name] = value``). The same frame (columns, order,
+    dtypes, None and NaN), but consecutive snapshots are concatenated as Arrow columns and converted to pandas
+    once: a column of one type, pandas metadata and NaN flags in every snapshot, of a simple type (present in
+    each, or a number column missing from some) in one piece (the float columns written straight into one
+    block); the others (a column whose type changes between files, text missing from a file, NaN flags in some
+    files only) snapshot by snapshot, concatenated by pandas, as before. ``parts`` is emptied as it is read."""
+    import pandas as pd
+
+    frames, run, ran = [], [], False
+    parts.append((None, None))
+    while parts:
+        part, constants = parts.pop(0)
+        if isinstance(part, Snapshot) and part.frame is None:
+            run.append((part, constants))
+            continue
+        if run:
+            try:
+                frames.append(_run_frame(run))
+            except _Unreadable as bad:  # that store read from its lines, the rest again as before
+                gone, constants_bad = run[bad.at]
+                run[bad.at] = (gone.rebuild(bad.exc), constants_bad)
+                parts[:0] = run + [(part, constants)]
+                run = []
+                continue
+            run, ran = [], True
+        if part is not None:
+            frame = part.frame if isinstance(part, Snapshot) else part
+            for name, value in constants.items():
+                frame[name] = value
+            frames.append(frame)
+    if not frames:
+        return pd.DataFrame()
+    if len(frames) == 1 and ran:  # already one frame of its own (pd.concat would copy it)
+        return frames[0]
+    return pd.concat(frames, ignore_index=True, sort=False)
+
+
+def _run_frame(run: list):
+    """:func:`frames_of_snapshots` of consecutive :class:`Snapshot` parts (``run`` is emptied as it is read)."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+
+    order: dict = {}  # pd.concat's column order: each part's columns, then its constants, first seen first
+    for part, constants in run:
+        order.update(dict.fromkeys(part.names))
+        order.update(dict.fromkeys(constants))
+    sizes = [len(part) for part, _ in run]
+    fast = {}
+    for name in order:
+        types = {part.types.get(name) for part, _ in run}
+        missing = None in types
+        types.discard(None)
+        flagged = sum(name in part.masks for part, _ in run)
+        if len(types) != 1 or flagged not in (0, len(run)):  # NaN flags in some: object in some frames only
+            continue
+        (kind, entry), = types
+        if kind in _SIMPLE and (not missing or kind in ("double", "int64")):
+            fast[name] = (kind, entry)
+    text = pd.DataFrame(index=[0]).assign(x="x")["x"].dtype  # what ``frame[name] = "..."`` gives
+    # the float columns: one block, each snapshot's read from its file straight into it
+    floats = [name for name, (kind, _) in fast.items() if kind == "double"]
+    block = np.full((len(floats), sum(sizes)), np.nan)
+    at = 0
+    for i, (part, _) in enumerate(run):
+        present = [name for name in floats if name in part.types]
+        if present:
+            try:
+                data = part.floats(present)
+                if data.num_rows != len(part) or [str(t) for t in data.schema.types] != ["double"] * len(present):
+                    raise ValueError("its float columns do not match its schema")
+            except Exception as exc:  # noqa: BLE001 - anything in a planted or damaged file: rebuild it
+                raise _Unreadable(i, exc) from None
+            for name in present:
+                block[floats.index(name), at:at + len(part)] = data.column(name).to_numpy(zero_copy_only=False)
+            del data
+        at += len(part)
+    df = pd.DataFrame(block.T, columns=floats, copy=False)
+    del block
+    columns, whole = {}, []
+    for name, (kind, entry) in fast.items():
+        if kind == "double":
+            continue
+        typ = pa.int64() if kind == "int64" else None
+        chunks = []
+        for part, _ in run:
+            if name in part.types:
+                chunks += part.table.column(name).chunks
+            else:
+                chunks.append(pa.nulls(len(part), typ))
+        columns[name] = pa.chunked_array(chunks, type=chunks[0].type)
+        whole.append(json.loads(entry))
+    meta = dict(run[0][0].table.schema.pandas_metadata or {})
+    rest = pa.table(columns, metadata=_pandas_meta(meta, whole)).to_pandas() if columns else pd.DataFrame(
+        index=pd.RangeIndex(sum(sizes)))
+    del columns
+    for name in fast:  # NaN flags in every part: the cells flagged are NaN, the column of object dtype
+        if name in run[0][0].masks:
+            col = rest[name].astype(object)
+            col[np.concatenate([part.masks[name] for part, _ in run])] = np.nan
+            rest[name] = col
+    for i, name in enumerate(order):
+        if name in fast and fast[name][0] == "double":
+            continue
+        if name in rest.columns:
+            values = rest[name]
+        elif all(name in constants for _, constants in run):
+            given = [constants[name] for _, constants in run]
+            values = pd.Series(np.repeat(np.array(given, dtype=object), sizes),
+                               dtype=text if all(isinstance(v, str) for v in given) else None)
+        else:
+            pieces = []
+            for part, constants in run:
+                if name in part.types:  # as in its own frame: its type, its pandas metadata, its NaN flags
+                    one = pa.table({name: part.column(name)}, metadata=_pandas_meta(
+                        part.table.schema.pandas_metadata, [json.loads(part.types[name][1])]))
+                    pieces.append(_to_pandas(one, {name: part.masks[name]} if name in part.masks else {}))
+                elif name in constants:
+                    pieces.append(pd.DataFrame(index=pd.RangeIndex(len(part))).assign(**{name: constants[name]}))
+                else:
+                    pieces.append(pd.DataFrame(index=pd.RangeIndex(len(part))))
+            values = pd.concat(pieces, ignore_index=True, sort=False)[name]
+        df.insert(i, name, values)
+    run.clear()
+    df.columns = pd.Index(list(df.columns))  # the names' dtype as pandas infers it for any frame
+    return df
+
+
+def _pandas_meta(meta: dict, columns: list) -> dict:
+    """A table's schema metadata: pandas' of a snapshot (``meta``) for ``columns`` (their entries) only."""
+    meta = {**meta, "columns": columns, "index_columns": []}
+    return {b"pandas": json.dumps(meta).encode()}
+
+
 def _snapshot_frame(snap: Path, table, keep):
     """:func:`_from_snapshot`, or None with a warning where the file's data cannot be read."""
     try:
@@ -691,8 +946,13 @@ def _snapshot_frame(snap: Path, table, keep):
 def _from_snapshot(table, keep=None):
     """The frame of a snapshot (a ``pyarrow.parquet.ParquetFile``), only the columns ``keep(name)`` picks (and
     their NaN flags) read from it."""
-    import numpy as np
+    data, masks = _snapshot_data(table, keep)
+    return _to_pandas(data, masks)
 
+
+def _snapshot_data(table, keep=None):
+    """(Arrow table, ``{column: NaN mask}``) of a snapshot: the columns ``keep(name)`` picks, the NaN flags split
+    off (only the flags with a NaN in them are kept)."""
     names = table.schema_arrow.names
     if keep is not None:
         picked = [n for n in names if not n.startswith(_NAN) and keep(n)]
@@ -700,7 +960,14 @@ def _from_snapshot(table, keep=None):
     data = table.read(columns=names)
     flags = [n for n in data.column_names if n.startswith(_NAN)]
     masks = {n[len(_NAN):]: data.column(n).to_numpy(zero_copy_only=False).astype(bool) for n in flags}
-    df = data.drop_columns(flags).to_pandas()  # the flags never become columns (deleting them costs a copy each)
+    return data.drop_columns(flags), {n: m for n, m in masks.items() if m.any()}
+
+
+def _to_pandas(data, masks: dict):
+    """The frame of a snapshot's Arrow table: a cell its NaN mask flags is NaN (the column then of object dtype)."""
+    import numpy as np
+
+    df = data.to_pandas()  # the flags never become columns (deleting them costs a copy each)
     for target, mask in masks.items():
         if target in df.columns and mask.any():
             col = df[target].astype(object)
@@ -709,9 +976,9 @@ def _from_snapshot(table, keep=None):
     return df
 
 
-def _save_snapshot(snap: Path, df, meta: dict) -> None:
+def _save_snapshot(snap: Path, df, meta: dict) -> bool:
     """Write the snapshot (temporary file + rename); a frame Parquet cannot hold (a column of mixed types) or a
-    folder that cannot be written leaves no snapshot: the store is then read in full each time."""
+    folder that cannot be written leaves no snapshot (False): the store is then read in full each time."""
     import pandas as pd
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -730,8 +997,9 @@ def _save_snapshot(snap: Path, df, meta: dict) -> None:
                                                b"sslbench": json.dumps(meta).encode()})
         write_atomically(snap, lambda f: pq.write_table(table, f))
     except (pa.ArrowException, OSError, ValueError, TypeError):
-        return
+        return False
     prune_once(snap.parent)
+    return True
 
 
 def prune_once(folder: Path) -> None:
