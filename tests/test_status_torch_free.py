@@ -153,3 +153,18 @@ def test_what_the_key_cannot_see_is_never_cached(monkeypatch):
     monkeypatch.delenv("SSLBENCH_DATA_TEST")
     assert key != plan_cache.key_of("sweep", base, None, True) != plan_cache.key_of("sweep", {**base, "dims": [8]},
                                                                                        None, False)
+
+
+def test_cancel_never_reads_the_grid_cache(tmp_path, monkeypatch):
+    """--cancel signals processes: its grid, and the store it names, are built from the settings every time, never
+    read from a cache file that someone else may have planted; --status reads it."""
+    store = tmp_path / "s.jsonl"
+    store.write_text("")
+    monkeypatch.setenv("SSLBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    calls = []
+    monkeypatch.setattr(plan_cache, "load", lambda key: calls.append(key))
+    argv = BENCH + ["--out", str(store)]
+    for flag in ("--cancel", "--status"):
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            sweep.execute(_parse(argv + [flag]))
+        assert len(calls) == (flag == "--status"), (flag, calls)

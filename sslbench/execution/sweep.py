@@ -724,16 +724,17 @@ def _settings_and_cases(args: argparse.Namespace) -> tuple[dict, list[dict], str
     return s, cases, out
 
 
-def _settings_and_grid(args: argparse.Namespace, command: str = "sweep", watching: bool = False):
+def _settings_and_grid(args: argparse.Namespace, command: str = "sweep", watching: bool = False,
+                       cached: bool = False):
     """:func:`_settings_and_cases` and the training cases' run ids (None: not computed yet, or bench). Watching a
-    store (``--status``, ``--cancel``), the grid comes from :mod:`sslbench.execution.plan_cache` when an earlier
+    store with ``cached`` (``--status``), the grid comes from :mod:`sslbench.execution.plan_cache` when an earlier
     ``--status`` built it from the same settings and sources (no torch imported), else it is built and kept there."""
     args = _dict_args(args)
     plan_only = bool(getattr(args, "dry_run", False))
     config = load_config(args.config) if getattr(args, "config", None) else {}
     s = resolve_settings(args, config)
     key = None
-    if watching and not plan_only:
+    if watching and cached and not plan_only:
         from sslbench.execution import plan_cache
 
         if plan_cache.cacheable(s):
@@ -791,7 +792,10 @@ def execute(args: argparse.Namespace, command: str = "sweep") -> int:
     work, then the dry run or the cases. ``command`` names the command in the messages."""
     watching = bool(getattr(args, "status", False) or getattr(args, "cancel", False))
     try:
-        s, cases, out, run_ids = _settings_and_grid(args, command, watching)
+        # the grid cache serves --status only: --cancel signals processes, so its grid (and the store it names) is
+        # built from the settings every time, never taken from a file on disk
+        s, cases, out, run_ids = _settings_and_grid(args, command, watching,
+                                                    cached=bool(getattr(args, "status", False)))
         if watching:
             _check_watched_store(out)
         elif not args.dry_run:
