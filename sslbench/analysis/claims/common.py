@@ -8,11 +8,12 @@ pandas and numpy only (never torch): the dashboard calls these on loaded results
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -265,9 +266,38 @@ SETTING = ("dataset", "fraction", "dim", "views", "batch", "epochs", "backbone",
            "warmup_epochs", "device_name")
 
 
+#: while :func:`shared_runs` is active: (the frame, its :func:`train_runs` table), so that the studies of one report
+#: build the table once rather than once each (six times over every training record: issue 21)
+_SHARED: list[tuple[pd.DataFrame, pd.DataFrame]] | None = None
+
+
+@contextlib.contextmanager
+def shared_runs() -> Iterator[None]:
+    """Within this block :func:`train_runs` of the same frame object returns the same table, built once
+    (``sslbench.analysis.report.verdicts`` runs every study's rules inside one). The frame must not change inside
+    the block; the studies only read the table (they select from it, never write to it)."""
+    global _SHARED
+    outer, _SHARED = _SHARED, []
+    try:
+        yield
+    finally:
+        _SHARED = outer
+
+
 def train_runs(df: pd.DataFrame) -> pd.DataFrame:
     """Training records, one row each, with plain columns: the case's keys, ``hp`` (a dict), the metrics used
-    here, ``ok`` (status ok and finite linear accuracy)."""
+    here, ``ok`` (status ok and finite linear accuracy). Inside :func:`shared_runs`, built once per frame."""
+    if _SHARED is not None:
+        for frame, table in _SHARED:
+            if frame is df:
+                return table
+        table = _train_runs(df)
+        _SHARED.append((df, table))
+        return table
+    return _train_runs(df)
+
+
+def _train_runs(df: pd.DataFrame) -> pd.DataFrame:
     out, raw_hp = _train_table(df)
     if out.empty:
         return out
@@ -480,6 +510,43 @@ def arm(rows: pd.DataFrame, metric: str = "linear_top1") -> Arm:
     return Arm(float(vals.mean()) if vals.size else math.nan, float(vals.std(ddof=1)) if vals.size > 1 else math.nan,
                int(vals.size), int(ended.sum()), float(init.mean()) if init.size else math.nan,
                tuple(float(v) for v in vals))
+
+
+class ArmTable:
+    """The columns :func:`arm` reads of one table of runs, taken out as numpy arrays once, so that the arms of many
+    selections of its rows cost no DataFrame each: ``ArmTable(g).arm(mask, metric) == arm(g[mask], metric)``
+    (tests/test_claims_vectorised.py). A study selects hundreds of arms per setting, and a frame per selection
+    (a take of every column) was most of ``sslbench report``'s time on a large store (issue 21)."""
+
+    def __init__(self, rows: pd.DataFrame):
+        self.rows = rows
+        self.ended = (~rows["status"].isin(PENDING_STATUSES)).to_numpy(dtype=bool) if "status" in rows.columns \
+            else np.ones(len(rows), dtype=bool)
+        self.ok = self.ended & rows["ok"].to_numpy(dtype=bool)
+        self._float: dict[str, np.ndarray] = {}
+
+    def values(self, name: str) -> np.ndarray:
+        """Column ``name`` as floats (KeyError when the table has none, as ``rows[name]``)."""
+        if name not in self._float:
+            self._float[name] = self.rows[name].to_numpy(float)
+        return self._float[name]
+
+    def arm(self, mask: np.ndarray | None = None, metric: str = "linear_top1") -> Arm:
+        """:func:`arm` of the rows where ``mask`` (a bool array over the table's rows; None: every row) is true."""
+        ended, ok = (self.ended, self.ok) if mask is None else (self.ended[mask], self.ok[mask])
+        col = self.values(metric)
+        vals = (col if mask is None else col[mask])[ok]
+        vals = vals[np.isfinite(vals)]
+        init_col = INIT_METRIC.get(metric)
+        if init_col in self.rows.columns:
+            icol = self.values(init_col)
+            init = (icol if mask is None else icol[mask])[ok]
+        else:
+            init = np.array([])
+        init = init[np.isfinite(init)]
+        return Arm(float(vals.mean()) if vals.size else math.nan,
+                   float(vals.std(ddof=1)) if vals.size > 1 else math.nan, int(vals.size), int(ended.sum()),
+                   float(init.mean()) if init.size else math.nan, tuple(float(v) for v in vals))
 
 
 def below_floor(*arms: Arm) -> str:
