@@ -5,12 +5,15 @@ added to another method, it prevents that method's collapse or keeps its accurac
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import pandas as pd
 
 from sslbench.analysis.claims.common import (
     ONE_SEED,
     SETTING,
+    Arm,
+    ArmTable,
     Study,
     Verdict,
     arm,
@@ -45,11 +48,14 @@ COLLAPSE_RULE = (f"prevents collapse = the effective rank of the backbone's repr
                  "embeddings, whose normalised directions then look spread out while the backbone's rank drops")
 
 
-def _collapse(on: pd.DataFrame, off: pd.DataFrame) -> tuple[str, list[str]]:
-    """(verdict, figures) of "the runs ``on`` are less collapsed than the runs ``off``" (:data:`COLLAPSE_RULE`)."""
+def _collapse(on: pd.DataFrame | Callable[[str], Arm], off: pd.DataFrame | Callable[[str], Arm]) -> tuple[str, list[str]]:
+    """(verdict, figures) of "the runs ``on`` are less collapsed than the runs ``off``" (:data:`COLLAPSE_RULE`);
+    each a frame of runs, or a function giving the arm of a metric (masks over an :class:`ArmTable`)."""
+    arm_on = on if callable(on) else (lambda m: arm(on, m))
+    arm_off = off if callable(off) else (lambda m: arm(off, m))
     figs, ratio = [], {}
     for m in ("backbone_effective_rank", "effective_rank", "std_normalized"):
-        a, b = arm(on, m), arm(off, m)
+        a, b = arm_on(m), arm_off(m)
         if a.n == 0 or b.n == 0:
             continue
         ratio[m] = a.mean / b.mean if b.mean > 0 else math.inf
@@ -74,15 +80,17 @@ def verdict(df: pd.DataFrame, st: Study) -> list[Verdict]:
         std = runs["hp"].map(lambda h: h.get("std_coeff", math.nan)).astype(float)
         runs = runs.assign(_std=std)
         for key, g in groups(runs):
+            # the arms as masks over the setting's arrays, not a frame each (issue 21)
+            t, regs, std_of = ArmTable(g), g["regularizer"].to_numpy(dtype=object), g["_std"].to_numpy(float)
             for reg in ("vicreg", "vicreg_fft"):
-                g_on = g[(g["regularizer"] == reg) & (g["_std"] > 0)]
-                g_off = g[(g["regularizer"] == reg) & (g["_std"] == 0)]
-                if g_on.empty or g_off.empty:
+                g_on = (regs == reg) & (std_of > 0)
+                g_off = (regs == reg) & (std_of == 0)
+                if not g_on.any() or not g_off.any():
                     continue
-                v, figs = _collapse(g_on, g_off)
-                la, lb = arm(g_on), arm(g_off)
+                v, figs = _collapse(lambda m, mask=g_on: t.arm(mask, m), lambda m, mask=g_off: t.arm(mask, m))
+                la, lb = t.arm(g_on), t.arm(g_off)
                 figs.append(f"linear top-1 {la.text()} vs {lb.text()}: {comparable(la, lb, LINEAR_MARGIN).figures}")
-                out.append(Verdict(st.name, claim, v, f"{reg} std_coeff {num(g_on['_std'].iloc[0])} vs 0: "
+                out.append(Verdict(st.name, claim, v, f"{reg} std_coeff {num(std_of[g_on][0])} vs 0: "
                                    + "; ".join(figs), rule, "" if v == "supported" else st.settle_command(reg),
                                    setting_text(key)))
     if not out:

@@ -13,6 +13,7 @@ import pandas as pd
 from sslbench.analysis.claims.common import (
     ONE_SEED,
     SETTING,
+    ArmTable,
     Decision,
     Study,
     Verdict,
@@ -91,10 +92,12 @@ def _view_groups(runs: pd.DataFrame) -> list[tuple[str, str, list, list, dict]]:
                    f"{int_text(d['epochs'])} ep{warmup_text(d.get('warmup_epochs'))} "
                    f"lr {num(d['lr'])}{optimizer_text(d.get('optimizer'))} {device_short(d['device_name'])}"
                    f"{earlier_text(full)}")
-        cells = {(v, f): g[(g["views"] == v) & (g["fraction"] == f)] for v in vs for f in fr}
+        # each (V, fraction) cell a mask over the setting's arrays, not a frame (issue 21)
+        t, views, fraction = ArmTable(g), g["views"].to_numpy(), g["fraction"].to_numpy()
+        cells = {(v, f): (views == v) & (fraction == f) for v in vs for f in fr}
         accs = {}
         for metric, *_ in METRICS:
-            acc = {k: arm(rows, metric) for k, rows in cells.items()}
+            acc = {k: t.arm(mask, metric) for k, mask in cells.items()}
             accs[metric] = {k: a for k, a in acc.items() if a.n > 0}
         out.append((key[-2], setting, full, vs, fr, accs))
     return out
