@@ -405,3 +405,19 @@ def test_fft_accuracy_rows_are_those_of_a_frame_per_coefficient_set(frame):
     assert any(v.verdict != "no data" and v.claim == claim for v in got)
     assert any(v.claim.startswith(claim_p) for v in got)
     assert any(v.verdict == "no data" and "never at equal coefficients" in v.figures for v in got)
+
+
+def test_narrow_shared_bench_records_give_the_verdicts_of_every_column(frame, monkeypatch):
+    from sslbench.analysis.claims import fft, gram
+    got = _verdict_rows(frame)
+    b = C.bench_records(frame)
+    assert set(b.columns) <= set(C.BENCH_COLUMNS) and len(b) == frame["kind"].isin(A.SCALING_KINDS).sum()
+
+    def every_column(df):  # the former definition: the bench rows with every column, once per call
+        if df is None or df.empty or "kind" not in df.columns:
+            return pd.DataFrame()
+        return df[df["kind"].isin(A.SCALING_KINDS)]
+    for mod in (C, fft, gram):
+        monkeypatch.setattr(mod, "bench_records", every_column)
+    assert _verdict_rows(frame) == got
+    assert any(r[0] in ("fft", "sfrik", "gram") and r[2] != "no data" and "α" in r[3] for r in got)

@@ -235,10 +235,19 @@ def num(v: Any, digits: int = 3) -> str:
     return f"{v:.{digits}g}"
 
 
+#: the columns of the bench records that the rules read (the scaling fits, the crossovers, the Gram form's speed-up)
+BENCH_COLUMNS = ("kind", "status", "label", "regularizer", "algorithm", "device_name", "threads", "dtype", "dim",
+                 "batch", "views", "time_s", "memory_bytes")
+
+
 def bench_records(df: pd.DataFrame) -> pd.DataFrame:
+    """The records of the scaling kinds, with the columns of :data:`BENCH_COLUMNS` only (a copy of every column of
+    two thirds of a large store was the report's largest transient: issue 21); built once inside
+    :func:`shared_runs`."""
     if df is None or df.empty or "kind" not in df.columns:
         return pd.DataFrame()
-    return df[df["kind"].isin(SCALING_KINDS)]
+    return _shared(df, ("bench_records",), lambda: df.loc[df["kind"].isin(SCALING_KINDS).to_numpy(dtype=bool),
+                                                          [c for c in BENCH_COLUMNS if c in df.columns]])
 
 
 def metric(row: pd.Series, name: str) -> float:
@@ -266,16 +275,18 @@ SETTING = ("dataset", "fraction", "dim", "views", "batch", "epochs", "backbone",
            "warmup_epochs", "device_name")
 
 
-#: while :func:`shared_runs` is active: (the frame, its :func:`train_runs` table), so that the studies of one report
-#: build the table once rather than once each (six times over every training record: issue 21)
-_SHARED: list[tuple[pd.DataFrame, pd.DataFrame]] | None = None
+#: while :func:`shared_runs` is active: [(frame, name, value)], what the studies of one report derive from the same
+#: frame (the training-run table, the bench records, the scaling fits), built once rather than once per study (six
+#: times over every record: issue 21)
+_SHARED: list[tuple[pd.DataFrame, tuple, Any]] | None = None
 
 
 @contextlib.contextmanager
 def shared_runs() -> Iterator[None]:
-    """Within this block :func:`train_runs` of the same frame object returns the same table, built once
-    (``sslbench.analysis.report.verdicts`` runs every study's rules inside one). The frame must not change inside
-    the block; the studies only read the table (they select from it, never write to it)."""
+    """Within this block :func:`train_runs`, :func:`bench_records` and :func:`scaling` of the same frame object
+    return the same table, built once (``sslbench.analysis.report.verdicts`` runs every study's rules inside one).
+    The frame must not change inside the block; the studies only read these tables (they select from them, never
+    write to them)."""
     global _SHARED
     outer, _SHARED = _SHARED, []
     try:
@@ -284,17 +295,22 @@ def shared_runs() -> Iterator[None]:
         _SHARED = outer
 
 
+def _shared(df: pd.DataFrame, name: tuple, compute: Callable[[], Any]) -> Any:
+    """``compute()``, kept for the frame ``df`` (its identity) and ``name`` inside :func:`shared_runs`."""
+    if _SHARED is None:
+        return compute()
+    for frame, key, value in _SHARED:
+        if frame is df and key == name:
+            return value
+    value = compute()
+    _SHARED.append((df, name, value))
+    return value
+
+
 def train_runs(df: pd.DataFrame) -> pd.DataFrame:
     """Training records, one row each, with plain columns: the case's keys, ``hp`` (a dict), the metrics used
     here, ``ok`` (status ok and finite linear accuracy). Inside :func:`shared_runs`, built once per frame."""
-    if _SHARED is not None:
-        for frame, table in _SHARED:
-            if frame is df:
-                return table
-        table = _train_runs(df)
-        _SHARED.append((df, table))
-        return table
-    return _train_runs(df)
+    return _shared(df, ("train_runs",), lambda: _train_runs(df))
 
 
 def _train_runs(df: pd.DataFrame) -> pd.DataFrame:
@@ -682,9 +698,12 @@ def scaling(df: pd.DataFrame, x: str, x_min: float | None) -> pd.DataFrame:
     b = bench_records(df)
     if b.empty:
         return pd.DataFrame()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return scaling_table(b, x=x, x_min=x_min)
+
+    def fit() -> pd.DataFrame:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return scaling_table(b, x=x, x_min=x_min)
+    return _shared(df, ("scaling", x, x_min), fit)
 
 
 FIT_SETTING = ("device_name", "threads", "dtype", "batch", "views", "dim")
