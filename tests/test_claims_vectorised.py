@@ -278,14 +278,15 @@ def _verdict_rows(df: pd.DataFrame) -> list[tuple]:
 
 
 def test_studies_give_the_verdicts_of_a_frame_per_arm(frame, monkeypatch):
-    from sslbench.analysis.claims import fft, sfrik, variance, views
+    from sslbench.analysis.claims import fft, isoloss, sfrik, variance, views
     got = _verdict_rows(frame)
-    for mod in (C, fft, sfrik, variance, views):
+    for mod in (C, fft, isoloss, sfrik, variance, views):
         if hasattr(mod, "ArmTable"):
             monkeypatch.setattr(mod, "ArmTable", _FramePerArm)
     assert _verdict_rows(frame) == got
     studies = {r[0] for r in got if r[2] != "no data"}
-    assert {"fft", "sfrik", "views", "variance"} <= studies
+    assert {"fft", "sfrik", "views", "variance", "isoloss"} <= studies
+    assert any(r[1] in (variance.CLAIM_COLLAPSE, variance.CLAIM_ACCURACY) and "variance_coeff" in r[3] for r in got)
 
 
 def test_the_training_run_table_is_built_once_per_report(frame, monkeypatch):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from typing import Callable
 
+import numpy as np
 import pandas as pd
 
 from sslbench.analysis.claims.common import (
@@ -117,15 +118,18 @@ def _add_on_settle(st: Study, reg: str, ema: float, pred: float, claim: str) -> 
     return st.settle_command(reg, gpu=ONE_SEED, gpu_1h="" if pred > 0 else ONE_SEED)
 
 
-def _add_on_row(st: Study, key: tuple, what: str, coeff: float, on: pd.DataFrame, off: pd.DataFrame,
-                arm_of: tuple[str, float, float]) -> Verdict:
-    """The row of one method's arms with (``on``) and without (``off``) the add-on: the collapse claim when the
-    method collapses without it, else the accuracy claim. ``arm_of``: (regularizer, EMA decay, predictor width)."""
+def _add_on_row(st: Study, key: tuple, what: str, coeff: float, on: pd.DataFrame | Callable[[str], Arm],
+                off: pd.DataFrame | Callable[[str], Arm], arm_of: tuple[str, float, float]) -> Verdict:
+    """The row of one method's arms with (``on``) and without (``off``) the add-on (each a frame of runs, or a
+    function giving the arm of a metric): the collapse claim when the method collapses without it, else the
+    accuracy claim. ``arm_of``: (regularizer, EMA decay, predictor width)."""
+    arm_on = on if callable(on) else (lambda m: arm(on, m))
+    arm_off = off if callable(off) else (lambda m: arm(off, m))
     dim = float(key[SETTING.index("dim")] or math.nan)
-    std_off = arm(off, "std_normalized")
+    std_off = arm_off("std_normalized")
     collapsed = std_off.n > 0 and std_off.mean < COLLAPSED_STD / math.sqrt(dim)
-    collapse_v, figs = _collapse(on, off)
-    la, lb = arm(on), arm(off)
+    collapse_v, figs = _collapse(arm_on, arm_off)
+    la, lb = arm_on("linear_top1"), arm_off("linear_top1")
     acc = comparable(la, lb, LINEAR_MARGIN)
     figs.append(f"linear top-1 {la.text()} vs {lb.text()}: {acc.figures}" + ("" if collapsed else settle_note(acc)))
     claim, v, rule = ((CLAIM_COLLAPSE, collapse_v, RULE_COLLAPSE) if collapsed else
@@ -143,14 +147,24 @@ def _variance_add_on(runs: pd.DataFrame, st: Study) -> list[Verdict]:
         runs = runs[~runs["regularizer"].isin(("vicreg", "vicreg_fft"))]
     for key, g in groups(runs):
         arms = g.assign(_pred=g["predictor_hidden"].fillna(-1), _ema=g["ema_tau"].astype(float).fillna(0.0))
-        for (reg, ema, pred), a in arms.groupby(["regularizer", "_ema", "_pred"], sort=True):
-            off = a[a["variance_addon"] == 0]
+        by = arms.groupby(["regularizer", "_ema", "_pred"], sort=True)
+        # each method's arms as masks over the setting's arrays (no frame per arm: issue 21); ngroup numbers the
+        # groups in the order iterating the groupby visits them
+        # ("in the order the groups would be seen when iterating"; a row with a missing key is in none)
+        t, gid, addon = ArmTable(g), by.ngroup().to_numpy(dtype=float), g["variance_addon"].to_numpy(float)
+        regs, emas, preds = (arms[c].to_numpy() for c in ("regularizer", "_ema", "_pred"))
+        for i in range(int(np.nanmax(gid)) + 1 if np.isfinite(gid).any() else 0):
+            a = gid == i
+            first = int(np.argmax(a))
+            reg, ema, pred = regs[first], emas[first], preds[first]
+            off = a & (addon == 0)
             what = f"{reg}" + (f" EMA {num(ema)}" if reg in ("byol", "directpred", "isoloss") else "") + (
                 (" no predictor" if pred == 0 else f" predictor {int(pred)}") if reg == "byol" else "")
-            for coeff in sorted(set(a["variance_addon"]) - {0.0}):
-                on = a[a["variance_addon"] == coeff]
-                if not off.empty and not on.empty:
-                    out.append(_add_on_row(st, key, what, coeff, on, off, (reg, ema, pred)))
+            for coeff in sorted(set(addon[a].tolist()) - {0.0}):
+                on = a & (addon == coeff)
+                if off.any() and on.any():
+                    out.append(_add_on_row(st, key, what, coeff, lambda m, on=on: t.arm(on, m),
+                                           lambda m, off=off: t.arm(off, m), (reg, ema, pred)))
     if not any(v.claim == CLAIM_COLLAPSE for v in out):
         out.append(no_data(st, CLAIM_COLLAPSE, RULE_COLLAPSE, "no run of a collapsing method with and without the "
                            "add-on"))
