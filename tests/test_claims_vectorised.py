@@ -255,6 +255,8 @@ def test_arm_table_is_the_arm_of_the_selected_frame(frame):
             for metric in ("linear_top1", "knn_top1", "final_loss", "std_normalized"):
                 rows = g if mask is None else g[mask]
                 assert repr(t.arm(mask, metric)) == repr(reference_arm(rows, metric))  # NaN fields by their text
+                if mask is not None:  # the same rows given by their positions
+                    assert repr(t.arm(np.flatnonzero(mask), metric)) == repr(reference_arm(rows, metric))
                 checked += 1
     assert checked > 100
     part = runs.drop(columns=["status", "init_linear_top1"])
@@ -267,7 +269,9 @@ class _FramePerArm(C.ArmTable):
     """The former definition: a frame of the selected rows per arm (``arm(g[mask], metric)``)."""
 
     def arm(self, mask=None, metric="linear_top1"):
-        return C.arm(self.rows if mask is None else self.rows[mask], metric)
+        if mask is None:
+            return C.arm(self.rows, metric)
+        return C.arm(self.rows.iloc[mask] if mask.dtype.kind in "iu" else self.rows[mask], metric)  # positions
 
 
 def _verdict_rows(df: pd.DataFrame) -> list[tuple]:

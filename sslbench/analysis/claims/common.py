@@ -548,7 +548,8 @@ class ArmTable:
         return self._float[name]
 
     def arm(self, mask: np.ndarray | None = None, metric: str = "linear_top1") -> Arm:
-        """:func:`arm` of the rows where ``mask`` (a bool array over the table's rows; None: every row) is true."""
+        """:func:`arm` of the rows where ``mask`` (a bool array over the table's rows; None: every row) is true, or
+        of the rows at the positions ``mask`` (an integer array, ascending: the rows in the table's order)."""
         ended, ok = (self.ended, self.ok) if mask is None else (self.ended[mask], self.ok[mask])
         col = self.values(metric)
         vals = (col if mask is None else col[mask])[ok]
