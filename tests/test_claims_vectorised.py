@@ -426,3 +426,42 @@ def test_narrow_shared_bench_records_give_the_verdicts_of_every_column(frame, mo
         monkeypatch.setattr(mod, "bench_records", every_column)
     assert _verdict_rows(frame) == got
     assert any(r[0] in ("fft", "sfrik", "gram") and r[2] != "no data" and "α" in r[3] for r in got)
+
+
+# ---- the scaling fits: each group's rows by position, not a frame per group ----------------------------------
+def reference_fit_scaling(df, x="dim", y="time_s", by=("kind", "device_name", "label", "batch", "views"), min_points=3,
+                          x_min=None, x_max=None):
+    from sslbench.analysis import scaling as SC
+    by = list(by)
+    pts = SC.ok_points(df, x, y)
+    if x_min is not None:
+        pts = pts[pd.to_numeric(pts[x]) >= x_min]
+    if x_max is not None:
+        pts = pts[pd.to_numeric(pts[x]) <= x_max]
+    cols = by + ["x", "y", "exponent", "prefactor", "r2", "n", "x_min", "x_max"]
+    if pts.empty:
+        return pd.DataFrame(columns=cols)
+    rows = []
+    for key, g in pts.groupby(by, dropna=False, sort=True) if by else [((), pts)]:
+        key = key if isinstance(key, tuple) else (key,)
+        xs = pd.to_numeric(g[x]).to_numpy(float)
+        fit = SC.fit_power_law(xs, pd.to_numeric(g[y]).to_numpy(float), min_points=min_points)
+        rows.append((*key, x, y, fit.exponent, fit.prefactor, fit.r2, fit.n, xs.min(), xs.max()))
+    return pd.DataFrame(rows, columns=cols)
+
+
+@pytest.mark.parametrize("x, y, by, x_min", [
+    ("dim", "time_s", ("kind", "device_name", "label", "batch", "views"), None),
+    ("batch", "memory_bytes", ("kind", "device_name", "threads", "dtype", "label", "dim", "views"), None),
+    ("dim", "time_s", ("label",), 512),
+    ("dim", "time_s", (), None),
+])
+def test_fit_scaling_is_the_fit_of_a_frame_per_group(frame, x, y, by, x_min):
+    from sslbench.analysis import scaling as SC
+    b = frame[frame["kind"].isin(A.SCALING_KINDS)].copy()
+    b.loc[b.index[::13], "views"] = np.nan  # NaN in a key: a group of its own (dropna=False)
+    b.loc[b.index[::17], "time_s"] = np.nan
+    got = SC.fit_scaling(b, x=x, y=y, by=by, x_min=x_min)
+    ref = reference_fit_scaling(b, x=x, y=y, by=by, x_min=x_min)
+    pd.testing.assert_frame_equal(got, ref)
+    assert len(got) > (0 if not by else 3)

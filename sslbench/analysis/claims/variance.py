@@ -147,16 +147,22 @@ def _variance_add_on(runs: pd.DataFrame, st: Study) -> list[Verdict]:
         runs = runs[~runs["regularizer"].isin(("vicreg", "vicreg_fft"))]
     for key, g in groups(runs):
         arms = g.assign(_pred=g["predictor_hidden"].fillna(-1), _ema=g["ema_tau"].astype(float).fillna(0.0))
-        by = arms.groupby(["regularizer", "_ema", "_pred"], sort=True)
-        # each method's arms as masks over the setting's arrays (no frame per arm: issue 21); ngroup numbers the
-        # groups in the order iterating the groupby visits them
-        # ("in the order the groups would be seen when iterating"; a row with a missing key is in none)
-        t, gid, addon = ArmTable(g), by.ngroup().to_numpy(dtype=float), g["variance_addon"].to_numpy(float)
+        # each method's arms (regularizer, EMA decay, predictor) as masks over the setting's arrays, in the order of
+        # groupby(["regularizer", "_ema", "_pred"], sort=True) (a run without a regularizer in none), no frame per
+        # arm (issue 21)
+        t, addon = ArmTable(g), g["variance_addon"].to_numpy(float)
         regs, emas, preds = (arms[c].to_numpy() for c in ("regularizer", "_ema", "_pred"))
-        for i in range(int(np.nanmax(gid)) + 1 if np.isfinite(gid).any() else 0):
-            a = gid == i
-            first = int(np.argmax(a))
-            reg, ema, pred = regs[first], emas[first], preds[first]
+        at: dict[tuple, list[int]] = {}
+        for i, k in enumerate(zip(regs, emas, preds)):
+            if not pd.isna(k[0]):
+                at.setdefault(k, []).append(i)
+        try:
+            order = sorted(at)
+        except TypeError:  # regularizers of mixed types (a hostile store): the order pandas gives them
+            order = [k for k, _ in arms.groupby(["regularizer", "_ema", "_pred"], sort=True)]
+        for reg, ema, pred in order:
+            a = np.zeros(len(g), dtype=bool)
+            a[at[(reg, ema, pred)]] = True
             off = a & (addon == 0)
             what = f"{reg}" + (f" EMA {num(ema)}" if reg in ("byol", "directpred", "isoloss") else "") + (
                 (" no predictor" if pred == 0 else f" predictor {int(pred)}") if reg == "byol" else "")
