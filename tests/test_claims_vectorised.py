@@ -396,8 +396,9 @@ def test_fft_accuracy_rows_are_those_of_a_frame_per_coefficient_set(frame):
     runs = _fft_runs(runs)
     claim, claim_p = "c", "p"
     got, ref, sets = [], [], 0
+    whole = F._Runs(runs)
     for key, g in C.groups(runs):
-        s = F._Setting(g)
+        s = whole.setting(g)
         for within in s.coefficient_sets():
             got += F._fft_arms(s, within, key, st, claim, claim_p)
         got += F._unpaired(s, key, st, claim)

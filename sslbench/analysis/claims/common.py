@@ -412,8 +412,11 @@ def as_published(runs: pd.DataFrame) -> pd.DataFrame:
     add-on study's arms are not "BYOL" elsewhere)."""
     if runs.empty:
         return runs
-    pred = runs["predictor_hidden"]
-    return runs[(runs["variance_addon"] == 0) & ((runs["regularizer"] != "byol") | (pred > 0))]
+
+    def select() -> pd.DataFrame:
+        pred = runs["predictor_hidden"]
+        return runs[(runs["variance_addon"] == 0) & ((runs["regularizer"] != "byol") | (pred > 0))]
+    return _shared(runs, ("as_published",), select)  # the same selection for four studies of one report
 
 
 def default_variance(runs: pd.DataFrame) -> pd.Series:
@@ -736,6 +739,10 @@ def groups(runs: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
     larger group of the same setting is left out, so a comparison is made once, on the most arms."""
     if runs.empty:
         return []
+    return _shared(runs, ("groups",), lambda: _groups(runs))  # the same groups for two studies of one report
+
+
+def _groups(runs: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
     keys = setting_keys(runs)
     i_lr, i_opt = SETTING.index("lr"), SETTING.index("optimizer")
     at: dict[tuple, list[int]] = {}  # one pass (runs[keys == k] for every k was O(runs x settings), issue 21)

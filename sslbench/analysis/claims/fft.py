@@ -17,6 +17,7 @@ from sslbench.analysis.claims.common import (
     FIT_D_MIN,
     MEMORY_R2_MIN,
     QUADRATIC_ALPHA_MIN,
+    Arm,
     ArmTable,
     Study,
     Verdict,
@@ -161,17 +162,35 @@ def _coeff_text(h: dict) -> str:
     return f" (both {', '.join(parts)})" if parts else ""
 
 
-class _Setting:
-    """One setting's runs (a group of :func:`groups`) as the arrays :func:`_fft_arms` selects arms by: taken out of
-    the frame once, then each coefficient set's arms are masks over them (no DataFrame per arm: issue 21)."""
+class _Runs:
+    """The runs' columns that :func:`_fft_arms` selects arms by, as arrays taken out of the table once; a setting
+    (a group of :func:`groups`) is positions in them (:meth:`setting`), each arm a mask over those: no frame per
+    setting, coefficient set or arm (issue 21)."""
 
-    def __init__(self, g: pd.DataFrame):
-        self.table = ArmTable(g)
-        self.reg = g["regularizer"].to_numpy(dtype=object)
-        self.perm = g["_perm"].to_numpy(dtype=bool)
-        self.dv = default_variance(g).to_numpy(dtype=bool)
-        self.coeffs = g["_coeffs"].to_numpy(dtype=object)
-        self.hp = g["hp"].tolist()
+    def __init__(self, runs: pd.DataFrame):
+        self.table, self.index = ArmTable(runs), runs.index
+        self.reg = runs["regularizer"].to_numpy(dtype=object)
+        self.perm = runs["_perm"].to_numpy(dtype=bool)
+        self.dv = default_variance(runs).to_numpy(dtype=bool)
+        self.coeffs = runs["_coeffs"].to_numpy(dtype=object)
+        self.hp = runs["hp"].to_numpy(dtype=object)
+
+    def setting(self, g: pd.DataFrame) -> "_Setting":
+        """The setting of the rows ``g`` (a selection of the runs, in their order)."""
+        return _Setting(self, self.index.get_indexer(g.index))
+
+
+class _Setting:
+    """One setting's runs: their positions in :class:`_Runs` and the arrays at those positions."""
+
+    def __init__(self, runs: _Runs, pos: np.ndarray):
+        self.runs, self.pos = runs, pos
+        self.reg, self.perm, self.dv, self.coeffs = runs.reg[pos], runs.perm[pos], runs.dv[pos], runs.coeffs[pos]
+        self.hp = runs.hp[pos].tolist()
+
+    def arm(self, mask: np.ndarray, metric: str) -> Arm:
+        """The arm of the setting's rows where ``mask`` is true."""
+        return self.runs.table.arm(self.pos[mask], metric)
 
     def coefficient_sets(self) -> list[np.ndarray]:
         """A mask per set of coefficients, in their text's order (``g.groupby("_coeffs", sort=True)``)."""
@@ -199,7 +218,7 @@ def _fft_arms(s: _Setting, within: np.ndarray, key: tuple, st: Study, claim: str
             gr, ge = sel(relaxed, "relaxed"), sel(exact, "exact")
             if gr is None or ge is None:
                 continue
-            a, b = s.table.arm(gr, metric), s.table.arm(ge, metric)
+            a, b = s.arm(gr, metric), s.arm(ge, metric)
             if metric != "linear_top1" and (a.n == 0 or b.n == 0):
                 continue  # records without the metric
             d = comparable(a, b, margin)
@@ -210,7 +229,7 @@ def _fft_arms(s: _Setting, within: np.ndarray, key: tuple, st: Study, claim: str
             g1, g0 = sel(relaxed, "permute"), sel(relaxed, "no permute")
             if g1 is None or g0 is None:
                 continue
-            a, b = s.table.arm(g1, metric), s.table.arm(g0, metric)
+            a, b = s.arm(g1, metric), s.arm(g0, metric)
             if metric != "linear_top1" and (a.n == 0 or b.n == 0):
                 continue
             d = better(a, b, margin)
@@ -250,8 +269,9 @@ def _fft_accuracy(df: pd.DataFrame, st: Study) -> list[Verdict]:
         # the relaxed and the exact loss are compared at the same coefficients (lambd, ...), never pooled across them
         runs = runs.assign(_perm=runs["hp"].map(lambda h: bool(h.get("permute", True))),
                            _coeffs=runs["hp"].map(lambda h: json.dumps([h.get(k) for k in _FFT_COEFFS])))
+        whole = _Runs(runs)
         for key, g in groups(runs):
-            s = _Setting(g)
+            s = whole.setting(g)
             for within in s.coefficient_sets():
                 out += _fft_arms(s, within, key, st, claim, claim_p)
             out += _unpaired(s, key, st, claim)
