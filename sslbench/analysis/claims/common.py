@@ -431,8 +431,20 @@ def setting_key(row: pd.Series) -> tuple:
 def setting_keys(runs: pd.DataFrame, fields: Sequence[str] = SETTING) -> list[tuple]:
     """:func:`setting_key` of every row (of ``fields``), column by column: the same tuples as
     ``runs.apply(setting_key, axis=1)`` without building a Series per row."""
-    cols = [[None if isnan(v) else v for v in cells(runs, k)] for k in fields]
+    cols = [_key_cells(runs, k) for k in fields]
     return list(zip(*cols)) if cols else [()] * len(runs)
+
+
+def _key_cells(runs: pd.DataFrame, name: str) -> list:
+    """The cells of column ``name`` as :func:`cells` gives them, NaN as None: a float column's NaNs found by numpy
+    (its cells are Python floats, NaN exactly where ``isnan``), any other column's cell by cell."""
+    col = runs[name] if name in runs.columns else None
+    if col is not None and isinstance(col.dtype, np.dtype) and col.dtype.kind == "f":
+        values = col.to_numpy()
+        out = values.astype(object)
+        out[np.isnan(values)] = None
+        return out.tolist()
+    return [None if isnan(v) else v for v in cells(runs, name)]
 
 
 def setting_text(key: tuple) -> str:
