@@ -233,3 +233,236 @@ def test_seeds_to_settle_finds_the_first_n_that_trying_every_n_found():
                     assert S.seeds_to_settle(c, boundary, one_sided, max_seeds=max_seeds) == want, (c, boundary)
                     found.add(want)
     assert None in found and 2 in found and any(isinstance(n, int) and n > 10 for n in found)
+
+
+# ---- the arms as masks over one setting's arrays (ArmTable) ---------------------------------------------------
+def _runs(frame: pd.DataFrame) -> pd.DataFrame:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        runs = C.train_runs(C.usable_records(frame))
+    # pending seeds among them (an interrupted run is not a failed seed)
+    return runs.assign(status=np.where(np.arange(len(runs)) % 7 == 0, "interrupted", runs["status"]))
+
+
+def test_arm_table_is_the_arm_of_the_selected_frame(frame):
+    runs = _runs(frame)
+    rng = np.random.default_rng(3)
+    checked = 0
+    for _, g in C.groups(runs):
+        t = C.ArmTable(g)
+        masks = [None, np.zeros(len(g), bool), rng.random(len(g)) < 0.5, g["regularizer"].to_numpy(object) == "vicreg"]
+        for mask in masks:
+            for metric in ("linear_top1", "knn_top1", "final_loss", "std_normalized"):
+                rows = g if mask is None else g[mask]
+                assert repr(t.arm(mask, metric)) == repr(reference_arm(rows, metric))  # NaN fields by their text
+                if mask is not None:  # the same rows given by their positions
+                    assert repr(t.arm(np.flatnonzero(mask), metric)) == repr(reference_arm(rows, metric))
+                checked += 1
+    assert checked > 100
+    part = runs.drop(columns=["status", "init_linear_top1"])
+    assert repr(C.ArmTable(part).arm()) == repr(reference_arm(part))
+    with pytest.raises(KeyError):
+        C.ArmTable(part).arm(None, "no_such_metric")
+
+
+class _FramePerArm(C.ArmTable):
+    """The former definition: a frame of the selected rows per arm (``arm(g[mask], metric)``)."""
+
+    def arm(self, mask=None, metric="linear_top1"):
+        if mask is None:
+            return C.arm(self.rows, metric)
+        return C.arm(self.rows.iloc[mask] if mask.dtype.kind in "iu" else self.rows[mask], metric)  # positions
+
+
+def _verdict_rows(df: pd.DataFrame) -> list[tuple]:
+    from sslbench.analysis import report
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return [tuple(vars(v).values()) for v in report.verdicts(df)]
+
+
+def test_studies_give_the_verdicts_of_a_frame_per_arm(frame, monkeypatch):
+    from sslbench.analysis.claims import fft, isoloss, sfrik, variance, views
+    got = _verdict_rows(frame)
+    for mod in (C, fft, isoloss, sfrik, variance, views):
+        if hasattr(mod, "ArmTable"):
+            monkeypatch.setattr(mod, "ArmTable", _FramePerArm)
+    assert _verdict_rows(frame) == got
+    studies = {r[0] for r in got if r[2] != "no data"}
+    assert {"fft", "sfrik", "views", "variance", "isoloss"} <= studies
+    assert any(r[1] in (variance.CLAIM_COLLAPSE, variance.CLAIM_ACCURACY) and "variance_coeff" in r[3] for r in got)
+
+
+def test_the_training_run_table_is_built_once_per_report(frame, monkeypatch):
+    from sslbench.analysis import report
+    built = []
+    real = C._train_runs
+    monkeypatch.setattr(C, "_train_runs", lambda df: built.append(1) or real(df))
+    got = _verdict_rows(frame)
+    assert len(built) == 1
+    # each study on its own (a table of its own, as before): the same rows
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        df = C.usable_records(frame)
+        alone = []
+        for name in report.STUDIES:
+            with C.shared_runs():
+                alone += [tuple(vars(v).values()) for v in report.verdicts(df, [name])]
+    assert alone == got
+    assert C.train_runs(df) is not C.train_runs(df)  # outside a report: a table per call
+
+
+# ---- the fft study's accuracy rows: the former definition (a frame per coefficient set and per arm) ------------
+def reference_fft_arms(g, key, st, claim, claim_p):
+    from sslbench.analysis.claims import fft as F
+    out = []
+    reg, perm, dv = g["regularizer"].to_numpy(dtype=object), g["_perm"].to_numpy(dtype=bool), \
+        C.default_variance(g).to_numpy(dtype=bool)
+    rows = {}
+    for name in ("barlow_twins_fft", "vicreg_fft", "barlow_twins", "vicreg"):
+        mine = reg == name
+        if mine.any():
+            rows[name] = {"relaxed": g[mine & perm & dv], "exact": g[mine & dv], "permute": g[mine & perm],
+                          "no permute": g[mine & ~perm]}
+    empty = g.iloc[0:0]
+
+    def sel(name, which):
+        return rows[name][which] if name in rows else empty
+
+    for metric, margin, suffix in F.METRICS:
+        what = "kNN top-1" if metric == "knn_top1" else "linear top-1"
+        for relaxed, exact in (("barlow_twins_fft", "barlow_twins"), ("vicreg_fft", "vicreg")):
+            gr, ge = sel(relaxed, "relaxed"), sel(exact, "exact")
+            if gr.empty or ge.empty:
+                continue
+            a, b = C.arm(gr, metric), C.arm(ge, metric)
+            if metric != "linear_top1" and (a.n == 0 or b.n == 0):
+                continue
+            d = C.comparable(a, b, margin)
+            out.append(C.Verdict(st.name, claim + suffix, d.verdict, f"{relaxed} {a.text()} vs {exact} {b.text()}"
+                                 f"{F._coeff_text(gr['hp'].iloc[0])}: {d.figures}" + C.settle_note(d),
+                                 C.rule_comparable(margin, what), st.settle(d, key, relaxed, exact),
+                                 C.setting_text(key)))
+        for relaxed in ("barlow_twins_fft", "vicreg_fft"):
+            g1, g0 = sel(relaxed, "permute"), sel(relaxed, "no permute")
+            if g1.empty or g0.empty:
+                continue
+            a, b = C.arm(g1, metric), C.arm(g0, metric)
+            if metric != "linear_top1" and (a.n == 0 or b.n == 0):
+                continue
+            d = C.better(a, b, margin)
+            out.append(C.Verdict(st.name, claim_p + " [training]" + suffix, d.verdict, f"{relaxed} permute {a.text()} "
+                                 f"vs no permute {b.text()}: {d.figures}" + C.settle_note(d),
+                                 C.rule_better(margin, what), st.settle(d, key, relaxed), C.setting_text(key)))
+    return out
+
+
+def reference_unpaired(g, key, st, claim):
+    from sslbench.analysis.claims import fft as F
+
+    def coeffs_of(rows):
+        vals = sorted({f"{k} {C.num(h[k])}" for h in rows["hp"] for k in F._FFT_COEFFS if h.get(k) is not None})
+        return f" at {', '.join(vals)}" if vals else ""
+
+    out = []
+    for relaxed, exact in (("barlow_twins_fft", "barlow_twins"), ("vicreg_fft", "vicreg")):
+        mine_r = g[(g["regularizer"] == relaxed) & C.default_variance(g)]
+        mine_e = g[(g["regularizer"] == exact) & C.default_variance(g)]
+        cr, ce = set(mine_r["_coeffs"]), set(mine_e["_coeffs"])
+        if cr and ce and not cr & ce:
+            out.append(C.Verdict(st.name, claim, "no data", f"{relaxed} ran{coeffs_of(mine_r)} and {exact}"
+                                 f"{coeffs_of(mine_e)}, never at equal coefficients: run {exact} at {relaxed}'s",
+                                 F.RULE_COMPARABLE, st.command(), C.setting_text(key)))
+    return out
+
+
+def _fft_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    runs = C.as_published(runs)
+    return runs.assign(_perm=runs["hp"].map(lambda h: bool(h.get("permute", True))),
+                       _coeffs=runs["hp"].map(lambda h: json.dumps([h.get(k) for k in
+                                                                    ("lambd", "scale", "sim_coeff", "std_coeff",
+                                                                     "cov_coeff")])))
+
+
+def test_fft_accuracy_rows_are_those_of_a_frame_per_coefficient_set(frame):
+    from sslbench.analysis import report
+    from sslbench.analysis.claims import fft as F
+    st = report.STUDIES["fft"]
+    runs = _runs(frame)
+    # coefficient sets that never meet (the unpaired rows) and several per setting
+    hp = runs["hp"].tolist()
+    runs["hp"] = [dict(h, lambd=0.02) if i % 5 == 0 and r == "barlow_twins" else h
+                  for i, (h, r) in enumerate(zip(hp, runs["regularizer"]))]
+    runs = _fft_runs(runs)
+    claim, claim_p = "c", "p"
+    got, ref, sets = [], [], 0
+    whole = F._Runs(runs)
+    for key, g in C.groups(runs):
+        s = whole.setting(g)
+        for within in s.coefficient_sets():
+            got += F._fft_arms(s, within, key, st, claim, claim_p)
+        got += F._unpaired(s, key, st, claim)
+        for _, same in g.groupby("_coeffs", sort=True):
+            ref += reference_fft_arms(same, key, st, claim, claim_p)
+            sets += 1
+        ref += reference_unpaired(g, key, st, claim)
+    assert got == ref
+    assert sets > len(C.groups(runs))
+    assert any(v.verdict != "no data" and v.claim == claim for v in got)
+    assert any(v.claim.startswith(claim_p) for v in got)
+    assert any(v.verdict == "no data" and "never at equal coefficients" in v.figures for v in got)
+
+
+def test_narrow_shared_bench_records_give_the_verdicts_of_every_column(frame, monkeypatch):
+    from sslbench.analysis.claims import fft, gram
+    got = _verdict_rows(frame)
+    b = C.bench_records(frame)
+    assert set(b.columns) <= set(C.BENCH_COLUMNS) and len(b) == frame["kind"].isin(A.SCALING_KINDS).sum()
+
+    def every_column(df):  # the former definition: the bench rows with every column, once per call
+        if df is None or df.empty or "kind" not in df.columns:
+            return pd.DataFrame()
+        return df[df["kind"].isin(A.SCALING_KINDS)]
+    for mod in (C, fft, gram):
+        monkeypatch.setattr(mod, "bench_records", every_column)
+    assert _verdict_rows(frame) == got
+    assert any(r[0] in ("fft", "sfrik", "gram") and r[2] != "no data" and "α" in r[3] for r in got)
+
+
+# ---- the scaling fits: each group's rows by position, not a frame per group ----------------------------------
+def reference_fit_scaling(df, x="dim", y="time_s", by=("kind", "device_name", "label", "batch", "views"), min_points=3,
+                          x_min=None, x_max=None):
+    from sslbench.analysis import scaling as SC
+    by = list(by)
+    pts = SC.ok_points(df, x, y)
+    if x_min is not None:
+        pts = pts[pd.to_numeric(pts[x]) >= x_min]
+    if x_max is not None:
+        pts = pts[pd.to_numeric(pts[x]) <= x_max]
+    cols = by + ["x", "y", "exponent", "prefactor", "r2", "n", "x_min", "x_max"]
+    if pts.empty:
+        return pd.DataFrame(columns=cols)
+    rows = []
+    for key, g in pts.groupby(by, dropna=False, sort=True) if by else [((), pts)]:
+        key = key if isinstance(key, tuple) else (key,)
+        xs = pd.to_numeric(g[x]).to_numpy(float)
+        fit = SC.fit_power_law(xs, pd.to_numeric(g[y]).to_numpy(float), min_points=min_points)
+        rows.append((*key, x, y, fit.exponent, fit.prefactor, fit.r2, fit.n, xs.min(), xs.max()))
+    return pd.DataFrame(rows, columns=cols)
+
+
+@pytest.mark.parametrize("x, y, by, x_min", [
+    ("dim", "time_s", ("kind", "device_name", "label", "batch", "views"), None),
+    ("batch", "memory_bytes", ("kind", "device_name", "threads", "dtype", "label", "dim", "views"), None),
+    ("dim", "time_s", ("label",), 512),
+    ("dim", "time_s", (), None),
+])
+def test_fit_scaling_is_the_fit_of_a_frame_per_group(frame, x, y, by, x_min):
+    from sslbench.analysis import scaling as SC
+    b = frame[frame["kind"].isin(A.SCALING_KINDS)].copy()
+    b.loc[b.index[::13], "views"] = np.nan  # NaN in a key: a group of its own (dropna=False)
+    b.loc[b.index[::17], "time_s"] = np.nan
+    got = SC.fit_scaling(b, x=x, y=y, by=by, x_min=x_min)
+    ref = reference_fit_scaling(b, x=x, y=y, by=by, x_min=x_min)
+    pd.testing.assert_frame_equal(got, ref)
+    assert len(got) > (0 if not by else 3)

@@ -44,7 +44,15 @@ import pandas as pd
 
 from sslbench.analysis import load_results
 from sslbench.analysis.claims import fft, gram, isoloss, sfrik, variance, views
-from sslbench.analysis.claims.common import CPU_SCRIPT, EARLIER, VERDICTS, Study, Verdict, usable_records
+from sslbench.analysis.claims.common import (
+    CPU_SCRIPT,
+    EARLIER,
+    VERDICTS,
+    Study,
+    Verdict,
+    shared_runs,
+    usable_records,
+)
 from sslbench.records.constants import CHECK_KIND
 from sslbench.records.text import markdown_cell, one_line, terminal
 
@@ -150,6 +158,11 @@ def verdicts(df: pd.DataFrame | None, studies: Sequence[str] | None = None) -> l
     holding something other than a number where a rule reads one are skipped first, each with a ``RuntimeWarning``
     naming it (:func:`~sslbench.analysis.claims.common.usable_records`)."""
     df = usable_records(df)
+    with shared_runs():  # the training-run table built once for every study, not once per study
+        return _verdicts(df, studies)
+
+
+def _verdicts(df: pd.DataFrame | None, studies: Sequence[str] | None) -> list[Verdict]:
     out = []
     for name in studies or list(STUDIES):
         st = STUDIES[name]

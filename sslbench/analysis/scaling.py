@@ -89,10 +89,21 @@ def fit_scaling(df: pd.DataFrame, x: str = "dim", y: str = "time_s",
     rows = []
     if pts.empty:
         return pd.DataFrame(columns=cols)
-    for key, g in pts.groupby(by, dropna=False, sort=True) if by else [((), pts)]:
+    # x and y as arrays once, each group's rows by position (its rows in the frame's order, as iterating the
+    # groupby gives them), not a frame per group (issue 21: a large store has thousands of series)
+    all_x, all_y = pd.to_numeric(pts[x]).to_numpy(float), pd.to_numeric(pts[y]).to_numpy(float)
+    if by:
+        gb = pts.groupby(by, dropna=False, sort=True)
+        keys = gb.size().index.tolist()  # the groups in the order iterating gb visits them (ngroup's numbers)
+        ids = gb.ngroup().to_numpy()
+        order = np.argsort(ids, kind="stable")
+        parts = np.split(order, np.cumsum(np.bincount(ids, minlength=len(keys)))[:-1])
+    else:
+        keys, parts = [()], [np.arange(len(pts))]
+    for key, at in zip(keys, parts):
         key = key if isinstance(key, tuple) else (key,)
-        xs = pd.to_numeric(g[x]).to_numpy(float)
-        fit = fit_power_law(xs, pd.to_numeric(g[y]).to_numpy(float), min_points=min_points)
+        xs = all_x[at]
+        fit = fit_power_law(xs, all_y[at], min_points=min_points)
         rows.append((*key, x, y, fit.exponent, fit.prefactor, fit.r2, fit.n, xs.min(), xs.max()))
     return pd.DataFrame(rows, columns=cols)
 

@@ -8,11 +8,12 @@ pandas and numpy only (never torch): the dashboard calls these on loaded results
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -234,10 +235,19 @@ def num(v: Any, digits: int = 3) -> str:
     return f"{v:.{digits}g}"
 
 
+#: the columns of the bench records that the rules read (the scaling fits, the crossovers, the Gram form's speed-up)
+BENCH_COLUMNS = ("kind", "status", "label", "regularizer", "algorithm", "device_name", "threads", "dtype", "dim",
+                 "batch", "views", "time_s", "memory_bytes")
+
+
 def bench_records(df: pd.DataFrame) -> pd.DataFrame:
+    """The records of the scaling kinds, with the columns of :data:`BENCH_COLUMNS` only (a copy of every column of
+    two thirds of a large store was the report's largest transient: issue 21); built once inside
+    :func:`shared_runs`."""
     if df is None or df.empty or "kind" not in df.columns:
         return pd.DataFrame()
-    return df[df["kind"].isin(SCALING_KINDS)]
+    return _shared(df, ("bench_records",), lambda: df.loc[df["kind"].isin(SCALING_KINDS).to_numpy(dtype=bool),
+                                                          [c for c in BENCH_COLUMNS if c in df.columns]])
 
 
 def metric(row: pd.Series, name: str) -> float:
@@ -265,9 +275,45 @@ SETTING = ("dataset", "fraction", "dim", "views", "batch", "epochs", "backbone",
            "warmup_epochs", "device_name")
 
 
+#: while :func:`shared_runs` is active: [(frame, name, value)], what the studies of one report derive from the same
+#: frame (the training-run table, the bench records, the scaling fits), built once rather than once per study (six
+#: times over every record: issue 21)
+_SHARED: list[tuple[pd.DataFrame, tuple, Any]] | None = None
+
+
+@contextlib.contextmanager
+def shared_runs() -> Iterator[None]:
+    """Within this block :func:`train_runs`, :func:`bench_records` and :func:`scaling` of the same frame object
+    return the same table, built once (``sslbench.analysis.report.verdicts`` runs every study's rules inside one).
+    The frame must not change inside the block; the studies only read these tables (they select from them, never
+    write to them)."""
+    global _SHARED
+    outer, _SHARED = _SHARED, []
+    try:
+        yield
+    finally:
+        _SHARED = outer
+
+
+def _shared(df: pd.DataFrame, name: tuple, compute: Callable[[], Any]) -> Any:
+    """``compute()``, kept for the frame ``df`` (its identity) and ``name`` inside :func:`shared_runs`."""
+    if _SHARED is None:
+        return compute()
+    for frame, key, value in _SHARED:
+        if frame is df and key == name:
+            return value
+    value = compute()
+    _SHARED.append((df, name, value))
+    return value
+
+
 def train_runs(df: pd.DataFrame) -> pd.DataFrame:
     """Training records, one row each, with plain columns: the case's keys, ``hp`` (a dict), the metrics used
-    here, ``ok`` (status ok and finite linear accuracy)."""
+    here, ``ok`` (status ok and finite linear accuracy). Inside :func:`shared_runs`, built once per frame."""
+    return _shared(df, ("train_runs",), lambda: _train_runs(df))
+
+
+def _train_runs(df: pd.DataFrame) -> pd.DataFrame:
     out, raw_hp = _train_table(df)
     if out.empty:
         return out
@@ -366,8 +412,11 @@ def as_published(runs: pd.DataFrame) -> pd.DataFrame:
     add-on study's arms are not "BYOL" elsewhere)."""
     if runs.empty:
         return runs
-    pred = runs["predictor_hidden"]
-    return runs[(runs["variance_addon"] == 0) & ((runs["regularizer"] != "byol") | (pred > 0))]
+
+    def select() -> pd.DataFrame:
+        pred = runs["predictor_hidden"]
+        return runs[(runs["variance_addon"] == 0) & ((runs["regularizer"] != "byol") | (pred > 0))]
+    return _shared(runs, ("as_published",), select)  # the same selection for four studies of one report
 
 
 def default_variance(runs: pd.DataFrame) -> pd.Series:
@@ -382,8 +431,20 @@ def setting_key(row: pd.Series) -> tuple:
 def setting_keys(runs: pd.DataFrame, fields: Sequence[str] = SETTING) -> list[tuple]:
     """:func:`setting_key` of every row (of ``fields``), column by column: the same tuples as
     ``runs.apply(setting_key, axis=1)`` without building a Series per row."""
-    cols = [[None if isnan(v) else v for v in cells(runs, k)] for k in fields]
+    cols = [_key_cells(runs, k) for k in fields]
     return list(zip(*cols)) if cols else [()] * len(runs)
+
+
+def _key_cells(runs: pd.DataFrame, name: str) -> list:
+    """The cells of column ``name`` as :func:`cells` gives them, NaN as None: a float column's NaNs found by numpy
+    (its cells are Python floats, NaN exactly where ``isnan``), any other column's cell by cell."""
+    col = runs[name] if name in runs.columns else None
+    if col is not None and isinstance(col.dtype, np.dtype) and col.dtype.kind == "f":
+        values = col.to_numpy()
+        out = values.astype(object)
+        out[np.isnan(values)] = None
+        return out.tolist()
+    return [None if isnan(v) else v for v in cells(runs, name)]
 
 
 def setting_text(key: tuple) -> str:
@@ -480,6 +541,44 @@ def arm(rows: pd.DataFrame, metric: str = "linear_top1") -> Arm:
     return Arm(float(vals.mean()) if vals.size else math.nan, float(vals.std(ddof=1)) if vals.size > 1 else math.nan,
                int(vals.size), int(ended.sum()), float(init.mean()) if init.size else math.nan,
                tuple(float(v) for v in vals))
+
+
+class ArmTable:
+    """The columns :func:`arm` reads of one table of runs, taken out as numpy arrays once, so that the arms of many
+    selections of its rows cost no DataFrame each: ``ArmTable(g).arm(mask, metric) == arm(g[mask], metric)``
+    (tests/test_claims_vectorised.py). A study selects hundreds of arms per setting, and a frame per selection
+    (a take of every column) was most of ``sslbench report``'s time on a large store (issue 21)."""
+
+    def __init__(self, rows: pd.DataFrame):
+        self.rows = rows
+        self.ended = (~rows["status"].isin(PENDING_STATUSES)).to_numpy(dtype=bool) if "status" in rows.columns \
+            else np.ones(len(rows), dtype=bool)
+        self.ok = self.ended & rows["ok"].to_numpy(dtype=bool)
+        self._float: dict[str, np.ndarray] = {}
+
+    def values(self, name: str) -> np.ndarray:
+        """Column ``name`` as floats (KeyError when the table has none, as ``rows[name]``)."""
+        if name not in self._float:
+            self._float[name] = self.rows[name].to_numpy(float)
+        return self._float[name]
+
+    def arm(self, mask: np.ndarray | None = None, metric: str = "linear_top1") -> Arm:
+        """:func:`arm` of the rows where ``mask`` (a bool array over the table's rows; None: every row) is true, or
+        of the rows at the positions ``mask`` (an integer array, ascending: the rows in the table's order)."""
+        ended, ok = (self.ended, self.ok) if mask is None else (self.ended[mask], self.ok[mask])
+        col = self.values(metric)
+        vals = (col if mask is None else col[mask])[ok]
+        vals = vals[np.isfinite(vals)]
+        init_col = INIT_METRIC.get(metric)
+        if init_col in self.rows.columns:
+            icol = self.values(init_col)
+            init = (icol if mask is None else icol[mask])[ok]
+        else:
+            init = np.array([])
+        init = init[np.isfinite(init)]
+        return Arm(float(vals.mean()) if vals.size else math.nan,
+                   float(vals.std(ddof=1)) if vals.size > 1 else math.nan, int(vals.size), int(ended.sum()),
+                   float(init.mean()) if init.size else math.nan, tuple(float(v) for v in vals))
 
 
 def below_floor(*arms: Arm) -> str:
@@ -615,9 +714,12 @@ def scaling(df: pd.DataFrame, x: str, x_min: float | None) -> pd.DataFrame:
     b = bench_records(df)
     if b.empty:
         return pd.DataFrame()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return scaling_table(b, x=x, x_min=x_min)
+
+    def fit() -> pd.DataFrame:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return scaling_table(b, x=x, x_min=x_min)
+    return _shared(df, ("scaling", x, x_min), fit)
 
 
 FIT_SETTING = ("device_name", "threads", "dtype", "batch", "views", "dim")
@@ -673,6 +775,10 @@ def groups(runs: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
     larger group of the same setting is left out, so a comparison is made once, on the most arms."""
     if runs.empty:
         return []
+    return _shared(runs, ("groups",), lambda: _groups(runs))  # the same groups for two studies of one report
+
+
+def _groups(runs: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
     keys = setting_keys(runs)
     i_lr, i_opt = SETTING.index("lr"), SETTING.index("optimizer")
     at: dict[tuple, list[int]] = {}  # one pass (runs[keys == k] for every k was O(runs x settings), issue 21)

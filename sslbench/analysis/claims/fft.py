@@ -9,6 +9,7 @@ import json
 import math
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 
 from sslbench.analysis import crossovers
@@ -18,9 +19,10 @@ from sslbench.analysis.claims.common import (
     QUADRATIC_ALPHA_MIN,
     SETTLE_BATCH,
     SETTLE_DIMS,
+    Arm,
+    ArmTable,
     Study,
     Verdict,
-    arm,
     as_published,
     bench_records,
     better,
@@ -169,50 +171,80 @@ def _crossover(df: pd.DataFrame, st: Study) -> list[Verdict]:
 _FFT_COEFFS = ("lambd", "scale", "sim_coeff", "std_coeff", "cov_coeff")
 
 
-def _coeff_text(rows: pd.DataFrame) -> str:
-    h = rows["hp"].iloc[0]
+def _coeff_text(h: dict) -> str:
+    """" (both lambd …)": the shared coefficients of a compared pair, from one of its runs' hyper-parameters."""
     parts = [f"{k} {num(h[k])}" for k in ("lambd",) if h.get(k) is not None]
     return f" (both {', '.join(parts)})" if parts else ""
 
 
-def _fft_arms(g: pd.DataFrame, key: tuple, st: Study, claim: str, claim_p: str) -> list[Verdict]:
-    """The accuracy rows of one setting and one set of coefficients: relaxed vs exact, permute vs not; linear and
-    kNN top-1 each with its own verdict (:data:`METRICS`)."""
-    out = []
-    # each arm's rows selected once for both metrics (the masks once per setting): a setting is visited per
-    # coefficient set, hundreds of times in a large store
-    reg, perm, dv = g["regularizer"].to_numpy(dtype=object), g["_perm"].to_numpy(dtype=bool), \
-        default_variance(g).to_numpy(dtype=bool)
-    rows = {}
-    for name in ("barlow_twins_fft", "vicreg_fft", "barlow_twins", "vicreg"):
-        mine = reg == name
-        if mine.any():
-            rows[name] = {"relaxed": g[mine & perm & dv], "exact": g[mine & dv], "permute": g[mine & perm],
-                          "no permute": g[mine & ~perm]}
-    empty = g.iloc[0:0]
+class _Runs:
+    """The runs' columns that :func:`_fft_arms` selects arms by, as arrays taken out of the table once; a setting
+    (a group of :func:`groups`) is positions in them (:meth:`setting`), each arm a mask over those: no frame per
+    setting, coefficient set or arm (issue 21)."""
 
-    def sel(name: str, which: str) -> pd.DataFrame:
-        return rows[name][which] if name in rows else empty
+    def __init__(self, runs: pd.DataFrame):
+        self.table, self.index = ArmTable(runs), runs.index
+        self.reg = runs["regularizer"].to_numpy(dtype=object)
+        self.perm = runs["_perm"].to_numpy(dtype=bool)
+        self.dv = default_variance(runs).to_numpy(dtype=bool)
+        self.coeffs = runs["_coeffs"].to_numpy(dtype=object)
+        self.hp = runs["hp"].to_numpy(dtype=object)
+
+    def setting(self, g: pd.DataFrame) -> "_Setting":
+        """The setting of the rows ``g`` (a selection of the runs, in their order)."""
+        return _Setting(self, self.index.get_indexer(g.index))
+
+
+class _Setting:
+    """One setting's runs: their positions in :class:`_Runs` and the arrays at those positions."""
+
+    def __init__(self, runs: _Runs, pos: np.ndarray):
+        self.runs, self.pos = runs, pos
+        self.reg, self.perm, self.dv, self.coeffs = runs.reg[pos], runs.perm[pos], runs.dv[pos], runs.coeffs[pos]
+        self.hp = runs.hp[pos].tolist()
+
+    def arm(self, mask: np.ndarray, metric: str) -> Arm:
+        """The arm of the setting's rows where ``mask`` is true."""
+        return self.runs.table.arm(self.pos[mask], metric)
+
+    def coefficient_sets(self) -> list[np.ndarray]:
+        """A mask per set of coefficients, in their text's order (``g.groupby("_coeffs", sort=True)``)."""
+        return [self.coeffs == c for c in sorted(set(self.coeffs))]
+
+
+def _fft_arms(s: _Setting, within: np.ndarray, key: tuple, st: Study, claim: str, claim_p: str) -> list[Verdict]:
+    """The accuracy rows of one setting and one set of coefficients (the rows ``within`` of ``s``): relaxed vs exact,
+    permute vs not; linear and kNN top-1 each with its own verdict (:data:`METRICS`)."""
+    out = []
+    masks = {}
+    for name in ("barlow_twins_fft", "vicreg_fft", "barlow_twins", "vicreg"):
+        mine = within & (s.reg == name)
+        if mine.any():
+            masks[name] = {"relaxed": mine & s.perm & s.dv, "exact": mine & s.dv, "permute": mine & s.perm,
+                           "no permute": mine & ~s.perm}
+
+    def sel(name: str, which: str) -> np.ndarray | None:
+        m = masks[name][which] if name in masks else None
+        return m if m is not None and m.any() else None
 
     for metric, margin, suffix in METRICS:
         what = "kNN top-1" if metric == "knn_top1" else "linear top-1"
         for relaxed, exact in (("barlow_twins_fft", "barlow_twins"), ("vicreg_fft", "vicreg")):
-            gr = sel(relaxed, "relaxed")
-            ge = sel(exact, "exact")
-            if gr.empty or ge.empty:
+            gr, ge = sel(relaxed, "relaxed"), sel(exact, "exact")
+            if gr is None or ge is None:
                 continue
-            a, b = arm(gr, metric), arm(ge, metric)
+            a, b = s.arm(gr, metric), s.arm(ge, metric)
             if metric != "linear_top1" and (a.n == 0 or b.n == 0):
                 continue  # records without the metric
             d = comparable(a, b, margin)
             out.append(Verdict(st.name, claim + suffix, d.verdict, f"{relaxed} {a.text()} vs {exact} {b.text()}"
-                               f"{_coeff_text(gr)}: {d.figures}" + settle_note(d), rule_comparable(margin, what),
-                               st.settle(d, key, relaxed, exact), setting_text(key)))
+                               f"{_coeff_text(s.hp[int(np.argmax(gr))])}: {d.figures}" + settle_note(d),
+                               rule_comparable(margin, what), st.settle(d, key, relaxed, exact), setting_text(key)))
         for relaxed in ("barlow_twins_fft", "vicreg_fft"):
             g1, g0 = sel(relaxed, "permute"), sel(relaxed, "no permute")
-            if g1.empty or g0.empty:
+            if g1 is None or g0 is None:
                 continue
-            a, b = arm(g1, metric), arm(g0, metric)
+            a, b = s.arm(g1, metric), s.arm(g0, metric)
             if metric != "linear_top1" and (a.n == 0 or b.n == 0):
                 continue
             d = better(a, b, margin)
@@ -222,24 +254,24 @@ def _fft_arms(g: pd.DataFrame, key: tuple, st: Study, claim: str, claim_p: str) 
     return out
 
 
-def _unpaired(g: pd.DataFrame, key: tuple, st: Study, claim: str) -> list[Verdict]:
+def _unpaired(s: _Setting, key: tuple, st: Study, claim: str) -> list[Verdict]:
     """A "no data" row for a relaxed loss and its exact loss that both ran in the setting but never at the same
     coefficients (e.g. Barlow Twins at its lambd = 1/D, the FFT relaxation at 0.0051): the rule compares them only at
     equal coefficients, and the row says so rather than leaving the pair out in silence."""
     out = []
     for relaxed, exact in (("barlow_twins_fft", "barlow_twins"), ("vicreg_fft", "vicreg")):
-        mine_r = g[(g["regularizer"] == relaxed) & default_variance(g)]
-        mine_e = g[(g["regularizer"] == exact) & default_variance(g)]
-        cr, ce = set(mine_r["_coeffs"]), set(mine_e["_coeffs"])
+        mine_r = np.flatnonzero((s.reg == relaxed) & s.dv)
+        mine_e = np.flatnonzero((s.reg == exact) & s.dv)
+        cr, ce = set(s.coeffs[mine_r]), set(s.coeffs[mine_e])
         if cr and ce and not cr & ce:
-            out.append(Verdict(st.name, claim, "no data", f"{relaxed} ran{_coeffs_of(mine_r)} and {exact}"
-                               f"{_coeffs_of(mine_e)}, never at equal coefficients: run {exact} at {relaxed}'s",
+            out.append(Verdict(st.name, claim, "no data", f"{relaxed} ran{_coeffs_of(s.hp, mine_r)} and {exact}"
+                               f"{_coeffs_of(s.hp, mine_e)}, never at equal coefficients: run {exact} at {relaxed}'s",
                                RULE_COMPARABLE, st.command(), setting_text(key)))
     return out
 
 
-def _coeffs_of(rows: pd.DataFrame) -> str:
-    vals = sorted({f"{k} {num(h[k])}" for h in rows["hp"] for k in _FFT_COEFFS if h.get(k) is not None})
+def _coeffs_of(hp: list[dict], at: np.ndarray) -> str:
+    vals = sorted({f"{k} {num(hp[i][k])}" for i in at for k in _FFT_COEFFS if hp[i].get(k) is not None})
     return f" at {', '.join(vals)}" if vals else ""
 
 
@@ -252,10 +284,12 @@ def _fft_accuracy(df: pd.DataFrame, st: Study) -> list[Verdict]:
         # the relaxed and the exact loss are compared at the same coefficients (lambd, ...), never pooled across them
         runs = runs.assign(_perm=runs["hp"].map(lambda h: bool(h.get("permute", True))),
                            _coeffs=runs["hp"].map(lambda h: json.dumps([h.get(k) for k in _FFT_COEFFS])))
+        whole = _Runs(runs)
         for key, g in groups(runs):
-            for _, same in g.groupby("_coeffs", sort=True):
-                out += _fft_arms(same, key, st, claim, claim_p)
-            out += _unpaired(g, key, st, claim)
+            s = whole.setting(g)
+            for within in s.coefficient_sets():
+                out += _fft_arms(s, within, key, st, claim, claim_p)
+            out += _unpaired(s, key, st, claim)
     if not any(v.claim == claim for v in out):
         out.append(no_data(st, claim, RULE_COMPARABLE))
     if not any(v.claim.startswith(claim_p + " [training]") for v in out):

@@ -10,10 +10,10 @@ import pandas as pd
 
 from sslbench.analysis.claims import stats
 from sslbench.analysis.claims.common import (
+    ArmTable,
     Decision,
     Study,
     Verdict,
-    arm,
     as_published,
     below_floor,
     groups,
@@ -56,17 +56,18 @@ def _drop(off, on) -> tuple[bool | None, stats.Comparison | None, int | None]:
 def _drops(g: pd.DataFrame) -> tuple[dict, list[str], dict]:
     """({method: dropped without EMA (True / False), or None when unknown}, figures, {method: (comparison, seeds
     that would decide it)}) in one setting."""
-    ema = g["ema_tau"].astype(float)
+    # the arms as masks over the setting's arrays, not a frame each (issue 21)
+    t, ema, regs = ArmTable(g), g["ema_tau"].astype(float).to_numpy(), g["regularizer"].to_numpy(dtype=object)
     res, figs, why = {}, [], {}
     for reg in METHODS:
-        on, off = g[(g["regularizer"] == reg) & (ema > 0)], g[(g["regularizer"] == reg) & (ema == 0)]
-        if on.empty or off.empty:
+        on, off = (regs == reg) & (ema > 0), (regs == reg) & (ema == 0)
+        if not on.any() or not off.any():
             continue
-        a, b = arm(off), arm(on)
+        a, b = t.arm(off), t.arm(on)
         dropped, c, n = _drop(a, b)
         res[reg] = dropped
         why[reg] = (c, n, min(a.n, b.n))
-        ra, rb = arm(off, "effective_rank"), arm(on, "effective_rank")
+        ra, rb = t.arm(off, "effective_rank"), t.arm(on, "effective_rank")
         state = {True: "dropped", False: "kept", None: "unknown"}[dropped]
         figs.append(f"{reg}: no EMA {a.text()} vs EMA {b.text()} ({c.text() if c else 'no interval'}: {state}; "
                     f"eff. rank {num(ra.mean)} vs {num(rb.mean)})")
@@ -104,10 +105,11 @@ def verdict(df: pd.DataFrame, st: Study) -> list[Verdict]:
         res, figs, why = _drops(g)
         if "isoloss" not in res or len(res) < 2:
             continue
-        floor = arm(g)
+        t, regs = ArmTable(g), g["regularizer"].to_numpy(dtype=object)
+        floor = t.arm()
         if math.isfinite(floor.init):
             figs.append(f"network at initialisation {num(floor.init, 4)}")
-        arms = [arm(g[g["regularizer"] == r]) for r in res]
+        arms = [t.arm(regs == r) for r in res]
         under = below_floor(*arms)
         v = "inconclusive" if under else _decide(res)
         d = _decision(v, res, why) if not under else Decision(v, "")

@@ -15,10 +15,10 @@ from sslbench.analysis.claims.common import (
     MEMORY_R2_MIN,
     QUADRATIC_ALPHA_MIN,
     SETTLE_BATCH,
+    ArmTable,
     Decision,
     Study,
     Verdict,
-    arm,
     as_published,
     check_verdict,
     combine_decisions,
@@ -99,24 +99,26 @@ def _accuracy(df: pd.DataFrame, st: Study) -> list[Verdict]:
     claim = "accuracy comparable to VICReg and to uniformity at equal budget"
     out = []
     for key, g in groups(as_published(train_runs(df))):
-        gs = g[g["regularizer"] == "sfrik"]
-        if gs.empty:
+        reg = g["regularizer"].to_numpy(dtype=object)
+        gs = reg == "sfrik"
+        if not gs.any():
             continue
-        dv = default_variance(g)  # the comparators' rows selected once for both metrics
-        others = {other: g[(g["regularizer"] == other) & dv] for other in ("vicreg", "uniformity")}
+        # the arms as masks over the setting's arrays (no frame per arm: issue 21), selected once for both metrics
+        t, dv = ArmTable(g), default_variance(g).to_numpy(dtype=bool)
+        others = {other: (reg == other) & dv for other in ("vicreg", "uniformity")}
         for metric, margin, suffix, what in (("linear_top1", LINEAR_MARGIN, "", "linear top-1"),
                                              ("knn_top1", KNN_MARGIN, " [kNN]", "kNN top-1")):
-            a = arm(gs, metric)
+            a = t.arm(gs, metric)
             if a.n == 0 and metric != "linear_top1":
                 continue
             figs, ds, missing = [f"sfrik {a.text()}"], [], False
             for other in ("vicreg", "uniformity"):
                 go = others[other]
-                if go.empty:  # the claim names both comparators: one missing leaves the row open
+                if not go.any():  # the claim names both comparators: one missing leaves the row open
                     figs.append(f"{other}: no run in this setting")
                     missing = True
                     continue
-                b = arm(go, metric)
+                b = t.arm(go, metric)
                 d = comparable(a, b, margin)
                 figs.append(f"{other} {b.text()}: {d.figures} [{d.verdict}]")
                 ds.append(d)

@@ -5,12 +5,16 @@ added to another method, it prevents that method's collapse or keeps its accurac
 from __future__ import annotations
 
 import math
+from typing import Callable
 
+import numpy as np
 import pandas as pd
 
 from sslbench.analysis.claims.common import (
     ONE_SEED,
     SETTING,
+    Arm,
+    ArmTable,
     Study,
     Verdict,
     arm,
@@ -45,11 +49,14 @@ COLLAPSE_RULE = (f"prevents collapse = the effective rank of the backbone's repr
                  "embeddings, whose normalised directions then look spread out while the backbone's rank drops")
 
 
-def _collapse(on: pd.DataFrame, off: pd.DataFrame) -> tuple[str, list[str]]:
-    """(verdict, figures) of "the runs ``on`` are less collapsed than the runs ``off``" (:data:`COLLAPSE_RULE`)."""
+def _collapse(on: pd.DataFrame | Callable[[str], Arm], off: pd.DataFrame | Callable[[str], Arm]) -> tuple[str, list[str]]:
+    """(verdict, figures) of "the runs ``on`` are less collapsed than the runs ``off``" (:data:`COLLAPSE_RULE`);
+    each a frame of runs, or a function giving the arm of a metric (masks over an :class:`ArmTable`)."""
+    arm_on = on if callable(on) else (lambda m: arm(on, m))
+    arm_off = off if callable(off) else (lambda m: arm(off, m))
     figs, ratio = [], {}
     for m in ("backbone_effective_rank", "effective_rank", "std_normalized"):
-        a, b = arm(on, m), arm(off, m)
+        a, b = arm_on(m), arm_off(m)
         if a.n == 0 or b.n == 0:
             continue
         ratio[m] = a.mean / b.mean if b.mean > 0 else math.inf
@@ -74,15 +81,17 @@ def verdict(df: pd.DataFrame, st: Study) -> list[Verdict]:
         std = runs["hp"].map(lambda h: h.get("std_coeff", math.nan)).astype(float)
         runs = runs.assign(_std=std)
         for key, g in groups(runs):
+            # the arms as masks over the setting's arrays, not a frame each (issue 21)
+            t, regs, std_of = ArmTable(g), g["regularizer"].to_numpy(dtype=object), g["_std"].to_numpy(float)
             for reg in ("vicreg", "vicreg_fft"):
-                g_on = g[(g["regularizer"] == reg) & (g["_std"] > 0)]
-                g_off = g[(g["regularizer"] == reg) & (g["_std"] == 0)]
-                if g_on.empty or g_off.empty:
+                g_on = (regs == reg) & (std_of > 0)
+                g_off = (regs == reg) & (std_of == 0)
+                if not g_on.any() or not g_off.any():
                     continue
-                v, figs = _collapse(g_on, g_off)
-                la, lb = arm(g_on), arm(g_off)
+                v, figs = _collapse(lambda m, mask=g_on: t.arm(mask, m), lambda m, mask=g_off: t.arm(mask, m))
+                la, lb = t.arm(g_on), t.arm(g_off)
                 figs.append(f"linear top-1 {la.text()} vs {lb.text()}: {comparable(la, lb, LINEAR_MARGIN).figures}")
-                out.append(Verdict(st.name, claim, v, f"{reg} std_coeff {num(g_on['_std'].iloc[0])} vs 0: "
+                out.append(Verdict(st.name, claim, v, f"{reg} std_coeff {num(std_of[g_on][0])} vs 0: "
                                    + "; ".join(figs), rule, "" if v == "supported" else st.settle_command(reg),
                                    setting_text(key)))
     if not out:
@@ -109,15 +118,18 @@ def _add_on_settle(st: Study, reg: str, ema: float, pred: float, claim: str) -> 
     return st.settle_command(reg, gpu=ONE_SEED, gpu_1h="" if pred > 0 else ONE_SEED)
 
 
-def _add_on_row(st: Study, key: tuple, what: str, coeff: float, on: pd.DataFrame, off: pd.DataFrame,
-                arm_of: tuple[str, float, float]) -> Verdict:
-    """The row of one method's arms with (``on``) and without (``off``) the add-on: the collapse claim when the
-    method collapses without it, else the accuracy claim. ``arm_of``: (regularizer, EMA decay, predictor width)."""
+def _add_on_row(st: Study, key: tuple, what: str, coeff: float, on: pd.DataFrame | Callable[[str], Arm],
+                off: pd.DataFrame | Callable[[str], Arm], arm_of: tuple[str, float, float]) -> Verdict:
+    """The row of one method's arms with (``on``) and without (``off``) the add-on (each a frame of runs, or a
+    function giving the arm of a metric): the collapse claim when the method collapses without it, else the
+    accuracy claim. ``arm_of``: (regularizer, EMA decay, predictor width)."""
+    arm_on = on if callable(on) else (lambda m: arm(on, m))
+    arm_off = off if callable(off) else (lambda m: arm(off, m))
     dim = float(key[SETTING.index("dim")] or math.nan)
-    std_off = arm(off, "std_normalized")
+    std_off = arm_off("std_normalized")
     collapsed = std_off.n > 0 and std_off.mean < COLLAPSED_STD / math.sqrt(dim)
-    collapse_v, figs = _collapse(on, off)
-    la, lb = arm(on), arm(off)
+    collapse_v, figs = _collapse(arm_on, arm_off)
+    la, lb = arm_on("linear_top1"), arm_off("linear_top1")
     acc = comparable(la, lb, LINEAR_MARGIN)
     figs.append(f"linear top-1 {la.text()} vs {lb.text()}: {acc.figures}" + ("" if collapsed else settle_note(acc)))
     claim, v, rule = ((CLAIM_COLLAPSE, collapse_v, RULE_COLLAPSE) if collapsed else
@@ -135,14 +147,30 @@ def _variance_add_on(runs: pd.DataFrame, st: Study) -> list[Verdict]:
         runs = runs[~runs["regularizer"].isin(("vicreg", "vicreg_fft"))]
     for key, g in groups(runs):
         arms = g.assign(_pred=g["predictor_hidden"].fillna(-1), _ema=g["ema_tau"].astype(float).fillna(0.0))
-        for (reg, ema, pred), a in arms.groupby(["regularizer", "_ema", "_pred"], sort=True):
-            off = a[a["variance_addon"] == 0]
+        # each method's arms (regularizer, EMA decay, predictor) as masks over the setting's arrays, in the order of
+        # groupby(["regularizer", "_ema", "_pred"], sort=True) (a run without a regularizer in none), no frame per
+        # arm (issue 21)
+        t, addon = ArmTable(g), g["variance_addon"].to_numpy(float)
+        regs, emas, preds = (arms[c].to_numpy() for c in ("regularizer", "_ema", "_pred"))
+        at: dict[tuple, list[int]] = {}
+        for i, k in enumerate(zip(regs, emas, preds)):
+            if not pd.isna(k[0]):
+                at.setdefault(k, []).append(i)
+        try:
+            order = sorted(at)
+        except TypeError:  # regularizers of mixed types (a hostile store): the order pandas gives them
+            order = [k for k, _ in arms.groupby(["regularizer", "_ema", "_pred"], sort=True)]
+        for reg, ema, pred in order:
+            a = np.zeros(len(g), dtype=bool)
+            a[at[(reg, ema, pred)]] = True
+            off = a & (addon == 0)
             what = f"{reg}" + (f" EMA {num(ema)}" if reg in ("byol", "directpred", "isoloss") else "") + (
                 (" no predictor" if pred == 0 else f" predictor {int(pred)}") if reg == "byol" else "")
-            for coeff in sorted(set(a["variance_addon"]) - {0.0}):
-                on = a[a["variance_addon"] == coeff]
-                if not off.empty and not on.empty:
-                    out.append(_add_on_row(st, key, what, coeff, on, off, (reg, ema, pred)))
+            for coeff in sorted(set(addon[a].tolist()) - {0.0}):
+                on = a & (addon == coeff)
+                if off.any() and on.any():
+                    out.append(_add_on_row(st, key, what, coeff, lambda m, on=on: t.arm(on, m),
+                                           lambda m, off=off: t.arm(off, m), (reg, ema, pred)))
     if not any(v.claim == CLAIM_COLLAPSE for v in out):
         out.append(no_data(st, CLAIM_COLLAPSE, RULE_COLLAPSE, "no run of a collapsing method with and without the "
                            "add-on"))

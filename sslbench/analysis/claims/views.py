@@ -13,6 +13,7 @@ import pandas as pd
 from sslbench.analysis.claims.common import (
     ONE_SEED,
     SETTING,
+    ArmTable,
     Decision,
     Study,
     Verdict,
@@ -79,9 +80,12 @@ def _view_groups(runs: pd.DataFrame) -> list[tuple[str, str, list, list, dict]]:
     at: dict[tuple, list[int]] = {}  # one pass (runs[keys == key] for every key was O(runs x keys), issue 21)
     for pos, key in enumerate(keys):
         at.setdefault(key, []).append(pos)
+    # one table of arrays for every setting: a setting's cells are positions in it, no frame per setting or cell
+    t, views, fraction = ArmTable(runs), runs["views"].to_numpy(), runs["fraction"].to_numpy()
     for key in sorted(at, key=str):
-        g = runs.iloc[at[key]]
-        vs, fr = sorted(set(g["views"].dropna())), sorted(set(g["fraction"].dropna()))
+        pos = np.asarray(at[key])
+        vv, ff = views[pos], fraction[pos]
+        vs, fr = sorted(set(vv[~pd.isna(vv)].tolist())), sorted(set(ff[~pd.isna(ff)].tolist()))
         if 2 not in vs or len(vs) < 2:
             continue
         d = dict(zip(nov, key))
@@ -91,10 +95,10 @@ def _view_groups(runs: pd.DataFrame) -> list[tuple[str, str, list, list, dict]]:
                    f"{int_text(d['epochs'])} ep{warmup_text(d.get('warmup_epochs'))} "
                    f"lr {num(d['lr'])}{optimizer_text(d.get('optimizer'))} {device_short(d['device_name'])}"
                    f"{earlier_text(full)}")
-        cells = {(v, f): g[(g["views"] == v) & (g["fraction"] == f)] for v in vs for f in fr}
+        cells = {(v, f): pos[(vv == v) & (ff == f)] for v in vs for f in fr}
         accs = {}
         for metric, *_ in METRICS:
-            acc = {k: arm(rows, metric) for k, rows in cells.items()}
+            acc = {k: t.arm(at_, metric) for k, at_ in cells.items()}
             accs[metric] = {k: a for k, a in acc.items() if a.n > 0}
         out.append((key[-2], setting, full, vs, fr, accs))
     return out
