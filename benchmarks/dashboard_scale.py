@@ -87,7 +87,8 @@ def child(args: argparse.Namespace) -> int:
     def append(n: int) -> None:
         lines = []
         for _ in range(n):
-            lines.append(json.dumps(_vary(rng.choice(pool), next_index[0], rng, regs_of_kind), default=str) + "\n")
+            lines.append(json.dumps(_vary(json.dumps(rng.choice(pool), default=str), next_index[0], rng, regs_of_kind),
+                                    default=str) + "\n")
             next_index[0] += 1
         with open(store / "sweeps" / APPEND_FILE, "a") as f:
             f.write("".join(lines))
@@ -197,6 +198,8 @@ def run(args: argparse.Namespace) -> dict:
     codes = {"after": ROOT}
     if args.before:
         codes = {"before": Path(args.before).resolve(), "after": ROOT}
+    if args.work:
+        Path(args.work).mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="sslbench-dashboard-scale-", dir=args.work))
     report: dict = {"records": args.records, "append": args.append, "reloads": args.reloads, "pages": args.pages,
                     "cpus": os.cpu_count(), "driver": "streamlit.testing.v1.AppTest, one process", "runs": {}}
