@@ -240,7 +240,10 @@ def load_results(root: str | os.PathLike = "results", *, asv: Iterable[str | os.
     if not frames:
         return _derive(pd.DataFrame())
     if fast:
-        return _derive(columnar.frames_of_snapshots(frames))
+        df = columnar.frames_of_snapshots(frames)
+        del frames  # the snapshots' Arrow tables: their memory goes back to the pool, and the pool's to the system
+        columnar.release_memory()
+        return _derive(df)
     return _derive(pd.concat([f for f, _ in frames], ignore_index=True, sort=False))
 
 

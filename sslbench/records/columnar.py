@@ -54,6 +54,14 @@ def available() -> bool:
     return True
 
 
+def release_memory() -> None:
+    """Give the memory Arrow's pool holds free (the snapshots' tables, once converted) back to the system: the pool
+    keeps freed memory for its next allocations, and a process that has converted its tables makes none."""
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+
+
 def wanted(columns: Iterable[str] | None):
     """A test of column names from a projection: exact names, or ``"case."``-style prefixes (a whole section);
     ``None`` keeps everything. The base columns are always kept."""
