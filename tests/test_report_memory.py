@@ -50,3 +50,89 @@ def test_as_objects_of_an_empty_or_all_missing_column():
     for texts in ([], [None, None]):
         col = pd.Series(texts, dtype="str")
         pd.testing.assert_series_equal(C._as_objects(col), col.astype(object))
+
+
+# ---- sslbench report's load: the metrics it reads, and the others only where they hold a non-number -------------
+import json  # noqa: E402
+import sys  # noqa: E402
+import warnings  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import scale  # noqa: E402
+from sslbench import analysis as A  # noqa: E402
+from sslbench.analysis import report  # noqa: E402
+
+UNREAD = "metrics.planted_unread"  # a metric no rule reads
+
+
+@pytest.fixture(scope="module")
+def varied(tmp_path_factory) -> Path:
+    """A store varied from the committed records (its exact checks included), with an unread metric holding a string
+    in some records (they must still be screened out), a bool in one file only (an object column), a read metric
+    holding a string, NaN flags and a bad line."""
+    root = tmp_path_factory.mktemp("varied")
+    pool = scale.committed_records(ROOT / "results")
+    assert any(r.get("kind") == report.CHECK_KIND for r in pool), "the exact checks' records are part of the data"
+    scale.make_store(pool, 3000, root, seed=11)
+    files = sorted((root / "sweeps").glob("*.jsonl"))
+    for n, store in enumerate(files):
+        out = []
+        for i, line in enumerate(store.read_text().splitlines()):
+            r = json.loads(line)
+            m = r.setdefault("metrics", {})
+            if not isinstance(m, dict):
+                out.append(line)
+                continue
+            m["planted_unread"] = 0.5 * i  # a number everywhere but in the records below
+            if n == 0 and i % 97 == 5:
+                m["planted_unread"] = "fast"
+            if n == 1 and i % 50 == 3:
+                m["planted_flag"] = True
+            if n == 1 and i % 61 == 7 and r.get("kind") == "train":
+                m["linear_top1"] = "n/a"
+            if n == 2 and i % 40 == 1:
+                m["planted_nan"] = None
+            out.append(json.dumps(r))
+        if n == 0:
+            out.insert(10, "{not json")
+        store.write_text("\n".join(out) + "\n")
+    return root
+
+
+def _verdicts(root: Path, **load) -> tuple[str, list[str], pd.DataFrame]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        df = A.load_results(root, asv=[], **load)
+        text = report.format_verdicts(report.verdicts(df), "text")
+    return text, [str(w.message) for w in caught], df
+
+
+@pytest.mark.parametrize("cache", ["snapshots", "off"])
+def test_report_load_gives_the_verdicts_and_warnings_of_every_metric(varied, tmp_path, monkeypatch, cache):
+    monkeypatch.setenv("SSLBENCH_CACHE_DIR", str(tmp_path / "cache") if cache == "snapshots" else "off")
+    ref_text, ref_warned, whole = _verdicts(varied, columns=report.REPORT_COLUMNS)
+    for _ in range(2):  # the first read writes the snapshots, the second reads them
+        text, warned, narrow = _verdicts(varied, columns=report.REPORT_COLUMNS + report.REPORT_METRICS,
+                                         unless_numbers=("metrics.",))
+        assert text == ref_text
+        assert warned == ref_warned
+    assert any("metrics.planted_unread = 'fast'" in w for w in warned)  # the unread metric's string was screened for
+    gone = set(whole.columns) - set(narrow.columns)
+    assert gone and all(c.startswith("metrics.") and c not in report.REPORT_METRICS for c in gone)
+    assert all(whole[c].dtype.kind in "fi" for c in gone)  # numbers only were left out
+    assert {UNREAD, "metrics.planted_flag"} <= set(narrow.columns)  # a string, bools in one file: kept
+    assert set(narrow.columns) - set(whole.columns) == set()
+    assert narrow.index.equals(whole.index)
+    pd.testing.assert_frame_equal(narrow, whole[list(narrow.columns)])
+
+
+def test_report_load_on_the_committed_results(tmp_path, monkeypatch):
+    monkeypatch.setenv("SSLBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    ref_text, ref_warned, _ = _verdicts(ROOT / "results", columns=report.REPORT_COLUMNS)
+    text, warned, _ = _verdicts(ROOT / "results", columns=report.REPORT_COLUMNS + report.REPORT_METRICS,
+                                unless_numbers=("metrics.",))
+    assert (text, warned) == (ref_text, ref_warned)
+    assert "supported" in text  # the committed results decide claims: the comparison is not of empty reports
