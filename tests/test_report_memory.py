@@ -136,3 +136,27 @@ def test_report_load_on_the_committed_results(tmp_path, monkeypatch):
                                 unless_numbers=("metrics.",))
     assert (text, warned) == (ref_text, ref_warned)
     assert "supported" in text  # the committed results decide claims: the comparison is not of empty reports
+
+
+def test_rows_are_the_rows_of_loc():
+    """``_Rows`` (the run table's columns taken one at a time) gives what ``df.loc[mask, names]`` gave."""
+    rng = np.random.default_rng(3)
+    n = 400
+    df = pd.DataFrame({"kind": rng.choice(["train", "regularizer_bench", None], n),
+                       "case.dim": rng.choice([64.0, np.nan, 128.0], n),
+                       "case.optimizer": pd.Series(rng.choice(["adamw", "sgd", None], n), dtype="str"),
+                       "metrics.linear_top1": rng.random(n),
+                       "created": pd.to_datetime(rng.integers(0, 10**9, n), unit="s", utc=True)},
+                      index=pd.Index(rng.permutation(n) * 3 + 7))
+    names = ["case.dim", "case.optimizer", "metrics.linear_top1", "created", "case.absent"]
+    mask = (df["kind"] == "train").to_numpy(dtype=bool, na_value=False)
+    ref = df.loc[mask, [c for c in names if c in df.columns]]
+    rows = C._Rows(df, np.flatnonzero(mask), names)
+    assert rows.index.equals(ref.index) and len(rows) == len(ref) and rows.empty is False
+    for name in names[:-1]:
+        pd.testing.assert_series_equal(rows.get(name), ref.get(name))
+        pd.testing.assert_series_equal(rows[name], ref[name])
+    assert rows.get("case.absent") is None and rows.get("case.absent", 5) == 5
+    with pytest.raises(KeyError):
+        rows["case.absent"]
+    assert C._Rows(df, np.flatnonzero(np.zeros(n, bool)), names).empty

@@ -342,8 +342,9 @@ def _train_table(df: pd.DataFrame | None) -> tuple[pd.DataFrame, list]:
     read = [f"case.{k}" for k in _RUN_FIELDS] + ["device_name", "env.device_name", "case.hparams",
                                                  "case.predictor_hidden", "status", "source", "created"]
     read += [f"metrics.{m}" for m in _RUN_METRICS]
-    # the training rows of the columns read here only (not a copy of the store's every column)
-    runs = df.loc[(df["kind"] == "train").to_numpy(dtype=bool, na_value=False), [c for c in read if c in df.columns]]
+    # the training rows of the columns read here only, a column at a time (not a copy of the store's every column,
+    # nor of these: at 10^6 records the table's columns all at once were the report's peak)
+    runs = _Rows(df, np.flatnonzero((df["kind"] == "train").to_numpy(dtype=bool, na_value=False)), read)
     if runs.empty:
         return pd.DataFrame(), []
     out = pd.DataFrame(index=runs.index)
@@ -373,6 +374,27 @@ def _train_table(df: pd.DataFrame | None) -> tuple[pd.DataFrame, list]:
         if isinstance(out[k].dtype, pd.StringDtype):
             out[k] = _as_objects(out[k])
     return out, raw_hp
+
+
+class _Rows:
+    """The rows ``pos`` of the columns ``names`` of ``df`` (those it has), as ``df.loc[rows, names]`` gives them
+    (``get``, ``[]``, ``index``, ``empty``), each column taken when asked for."""
+
+    def __init__(self, df: pd.DataFrame, pos: np.ndarray, names: Sequence[str]):
+        self.df, self.pos, self.names = df, pos, {n for n in names if n in df.columns}
+        self.index = df.index[pos]
+        self.empty = not len(pos) or not self.names
+
+    def __len__(self) -> int:
+        return len(self.pos)
+
+    def get(self, name: str, default=None):
+        return self.df[name].iloc[self.pos] if name in self.names else default
+
+    def __getitem__(self, name: str) -> pd.Series:
+        if name not in self.names:
+            raise KeyError(name)
+        return self.df[name].iloc[self.pos]
 
 
 def _as_objects(col: pd.Series) -> pd.Series:
@@ -947,15 +969,21 @@ def usable_records(df: pd.DataFrame | None) -> pd.DataFrame:
                         problem[i] = hp_problem[raw]
                     else:
                         problem[i] = _hparam_problem(hparams_of(raw))
-        sources, ids, index = at("source"), at("id"), df.index[pos]
-        for i, text in enumerate(problem):
-            if text:
-                where = describe_record({"source": sources[i], "id": ids[i], "kind": kind})
-                warnings.warn(f"{where}: {text} is not a number; skipped", RuntimeWarning, stacklevel=2)
-                bad.append(index[i])
+        flagged = [i for i, text in enumerate(problem) if text]  # the names of the records skipped only
+        sources, ids, index = (_cells_at(df, "source", pos[flagged]), _cells_at(df, "id", pos[flagged]),
+                               df.index[pos[flagged]])
+        for j, i in enumerate(flagged):
+            where = describe_record({"source": sources[j], "id": ids[j], "kind": kind})
+            warnings.warn(f"{where}: {problem[i]} is not a number; skipped", RuntimeWarning, stacklevel=2)
+            bad.append(index[j])
     # without the bad values, a column of numbers held as objects becomes numeric again (as it loads from clean
     # stores: the rules compare and group by these values)
     return df.drop(index=bad).infer_objects() if bad else df
+
+
+def _cells_at(df: pd.DataFrame, col: str, pos: np.ndarray) -> list:
+    """The cells of column ``col`` at positions ``pos`` as Python objects (None each when there is no such column)."""
+    return df[col].iloc[pos].to_numpy(dtype=object).tolist() if col in df.columns else [None] * len(pos)
 
 
 def _numeric_dtype(col: pd.Series) -> bool:
