@@ -251,7 +251,9 @@ def load_results(root: str | os.PathLike = "results", *, asv: Iterable[str | os.
         df = columnar.frames_of_snapshots(frames)
         del frames  # the snapshots' Arrow tables: their memory goes back to the pool, and the pool's to the system
         columnar.release_memory()
-        return _derive(df)
+        df = _derive(df)
+        columnar.release_memory()  # and the derivations' temporaries
+        return df
     return _derive(pd.concat([f for f, _ in frames], ignore_index=True, sort=False))
 
 
