@@ -160,3 +160,37 @@ def test_rows_are_the_rows_of_loc():
     with pytest.raises(KeyError):
         rows["case.absent"]
     assert C._Rows(df, np.flatnonzero(np.zeros(n, bool)), names).empty
+
+
+@pytest.mark.parametrize("cache", ["snapshots", "off"])
+def test_unless_numbers_leaves_out_exactly_the_unnamed_columns_of_numbers(tmp_path, monkeypatch, cache):
+    """``load_results(unless_numbers=...)`` leaves out a column of the section exactly when the whole frame holds it
+    as a numpy float or integer column and ``columns`` does not name it; every other column is the whole frame's."""
+    monkeypatch.setenv("SSLBENCH_CACHE_DIR", str(tmp_path / "cache") if cache == "snapshots" else "off")
+    root = tmp_path / "results"
+    (root / "a").mkdir(parents=True)
+    base = {"schema": 1, "kind": "train", "status": "ok", "created": "2026-12-05T00:00:00+00:00",
+            "case": {"regularizer": "vicreg", "dim": 64}, "env": {}}
+    stores = {  # per file, the metrics of its records
+        "a/one.jsonl": [{"floats": 0.5 * i, "ints": i, "named": 1.0, "flag": True, "text": 1.0, "nulls": None}
+                        for i in range(30)],
+        "a/two.jsonl": [{"floats": 1.5, "named": 2.0, "text": "x" if i == 3 else 2.0, "nulls": None,
+                         "nanflag": math.nan if i % 2 else 1.0, "late_int": 7} for i in range(30)],
+        "three.jsonl": [{"floats": -0.0, "ints": 5, "nanflag": 3.0} for i in range(10)],
+    }
+    for name, metrics in stores.items():
+        with open(root / name, "w") as f:
+            for i, m in enumerate(metrics):
+                f.write(json.dumps({**base, "id": f"{name}-{i}", "metrics": m}) + "\n")
+    for _ in range(2):  # cold (the snapshots written), then warm (read from them)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            whole = A.load_results(root, asv=[], columns=("case.", "metrics."))
+            narrow = A.load_results(root, asv=[], columns=("case.", "metrics.", "metrics.named"),
+                                    unless_numbers=("metrics.",))
+        numbers = {c for c in whole.columns if c.startswith("metrics.") and isinstance(whole[c].dtype, np.dtype)
+                   and whole[c].dtype.kind in "fi"}
+        assert set(whole.columns) - set(narrow.columns) == numbers - {"metrics.named"}
+        assert {"metrics.floats", "metrics.ints", "metrics.late_int"} <= numbers  # the case is exercised
+        assert {"metrics.named", "metrics.flag", "metrics.text", "metrics.nulls"} <= set(narrow.columns)
+        pd.testing.assert_frame_equal(narrow, whole[list(narrow.columns)])
