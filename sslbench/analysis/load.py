@@ -172,7 +172,8 @@ def results_stamp(root: str | os.PathLike = "results", asv: Iterable[str | os.Pa
 
 
 def load_results(root: str | os.PathLike = "results", *, asv: Iterable[str | os.PathLike] | None = None,
-                 pytest_benchmark: bool = True, columns: Iterable[str] | None = None) -> pd.DataFrame:
+                 pytest_benchmark: bool = True, columns: Iterable[str] | None = None,
+                 unless_numbers: Iterable[str] = ()) -> pd.DataFrame:
     """Every record under ``root`` as one tidy DataFrame (one row per record).
 
     Reads, recursively: JSON-lines record stores (``*.jsonl``; training runs' per-step logs are recognised and
@@ -197,6 +198,11 @@ def load_results(root: str | os.PathLike = "results", *, asv: Iterable[str | os.
     it is installed, through a snapshot per store in the cache folder (``~/.cache/sslbench/snapshots``, or
     ``$SSLBENCH_CACHE_DIR``; ``off`` for none) so that a later load parses only the lines appended since; the
     frame is the same either way.
+
+    ``unless_numbers`` (prefixes such as ``"metrics."``) leaves out the columns of those sections that hold numbers
+    only in every file read, unless ``columns`` names them: a consumer that reads a few of a section's figures but
+    screens all of them for non-numbers (``sslbench report``, :data:`~sslbench.analysis.report.REPORT_COLUMNS`)
+    keeps the columns its screening could find something in, and those it reads.
     """
     root = Path(root)
     jsonl, js, asv_found = _walk(root)
@@ -237,11 +243,29 @@ def load_results(root: str | os.PathLike = "results", *, asv: Iterable[str | os.
         if recs:
             frames.append((_projected(_frame(recs, source=_rel(Path(d), root), source_type="asv"), keep), {}))
     frames = [(f, c) for f, c in frames if len(f) and (isinstance(f, columnar.Snapshot) or not f.empty)]
+    if unless_numbers:
+        frames = _without_numbers(frames, tuple(unless_numbers), set(columns or ()) | set(DERIVE_INPUTS))
     if not frames:
         return _derive(pd.DataFrame())
     if fast:
-        return _derive(columnar.frames_of_snapshots(frames))
+        df = columnar.frames_of_snapshots(frames)
+        del frames  # the snapshots' Arrow tables: their memory goes back to the pool, and the pool's to the system
+        columnar.release_memory()
+        df = _derive(df)
+        columnar.release_memory()  # and the derivations' temporaries
+        return df
     return _derive(pd.concat([f for f, _ in frames], ignore_index=True, sort=False))
+
+
+def _without_numbers(frames: list, prefixes: tuple, named: set) -> list:
+    """``frames`` (parts of :func:`load_results`) without the columns starting with ``prefixes``, not in ``named``,
+    that hold numbers only in every part (:func:`columnar.numbers_only`)."""
+    names = {n for part, _ in frames
+             for n in (part.names if isinstance(part, columnar.Snapshot) and part.frame is None else
+                       (part.frame if isinstance(part, columnar.Snapshot) else part).columns)
+             if isinstance(n, str) and n.startswith(prefixes) and n not in named}
+    gone = {n for n in names if all(columnar.numbers_only(part, n) for part, _ in frames)}
+    return [(columnar.without(part, gone), c) for part, c in frames] if gone else frames
 
 
 def _peek_json(path: Path) -> dict | None:

@@ -45,6 +45,7 @@ import pandas as pd
 from sslbench.analysis import load_results
 from sslbench.analysis.claims import fft, gram, isoloss, sfrik, variance, views
 from sslbench.analysis.claims.common import (
+    _RUN_METRICS,
     CPU_SCRIPT,
     EARLIER,
     VERDICTS,
@@ -56,7 +57,8 @@ from sslbench.analysis.claims.common import (
 from sslbench.records.constants import CHECK_KIND
 from sslbench.records.text import markdown_cell, one_line, terminal
 
-__all__ = ["VERDICTS", "CHECK_KIND", "STUDIES", "REPORT_COLUMNS", "Study", "Verdict", "verdicts", "verdict_table",
+__all__ = ["VERDICTS", "CHECK_KIND", "STUDIES", "REPORT_COLUMNS", "REPORT_METRICS", "Study", "Verdict", "verdicts",
+           "verdict_table",
            "format_verdicts", "add_arguments", "run"]
 
 #: the flattened columns the studies' rules read besides the base and derived ones of ``load_results``: the case, every
@@ -64,6 +66,15 @@ __all__ = ["VERDICTS", "CHECK_KIND", "STUDIES", "REPORT_COLUMNS", "Study", "Verd
 #: ``load_results(root, columns=REPORT_COLUMNS)`` gives the same verdicts without the store's other columns
 #: (tests/test_analysis_columns.py)
 REPORT_COLUMNS = ("case.", "metrics.", "env.device_name")
+
+#: the metrics the studies' rules read (the training runs' table, the CPU grid's wall time, the exact checks' needs):
+#: ``sslbench report`` loads these and, of the other metrics, only the columns that hold something other than a
+#: number somewhere (``load_results(..., unless_numbers=("metrics.",))``), which :func:`usable_records` screens
+#: for; the verdicts and warnings are those of the whole of :data:`REPORT_COLUMNS` (tests/test_report_memory.py),
+#: in about two thirds of the memory at 10^6 records
+REPORT_METRICS = tuple(f"metrics.{m}" for m in dict.fromkeys(
+    (*_RUN_METRICS, "train_time_s", "eval_time_s", "draws", *fft.PERMUTATION_NEEDS, *gram.VALUES_NEEDS,
+     *gram.CURVES_NEEDS, *sfrik.DEGREE2_NEEDS)))
 
 #: the studies' sweep configs (``sslbench sweep --config``)
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "results" / "studies" / "configs"
@@ -347,7 +358,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
-        df = load_results(root, columns=REPORT_COLUMNS)
+        df = load_results(root, columns=REPORT_COLUMNS + REPORT_METRICS, unless_numbers=("metrics.",))
         rows = verdicts(df, args.study)  # a record a rule cannot read is skipped with a warning naming it
     for w in caught:
         print(f"sslbench report: warning: {one_line(w.message)}", file=sys.stderr)

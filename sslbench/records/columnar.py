@@ -54,6 +54,61 @@ def available() -> bool:
     return True
 
 
+def numbers_only(part, name: str) -> bool:
+    """Whether column ``name`` of a part of :func:`frames_of_snapshots` (a :class:`Snapshot` or a frame) holds
+    numbers only, so that it is a column of a numpy number dtype in the frame (or absent from this part): a float or
+    integer column of the snapshot without NaN flags, or a frame's column of a numpy float or integer dtype (not
+    bool: a bool column missing from another part becomes object)."""
+    if isinstance(part, Snapshot) and part.frame is None:
+        kind = part.types.get(name)
+        return kind is None or (kind[0] in ("double", "int64") and name not in part.masks)
+    frame = part.frame if isinstance(part, Snapshot) else part
+    if name not in frame.columns:
+        return True
+    dtype = frame[name].dtype
+    return getattr(dtype, "kind", "O") in "fi" and type(dtype).__module__.startswith("numpy")
+
+
+def without(part, names: set):
+    """A part of :func:`frames_of_snapshots` without the columns ``names`` (a snapshot's left in its file)."""
+    if isinstance(part, Snapshot) and part.frame is None:
+        part.names = [n for n in part.names if n not in names]
+        for name in names:
+            part.types.pop(name, None)
+        return part
+    if isinstance(part, Snapshot):
+        part.frame = part.frame.drop(columns=[c for c in part.frame.columns if c in names])
+        return part
+    return part.drop(columns=[c for c in part.columns if c in names])
+
+
+def release_memory() -> None:
+    """Give the memory Arrow's pool holds free (the snapshots' tables, once converted) back to the system: the pool
+    keeps freed memory for its next allocations, and a process that has converted its tables makes none."""
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+    _trim_malloc()
+
+
+def _trim_malloc() -> None:
+    """glibc's ``malloc_trim(0)``: the C heap's free pages (the conversion's temporary columns, freed but kept by
+    malloc: about 150 MiB of ``sslbench analyze`` at 10^6 records) given back to the system; nothing elsewhere."""
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
+        return
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    trim(0)
+
+
 def wanted(columns: Iterable[str] | None):
     """A test of column names from a projection: exact names, or ``"case."``-style prefixes (a whole section);
     ``None`` keeps everything. The base columns are always kept."""

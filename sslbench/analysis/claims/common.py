@@ -318,10 +318,14 @@ def _train_runs(df: pd.DataFrame) -> pd.DataFrame:
     if out.empty:
         return out
     # the same run recorded twice (e.g. the same case in two stores, or re-run): the latest record counts once
-    out = out.assign(_ident=run_identity(out, raw_hp)).sort_values("created", na_position="first", kind="stable")
-    # consolidated (one block per dtype; dropping a column splits them): the studies take a group's rows hundreds
-    # of times, and a take costs a call per block
-    return out.drop_duplicates("_ident", keep="last").drop(columns="_ident").copy()
+    # the rows ordered by ``created`` (stable, missing first) and the latest of each identity kept, as positions:
+    # one take of the table (sorting, deduplicating and dropping a column of it made a copy each: issue 21's peak)
+    ident = pd.Series(run_identity(out, raw_hp), dtype=object)
+    order = out["created"].reset_index(drop=True).sort_values(na_position="first", kind="stable").index.to_numpy()
+    keep = order[~ident.take(order).duplicated(keep="last").to_numpy()]
+    # consolidated (one block per dtype): the studies take a group's rows hundreds of times, and a take costs a call
+    # per block
+    return out.take(keep).copy()
 
 
 #: the case fields of a training run that :func:`train_runs` keeps as plain columns
@@ -338,8 +342,9 @@ def _train_table(df: pd.DataFrame | None) -> tuple[pd.DataFrame, list]:
     read = [f"case.{k}" for k in _RUN_FIELDS] + ["device_name", "env.device_name", "case.hparams",
                                                  "case.predictor_hidden", "status", "source", "created"]
     read += [f"metrics.{m}" for m in _RUN_METRICS]
-    # the training rows of the columns read here only (not a copy of the store's every column)
-    runs = df.loc[(df["kind"] == "train").to_numpy(dtype=bool, na_value=False), [c for c in read if c in df.columns]]
+    # the training rows of the columns read here only, a column at a time (not a copy of the store's every column,
+    # nor of these: at 10^6 records the table's columns all at once were the report's peak)
+    runs = _Rows(df, np.flatnonzero((df["kind"] == "train").to_numpy(dtype=bool, na_value=False)), read)
     if runs.empty:
         return pd.DataFrame(), []
     out = pd.DataFrame(index=runs.index)
@@ -367,8 +372,39 @@ def _train_table(df: pd.DataFrame | None) -> tuple[pd.DataFrame, list]:
     # Arrow-backed text column costs a call into Arrow each time (the same values, the same comparisons)
     for k in out.columns:
         if isinstance(out[k].dtype, pd.StringDtype):
-            out[k] = out[k].astype(object)
+            out[k] = _as_objects(out[k])
     return out, raw_hp
+
+
+class _Rows:
+    """The rows ``pos`` of the columns ``names`` of ``df`` (those it has), as ``df.loc[rows, names]`` gives them
+    (``get``, ``[]``, ``index``, ``empty``), each column taken when asked for."""
+
+    def __init__(self, df: pd.DataFrame, pos: np.ndarray, names: Sequence[str]):
+        self.df, self.pos, self.names = df, pos, {n for n in names if n in df.columns}
+        self.index = df.index[pos]
+        self.empty = not len(pos) or not self.names
+
+    def __len__(self) -> int:
+        return len(self.pos)
+
+    def get(self, name: str, default=None):
+        return self.df[name].iloc[self.pos] if name in self.names else default
+
+    def __getitem__(self, name: str) -> pd.Series:
+        if name not in self.names:
+            raise KeyError(name)
+        return self.df[name].iloc[self.pos]
+
+
+def _as_objects(col: pd.Series) -> pd.Series:
+    """``col.astype(object)`` of a text column, one Python string per distinct text shared by its rows (a string
+    per cell, as ``astype`` makes them, held a third of a million copies of a few texts at 10^6 records)."""
+    codes, uniques = pd.factorize(col)  # missing: -1, the column's own missing value
+    table = np.empty(len(uniques) + 1, dtype=object)
+    table[:-1] = uniques.astype(object).tolist() if len(uniques) else []
+    table[-1] = col.dtype.na_value
+    return pd.Series(table[codes], index=col.index, name=col.name, dtype=object)
 
 
 #: the fields that make two training records the same run (with its hyper-parameters): :func:`run_identity`
@@ -388,7 +424,7 @@ def run_identity(out: pd.DataFrame, raw_hp: Sequence | None = None) -> list[tupl
     of ``[str(field) for field in RUN_IDENTITY] + [hp]``, built row by row; tests/test_claims_vectorised.py keeps it
     as the reference): the ``str`` of each field, and the hyper-parameters' JSON text (keys sorted), each distinct
     ``case.hparams`` text (``raw_hp``, row by row) converted once."""
-    fields = [[str(v) for v in cells(out, k)] for k in RUN_IDENTITY]
+    fields = [_texts(cells(out, k)) for k in RUN_IDENTITY]
     hps = out["hp"].tolist()
     texts: dict[str, str] = {}
     hp_text = []
@@ -401,6 +437,34 @@ def run_identity(out: pd.DataFrame, raw_hp: Sequence | None = None) -> list[tupl
             t = json.dumps(h, sort_keys=True, default=str)
         hp_text.append(t)
     return list(zip(*fields, hp_text))
+
+
+_SAME_TEXT = (str, int, bool, type(None))  # equal values of one of these types have the same str
+
+
+def _texts(values: list) -> list[str]:
+    """``[str(v) for v in values]``, one string object per distinct text (a column of a third of a million cells
+    holds a few values: a string per cell was the report's peak at 10^6 records, issue 21). Equal floats of
+    different sign (0.0, -0.0) are kept apart, NaN is ``"nan"``; other types are converted cell by cell."""
+    memo: dict = {}
+    out = []
+    for v in values:
+        t = type(v)
+        if t in _SAME_TEXT:
+            key = (t, v)
+        elif isinstance(v, float):
+            if v != v:
+                key = (t, "nan")
+            else:
+                key = (t, v, math.copysign(1.0, v))
+        else:
+            out.append(str(v))
+            continue
+        text = memo.get(key)
+        if text is None:
+            text = memo[key] = str(v)
+        out.append(text)
+    return out
 
 
 def isnan(x: Any) -> bool:
@@ -905,15 +969,21 @@ def usable_records(df: pd.DataFrame | None) -> pd.DataFrame:
                         problem[i] = hp_problem[raw]
                     else:
                         problem[i] = _hparam_problem(hparams_of(raw))
-        sources, ids, index = at("source"), at("id"), df.index[pos]
-        for i, text in enumerate(problem):
-            if text:
-                where = describe_record({"source": sources[i], "id": ids[i], "kind": kind})
-                warnings.warn(f"{where}: {text} is not a number; skipped", RuntimeWarning, stacklevel=2)
-                bad.append(index[i])
+        flagged = [i for i, text in enumerate(problem) if text]  # the names of the records skipped only
+        sources, ids, index = (_cells_at(df, "source", pos[flagged]), _cells_at(df, "id", pos[flagged]),
+                               df.index[pos[flagged]])
+        for j, i in enumerate(flagged):
+            where = describe_record({"source": sources[j], "id": ids[j], "kind": kind})
+            warnings.warn(f"{where}: {problem[i]} is not a number; skipped", RuntimeWarning, stacklevel=2)
+            bad.append(index[j])
     # without the bad values, a column of numbers held as objects becomes numeric again (as it loads from clean
     # stores: the rules compare and group by these values)
     return df.drop(index=bad).infer_objects() if bad else df
+
+
+def _cells_at(df: pd.DataFrame, col: str, pos: np.ndarray) -> list:
+    """The cells of column ``col`` at positions ``pos`` as Python objects (None each when there is no such column)."""
+    return df[col].iloc[pos].to_numpy(dtype=object).tolist() if col in df.columns else [None] * len(pos)
 
 
 def _numeric_dtype(col: pd.Series) -> bool:
