@@ -36,6 +36,7 @@ from sslbench.analysis.claims.common import (
     int_text,
     no_data,
     num,
+    remember_setting,
     rule_better,
     rule_comparable,
     scaling,
@@ -276,7 +277,8 @@ def _coeffs_of(hp: list[dict], at: np.ndarray) -> str:
 
 
 def _fft_accuracy(df: pd.DataFrame, st: Study) -> list[Verdict]:
-    runs = as_published(train_runs(df))
+    table = train_runs(df)
+    runs = as_published(table)
     claim = "downstream accuracy comparable to the exact losses"
     claim_p = "the permutation trick helps (accuracy with vs without it)"
     out = []
@@ -285,11 +287,15 @@ def _fft_accuracy(df: pd.DataFrame, st: Study) -> list[Verdict]:
         runs = runs.assign(_perm=runs["hp"].map(lambda h: bool(h.get("permute", True))),
                            _coeffs=runs["hp"].map(lambda h: json.dumps([h.get(k) for k in _FFT_COEFFS])))
         whole = _Runs(runs)
-        for key, g in groups(runs):
-            s = whole.setting(g)
+
+        def rows(key: tuple, g: pd.DataFrame) -> list[Verdict]:
+            s, got = whole.setting(g), []
             for within in s.coefficient_sets():
-                out += _fft_arms(s, within, key, st, claim, claim_p)
-            out += _unpaired(s, key, st, claim)
+                got += _fft_arms(s, within, key, st, claim, claim_p)
+            return got + _unpaired(s, key, st, claim)
+        for key, g in groups(runs):
+            # kept while the setting's runs are unchanged (the dashboard after an append: issue 21)
+            out += remember_setting("fft.accuracy", key, g, table, st, lambda key=key, g=g: rows(key, g))
     if not any(v.claim == claim for v in out):
         out.append(no_data(st, claim, RULE_COMPARABLE))
     if not any(v.claim.startswith(claim_p + " [training]") for v in out):

@@ -1,0 +1,167 @@
+"""What :func:`sslbench.analysis.claims.common.remembering` keeps from one report to the next (the dashboard's
+Claims page after an append, issue 21): the verdicts computed with values kept from another frame are those of a
+report that keeps nothing, a setting whose runs changed is computed again, and the comparisons kept are those
+computed."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import scale  # noqa: E402
+from sslbench import analysis as A  # noqa: E402
+from sslbench.analysis import report as R  # noqa: E402
+from sslbench.analysis.claims import common as C  # noqa: E402
+from sslbench.analysis.claims import sfrik  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def frames(tmp_path_factory) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(a store's records, the same with 400 more appended to one file): varied copies of the committed records,
+    with NaN, absent and non-number fields planted (as tests/test_claims_vectorised.py plants them)."""
+    from tests.test_claims_vectorised import _odd
+
+    root = tmp_path_factory.mktemp("remembered")
+    pool = scale.committed_records(ROOT / "results")
+    scale.make_store(pool, 2400, root / "s", seed=3)
+    store = root / "s" / "sweeps" / "night-00000.jsonl"
+    recs = [json.loads(x) for x in store.read_text().splitlines()]
+    store.write_text("".join(json.dumps(r) + "\n" for r in _odd(recs, random.Random(8))))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        before = A.load_results(root, asv=[])
+        rng = random.Random(21)
+        regs = {}
+        for r in pool:
+            reg = (r.get("case") or {}).get("regularizer") if isinstance(r.get("case"), dict) else None
+            if isinstance(reg, str):
+                regs.setdefault(r.get("kind"), set()).add(reg)
+        regs = {k: sorted(v) for k, v in regs.items()}
+        with open(root / "s" / "sweeps" / "night-00001.jsonl", "a") as f:
+            for i in range(400):
+                f.write(json.dumps(scale._vary(json.dumps(rng.choice(pool)), 5000 + i, rng, regs), default=str) + "\n")
+        after = A.load_results(root, asv=[])
+    assert len(after) > len(before)
+    return before, after
+
+
+def rows(df: pd.DataFrame, **kw) -> list[tuple]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return [tuple(vars(v).values()) for v in R.verdicts(df, **kw)]
+
+
+@pytest.fixture(autouse=True)
+def nothing_kept():
+    C.forget()
+    yield
+    C.forget()
+
+
+def test_verdicts_with_values_kept_from_an_earlier_frame_are_those_computed_afresh(frames, monkeypatch):
+    before, after = frames
+    fresh_before, fresh_after = rows(before), rows(after)
+    assert fresh_before != fresh_after  # the append changes verdicts: a stale answer would be seen
+    calls = []
+    real = sfrik._accuracy_rows
+    monkeypatch.setattr(sfrik, "_accuracy_rows", lambda *a: calls.append(1) or real(*a))
+    with C.remembering():
+        assert rows(before) == fresh_before
+        first = len(calls)
+        assert first > 5
+        assert rows(after) == fresh_after
+        again = len(calls) - first
+        assert 0 < again < first  # the settings whose runs changed only
+        assert rows(after) == fresh_after
+        assert len(calls) == first + again  # nothing changed: every setting's rows kept
+        assert rows(before) == fresh_before  # and back: the earlier frame's rows, not the later's
+    assert C._KEPT is None and len(C._KEPT_STORE) > 0
+    assert rows(after) == fresh_after
+
+
+def test_a_changed_run_recomputes_its_setting(frames):
+    _, after = frames
+    with C.remembering():
+        first = rows(after)
+    changed = after.copy()
+    train = np.flatnonzero((changed["kind"] == "train").to_numpy() & (changed["status"] == "ok").to_numpy()
+                           & np.isfinite(pd.to_numeric(changed["metrics.linear_top1"], errors="coerce")))
+    # every finished run a little more accurate: a setting whose runs changed must not keep its figures
+    col = changed.columns.get_loc("metrics.linear_top1")
+    changed.iloc[train, col] = pd.to_numeric(changed.iloc[train, col], errors="coerce") + 0.0123
+    fresh = rows(changed)
+    assert fresh != first
+    with C.remembering():
+        assert rows(changed) == fresh
+    # one run's hyper-parameters changed (a value the rows' keys read as text): its setting is computed again
+    hp_at = next(i for i in train if isinstance(changed["case.hparams"].iloc[i], str)
+                 and "lambd" in changed["case.hparams"].iloc[i])
+    other = changed.copy()
+    hp = json.loads(other["case.hparams"].iloc[hp_at])
+    hp["lambd"] = float(hp["lambd"]) * 3 if isinstance(hp["lambd"], (int, float)) else 0.5
+    other.iloc[hp_at, other.columns.get_loc("case.hparams")] = json.dumps(hp)
+    fresh_other = rows(other)
+    with C.remembering():
+        rows(changed)
+        assert rows(other) == fresh_other
+
+
+def test_only_the_studies_asked_for(frames):
+    _, after = frames
+    with C.remembering():
+        assert rows(after, studies=["sfrik"]) == rows(after, studies=["sfrik"])
+        assert rows(after) == [r for name in R.STUDIES for r in rows(after, studies=[name])]
+
+
+def _arms(rng: random.Random) -> list[C.Arm]:
+    out = []
+    for _ in range(60):
+        n = rng.choice((0, 1, 2, 3, 5))
+        vals = tuple(rng.choice((rng.gauss(70, 2), 70.0, -0.0, 0.0)) for _ in range(n))
+        out.append(C.Arm(float(np.mean(vals)) if n else math.nan, float(np.std(vals, ddof=1)) if n > 1 else math.nan,
+                         n, n + rng.choice((0, 1)), rng.choice((math.nan, 10.0, 80.0)), vals))
+    return out
+
+
+def test_kept_comparisons_are_the_comparisons():
+    rng = random.Random(4)
+    arms = _arms(rng)
+    pairs = [(rng.choice(arms), rng.choice(arms), rng.choice((1.0, 2.0))) for _ in range(300)]
+    want = [(C.decide_comparable(a, b, m), C.decide_better(a, b, m)) for a, b, m in pairs]
+    with C.remembering():
+        for _ in range(2):  # the second time, every one is kept
+            got = [(C.comparable(a, b, m), C.better(a, b, m)) for a, b, m in pairs]
+            assert got == want
+    # a caller's copy: changing it changes nothing kept
+    with C.remembering():
+        d = C.comparable(*pairs[0])
+        d.figures = "changed"
+        assert C.comparable(*pairs[0]) == want[0][0]
+    # -0.0 and 0.0 are different inputs (their means print apart)
+    z, nz = C.Arm(0.0, math.nan, 1, 1, math.nan, (0.0,)), C.Arm(-0.0, math.nan, 1, 1, math.nan, (-0.0,))
+    with C.remembering():
+        C.comparable(z, z)
+        assert C.comparable(nz, z) == C.decide_comparable(nz, z)
+
+
+def test_row_hashes_tell_apart_what_a_rule_tells_apart():
+    t = pd.DataFrame({"x": [1, "1", 1.0, True, None, float("nan"), {"a": 1}, {"a": 1.0}, {"a": 1}],
+                      "y": [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]})
+    with C.shared_runs():
+        h = C.row_hashes(t)
+    assert len(set(h[:8].tolist())) == 8 and h[6] == h[8]
+    u = t.assign(y=[0.0, -0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+    with C.shared_runs():
+        hu = C.row_hashes(u)
+    assert hu[0] == h[0] and hu[1] != h[1] and hu[2] != h[2]
