@@ -165,3 +165,15 @@ def test_row_hashes_tell_apart_what_a_rule_tells_apart():
     with C.shared_runs():
         hu = C.row_hashes(u)
     assert hu[0] == h[0] and hu[1] != h[1] and hu[2] != h[2]
+
+
+def test_row_hashes_of_typed_columns_tell_values_apart():
+    t = pd.DataFrame({"when": pd.to_datetime(["2026-01-01", None, "2026-01-02", "2026-01-01"], utc=True),
+                      "text": pd.array(["a", None, "b", "a"], dtype="string"),
+                      "mixed": pd.Series(["a", "a", None, "a"], dtype=object)})
+    with C.shared_runs():
+        h = C.row_hashes(t)
+    assert len(set(h[:3].tolist())) == 3 and h[0] == h[3]
+    with C.shared_runs():
+        nan = t.assign(mixed=pd.Series(["a", "a", float("nan"), "a"], dtype=object))
+        assert C.row_hashes(nan)[2] != h[2]  # None and NaN held as objects: apart

@@ -771,11 +771,15 @@ def row_hashes(table: pd.DataFrame) -> np.ndarray:
                 ch = pd.util.hash_array(bits, hash_key=_HASH_KEY, categorize=False)
             elif isinstance(col.dtype, np.dtype) and col.dtype.kind in "iub":
                 ch = pd.util.hash_array(col.to_numpy(), hash_key=_HASH_KEY, categorize=False)
+            elif not (isinstance(col.dtype, np.dtype) and col.dtype.kind == "O"):  # times, typed text: by value
+                ch = pd.util.hash_pandas_object(col, index=False, hash_key=_HASH_KEY, categorize=True).to_numpy()
             else:
-                seen: dict[int, str] = {}  # a table repeats the same objects (the parsed hparams): each repr once
-                texts = np.array([seen[id(v)] if id(v) in seen else seen.setdefault(id(v), repr(v))
-                                  for v in col.to_numpy(dtype=object)], dtype=object)
-                ch = pd.util.hash_array(texts, hash_key=_HASH_KEY, categorize=True)
+                cells = col.to_numpy(dtype=object)
+                if pd.api.types.infer_dtype(cells, skipna=False) != "string":  # text only: hashed as it is
+                    seen: dict[int, str] = {}  # a table repeats the same objects (the parsed hparams): each once
+                    cells = np.array([seen[id(v)] if id(v) in seen else seen.setdefault(id(v), repr(v))
+                                      for v in cells], dtype=object)
+                ch = pd.util.hash_array(cells, hash_key=_HASH_KEY, categorize=True)
             h = (h * np.uint64(0x100000001B3)) ^ ch  # wraps: a running hash, column by column
         return h
     return _shared(table, ("row_hashes",), build)
@@ -933,7 +937,10 @@ def _groups(runs: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
             at[k] = pos
     sets = {k: set(v) for k, v in at.items()}
     base = {k: k[:i_lr] + k[i_lr + 1:] for k in at}
-    kept = [k for k in at if not any(o != k and base[o] == base[k] and sets[k] < sets[o] for o in at)]
+    same_base: dict[tuple, list[tuple]] = {}  # a group is compared with the groups of its setting only, not every
+    for k in at:                              # group (that was quadratic in the number of settings)
+        same_base.setdefault(base[k], []).append(k)
+    kept = [k for k in at if not any(o != k and sets[k] < sets[o] for o in same_base[base[k]])]
     return [(k, runs.iloc[sorted(at[k])]) for k in sorted(kept, key=str)]
 
 

@@ -160,6 +160,9 @@ def _crossover(df: pd.DataFrame, st: Study) -> list[Verdict]:
         for key, g in b.groupby(["device_name", "threads", "dtype", "batch", "views"], dropna=False):
             if not all(g["label"].eq(x).any() for pair in FFT_PAIRS for x in pair) or g["dim"].nunique() < 3:
                 continue
+            # the pairs' rows only: each crossing reads its two labels' rows, and the setting's other series were
+            # filtered again for every pair and metric
+            g = g[g["label"].isin([x for pair in FFT_PAIRS for x in pair]).to_numpy(dtype=bool)]
             found = [_crossing(g, a, c, y, unit) for a, c in FFT_PAIRS
                      for y, unit in (("time_s", "time"), ("memory_bytes", "memory"))]
             rows.append(Verdict(st.name, claim, combine([v for v, _ in found]), "; ".join(f for _, f in found), rule,
