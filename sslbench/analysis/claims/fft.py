@@ -281,7 +281,7 @@ def _coeffs_of(hp: list[dict], at: np.ndarray) -> str:
 
 def _fft_accuracy(df: pd.DataFrame, st: Study) -> list[Verdict]:
     table = train_runs(df)
-    runs = as_published(table)
+    runs = published = as_published(table)
     claim = "downstream accuracy comparable to the exact losses"
     claim_p = "the permutation trick helps (accuracy with vs without it)"
     out = []
@@ -296,7 +296,9 @@ def _fft_accuracy(df: pd.DataFrame, st: Study) -> list[Verdict]:
             for within in s.coefficient_sets():
                 got += _fft_arms(s, within, key, st, claim, claim_p)
             return got + _unpaired(s, key, st, claim)
-        for key, g in groups(runs):
+        # the groups of the published runs (the same keys and rows as those of ``runs``, which only adds columns
+        # derived from ``hp``), built once for the studies of a report; a setting is its rows' positions in ``runs``
+        for key, g in groups(published):
             # kept while the setting's runs are unchanged (the dashboard after an append: issue 21)
             out += remember_setting("fft.accuracy", key, g, table, st, lambda key=key, g=g: rows(key, g))
     if not any(v.claim == claim for v in out):
