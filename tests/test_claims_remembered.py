@@ -177,3 +177,18 @@ def test_row_hashes_of_typed_columns_tell_values_apart():
     with C.shared_runs():
         nan = t.assign(mixed=pd.Series(["a", "a", float("nan"), "a"], dtype=object))
         assert C.row_hashes(nan)[2] != h[2]  # None and NaN held as objects: apart
+
+
+@pytest.mark.parametrize("x, x_min", [("dim", C.FIT_D_MIN), ("batch", None)])
+def test_the_fits_of_the_series_read_are_those_of_the_whole_table(frames, x, x_min):
+    _, after = frames
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        df = C.usable_records(after)
+    with C.shared_runs():
+        whole = C.scaling(df, x, x_min)
+        labels = sorted(whole["label"].unique())[:3] + ["sfrik", "no such series"]
+        mine = C.scaling(df, x, x_min, labels)
+    assert len(mine) and len(mine) < len(whole)
+    want = whole[whole["label"].isin(labels)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(mine.reset_index(drop=True), want)

@@ -852,17 +852,21 @@ def no_data(study: Study, claim: str, rule: str = "", why: str = "") -> Verdict:
 
 
 
-def scaling(df: pd.DataFrame, x: str, x_min: float | None) -> pd.DataFrame:
-    """The scaling exponents in ``x`` of the bench records (:func:`sslbench.analysis.scaling_table`)."""
+def scaling(df: pd.DataFrame, x: str, x_min: float | None, labels: Sequence[str] | None = None) -> pd.DataFrame:
+    """The scaling exponents in ``x`` of the bench records (:func:`sslbench.analysis.scaling_table`): of the series
+    of ``labels`` only when given (each series is fitted on its own rows: the same rows as in the table of every
+    series, without fitting the series a rule does not read; the table is computed again after every append)."""
     b = bench_records(df)
     if b.empty:
         return pd.DataFrame()
+    labels = tuple(labels) if labels is not None else None
 
     def fit() -> pd.DataFrame:
+        mine = b if labels is None or "label" not in b.columns else b[b["label"].isin(labels).to_numpy(dtype=bool)]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return scaling_table(b, x=x, x_min=x_min)
-    return _shared(df, ("scaling", x, x_min), fit)
+            return scaling_table(mine, x=x, x_min=x_min)
+    return _shared(df, ("scaling", x, x_min, labels), fit)
 
 
 FIT_SETTING = ("device_name", "threads", "dtype", "batch", "views", "dim")

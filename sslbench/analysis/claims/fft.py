@@ -69,7 +69,7 @@ RULE_MEMORY = f"as time, on the step's memory; inconclusive when a fit has R² <
 
 def _pair_exponents(df: pd.DataFrame, pairs: Sequence[tuple[str, str]], y: str) -> list[tuple[tuple, dict]]:
     """For each setting (device, threads, dtype, N, V, None) with both series of every pair fitted: the exponents."""
-    table = scaling(df, "dim", FIT_D_MIN)
+    table = scaling(df, "dim", FIT_D_MIN, sorted({x for pair in pairs for x in pair}))  # the series read here
     found: dict[tuple, dict] = {}
     for a, b in pairs:
         fa = {s: (al, r2) for s, al, r2 in fit_rows(table, a, y)}

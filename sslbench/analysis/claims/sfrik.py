@@ -59,7 +59,7 @@ def _cost_in_d(df: pd.DataFrame, st: Study) -> list[Verdict]:
     claim = "cost linear in D at fixed N"
     rule = f"exponent of time in D (D ≥ {FIT_D_MIN}) in [{LINEAR_ALPHA_LO}, {LINEAR_ALPHA_HI}]"
     out = []
-    for s, al, r2 in fit_rows(scaling(df, "dim", FIT_D_MIN), "sfrik"):
+    for s, al, r2 in fit_rows(scaling(df, "dim", FIT_D_MIN, ["sfrik"]), "sfrik"):
         v = "supported" if LINEAR_ALPHA_LO <= al <= LINEAR_ALPHA_HI else (
             "not supported" if al > QUADRATIC_ALPHA_MIN else "inconclusive")
         low = al < LINEAR_ALPHA_LO
@@ -78,7 +78,7 @@ def _memory_in_n(df: pd.DataFrame, st: Study) -> list[Verdict]:
     claim = "memory O(N²) (and time O(N²·D)) in the batch size N"
     rule = (f"exponent of memory in N ≥ {QUADRATIC_ALPHA_MIN} (R² ≥ {MEMORY_R2_MIN}) supported, ≤ "
             f"{LINEAR_ALPHA_HI} not supported, between: inconclusive (the N·D inputs dominate at small N)")
-    table = scaling(df, "batch", None)
+    table = scaling(df, "batch", None, ["sfrik"])
     ft = {s: (a, r) for s, a, r in fit_rows(table, "sfrik", "time_s")}
     out = []
     for s, al, r2 in fit_rows(table, "sfrik", "memory_bytes"):
