@@ -192,3 +192,39 @@ def test_the_fits_of_the_series_read_are_those_of_the_whole_table(frames, x, x_m
     assert len(mine) and len(mine) < len(whole)
     want = whole[whole["label"].isin(labels)].reset_index(drop=True)
     pd.testing.assert_frame_equal(mine.reset_index(drop=True), want)
+
+
+def reference_crossover(df: pd.DataFrame, st) -> list:
+    """fft's crossover rows as they were made: each crossing from a selection of the setting's rows per label and
+    metric (``sslbench.analysis.crossovers``)."""
+    from sslbench.analysis.claims import fft
+    b, rows = C.bench_records(df), []
+    for key, g in b.groupby(["device_name", "threads", "dtype", "batch", "views"], dropna=False):
+        if not all(g["label"].eq(x).any() for pair in fft.FFT_PAIRS for x in pair) or g["dim"].nunique() < 3:
+            continue
+        found = [fft._crossing(g, a, c, y, unit) for a, c in fft.FFT_PAIRS
+                 for y, unit in (("time_s", "time"), ("memory_bytes", "memory"))]
+        rows.append((C.combine([v for v, _ in found]), "; ".join(f for _, f in found), fft._cost_setting(*key)))
+    return rows
+
+
+def test_crossover_rows_are_those_of_a_selection_per_label(frames):
+    from sslbench.analysis.claims import fft
+    _, after = frames
+    planted = after.copy()
+    bench = np.flatnonzero(planted["kind"].isin(["regularizer_bench", "side_by_side"]).to_numpy())
+    rng = np.random.default_rng(0)
+    for col, value in (("views", np.nan), ("time_s", np.nan), ("memory_bytes", -1.0), ("dim", np.nan)):
+        at = rng.choice(bench, size=len(bench) // 20, replace=False)
+        planted.iloc[at, planted.columns.get_loc(col)] = value
+    # one whole setting without V: its key holds NaN (NaN != NaN: its curves must still be found)
+    batch = planted["batch"].to_numpy()
+    whole = bench[batch[bench] == pd.Series(batch[bench]).mode().iloc[0]]
+    planted.iloc[whole, planted.columns.get_loc("views")] = np.nan
+    st = R.STUDIES["fft"]
+    for df in (after, planted):
+        with C.shared_runs():
+            got = [(v.verdict, v.figures, v.setting) for v in fft._crossover(df, st)]
+            want = reference_crossover(df, st)
+        assert got == want and len(want) >= 2
+    assert any("V=nan" in r[2] or "V=n/a" in r[2] or "V=None" in r[2] for r in want), [r[2] for r in want]
