@@ -228,3 +228,14 @@ def test_crossover_rows_are_those_of_a_selection_per_label(frames):
             want = reference_crossover(df, st)
         assert got == want and len(want) >= 2
     assert any("V=nan" in r[2] or "V=n/a" in r[2] or "V=None" in r[2] for r in want), [r[2] for r in want]
+
+
+def test_remembering_stays_on_while_any_session_is_inside():
+    """Two sessions' blocks (threads of one server) that end in the other order: kept on until both ended."""
+    a, b = C.remembering(), C.remembering()
+    a.__enter__()
+    b.__enter__()
+    a.__exit__(None, None, None)
+    assert C._KEPT is not None
+    b.__exit__(None, None, None)
+    assert C._KEPT is None

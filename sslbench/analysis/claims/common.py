@@ -693,19 +693,21 @@ def remembering() -> Iterator[None]:
     inputs takes them rather than computing them again. The dashboard computes every verdict again after records
     are appended, where most settings' runs are unchanged (issue 21): only the settings whose runs changed are
     computed again. The kept values outlive the block (at most :data:`KEPT_MAX`)."""
-    global _KEPT
-    with _KEPT_LOCK:
-        outer = _KEPT
-        if _KEPT is None:
-            _KEPT = _KEPT_STORE
+    global _KEPT, _KEPT_DEPTH
+    with _KEPT_LOCK:  # sessions of one server compute in threads: kept on while any of them is inside
+        _KEPT_DEPTH += 1
+        _KEPT = _KEPT_STORE
     try:
         yield
     finally:
         with _KEPT_LOCK:
-            _KEPT = outer
+            _KEPT_DEPTH -= 1
+            if _KEPT_DEPTH == 0:
+                _KEPT = None
 
 
 _KEPT_STORE: dict[str, Any] = {}
+_KEPT_DEPTH = 0
 
 
 def forget() -> None:
