@@ -753,11 +753,14 @@ def page_claims(df: pd.DataFrame, held: L.LiveResults | None = None) -> None:
 
 def claim_rows(df: pd.DataFrame, studies: tuple[str, ...], held: L.LiveResults | None) -> list:
     """The verdict rows of ``studies`` (all when empty), computed once per version of the records and kept with
-    them (:meth:`sslbench.analysis.live.LiveResults.derived`): a redraw or a new session reuses them."""
+    them (:meth:`sslbench.analysis.live.LiveResults.derived`): a redraw or a new session reuses them. After an
+    append they are computed again, but the comparisons and the rows of each setting whose runs did not change are
+    taken from the last computation (:func:`sslbench.analysis.claims.common.remembering`)."""
     from sslbench.analysis import report as R
+    from sslbench.analysis.claims.common import remembering
 
     def compute(frame: pd.DataFrame) -> list:
-        with st.spinner("Computing the verdicts ..."):
+        with st.spinner("Computing the verdicts ..."), remembering():
             return R.verdicts(frame, list(studies) or None)
     return held.derived(("claims", studies), compute) if held is not None else compute(df)
 

@@ -98,3 +98,51 @@ def test_claims_page_runs_without_torch(tmp_path):
                          env={k: v for k, v in os.environ.items() if k != "SSLBENCH_ASV"})
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_claims_page_after_an_append_shows_the_new_verdicts(monkeypatch, tmp_path):
+    """The page's verdicts after records are appended are those of a report of the whole folder, not the verdicts
+    drawn before the append (kept per version of the records), nor rows kept from before for a setting whose runs
+    changed (issue 21: after an append, only the settings whose runs changed are computed again)."""
+    import json
+    import random
+
+    sys.path.insert(0, str(ROOT))
+    from benchmarks import scale
+    from sslbench.analysis import load_results
+    from sslbench.analysis import report as R
+    from sslbench.analysis.claims import common as C
+
+    pool = scale.committed_records(ROOT / "results")
+    scale.make_store(pool, 1500, tmp_path, seed=7)
+    C.forget()
+    at = run_claims(monkeypatch, tmp_path)
+    at.checkbox(key="claims_earlier").check()
+    at.run()
+    shown_before = verdict_frame(at)
+
+    def expected():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return R.verdict_table(R.verdicts(load_results(tmp_path, asv=[])))
+
+    assert shown_before.reset_index(drop=True).equals(expected().reset_index(drop=True))
+    rng, regs = random.Random(99), {}
+    for r in pool:
+        reg = (r.get("case") or {}).get("regularizer") if isinstance(r.get("case"), dict) else None
+        if isinstance(reg, str):
+            regs.setdefault(r.get("kind"), set()).add(reg)
+    regs = {k: sorted(v) for k, v in regs.items()}
+    train = [r for r in pool if r.get("kind") == "train"]
+    with open(tmp_path / "sweeps" / "night-00000.jsonl", "a") as f:
+        for i in range(300):
+            f.write(json.dumps(scale._vary(json.dumps(rng.choice(train)), 9000 + i, rng, regs), default=str) + "\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    shown_after = verdict_frame(at).reset_index(drop=True)
+    want = expected().reset_index(drop=True)
+    assert not want.equals(shown_before.reset_index(drop=True))  # the append changes the verdicts
+    assert shown_after.equals(want)
+    assert len(C._KEPT_STORE) > 0  # what the page kept from before the append was there to be reused

@@ -9,8 +9,12 @@ pandas and numpy only (never torch): the dashboard calls these on loaded results
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import json
 import math
+import secrets
+import threading
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Sequence
@@ -685,6 +689,11 @@ def _compare(test: Arm, ref: Arm, margin: float) -> tuple[stats.Comparison | Non
 
 
 def comparable(test: Arm, ref: Arm, margin: float = ACC_MARGIN) -> Decision:
+    """:func:`decide_comparable`, remembered (:func:`_remembered`)."""
+    return _remembered("comparable", test, ref, margin, decide_comparable)
+
+
+def decide_comparable(test: Arm, ref: Arm, margin: float = ACC_MARGIN) -> Decision:
     """"test's accuracy is comparable to ref's": TOST equivalence within ±margin (Welch), or better beyond the
     margin (no loss); not supported when the 95 % interval lies below −margin (:func:`rule_comparable`)."""
     c, fig, early = _compare(test, ref, margin)
@@ -711,6 +720,11 @@ def _more(n: int | None, test: Arm, ref: Arm) -> int | None:
 
 
 def better(test: Arm, ref: Arm, margin: float = ACC_MARGIN) -> Decision:
+    """:func:`decide_better`, remembered (:func:`_remembered`)."""
+    return _remembered("better", test, ref, margin, decide_better)
+
+
+def decide_better(test: Arm, ref: Arm, margin: float = ACC_MARGIN) -> Decision:
     """"test's accuracy is better than ref's": the 95 % interval above +margin; not supported when it lies below
     +margin (:func:`rule_better`)."""
     c, fig, early = _compare(test, ref, margin)
@@ -721,6 +735,137 @@ def better(test: Arm, ref: Arm, margin: float = ACC_MARGIN) -> Decision:
     if c.hi < margin:
         return Decision("not supported", fig, c)
     return Decision("inconclusive", fig, c, _more(stats.seeds_to_settle(c, margin), test, ref), min(test.n, ref.n))
+
+
+# ---- remembered across reports: what the dashboard computes again after an append -------------------------------
+#: inside :func:`remembering`: the values kept from one report to the next (:func:`_recall`), least recently used
+#: first, keyed by their inputs; None outside (``sslbench report`` computes each once and keeps nothing)
+_KEPT: dict[str, Any] | None = None
+_KEPT_LOCK = threading.Lock()
+#: how many values :func:`remembering` keeps (a report of a 10^5-record store makes about 4 000 comparisons and
+#: 700 settings' rows)
+KEPT_MAX = 1 << 14
+#: the key of the keyed hash (SipHash) of the text cells of :func:`row_hashes`: drawn per process, so a store cannot
+#: be written to make two different runs hash alike
+_HASH_KEY = secrets.token_hex(8)
+
+
+@contextlib.contextmanager
+def remembering() -> Iterator[None]:
+    """Within this block the comparisons (:func:`comparable`, :func:`better`) and the rows of each setting of the
+    accuracy studies (:func:`remember_setting`) are kept, keyed by their inputs, and a later report with the same
+    inputs takes them rather than computing them again. The dashboard computes every verdict again after records
+    are appended, where most settings' runs are unchanged (issue 21): only the settings whose runs changed are
+    computed again. The kept values outlive the block (at most :data:`KEPT_MAX`)."""
+    global _KEPT, _KEPT_DEPTH
+    with _KEPT_LOCK:  # sessions of one server compute in threads: kept on while any of them is inside
+        _KEPT_DEPTH += 1
+        _KEPT = _KEPT_STORE
+    try:
+        yield
+    finally:
+        with _KEPT_LOCK:
+            _KEPT_DEPTH -= 1
+            if _KEPT_DEPTH == 0:
+                _KEPT = None
+
+
+_KEPT_STORE: dict[str, Any] = {}
+_KEPT_DEPTH = 0
+
+
+def forget() -> None:
+    """Drop every value kept by :func:`remembering`."""
+    with _KEPT_LOCK:
+        _KEPT_STORE.clear()
+
+
+def _recall(key: str, compute: Callable[[], Any]) -> Any:
+    """``compute()``, or the value kept for ``key`` inside :func:`remembering` (a pure function of what ``key``
+    names)."""
+    kept = _KEPT
+    if kept is None:
+        return compute()
+    with _KEPT_LOCK:
+        value = kept.pop(key, _MISSING)
+        if value is not _MISSING:
+            kept[key] = value  # the most recently used last
+            return value
+    value = compute()
+    with _KEPT_LOCK:
+        kept[key] = value
+        while len(kept) > KEPT_MAX:
+            del kept[next(iter(kept))]
+    return value
+
+
+_MISSING = object()
+
+
+def _remembered(rule: str, test: Arm, ref: Arm, margin: float, decide: Callable[[Arm, Arm, float], Decision]) \
+        -> Decision:
+    """``decide(test, ref, margin)``, a pure function of the two arms' fields and the margin, computed once for the
+    same inputs inside :func:`remembering`: the statistics of the comparisons (Welch interval, TOST, the seeds to
+    settle) were about half of the verdicts' time. The key is the ``repr`` of every field (exact for floats: -0.0
+    and 0.0 apart, every NaN alike); each caller gets its own copy."""
+    if _KEPT is None:
+        return decide(test, ref, margin)
+    key = repr(("decision", rule, float(margin), test.mean, test.std, test.n, test.runs, test.init, test.values,
+                ref.mean, ref.std, ref.n, ref.runs, ref.init, ref.values))
+    return dataclasses.replace(_recall(key, lambda: decide(test, ref, margin)))
+
+
+def remember(name: str, inputs: tuple, compute: Callable[[], list[Verdict]]) -> list[Verdict]:
+    """``compute()``, verdict rows that are a pure function of ``inputs`` (numbers, text, :class:`Arm`, and tuples,
+    lists and dicts of them: their ``repr`` is the key, exact for floats), kept inside :func:`remembering`."""
+    if _KEPT is None:
+        return compute()
+    return [dataclasses.replace(v) for v in _recall(repr(("pure", name, inputs)), compute)]
+
+
+def row_hashes(table: pd.DataFrame) -> np.ndarray:
+    """One 64-bit hash per row of ``table`` over every column: numbers by their bits (pandas' hash of the bits:
+    -0.0 and 0.0 apart), every other cell by its ``repr`` (so 1, 1.0, "1" and True differ, and a dict by its keys
+    and values) under a keyed hash (SipHash, key drawn per process). Built once per table inside
+    :func:`shared_runs`."""
+    def build() -> np.ndarray:
+        h = np.zeros(len(table), dtype=np.uint64)
+        for name in table.columns:
+            col = table[name]
+            if isinstance(col.dtype, np.dtype) and col.dtype.kind == "f":  # the bits: -0.0 and 0.0 apart
+                bits = np.ascontiguousarray(col.to_numpy(), dtype=np.float64).view(np.uint64)
+                ch = pd.util.hash_array(bits, hash_key=_HASH_KEY, categorize=False)
+            elif isinstance(col.dtype, np.dtype) and col.dtype.kind in "iub":
+                ch = pd.util.hash_array(col.to_numpy(), hash_key=_HASH_KEY, categorize=False)
+            elif not (isinstance(col.dtype, np.dtype) and col.dtype.kind == "O"):  # times, typed text: by value
+                ch = pd.util.hash_pandas_object(col, index=False, hash_key=_HASH_KEY, categorize=True).to_numpy()
+            else:
+                cells = col.to_numpy(dtype=object)
+                if pd.api.types.infer_dtype(cells, skipna=False) != "string":  # text only: hashed as it is
+                    seen: dict[int, str] = {}  # a table repeats the same objects (the parsed hparams): each once
+                    cells = np.array([seen[id(v)] if id(v) in seen else seen.setdefault(id(v), repr(v))
+                                      for v in cells], dtype=object)
+                ch = pd.util.hash_array(cells, hash_key=_HASH_KEY, categorize=True)
+            h = (h * np.uint64(0x100000001B3)) ^ ch  # wraps: a running hash, column by column
+        return h
+    return _shared(table, ("row_hashes",), build)
+
+
+def remember_setting(name: str, key: tuple, g: pd.DataFrame, table: pd.DataFrame, st: "Study",
+                     compute: Callable[[], list[Verdict]]) -> list[Verdict]:
+    """``compute()``: the verdict rows of study ``st``'s rule ``name`` in the setting ``key`` from the runs ``g`` (a
+    selection of the rows of ``table``, the :func:`train_runs` table, with columns derived from them), kept inside
+    :func:`remembering` and taken again while the setting's runs are the same: the key is ``name``, ``key``, the
+    study (its ``repr``: the measured pace of its CPU grid is part of the hints), ``g``'s columns and the hashes of
+    its rows in order (:func:`row_hashes`). ``compute`` must read nothing but ``key``, ``g`` and ``st``."""
+    if _KEPT is None or _SHARED is None:
+        return compute()
+    at = table.index.get_indexer(g.index)
+    if (at < 0).any():  # rows of another table: nothing to key them by
+        return compute()
+    digest = hashlib.blake2b(row_hashes(table)[at].tobytes(), digest_size=16).hexdigest()
+    k = repr(("setting", name, key, repr(st), tuple(map(str, g.columns)), len(g), digest))
+    return [dataclasses.replace(v) for v in _recall(k, compute)]
 
 
 def settle_text(d: Decision) -> str:
@@ -773,17 +918,21 @@ def no_data(study: Study, claim: str, rule: str = "", why: str = "") -> Verdict:
 
 
 
-def scaling(df: pd.DataFrame, x: str, x_min: float | None) -> pd.DataFrame:
-    """The scaling exponents in ``x`` of the bench records (:func:`sslbench.analysis.scaling_table`)."""
+def scaling(df: pd.DataFrame, x: str, x_min: float | None, labels: Sequence[str] | None = None) -> pd.DataFrame:
+    """The scaling exponents in ``x`` of the bench records (:func:`sslbench.analysis.scaling_table`): of the series
+    of ``labels`` only when given (each series is fitted on its own rows: the same rows as in the table of every
+    series, without fitting the series a rule does not read; the table is computed again after every append)."""
     b = bench_records(df)
     if b.empty:
         return pd.DataFrame()
+    labels = tuple(labels) if labels is not None else None
 
     def fit() -> pd.DataFrame:
+        mine = b if labels is None or "label" not in b.columns else b[b["label"].isin(labels).to_numpy(dtype=bool)]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return scaling_table(b, x=x, x_min=x_min)
-    return _shared(df, ("scaling", x, x_min), fit)
+            return scaling_table(mine, x=x, x_min=x_min)
+    return _shared(df, ("scaling", x, x_min, labels), fit)
 
 
 FIT_SETTING = ("device_name", "threads", "dtype", "batch", "views", "dim")
@@ -858,7 +1007,10 @@ def _groups(runs: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
             at[k] = pos
     sets = {k: set(v) for k, v in at.items()}
     base = {k: k[:i_lr] + k[i_lr + 1:] for k in at}
-    kept = [k for k in at if not any(o != k and base[o] == base[k] and sets[k] < sets[o] for o in at)]
+    same_base: dict[tuple, list[tuple]] = {}  # a group is compared with the groups of its setting only, not every
+    for k in at:                              # group (that was quadratic in the number of settings)
+        same_base.setdefault(base[k], []).append(k)
+    kept = [k for k in at if not any(o != k and sets[k] < sets[o] for o in same_base[base[k]])]
     return [(k, runs.iloc[sorted(at[k])]) for k in sorted(kept, key=str)]
 
 

@@ -36,6 +36,7 @@ from sslbench.analysis.claims.common import (
     int_text,
     no_data,
     num,
+    remember_setting,
     rule_better,
     rule_comparable,
     scaling,
@@ -44,6 +45,7 @@ from sslbench.analysis.claims.common import (
     settle_scaling,
     train_runs,
 )
+from sslbench.analysis.scaling import _crossings, _curves, ok_points
 
 #: O(N·D·log D) in D: the relaxed loss's exponent below this, the exact one's above QUADRATIC_ALPHA_MIN
 LOGLINEAR_ALPHA_MAX = 1.4
@@ -68,7 +70,7 @@ RULE_MEMORY = f"as time, on the step's memory; inconclusive when a fit has R² <
 
 def _pair_exponents(df: pd.DataFrame, pairs: Sequence[tuple[str, str]], y: str) -> list[tuple[tuple, dict]]:
     """For each setting (device, threads, dtype, N, V, None) with both series of every pair fitted: the exponents."""
-    table = scaling(df, "dim", FIT_D_MIN)
+    table = scaling(df, "dim", FIT_D_MIN, sorted({x for pair in pairs for x in pair}))  # the series read here
     found: dict[tuple, dict] = {}
     for a, b in pairs:
         fa = {s: (al, r2) for s, al, r2 in fit_rows(table, a, y)}
@@ -129,10 +131,14 @@ def _cost_setting(device: object, threads: object, dtype: object, batch: object,
     return f"{device_short(device)}, {int_text(threads)} thread(s), {dtype}, N={int_text(batch)}, V={int_text(views)}"
 
 
-def _crossing(g: pd.DataFrame, relaxed: str, exact: str, y: str, unit: str) -> tuple[str, str]:
+def _crossing(g: pd.DataFrame, relaxed: str, exact: str, y: str, unit: str,
+              curves: dict | None = None) -> tuple[str, str]:
     """(verdict, figures) of "``relaxed`` is the lower series of ``y`` at the largest D" in one setting, with the last
-    crossover."""
-    found = crossovers(g, relaxed, exact, x="dim", y=y)
+    crossover. ``curves``: the setting's curves of ``y`` per label (:func:`_setting_curves`), when made already."""
+    if curves is None:
+        found = crossovers(g, relaxed, exact, x="dim", y=y)
+    else:
+        found = _crossings(curves.get(relaxed, _NO_CURVE), curves.get(exact, _NO_CURVE), relaxed, exact)
     gg = g[g["label"].isin((relaxed, exact)) & (g["status"] == "ok")]
     top = gg["dim"].max()
     at_top = gg[gg["dim"] == top].groupby("label")[y].median()
@@ -148,6 +154,30 @@ def _crossing(g: pd.DataFrame, relaxed: str, exact: str, y: str, unit: str) -> t
     return ("supported" if lower_top == relaxed else "not supported"), fig + f", ×{num(ratio, 3)} at D={int_text(top)}"
 
 
+_NO_CURVE = (np.array([]), np.array([]))
+_CROSS_SETTING = ["device_name", "threads", "dtype", "batch", "views"]
+
+
+def _nan_none(key: tuple) -> tuple:
+    """A setting's key with NaN as None (NaN != NaN: a key holding one would find nothing)."""
+    return tuple(None if isinstance(v, float) and math.isnan(v) else v for v in key)
+
+
+def _setting_curves(b: pd.DataFrame, y: str) -> dict[tuple, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """{setting key (NaN as None): {label: the curve of ``crossovers``}} of the bench rows ``b``: every curve
+    (log D, log of the median ``y`` at each D over the label's ok rows in the setting) from one grouping
+    (:func:`sslbench.analysis.scaling._curves`) rather than a selection of the setting's rows per label and
+    metric (issue 21: the Claims page computes them again after every append)."""
+    pts = ok_points(b, "dim", y)
+    if pts.empty:
+        return {}
+    keys = list(pts.groupby(_CROSS_SETTING, dropna=False, sort=True).size().index)  # numbered as _curves numbers them
+    out: dict[tuple, dict] = {}
+    for (number, label), curve in _curves(pts, _CROSS_SETTING, "label", "dim", y).items():
+        out.setdefault(_nan_none(keys[number]), {})[label] = curve
+    return out
+
+
 def _crossover(df: pd.DataFrame, st: Study) -> list[Verdict]:
     """Per device, threads, dtype, N and V with both losses of both pairs at ≥ 3 values of D: where the relaxed
     loss becomes the cheaper (time and memory)."""
@@ -156,10 +186,16 @@ def _crossover(df: pd.DataFrame, st: Study) -> list[Verdict]:
     rule = "a crossing where the relaxed series becomes the lower one (log-log interpolation), or lower throughout"
     rows = []
     if not b.empty and "dim" in b.columns:
-        for key, g in b.groupby(["device_name", "threads", "dtype", "batch", "views"], dropna=False):
-            if not all(g["label"].eq(x).any() for pair in FFT_PAIRS for x in pair) or g["dim"].nunique() < 3:
+        labels = [x for pair in FFT_PAIRS for x in pair]
+        pairs_rows = b[b["label"].isin(labels).to_numpy(dtype=bool)]
+        curves = {y: _setting_curves(pairs_rows, y) for y in ("time_s", "memory_bytes")}
+        for key, g in b.groupby(_CROSS_SETTING, dropna=False):
+            if not all(g["label"].eq(x).any() for x in labels) or g["dim"].nunique() < 3:
                 continue
-            found = [_crossing(g, a, c, y, unit) for a, c in FFT_PAIRS
+            # the pairs' rows only: each crossing reads its two labels' rows, and the setting's other series were
+            # filtered again for every pair and metric
+            g = g[g["label"].isin(labels).to_numpy(dtype=bool)]
+            found = [_crossing(g, a, c, y, unit, curves[y].get(_nan_none(key), {})) for a, c in FFT_PAIRS
                      for y, unit in (("time_s", "time"), ("memory_bytes", "memory"))]
             rows.append(Verdict(st.name, claim, combine([v for v, _ in found]), "; ".join(f for _, f in found), rule,
                                 "", _cost_setting(*key)))
@@ -276,7 +312,8 @@ def _coeffs_of(hp: list[dict], at: np.ndarray) -> str:
 
 
 def _fft_accuracy(df: pd.DataFrame, st: Study) -> list[Verdict]:
-    runs = as_published(train_runs(df))
+    table = train_runs(df)
+    runs = published = as_published(table)
     claim = "downstream accuracy comparable to the exact losses"
     claim_p = "the permutation trick helps (accuracy with vs without it)"
     out = []
@@ -285,11 +322,17 @@ def _fft_accuracy(df: pd.DataFrame, st: Study) -> list[Verdict]:
         runs = runs.assign(_perm=runs["hp"].map(lambda h: bool(h.get("permute", True))),
                            _coeffs=runs["hp"].map(lambda h: json.dumps([h.get(k) for k in _FFT_COEFFS])))
         whole = _Runs(runs)
-        for key, g in groups(runs):
-            s = whole.setting(g)
+
+        def rows(key: tuple, g: pd.DataFrame) -> list[Verdict]:
+            s, got = whole.setting(g), []
             for within in s.coefficient_sets():
-                out += _fft_arms(s, within, key, st, claim, claim_p)
-            out += _unpaired(s, key, st, claim)
+                got += _fft_arms(s, within, key, st, claim, claim_p)
+            return got + _unpaired(s, key, st, claim)
+        # the groups of the published runs (the same keys and rows as those of ``runs``, which only adds columns
+        # derived from ``hp``), built once for the studies of a report; a setting is its rows' positions in ``runs``
+        for key, g in groups(published):
+            # kept while the setting's runs are unchanged (the dashboard after an append: issue 21)
+            out += remember_setting("fft.accuracy", key, g, table, st, lambda key=key, g=g: rows(key, g))
     if not any(v.claim == claim for v in out):
         out.append(no_data(st, claim, RULE_COMPARABLE))
     if not any(v.claim.startswith(claim_p + " [training]") for v in out):

@@ -19,6 +19,7 @@ from sslbench.analysis.claims.common import (
     groups,
     no_data,
     num,
+    remember_setting,
     setting_text,
     settle_note,
     train_runs,
@@ -95,25 +96,36 @@ def _decision(v: str, res: dict, why: dict) -> Decision:
     return Decision(v, "", c, n, have)
 
 
+CLAIM = "IsoLoss learns robustly without the EMA target, where DirectPred / BYOL need it"
+
+
 def verdict(df: pd.DataFrame, st: Study) -> list[Verdict]:
-    claim = "IsoLoss learns robustly without the EMA target, where DirectPred / BYOL need it"
     out = []
-    runs = as_published(train_runs(df))
+    table = train_runs(df)
+    runs = as_published(table)
     if not runs.empty:
         runs = runs[runs["regularizer"].isin(METHODS)]
     for key, g in groups(runs):
-        res, figs, why = _drops(g)
-        if "isoloss" not in res or len(res) < 2:
-            continue
-        t, regs = ArmTable(g), g["regularizer"].to_numpy(dtype=object)
-        floor = t.arm()
-        if math.isfinite(floor.init):
-            figs.append(f"network at initialisation {num(floor.init, 4)}")
-        arms = [t.arm(regs == r) for r in res]
-        under = below_floor(*arms)
-        v = "inconclusive" if under else _decide(res)
-        d = _decision(v, res, why) if not under else Decision(v, "")
-        figs = "; ".join(figs) + under + (settle_note(d) if d.comparison is not None else "")
-        out.append(Verdict(st.name, claim, v, figs, RULE, st.settle(d, key, *res) if d.comparison is not None
-                           else ("" if v != "inconclusive" else st.settle_command(*res)), setting_text(key)))
-    return out or [no_data(st, claim, RULE)]
+        # kept while the setting's runs are unchanged (the dashboard after an append: issue 21)
+        out += remember_setting("isoloss", key, g, table, st, lambda key=key, g=g: _rows(key, g, st))
+    return out or [no_data(st, CLAIM, RULE)]
+
+
+def _rows(key: tuple, g: pd.DataFrame, st: Study) -> list[Verdict]:
+    """The row of one setting (``g``: its runs of :data:`METHODS`), or none."""
+    claim, out = CLAIM, []
+    res, figs, why = _drops(g)
+    if "isoloss" not in res or len(res) < 2:
+        return out
+    t, regs = ArmTable(g), g["regularizer"].to_numpy(dtype=object)
+    floor = t.arm()
+    if math.isfinite(floor.init):
+        figs.append(f"network at initialisation {num(floor.init, 4)}")
+    arms = [t.arm(regs == r) for r in res]
+    under = below_floor(*arms)
+    v = "inconclusive" if under else _decide(res)
+    d = _decision(v, res, why) if not under else Decision(v, "")
+    figs = "; ".join(figs) + under + (settle_note(d) if d.comparison is not None else "")
+    out.append(Verdict(st.name, claim, v, figs, RULE, st.settle(d, key, *res) if d.comparison is not None
+                       else ("" if v != "inconclusive" else st.settle_command(*res)), setting_text(key)))
+    return out

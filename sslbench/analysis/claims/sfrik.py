@@ -30,6 +30,7 @@ from sslbench.analysis.claims.common import (
     int_text,
     no_data,
     num,
+    remember_setting,
     rule_comparable,
     scaling,
     setting_text,
@@ -58,7 +59,7 @@ def _cost_in_d(df: pd.DataFrame, st: Study) -> list[Verdict]:
     claim = "cost linear in D at fixed N"
     rule = f"exponent of time in D (D ≥ {FIT_D_MIN}) in [{LINEAR_ALPHA_LO}, {LINEAR_ALPHA_HI}]"
     out = []
-    for s, al, r2 in fit_rows(scaling(df, "dim", FIT_D_MIN), "sfrik"):
+    for s, al, r2 in fit_rows(scaling(df, "dim", FIT_D_MIN, ["sfrik"]), "sfrik"):
         v = "supported" if LINEAR_ALPHA_LO <= al <= LINEAR_ALPHA_HI else (
             "not supported" if al > QUADRATIC_ALPHA_MIN else "inconclusive")
         low = al < LINEAR_ALPHA_LO
@@ -77,7 +78,7 @@ def _memory_in_n(df: pd.DataFrame, st: Study) -> list[Verdict]:
     claim = "memory O(N²) (and time O(N²·D)) in the batch size N"
     rule = (f"exponent of memory in N ≥ {QUADRATIC_ALPHA_MIN} (R² ≥ {MEMORY_R2_MIN}) supported, ≤ "
             f"{LINEAR_ALPHA_HI} not supported, between: inconclusive (the N·D inputs dominate at small N)")
-    table = scaling(df, "batch", None)
+    table = scaling(df, "batch", None, ["sfrik"])
     ft = {s: (a, r) for s, a, r in fit_rows(table, "sfrik", "time_s")}
     out = []
     for s, al, r2 in fit_rows(table, "sfrik", "memory_bytes"):
@@ -98,38 +99,48 @@ def _memory_in_n(df: pd.DataFrame, st: Study) -> list[Verdict]:
 def _accuracy(df: pd.DataFrame, st: Study) -> list[Verdict]:
     claim = "accuracy comparable to VICReg and to uniformity at equal budget"
     out = []
-    for key, g in groups(as_published(train_runs(df))):
-        reg = g["regularizer"].to_numpy(dtype=object)
-        gs = reg == "sfrik"
-        if not gs.any():
-            continue
-        # the arms as masks over the setting's arrays (no frame per arm: issue 21), selected once for both metrics
-        t, dv = ArmTable(g), default_variance(g).to_numpy(dtype=bool)
-        others = {other: (reg == other) & dv for other in ("vicreg", "uniformity")}
-        for metric, margin, suffix, what in (("linear_top1", LINEAR_MARGIN, "", "linear top-1"),
-                                             ("knn_top1", KNN_MARGIN, " [kNN]", "kNN top-1")):
-            a = t.arm(gs, metric)
-            if a.n == 0 and metric != "linear_top1":
-                continue
-            figs, ds, missing = [f"sfrik {a.text()}"], [], False
-            for other in ("vicreg", "uniformity"):
-                go = others[other]
-                if not go.any():  # the claim names both comparators: one missing leaves the row open
-                    figs.append(f"{other}: no run in this setting")
-                    missing = True
-                    continue
-                b = t.arm(go, metric)
-                d = comparable(a, b, margin)
-                figs.append(f"{other} {b.text()}: {d.figures} [{d.verdict}]")
-                ds.append(d)
-            if ds:
-                d = combine_decisions(ds)
-                if missing and d.verdict != "not supported":  # worse than one comparator refutes it already
-                    d = Decision("no data", "")
-                out.append(Verdict(st.name, claim + suffix, d.verdict, "; ".join(figs) + settle_note(d),
-                                   rule_comparable(margin, what), st.settle(d, key, "sfrik", "vicreg", "uniformity"),
-                                   setting_text(key)))
+    table = train_runs(df)
+    for key, g in groups(as_published(table)):
+        # kept while the setting's runs are unchanged (the dashboard after an append: issue 21)
+        out += remember_setting("sfrik.accuracy", key, g, table, st, lambda key=key, g=g: _accuracy_rows(key, g, st))
     return out or [no_data(st, claim, RULE_COMPARABLE)]
+
+
+def _accuracy_rows(key: tuple, g: pd.DataFrame, st: Study) -> list[Verdict]:
+    """The rows of the accuracy claim in one setting (``g``: its runs)."""
+    claim = "accuracy comparable to VICReg and to uniformity at equal budget"
+    out: list[Verdict] = []
+    reg = g["regularizer"].to_numpy(dtype=object)
+    gs = reg == "sfrik"
+    if not gs.any():
+        return out
+    # the arms as masks over the setting's arrays (no frame per arm: issue 21), selected once for both metrics
+    t, dv = ArmTable(g), default_variance(g).to_numpy(dtype=bool)
+    others = {other: (reg == other) & dv for other in ("vicreg", "uniformity")}
+    for metric, margin, suffix, what in (("linear_top1", LINEAR_MARGIN, "", "linear top-1"),
+                                         ("knn_top1", KNN_MARGIN, " [kNN]", "kNN top-1")):
+        a = t.arm(gs, metric)
+        if a.n == 0 and metric != "linear_top1":
+            continue
+        figs, ds, missing = [f"sfrik {a.text()}"], [], False
+        for other in ("vicreg", "uniformity"):
+            go = others[other]
+            if not go.any():  # the claim names both comparators: one missing leaves the row open
+                figs.append(f"{other}: no run in this setting")
+                missing = True
+                continue
+            b = t.arm(go, metric)
+            d = comparable(a, b, margin)
+            figs.append(f"{other} {b.text()}: {d.figures} [{d.verdict}]")
+            ds.append(d)
+        if ds:
+            d = combine_decisions(ds)
+            if missing and d.verdict != "not supported":  # worse than one comparator refutes it already
+                d = Decision("no data", "")
+            out.append(Verdict(st.name, claim + suffix, d.verdict, "; ".join(figs) + settle_note(d),
+                               rule_comparable(margin, what), st.settle(d, key, "sfrik", "vicreg", "uniformity"),
+                               setting_text(key)))
+    return out
 
 
 def _judge_degree2(m: dict[str, float]) -> tuple[str, str]:

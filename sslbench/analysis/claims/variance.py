@@ -23,6 +23,7 @@ from sslbench.analysis.claims.common import (
     no_arm,
     no_data,
     num,
+    remember_setting,
     rule_comparable,
     setting_text,
     settle_note,
@@ -75,25 +76,33 @@ def verdict(df: pd.DataFrame, st: Study) -> list[Verdict]:
     out = []
     claim = "the variance term prevents collapse (effective rank of the representation and of the embeddings, std)"
     rule = "with std_coeff > 0 against std_coeff = 0: " + COLLAPSE_RULE
-    runs = train_runs(df)
+    table = runs = train_runs(df)
+
+    def rows(key: tuple, g: pd.DataFrame) -> list[Verdict]:
+        """The rows of one setting (``g``: its VICReg runs)."""
+        out: list[Verdict] = []
+        # the arms as masks over the setting's arrays, not a frame each (issue 21)
+        t, regs, std_of = ArmTable(g), g["regularizer"].to_numpy(dtype=object), g["_std"].to_numpy(float)
+        for reg in ("vicreg", "vicreg_fft"):
+            g_on = (regs == reg) & (std_of > 0)
+            g_off = (regs == reg) & (std_of == 0)
+            if not g_on.any() or not g_off.any():
+                continue
+            v, figs = _collapse(lambda m, mask=g_on: t.arm(mask, m), lambda m, mask=g_off: t.arm(mask, m))
+            la, lb = t.arm(g_on), t.arm(g_off)
+            figs.append(f"linear top-1 {la.text()} vs {lb.text()}: {comparable(la, lb, LINEAR_MARGIN).figures}")
+            out.append(Verdict(st.name, claim, v, f"{reg} std_coeff {num(std_of[g_on][0])} vs 0: "
+                               + "; ".join(figs), rule, "" if v == "supported" else st.settle_command(reg),
+                               setting_text(key)))
+        return out
+
     if not runs.empty:
         runs = runs[runs["regularizer"].isin(("vicreg", "vicreg_fft"))]
         std = runs["hp"].map(lambda h: h.get("std_coeff", math.nan)).astype(float)
         runs = runs.assign(_std=std)
         for key, g in groups(runs):
-            # the arms as masks over the setting's arrays, not a frame each (issue 21)
-            t, regs, std_of = ArmTable(g), g["regularizer"].to_numpy(dtype=object), g["_std"].to_numpy(float)
-            for reg in ("vicreg", "vicreg_fft"):
-                g_on = (regs == reg) & (std_of > 0)
-                g_off = (regs == reg) & (std_of == 0)
-                if not g_on.any() or not g_off.any():
-                    continue
-                v, figs = _collapse(lambda m, mask=g_on: t.arm(mask, m), lambda m, mask=g_off: t.arm(mask, m))
-                la, lb = t.arm(g_on), t.arm(g_off)
-                figs.append(f"linear top-1 {la.text()} vs {lb.text()}: {comparable(la, lb, LINEAR_MARGIN).figures}")
-                out.append(Verdict(st.name, claim, v, f"{reg} std_coeff {num(std_of[g_on][0])} vs 0: "
-                                   + "; ".join(figs), rule, "" if v == "supported" else st.settle_command(reg),
-                                   setting_text(key)))
+            # kept while the setting's runs are unchanged (the dashboard after an append: issue 21)
+            out += remember_setting("variance.collapse", key, g, table, st, lambda key=key, g=g: rows(key, g))
     if not out:
         out.append(no_data(st, claim, rule))
     return out + _variance_add_on(train_runs(df), st)
@@ -143,35 +152,44 @@ def _variance_add_on(runs: pd.DataFrame, st: Study) -> list[Verdict]:
     """Claim 4b: VICReg's variance term added to another method (``variance_coeff`` > 0) against the same method
     without it, in the same setting (same EMA decay and predictor)."""
     out: list[Verdict] = []
+    table = runs
     if not runs.empty:
         runs = runs[~runs["regularizer"].isin(("vicreg", "vicreg_fft"))]
     for key, g in groups(runs):
-        arms = g.assign(_pred=g["predictor_hidden"].fillna(-1), _ema=g["ema_tau"].astype(float).fillna(0.0))
-        # each method's arms (regularizer, EMA decay, predictor) as masks over the setting's arrays, in the order of
-        # groupby(["regularizer", "_ema", "_pred"], sort=True) (a run without a regularizer in none), no frame per
-        # arm (issue 21)
-        t, addon = ArmTable(g), g["variance_addon"].to_numpy(float)
-        regs, emas, preds = (arms[c].to_numpy() for c in ("regularizer", "_ema", "_pred"))
-        at: dict[tuple, list[int]] = {}
-        for i, k in enumerate(zip(regs, emas, preds)):
-            if not pd.isna(k[0]):
-                at.setdefault(k, []).append(i)
-        try:
-            order = sorted(at)
-        except TypeError:  # regularizers of mixed types (a hostile store): the order pandas gives them
-            order = [k for k, _ in arms.groupby(["regularizer", "_ema", "_pred"], sort=True)]
-        for reg, ema, pred in order:
-            a = np.zeros(len(g), dtype=bool)
-            a[at[(reg, ema, pred)]] = True
-            off = a & (addon == 0)
-            what = f"{reg}" + (f" EMA {num(ema)}" if reg in ("byol", "directpred", "isoloss") else "") + (
-                (" no predictor" if pred == 0 else f" predictor {int(pred)}") if reg == "byol" else "")
-            for coeff in sorted(set(addon[a].tolist()) - {0.0}):
-                on = a & (addon == coeff)
-                if off.any() and on.any():
-                    out.append(_add_on_row(st, key, what, coeff, lambda m, on=on: t.arm(on, m),
-                                           lambda m, off=off: t.arm(off, m), (reg, ema, pred)))
+        # kept while the setting's runs are unchanged (the dashboard after an append: issue 21)
+        out += remember_setting("variance.add_on", key, g, table, st, lambda key=key, g=g: _add_on_rows(key, g, st))
     if not any(v.claim == CLAIM_COLLAPSE for v in out):
         out.append(no_data(st, CLAIM_COLLAPSE, RULE_COLLAPSE, "no run of a collapsing method with and without the "
                            "add-on"))
+    return out
+
+
+def _add_on_rows(key: tuple, g: pd.DataFrame, st: Study) -> list[Verdict]:
+    """The add-on rows of one setting (``g``: its runs of the methods other than VICReg)."""
+    out: list[Verdict] = []
+    arms = g.assign(_pred=g["predictor_hidden"].fillna(-1), _ema=g["ema_tau"].astype(float).fillna(0.0))
+    # each method's arms (regularizer, EMA decay, predictor) as masks over the setting's arrays, in the order of
+    # groupby(["regularizer", "_ema", "_pred"], sort=True) (a run without a regularizer in none), no frame per
+    # arm (issue 21)
+    t, addon = ArmTable(g), g["variance_addon"].to_numpy(float)
+    regs, emas, preds = (arms[c].to_numpy() for c in ("regularizer", "_ema", "_pred"))
+    at: dict[tuple, list[int]] = {}
+    for i, k in enumerate(zip(regs, emas, preds)):
+        if not pd.isna(k[0]):
+            at.setdefault(k, []).append(i)
+    try:
+        order = sorted(at)
+    except TypeError:  # regularizers of mixed types (a hostile store): the order pandas gives them
+        order = [k for k, _ in arms.groupby(["regularizer", "_ema", "_pred"], sort=True)]
+    for reg, ema, pred in order:
+        a = np.zeros(len(g), dtype=bool)
+        a[at[(reg, ema, pred)]] = True
+        off = a & (addon == 0)
+        what = f"{reg}" + (f" EMA {num(ema)}" if reg in ("byol", "directpred", "isoloss") else "") + (
+            (" no predictor" if pred == 0 else f" predictor {int(pred)}") if reg == "byol" else "")
+        for coeff in sorted(set(addon[a].tolist()) - {0.0}):
+            on = a & (addon == coeff)
+            if off.any() and on.any():
+                out.append(_add_on_row(st, key, what, coeff, lambda m, on=on: t.arm(on, m),
+                                       lambda m, off=off: t.arm(off, m), (reg, ema, pred)))
     return out

@@ -29,6 +29,7 @@ from sslbench.analysis.claims.common import (
     no_data,
     num,
     optimizer_text,
+    remember,
     rule_better,
     rule_comparable,
     setting_key,
@@ -198,7 +199,9 @@ def verdict(df: pd.DataFrame, st: Study) -> list[Verdict]:
     if not runs.empty:
         runs = runs[runs["ok"] | (runs["status"] != "ok")]
         for reg, setting, key, vs, fr, accs in _view_groups(runs):
-            out += _more_views(st, reg, setting, key, vs, fr, accs)
+            # kept while the setting's arms are unchanged (the dashboard after an append: issue 21)
+            out += remember("views.more", (repr(st), reg, setting, key, vs, fr, accs),
+                            lambda a=(st, reg, setting, key, vs, fr, accs): _more_views(*a))
     for c in CLAIMS:
         if not any(v.claim == c for v in out):
             out.append(no_data(st, c, RULE_BETTER))
