@@ -256,6 +256,25 @@ def test_variance_add_on_verdicts(tmp_path):
     assert _rows(df, "variance", "the variance term prevents the collapse of another")[0].verdict == "not supported"
 
 
+def test_an_inconclusive_collapse_row_says_more_seeds_do_not_settle_it(tmp_path):
+    """The collapse rule reads ratios of the arms' means: on the AdamW recipe's CPU setting an inconclusive row says
+    that more seeds of the grid do not settle it (then the GPU grid); elsewhere it gives the GPU grid only."""
+    for opt in ("adamw", "sgd"):
+        d = tmp_path / opt
+        d.mkdir()
+        for s in range(2):  # collapsed without the add-on; with it the representation's rank moves ×1.2 only
+            _train(d / "v.jsonl", "byol", s, 60.0, predictor_hidden=0, eff_rank=1.5, std=0.005, backbone_rank=4.0,
+                   optimizer=opt)
+            _train(d / "v.jsonl", "byol", s, 60.0, predictor_hidden=0, eff_rank=1.5, std=0.005, backbone_rank=4.8,
+                   optimizer=opt, hparams={"variance_coeff": 1.0})
+        [col] = [v for v in _rows(_load(d), "variance", "the variance term prevents the collapse of another")
+                 if v.verdict != "no data"]  # (the AdamW grid's own arms are pending: a row of their own)
+        assert col.verdict == "inconclusive", col
+        recipe = col.command.startswith("# more seeds do not settle this: the rule reads ratios of the arms' means")
+        assert recipe == (opt == "adamw"), col.command
+        assert "sslbench sweep --study variance --scale gpu" in col.command
+
+
 def test_old_byol_records_without_predictor_width_are_the_default_predictor(tmp_path):
     _train(tmp_path / "a.jsonl", "byol", 0, 80.0)  # written before the predictor width was recorded
     _train(tmp_path / "b.jsonl", "byol", 0, 80.0, predictor_hidden=512)  # the same run today

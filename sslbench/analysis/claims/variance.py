@@ -23,6 +23,7 @@ from sslbench.analysis.claims.common import (
     no_arm,
     no_data,
     num,
+    recipe_cpu,
     remember_setting,
     rule_comparable,
     setting_text,
@@ -72,6 +73,16 @@ def _collapse(on: pd.DataFrame | Callable[[str], Arm], off: pd.DataFrame | Calla
     return "inconclusive", figs
 
 
+def _collapse_hint(key: tuple, gpu_cmd: str) -> str:
+    """The "to settle" hint of an inconclusive collapse row: in the AdamW-recipe CPU setting, why more seeds of the
+    same grid do not settle it (the rule reads ratios of the arms' means, not a spread), then the GPU grid."""
+    if not recipe_cpu(key):
+        return gpu_cmd
+    return (f"# more seeds do not settle this: the rule reads ratios of the arms' means (here between ×"
+            f"{NO_EFFECT_RATIO} and ×{COLLAPSE_RATIO}, or mixed), not a spread; only another setting (a longer "
+            f"training, another coefficient) may   | GPU: {gpu_cmd}")
+
+
 def verdict(df: pd.DataFrame, st: Study) -> list[Verdict]:
     out = []
     claim = "the variance term prevents collapse (effective rank of the representation and of the embeddings, std)"
@@ -92,7 +103,9 @@ def verdict(df: pd.DataFrame, st: Study) -> list[Verdict]:
             la, lb = t.arm(g_on), t.arm(g_off)
             figs.append(f"linear top-1 {la.text()} vs {lb.text()}: {comparable(la, lb, LINEAR_MARGIN).figures}")
             out.append(Verdict(st.name, claim, v, f"{reg} std_coeff {num(std_of[g_on][0])} vs 0: "
-                               + "; ".join(figs), rule, "" if v == "supported" else st.settle_command(reg),
+                               + "; ".join(figs), rule, "" if v == "supported" else
+                               _collapse_hint(key, st.settle_command(reg)) if v == "inconclusive" else
+                               st.settle_command(reg),
                                setting_text(key)))
         return out
 
@@ -145,7 +158,8 @@ def _add_on_row(st: Study, key: tuple, what: str, coeff: float, on: pd.DataFrame
                       (CLAIM_ACCURACY, acc.verdict, RULE_ACCURACY))
     hint = "" if v == "supported" else _add_on_settle(st, *arm_of, claim)
     return Verdict(st.name, claim, v, f"{what}: variance_coeff {num(coeff)} vs 0: " + "; ".join(figs), rule,
-                   hint if collapsed else st.with_cpu(acc, key, hint), setting_text(key))
+                   (_collapse_hint(key, hint) if v == "inconclusive" else hint) if collapsed
+                   else st.with_cpu(acc, key, hint), setting_text(key))
 
 
 def _variance_add_on(runs: pd.DataFrame, st: Study) -> list[Verdict]:
