@@ -119,6 +119,19 @@ def test_scaling_hint_names_the_device_and_sweep_parses_it(capsys):
     assert "2 case(s)" in capsys.readouterr().out
 
 
+def test_crossover_with_no_figure_at_the_largest_d_is_inconclusive_not_a_traceback(tmp_path):
+    """Both series' times missing (NaN) at the largest D: no "lower at the top" to read, an inconclusive crossover
+    row (it raised pandas' "Encountered all NA values" from idxmin)."""
+    def nan_top(f):
+        return lambda d: (math.nan, f(d)[1]) if d == DIMS[-1] else f(d)
+    _bench(tmp_path / "b.jsonl", {("barlow_twins", "cross_correlation"): nan_top(_quadratic),
+                                  ("barlow_twins_fft", None): nan_top(_loglinear),
+                                  ("vicreg", "cross_correlation"): nan_top(_quadratic),
+                                  ("vicreg_fft", None): nan_top(_loglinear)})
+    [cross] = _rows(_load(tmp_path), "fft", "the relaxed loss is faster")
+    assert cross.verdict == "inconclusive" and "barlow_twins time: crossover D≈" in cross.figures, cross
+
+
 def test_no_records_gives_no_data_for_every_claim(tmp_path):
     rows = report.verdicts(_load(tmp_path))
     assert {v.study for v in rows} == set(report.STUDIES)

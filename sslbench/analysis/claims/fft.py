@@ -141,7 +141,8 @@ def _crossing(g: pd.DataFrame, relaxed: str, exact: str, y: str, unit: str,
         found = _crossings(curves.get(relaxed, _NO_CURVE), curves.get(exact, _NO_CURVE), relaxed, exact)
     gg = g[g["label"].isin((relaxed, exact)) & (g["status"] == "ok")]
     top = gg["dim"].max()
-    at_top = gg[gg["dim"] == top].groupby("label")[y].median()
+    # a series whose figures at the largest D are all missing (NaN: a hostile or damaged store) has no median there
+    at_top = gg[gg["dim"] == top].groupby("label")[y].median().dropna()
     lower_top = at_top.idxmin() if len(at_top) == 2 else None
     name = relaxed.split("_fft")[0]
     if found:
