@@ -100,27 +100,27 @@ def _exponents(df: pd.DataFrame, st: Study) -> list[Verdict]:
                                "losses", rule, "sslbench sweep --config results/sweeps/configs/scaling-dim.toml"))
             continue
         for s, d in found:
-            figs, vs, why = [], [], ""
+            figs, vs, why, fixed = [], [], "", False  # fixed: fixed costs (a larger batch), else a poor fit (larger D)
             for (a, b), ((aa, ra), (ab, rb)) in d.items():
                 figs.append(f"{a} α={num(aa)} (R² {num(ra, 2)}) vs {b} α={num(ab)} (R² {num(rb, 2)})")
                 if y == "memory_bytes" and min(ra, rb) < MEMORY_R2_MIN:
                     vs.append("inconclusive")
-                    why = why or (f"a memory fit has R² < {MEMORY_R2_MIN} (on the CPU the figure is the peak-RSS "
-                                  "delta, blurred by the allocator at small sizes): larger D, where the D×D "
-                                  "matrices dominate")
+                    if not why:
+                        why = (f"a memory fit has R² < {MEMORY_R2_MIN} (on the CPU the figure is the peak-RSS delta, "
+                               "blurred by the allocator at small sizes): larger D, where the D×D matrices dominate")
                 elif aa < LOGLINEAR_ALPHA_MAX and ab > QUADRATIC_ALPHA_MIN:
                     vs.append("supported")
                 elif aa >= QUADRATIC_ALPHA_MIN:  # the relaxed loss grows as fast as the exact one
                     vs.append("not supported")
                 else:  # e.g. the exact loss does not grow as D² either: fixed costs dominate (a GPU at small N)
                     vs.append("inconclusive")
-                    why = why or (f"the exact loss does not grow as D² either at N={int_text(s[3])}: fixed costs "
-                                  f"dominate; a larger batch, where the arithmetic does")
+                    if not why:
+                        why, fixed = (f"the exact loss does not grow as D² either at N={int_text(s[3])}: fixed costs "
+                                      f"dominate; a larger batch, where the arithmetic does"), True
             verdict = combine(vs)
             hint = ""
             if verdict == "inconclusive":
                 regs = [r.split("[")[0] for pair in d for r in pair]
-                fixed = why.startswith("the exact loss")  # fixed costs: a larger batch; a poor fit: larger D
                 hint = settle_scaling(regs, s[0], why, batch=SETTLE_BATCH if fixed else None,
                                       dims=SETTLE_DIMS if fixed else SETTLE_DIMS[2:])
             out.append(Verdict(st.name, claim, verdict, "; ".join(figs), rule, hint, _cost_setting(*s[:5])))
