@@ -21,10 +21,11 @@ import hashlib
 import json
 import os
 import socket
-import stat
 import sys
 import warnings
 from pathlib import Path
+
+from sslbench.records.files import NotRegularFile, open_regular
 
 __all__ = ["cacheable", "key_of", "load", "save"]
 
@@ -104,16 +105,15 @@ def load(key: str) -> tuple[list[dict], list[str] | None, str] | None:
     if path is None:
         return None
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except FileNotFoundError:
-        return None
+        f = open_regular(path, _MAX_BYTES)
+    except NotRegularFile:
+        return _invalid(path, "is not a regular file of a plausible size")
     except OSError as exc:
         return _invalid(path, f"cannot be opened ({exc.strerror or exc})")
+    if f is None:
+        return None
     try:
-        with os.fdopen(fd, "rb") as f:
-            st = os.fstat(f.fileno())
-            if not stat.S_ISREG(st.st_mode) or st.st_size > _MAX_BYTES:
-                return _invalid(path, "is not a regular file of a plausible size")
+        with f:
             data = json.loads(f.read())
     except (OSError, ValueError, UnicodeDecodeError) as exc:
         return _invalid(path, f"cannot be read ({type(exc).__name__}: {exc})")

@@ -75,6 +75,31 @@ def write_atomically(path: str | os.PathLike, write: Callable[[IO], None], *, bi
             os.close(dfd)
 
 
+class NotRegularFile(ValueError):
+    """:func:`open_regular`: the path is a folder, a device, a FIFO (or larger than allowed), not a regular file."""
+
+
+def open_regular(path: str | os.PathLike, max_bytes: int | None = None) -> IO[bytes] | None:
+    """``path`` opened for reading without following a link (``O_NOFOLLOW``: a planted symlink fails to open), or None
+    when there is none. Raises :class:`NotRegularFile` when it is not a regular file or holds more than
+    ``max_bytes``, OSError when it cannot be opened. The caches beside a store (snapshots, projections, grids) read
+    their files through it and turn each outcome into their own warning."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError:
+        return None
+    f = os.fdopen(fd, "rb")
+    try:
+        st = os.fstat(f.fileno())
+    except OSError:
+        f.close()
+        raise
+    if not stat.S_ISREG(st.st_mode) or (max_bytes is not None and st.st_size > max_bytes):
+        f.close()
+        raise NotRegularFile(f"{os.fspath(path)}: not a regular file of at most {max_bytes} bytes")
+    return f
+
+
 def read_own_text(path: str | os.PathLike) -> str | None:
     """The text of the regular file ``path``, or None when there is none, it is a symlink (``O_NOFOLLOW``), not a
     regular file, or has other hard links (it may be someone else's file under a guessable name)."""

@@ -16,10 +16,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import stat
 import warnings
 from pathlib import Path
 
+from sslbench.records.files import NotRegularFile, open_regular
 from sslbench.records.schema import STATUSES
 from sslbench.records.store import _Problems, projected_range, read_projected, warn_problems
 
@@ -75,15 +75,15 @@ def _load(cache: Path, real: str, st: os.stat_result, f, name: str, kind: str | 
     from sslbench.records import columnar
 
     try:
-        fd = os.open(cache, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except FileNotFoundError:
-        return None
+        g = open_regular(cache)
+    except NotRegularFile:
+        return _invalid(cache, "is not a regular file")
     except OSError as exc:
         return _invalid(cache, f"cannot be opened ({exc.strerror or exc})")
+    if g is None:
+        return None
     try:
-        with os.fdopen(fd, "rb") as g:
-            if not stat.S_ISREG(os.fstat(g.fileno()).st_mode):
-                return _invalid(cache, "is not a regular file")
+        with g:
             lines = g.read().split(b"\n")
         meta = json.loads(lines[0])
         problem = _bad_key(meta, real, st, name, kind)
