@@ -1023,6 +1023,17 @@ def test_the_cpu_settle_hint_uses_the_measured_pace_of_the_study_grid(tmp_path):
     assert bt.verdict == "inconclusive", bt.figures
     cpu = bt.command.split("   | GPU: ")[0]
     more = int(cpu.split("# ")[1].split(" seeds per arm")[0]) - 2
+    # the two compared arms only (tests/test_targeted_settle.py), each at its own median pace
+    assert cpu.startswith("sslbench sweep --config results/studies/configs/fft-cpu2-permute-true.toml "
+                          "--regularizers barlow_twins_fft --seeds 2"), cpu
+    assert "; sslbench sweep --config results/studies/configs/fft-cpu2-exact.toml --regularizers barlow_twins " in cpu
+    assert cpu.endswith(f"~{more * (220 + 70) / 60:.0f} min at the median pace of each arm's recorded runs on this CPU")
+    # arms that cannot be matched to the study's configs: the whole grid, at the grid's measured pace
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("sslbench.analysis.claims.targeted.read_configs", lambda names, *a: None)
+        [bt] = _lin(_rows(df, "fft", "downstream accuracy"))
+    cpu = bt.command.split("   | GPU: ")[0]
+    assert cpu.startswith(f'STUDIES=fft SEEDS="{" ".join(map(str, range(2, 2 + more)))}" bash '), cpu
     assert cpu.endswith(f"~{more * (220 + 70) / 60:.0f} min at the median pace of its 4 recorded run(s) on this CPU")
 
 

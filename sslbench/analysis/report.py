@@ -54,6 +54,7 @@ from sslbench.analysis.claims.common import (
     shared_runs,
     usable_records,
 )
+from sslbench.analysis.claims.targeted import CONFIG_DIR
 from sslbench.records.constants import CHECK_KIND
 from sslbench.records.text import markdown_cell, one_line, terminal
 
@@ -76,8 +77,6 @@ REPORT_METRICS = tuple(f"metrics.{m}" for m in dict.fromkeys(
     (*_RUN_METRICS, "train_time_s", "eval_time_s", "draws", *fft.PERMUTATION_NEEDS, *gram.VALUES_NEEDS,
      *gram.CURVES_NEEDS, *sfrik.DEGREE2_NEEDS)))
 
-#: the studies' sweep configs (``sslbench sweep --config``)
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "results" / "studies" / "configs"
 
 
 # ==============================================================================================================

@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import secrets
 import threading
 import warnings
@@ -176,6 +177,9 @@ class Study:
         if d.seeds is None and not no_spread:
             return f"# more seeds do not settle this: {settle_text(d)}"
         n = max(d.seeds or CPU_SEEDS, d.have + 1)
+        line = self.settle_arms(d, n)
+        if line:
+            return line
         more = list(range(d.have, n))
         if self.cpu_seed_runs and math.isfinite(self.cpu_seed_measured):
             minutes, pace = len(more) * self.cpu_seed_measured, (
@@ -184,6 +188,27 @@ class Study:
             minutes, pace = len(more) * self.cpu_seed_min, "on 2 idle CPU cores (estimated)"
         return (f"STUDIES={self.name} SEEDS=\"{' '.join(map(str, more))}\" bash {CPU_SCRIPT}   # {n} seeds per arm: "
                 f"{len(more)} more seed(s) of the study's CPU grid, ~{minutes:.0f} min {pace}")
+
+    def settle_arms(self, d: "Decision", n: int) -> str:
+        """The targeted form of :meth:`settle_cpu`: only the compared arms' runs, only the seeds each lacks to reach
+        ``n`` (:mod:`sslbench.analysis.claims.targeted`), into the store they came from; "" when the arms' runs cannot
+        be matched to the study's CPU configs (the caller gives the whole grid)."""
+        from sslbench.analysis.claims import targeted
+
+        frames = [r for r in (a.rows() for a in d.arms) if r is not None and not r.empty]
+        if not frames or not self.cpu:
+            return ""
+        rows = pd.concat(frames)
+        rows = rows[~rows.index.duplicated()]
+        # the study's own store (an arm's runs may come from another study's store: the same runs, shared)
+        stores = {os.path.basename(str(v)) for v in rows["source"]} if "source" in rows.columns else set()
+        stores = {s for s in stores if s.endswith(f"-{self.name}-cpu2.jsonl")}
+        if len(stores) != 1:
+            return ""
+        steps = targeted.plan(rows, n, targeted.read_configs(self.cpu) or {})
+        if not steps:
+            return ""
+        return f"{targeted.command(steps, f'{STUDIES_DIR}/{stores.pop()}')}   # {targeted.summary(steps, n)}"
 
     def configs(self, scale: str = "cpu") -> list[str]:
         """The names of the sweep configs of ``scale`` (:data:`SCALES`: cpu, gpu or gpu-1h)."""
@@ -336,7 +361,7 @@ def _train_runs(df: pd.DataFrame) -> pd.DataFrame:
 _RUN_FIELDS = ("regularizer", "dataset", "fraction", "dim", "views", "batch", "epochs", "backbone", "projector",
                "optimizer", "lr", "ema_tau", "seed", "warmup_epochs")
 _RUN_METRICS = ("linear_top1", "knn_top1", "effective_rank", "std_normalized", "rankme", "backbone_effective_rank",
-                "init_linear_top1", "init_knn_top1", "final_loss")
+                "init_linear_top1", "init_knn_top1", "final_loss", "train_time_s", "eval_time_s")
 
 
 def _train_table(df: pd.DataFrame | None) -> tuple[pd.DataFrame, list]:
@@ -579,6 +604,19 @@ class Arm:
     runs: int
     init: float = math.nan  # the same network at initialisation (the floor), mean over the ok runs
     values: tuple[float, ...] = ()  # the per-seed values (the comparisons' samples)
+    #: (the table of runs, the selection of its rows: a bool mask, ascending positions, or None for all) the arm was
+    #: taken from, for the "to settle" hint's targeted command (:meth:`rows`); not part of its value
+    where: Any = field(default=None, compare=False, repr=False)
+
+    def rows(self) -> pd.DataFrame | None:
+        """The training-run rows of the arm, every status (None when it was built without them)."""
+        if self.where is None:
+            return None
+        table, sel = self.where
+        if sel is None:
+            return table
+        sel = np.asarray(sel)
+        return table.iloc[np.flatnonzero(sel) if sel.dtype == bool else sel]
 
     def text(self, what: str = "lin") -> str:
         s = f"±{num(self.std, 2)}" if self.n > 1 and math.isfinite(self.std) else ""
@@ -608,7 +646,7 @@ def arm(rows: pd.DataFrame, metric: str = "linear_top1") -> Arm:
     init = init[np.isfinite(init)]
     return Arm(float(vals.mean()) if vals.size else math.nan, float(vals.std(ddof=1)) if vals.size > 1 else math.nan,
                int(vals.size), int(ended.sum()), float(init.mean()) if init.size else math.nan,
-               tuple(float(v) for v in vals))
+               tuple(float(v) for v in vals), (rows, None))
 
 
 class ArmTable:
@@ -646,7 +684,7 @@ class ArmTable:
         init = init[np.isfinite(init)]
         return Arm(float(vals.mean()) if vals.size else math.nan,
                    float(vals.std(ddof=1)) if vals.size > 1 else math.nan, int(vals.size), int(ended.sum()),
-                   float(init.mean()) if init.size else math.nan, tuple(float(v) for v in vals))
+                   float(init.mean()) if init.size else math.nan, tuple(float(v) for v in vals), (self.rows, mask))
 
 
 def below_floor(*arms: Arm) -> str:
@@ -669,6 +707,8 @@ class Decision:
     seeds: int | None = None
     have: int = 0
     why: str = ""  # why more seeds cannot settle it (seeds None), when known
+    #: the arms compared (their rows name the runs the targeted "to settle" command adds: Study.settle_cpu)
+    arms: tuple = field(default=(), compare=False, repr=False)
 
 
 def _compare(test: Arm, ref: Arm, margin: float) -> tuple[stats.Comparison | None, str, Decision | None]:
@@ -690,7 +730,7 @@ def _compare(test: Arm, ref: Arm, margin: float) -> tuple[stats.Comparison | Non
 
 def comparable(test: Arm, ref: Arm, margin: float = ACC_MARGIN) -> Decision:
     """:func:`decide_comparable`, remembered (:func:`_remembered`)."""
-    return _remembered("comparable", test, ref, margin, decide_comparable)
+    return dataclasses.replace(_remembered("comparable", test, ref, margin, decide_comparable), arms=(test, ref))
 
 
 def decide_comparable(test: Arm, ref: Arm, margin: float = ACC_MARGIN) -> Decision:
@@ -721,7 +761,7 @@ def _more(n: int | None, test: Arm, ref: Arm) -> int | None:
 
 def better(test: Arm, ref: Arm, margin: float = ACC_MARGIN) -> Decision:
     """:func:`decide_better`, remembered (:func:`_remembered`)."""
-    return _remembered("better", test, ref, margin, decide_better)
+    return dataclasses.replace(_remembered("better", test, ref, margin, decide_better), arms=(test, ref))
 
 
 def decide_better(test: Arm, ref: Arm, margin: float = ACC_MARGIN) -> Decision:
@@ -889,7 +929,8 @@ def combine_decisions(ds: Sequence[Decision]) -> Decision:
         return Decision(v, "")
     seeds = None if any(d.seeds is None for d in open_) else max(d.seeds for d in open_)
     first = next((d for d in open_ if d.seeds is None), open_[0])
-    return Decision(v, "", first.comparison, seeds, min(d.have for d in open_), first.why)
+    return Decision(v, "", first.comparison, seeds, min(d.have for d in open_), first.why,
+                    tuple(a for d in open_ for a in d.arms))
 
 
 def settle_note(d: Decision) -> str:
