@@ -564,9 +564,14 @@ def test_sweep_study_runs_each_config_of_the_scale_with_the_command_lines_option
     monkeypatch.setattr(sweep, "execute", lambda args, command="sweep": calls.append((command, vars(args))) or 0)
     monkeypatch.setattr(studies.torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(sweep, "device_slug", lambda device="cpu": "nvidia-test" if device == "cuda" else "cpu-test")
+    # the exact checks run as they are, but their records' environment is a fixed one: a real probe with CUDA faked
+    # available finds no device (an IndexError when this test ran first, before the probe's cache was filled)
+    checked = []
+    monkeypatch.setattr(studies, "environment", lambda: checked.append(1) or {"device_name": "test GPU"})
     monkeypatch.chdir(tmp_path)
     assert _sweep_main(["--study", "sfrik", "views", "--scale", "gpu-1h", "--executor", "local", "--workers", "3",
                         "--timeout", "99"]) == 0
+    assert len(checked) == len(report.STUDIES["sfrik"].checks)  # sfrik's checks ran, each recorded once
     want = [report.CONFIG_DIR / "sfrik-gpu-1h.toml"] + [report.CONFIG_DIR / c for c in report.STUDIES["views"].gpu_1h]
     assert [Path(a["config"]) for _, a in calls] == want
     assert [a["out"] for _, a in calls] == (["results/studies/nvidia-test-sfrik.jsonl"]
