@@ -32,6 +32,7 @@ import pandas as pd
 
 from sslbench.analysis import load as _load
 from sslbench.analysis.load import load_results, results_stamp
+from sslbench.records.files import open_readable
 
 #: the flattened columns the dashboard's pages read (besides the base and derived columns, always read): every
 #: ``case.*``, ``metrics.*`` and ``env.*``; a store's ``regularizer_source.*`` (where a plug-in came from) is not shown
@@ -77,7 +78,7 @@ def _state(path: Path, start: _Read | None = None) -> _Read | None:
     """The :class:`_Read` of ``path`` read to its last whole line now (counting lines on from ``start``), or
     None when it cannot be opened."""
     try:
-        with open(path, "rb") as f:
+        with open_readable(path) as f:
             st = os.fstat(f.fileno())
             base, first = (start.offset, start.next_line) if start is not None else (0, 1)
             offset, lines = _whole_lines(f, base, st.st_size)
@@ -90,7 +91,7 @@ def _unchanged_prefix(path: Path, read: _Read) -> bool:
     """Whether ``path`` is the file read (same device and inode), at least as long, with the same bytes before
     the offset read up to: then only lines were appended."""
     try:
-        with open(path, "rb") as f:
+        with open_readable(path) as f:
             st = os.fstat(f.fileno())
             return (st.st_dev, st.st_ino) == (read.dev, read.ino) and st.st_size >= read.offset \
                 and _tail_hash(f, read.offset) == read.tail

@@ -28,6 +28,7 @@ from sslbench.records import (
     read_records,
     to_dataframe,
 )
+from sslbench.records.files import is_regular, open_readable
 from sslbench.records.store import parse_json_line
 
 #: record kinds whose rows are one regularizer step at one shape (time and memory against D, N, V)
@@ -87,7 +88,7 @@ or point at another folder: `sslbench analyze --results DIR`, `sslbench dashboar
 def _first_object(path: Path) -> dict | None:
     """The first line of a JSON-lines file that parses as a JSON object (None if there is none)."""
     try:
-        with open(path, "rb") as f:
+        with open_readable(path) as f:
             for raw in f:
                 text = raw.strip()
                 if not text:
@@ -129,10 +130,13 @@ def _walk(root: Path) -> tuple[list[Path], list[Path], list[Path]]:
             continue
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") or d == ".asv")
         for name in sorted(filenames):
-            if name.endswith(".jsonl"):
-                jsonl.append(here / name)
-            elif name.endswith(".json"):
-                js.append(here / name)
+            if not name.endswith((".jsonl", ".json")):
+                continue
+            if not is_regular(here / name):  # a FIFO planted there would block the reader: never opened
+                warnings.warn(f"{here / name}: not a regular file (a FIFO, a device, a socket or a broken link); "
+                              "skipped", RuntimeWarning, stacklevel=2)
+                continue
+            (jsonl if name.endswith(".jsonl") else js).append(here / name)
     return sorted(jsonl), sorted(js), sorted(asv)
 
 

@@ -32,6 +32,7 @@ import re
 from pathlib import Path
 from typing import Iterable
 
+from sslbench.records.files import NotRegularFile, open_readable, open_regular
 from sslbench.records.schema import STATUSES, unusable_reason
 from sslbench.records.store import _BLOCK, _Problems, locked, parse_json_line, parse_lines, warn_problems
 
@@ -140,7 +141,7 @@ def _read(path: Path, problems, not_json, *, kind=None, start=0, columns=None, s
     frames = []
     if not path.exists():
         return pd.DataFrame(), first_line
-    with open(path, "rb") as f, locked(f, exclusive=False):
+    with open_readable(path) as f, locked(f, exclusive=False):
         end = os.fstat(f.fileno()).st_size if stop is None else stop
         f.seek(start)
         pos, lineno, tail = start, first_line, b""
@@ -625,7 +626,7 @@ def read_frame_cached(path: str | os.PathLike, *, columns: Iterable[str] | None 
     real = os.path.realpath(path)
     snap = _snapshot_path(folder, path)
     try:
-        with open(path, "rb") as f:
+        with open_readable(path) as f:
             st = os.fstat(f.fileno())
             end = st.st_size
             cut = _complete_end(f, end)
@@ -680,7 +681,7 @@ def _read_back(snap: Path, real: str, path: Path, columns, folder: Path, offset:
     """The :class:`Snapshot` of the snapshot just written of the store read up to ``offset`` (None where it is not
     that snapshot any more: another process wrote a later one)."""
     try:
-        with open(path, "rb") as f:
+        with open_readable(path) as f:
             cached = _load_snapshot(snap, real, os.fstat(f.fileno()), f)
     except OSError:
         return None
@@ -704,18 +705,16 @@ def _snapshot_path(folder: Path, path) -> Path:
 def _load_snapshot(snap: Path, real: str, st: os.stat_result, f):
     """(Parquet file, key, the file's bytes) of a valid snapshot of this store, or None (none yet, or not valid: then a warning).
     The file is in memory and its schema checked; :func:`_from_snapshot` reads the columns a caller wants."""
-    import stat
-
     try:
-        fd = os.open(snap, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except FileNotFoundError:
-        return None
+        g = open_regular(snap)
+    except NotRegularFile:
+        return _invalid(snap, "is not a regular file")
     except OSError as exc:
         return _invalid(snap, f"cannot be opened ({exc.strerror or exc})")
+    if g is None:
+        return None
     try:
-        with os.fdopen(fd, "rb") as g:
-            if not stat.S_ISREG(os.fstat(g.fileno()).st_mode):
-                return _invalid(snap, "is not a regular file")
+        with g:
             data = g.read()
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -1118,8 +1117,10 @@ def _snapshot_store(snap: Path) -> str | None:
     """The store's real path in a snapshot's key (its Parquet footer, or the first line of cached records), or
     None where it cannot be read."""
     try:
-        fd = os.open(snap, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-        with os.fdopen(fd, "rb") as g:
+        g = open_regular(snap)
+        if g is None:
+            return None
+        with g:
             if snap.name.endswith(".parquet"):
                 import pyarrow.parquet as pq
 

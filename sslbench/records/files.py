@@ -12,13 +12,14 @@ file with other hard links.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import tempfile
 from pathlib import Path
 from typing import IO, Callable
 
-__all__ = ["fresh_file", "write_atomically", "read_own_text"]
+__all__ = ["fresh_file", "write_atomically", "read_own_text", "open_readable", "open_regular", "is_regular"]
 
 
 def _umask() -> int:
@@ -79,18 +80,49 @@ class NotRegularFile(ValueError):
     """:func:`open_regular`: the path is a folder, a device, a FIFO (or larger than allowed), not a regular file."""
 
 
+class NotRegularStore(OSError):
+    """:func:`open_readable`: the path is a FIFO, a device or a socket (an OSError, as a file that cannot be read)."""
+
+
+def is_regular(path: str | os.PathLike) -> bool:
+    """Whether ``path`` (a link followed) is a regular file, without opening it: a FIFO planted where a store is
+    looked for would block whoever opens it, waiting for a writer that never comes."""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def open_readable(path: str | os.PathLike) -> IO[bytes]:
+    """``open(path, "rb")`` of a store or a log that may have been planted: opened without blocking
+    (``O_NONBLOCK``: a FIFO opens at once instead of waiting for a writer), then refused unless it is a regular file
+    (:class:`NotRegularStore`, an OSError, so that callers treat it as a file they cannot read), then set back to
+    blocking. A link is followed (a store may be a link to one); the file's bytes are read as any store's are."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotRegularStore(errno.EINVAL, "not a regular file (a FIFO, a device or a socket)", os.fspath(path))
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def open_regular(path: str | os.PathLike, max_bytes: int | None = None) -> IO[bytes] | None:
     """``path`` opened for reading without following a link (``O_NOFOLLOW``: a planted symlink fails to open), or None
     when there is none. Raises :class:`NotRegularFile` when it is not a regular file or holds more than
     ``max_bytes``, OSError when it cannot be opened. The caches beside a store (snapshots, projections, grids) read
     their files through it and turn each outcome into their own warning."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    try:  # O_NONBLOCK: a FIFO planted there opens at once (and is refused) instead of blocking the reader
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         return None
     f = os.fdopen(fd, "rb")
     try:
         st = os.fstat(f.fileno())
+        if stat.S_ISREG(st.st_mode):
+            os.set_blocking(f.fileno(), True)
     except OSError:
         f.close()
         raise

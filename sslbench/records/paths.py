@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from sslbench.records import store
+from sslbench.records.files import open_readable
 
 
 class OutputPathError(ValueError):
@@ -56,7 +57,7 @@ def check_output_dir(path: str | os.PathLike, flag: str) -> Path:
 def _looks_like_store(path: Path) -> bool:
     """True for an empty file or one whose first non-blank line is a JSON object (a JSON-lines store)."""
     try:
-        with open(path, "rb") as f:
+        with open_readable(path) as f:
             for raw in f:
                 line = raw.strip()
                 if not line:

@@ -19,6 +19,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
+from sslbench.records.files import open_readable
 from sslbench.records.schema import clamp_numbers, make_record, upgrade_record
 
 
@@ -26,7 +27,8 @@ def _load_json(file: Path, what: str):
     """The parsed JSON of ``file`` with out-of-range numbers set to null (warned about, naming the file), or
     ``None`` with a warning when it is not readable JSON."""
     try:
-        data = json.loads(file.read_text())
+        with open_readable(file) as f:  # a FIFO planted there would block: refused (an OSError)
+            data = json.loads(f.read().decode("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         warnings.warn(f"{file}: not {what} ({exc}); skipped", RuntimeWarning, stacklevel=3)
         return None
@@ -121,9 +123,11 @@ def read_asv_results(results_dir: str | os.PathLike) -> list[dict]:
         machine_info = {}
         if (machine_dir / "machine.json").exists():
             try:
-                machine_info = json.loads((machine_dir / "machine.json").read_text())
-            except json.JSONDecodeError:
+                with open_readable(machine_dir / "machine.json") as f:
+                    machine_info = json.loads(f.read().decode("utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
                 machine_info = {}
+            machine_info = machine_info if isinstance(machine_info, dict) else {}
         for file in sorted(machine_dir.glob("*.json")):
             if file.name == "machine.json":
                 continue

@@ -23,6 +23,7 @@ import warnings
 from pathlib import Path
 from typing import Iterable, Mapping
 
+from sslbench.records.files import open_readable
 from sslbench.records.schema import FINAL_STATUSES, clamp_numbers, unusable_reason, upgrade_record
 
 try:
@@ -149,7 +150,7 @@ def read_records(path: str | os.PathLike, *, kind: str | None = None, start: int
     if not path.exists():
         return []
     problems, not_json = _Problems(path), []
-    with open(path, "rb") as f, locked(f, exclusive=False):
+    with open_readable(path) as f, locked(f, exclusive=False):
         f.seek(start)
         data = f.read()
     records = parse_lines(data.split(b"\n"), 1, problems, not_json, kind)
@@ -215,7 +216,7 @@ def projected_range(path: Path, keep, problems: _Problems, not_json: list[int], 
     """(the projected records of the bytes ``start`` to ``stop`` (default: the end) of ``path``, the number of
     the line after them); lines counted from ``first_line`` at ``start``; problems collected, not warned."""
     records, lineno = [], first_line
-    with open(path, "rb") as f, locked(f, exclusive=False):
+    with open_readable(path) as f, locked(f, exclusive=False):
         end = os.fstat(f.fileno()).st_size if stop is None else stop
         f.seek(start)
         pos, tail = start, b""
