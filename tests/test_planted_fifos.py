@@ -138,3 +138,11 @@ def test_sslbench_report_with_a_planted_fifo_prints_one_warning_and_its_report(t
     err = [ln for ln in out.stderr.splitlines() if ln.strip()]
     assert len(err) == 1 and "planted.jsonl" in err[0] and "not a regular file" in err[0], out.stderr
     assert "Traceback" not in out.stderr and "== fft" in out.stdout
+
+
+def test_a_fifo_at_the_checkpoint_path_is_one_clear_error(tmp_path):
+    from sslbench.training.checkpoint import CheckpointError, load_checkpoint
+
+    os.mkfifo(tmp_path / "run.pt")
+    with pytest.raises(CheckpointError, match="not a regular file"):
+        load_checkpoint(tmp_path / "run.pt")

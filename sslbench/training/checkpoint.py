@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from sslbench.records.files import write_atomically
+from sslbench.records.files import is_regular, write_atomically
 from sslbench.training.config import TrainInputError
 
 __all__ = ["FORMAT", "CheckpointError", "save_checkpoint", "load_checkpoint", "check_progress", "rng_state", "set_rng_state"]
@@ -68,6 +68,8 @@ def _unreadable(path: Path) -> str | None:
         return "no such file"
     if path.is_dir():
         return "this is a folder, not a file"
+    if not is_regular(path):  # a FIFO would block torch.load, waiting for a writer
+        return "not a regular file (a FIFO, a device or a socket)"
     if path.stat().st_size == 0:
         return "the file is empty"
     return None
