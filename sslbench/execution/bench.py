@@ -286,5 +286,16 @@ def summary_line(m: Measurement) -> str:
                f"max_reserved {_human_bytes(x.get('cuda_max_reserved_bytes'))}")
     else:
         mem = f"peak_rss {_human_bytes(x.get('peak_rss_bytes'))} (+{_human_bytes(x.get('peak_rss_delta_bytes'))})"
-    return f"ok {x['time_median_s'] * 1e3:.3f} ms (IQR {x['time_iqr_s'] * 1e3:.3f} ms, n={x['repeats']}) {mem}"
+    return (f"ok {x['time_median_s'] * 1e3:.3f} ms (IQR {x['time_iqr_s'] * 1e3:.3f} ms, n={x['repeats']}) {mem}"
+            + busy_note(x))
+
+
+def busy_note(metrics: dict) -> str:
+    """" [busy: ...]" for a CPU case timed while other processes left its threads too few cores, else ""."""
+    from sslbench.probe.cpu_load import contended
+
+    other, threads, cores = metrics.get("other_cpu_cores"), metrics.get("torch_threads"), metrics.get("cpu_cores")
+    if not contended(other, threads, cores):
+        return ""
+    return f" [busy: other processes used {other:.1f} of {cores} cores beside its {threads} thread(s)]"
 

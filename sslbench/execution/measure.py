@@ -56,6 +56,7 @@ from typing import Any, Callable
 import torch
 
 from sslbench.execution.runner import case_folder, run_child
+from sslbench.probe import cpu_load
 from sslbench.probe.environment import environment, nvml_module
 from sslbench.probe.memory import RssTracker, _proc_status_bytes, _ru_maxrss_bytes, is_oom_error
 
@@ -407,7 +408,10 @@ def measure(
             metrics["rss_peak_reset"] = tracker.reset()
             metrics["rss_baseline_bytes"] = tracker.current()
         timer = Timer(dev, cuda_backend=cuda_backend, clock=clock)
+        load = None if cuda else cpu_load.sample()  # the other processes' load over the timed calls
         timed_nonfinite = _timed_calls(fn, timer, times, held, repeats, min_repeats, max_repeats, min_time_s)
+        if not cuda:
+            _read_cpu_load(metrics, load)
         nonfinite_at = nonfinite_at or timed_nonfinite
         held[0] = None
         _read_memory(metrics, cuda, cuda_backend, tracker, sampler)
@@ -430,6 +434,17 @@ def measure(
     result.times_s = times
     result.metrics = {**summarize_times(times), **metrics}
     return result
+
+
+def _read_cpu_load(metrics: dict, before) -> None:
+    """``other_cpu_cores``: the other processes' mean load, in cores, over the timed calls, beside ``cpu_cores``
+    (the CPUs this process may use) and ``torch_threads``: a 2-thread timing on 2 cores beside another busy
+    process can be a hundred times its own (:mod:`sslbench.probe.cpu_load`)."""
+    other = cpu_load.other_cores(before, cpu_load.sample())
+    metrics["torch_threads"] = torch.get_num_threads()
+    metrics["cpu_cores"] = cpu_load.cores()
+    if other is not None:
+        metrics["other_cpu_cores"] = round(other, 2)
 
 
 def _check_arguments(fn, warmup, repeats, min_repeats, max_repeats) -> None:

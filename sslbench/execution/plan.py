@@ -572,6 +572,7 @@ class _Run:
     counts: dict = field(default_factory=dict)
     current: dict | None = None  # the case running now (recorded as "interrupted" if the run stops)
     elsewhere: int = 0  # cases left to another writer (running there, or done there meanwhile)
+    busy: int = 0  # CPU bench cases timed while other processes took the cores their threads needed
 
 
 def _store(plan: Plan, record: dict) -> None:
@@ -636,6 +637,10 @@ def _run_claimed(run: _Run, k: int, case: dict, sid: str) -> None:
               file=sys.stderr)
         raise outcome.interrupt
     run.counts[status] = run.counts.get(status, 0) + 1
+    if plan.kind == "bench" and status == "ok":
+        from sslbench.execution.bench import busy_note
+
+        run.busy += bool(busy_note(outcome.record.get("metrics") or {}))
     run.eta.add(case, outcome.wall_s)
     remaining = run.eta.remaining([c for c, _ in todo[k + 1:]])
     n_done = sum(plan.done)
@@ -691,6 +696,11 @@ def run_plan(plan: Plan) -> int:
           + (f"; {n_done} skipped, already in {plan.out}" if n_done else "")
           + (f"; {run.elsewhere} left to another writer" if run.elsewhere else ""), flush=True)
     print(devices_line(plan), flush=True)
+    if run.busy:
+        print(f"warning: {run.busy} of {sum(run.counts.values())} case(s) were timed while other processes used the "
+              "cores their threads needed (metrics.other_cpu_cores; marked [busy] above): OpenMP threads then wait "
+              "for one another and a time can be many times its own. Measure again on an idle machine (--no-resume), "
+              "or with --threads 1", file=sys.stderr, flush=True)
     return 1 if run.counts.get("error") else 0
 
 
