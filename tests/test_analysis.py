@@ -343,7 +343,10 @@ def test_regressions_in_date_order_even_when_files_are_not(tmp_path):
 
 def test_summary_and_format_table(df):
     tables = A.summary(df)
-    assert list(tables) == list(A.SUMMARY_TABLES)
+    from sslbench.analysis.tables import DEFAULT_TABLES
+
+    assert list(tables) == list(DEFAULT_TABLES) == [t for t in A.SUMMARY_TABLES if t != "versus"]  # versus: asked
+    assert list(A.summary(df, tables=["versus"])) == ["versus"]
     sc = tables["scaling_dim"]
     row = sc[(sc["label"] == "barlow_twins[gram]") & (sc["batch"] == 256)].iloc[0]
     assert row["alpha_time_s"] == pytest.approx(1.0) and row["dim_range"] == "64-1024"

@@ -7,6 +7,7 @@ import json
 import math
 from typing import Any, Sequence
 
+import numpy as np
 import pandas as pd
 
 from sslbench.analysis.common import column
@@ -143,9 +144,26 @@ def device_model(runs: pd.DataFrame) -> pd.Series:
     return name
 
 
+def latest_per_run(runs: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` (training records) with one record per run: per run id (``id``, a hash of the case) and CPU or GPU
+    model (:func:`device_model`: the same case on two machines is two runs), the latest by ``created``. A run
+    recorded twice (shared between two studies' stores, interrupted then finished, or measured again) is one run:
+    counted twice, its seed would narrow every interval as if it were two."""
+    if "id" not in runs.columns or runs.empty:
+        return runs
+    model = device_model(runs).map(lambda v: "" if v is None else str(v))
+    ids = runs["id"].astype(object).where(runs["id"].isna(), runs["id"].astype(str) + "\x00" + model)
+    order = (runs["created"].reset_index(drop=True).sort_values(na_position="first", kind="stable").index.to_numpy()
+             if "created" in runs.columns else np.arange(len(runs)))
+    ordered = ids.iloc[order]
+    keep = order[~(ordered.duplicated(keep="last") & ordered.notna()).to_numpy()]
+    return runs.iloc[np.sort(keep)]
+
+
 def accuracy_table(df: pd.DataFrame, by: Sequence[str] | None = None,
                    metrics: Sequence[str] = ACCURACY_METRICS) -> pd.DataFrame:
-    """Training runs (kind ``train``) grouped by configuration (``by``; default: regularizer, its variant
+    """Training runs (kind ``train``, one record per run id: :func:`latest_per_run`) grouped by configuration
+    (``by``; default: regularizer, its variant
     (:func:`run_variants`), dataset, fraction, backbone, dim, views, batch, epochs, device, those present, and
     ``device_name``, the CPU or GPU model (:func:`device_model`): runs on a GPU, on a CPU or on two models of
     either are never pooled), seeds pooled: ``runs`` (all statuses), ``ok`` (runs that finished), the mean of
@@ -158,7 +176,9 @@ def accuracy_table(df: pd.DataFrame, by: Sequence[str] | None = None,
             "case.regularizer", "case.hparams", *(f"case.{k}" for k in VARIANT_KEYS),
             *(f"metrics.{m}" for m in metrics),
             *(c for k in (by if by is not None else ACCURACY_KEYS) for c in (k, f"case.{k}", f"env.{k}"))}
+    want |= {"id", "created", "device_name"}
     runs = df.loc[(df["kind"] == "train").to_numpy(dtype=bool, na_value=False), [c for c in df.columns if c in want]]
+    runs = latest_per_run(runs)
     if runs.empty:
         return pd.DataFrame()
     if by is None:

@@ -9,6 +9,9 @@ directories; :func:`sslbench.analysis.load_results`) and prints:
 * ``crossovers``: where two series of the same regularizer cross in D (primal ``cross_correlation`` vs dual
   ``gram``, the official code vs sslbench, ...), for time and for memory, or which one is lower throughout;
 * ``accuracy``: training runs, seeds pooled (linear probe and kNN, at initialisation, gains, training time);
+* ``versus`` (on request: ``--tables versus``): each training variant against the baselines (``--baselines``,
+  default Barlow Twins and VICReg) at the same setting: Δ with its 95 % Welch interval, the equivalence test within
+  ±1 point (kNN ±2), and a verdict (comparable, better, worse, or the seeds per arm that would settle it);
 * ``regressions``: asv benchmarks that changed by more than ``--threshold`` × from one commit to the next.
 
 Examples::
@@ -34,12 +37,13 @@ TITLES = {
     "scaling_batch": "Scaling exponents in N (y ∝ N^alpha)",
     "crossovers": "Crossovers in D",
     "accuracy": "Accuracy of training runs (seeds pooled)",
+    "versus": "Each variant against the baselines at the same setting (Welch 95 % interval, TOST within the margin)",
     "regressions": "asv changes between consecutive commits beyond the threshold",
 }
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from sslbench.analysis import SUMMARY_TABLES
+    from sslbench.analysis.tables import DEFAULT_TABLES, SUMMARY_TABLES
 
     parser.add_argument("--results", default="results", metavar="DIR",
                         help="results folder, read recursively (default: results)")
@@ -48,8 +52,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "it exists; asv directories under --results are always read)")
     parser.add_argument("--format", choices=["text", "markdown", "csv"], default="text",
                         help="output format (default text)")
-    parser.add_argument("--tables", nargs="+", choices=list(SUMMARY_TABLES), default=list(SUMMARY_TABLES),
-                        metavar="TABLE", help=f"tables to print (default all: {', '.join(SUMMARY_TABLES)})")
+    parser.add_argument("--tables", nargs="+", choices=list(SUMMARY_TABLES), default=list(DEFAULT_TABLES),
+                        metavar="TABLE", help=f"tables to print, of {', '.join(SUMMARY_TABLES)} (default: all but "
+                                              "versus, whose cost grows with the comparisons: name it to get it)")
+    parser.add_argument("--baselines", nargs="+", default=None, metavar="VARIANT",
+                        help="versus: the regularizers (each of their variants) or variant labels (as the accuracy "
+                             "table names them) every other variant is compared with where they ran (default: "
+                             "barlow_twins vicreg)")
     parser.add_argument("--threshold", type=float, default=1.2,
                         help="asv: flag a change beyond this factor between consecutive commits (default 1.2)")
     parser.add_argument("--min-points", type=int, default=3,
@@ -92,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
             warnings.simplefilter("always")
             df = A.load_results(root, asv=args.asv, columns=A.SUMMARY_COLUMNS)  # only what the tables read
         tables = A.summary(df, threshold=args.threshold, min_points=args.min_points, dim_min=args.dim_min,
-                           tables=args.tables) if not df.empty else {}
+                           tables=args.tables, **({"baselines": args.baselines} if args.baselines else {})) \
+            if not df.empty else {}
     except Exception as exc:  # noqa: BLE001 -- one line naming the problem, never a traceback
         print(f"sslbench analyze: could not analyze the results in {root} ({type(exc).__name__}: {one_line(exc)}); the "
               "file at fault can be moved aside and the command rerun", file=sys.stderr)

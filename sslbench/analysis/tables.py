@@ -12,6 +12,7 @@ from sslbench.analysis.accuracy import ACCURACY_METRICS, accuracy_table
 from sslbench.analysis.common import fmt_number
 from sslbench.analysis.regressions import regressions
 from sslbench.analysis.scaling import crossover_table, scaling_table
+from sslbench.analysis.versus import DEFAULT_BASELINES, versus_table
 from sslbench.records.text import markdown_cell, one_line, terminal
 
 
@@ -24,11 +25,13 @@ def inventory(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def summary(df: pd.DataFrame, *, threshold: float = 1.2, min_points: int = 3, dim_min: float | None = None,
-            tables: Iterable[str] | None = None) -> dict[str, pd.DataFrame]:
+            tables: Iterable[str] | None = None, baselines: Iterable[str] = DEFAULT_BASELINES) -> dict[str, pd.DataFrame]:
     """The tables of ``sslbench analyze``: ``inventory``, ``scaling_dim`` (exponents in D), ``scaling_batch``
-    (in N), ``crossovers`` (in D, time and memory), ``accuracy`` and ``regressions`` (asv changes beyond
-    ``threshold`` only). ``dim_min``: fit the exponents in D over D >= dim_min only. ``tables`` picks some."""
-    names = list(tables) if tables is not None else list(SUMMARY_TABLES)
+    (in N), ``crossovers`` (in D, time and memory), ``accuracy``, ``regressions`` (asv changes beyond
+    ``threshold`` only) and, when ``tables`` names it, ``versus`` (each variant against ``baselines`` at the same
+    setting: :mod:`sslbench.analysis.versus`). ``dim_min``: fit the exponents in D over D >= dim_min only.
+    ``tables``: the tables to make (default :data:`DEFAULT_TABLES`)."""
+    names = list(tables) if tables is not None else list(DEFAULT_TABLES)
     unknown = [t for t in names if t not in SUMMARY_TABLES]
     if unknown:
         raise ValueError(f"unknown table(s) {unknown}; choose from {', '.join(SUMMARY_TABLES)}")
@@ -47,6 +50,8 @@ def summary(df: pd.DataFrame, *, threshold: float = 1.2, min_points: int = 3, di
             out[name] = pd.concat(both, ignore_index=True) if both else t
         elif name == "accuracy":
             out[name] = accuracy_table(df)
+        elif name == "versus":
+            out[name] = versus_table(df, tuple(baselines))
         elif name == "regressions":
             r = regressions(df, threshold=threshold)
             r = r[r["change"] != ""].reset_index(drop=True)
@@ -56,7 +61,10 @@ def summary(df: pd.DataFrame, *, threshold: float = 1.2, min_points: int = 3, di
     return out
 
 
-SUMMARY_TABLES = ("inventory", "scaling_dim", "scaling_batch", "crossovers", "accuracy", "regressions")
+SUMMARY_TABLES = ("inventory", "scaling_dim", "scaling_batch", "crossovers", "accuracy", "versus", "regressions")
+#: the tables made when none are named: all but ``versus``, whose cost grows with the comparisons (a millisecond
+#: each: :mod:`sslbench.analysis.versus`), so that ``sslbench analyze`` of 10^6 records stays within seconds
+DEFAULT_TABLES = tuple(t for t in SUMMARY_TABLES if t != "versus")
 
 #: the flattened columns :func:`summary` reads besides the base and derived ones of ``load_results``: the case (the
 #: accuracy keys and variants, asv's parameters), the models that name a device, asv's environment and the metrics of
