@@ -98,6 +98,13 @@ def test_a_run_recorded_in_two_stores_counts_once(tmp_path):
     assert t["seeds"].tolist() == ["3/3"]
     acc = A.accuracy_table(df)
     assert acc.set_index("regularizer")["runs"].to_dict() == {"barlow_twins": 3, "vicreg": 3}
+    from sslbench.analysis import views
+
+    assert len(views.accuracy_runs(df)) == 6  # the dashboard's accuracy page too
+    # the same case on another machine is another run
+    _runs(tmp_path / "c.jsonl", "barlow_twins", [87.0, 87.1, 87.2], model="AMD EPYC")
+    acc = A.accuracy_table(A.load_results(tmp_path, asv=[]))
+    assert sorted(acc["runs"]) == [3, 3, 3] and set(acc["device_name"]) == {"Xeon", "AMD EPYC"}
 
 
 def test_below_the_network_at_initialisation_is_said(tmp_path):

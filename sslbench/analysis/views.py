@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from sslbench.analysis.accuracy import ACCURACY_KEYS, accuracy_table, run_variants
+from sslbench.analysis.accuracy import ACCURACY_KEYS, accuracy_table, latest_per_run, run_variants
 from sslbench.analysis.common import column
 from sslbench.analysis.load import X_COLUMNS, load_results, results_stamp
 from sslbench.analysis.scaling import crossover, fit_scaling, ok_points
@@ -164,8 +164,9 @@ def accuracy_runs(df: pd.DataFrame) -> pd.DataFrame:
     """The training runs of ``df`` with plain columns for the Accuracy page: ``dataset``, ``fraction`` (numeric),
     ``backbone``, ``epochs``, ``seed``, the figures of :data:`ACCURACY_FIGURES` (numeric), ``samples_seen``
     (:func:`samples_seen`), ``study`` (the file the record came from: one study or sweep writes one store) and
-    ``device_name`` (the CPU or GPU model; ``case.device`` where the record names none)."""
-    runs = df[column(df, "kind") == "train"].copy()
+    ``device_name`` (the CPU or GPU model; ``case.device`` where the record names none). One record per run
+    (:func:`sslbench.analysis.accuracy.latest_per_run`): a run shared by two stores is one seed, not two."""
+    runs = latest_per_run(df[column(df, "kind") == "train"]).copy()  # a run recorded twice is one run
     for k in ("dataset", "fraction", "backbone", "epochs", "seed"):
         runs[k] = column(runs, f"case.{k}")
     for m in ACCURACY_FIGURES:
