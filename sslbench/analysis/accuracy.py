@@ -156,8 +156,10 @@ def latest_per_run(runs: pd.DataFrame) -> pd.DataFrame:
     order = (runs["created"].reset_index(drop=True).sort_values(na_position="first", kind="stable").index.to_numpy()
              if "created" in runs.columns else np.arange(len(runs)))
     ordered = ids.iloc[order]
-    keep = order[~(ordered.duplicated(keep="last") & ordered.notna()).to_numpy()]
-    return runs.iloc[np.sort(keep)]
+    dropped = (ordered.duplicated(keep="last") & ordered.notna()).to_numpy()
+    if not dropped.any():
+        return runs  # the frame itself: no copy of a large table that has no repeats
+    return runs.iloc[np.sort(order[~dropped])]
 
 
 def accuracy_table(df: pd.DataFrame, by: Sequence[str] | None = None,
