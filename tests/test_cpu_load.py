@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from sslbench.execution.bench import busy_note, summary_line
+from sslbench.execution.bench import summary_line
+from sslbench.probe.cpu_load import busy_note
 from sslbench.execution.measure import Measurement, measure
 from sslbench.probe import cpu_load
 
@@ -82,3 +83,22 @@ def test_a_measurement_beside_spinning_processes_reads_their_load():
     assert x["cpu_cores"] == n and x["torch_threads"] >= 1
     assert x["other_cpu_cores"] >= min(1.0, n - 0.5), x
     assert cpu_load.contended(x["other_cpu_cores"], 1, n) or n > 2
+
+
+def test_a_training_run_keeps_the_others_load_and_its_line_marks_a_busy_one(tmp_path):
+    import torch
+
+    from dist_train_cases import tiny_config
+    from sslbench.execution.plan import _summary
+    from sslbench.training import train as T
+
+    rec = T.train(tiny_config(tmp_path, eval=False, epochs=1, checkpoint_dir=None))
+    m = rec["metrics"]
+    assert rec["status"] == "ok"
+    if cpu_load.sample() is not None:
+        assert m["other_cpu_cores"] >= 0 and m["cpu_cores"] == cpu_load.cores()
+        assert m["torch_threads"] == torch.get_num_threads()
+    busy = {"train_time_s": 10.0, "other_cpu_cores": 1.8, "cpu_cores": 2, "torch_threads": 2}
+    assert _summary("train", {"status": "ok", "metrics": busy}).endswith(
+        "train 10.0 s [busy: other processes used 1.8 of 2 cores beside its 2 thread(s)]")
+    assert "busy" not in _summary("train", {"status": "ok", "metrics": {**busy, "other_cpu_cores": 0.2}})

@@ -41,6 +41,7 @@ from sslbench import regularizers
 from sslbench.devices import resolve_device  # noqa: F401 - re-exported: the rules of --device
 from sslbench.execution.cases import DTYPE_NAMES, KIND, SETUP_KEYS, describe, same_setup  # noqa: F401 - re-exported
 from sslbench.execution.measure import Measurement, is_oom_error, measure, measure_in_subprocess
+from sslbench.probe.cpu_load import busy_note
 
 __all__ = [
     "KIND",
@@ -290,12 +291,4 @@ def summary_line(m: Measurement) -> str:
             + busy_note(x))
 
 
-def busy_note(metrics: dict) -> str:
-    """" [busy: ...]" for a CPU case timed while other processes left its threads too few cores, else ""."""
-    from sslbench.probe.cpu_load import contended
-
-    other, threads, cores = metrics.get("other_cpu_cores"), metrics.get("torch_threads"), metrics.get("cpu_cores")
-    if not contended(other, threads, cores):
-        return ""
-    return f" [busy: other processes used {other:.1f} of {cores} cores beside its {threads} thread(s)]"
 

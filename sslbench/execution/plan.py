@@ -293,7 +293,9 @@ def _summary(kind: str, rec: dict) -> str:
             init = m.get(f"init_{key}")
             parts.append(f"{label} {m[key]:.2f}%" + (f" (init {init:.2f}%)" if init is not None else ""))
     if m.get("train_time_s") is not None:
-        parts.append(f"train {m['train_time_s']:.1f} s")
+        from sslbench.probe.cpu_load import busy_note
+
+        parts.append(f"train {m['train_time_s']:.1f} s{busy_note(m)}")
     return " ".join(parts)
 
 
@@ -637,8 +639,8 @@ def _run_claimed(run: _Run, k: int, case: dict, sid: str) -> None:
               file=sys.stderr)
         raise outcome.interrupt
     run.counts[status] = run.counts.get(status, 0) + 1
-    if plan.kind == "bench" and status == "ok":
-        from sslbench.execution.bench import busy_note
+    if status == "ok":
+        from sslbench.probe.cpu_load import busy_note
 
         run.busy += bool(busy_note(outcome.record.get("metrics") or {}))
     run.eta.add(case, outcome.wall_s)
@@ -699,8 +701,8 @@ def run_plan(plan: Plan) -> int:
     if run.busy:
         print(f"warning: {run.busy} of {sum(run.counts.values())} case(s) were timed while other processes used the "
               "cores their threads needed (metrics.other_cpu_cores; marked [busy] above): OpenMP threads then wait "
-              "for one another and a time can be many times its own. Measure again on an idle machine (--no-resume), "
-              "or with --threads 1", file=sys.stderr, flush=True)
+              "for one another and a time can be many times its own (accuracies are not affected). Measure again on "
+              "an idle machine (--no-resume), or with --threads 1", file=sys.stderr, flush=True)
     return 1 if run.counts.get("error") else 0
 
 

@@ -92,3 +92,12 @@ def contended(other: float | None, threads: int | None, n_cores: int | None) -> 
     if other is None or not threads or not n_cores:
         return False
     return threads + other > n_cores + SLACK_CORES
+
+
+def busy_note(metrics: dict) -> str:
+    """" [busy: ...]" for a CPU measurement (a bench case, a training run) made while other processes left its
+    threads too few cores (``metrics``: ``other_cpu_cores``, ``torch_threads``, ``cpu_cores``), else ""."""
+    other, threads, n_cores = metrics.get("other_cpu_cores"), metrics.get("torch_threads"), metrics.get("cpu_cores")
+    if not contended(other, threads, n_cores):
+        return ""
+    return f" [busy: other processes used {other:.1f} of {n_cores} cores beside its {threads} thread(s)]"

@@ -135,6 +135,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from sslbench import regularizers
+from sslbench.probe import cpu_load
 from sslbench.records.files import fresh_file, read_own_text
 from sslbench.training.checkpoint import (  # noqa: F401 - re-exported
     FORMAT,
@@ -565,6 +566,8 @@ class RunState:
     consistent: bool = True  # False while a step is half done (no checkpoint then)
     throughput: list = field(default_factory=list)  # images/s of each log window
     resumed_from: int | None = None  # the step of the checkpoint the run resumed from
+    #: the other processes' mean CPU load over this process's training, in cores (one CPU process only; None else)
+    other_cpu_cores: float | None = None
 
     @property
     def final_loss(self) -> float | None:
@@ -827,6 +830,9 @@ def train_steps(run: Run, state: RunState, log: _Log, on_step: Callable | None =
     exception is recorded as an ``error`` and raised again."""
     cfg, device = run.cfg, run.device
     clock = _Clock()
+    # the others' CPU load over the training (a busy machine slows it many times: sslbench.probe.cpu_load); not
+    # with several ranks on the machine, which would count each other
+    load = cpu_load.sample() if device.type == "cpu" and run.world == 1 else None
     bad = torch.zeros((), dtype=torch.bool, device=device)  # a NaN/Inf loss since the last check
     bar = _progress_bar(run, state.step)
     if device.type == "cuda":
@@ -875,6 +881,7 @@ def train_steps(run: Run, state: RunState, log: _Log, on_step: Callable | None =
             bar.close()
     _sync(device)
     state.train_time_s += clock.training_s()
+    state.other_cpu_cores = cpu_load.other_cores(load, cpu_load.sample()) if load is not None else None
     if state.status == "ok" and (state.resumed_from or 0) < run.total_steps:
         save(run, state, state.train_time_s)
     elif state.status == "interrupted":
@@ -1082,6 +1089,9 @@ def final_evaluation(run: Run, state: RunState) -> dict:
         "peak_memory_bytes": _peak_memory(run.device),
         "final_loss": state.final_loss if state.status != "diverged" else None,
     }
+    if state.other_cpu_cores is not None:  # this process's training only (a resumed run: since the resume)
+        metrics.update(other_cpu_cores=round(state.other_cpu_cores, 2), cpu_cores=cpu_load.cores(),
+                       torch_threads=torch.get_num_threads())
     if state.status == "ok" and cfg.eval:
         t_eval = time.perf_counter()
         if run.rank == 0:
