@@ -13,9 +13,9 @@ import time
 import pytest
 
 from sslbench.execution.bench import summary_line
-from sslbench.probe.cpu_load import busy_note
 from sslbench.execution.measure import Measurement, measure
 from sslbench.probe import cpu_load
+from sslbench.probe.cpu_load import busy_note
 
 STAT = """cpu  1000 2000 300 9999 5 0 7 11 0 0
 cpu0 100 200 30 5000 1 0 2 3 0 0
