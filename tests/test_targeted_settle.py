@@ -179,3 +179,30 @@ def test_command_runs_exactly_the_planned_cases(tmp_path):
         todo = [ln for ln in out.stdout.splitlines() if ln.startswith("todo")]
         assert len(todo) == 1, out.stdout
         assert re.search(r"barlow_twins .*D=512 V=4 frac=0\.25 seed=2 ", todo[0]), todo[0]
+
+
+def test_the_isoloss_row_runs_the_undecided_methods_seeds_only(tmp_path):
+    """IsoLoss's drop without EMA undecided (its interval straddles -1) while the other methods are decided: the
+    hint runs IsoLoss without EMA (the arm short of seeds), not the study's 6-arm grid."""
+    from sslbench.analysis import load_results
+    from sslbench.records import append_record, make_record
+
+    store = tmp_path / "cpu-intel-xeon-isoloss-cpu2.jsonl"
+    vals = {("isoloss", 0.0): [88.0, 88.6], ("isoloss", 0.99): [88.5, 88.4, 88.6],
+            ("directpred", 0.0): [80.0, 80.2, 80.1], ("directpred", 0.99): [88.5, 88.4, 88.6],
+            ("byol", 0.0): [88.4, 88.5, 88.3], ("byol", 0.99): [88.2, 88.1, 88.3]}
+    for (reg, tau), lins in vals.items():
+        for seed, lin in enumerate(lins):
+            case = {"regularizer": reg, "dataset": "fashion_mnist", "fraction": 0.5, "dim": 512, "views": 2,
+                    "batch": 256, "epochs": 4, "seed": seed, "device": "cpu", "optimizer": "adamw", "lr": 2e-3,
+                    "ema_tau": tau, "warmup_epochs": 1.0, "backbone": "convnet_pool_2x2", "projector": "512-512",
+                    "hparams": {"alpha": 0.5}}
+            metrics = {"linear_top1": lin, "init_linear_top1": 80.0, "effective_rank": 5.0,
+                       "train_time_s": 100.0, "eval_time_s": 20.0}
+            append_record(store, make_record("train", case, metrics, "ok", env={"device_name": "Intel Xeon"}))
+    [row] = [v for v in STUDIES["isoloss"].verdict(load_results(tmp_path, asv=[]), STUDIES["isoloss"])]
+    assert row.verdict == "inconclusive", row.figures
+    cpu = row.command.split("   | GPU: ")[0]
+    assert cpu.startswith("sslbench sweep --config results/studies/configs/isoloss-cpu2-noema.toml --regularizers "
+                          "isoloss --seeds 2"), cpu
+    assert "directpred" not in cpu.split("   # ")[0] and "run-cpu2.sh" not in cpu

@@ -56,7 +56,7 @@ def _drop(off, on) -> tuple[bool | None, stats.Comparison | None, int | None]:
 
 def _drops(g: pd.DataFrame) -> tuple[dict, list[str], dict]:
     """({method: dropped without EMA (True / False), or None when unknown}, figures, {method: (comparison, seeds
-    that would decide it)}) in one setting."""
+    that would decide it, seeds the arms have, (arm without EMA, arm with it))}) in one setting."""
     # the arms as masks over the setting's arrays, not a frame each (issue 21)
     t, ema, regs = ArmTable(g), g["ema_tau"].astype(float).to_numpy(), g["regularizer"].to_numpy(dtype=object)
     res, figs, why = {}, [], {}
@@ -67,7 +67,7 @@ def _drops(g: pd.DataFrame) -> tuple[dict, list[str], dict]:
         a, b = t.arm(off), t.arm(on)
         dropped, c, n = _drop(a, b)
         res[reg] = dropped
-        why[reg] = (c, n, min(a.n, b.n))
+        why[reg] = (c, n, min(a.n, b.n), (a, b))
         ra, rb = t.arm(off, "effective_rank"), t.arm(on, "effective_rank")
         state = {True: "dropped", False: "kept", None: "unknown"}[dropped]
         figs.append(f"{reg}: no EMA {a.text()} vs EMA {b.text()} ({c.text() if c else 'no interval'}: {state}; "
@@ -92,8 +92,8 @@ def _decision(v: str, res: dict, why: dict) -> Decision:
     if not open_:  # no method dropped, all decided: more seeds do not change that
         return Decision(v, "")
     known = [why[r] for r in open_ if why[r][1] is not None]
-    c, n, have = min(known, key=lambda t: t[1]) if known else why[open_[0]]
-    return Decision(v, "", c, n, have)
+    c, n, have, arms = min(known, key=lambda t: t[1]) if known else why[open_[0]]
+    return Decision(v, "", c, n, have, arms=arms)  # the arms: the hint runs that method's seeds only
 
 
 CLAIM = "IsoLoss learns robustly without the EMA target, where DirectPred / BYOL need it"
