@@ -120,6 +120,18 @@ def test_a_stop_signal_during_the_childs_start_stops_it_without_a_traceback(tmp_
     assert int(rest[-1]) == -signal.SIGINT != KILL, proc.stdout
 
 
+@pytest.mark.slow
+def test_a_child_started_by_a_launcher_that_ignores_sigint_still_stops_on_the_forwarded_sigint(tmp_path):
+    """A sweep run in the background (`nohup sslbench sweep ... &`) starts with SIGINT ignored, and an ignored
+    signal survives fork and exec: its child ignored the SIGINT forwarded to stop it and was killed after the 30 s
+    grace (-SIGKILL), losing what it had not saved. The child now starts with SIGINT at its default."""
+    proc = run_with_a_signal_during_fork("SIGTERM", DURING_FORK_BODY.format(tmp=str(tmp_path)), sigint_ignored=True)
+    assert proc.returncode == 0, proc.stderr
+    status, *rest = proc.stdout.split()
+    assert status == "interrupted" and "interrupted by the user (SIGTERM)" in proc.stdout, proc.stdout
+    assert int(rest[-1]) == -signal.SIGINT != KILL, proc.stdout
+
+
 def test_sigterm_raises_an_interrupt_inside_the_block_only():
     previous = signal.getsignal(signal.SIGTERM)
     with pytest.raises(R.Interrupted) as info:

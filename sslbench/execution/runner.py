@@ -231,10 +231,17 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
 
 
 def _child_setup(mask: set | None) -> Callable[[], None]:
-    """What the child runs between fork and exec on Linux: die with the parent, and take back the signal mask
-    the parent had before it blocked SIGINT/SIGTERM to start it (a mask survives exec)."""
+    """What the child runs between fork and exec on Linux: die with the parent, SIGINT and SIGTERM at their default
+    actions (an ignored one survives exec), and take back the signal mask the parent had before it blocked
+    SIGINT/SIGTERM to start it (a mask survives exec too)."""
     def setup() -> None:  # pragma: no cover - runs in the child
         _die_with_parent()
+        # an ignored SIGINT survives exec (a launcher run in the background, e.g. `nohup ... &`, starts with it
+        # ignored): the child would ignore the SIGINT forwarded to stop it and be killed after the grace, losing
+        # what it had not saved. The stop signals start at their defaults; the child's Python installs its own.
+        for s in _STOPS:
+            with contextlib.suppress(ValueError, OSError):  # ValueError: not the main thread; left as inherited
+                signal.signal(s, signal.SIG_DFL)
         if mask is not None:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     return setup
