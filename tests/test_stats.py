@@ -135,6 +135,18 @@ def test_seeds_to_settle_against_the_formula_with_scipys_quantiles():
     assert stats.seeds_to_settle(p, 0.0) == _seeds_by_formula(2.0, 1.0, 0.0, 0.975, paired=True)
 
 
+def test_seeds_to_settle_an_equivalence_against_the_formula():
+    """Inside ±margin the one-sided test toward the nearer margin (level 95 %); outside it, Δ shown beyond that
+    margin (two-sided, 97.5 %), for either sign of Δ."""
+    for a, b, boundary, level in (([88.1, 88.6, 88.3], [88.6, 88.9, 88.8], -1.0, 0.95),  # Δ ≈ −0.43: inside
+                                  ([88.6, 88.9, 88.8], [88.1, 88.6, 88.3], 1.0, 0.95),  # Δ ≈ +0.43
+                                  ([86.1, 86.9, 86.4], [88.1, 88.6, 88.3], -1.0, 0.975),  # Δ ≈ −1.87: outside
+                                  ([90.1, 90.9, 90.4], [88.1, 88.6, 88.3], 1.0, 0.975)):  # Δ ≈ +2.13
+        c = stats.welch(a, b)
+        assert stats.seeds_to_settle_equivalence(c, 1.0) == _seeds_by_formula(
+            c.diff, c.sd, boundary, level, var=(c.var_test, c.var_ref)), (a, b)
+
+
 def test_seeds_to_settle_by_hand_and_its_limits():
     # Δ = 3, s = 1, boundary 0, Welch: n = 2 gives (t(.975, 2) + t(.8, 2))·√(2/2) = 4.303 + 1.061 > 3;
     # n = 3: (2.776 + 0.941)·√(2/3) = 3.035 > 3; n = 4: (2.447 + 0.906)·√(1/2) = 2.371 ≤ 3

@@ -57,9 +57,7 @@ def verdict(c: stats.Comparison, margin: float) -> tuple[str, float]:
         return f"better (beyond +{margin:g})", p
     if c.hi < -margin:
         return f"worse (beyond -{margin:g})", p
-    # the nearer boundary decides: inside ±margin the one-sided test of TOST, outside it the interval's far end
-    inside = -margin < c.diff < margin
-    n = stats.seeds_to_settle(c, math.copysign(margin, c.diff), one_sided=inside)
+    n = stats.seeds_to_settle_equivalence(c, margin)
     if n is None:
         return (f"inconclusive: more than {stats.MAX_SEEDS} seeds per arm at the observed spread (Δ sits on the "
                 "margin)"), p

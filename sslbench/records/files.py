@@ -93,39 +93,42 @@ def is_regular(path: str | os.PathLike) -> bool:
         return False
 
 
-def open_readable(path: str | os.PathLike) -> IO[bytes]:
-    """``open(path, "rb")`` of a store or a log that may have been planted: opened without blocking
-    (``O_NONBLOCK``: a FIFO opens at once instead of waiting for a writer), then refused unless it is a regular file
-    (:class:`NotRegularStore`, an OSError, so that callers treat it as a file they cannot read), then set back to
-    blocking. A link is followed (a store may be a link to one); the file's bytes are read as any store's are."""
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+def _open_nonblocking(path: str | os.PathLike, *, follow: bool) -> tuple[IO[bytes], os.stat_result]:
+    """(``path`` opened for reading, its ``fstat``), opened with ``O_NONBLOCK`` (a FIFO opens at once instead of
+    waiting for a writer) and set back to blocking when it is a regular file; ``follow`` False: ``O_NOFOLLOW`` (a
+    symlink fails to open). Raises what ``os.open`` raises; the callers judge the file by its ``stat``."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | (0 if follow else getattr(os, "O_NOFOLLOW", 0))
+    fd = os.open(path, flags)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise NotRegularStore(errno.EINVAL, "not a regular file (a FIFO, a device or a socket)", os.fspath(path))
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb"), st
     except BaseException:
         os.close(fd)
         raise
 
 
+def open_readable(path: str | os.PathLike) -> IO[bytes]:
+    """``open(path, "rb")`` of a store or a log that may have been planted: opened without blocking, then refused
+    unless it is a regular file (:class:`NotRegularStore`, an OSError, so that callers treat it as a file they cannot
+    read). A link is followed (a store may be a link to one); the file's bytes are read as any store's are."""
+    f, st = _open_nonblocking(path, follow=True)
+    if not stat.S_ISREG(st.st_mode):
+        f.close()
+        raise NotRegularStore(errno.EINVAL, "not a regular file (a FIFO, a device or a socket)", os.fspath(path))
+    return f
+
+
 def open_regular(path: str | os.PathLike, max_bytes: int | None = None) -> IO[bytes] | None:
-    """``path`` opened for reading without following a link (``O_NOFOLLOW``: a planted symlink fails to open), or None
-    when there is none. Raises :class:`NotRegularFile` when it is not a regular file or holds more than
-    ``max_bytes``, OSError when it cannot be opened. The caches beside a store (snapshots, projections, grids) read
-    their files through it and turn each outcome into their own warning."""
-    try:  # O_NONBLOCK: a FIFO planted there opens at once (and is refused) instead of blocking the reader
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    """``path`` opened for reading without following a link (``O_NOFOLLOW``: a planted symlink fails to open) or
+    blocking on a FIFO, or None when there is none. Raises :class:`NotRegularFile` when it is not a regular file or
+    holds more than ``max_bytes``, OSError when it cannot be opened. The caches beside a store (snapshots,
+    projections, grids) read their files through it and turn each outcome into their own warning."""
+    try:
+        f, st = _open_nonblocking(path, follow=False)
     except FileNotFoundError:
         return None
-    f = os.fdopen(fd, "rb")
-    try:
-        st = os.fstat(f.fileno())
-        if stat.S_ISREG(st.st_mode):
-            os.set_blocking(f.fileno(), True)
-    except OSError:
-        f.close()
-        raise
     if not stat.S_ISREG(st.st_mode) or (max_bytes is not None and st.st_size > max_bytes):
         f.close()
         raise NotRegularFile(f"{os.fspath(path)}: not a regular file of at most {max_bytes} bytes")
@@ -136,11 +139,10 @@ def read_own_text(path: str | os.PathLike) -> str | None:
     """The text of the regular file ``path``, or None when there is none, it is a symlink (``O_NOFOLLOW``), not a
     regular file, or has other hard links (it may be someone else's file under a guessable name)."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        f, st = _open_nonblocking(path, follow=False)
     except OSError:
         return None
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
+    with f:
         if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
             return None
         return f.read().decode("utf-8", errors="replace")

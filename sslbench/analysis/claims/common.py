@@ -747,10 +747,8 @@ def decide_comparable(test: Arm, ref: Arm, margin: float = ACC_MARGIN) -> Decisi
         return Decision("supported", fig + " (better beyond the margin: no loss)", c)
     if c.hi < -margin:
         return Decision("not supported", fig + " (worse beyond the margin)", c)
-    if -margin < c.diff < margin:  # the one-sided test on the nearer side decides TOST
-        n = stats.seeds_to_settle(c, math.copysign(margin, c.diff), one_sided=True)
-    else:  # outside ±margin: showing it beyond (below: not supported; above: better, so no loss)
-        n = stats.seeds_to_settle(c, math.copysign(margin, c.diff))
+    # outside ±margin: showing it beyond (below: not supported; above: better, so no loss)
+    n = stats.seeds_to_settle_equivalence(c, margin)
     return Decision("inconclusive", fig, c, _more(n, test, ref), min(test.n, ref.n))
 
 

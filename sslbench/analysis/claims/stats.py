@@ -214,6 +214,13 @@ def tost(c: Comparison, margin: float) -> float:
     return max(p_low, p_high)
 
 
+def seeds_to_settle_equivalence(c: Comparison, margin: float) -> int | None:
+    """:func:`seeds_to_settle` for an equivalence test within ±``margin`` (:func:`tost`) that has not settled: with Δ
+    inside ±margin the one-sided test on the nearer side decides TOST; outside it, showing Δ beyond that margin does
+    (both the report's "comparable" rule and ``sslbench analyze``'s versus table)."""
+    return seeds_to_settle(c, math.copysign(margin, c.diff), one_sided=-margin < c.diff < margin)
+
+
 @functools.lru_cache(maxsize=1 << 14)  # the comparisons of many settings are alike (their seeds' values the same)
 def seeds_to_settle(c: Comparison, boundary: float, one_sided: bool = False, power: float = POWER,
                     max_seeds: int = MAX_SEEDS) -> int | None:
