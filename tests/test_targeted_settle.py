@@ -122,6 +122,10 @@ def test_plan_and_summary():
     text = targeted.summary(steps, 4)
     assert text.startswith("4 seeds per arm: 3 run(s) of the compared arms only")
     assert "~11 min" in text  # 1 × 4.02 + 2 × 3.67 = 11.35 min
+    # a seed that errored is run again (not final); one that diverged is not (final): a new seed
+    err = pd.DataFrame([run("vicreg", VIC, 0), run("vicreg", VIC, 1, status="error", linear=math.nan),
+                        run("vicreg", VIC, 2, status="diverged", linear=math.nan)])
+    assert [s.seeds for s in targeted.plan(err, 3, configs("fft"))] == [(1, 3)]
     # a run no config trains, or without a finished run to time: no plan (the hint gives the grid)
     assert targeted.plan(pd.DataFrame([run("sfrik", {})]), 3, configs("fft")) is None
     assert targeted.plan(pd.DataFrame([run("vicreg", VIC, status="error", linear=math.nan)]), 3,

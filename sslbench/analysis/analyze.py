@@ -90,6 +90,7 @@ def _bad_argument(args: argparse.Namespace) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     from sslbench import analysis as A
+    from sslbench.analysis.versus import DEFAULT_BASELINES
 
     problem = _bad_argument(args)
     if problem:
@@ -101,8 +102,7 @@ def run(args: argparse.Namespace) -> int:
             warnings.simplefilter("always")
             df = A.load_results(root, asv=args.asv, columns=A.SUMMARY_COLUMNS)  # only what the tables read
         tables = A.summary(df, threshold=args.threshold, min_points=args.min_points, dim_min=args.dim_min,
-                           tables=args.tables, **({"baselines": args.baselines} if args.baselines else {})) \
-            if not df.empty else {}
+                           tables=args.tables, baselines=args.baselines or DEFAULT_BASELINES) if not df.empty else {}
     except Exception as exc:  # noqa: BLE001 -- one line naming the problem, never a traceback
         print(f"sslbench analyze: could not analyze the results in {root} ({type(exc).__name__}: {one_line(exc)}); the "
               "file at fault can be moved aside and the command rerun", file=sys.stderr)

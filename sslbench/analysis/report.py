@@ -74,7 +74,7 @@ REPORT_COLUMNS = ("case.", "metrics.", "env.device_name")
 #: for; the verdicts and warnings are those of the whole of :data:`REPORT_COLUMNS` (tests/test_report_memory.py),
 #: in about two thirds of the memory at 10^6 records
 REPORT_METRICS = tuple(f"metrics.{m}" for m in dict.fromkeys(
-    (*_RUN_METRICS, "train_time_s", "eval_time_s", "draws", *fft.PERMUTATION_NEEDS, *gram.VALUES_NEEDS,
+    (*_RUN_METRICS, "draws", *fft.PERMUTATION_NEEDS, *gram.VALUES_NEEDS,
      *gram.CURVES_NEEDS, *sfrik.DEGREE2_NEEDS)))
 
 

@@ -23,6 +23,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from sslbench.records.schema import FINAL_STATUSES
+
 #: the studies' sweep configs (``sslbench sweep --config``), in the checkout
 CONFIG_DIR = Path(__file__).resolve().parents[3] / "results" / "studies" / "configs"
 
@@ -31,8 +33,6 @@ AXES = (("regularizers", "regularizer"), ("datasets", "dataset"), ("fractions", 
         ("views", "views"), ("batches", "batch"), ("epochs", "epochs"))
 #: the config's ``[train_options]`` a training run's row holds (the others are not told apart here)
 OPTION_COLUMNS = ("ema_tau", "predictor_hidden")
-#: statuses of a run the next sweep resumes (records.schema: not final)
-PENDING = ("interrupted", "killed")
 
 
 def read_configs(names: Sequence[str], config_dir: Path = CONFIG_DIR) -> dict[str, dict] | None:
@@ -106,8 +106,9 @@ def _missing(v: Any) -> bool:
 
 
 def seeds_to_run(ok: Sequence[int], pending: Sequence[int], recorded: Sequence[int], need: int) -> list[int]:
-    """The seeds that give an arm ``need`` more finished runs: its pending seeds first (the sweep resumes them),
-    then the smallest seeds without a record (a failed seed's record stays: rerunning it would be skipped)."""
+    """The seeds that give an arm ``need`` more finished runs: its pending seeds first (a record that is not final:
+    error, timeout, interrupted, killed; the sweep runs them again), then the smallest seeds without a record (a
+    seed that ended for good, e.g. diverged, keeps its record: the sweep would skip it)."""
     out = sorted(set(int(s) for s in pending) - set(int(s) for s in ok))[:max(need, 0)]
     taken = set(int(s) for s in recorded) | set(out)
     s = 0
@@ -152,7 +153,7 @@ def plan(rows: pd.DataFrame, n: int, configs: Mapping[str, dict]) -> list[Step] 
         if any(s is None for s in seeds):
             return None
         ok = [s for s, r in zip(seeds, mine) if bool(r.get("ok"))]
-        pending = [s for s, r in zip(seeds, mine) if r.get("status") in PENDING]
+        pending = [s for s, r in zip(seeds, mine) if r.get("status") not in FINAL_STATUSES]  # retried by a sweep
         run = seeds_to_run(ok, pending, seeds, n - len(set(ok)))
         if not run:
             continue
