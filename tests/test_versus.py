@@ -60,6 +60,12 @@ def test_verdict_and_figures_against_scipy(test, ref, margin, says):
         assert n == max(stats.seeds_to_settle_equivalence(c, margin), 4)  # the report's rule (test_stats checks it)
 
 
+def test_the_margins_are_the_reports():
+    from sslbench.analysis.claims.common import ACC_MARGIN, KNN_MARGIN
+
+    assert {m: margin for m, _, margin in V.METRICS} == {"linear_top1": ACC_MARGIN, "knn_top1": KNN_MARGIN}
+
+
 def test_one_seed_gives_no_interval():
     text, p = V.verdict(stats.welch([88.0], [87.0, 87.5]), 1.0)
     assert text.startswith("inconclusive: 2 seeds per arm") and math.isnan(p)

@@ -37,7 +37,8 @@ from sslbench.analysis.claims import stats
 #: the regularizers (or variant labels) every variant is compared with where they ran (``analyze --baselines``):
 #: each variant of them in a setting is a baseline there (Barlow Twins at two lambd values: two baselines)
 DEFAULT_BASELINES = ("barlow_twins", "vicreg")
-#: (metric, label, margin in points): the margins of ``sslbench report``'s accuracy rules
+#: (metric, label, margin in points): the margins of ``sslbench report``'s accuracy rules (ACC_MARGIN, KNN_MARGIN of
+#: :mod:`sslbench.analysis.claims.common`, which imports this package: tests/test_versus.py keeps them equal)
 METRICS = (("linear_top1", "linear", 1.0), ("knn_top1", "kNN", 2.0))
 #: the columns of a setting: the accuracy table's keys but the regularizer, and the device's model
 SETTING_KEYS = tuple(k for k in ACCURACY_KEYS if k != "regularizer") + (DEVICE_MODEL,)
@@ -64,6 +65,13 @@ def verdict(c: stats.Comparison, margin: float) -> tuple[str, float]:
     return f"inconclusive: ~{max(n, min(c.n_test, c.n_ref) + 1)} seeds per arm would settle it", p
 
 
+def _numbers(runs: pd.DataFrame, name: str) -> np.ndarray:
+    """Column ``name`` as floats (NaN for a non-number, all NaN when absent)."""
+    if name not in runs.columns:
+        return np.full(len(runs), np.nan)
+    return pd.to_numeric(runs[name], errors="coerce").to_numpy(float)
+
+
 def versus_table(df: pd.DataFrame, baselines: Sequence[str] = DEFAULT_BASELINES) -> pd.DataFrame:
     """The table of the module docstring: one row per (setting, variant, baseline, metric) where the baseline
     variant ran in the setting, over the runs that finished (status ok) with a finite value of the metric."""
@@ -83,10 +91,8 @@ def versus_table(df: pd.DataFrame, baselines: Sequence[str] = DEFAULT_BASELINES)
         if col is not None:
             runs[f"_k_{k}"] = runs[col]
             keys.append(k)
-    values = {m: pd.to_numeric(runs[f"metrics.{m}"], errors="coerce").to_numpy(float)
-              if f"metrics.{m}" in runs.columns else np.full(len(runs), np.nan) for m, _, _ in METRICS}
-    inits = {m: pd.to_numeric(runs[f"metrics.init_{m}"], errors="coerce").to_numpy(float)
-             if f"metrics.init_{m}" in runs.columns else np.full(len(runs), np.nan) for m, _, _ in METRICS}
+    values = {m: _numbers(runs, f"metrics.{m}") for m, _, _ in METRICS}
+    inits = {m: _numbers(runs, f"metrics.init_{m}") for m, _, _ in METRICS}
     runs["_pos"] = np.arange(len(runs))
     reg = next((c for c in ("regularizer", "case.regularizer") if c in runs.columns), None)
     runs["_reg"] = runs[reg].astype(str) if reg else ""
@@ -94,10 +100,12 @@ def versus_table(df: pd.DataFrame, baselines: Sequence[str] = DEFAULT_BASELINES)
     rows = []
     for setting, g in runs.groupby([f"_k_{k}" for k in keys], dropna=False, sort=True):
         setting = setting if isinstance(setting, tuple) else (setting,)
-        arms = {v: a["_pos"].to_numpy() for v, a in g.groupby("variant", sort=True)}
-        regs = {v: str(a["_reg"].iloc[0]) for v, a in g.groupby("variant", sort=True)}
-        # a baseline names a variant (its label) or a regularizer (each of its variants in the setting)
-        present = [v for v in arms if v in wanted or regs[v] in wanted]
+        arms, present = {}, []
+        for v, a in g.groupby("variant", sort=True):
+            arms[v] = a["_pos"].to_numpy()
+            # a baseline names a variant (its label) or a regularizer (each of its variants in the setting)
+            if v in wanted or str(a["_reg"].iloc[0]) in wanted:
+                present.append(v)
         for variant, pos in arms.items():
             # a baseline against the baselines after it only (one direction of each pair)
             for base in present[present.index(variant) + 1:] if variant in present else present:
