@@ -30,19 +30,18 @@ class Sample:
     wall_s: float  # time.monotonic()
 
 
-def cores() -> int:
-    """The CPUs this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
 def _allowed() -> set[int] | None:
+    """The CPUs this process may run on (its affinity), or None where the system does not say."""
     try:
         return set(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return None
+
+
+def cores() -> int:
+    """How many CPUs this process may run on."""
+    allowed = _allowed()
+    return len(allowed) if allowed else (os.cpu_count() or 1)
 
 
 def sample(stat_path: str = "/proc/stat") -> Sample | None:
